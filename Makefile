@@ -1,0 +1,3 @@
+# placeholder: the real targets land with the sensor
+test:
+	go test ./...

@@ -1,0 +1,357 @@
+package profiles
+
+import (
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"net/netip"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// KeySpec is one databus key as the template defines it.
+type KeySpec struct {
+	Name  string
+	Type  string // "value" or "function"
+	Text  string // the expression, or the function's dotted name
+	Param string // a function's constructor arguments (an expression), may be empty
+	File  string
+	Line  int
+
+	expr  *Expr // type "value"
+	param *Expr // type "function" with param
+	ctor  FunctionCtor
+}
+
+// Schema is a profile's databus definition: what every host of that profile starts with.
+type Schema struct {
+	keys  []KeySpec
+	index map[string]int
+}
+
+// Keys returns the defined key names in template order.
+func (s *Schema) Keys() []string {
+	out := make([]string, len(s.keys))
+	for i, k := range s.keys {
+		out[i] = k.Name
+	}
+	return out
+}
+
+// Has reports whether key is defined.
+func (s *Schema) Has(key string) bool { _, ok := s.index[key]; return ok }
+
+// Spec returns the definition of key.
+func (s *Schema) Spec(key string) (KeySpec, bool) {
+	i, ok := s.index[key]
+	if !ok {
+		return KeySpec{}, false
+	}
+	return s.keys[i], true
+}
+
+// checkSeed is the seed used to evaluate every key once at load, so errors surface at start.
+const checkSeed = 0x1c5a4e
+
+func parseDatabus(p *Profile, n *Node) (*Schema, error) {
+	s := &Schema{index: map[string]int{}}
+	for _, m := range n.Children {
+		if m.Name != "key_value_mappings" {
+			p.warnf("%s:%d: <%s>: unknown element inside <databus>, ignored", m.File, m.Line, m.Name)
+			continue
+		}
+		for _, k := range m.Children {
+			if k.Name != "key" {
+				p.warnf("%s:%d: <%s>: unknown element inside <key_value_mappings>, ignored", k.File, k.Line, k.Name)
+				continue
+			}
+			spec, err := parseKey(k)
+			if err != nil {
+				return nil, err
+			}
+			if _, dup := s.index[spec.Name]; dup {
+				return nil, k.Errorf("duplicate databus key %q", spec.Name)
+			}
+			s.index[spec.Name] = len(s.keys)
+			s.keys = append(s.keys, spec)
+		}
+	}
+	// Evaluate everything once so a bad expression stops the sensor at start, not at first contact.
+	env := EngineEnv{Seed: checkSeed, Addr: netip.MustParseAddr("192.0.2.1"), Start: time.Now()}
+	for _, k := range s.keys {
+		if _, err := k.instantiate(env); err != nil {
+			return nil, &Error{File: k.File, Line: k.Line, Element: "key name=\"" + k.Name + "\"", Err: err}
+		}
+	}
+	return s, nil
+}
+
+func parseKey(k *Node) (KeySpec, error) {
+	name, ok := k.Attr("name")
+	if !ok || strings.TrimSpace(name) == "" {
+		return KeySpec{}, k.Errorf("key without a name attribute")
+	}
+	v := k.Child("value")
+	if v == nil {
+		return KeySpec{}, k.Errorf("key %q has no <value>", name)
+	}
+	spec := KeySpec{Name: name, Text: v.TextTrim(), File: v.File, Line: v.Line}
+	spec.Type, _ = v.Attr("type")
+	spec.Param, _ = v.Attr("param")
+	switch spec.Type {
+	case "value":
+		if spec.Text == "" {
+			return KeySpec{}, v.Errorf("key %q: empty value expression", name)
+		}
+		e, err := CompileExpr(name, spec.Text)
+		if err != nil {
+			return KeySpec{}, v.Errorf("key %q: %v", name, err)
+		}
+		spec.expr = e
+	case "function":
+		ctor, ok := lookupFunction(spec.Text)
+		if !ok {
+			return KeySpec{}, v.Errorf("key %q: unknown function %q (known: %s)", name, spec.Text, strings.Join(FunctionNames(), ", "))
+		}
+		spec.ctor = ctor
+		if strings.TrimSpace(spec.Param) != "" {
+			e, err := CompileExpr(name+" param", spec.Param)
+			if err != nil {
+				return KeySpec{}, v.Errorf("key %q: param: %v", name, err)
+			}
+			spec.param = e
+		}
+	default:
+		return KeySpec{}, v.Errorf("key %q: value type %q is neither \"value\" nor \"function\"", name, spec.Type)
+	}
+	return spec, nil
+}
+
+// keySeed derives the seed of one key on one host, so values do not depend on the order in
+// which keys are first read.
+func keySeed(host uint64, key string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(key))
+	return host ^ h.Sum64()*0x9e3779b97f4a7c15
+}
+
+func (k KeySpec) instantiate(env EngineEnv) (any, error) {
+	seed := keySeed(env.Seed, k.Name)
+	if k.expr != nil {
+		return k.expr.Eval(seed)
+	}
+	var params []any
+	if k.param != nil {
+		pv, err := k.param.Eval(seed)
+		if err != nil {
+			return nil, err
+		}
+		switch x := pv.(type) {
+		case []any:
+			params = x
+		default:
+			params = []any{x}
+		}
+	}
+	env.Seed = seed
+	return k.ctor(env, params)
+}
+
+// Dynamic is a value computed on every read (an uptime, a counter, a random register).
+type Dynamic interface {
+	Value(now time.Time) any
+}
+
+// ErrNoKey is returned for a key neither the template nor any write defined.
+var ErrNoKey = errors.New("no such databus key")
+
+// Databus is one host's key/value store. Reads and writes are safe for concurrent use; every
+// protocol of the host sees the same values. Values are materialised on first read.
+type Databus struct {
+	schema *Schema
+	env    EngineEnv
+
+	mu   sync.RWMutex
+	vals map[string]any
+}
+
+// NewDatabus returns a host's databus for this schema.
+func (s *Schema) NewDatabus(env EngineEnv) *Databus {
+	if env.Start.IsZero() {
+		env.Start = time.Now()
+	}
+	return &Databus{schema: s, env: env, vals: make(map[string]any)}
+}
+
+// Env returns the host identity the databus was created with.
+func (d *Databus) Env() EngineEnv { return d.env }
+
+// raw returns the stored value (possibly a Dynamic), materialising it if needed.
+func (d *Databus) raw(key string) (any, error) {
+	d.mu.RLock()
+	v, ok := d.vals[key]
+	d.mu.RUnlock()
+	if ok {
+		return v, nil
+	}
+	spec, ok := d.schema.Spec(key)
+	if !ok {
+		return nil, fmt.Errorf("%w: %q", ErrNoKey, key)
+	}
+	nv, err := spec.instantiate(d.env)
+	if err != nil {
+		return nil, fmt.Errorf("databus key %q: %w", key, err)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if v, ok := d.vals[key]; ok { // another reader got there first
+		return v, nil
+	}
+	d.vals[key] = nv
+	return nv, nil
+}
+
+// Get returns the current value of key. Lists and maps are shared: treat them as read-only
+// and change them with Update.
+func (d *Databus) Get(key string) (any, error) {
+	v, err := d.raw(key)
+	if err != nil {
+		return nil, err
+	}
+	if dyn, ok := v.(Dynamic); ok {
+		return dyn.Value(time.Now()), nil
+	}
+	return v, nil
+}
+
+// Set replaces the value of key (a dynamic value becomes the static value written).
+func (d *Databus) Set(key string, v any) {
+	d.mu.Lock()
+	d.vals[key] = v
+	d.mu.Unlock()
+}
+
+// Update atomically replaces key's value with fn(current). fn must not modify current in
+// place: copy lists before changing them. fn runs under the databus lock, so keep it short.
+func (d *Databus) Update(key string, fn func(cur any) (any, error)) error {
+	if _, err := d.raw(key); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	cur := d.vals[key]
+	if dyn, ok := cur.(Dynamic); ok {
+		cur = dyn.Value(time.Now())
+	}
+	nv, err := fn(cur)
+	if err != nil {
+		return err
+	}
+	d.vals[key] = nv
+	return nil
+}
+
+// Keys returns every key defined by the template or written since, sorted.
+func (d *Databus) Keys() []string {
+	seen := map[string]bool{}
+	for _, k := range d.schema.keys {
+		seen[k.Name] = true
+	}
+	d.mu.RLock()
+	for k := range d.vals {
+		seen[k] = true
+	}
+	d.mu.RUnlock()
+	out := make([]string, 0, len(seen))
+	for k := range seen {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// GetString returns key's value formatted as text (Python's str() of the value).
+func (d *Databus) GetString(key string) (string, error) {
+	v, err := d.Get(key)
+	if err != nil {
+		return "", err
+	}
+	return FormatValue(v), nil
+}
+
+// GetInt returns key's value as an integer; strings holding numbers are accepted.
+func (d *Databus) GetInt(key string) (int64, error) {
+	v, err := d.Get(key)
+	if err != nil {
+		return 0, err
+	}
+	return ToInt(v)
+}
+
+// ToInt converts a databus value to an integer.
+func ToInt(v any) (int64, error) {
+	switch x := v.(type) {
+	case int64:
+		return x, nil
+	case int:
+		return int64(x), nil
+	case float64:
+		return int64(x), nil
+	case bool:
+		if x {
+			return 1, nil
+		}
+		return 0, nil
+	case string:
+		i, err := strconv.ParseInt(strings.TrimSpace(x), 0, 64)
+		if err != nil {
+			f, ferr := strconv.ParseFloat(strings.TrimSpace(x), 64)
+			if ferr != nil {
+				return 0, fmt.Errorf("%q is not a number", x)
+			}
+			return int64(f), nil
+		}
+		return i, nil
+	}
+	return 0, fmt.Errorf("value of type %T is not a number", v)
+}
+
+// FormatValue renders a databus value as Python's str() would.
+func FormatValue(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return "None"
+	case string:
+		return x
+	case bool:
+		if x {
+			return "True"
+		}
+		return "False"
+	case int64:
+		return strconv.FormatInt(x, 10)
+	case float64:
+		return strconv.FormatFloat(x, 'g', -1, 64)
+	case []byte:
+		return string(x)
+	case []any:
+		var b strings.Builder
+		b.WriteByte('[')
+		for i, e := range x {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			if s, ok := e.(string); ok {
+				b.WriteString(strconv.Quote(s))
+			} else {
+				b.WriteString(FormatValue(e))
+			}
+		}
+		b.WriteByte(']')
+		return b.String()
+	}
+	return fmt.Sprint(v)
+}

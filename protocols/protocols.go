@@ -1,0 +1,252 @@
+// Package protocols defines what a protocol implementation gives the sensor and what the
+// sensor gives it back, and holds the registry of protocols. Protocol packages never import
+// the sensor: they see a Host, a Session and the Event they emit.
+package protocols
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/icsnare/icsnare/profiles"
+)
+
+// Transport names.
+const (
+	TCP = "tcp"
+	UDP = "udp"
+)
+
+// Endpoint is a port a service wants, on every address of every host that runs it.
+type Endpoint struct {
+	Transport string // TCP or UDP
+	Port      int    // the standard port (the sensor applies its overrides and offset)
+}
+
+func (e Endpoint) String() string { return fmt.Sprintf("%s/%d", e.Transport, e.Port) }
+
+// Protocol is a registered protocol implementation.
+type Protocol interface {
+	// Name is the template directory name of the protocol ("modbus", "s7comm", "snmp" …).
+	Name() string
+	// Configure parses the protocol's profile section and returns the service that serves
+	// every host of that profile. Errors are *profiles.Error values naming file, line and
+	// element; unknown elements are reported with sec.Warnf and ignored.
+	Configure(sec *profiles.Section) (Service, error)
+}
+
+// Service is a protocol configured for one profile.
+type Service interface {
+	Endpoints() []Endpoint
+}
+
+// StreamService serves TCP connections. ServeConn returns when the connection is done; the
+// sensor closes conn afterwards. conn applies the sensor's idle timeout to every Read and a
+// write timeout to every Write, so a handler can simply loop reading until an error.
+// A panic is caught by the sensor: it closes that connection only.
+type StreamService interface {
+	Service
+	ServeConn(ctx context.Context, s *Session, conn net.Conn)
+}
+
+// PacketService answers datagrams. req is valid only during the call. reply may be called
+// at most once per request, at once or later from another goroutine (a tarpit), and never
+// after ctx is done.
+type PacketService interface {
+	Service
+	ServePacket(ctx context.Context, s *Session, req []byte, reply func(resp []byte))
+}
+
+var (
+	regMu    sync.RWMutex
+	registry = map[string]Protocol{}
+)
+
+// Register adds a protocol. Each protocol package calls it from init; the sensor imports
+// the protocol packages it ships (protocols/all).
+func Register(p Protocol) {
+	regMu.Lock()
+	defer regMu.Unlock()
+	if _, dup := registry[p.Name()]; dup {
+		panic("protocols: registered twice: " + p.Name())
+	}
+	registry[p.Name()] = p
+}
+
+// Lookup returns the protocol registered under name.
+func Lookup(name string) (Protocol, bool) {
+	regMu.RLock()
+	defer regMu.RUnlock()
+	p, ok := registry[name]
+	return p, ok
+}
+
+// Names lists the registered protocols, sorted.
+func Names() []string {
+	regMu.RLock()
+	defer regMu.RUnlock()
+	out := make([]string, 0, len(registry))
+	for n := range registry {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Host is one emulated device as protocols see it.
+type Host struct {
+	Addr    netip.Addr
+	Profile *profiles.Profile
+	Seed    uint64 // stable per host; derive identity values from it, never from the machine
+	Databus *profiles.Databus
+
+	state sync.Map
+}
+
+// NewHost creates a host of profile p at addr with the given seed.
+func NewHost(addr netip.Addr, p *profiles.Profile, seed uint64, start time.Time) *Host {
+	return &Host{Addr: addr, Profile: p, Seed: seed,
+		Databus: p.Schema.NewDatabus(profiles.EngineEnv{Seed: seed, Addr: addr, Start: start})}
+}
+
+// State returns the host's state stored under key, creating it with init on first use.
+// Protocols keep per-host state here (an S7 CPU's operating mode, SNMP counters …) under
+// keys prefixed with their name.
+func (h *Host) State(key string, init func() any) any {
+	if v, ok := h.state.Load(key); ok {
+		return v
+	}
+	v, _ := h.state.LoadOrStore(key, init())
+	return v
+}
+
+// Field is one protocol-specific event field.
+type Field struct {
+	Key   string
+	Value any // string, bool, integers, float64, []string, []byte (hex), or anything JSON can encode
+}
+
+// F makes a Field.
+func F(key string, value any) Field { return Field{Key: key, Value: value} }
+
+// Event is one thing that happened in a session. The sensor fills the session fields.
+type Event struct {
+	Time      time.Time
+	Type      string // dotted, "<protocol>.<what>", e.g. "modbus.request"
+	SessionID string
+	Protocol  string
+	Transport string
+	Src, Dst  netip.AddrPort
+	Sensor    string
+	Profile   string
+	Request   []byte // raw bytes, written as hex unless Text is set
+	Response  []byte
+	Text      bool // Request and Response are text (HTTP, FTP …)
+	Fields    []Field
+}
+
+// Emitter takes events; it never blocks.
+type Emitter interface {
+	Emit(e *Event)
+}
+
+// Metrics is what a session counts. Kinds must come from a small fixed set per protocol
+// (a function code, a PDU type), never from attacker-controlled text.
+type Metrics interface {
+	Request(protocol, kind string, failed bool)
+}
+
+// Session is one TCP connection or one UDP flow (source, host, protocol).
+type Session struct {
+	ID        string
+	Protocol  string
+	Transport string
+	Local     netip.AddrPort // the emulated host's address and port
+	Remote    netip.AddrPort
+	Host      *Host
+	Log       *slog.Logger
+	Sensor    string
+	Events    Emitter
+	Metrics   Metrics
+	// MaxPayload bounds the request/response bytes kept in an event.
+	MaxPayload int
+
+	requests atomic.Int64
+}
+
+// Emit sends an event of type typ ("<protocol>." is prefixed when typ has no dot's
+// protocol prefix) with the session's fields filled in. req and resp are copied (up to
+// MaxPayload bytes), so callers may reuse their buffers.
+func (s *Session) Emit(typ string, req, resp []byte, fields ...Field) {
+	s.emit(typ, req, resp, false, fields)
+}
+
+// EmitText is Emit for text protocols: request and response are written as text.
+func (s *Session) EmitText(typ string, req, resp []byte, fields ...Field) {
+	s.emit(typ, req, resp, true, fields)
+}
+
+func (s *Session) emit(typ string, req, resp []byte, text bool, fields []Field) {
+	if s.Events == nil {
+		return
+	}
+	if len(typ) <= len(s.Protocol) || typ[:len(s.Protocol)] != s.Protocol || typ[len(s.Protocol)] != '.' {
+		typ = s.Protocol + "." + typ
+	}
+	e := &Event{
+		Time: time.Now().UTC(), Type: typ, SessionID: s.ID, Protocol: s.Protocol,
+		Transport: s.Transport, Src: s.Remote, Dst: s.Local, Sensor: s.Sensor,
+		Request: s.clip(req), Response: s.clip(resp), Text: text, Fields: fields,
+	}
+	if s.Host != nil && s.Host.Profile != nil {
+		e.Profile = s.Host.Profile.Name
+	}
+	s.Events.Emit(e)
+}
+
+func (s *Session) clip(b []byte) []byte {
+	if b == nil {
+		return nil
+	}
+	n := len(b)
+	if s.MaxPayload > 0 && n > s.MaxPayload {
+		n = s.MaxPayload
+	}
+	return append([]byte(nil), b[:n]...)
+}
+
+// Request counts one request of the given kind (see Metrics).
+func (s *Session) Request(kind string, failed bool) {
+	s.requests.Add(1)
+	if s.Metrics != nil {
+		s.Metrics.Request(s.Protocol, kind, failed)
+	}
+}
+
+// Requests returns how many requests the session counted.
+func (s *Session) Requests() int64 { return s.requests.Load() }
+
+// RateLimit is a request limit a profile sets for a UDP service (Conpot's SNMP "evasion":
+// "per-IP;overall" requests per minute).
+type RateLimit struct {
+	Port      int    // the endpoint's standard port
+	Class     string // "" for every request, or a protocol's class ("get", "set", "next", "bulk")
+	PerSource int    // requests per minute from one source address; 0 means unlimited
+	Global    int    // requests per minute from all sources together; 0 means unlimited
+}
+
+// RateLimiter is implemented by UDP services whose profile sets request limits. The sensor
+// hands the limits to the XDP program when it loads; the service enforces them in
+// userspace otherwise.
+type RateLimiter interface {
+	RateLimits() []RateLimit
+	// KernelEnforced tells the service which of its limits the kernel now enforces, so it
+	// stops counting those itself (nil: none, enforce all in userspace).
+	KernelEnforced(limits []RateLimit)
+}

@@ -1,0 +1,276 @@
+// Package protocoltest runs a protocol service on a real loopback socket for tests, the way
+// the sensor would, without the sensor: one host, events recorded in memory.
+package protocoltest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/icsnare/icsnare/profiles"
+	"github.com/icsnare/icsnare/protocols"
+)
+
+// Recorder keeps every event emitted to it.
+type Recorder struct {
+	mu     sync.Mutex
+	events []*protocols.Event
+}
+
+// Emit implements protocols.Emitter.
+func (r *Recorder) Emit(e *protocols.Event) {
+	r.mu.Lock()
+	r.events = append(r.events, e)
+	r.mu.Unlock()
+}
+
+// Events returns the events so far.
+func (r *Recorder) Events() []*protocols.Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]*protocols.Event(nil), r.events...)
+}
+
+// OfType returns the events whose Type is typ.
+func (r *Recorder) OfType(typ string) []*protocols.Event {
+	var out []*protocols.Event
+	for _, e := range r.Events() {
+		if e.Type == typ {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// Profile loads an embedded profile (or a template directory) or fails the test.
+func Profile(t testing.TB, nameOrDir string) *profiles.Profile {
+	t.Helper()
+	p, err := profiles.Open(nameOrDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// Configure configures proto from p's section of the same name, failing the test on error
+// or on template warnings.
+func Configure(t testing.TB, proto protocols.Protocol, p *profiles.Profile) protocols.Service {
+	t.Helper()
+	sec, ok := p.Sections[proto.Name()]
+	if !ok {
+		t.Fatalf("profile %s has no enabled %s section", p.Name, proto.Name())
+	}
+	svc, err := proto.Configure(sec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := p.Warnings(); len(w) > 0 {
+		t.Fatalf("template warnings: %v", w)
+	}
+	return svc
+}
+
+// Host returns a host of profile p at addr with a fixed seed.
+func Host(p *profiles.Profile, addr netip.Addr, seed uint64) *protocols.Host {
+	return protocols.NewHost(addr, p, seed, time.Now().Add(-72*time.Hour))
+}
+
+// LoopbackAddr returns a random address in 127.64.0.0/10 so parallel tests can bind
+// standard ports (102, 502 …) without colliding. Binding ports below 1024 needs root.
+func LoopbackAddr() netip.Addr {
+	return netip.AddrFrom4([4]byte{127, byte(64 + rand.IntN(64)), byte(rand.IntN(256)), byte(1 + rand.IntN(254))})
+}
+
+type metrics struct{ n atomic.Int64 }
+
+func (m *metrics) Request(string, string, bool) { m.n.Add(1) }
+
+// Server is a running test listener.
+type Server struct {
+	Addr   netip.AddrPort
+	Events *Recorder
+	Host   *protocols.Host
+	// Panics counts handler panics (the sensor would log and count them too).
+	Panics atomic.Int64
+	// Sessions counts sessions started.
+	Sessions atomic.Int64
+}
+
+func (s *Server) session(proto, transport string, local, remote netip.AddrPort) *protocols.Session {
+	n := s.Sessions.Add(1)
+	return &protocols.Session{
+		ID: fmt.Sprintf("test-%d", n), Protocol: proto, Transport: transport,
+		Local: local, Remote: remote, Host: s.Host, Sensor: "test",
+		Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Events: s.Events, Metrics: &metrics{}, MaxPayload: 4096,
+	}
+}
+
+func (s *Server) recoverPanic(t testing.TB) {
+	if r := recover(); r != nil {
+		s.Panics.Add(1)
+		t.Errorf("handler panic: %v\n%s", r, debug.Stack())
+	}
+}
+
+// ServeTCP serves svc for host h on addr (e.g. "127.0.0.1:0"), with a 10 s idle timeout,
+// until the test ends. A handler panic fails the test.
+func ServeTCP(t testing.TB, proto string, svc protocols.StreamService, h *protocols.Host, addr string) *Server {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("listen %s: %v", addr, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	srv := &Server{Addr: ln.Addr().(*net.TCPAddr).AddrPort(), Events: &Recorder{}, Host: h}
+	var wg sync.WaitGroup
+	conns := map[net.Conn]struct{}{}
+	var mu sync.Mutex
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns[c] = struct{}{}
+			mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() {
+					c.Close()
+					mu.Lock()
+					delete(conns, c)
+					mu.Unlock()
+				}()
+				defer srv.recoverPanic(t)
+				sess := srv.session(proto, protocols.TCP, c.LocalAddr().(*net.TCPAddr).AddrPort(), c.RemoteAddr().(*net.TCPAddr).AddrPort())
+				svc.ServeConn(ctx, sess, &protocols.TimeoutConn{Conn: c, Idle: 10 * time.Second, WriteTimeout: 10 * time.Second})
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		cancel()
+		ln.Close()
+		mu.Lock()
+		for c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return srv
+}
+
+// ServeUDP serves svc for host h on addr until the test ends. Each datagram is one request.
+func ServeUDP(t testing.TB, proto string, svc protocols.PacketService, h *protocols.Host, addr string) *Server {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		t.Fatalf("listen %s: %v", addr, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	uc := pc.(*net.UDPConn)
+	srv := &Server{Addr: uc.LocalAddr().(*net.UDPAddr).AddrPort(), Events: &Recorder{}, Host: h}
+	var wg sync.WaitGroup
+	var smu sync.Mutex
+	sessions := map[netip.AddrPort]*protocols.Session{}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		buf := make([]byte, 65536)
+		for {
+			n, from, err := uc.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				if errors.Is(err, net.ErrClosed) {
+					return
+				}
+				continue
+			}
+			smu.Lock()
+			sess, ok := sessions[from]
+			if !ok {
+				sess = srv.session(proto, protocols.UDP, srv.Addr, from)
+				sessions[from] = sess
+			}
+			smu.Unlock()
+			func() {
+				defer srv.recoverPanic(t)
+				var once atomic.Bool
+				svc.ServePacket(ctx, sess, buf[:n], func(resp []byte) {
+					if once.Swap(true) {
+						t.Errorf("reply called twice for one request")
+						return
+					}
+					if ctx.Err() != nil {
+						return
+					}
+					uc.WriteToUDPAddrPort(resp, from)
+				})
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		cancel()
+		uc.Close()
+		wg.Wait()
+	})
+	return srv
+}
+
+// NeedTool returns the path of an external client, skipping the test when it is missing
+// locally and failing it under CI (CI=true), where every client must be installed.
+func NeedTool(t testing.TB, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err == nil {
+		return p
+	}
+	if InCI() {
+		t.Fatalf("%s is not installed (CI must install it): %v", name, err)
+	}
+	t.Skipf("%s not installed", name)
+	return ""
+}
+
+// NeedRoot skips the test when not root, and fails it under CI.
+func NeedRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	if InCI() {
+		t.Fatal("this test needs root, and CI runs as root")
+	}
+	t.Skip("needs root")
+}
+
+// InCI reports whether the tests run under CI (CI=true), where skips are failures.
+func InCI() bool { return strings.EqualFold(os.Getenv("CI"), "true") }
+
+// Run runs an external command with a timeout and returns its combined output.
+func Run(t testing.TB, timeout time.Duration, name string, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.WaitDelay = 2 * time.Second
+	out, err := cmd.CombinedOutput()
+	t.Logf("$ %s %s\n%s", name, strings.Join(args, " "), out)
+	return string(out), err
+}
