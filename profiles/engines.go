@@ -71,7 +71,9 @@ type DynamicFunc func(now time.Time) any
 func (f DynamicFunc) Value(now time.Time) any { return f(now) }
 
 // UptimeSeconds is the number of whole seconds a host has been up.
-func UptimeSeconds(env EngineEnv, now time.Time) int64 { return int64(now.Sub(env.Start) / time.Second) }
+func UptimeSeconds(env EngineEnv, now time.Time) int64 {
+	return int64(now.Sub(env.Start) / time.Second)
+}
 
 func init() {
 	const misc = "conpot.emulators.misc."

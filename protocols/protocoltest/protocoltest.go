@@ -113,7 +113,7 @@ func (s *Server) session(proto, transport string, local, remote netip.AddrPort) 
 	return &protocols.Session{
 		ID: fmt.Sprintf("test-%d", n), Protocol: proto, Transport: transport,
 		Local: local, Remote: remote, Host: s.Host, Sensor: "test",
-		Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Log:    slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		Events: s.Events, Metrics: &metrics{}, MaxPayload: 4096,
 	}
 }
