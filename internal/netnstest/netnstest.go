@@ -15,8 +15,8 @@
 // New creates one namespace named "icsn-" plus a random suffix (so parallel tests and
 // parallel test binaries never collide), with lo up. NewPair creates two and joins them with a
 // veth pair (this kernel has no dummy interfaces, and veth is built in) whose ends carry the
-// given addresses; IPv6 addresses skip duplicate address detection, so they are usable at
-// once. AddRoute adds routes for whole prefixes (on-link or via a gateway). t.Cleanup closes
+// given addresses; IPv6 duplicate address detection is off in both, so every address
+// (link-local ones too) is usable at once. AddRoute adds routes for whole prefixes (on-link or via a gateway). t.Cleanup closes
 // every socket the helpers opened and deletes the namespaces, which also removes the veth
 // pair, whether the test passed or failed.
 //
@@ -101,6 +101,18 @@ func New(t testing.TB) *NS {
 	}
 	if err := n.nl.SetSocketTimeout(5 * time.Second); err != nil {
 		t.Fatalf("netnstest: %v", err)
+	}
+	// No duplicate address detection: IPv6 addresses (link-local ones too) are usable, and
+	// the namespace's state stable, as soon as a link is up.
+	if err := n.Do(func() error {
+		for _, k := range []string{"all", "default"} {
+			if err := os.WriteFile("/proc/sys/net/ipv6/conf/"+k+"/accept_dad", []byte("0"), 0); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil && !errors.Is(err, os.ErrNotExist) { // no IPv6 in this kernel
+		t.Fatalf("netnstest: accept_dad in %s: %v", name, err)
 	}
 	lo, err := n.nl.LinkByName("lo")
 	if err == nil {
@@ -195,9 +207,10 @@ func (n *NS) AddRoute(dst netip.Prefix, via netip.Addr) error {
 	return nil
 }
 
-// Do runs fn inside the namespace on a locked OS thread and returns its error. The calling
-// goroutine's namespace is restored afterwards. Goroutines started by fn run in the
-// original namespace; sockets created by fn stay in this one.
+// Do runs fn inside the namespace on a locked OS thread and returns its error (a panic in
+// fn becomes an error). fn runs on its own goroutine, so it must not call t.Fatal. The
+// caller's namespace is never changed. Goroutines started by fn run in the original
+// namespace; sockets created by fn, and processes it starts, stay in this one.
 func (n *NS) Do(fn func() error) error {
 	errc := make(chan error, 1)
 	// A fresh goroutine: if restoring fails, it exits still locked and the runtime
