@@ -1,0 +1,296 @@
+// Command icsnare runs the ICS/SCADA honeypot sensor.
+//
+//	icsnare run [flags]       serve the configured hosts (default: the embedded profile on every local address)
+//	icsnare check [flags]     validate the config and profiles; exit 2 on errors
+//	icsnare profiles          list the embedded profiles
+//	icsnare version           print the version
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"runtime"
+	"strings"
+	"syscall"
+
+	"github.com/icsnare/icsnare/profiles"
+	_ "github.com/icsnare/icsnare/protocols/all"
+	"github.com/icsnare/icsnare/sensor"
+)
+
+const usage = `icsnare: an ICS/SCADA honeypot sensor
+
+Usage:
+  icsnare run [flags]        serve the configured hosts
+  icsnare check [flags]      validate the config and every profile it names (exit 2 on errors)
+  icsnare profiles           list the embedded profiles
+  icsnare version            print the version
+
+Run 'icsnare run -h' for the flags.
+`
+
+// exitUsage is the exit status for bad command lines and invalid configurations.
+const exitUsage = 2
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	switch args[0] {
+	case "run":
+		return cmdRun(args[1:], stdout, stderr)
+	case "check":
+		return cmdCheck(args[1:], stdout, stderr)
+	case "profiles":
+		return cmdProfiles(stdout, stderr)
+	case "version", "--version", "-version":
+		fmt.Fprintf(stdout, "icsnare %s (%s, %s/%s)\n", sensor.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "icsnare: unknown command %q\n\n%s", args[0], usage)
+	return exitUsage
+}
+
+// listFlag collects a repeatable flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
+
+// runFlags are the flags of run and check; set ones override the config file.
+type runFlags struct {
+	fs                                          *flag.FlagSet
+	config, profile, events, format, metrics    string
+	user, seed, sensorID, bind, logLevel, xdpIf string
+	listen, mibpath                             listFlag
+	portOffset                                  int
+	anyIP                                       bool
+}
+
+func newRunFlags(name string, stderr io.Writer) *runFlags {
+	f := &runFlags{fs: flag.NewFlagSet(name, flag.ContinueOnError)}
+	f.fs.SetOutput(stderr)
+	f.fs.StringVar(&f.config, "config", "", "TOML configuration `file`")
+	f.fs.StringVar(&f.profile, "profile", "", "profile for --listen addresses: an embedded `name` or a Conpot template directory")
+	f.fs.Var(&f.listen, "listen", "emulate this `address or CIDR prefix` (repeatable; replaces the config's hosts)")
+	f.fs.StringVar(&f.events, "events", "", "write events to `file` (\"-\" for stdout)")
+	f.fs.StringVar(&f.format, "events-format", "", "event field names: icsnare or conpot")
+	f.fs.StringVar(&f.metrics, "metrics", "", "serve Prometheus /metrics on `addr` (\"off\" disables)")
+	f.fs.IntVar(&f.portOffset, "port-offset", -1, "add `N` to every standard port (for unprivileged runs)")
+	f.fs.StringVar(&f.user, "user", "", "drop privileges to this `user` after binding (\"root\" keeps root)")
+	f.fs.StringVar(&f.seed, "seed", "", "deployment `secret` that derives every host's identity")
+	f.fs.StringVar(&f.sensorID, "sensor-id", "", "sensor `name` written in every event")
+	f.fs.StringVar(&f.bind, "bind", "", "bind sockets to this `address` instead of the wildcard")
+	f.fs.Var(&f.mibpath, "mibpath", "add a `directory` of MIB files for SNMP profiles (repeatable; also -a)")
+	f.fs.Var(&f.mibpath, "a", "short for --mibpath")
+	f.fs.BoolVar(&f.anyIP, "anyip", false, "add AnyIP local routes for the configured prefixes (needs CAP_NET_ADMIN)")
+	f.fs.StringVar(&f.xdpIf, "xdp", "", "attach the XDP rate limiter to `interface`")
+	f.fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	return f
+}
+
+// load builds the effective configuration.
+func (f *runFlags) load() (sensor.Config, error) {
+	cfg := sensor.DefaultConfig()
+	if f.config != "" {
+		var err error
+		if cfg, err = sensor.LoadConfig(f.config); err != nil {
+			return cfg, err
+		}
+	}
+	if len(f.listen) > 0 {
+		prof := f.profile
+		if prof == "" {
+			prof = profiles.DefaultName
+		}
+		cfg.Hosts = []sensor.HostRule{{Addresses: f.listen, Profile: prof}}
+	} else if f.profile != "" {
+		for i := range cfg.Hosts {
+			cfg.Hosts[i].Profile = f.profile
+		}
+	}
+	set := map[string]bool{}
+	f.fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	if set["events"] {
+		cfg.Events.File = f.events
+	}
+	if set["events-format"] {
+		cfg.Events.Format = f.format
+	}
+	if set["metrics"] {
+		cfg.Metrics.Listen = f.metrics
+		if f.metrics == "off" {
+			cfg.Metrics.Listen = ""
+		}
+	}
+	if f.portOffset >= 0 {
+		cfg.Bind.PortOffset = f.portOffset
+	}
+	if set["user"] {
+		cfg.Privileges.User = f.user
+	}
+	if set["seed"] {
+		cfg.Seed = f.seed
+	}
+	if set["sensor-id"] {
+		cfg.SensorID = f.sensorID
+	}
+	if set["bind"] {
+		cfg.Bind.Address = f.bind
+	}
+	if set["anyip"] {
+		cfg.Netcfg.AnyIP = f.anyIP
+	}
+	if set["xdp"] {
+		cfg.XDP.Interface = f.xdpIf
+	}
+	cfg.SNMP.MIBPath = append(cfg.SNMP.MIBPath, f.mibpath...)
+	return cfg, cfg.Validate()
+}
+
+func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+func cmdCheck(args []string, stdout, stderr io.Writer) int {
+	f := newRunFlags("check", stderr)
+	if err := f.fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	cfg, err := f.load()
+	if err != nil {
+		fmt.Fprintf(stderr, "icsnare check: %v\n", err)
+		return exitUsage
+	}
+	if err := applyMIBPath(cfg); err != nil {
+		fmt.Fprintf(stderr, "icsnare check: %v\n", err)
+		return exitUsage
+	}
+	devs, warnings, err := sensor.LoadProfiles(cfg)
+	for _, w := range warnings {
+		fmt.Fprintf(stderr, "warning: %s\n", w)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "icsnare check: %v\n", err)
+		return exitUsage
+	}
+	for _, line := range sensor.Describe(cfg, devs) {
+		fmt.Fprintln(stdout, line)
+	}
+	fmt.Fprintln(stdout, "ok")
+	return 0
+}
+
+func cmdProfiles(stdout, stderr io.Writer) int {
+	for _, name := range profiles.Embedded() {
+		p, err := profiles.Open(name)
+		if err != nil {
+			fmt.Fprintf(stderr, "icsnare profiles: %v\n", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "%s\n  Unit: %s - %s\n  Desc: %s\n  Protocols: %s\n", name, p.Meta.Vendor, p.Meta.Unit,
+			p.Meta.Description, strings.Join(p.ProtocolNames(), ", "))
+	}
+	return 0
+}
+
+func cmdRun(args []string, stdout, stderr io.Writer) int {
+	f := newRunFlags("run", stderr)
+	if err := f.fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if f.fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "icsnare run: unexpected arguments %q\n", f.fs.Args())
+		return exitUsage
+	}
+	log, err := newLogger(stderr, f.logLevel)
+	if err != nil {
+		fmt.Fprintf(stderr, "icsnare run: %v\n", err)
+		return exitUsage
+	}
+	cfg, err := f.load()
+	if err != nil {
+		fmt.Fprintf(stderr, "icsnare run: %v\n", err)
+		return exitUsage
+	}
+	if err := applyMIBPath(cfg); err != nil {
+		fmt.Fprintf(stderr, "icsnare run: %v\n", err)
+		return exitUsage
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := serve(ctx, cfg, log, stdout); err != nil {
+		log.Error("sensor stopped", "err", err)
+		var ce *sensor.ConfigError
+		if errors.As(err, &ce) {
+			return exitUsage
+		}
+		return 1
+	}
+	return 0
+}
+
+// serve runs the sensor: configure, bind, set up the network side, drop privileges, serve.
+func serve(ctx context.Context, cfg sensor.Config, log *slog.Logger, stdout io.Writer) error {
+	s, err := sensor.New(cfg, log)
+	if err != nil {
+		return &sensor.ConfigError{Err: err}
+	}
+	var sinks []sensor.Sink
+	if cfg.Events.File != "" {
+		var sink *sensor.JSONSink
+		if cfg.Events.File == "-" {
+			sink = sensor.NewJSONSink("stdout", stdout, nil, cfg.Events.Format == "conpot")
+		} else if sink, err = sensor.OpenJSONSink(cfg.Events.File, cfg.Events.Format == "conpot"); err != nil {
+			return err
+		}
+		sinks = append(sinks, sink)
+	}
+	s.SetBus(sensor.NewBus(cfg.Events.Buffer, sinks...))
+	teardown, err := s.SetupNetwork(ctx)
+	if err != nil {
+		return err
+	}
+	defer teardown()
+	if err := s.Bind(ctx); err != nil {
+		return err
+	}
+	var mln net.Listener
+	if cfg.Metrics.Listen != "" {
+		if mln, err = net.Listen("tcp", cfg.Metrics.Listen); err != nil {
+			s.Close()
+			return fmt.Errorf("metrics listener: %w", err)
+		}
+		log.Info("metrics", "url", "http://"+mln.Addr().String()+"/metrics")
+	}
+	dropped, err := sensor.DropPrivileges(cfg.Privileges.User, cfg.Privileges.Group)
+	if err != nil {
+		s.Close()
+		return err
+	}
+	if dropped {
+		log.Info("privileges dropped", "user", cfg.Privileges.User)
+	} else if os.Geteuid() == 0 {
+		log.Warn("running as root: set privileges.user (or --user) to drop privileges after binding")
+	}
+	return s.Run(ctx, mln)
+}

@@ -1,0 +1,3 @@
+// Package all links every protocol icsnare ships into a binary: import it for its side
+// effect of registering them.
+package all

@@ -1,0 +1,255 @@
+// Package sensor runs many emulated hosts: it maps addresses to profiles, binds one socket
+// per (transport, family, port) for all of them, dispatches connections and datagrams on
+// the destination address, and carries events to sinks and counts to Prometheus.
+package sensor
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Config is the sensor configuration (a TOML file; command-line flags override it).
+type Config struct {
+	SensorID string `toml:"sensor_id"`
+	// Seed makes every host's identity (serials, names, random registers) stable across
+	// restarts and different from another deployment's. Set it to a secret of your own.
+	Seed    string       `toml:"seed"`
+	Hosts   []HostRule   `toml:"hosts"`
+	Bind    BindConfig   `toml:"bind"`
+	Limits  LimitsConfig `toml:"limits"`
+	Events  EventsConfig `toml:"events"`
+	Metrics struct {
+		Listen string `toml:"listen"`
+	} `toml:"metrics"`
+	Privileges struct {
+		User  string `toml:"user"`
+		Group string `toml:"group"`
+	} `toml:"privileges"`
+	Netcfg NetcfgConfig `toml:"netcfg"`
+	XDP    XDPConfig    `toml:"xdp"`
+	SNMP   struct {
+		MIBPath []string `toml:"mibpath"`
+	} `toml:"snmp"`
+
+	file string // where it was read from, for messages
+}
+
+// HostRule maps addresses (single addresses or CIDR prefixes) to a profile.
+type HostRule struct {
+	Addresses []string `toml:"addresses"`
+	Profile   string   `toml:"profile"` // an embedded profile name or a template directory
+}
+
+// BindConfig says where sockets are bound.
+type BindConfig struct {
+	// Address overrides the bind address ("" picks: the single configured address, else the
+	// wildcard of each family in use).
+	Address    string         `toml:"address"`
+	PortOffset int            `toml:"port_offset"`
+	Ports      map[string]int `toml:"ports"` // per-protocol port overrides, e.g. modbus = 5020
+}
+
+// LimitsConfig bounds what attackers can make the sensor hold.
+type LimitsConfig struct {
+	IdleTimeout       Duration `toml:"idle_timeout"`
+	WriteTimeout      Duration `toml:"write_timeout"`
+	MaxConnections    int      `toml:"max_connections"`
+	MaxConnsPerHost   int      `toml:"max_connections_per_host"`
+	MaxConnsPerSource int      `toml:"max_connections_per_source"`
+	MaxHosts          int      `toml:"max_hosts"` // materialised hosts kept in memory
+	HostIdle          Duration `toml:"host_idle"` // an idle host may be evicted (and regenerated identically)
+	UDPFlowIdle       Duration `toml:"udp_flow_idle"`
+	MaxUDPFlows       int      `toml:"max_udp_flows"`
+	MaxEventPayload   int      `toml:"max_event_payload"`
+	UDPWorkers        int      `toml:"udp_workers"`
+}
+
+// EventsConfig configures the event stream.
+type EventsConfig struct {
+	File   string `toml:"file"`   // "-" for stdout, "" for none
+	Format string `toml:"format"` // "icsnare" (default) or "conpot"
+	Buffer int    `toml:"buffer"` // events queued before drops
+}
+
+// NetcfgConfig makes configured prefixes local with netlink.
+type NetcfgConfig struct {
+	AnyIP     bool   `toml:"anyip"`      // add AnyIP local routes for every configured prefix
+	Device    string `toml:"device"`     // device for AnyIP routes (default lo)
+	Aliases   string `toml:"aliases_on"` // add /32 and /128 aliases for single addresses on this interface
+	MAC       string `toml:"mac"`        // set this MAC on Interface
+	Interface string `toml:"interface"`
+}
+
+// XDPConfig attaches the kernel rate limiter.
+type XDPConfig struct {
+	Interface string `toml:"interface"` // "" disables XDP
+	Mode      string `toml:"mode"`      // auto, native or generic
+	// Limits for UDP ports not covered by a profile, in requests per minute.
+	PerSourcePerMinute int `toml:"per_source_per_minute"`
+	GlobalPerMinute    int `toml:"global_per_minute"`
+}
+
+// Duration is a time.Duration read from TOML as "30s".
+type Duration struct{ time.Duration }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	if v < 0 {
+		return fmt.Errorf("negative duration %s", b)
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// DefaultConfig is the configuration of `icsnare run` with no arguments: the default profile
+// on every local address at the standard ports.
+func DefaultConfig() Config {
+	c := Config{SensorID: "icsnare"}
+	c.Hosts = []HostRule{{Addresses: []string{"0.0.0.0/0", "::/0"}, Profile: "default"}}
+	c.Events = EventsConfig{File: "-", Format: "icsnare", Buffer: 65536}
+	c.Metrics.Listen = "127.0.0.1:9108"
+	c.Privileges.User = "nobody"
+	c.Limits = LimitsConfig{
+		IdleTimeout:       Duration{60 * time.Second},
+		WriteTimeout:      Duration{10 * time.Second},
+		MaxConnections:    8000,
+		MaxConnsPerHost:   64,
+		MaxConnsPerSource: 256,
+		MaxHosts:          1 << 20,
+		HostIdle:          Duration{30 * time.Minute},
+		UDPFlowIdle:       Duration{60 * time.Second},
+		MaxUDPFlows:       1 << 16,
+		MaxEventPayload:   4096,
+	}
+	c.Netcfg.Device = "lo"
+	c.XDP.Mode = "auto"
+	return c
+}
+
+// LoadConfig reads a TOML file over the defaults. Unknown keys are errors, with their names.
+func LoadConfig(path string) (Config, error) {
+	c := DefaultConfig()
+	c.Hosts = nil
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return c, fmt.Errorf("config: %w", err)
+	}
+	md, err := toml.Decode(string(b), &c)
+	if err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			return c, fmt.Errorf("%s:%d: %s", path, pe.Position.Line, pe.Message)
+		}
+		return c, fmt.Errorf("%s: %w", path, err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		keys := make([]string, len(und))
+		for i, k := range und {
+			keys[i] = k.String()
+		}
+		return c, fmt.Errorf("%s: unknown keys: %s", path, strings.Join(keys, ", "))
+	}
+	if len(c.Hosts) == 0 {
+		c.Hosts = DefaultConfig().Hosts
+	}
+	c.file = path
+	return c, c.Validate()
+}
+
+// Validate checks values that TOML's types do not.
+func (c *Config) Validate() error {
+	where := c.file
+	if where == "" {
+		where = "config"
+	}
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%s: %s", where, fmt.Sprintf(format, args...))
+	}
+	if len(c.Hosts) == 0 {
+		return bad("no [[hosts]]")
+	}
+	for i, h := range c.Hosts {
+		if len(h.Addresses) == 0 {
+			return bad("hosts[%d]: no addresses", i)
+		}
+		for _, a := range h.Addresses {
+			if _, err := ParseAddrOrPrefix(a); err != nil {
+				return bad("hosts[%d]: %v", i, err)
+			}
+		}
+		if h.Profile == "" {
+			return bad("hosts[%d]: no profile", i)
+		}
+	}
+	if c.Bind.PortOffset < 0 || c.Bind.PortOffset > 60000 {
+		return bad("bind.port_offset %d out of range 0..60000", c.Bind.PortOffset)
+	}
+	for p, port := range c.Bind.Ports {
+		if port < 1 || port > 65535 {
+			return bad("bind.ports.%s = %d is not a port", p, port)
+		}
+	}
+	if c.Bind.Address != "" {
+		if _, err := netip.ParseAddr(c.Bind.Address); err != nil {
+			return bad("bind.address: %v", err)
+		}
+	}
+	switch c.Events.Format {
+	case "", "icsnare", "conpot":
+	default:
+		return bad("events.format %q: want icsnare or conpot", c.Events.Format)
+	}
+	switch c.XDP.Mode {
+	case "", "auto", "native", "generic":
+	default:
+		return bad("xdp.mode %q: want auto, native or generic", c.XDP.Mode)
+	}
+	l := &c.Limits
+	for name, v := range map[string]int{"max_connections": l.MaxConnections, "max_connections_per_host": l.MaxConnsPerHost,
+		"max_hosts": l.MaxHosts, "max_udp_flows": l.MaxUDPFlows} {
+		if v <= 0 {
+			return bad("limits.%s must be positive", name)
+		}
+	}
+	if l.IdleTimeout.Duration <= 0 || l.WriteTimeout.Duration <= 0 {
+		return bad("limits.idle_timeout and limits.write_timeout must be positive")
+	}
+	if c.Events.Buffer <= 0 {
+		c.Events.Buffer = 65536
+	}
+	return nil
+}
+
+// ParseAddrOrPrefix reads "192.0.2.7", "192.0.2.0/24" or "2001:db8::/64" as a prefix.
+func ParseAddrOrPrefix(s string) (netip.Prefix, error) {
+	s = strings.TrimSpace(s)
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, fmt.Errorf("address %q: %w", s, err)
+		}
+		if p.Masked() != p {
+			return netip.Prefix{}, fmt.Errorf("prefix %q has host bits set (did you mean %s?)", s, p.Masked())
+		}
+		return p, nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("address %q: %w", s, err)
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}

@@ -1,0 +1,29 @@
+package sensor
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// ConfigError marks an error in the configuration or a profile (exit status 2).
+type ConfigError struct{ Err error }
+
+func (e *ConfigError) Error() string { return e.Err.Error() }
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+// Describe summarises what a configuration serves, for `icsnare check`.
+func Describe(cfg Config, devs map[string]*deviceProfile) []string {
+	var out []string
+	for _, h := range cfg.Hosts {
+		d := devs[h.Profile]
+		var eps []string
+		for ep, ds := range d.services {
+			eps = append(eps, fmt.Sprintf("%s %s", ds.protocol, ep))
+		}
+		sort.Strings(eps)
+		out = append(out, fmt.Sprintf("hosts %s: profile %s (%s) serves %s", strings.Join(h.Addresses, ", "),
+			d.profile.Name, d.profile.Source, strings.Join(eps, ", ")))
+	}
+	return out
+}

@@ -1,0 +1,122 @@
+package sensor
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Version is the sensor's version, set at build time with -ldflags "-X ...sensor.Version=…".
+var Version = "dev"
+
+// metrics holds the sensor's Prometheus series. No label ever holds an address: labels are
+// protocol names, transports, fixed reasons and kinds the protocols draw from small sets.
+type metrics struct {
+	reg *prometheus.Registry
+
+	connections   *prometheus.CounterVec // protocol, transport
+	active        *prometheus.GaugeVec   // protocol
+	rejected      *prometheus.CounterVec // protocol, reason
+	requests      *prometheus.CounterVec // protocol, kind
+	requestErrors *prometheus.CounterVec // protocol, kind
+	panics        *prometheus.CounterVec // protocol
+	packets       *prometheus.CounterVec // protocol, direction
+	bytes         *prometheus.CounterVec // protocol, direction
+	eventsWritten *prometheus.CounterVec // sink
+	eventsFailed  *prometheus.CounterVec // sink
+	eventsDropped prometheus.Counter
+	udpFlows      prometheus.Gauge
+}
+
+func newMetrics() *metrics {
+	m := &metrics{reg: prometheus.NewRegistry()}
+	f := func(c prometheus.Collector) { m.reg.MustRegister(c) }
+	m.connections = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "icsnare_connections_total",
+		Help: "TCP connections accepted, and UDP flows started, per protocol."}, []string{"protocol", "transport"})
+	m.active = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "icsnare_connections_active",
+		Help: "TCP connections open now."}, []string{"protocol"})
+	m.rejected = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "icsnare_connections_rejected_total",
+		Help: "Connections closed at once: unknown_host, no_service, global_cap, host_cap, source_cap, shutdown."}, []string{"protocol", "reason"})
+	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "icsnare_requests_total",
+		Help: "Protocol requests handled, by protocol and request kind."}, []string{"protocol", "kind"})
+	m.requestErrors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "icsnare_request_errors_total",
+		Help: "Requests answered with an error or exception, by protocol and request kind."}, []string{"protocol", "kind"})
+	m.panics = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "icsnare_handler_panics_total",
+		Help: "Handler panics caught; each closed only its own connection."}, []string{"protocol"})
+	m.packets = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "icsnare_udp_packets_total",
+		Help: "UDP datagrams received and sent."}, []string{"protocol", "direction"})
+	m.bytes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "icsnare_bytes_total",
+		Help: "Payload bytes received and sent."}, []string{"protocol", "direction"})
+	m.eventsWritten = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "icsnare_events_written_total",
+		Help: "Events written by each sink."}, []string{"sink"})
+	m.eventsFailed = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "icsnare_events_failed_total",
+		Help: "Events a sink failed to write."}, []string{"sink"})
+	m.eventsDropped = prometheus.NewCounter(prometheus.CounterOpts{Name: "icsnare_events_dropped_total",
+		Help: "Events dropped because the event queue was full."})
+	m.udpFlows = prometheus.NewGauge(prometheus.GaugeOpts{Name: "icsnare_udp_flows",
+		Help: "UDP flows (source, host, protocol) tracked now."})
+	for _, c := range []prometheus.Collector{m.connections, m.active, m.rejected, m.requests, m.requestErrors,
+		m.panics, m.packets, m.bytes, m.eventsWritten, m.eventsFailed, m.eventsDropped, m.udpFlows} {
+		f(c)
+	}
+	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "icsnare_build_info",
+		Help: "Build information; the value is 1."}, []string{"version", "goversion"})
+	build.WithLabelValues(Version, runtime.Version()).Set(1)
+	f(build)
+	f(collectors.NewGoCollector())
+	f(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Request implements protocols.Metrics.
+func (m *metrics) Request(protocol, kind string, failed bool) {
+	m.requests.WithLabelValues(protocol, kind).Inc()
+	if failed {
+		m.requestErrors.WithLabelValues(protocol, kind).Inc()
+	}
+}
+
+// hostGauges exports host counts from the registry at scrape time.
+func (m *metrics) hostGauges(r *hostRegistry) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "icsnare_hosts_active",
+		Help: "Emulated hosts materialised in memory (contacted and not evicted)."},
+		func() float64 { return float64(r.count()) }))
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "icsnare_hosts_configured",
+		Help: "Addresses the host rules cover."}, r.configured))
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "icsnare_hosts_created_total",
+		Help: "Hosts materialised on first contact (again after eviction)."}, func() float64 { return float64(r.created.Load()) }))
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "icsnare_hosts_evicted_total",
+		Help: "Idle hosts evicted from memory."}, func() float64 { return float64(r.evicted.Load()) }))
+}
+
+// serveMetrics serves /metrics on ln until ctx is done.
+func serveMetrics(ctx context.Context, ln net.Listener, reg *prometheus.Registry, log *slog.Logger) {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{MaxRequestsInFlight: 4, Timeout: 10 * time.Second}))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Write([]byte("icsnare: metrics at /metrics\n"))
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+		WriteTimeout: 15 * time.Second, MaxHeaderBytes: 16 << 10}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		defer cancel()
+		srv.Shutdown(sctx)
+	}()
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		log.Error("metrics server stopped", "err", err)
+	}
+}

@@ -1,0 +1,376 @@
+package sensor
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"runtime"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/icsnare/icsnare/profiles"
+	"github.com/icsnare/icsnare/protocols"
+)
+
+// Sensor is a configured, not yet running, set of emulated hosts.
+type Sensor struct {
+	cfg      Config
+	log      *slog.Logger
+	profiles map[string]*deviceProfile
+	hosts    *hostRegistry
+	m        *metrics
+	bus      *Bus
+	flows    *flowTable
+	sources  *sourceCaps
+
+	tcp []*tcpListener
+	udp []*udpListener
+	// Addrs lists the bound sockets, "tcp 0.0.0.0:502" and so on, once Bind has run.
+	Addrs []string
+
+	activeConns atomic.Int64
+	connMu      sync.Mutex
+	conns       map[net.Conn]struct{}
+	wg          sync.WaitGroup
+
+	sessPrefix string
+	sessSeq    atomic.Uint64
+
+	pcMu     sync.Mutex
+	pcByName map[string]*protoCounters
+}
+
+// LoadProfiles opens every profile the config names and configures its protocols. The
+// returned errors name file, line and element. Warnings are returned separately.
+func LoadProfiles(cfg Config) (map[string]*deviceProfile, []string, error) {
+	out := map[string]*deviceProfile{}
+	var warnings []string
+	for _, h := range cfg.Hosts {
+		if _, done := out[h.Profile]; done {
+			continue
+		}
+		p, err := profiles.Open(h.Profile)
+		if err != nil {
+			return nil, warnings, err
+		}
+		dev := &deviceProfile{profile: p, services: map[protocols.Endpoint]deviceService{}}
+		for _, name := range p.ProtocolNames() {
+			proto, ok := protocols.Lookup(name)
+			if !ok {
+				warnings = append(warnings, fmt.Sprintf("%s: protocol %q is not implemented by this icsnare; section ignored",
+					p.Sections[name].File, name))
+				continue
+			}
+			svc, err := proto.Configure(p.Sections[name])
+			if err != nil {
+				return nil, warnings, err
+			}
+			for _, ep := range svc.Endpoints() {
+				bound := protocols.Endpoint{Transport: ep.Transport, Port: boundPort(cfg, name, ep.Port)}
+				if other, dup := dev.services[bound]; dup {
+					return nil, warnings, fmt.Errorf("profile %s: %s and %s both want %s", p.Name, other.protocol, name, bound)
+				}
+				dev.services[bound] = deviceService{protocol: name, svc: svc}
+			}
+		}
+		warnings = append(warnings, p.Warnings()...)
+		out[h.Profile] = dev
+	}
+	return out, warnings, nil
+}
+
+func boundPort(cfg Config, proto string, std int) int {
+	if p, ok := cfg.Bind.Ports[proto]; ok {
+		return p
+	}
+	return std + cfg.Bind.PortOffset
+}
+
+// New loads the profiles and prepares the sensor. It binds nothing yet.
+func New(cfg Config, log *slog.Logger) (*Sensor, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	devs, warnings, err := LoadProfiles(cfg)
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range warnings {
+		log.Warn("profile", "warning", w)
+	}
+	var rules []rule
+	for _, hr := range cfg.Hosts {
+		for _, a := range hr.Addresses {
+			p, _ := ParseAddrOrPrefix(a)
+			rules = append(rules, rule{prefix: p, dev: devs[hr.Profile]})
+		}
+	}
+	var rb [4]byte
+	rand.Read(rb[:])
+	s := &Sensor{
+		cfg: cfg, log: log, profiles: devs,
+		hosts:      newHostRegistry(rules, deploymentSeed(cfg.Seed, cfg.SensorID), cfg.Limits.MaxHosts, cfg.Limits.HostIdle.Duration),
+		m:          newMetrics(),
+		flows:      newFlowTable(cfg.Limits.MaxUDPFlows, cfg.Limits.UDPFlowIdle.Duration),
+		sources:    newSourceCaps(cfg.Limits.MaxConnsPerSource),
+		conns:      map[net.Conn]struct{}{},
+		sessPrefix: hex.EncodeToString(rb[:]),
+		pcByName:   map[string]*protoCounters{},
+	}
+	s.m.hostGauges(s.hosts)
+	return s, nil
+}
+
+// Registry returns the Prometheus registry, for collectors added by the caller (XDP).
+func (s *Sensor) Registry() *prometheus.Registry { return s.m.reg }
+
+// bindAddrs picks the addresses to bind: the configured one, the single configured host
+// address, or the wildcard of each address family in use.
+func (s *Sensor) bindAddrs() []netip.Addr {
+	if s.cfg.Bind.Address != "" {
+		return []netip.Addr{netip.MustParseAddr(s.cfg.Bind.Address)}
+	}
+	rules := s.hosts.rules
+	if len(rules) == 1 && rules[0].prefix.IsSingleIP() {
+		return []netip.Addr{rules[0].prefix.Addr()}
+	}
+	var v4, v6 bool
+	for _, r := range rules {
+		if r.prefix.Addr().Is4() {
+			v4 = true
+		} else {
+			v6 = true
+		}
+	}
+	var out []netip.Addr
+	if v4 {
+		out = append(out, netip.IPv4Unspecified())
+	}
+	if v6 {
+		out = append(out, netip.IPv6Unspecified())
+	}
+	return out
+}
+
+// Bind opens every socket. Call it before dropping privileges.
+func (s *Sensor) Bind(ctx context.Context) error {
+	eps := map[protocols.Endpoint]bool{}
+	for _, d := range s.profiles {
+		for ep := range d.services {
+			eps[ep] = true
+		}
+	}
+	list := make([]protocols.Endpoint, 0, len(eps))
+	for ep := range eps {
+		list = append(list, ep)
+	}
+	sort.Slice(list, func(i, j int) bool {
+		if list[i].Port != list[j].Port {
+			return list[i].Port < list[j].Port
+		}
+		return list[i].Transport < list[j].Transport
+	})
+	lc := net.ListenConfig{}
+	for _, addr := range s.bindAddrs() {
+		fam := "4"
+		if addr.Is6() {
+			fam = "6"
+		}
+		for _, ep := range list {
+			hp := net.JoinHostPort(addr.String(), strconv.Itoa(ep.Port))
+			switch ep.Transport {
+			case protocols.TCP:
+				ln, err := lc.Listen(ctx, "tcp"+fam, hp)
+				if err != nil {
+					s.Close()
+					return fmt.Errorf("bind tcp %s: %w", hp, err)
+				}
+				s.tcp = append(s.tcp, &tcpListener{ln: ln.(*net.TCPListener), port: uint16(ep.Port)})
+			case protocols.UDP:
+				pc, err := lc.ListenPacket(ctx, "udp"+fam, hp)
+				if err != nil {
+					s.Close()
+					return fmt.Errorf("bind udp %s: %w", hp, err)
+				}
+				ul, err := newUDPListener(pc.(*net.UDPConn), addr.Is6(), uint16(ep.Port))
+				if err != nil {
+					pc.Close()
+					s.Close()
+					return fmt.Errorf("udp %s: packet info: %w", hp, err)
+				}
+				s.udp = append(s.udp, ul)
+			}
+			s.Addrs = append(s.Addrs, ep.Transport+" "+hp)
+		}
+	}
+	return nil
+}
+
+// Close closes every socket (Run does this on shutdown).
+func (s *Sensor) Close() {
+	for _, l := range s.tcp {
+		l.ln.Close()
+	}
+	for _, l := range s.udp {
+		l.conn.Close()
+	}
+}
+
+// SetBus sets where events go; Run starts delivering them.
+func (s *Sensor) SetBus(b *Bus) {
+	s.bus = b
+	b.onDrop = s.m.eventsDropped.Inc
+	b.onWrite = func(sink string) { s.m.eventsWritten.WithLabelValues(sink).Inc() }
+	b.onFail = func(sink string) { s.m.eventsFailed.WithLabelValues(sink).Inc() }
+}
+
+// Run serves until ctx is done, then stops within about two seconds: it closes the
+// sockets and every connection, waits for handlers briefly and flushes the events.
+// metricsLn may be nil.
+func (s *Sensor) Run(ctx context.Context, metricsLn net.Listener) error {
+	if s.tcp == nil && s.udp == nil {
+		return errors.New("sensor: Run before Bind")
+	}
+	if s.bus == nil {
+		s.SetBus(NewBus(1))
+	}
+	busCtx, stopBus := context.WithCancel(context.Background())
+	go s.bus.Run(busCtx, 300*time.Millisecond)
+	mctx, stopMetrics := context.WithCancel(context.Background())
+	if metricsLn != nil {
+		go serveMetrics(mctx, metricsLn, s.m.reg, s.log)
+	}
+	for _, l := range s.tcp {
+		s.wg.Add(1)
+		go s.acceptLoop(ctx, l)
+	}
+	workers := s.cfg.Limits.UDPWorkers
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	for _, l := range s.udp {
+		for range workers {
+			s.wg.Add(1)
+			go s.readLoop(ctx, l)
+		}
+	}
+	s.log.Info("sensor running", "sockets", s.Addrs, "profiles", len(s.profiles), "hosts_configured", s.hosts.configured())
+	tick := time.NewTicker(10 * time.Second)
+	defer tick.Stop()
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case <-tick.C:
+			s.m.udpFlows.Set(float64(s.flows.sweep()))
+			s.hosts.sweep()
+		}
+	}
+	s.log.Info("shutting down")
+	s.Close()
+	s.closeConns()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(1200 * time.Millisecond):
+		s.log.Warn("handlers still running at shutdown; not waiting for them")
+	}
+	stopMetrics()
+	stopBus()
+	s.bus.Wait()
+	return nil
+}
+
+func (s *Sensor) trackConn(c net.Conn, add bool) {
+	s.connMu.Lock()
+	if add {
+		s.conns[c] = struct{}{}
+	} else {
+		delete(s.conns, c)
+	}
+	s.connMu.Unlock()
+}
+
+func (s *Sensor) closeConns() {
+	s.connMu.Lock()
+	defer s.connMu.Unlock()
+	for c := range s.conns {
+		c.Close()
+	}
+}
+
+func (s *Sensor) newSession(proto, transport string, h *host, local, remote netip.AddrPort) *protocols.Session {
+	n := s.sessSeq.Add(1)
+	return &protocols.Session{
+		ID:       s.sessPrefix + "-" + strconv.FormatUint(n, 16),
+		Protocol: proto, Transport: transport, Local: local, Remote: remote, Host: h.Host,
+		Log:    s.log.With("protocol", proto, "session", s.sessPrefix+"-"+strconv.FormatUint(n, 16)),
+		Sensor: s.cfg.SensorID, Events: s.bus, Metrics: s.m, MaxPayload: s.cfg.Limits.MaxEventPayload,
+	}
+}
+
+// protoCounters caches a protocol's UDP series so the packet path does no label lookups.
+type protoCounters struct {
+	in, out, bytesIn, bytesOut prometheus.Counter
+}
+
+func (s *Sensor) protoCounters(proto string) *protoCounters {
+	s.pcMu.Lock()
+	defer s.pcMu.Unlock()
+	if pc, ok := s.pcByName[proto]; ok {
+		return pc
+	}
+	pc := &protoCounters{
+		in: s.m.packets.WithLabelValues(proto, "in"), out: s.m.packets.WithLabelValues(proto, "out"),
+		bytesIn: s.m.bytes.WithLabelValues(proto, "in"), bytesOut: s.m.bytes.WithLabelValues(proto, "out"),
+	}
+	s.pcByName[proto] = pc
+	return pc
+}
+
+// sourceCaps bounds the connections one source address may hold.
+type sourceCaps struct {
+	max int
+	mu  sync.Mutex
+	n   map[netip.Addr]int
+}
+
+func newSourceCaps(max int) *sourceCaps { return &sourceCaps{max: max, n: map[netip.Addr]int{}} }
+
+func (c *sourceCaps) acquire(a netip.Addr) bool {
+	if c.max <= 0 {
+		return true
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n[a] >= c.max {
+		return false
+	}
+	c.n[a]++
+	return true
+}
+
+func (c *sourceCaps) release(a netip.Addr) {
+	if c.max <= 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n[a] <= 1 {
+		delete(c.n, a)
+	} else {
+		c.n[a]--
+	}
+}

@@ -1,0 +1,148 @@
+package sensor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"runtime/debug"
+	"sync/atomic"
+	"time"
+
+	"github.com/icsnare/icsnare/protocols"
+)
+
+// tcpListener is one socket serving every host on one port.
+type tcpListener struct {
+	ln   *net.TCPListener
+	port uint16
+}
+
+// acceptLoop accepts until the listener closes, backing off on errors such as EMFILE.
+func (s *Sensor) acceptLoop(ctx context.Context, l *tcpListener) {
+	defer s.wg.Done()
+	var backoff time.Duration
+	for {
+		c, err := l.ln.AcceptTCP()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			backoff = min(max(backoff*2, 5*time.Millisecond), time.Second)
+			s.log.Warn("accept failed", "port", l.port, "err", err, "retry_in", backoff)
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+				return
+			}
+			continue
+		}
+		backoff = 0
+		s.handleConn(ctx, c, l.port)
+	}
+}
+
+// handleConn dispatches a connection on its destination address, enforcing the caps.
+func (s *Sensor) handleConn(ctx context.Context, c *net.TCPConn, port uint16) {
+	local := c.LocalAddr().(*net.TCPAddr).AddrPort()
+	remote := c.RemoteAddr().(*net.TCPAddr).AddrPort()
+	local = netip.AddrPortFrom(local.Addr().Unmap(), local.Port())
+	remote = netip.AddrPortFrom(remote.Addr().Unmap(), remote.Port())
+	reject := func(proto, reason string) {
+		s.m.rejected.WithLabelValues(proto, reason).Inc()
+		c.SetLinger(0)
+		c.Close()
+	}
+	h, ok := s.hosts.get(local.Addr())
+	if !ok {
+		reject("none", "unknown_host")
+		return
+	}
+	ds, ok := h.dev.services[protocols.Endpoint{Transport: protocols.TCP, Port: int(port)}]
+	if !ok {
+		reject("none", "no_service")
+		return
+	}
+	stream, ok := ds.svc.(protocols.StreamService)
+	if !ok {
+		reject(ds.protocol, "no_service")
+		return
+	}
+	if s.activeConns.Add(1) > int64(s.cfg.Limits.MaxConnections) {
+		s.activeConns.Add(-1)
+		reject(ds.protocol, "global_cap")
+		return
+	}
+	if h.conns.Add(1) > int32(s.cfg.Limits.MaxConnsPerHost) {
+		h.conns.Add(-1)
+		s.activeConns.Add(-1)
+		reject(ds.protocol, "host_cap")
+		return
+	}
+	if !s.sources.acquire(remote.Addr()) {
+		h.conns.Add(-1)
+		s.activeConns.Add(-1)
+		reject(ds.protocol, "source_cap")
+		return
+	}
+	s.trackConn(c, true)
+	s.m.connections.WithLabelValues(ds.protocol, protocols.TCP).Inc()
+	active := s.m.active.WithLabelValues(ds.protocol)
+	active.Inc()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer func() {
+			c.Close()
+			s.trackConn(c, false)
+			s.sources.release(remote.Addr())
+			h.conns.Add(-1)
+			s.activeConns.Add(-1)
+			active.Dec()
+		}()
+		sess := s.newSession(ds.protocol, protocols.TCP, h, local, remote)
+		cc := &countingConn{TimeoutConn: protocols.TimeoutConn{Conn: c,
+			Idle: s.cfg.Limits.IdleTimeout.Duration, WriteTimeout: s.cfg.Limits.WriteTimeout.Duration}}
+		started := time.Now()
+		sess.Emit("connect", nil, nil)
+		defer func() {
+			in, out := cc.in.Load(), cc.out.Load()
+			s.m.bytes.WithLabelValues(ds.protocol, "in").Add(float64(in))
+			s.m.bytes.WithLabelValues(ds.protocol, "out").Add(float64(out))
+			sess.Emit("disconnect", nil, nil, protocols.F("duration_ms", time.Since(started).Milliseconds()),
+				protocols.F("bytes_in", in), protocols.F("bytes_out", out), protocols.F("requests", sess.Requests()))
+		}()
+		defer s.recoverHandler(ds.protocol, sess)
+		stream.ServeConn(ctx, sess, cc)
+	}()
+}
+
+// recoverHandler turns a handler panic into a log line with a stack and a counter; only
+// the one connection (or datagram) is lost.
+func (s *Sensor) recoverHandler(proto string, sess *protocols.Session) {
+	if r := recover(); r != nil {
+		s.m.panics.WithLabelValues(proto).Inc()
+		s.log.Error("protocol handler panicked; connection closed", "protocol", proto, "session", sess.ID,
+			"panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+		sess.Emit("error", nil, nil, protocols.F("error", "internal error (handler panic)"))
+	}
+}
+
+// countingConn counts payload bytes on top of the timeouts.
+type countingConn struct {
+	protocols.TimeoutConn
+	in, out atomic.Int64
+}
+
+func (c *countingConn) Read(b []byte) (int, error) {
+	n, err := c.TimeoutConn.Read(b)
+	c.in.Add(int64(n))
+	return n, err
+}
+
+func (c *countingConn) Write(b []byte) (int, error) {
+	n, err := c.TimeoutConn.Write(b)
+	c.out.Add(int64(n))
+	return n, err
+}
