@@ -1,0 +1,284 @@
+// Command icsnare-load is a bounded load generator for a running icsnare sensor. It only
+// targets loopback or the test namespaces' ranges (198.18.0.0/15, fd00::/8), stops after
+// -duration or -max-requests, and reports requests/s, latency percentiles and, with -pid,
+// the sensor's CPU time per request.
+//
+//	icsnare-load -mode modbus -target 127.0.0.1:10502 -conns 16 -duration 10s -pid 1234
+//	icsnare-load -mode snmp -target 127.0.0.1:10161 -conns 16 -duration 10s
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// workload drives one connection's worth of requests.
+type workload interface {
+	// run sends requests until ctx is done or budget says stop, recording each latency.
+	run(ctx context.Context, target string, rec *recorder, budget *atomic.Int64) error
+}
+
+var workloads = map[string]func(opts) workload{
+	"modbus": newModbus,
+	"snmp":   newSNMP,
+}
+
+type opts struct {
+	depth    int // requests in flight per connection (pipelining)
+	quantity int // registers per Modbus read
+	unit     int
+	oid      string
+	comm     string
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("icsnare-load", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	mode := fs.String("mode", "modbus", "workload: modbus (FC3 reads) or snmp (v2c GET)")
+	target := fs.String("target", "127.0.0.1:502", "sensor `host:port` (loopback or 198.18.0.0/15 / fd00::/8 only)")
+	conns := fs.Int("conns", 16, "parallel connections (UDP sockets for snmp)")
+	duration := fs.Duration("duration", 10*time.Second, "measured time (at most 5m)")
+	warmup := fs.Duration("warmup", 2*time.Second, "unmeasured time before it")
+	maxReq := fs.Int64("max-requests", 50_000_000, "stop after this many requests")
+	pid := fs.Int("pid", 0, "sensor `pid`, to report its CPU time")
+	var o opts
+	fs.IntVar(&o.depth, "depth", 1, "requests in flight per connection")
+	fs.IntVar(&o.quantity, "quantity", 10, "registers per Modbus FC3 read")
+	fs.IntVar(&o.unit, "unit", 255, "Modbus unit id")
+	fs.StringVar(&o.oid, "oid", "1.3.6.1.2.1.1.1.0", "SNMP OID to GET")
+	fs.StringVar(&o.comm, "community", "public", "SNMP community")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	mk, ok := workloads[*mode]
+	if !ok {
+		fmt.Fprintf(stderr, "icsnare-load: unknown mode %q\n", *mode)
+		return 2
+	}
+	if err := checkTarget(*target); err != nil {
+		fmt.Fprintf(stderr, "icsnare-load: %v\n", err)
+		return 2
+	}
+	if *conns < 1 || *conns > 4096 || *duration <= 0 || *duration > 5*time.Minute || *warmup < 0 || *warmup > time.Minute || o.depth < 1 || o.depth > 64 {
+		fmt.Fprintln(stderr, "icsnare-load: -conns 1..4096, -duration up to 5m, -warmup up to 1m, -depth 1..64")
+		return 2
+	}
+	res, err := measure(mk(o), *target, *conns, *warmup, *duration, *maxReq, *pid)
+	if err != nil {
+		fmt.Fprintf(stderr, "icsnare-load: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "mode=%s target=%s conns=%d depth=%d duration=%s\n", *mode, *target, *conns, o.depth, res.elapsed.Round(time.Millisecond))
+	fmt.Fprint(stdout, res.String())
+	if res.ok == 0 {
+		return 1
+	}
+	return 0
+}
+
+// checkTarget refuses anything but loopback and the namespace test ranges.
+func checkTarget(target string) error {
+	host, _, err := net.SplitHostPort(target)
+	if err != nil {
+		return fmt.Errorf("-target: %w", err)
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return fmt.Errorf("-target must be an IP address: %w", err)
+	}
+	for _, p := range []string{"198.18.0.0/15", "fd00::/8"} {
+		if netip.MustParsePrefix(p).Contains(a) {
+			return nil
+		}
+	}
+	if !a.IsLoopback() {
+		return fmt.Errorf("-target %s: only loopback or the test namespaces' 198.18.0.0/15 and fd00::/8 are allowed", a)
+	}
+	return nil
+}
+
+type result struct {
+	ok, failed   int64
+	elapsed      time.Duration
+	p50, p99, mx time.Duration
+	cpu          time.Duration // sensor CPU during the measured interval; 0 if unknown
+}
+
+func (r result) String() string {
+	var b strings.Builder
+	rate := float64(r.ok) / r.elapsed.Seconds()
+	fmt.Fprintf(&b, "requests=%d errors=%d rate=%.0f req/s p50=%s p99=%s max=%s\n", r.ok, r.failed, rate, r.p50, r.p99, r.mx)
+	if r.cpu > 0 && r.ok > 0 {
+		fmt.Fprintf(&b, "sensor_cpu=%s (%.0f%% of one core) cpu_per_request=%s\n", r.cpu.Round(time.Millisecond),
+			100*r.cpu.Seconds()/r.elapsed.Seconds(), (r.cpu / time.Duration(r.ok)).Round(10*time.Nanosecond))
+	}
+	return b.String()
+}
+
+func measure(w workload, target string, conns int, warmup, duration time.Duration, maxReq int64, pid int) (result, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), warmup+duration)
+	defer cancel()
+	var budget atomic.Int64
+	budget.Store(maxReq)
+	recs := make([]*recorder, conns)
+	var wg sync.WaitGroup
+	errs := make(chan error, conns)
+	start := time.Now()
+	measureFrom := start.Add(warmup)
+	for i := range recs {
+		recs[i] = newRecorder(measureFrom)
+		wg.Add(1)
+		go func(r *recorder) {
+			defer wg.Done()
+			if err := w.run(ctx, target, r, &budget); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+				errs <- err
+			}
+		}(recs[i])
+	}
+	var cpu0 time.Duration
+	if pid > 0 {
+		time.Sleep(time.Until(measureFrom))
+		cpu0, _ = procCPU(pid)
+	}
+	wg.Wait()
+	end := time.Now()
+	var res result
+	if pid > 0 {
+		if c1, err := procCPU(pid); err == nil {
+			res.cpu = c1 - cpu0
+		}
+	}
+	close(errs)
+	var firstErr error
+	for err := range errs {
+		if firstErr == nil {
+			firstErr = err
+		}
+	}
+	all := newRecorder(measureFrom)
+	for _, r := range recs {
+		all.merge(r)
+	}
+	res.ok, res.failed = all.ok, all.failed
+	res.elapsed = end.Sub(measureFrom)
+	if res.elapsed <= 0 {
+		res.elapsed = end.Sub(start)
+	}
+	res.p50, res.p99, res.mx = all.percentile(0.50), all.percentile(0.99), all.max
+	if res.ok == 0 && firstErr != nil {
+		return res, firstErr
+	}
+	return res, nil
+}
+
+// procCPU returns a process's user+system CPU time from /proc/PID/stat.
+func procCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, errors.New("unexpected /proc stat format")
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return 0, errors.New("short /proc stat")
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	const hz = 100 // USER_HZ on Linux
+	return time.Duration(ut+st) * time.Second / hz, nil
+}
+
+// recorder keeps a latency histogram with 1 µs buckets up to 200 ms.
+type recorder struct {
+	from       time.Time
+	buckets    []uint32
+	over       int64
+	ok, failed int64
+	max        time.Duration
+}
+
+const maxBucket = 200_000
+
+func newRecorder(from time.Time) *recorder {
+	return &recorder{from: from, buckets: make([]uint32, maxBucket+1)}
+}
+
+// record notes one finished request that was sent at sent.
+func (r *recorder) record(sent time.Time, err error) {
+	if sent.Before(r.from) {
+		return
+	}
+	if err != nil {
+		r.failed++
+		return
+	}
+	d := time.Since(sent)
+	r.ok++
+	if d > r.max {
+		r.max = d
+	}
+	us := d.Microseconds()
+	if us > maxBucket {
+		r.over++
+		return
+	}
+	r.buckets[us]++
+}
+
+func (r *recorder) merge(o *recorder) {
+	for i, n := range o.buckets {
+		r.buckets[i] += n
+	}
+	r.over += o.over
+	r.ok += o.ok
+	r.failed += o.failed
+	if o.max > r.max {
+		r.max = o.max
+	}
+}
+
+func (r *recorder) percentile(p float64) time.Duration {
+	total := r.ok
+	if total == 0 {
+		return 0
+	}
+	want := int64(float64(total)*p + 0.5)
+	var seen int64
+	for i, n := range r.buckets {
+		seen += int64(n)
+		if seen >= want {
+			return time.Duration(i) * time.Microsecond
+		}
+	}
+	return r.max
+}
+
+// sortedKeys is used for the usage text.
+func sortedKeys() []string {
+	var k []string
+	for n := range workloads {
+		k = append(k, n)
+	}
+	sort.Strings(k)
+	return k
+}
