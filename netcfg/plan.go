@@ -120,9 +120,6 @@ func canonical(p netip.Prefix) (netip.Prefix, error) {
 		return p, fmt.Errorf("netcfg: invalid prefix %v", p)
 	}
 	a := p.Addr()
-	if a.Zone() != "" {
-		return p, fmt.Errorf("netcfg: %s: zoned addresses are not supported", p)
-	}
 	bits := p.Bits()
 	if a.Is4In6() {
 		if bits < 96 {
