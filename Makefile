@@ -1,3 +1,56 @@
-# placeholder: the real targets land with the sensor
+# icsnare: the two commands that matter are `make run` and `make test`.
+GO        ?= go
+BIN       := bin
+VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -s -w -X github.com/icsnare/icsnare/sensor.Version=$(VERSION)
+ARGS      ?=
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@2025.1.1
+APT_PKGS  := nmap tshark mbpoll snmp ipmitool python3-pymodbus curl wrk iproute2 clang llvm libbpf-dev bpftool nodejs npm
+
+.PHONY: build run test bench fuzz lint generate check-generated deps clean
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
+
+# Runs the embedded default profile on every local address at the standard ports
+# (ports below 1024 need root; privileges drop to nobody after binding).
+# Unprivileged: make run ARGS="--port-offset 10000 --user root"
+run: build
+	./$(BIN)/icsnare run $(ARGS)
+
+# Unit, protocol and end-to-end tests. Under CI=true a test that lacks a client or root fails.
 test:
-	go test ./...
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 14m ./...
+
+# Codec benchmarks, then the load generator against a freshly started sensor.
+bench: build
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 1s ./protocols/... ./sensor/...
+	./scripts/bench.sh
+
+# A short run of every fuzz target (FUZZTIME each).
+FUZZTIME ?= 10s
+fuzz:
+	./scripts/fuzz.sh $(FUZZTIME)
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt: $$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+# Rebuilds the XDP object and its Go bindings (needs clang, llvm, libbpf-dev).
+generate:
+	$(GO) generate ./bpf/...
+
+# Fails when the committed XDP object differs from a fresh build.
+check-generated: generate
+	git diff --exit-code -- bpf/
+
+# Installs what the tests need (Debian packages, the npm test clients).
+deps:
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_PKGS)
+	if [ -f test/node/package.json ]; then npm ci --prefix test/node --no-audit --no-fund; fi
+
+clean:
+	rm -rf $(BIN)

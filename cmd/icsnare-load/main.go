@@ -16,7 +16,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -273,12 +272,3 @@ func (r *recorder) percentile(p float64) time.Duration {
 	return r.max
 }
 
-// sortedKeys is used for the usage text.
-func sortedKeys() []string {
-	var k []string
-	for n := range workloads {
-		k = append(k, n)
-	}
-	sort.Strings(k)
-	return k
-}
