@@ -1,0 +1,264 @@
+package bpf
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/rlimit"
+)
+
+// Config configures Load.
+type Config struct {
+	// Rules are the initial limits; SetRule and DeleteRule change them at run time.
+	Rules []Rule
+	// MaxSources is the size of the per-source LRU table (default 65536; perf.md:
+	// keep it at 64k-128k, inserts into a 1M table cost about 0.9 µs each).
+	MaxSources int
+	// PinPath, when set, is a directory on a mounted bpffs (e.g. /sys/fs/bpf/icsnare)
+	// where the maps are pinned so that `icsnare xdp stats` in another process can read
+	// them with OpenPinned. Close removes the pins.
+	PinPath string
+	// QuietPeriod: a source or port that has had no drops for this long is no longer
+	// limited (a "stop" notification); the next drop starts a new episode. Default 10s.
+	QuietPeriod time.Duration
+	// NotifyRate and NotifyBurst bound the limit-state notifications delivered on
+	// Events (per second; defaults 5 and 20). Excess ones are counted as suppressed.
+	NotifyRate  float64
+	NotifyBurst int
+	// SweepInterval is how often stopped episodes are detected (default 1s).
+	SweepInterval time.Duration
+	Logger        *slog.Logger
+}
+
+// Limiter is the loaded XDP program with its maps. It is safe for concurrent use.
+type Limiter struct {
+	*Reader
+	objs   ratelimitObjects
+	cfg    Config
+	log    *slog.Logger
+	notify *notifier
+
+	mu    sync.Mutex
+	slots map[uint16]uint32 // port -> slot, never freed while loaded
+	rules map[uint16]Rule
+	links map[string]attachment
+}
+
+type attachment struct {
+	link link.Link
+	mode string
+}
+
+// Load loads the XDP program and its maps into the kernel and applies cfg.Rules. It
+// does not attach the program to any interface (see Attach).
+func Load(cfg Config) (*Limiter, error) {
+	if cfg.MaxSources <= 0 {
+		cfg.MaxSources = 65536
+	}
+	if cfg.QuietPeriod <= 0 {
+		cfg.QuietPeriod = 10 * time.Second
+	}
+	if cfg.NotifyRate <= 0 {
+		cfg.NotifyRate = 5
+	}
+	if cfg.NotifyBurst <= 0 {
+		cfg.NotifyBurst = 20
+	}
+	if cfg.SweepInterval <= 0 {
+		cfg.SweepInterval = time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return nil, fmt.Errorf("xdp: memlock: %w", err)
+	}
+	spec, err := loadRatelimit()
+	if err != nil {
+		return nil, fmt.Errorf("xdp: load spec: %w", err)
+	}
+	spec.Maps["sources"].MaxEntries = uint32(cfg.MaxSources)
+	if err := spec.Variables["quiet_ns"].Set(uint64(cfg.QuietPeriod)); err != nil {
+		return nil, fmt.Errorf("xdp: quiet period: %w", err)
+	}
+	l := &Limiter{
+		cfg:   cfg,
+		log:   cfg.Logger,
+		slots: map[uint16]uint32{},
+		rules: map[uint16]Rule{},
+		links: map[string]attachment{},
+	}
+	if err := spec.LoadAndAssign(&l.objs, nil); err != nil {
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			return nil, fmt.Errorf("xdp: verifier: %+v", ve)
+		}
+		return nil, fmt.Errorf("xdp: load: %w", err)
+	}
+	l.Reader = &Reader{
+		rules: l.objs.Rules, counters: l.objs.Counters, sources: l.objs.Sources,
+		gstates: l.objs.Gstates, clock: l.objs.ClockNs, quiet: cfg.QuietPeriod,
+	}
+	for _, r := range cfg.Rules {
+		if err := l.SetRule(r); err != nil {
+			l.objs.Close()
+			return nil, err
+		}
+	}
+	if cfg.PinPath != "" {
+		if err := l.pin(cfg.PinPath); err != nil {
+			l.objs.Close()
+			return nil, err
+		}
+	}
+	n, err := newNotifier(l)
+	if err != nil {
+		l.unpin()
+		l.objs.Close()
+		return nil, err
+	}
+	l.notify = n
+	return l, nil
+}
+
+// Attach attaches the program to the interface (in the calling thread's network
+// namespace), trying native (driver) mode first and falling back to generic (skb)
+// mode. It returns "native" or "generic". The attachment is a bpf_link owned by this
+// process: if the process dies, the kernel detaches the program.
+func (l *Limiter) Attach(ifname string) (mode string, err error) {
+	return l.AttachMode(ifname, "")
+}
+
+// AttachMode is Attach with a forced mode: "native", "generic", or "" for native with
+// a fallback to generic.
+func (l *Limiter) AttachMode(ifname, mode string) (string, error) {
+	ifi, err := net.InterfaceByName(ifname)
+	if err != nil {
+		return "", fmt.Errorf("xdp attach: %w", err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if a, ok := l.links[ifname]; ok {
+		return a.mode, fmt.Errorf("xdp attach %s: already attached (%s)", ifname, a.mode)
+	}
+	try := []string{"native", "generic"}
+	if mode != "" {
+		try = []string{mode}
+	}
+	var errs []error
+	for _, m := range try {
+		flags := link.XDPDriverMode
+		switch m {
+		case "native":
+		case "generic":
+			flags = link.XDPGenericMode
+		default:
+			return "", fmt.Errorf("xdp attach %s: unknown mode %q", ifname, m)
+		}
+		lk, err := link.AttachXDP(link.XDPOptions{Program: l.objs.XdpRatelimit, Interface: ifi.Index, Flags: flags})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", m, err))
+			continue
+		}
+		l.links[ifname] = attachment{link: lk, mode: m}
+		l.log.Info("xdp rate limiter attached", "interface", ifname, "mode", m)
+		return m, nil
+	}
+	return "", fmt.Errorf("xdp attach %s: %w", ifname, errors.Join(errs...))
+}
+
+// Detach removes the program from one interface.
+func (l *Limiter) Detach(ifname string) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	a, ok := l.links[ifname]
+	if !ok {
+		return fmt.Errorf("xdp detach %s: not attached", ifname)
+	}
+	delete(l.links, ifname)
+	return a.link.Close()
+}
+
+// Attachments returns interface name -> mode for the current attachments.
+func (l *Limiter) Attachments() map[string]string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	m := make(map[string]string, len(l.links))
+	for k, a := range l.links {
+		m[k] = a.mode
+	}
+	return m
+}
+
+// SetRule adds or replaces the limit for r.Port. It takes effect for the next packet;
+// nothing is reloaded. Existing per-source and global buckets keep their tokens
+// (clamped to the new bursts).
+func (l *Limiter) SetRule(r Rule) error {
+	r, err := r.withDefaults()
+	if err != nil {
+		return fmt.Errorf("xdp: %w", err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	slot, ok := l.slots[r.Port]
+	if !ok {
+		if len(l.slots) >= MaxRules {
+			return fmt.Errorf("xdp: rule for port %d: at most %d ports", r.Port, MaxRules)
+		}
+		slot = uint32(len(l.slots) + 1)
+		// A fresh slot: zero its global bucket so the kernel starts it full.
+		if err := l.objs.Gstates.Put(slot, ratelimitGstate{}); err != nil {
+			return fmt.Errorf("xdp: reset global bucket for port %d: %w", r.Port, err)
+		}
+		l.slots[r.Port] = slot
+	}
+	if err := l.objs.Rules.Put(r.Port, r.kernel(slot)); err != nil {
+		return fmt.Errorf("xdp: set rule for port %d: %w", r.Port, err)
+	}
+	l.rules[r.Port] = r
+	return nil
+}
+
+// DeleteRule stops limiting the port; its counters keep their values.
+func (l *Limiter) DeleteRule(port uint16) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.objs.Rules.Delete(port); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("xdp: delete rule for port %d: %w", port, err)
+	}
+	delete(l.rules, port)
+	return nil
+}
+
+// Events delivers limit-state notifications: a source or a port's global bucket
+// starts or stops being limited. Delivery is itself rate-limited (Config.NotifyRate);
+// the channel is closed by Close.
+func (l *Limiter) Events() <-chan LimitEvent { return l.notify.ch }
+
+// Close detaches the program from every interface, removes the pins and frees the
+// program and maps.
+func (l *Limiter) Close() error {
+	l.mu.Lock()
+	var errs []error
+	for name, a := range l.links {
+		if err := a.link.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("detach %s: %w", name, err))
+		}
+		delete(l.links, name)
+	}
+	l.mu.Unlock()
+	if l.notify != nil {
+		l.notify.close()
+	}
+	l.unpin()
+	if err := l.objs.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}

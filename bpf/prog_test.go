@@ -1,0 +1,479 @@
+package bpf
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+	"github.com/icsnare/icsnare/protocols/protocoltest"
+)
+
+const (
+	xdpDrop = 1
+	xdpPass = 2
+	t0      = uint64(1_000_000_000_000) // test clock start: 1000 s
+)
+
+// loadTest loads a limiter with the test clock frozen at t0.
+func loadTest(t testing.TB, rules ...Rule) *Limiter {
+	t.Helper()
+	protocoltest.NeedRoot(t)
+	l, err := Load(Config{Rules: rules, MaxSources: 1024, QuietPeriod: 10 * time.Second, NotifyRate: 1000, NotifyBurst: 1000, SweepInterval: time.Hour})
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	t.Cleanup(func() { l.Close() })
+	l.setClock(t, t0)
+	return l
+}
+
+// setClock sets the program's test clock (0: back to bpf_ktime_get_ns).
+func (l *Limiter) setClock(t testing.TB, ns uint64) {
+	t.Helper()
+	if err := l.objs.ClockNs.Set(ns); err != nil {
+		t.Fatalf("set clock: %v", err)
+	}
+}
+
+// run feeds one frame to the program with BPF_PROG_TEST_RUN.
+func run(t testing.TB, l *Limiter, frame []byte) uint32 {
+	t.Helper()
+	ret, err := l.objs.XdpRatelimit.Run(&ebpf.RunOptions{Data: frame})
+	if err != nil {
+		t.Fatalf("test run: %v", err)
+	}
+	return ret
+}
+
+// runN feeds the frame n times and returns how many passed.
+func runN(t testing.TB, l *Limiter, frame []byte, n int) (passed int) {
+	t.Helper()
+	for i := 0; i < n; i++ {
+		switch ret := run(t, l, frame); ret {
+		case xdpPass:
+			passed++
+		case xdpDrop:
+		default:
+			t.Fatalf("unexpected XDP action %d", ret)
+		}
+	}
+	return passed
+}
+
+// counts returns the counters as "port/reason" -> packets.
+func counts(t testing.TB, l *Limiter) map[string]uint64 {
+	t.Helper()
+	cs, err := l.Counters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]uint64{}
+	for _, c := range cs {
+		if c.Packets > 0 {
+			m[fmt.Sprintf("%d/%s", c.Port, c.Reason)] = c.Packets
+		}
+	}
+	return m
+}
+
+func equalCounts(t testing.TB, got, want map[string]uint64) {
+	t.Helper()
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("counters = %v, want %v", got, want)
+	}
+}
+
+// TestParse checks which frames the limiter recognises: with a per-source burst of 2,
+// a recognised frame passes twice and is then dropped; any other frame always passes
+// and, where the program says so, is counted as a fragment or a truncated header.
+func TestParse(t *testing.T) {
+	const port = 161
+	rule := Rule{Port: port, PerSource: 60, Burst: 2}
+	v6ext := append(append(ext(layers.IPProtocolIPv6Routing, 0), ext(layers.IPProtocolIPv6Destination, 2)...), ext(layers.IPProtocolUDP, 1)...)
+	full4 := func(t *testing.T) []byte { return udp4(t, "198.18.0.10", port, frameOpt{}) }
+	cases := []struct {
+		name    string
+		frame   func(t *testing.T) []byte
+		limited bool   // recognised and limited
+		counter string // for unlimited frames: the slot-0 counter it must bump ("" none)
+	}{
+		{"ipv4", full4, true, ""},
+		{"ipv4 options", func(t *testing.T) []byte {
+			return udp4(t, "198.18.0.10", port, frameOpt{ipOpts: []layers.IPv4Option{{OptionType: 1}, {OptionType: 1}, {OptionType: 1}, {OptionType: 1},
+				{OptionType: 7, OptionLength: 11, OptionData: make([]byte, 9)}, {OptionType: 0}}})
+		}, true, ""},
+		{"802.1Q", func(t *testing.T) []byte {
+			return udp4(t, "198.18.0.10", port, frameOpt{vlans: []layers.EthernetType{layers.EthernetTypeDot1Q}})
+		}, true, ""},
+		{"QinQ 802.1ad", func(t *testing.T) []byte {
+			return udp4(t, "198.18.0.10", port, frameOpt{vlans: []layers.EthernetType{layers.EthernetTypeQinQ, layers.EthernetTypeDot1Q}})
+		}, true, ""},
+		{"double 802.1Q", func(t *testing.T) []byte {
+			return udp6(t, "2001:db8::10", port, frameOpt{vlans: []layers.EthernetType{layers.EthernetTypeDot1Q, layers.EthernetTypeDot1Q}})
+		}, true, ""},
+		{"three tags not walked", func(t *testing.T) []byte {
+			return udp4(t, "198.18.0.10", port, frameOpt{vlans: []layers.EthernetType{layers.EthernetTypeQinQ, layers.EthernetTypeDot1Q, layers.EthernetTypeDot1Q}})
+		}, false, ""},
+		{"ipv6", func(t *testing.T) []byte { return udp6(t, "2001:db8::10", port, frameOpt{}) }, true, ""},
+		{"ipv6 hop-by-hop routing dstopts", func(t *testing.T) []byte {
+			return udp6(t, "2001:db8::10", port, frameOpt{next6: layers.IPProtocolIPv6HopByHop, ext6: v6ext})
+		}, true, ""},
+		{"ipv6 in QinQ with ext", func(t *testing.T) []byte {
+			return udp6(t, "2001:db8::10", port, frameOpt{vlans: []layers.EthernetType{layers.EthernetTypeQinQ, layers.EthernetTypeDot1Q},
+				next6: layers.IPProtocolIPv6Destination, ext6: ext(layers.IPProtocolUDP, 0)})
+		}, true, ""},
+		{"ipv6 seven ext headers not walked", func(t *testing.T) []byte {
+			var e []byte
+			for i := 0; i < 6; i++ {
+				e = append(e, ext(layers.IPProtocolIPv6Destination, 0)...)
+			}
+			e = append(e, ext(layers.IPProtocolUDP, 0)...)
+			return udp6(t, "2001:db8::10", port, frameOpt{next6: layers.IPProtocolIPv6Destination, ext6: e})
+		}, false, ""},
+		{"ipv6 fragment", func(t *testing.T) []byte {
+			return udp6(t, "2001:db8::10", port, frameOpt{next6: layers.IPProtocolIPv6Fragment, ext6: fragHdr(layers.IPProtocolUDP, 0, true)})
+		}, false, "0/fragment"},
+		{"ipv6 later fragment after hop-by-hop", func(t *testing.T) []byte {
+			return udp6(t, "2001:db8::10", port, frameOpt{next6: layers.IPProtocolIPv6HopByHop,
+				ext6: append(ext(layers.IPProtocolIPv6Fragment, 0), fragHdr(layers.IPProtocolUDP, 185, false)...)})
+		}, false, "0/fragment"},
+		{"ipv6 TCP fragment not counted", func(t *testing.T) []byte {
+			return udp6(t, "2001:db8::10", port, frameOpt{next6: layers.IPProtocolIPv6Fragment, ext6: fragHdr(layers.IPProtocolTCP, 0, true)})
+		}, false, ""},
+		{"ipv4 first fragment", func(t *testing.T) []byte {
+			return udp4(t, "198.18.0.10", port, frameOpt{flags: layers.IPv4MoreFragments})
+		}, false, "0/fragment"},
+		{"ipv4 later fragment", func(t *testing.T) []byte {
+			return udp4(t, "198.18.0.10", port, frameOpt{fragOff: 185})
+		}, false, "0/fragment"},
+		{"ipv4 DF is not a fragment", func(t *testing.T) []byte {
+			return udp4(t, "198.18.0.10", port, frameOpt{flags: layers.IPv4DontFragment})
+		}, true, ""},
+		{"tcp to the port", func(t *testing.T) []byte { return udp4(t, "198.18.0.10", port, frameOpt{proto: layers.IPProtocolTCP}) }, false, ""},
+		{"tcp6 to the port", func(t *testing.T) []byte { return udp6(t, "2001:db8::10", port, frameOpt{proto: layers.IPProtocolTCP}) }, false, ""},
+		{"icmp", func(t *testing.T) []byte {
+			return udp4(t, "198.18.0.10", port, frameOpt{proto: layers.IPProtocolICMPv4})
+		}, false, ""},
+		{"other udp port", func(t *testing.T) []byte { return udp4(t, "198.18.0.10", 162, frameOpt{}) }, false, ""},
+		{"other udp6 port", func(t *testing.T) []byte { return udp6(t, "2001:db8::10", 16100, frameOpt{}) }, false, ""},
+		{"arp", func(t *testing.T) []byte {
+			return serialize(t, &layers.Ethernet{SrcMAC: macA, DstMAC: macB, EthernetType: layers.EthernetTypeARP},
+				&layers.ARP{AddrType: layers.LinkTypeEthernet, Protocol: layers.EthernetTypeIPv4, HwAddressSize: 6, ProtAddressSize: 4,
+					Operation: layers.ARPRequest, SourceHwAddress: macA, SourceProtAddress: []byte{198, 18, 0, 1},
+					DstHwAddress: make([]byte, 6), DstProtAddress: []byte{198, 18, 0, 2}})
+		}, false, ""},
+		{"truncated: ethernet only", func(t *testing.T) []byte { return full4(t)[:14] }, false, "0/truncated"},
+		{"truncated: half an IPv4 header", func(t *testing.T) []byte { return full4(t)[:14+10] }, false, "0/truncated"},
+		{"truncated: half a UDP header", func(t *testing.T) []byte { return full4(t)[:14+20+4] }, false, "0/truncated"},
+		{"truncated: IPv4 options", func(t *testing.T) []byte {
+			return udp4(t, "198.18.0.10", port, frameOpt{ipOpts: []layers.IPv4Option{{OptionType: 7, OptionLength: 11, OptionData: make([]byte, 9)}, {OptionType: 0}}})[:14+22]
+		}, false, "0/truncated"},
+		{"malformed: IHL 4", func(t *testing.T) []byte { f := full4(t); f[14] = 0x44; return f }, false, "0/truncated"},
+		{"truncated: VLAN tag", func(t *testing.T) []byte {
+			return udp4(t, "198.18.0.10", port, frameOpt{vlans: []layers.EthernetType{layers.EthernetTypeDot1Q}})[:16]
+		}, false, ""},
+		{"truncated: IPv6 header", func(t *testing.T) []byte { return udp6(t, "2001:db8::10", port, frameOpt{})[:14+30] }, false, "0/truncated"},
+		{"truncated: IPv6 ext header", func(t *testing.T) []byte {
+			return udp6(t, "2001:db8::10", port, frameOpt{next6: layers.IPProtocolIPv6HopByHop, ext6: v6ext})[:14+40+8+1]
+		}, false, "0/truncated"},
+		{"truncated: UDP after IPv6 ext", func(t *testing.T) []byte {
+			return udp6(t, "2001:db8::10", port, frameOpt{next6: layers.IPProtocolIPv6HopByHop, ext6: v6ext})[:14+40+len(v6ext)+6]
+		}, false, "0/truncated"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			l := loadTest(t, rule)
+			frame := tc.frame(t)
+			passed := runN(t, l, frame, 5)
+			got := counts(t, l)
+			if tc.limited {
+				if passed != 2 {
+					t.Errorf("passed %d of 5, want the burst of 2", passed)
+				}
+				equalCounts(t, got, map[string]uint64{"161/ok": 2, "161/per_source": 3})
+				return
+			}
+			if passed != 5 {
+				t.Errorf("passed %d of 5, want all", passed)
+			}
+			want := map[string]uint64{}
+			if tc.counter != "" {
+				want[tc.counter] = 5
+			}
+			equalCounts(t, got, want)
+		})
+	}
+}
+
+// TestFramesAreReal checks that gopacket itself decodes the crafted frames down to
+// UDP, so the parser is tested against well-formed encapsulations.
+func TestFramesAreReal(t *testing.T) {
+	v6ext := append(append(ext(layers.IPProtocolIPv6Routing, 0), ext(layers.IPProtocolIPv6Destination, 2)...), ext(layers.IPProtocolUDP, 1)...)
+	for name, f := range map[string][]byte{
+		"qinq4":  udp4(t, "198.18.0.10", 161, frameOpt{vlans: []layers.EthernetType{layers.EthernetTypeQinQ, layers.EthernetTypeDot1Q}}),
+		"opts4":  udp4(t, "198.18.0.10", 161, frameOpt{ipOpts: []layers.IPv4Option{{OptionType: 7, OptionLength: 11, OptionData: make([]byte, 9)}, {OptionType: 0}}}),
+		"ext6":   udp6(t, "2001:db8::10", 161, frameOpt{next6: layers.IPProtocolIPv6HopByHop, ext6: v6ext}),
+		"vlan6x": udp6(t, "2001:db8::10", 161, frameOpt{vlans: []layers.EthernetType{layers.EthernetTypeDot1Q}, next6: layers.IPProtocolIPv6Destination, ext6: ext(layers.IPProtocolUDP, 0)}),
+	} {
+		p := gopacket.NewPacket(f, layers.LayerTypeEthernet, gopacket.Default)
+		if el := p.ErrorLayer(); el != nil {
+			t.Errorf("%s: gopacket: %v", name, el.Error())
+		}
+		u, ok := p.Layer(layers.LayerTypeUDP).(*layers.UDP)
+		if !ok || u.DstPort != 161 || string(u.Payload) != "0123456789abcdef" {
+			t.Errorf("%s: gopacket did not find the UDP datagram: %v", name, p)
+		}
+	}
+}
+
+// TestTokenBucket checks the exact bucket arithmetic over simulated time.
+func TestTokenBucket(t *testing.T) {
+	l := loadTest(t, Rule{Port: 161, PerSource: 120, Burst: 3}, Rule{Port: 623, PerSource: 7, Burst: 1})
+	f := udp4(t, "198.18.0.10", 161, frameOpt{})
+	steps := []struct {
+		at     uint64 // ns after t0
+		send   int
+		passed int
+	}{
+		{0, 5, 3},                               // the burst
+		{499_999_999, 1, 0},                     // one token every 500 ms: 1 ns short
+		{500_000_000, 2, 1},                     // exactly one
+		{500_000_000 + 1_500_000_000, 4, 3},     // exactly three more
+		{2_000_000_000 + 3_600e9, 5, 3},         // an hour later: capped at the burst
+		{2_000_000_000 + 3_600e9 + 250e6, 1, 0}, // half a token
+		{2_000_000_000 + 3_600e9 + 750e6, 1, 1}, // the half and another half
+	}
+	total, passed := 0, 0
+	for _, s := range steps {
+		l.setClock(t, t0+s.at)
+		got := runN(t, l, f, s.send)
+		if got != s.passed {
+			t.Errorf("at +%v: %d of %d passed, want %d", time.Duration(s.at), got, s.send, s.passed)
+		}
+		total += s.send
+		passed += got
+	}
+	equalCounts(t, counts(t, l), map[string]uint64{"161/ok": uint64(passed), "161/per_source": uint64(total - passed)})
+
+	// 7 per minute: one token every 8.571428571428... s, never rounded.
+	g := udp6(t, "2001:db8::10", 623, frameOpt{})
+	l.setClock(t, t0)
+	if got := runN(t, l, g, 2); got != 1 {
+		t.Fatalf("623: %d passed, want 1", got)
+	}
+	l.setClock(t, t0+8_571_428_571) // 7 * 8571428571 = 59999999997 units: short by 3
+	if got := runN(t, l, g, 1); got != 0 {
+		t.Errorf("623 at 8.571428571 s: passed, want drop")
+	}
+	l.setClock(t, t0+8_571_428_572)
+	if got := runN(t, l, g, 2); got != 1 {
+		t.Errorf("623 at 8.571428572 s: %d passed, want 1", got)
+	}
+}
+
+// TestGlobalBucket checks the global bucket, the reserve that unknown sources cannot
+// take, and that a per-source drop does not spend global tokens.
+func TestGlobalBucket(t *testing.T) {
+	l := loadTest(t, Rule{Port: 47808, PerSource: 600, Burst: 100, Global: 60, GlobalBurst: 8, Reserve: 2})
+	src := func(i int) []byte { return udp4(t, fmt.Sprintf("10.0.0.%d", i), 47808, frameOpt{}) }
+	for i := 1; i <= 6; i++ { // six new sources take the global tokens down to the reserve
+		if got := runN(t, l, src(i), 1); got != 1 {
+			t.Fatalf("new source %d dropped", i)
+		}
+	}
+	if got := runN(t, l, src(7), 3); got != 0 {
+		t.Errorf("new source 7: %d passed with only the reserve left, want 0", got)
+	}
+	if got := runN(t, l, src(1), 4); got != 2 {
+		t.Errorf("known source 1: %d passed, want the 2 reserved tokens", got)
+	}
+	l.setClock(t, t0+1e9) // one token
+	if got := runN(t, l, src(8), 1); got != 0 {
+		t.Errorf("new source 8 passed below the reserve")
+	}
+	if got := runN(t, l, src(2), 2); got != 1 {
+		t.Errorf("known source 2: %d passed, want 1", got)
+	}
+	l.setClock(t, t0+4e9) // three tokens: one new source fits above the reserve of 2
+	if got := runN(t, l, src(9), 1) + runN(t, l, src(10), 1); got != 1 {
+		t.Errorf("new sources 9, 10: %d passed, want 1", got)
+	}
+	equalCounts(t, counts(t, l), map[string]uint64{"47808/ok": 10, "47808/global_new": 5, "47808/global": 3})
+
+	// Per-source drops do not spend global tokens.
+	l2 := loadTest(t, Rule{Port: 161, PerSource: 60, Burst: 1, Global: 60, GlobalBurst: 3, Reserve: -1})
+	a, b := udp4(t, "10.0.0.1", 161, frameOpt{}), udp4(t, "10.0.0.2", 161, frameOpt{})
+	if got := runN(t, l2, a, 10) + runN(t, l2, b, 3); got != 2 {
+		t.Errorf("passed %d, want one per source", got)
+	}
+	if got := runN(t, l2, udp4(t, "10.0.0.3", 161, frameOpt{}), 1); got != 1 {
+		t.Errorf("third source dropped although the global bucket has a token left")
+	}
+	equalCounts(t, counts(t, l2), map[string]uint64{"161/ok": 3, "161/per_source": 11})
+}
+
+// TestRuntimeRules changes, adds and deletes rules without reloading.
+func TestRuntimeRules(t *testing.T) {
+	l := loadTest(t, Rule{Port: 161, PerSource: 60, Burst: 1})
+	f := udp4(t, "10.0.0.1", 161, frameOpt{})
+	if got := runN(t, l, f, 3); got != 1 {
+		t.Fatalf("passed %d, want 1", got)
+	}
+	if err := l.SetRule(Rule{Port: 161, PerSource: 6000, Burst: 10}); err != nil {
+		t.Fatal(err)
+	}
+	if got := runN(t, l, f, 1); got != 0 {
+		t.Errorf("an empty bucket passed without time passing")
+	}
+	l.setClock(t, t0+30e6) // 6000/min = one token per 10 ms
+	if got := runN(t, l, f, 5); got != 3 {
+		t.Errorf("after 30 ms at the new rate: %d passed, want 3", got)
+	}
+	g := udp4(t, "10.0.0.1", 47808, frameOpt{})
+	if got := runN(t, l, g, 4); got != 4 {
+		t.Errorf("unconfigured port: %d of 4 passed", got)
+	}
+	if err := l.SetRule(Rule{Port: 47808, Global: 60, GlobalBurst: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if got := runN(t, l, g, 4); got != 2 {
+		t.Errorf("new global rule: %d passed, want 2", got)
+	}
+	if err := l.DeleteRule(161); err != nil {
+		t.Fatal(err)
+	}
+	if got := runN(t, l, f, 20); got != 20 {
+		t.Errorf("deleted rule: %d of 20 passed", got)
+	}
+	rules, err := l.Rules()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rules) != 1 || rules[47808].Global != 60 || rules[47808].GlobalBurst != 2 {
+		t.Errorf("rules = %+v", rules)
+	}
+	for _, bad := range []Rule{{Port: 0, PerSource: 1}, {Port: 1, PerSource: -1}, {Port: 1, Global: 10, Reserve: 10}, {Port: 1, PerSource: maxPerMinute + 1}} {
+		if err := l.SetRule(bad); err == nil {
+			t.Errorf("SetRule(%+v) accepted", bad)
+		}
+	}
+}
+
+// TestSourcesAndEvents checks the per-source table (IPv4 and IPv6 keys), TopSources,
+// WriteStats and the start/stop notifications.
+func TestSourcesAndEvents(t *testing.T) {
+	l := loadTest(t, Rule{Port: 161, PerSource: 60, Burst: 2})
+	runN(t, l, udp4(t, "198.18.0.10", 161, frameOpt{}), 7)
+	runN(t, l, udp6(t, "2001:db8::10", 161, frameOpt{}), 4)
+	runN(t, l, udp4(t, "198.18.0.11", 161, frameOpt{}), 1)
+	top, tracked, limited, err := l.TopSources(10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tracked != 3 || limited != 2 || len(top) != 2 {
+		t.Fatalf("tracked %d limited %d top %+v", tracked, limited, top)
+	}
+	if top[0].Addr != netip.MustParseAddr("198.18.0.10") || top[0].Dropped != 5 || top[0].Passed != 2 ||
+		top[1].Addr != netip.MustParseAddr("2001:db8::10") || top[1].Dropped != 2 || !top[1].Limited {
+		t.Errorf("top = %+v", top)
+	}
+	starts := map[string]bool{}
+	for i := 0; i < 2; i++ {
+		ev := nextEvent(t, l)
+		if ev.Kind != "start" || ev.Scope != "source" || ev.Port != 161 {
+			t.Errorf("event %+v", ev)
+		}
+		starts[ev.Source.String()] = true
+	}
+	if !starts["198.18.0.10"] || !starts["2001:db8::10"] {
+		t.Errorf("start events for %v", starts)
+	}
+	var sb strings.Builder
+	if err := l.WriteStats(&sb, 5); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"161", "per_source", "198.18.0.10", "2001:db8::10", "sources tracked: 3 of 1024, limited now: 2"} {
+		if !strings.Contains(sb.String(), want) {
+			t.Errorf("stats lack %q:\n%s", want, sb.String())
+		}
+	}
+	t.Logf("icsnare xdp stats:\n%s", sb.String())
+
+	// More drops within the quiet period start no new episode; after it, the sweep
+	// reports the end with the episode's drop count.
+	l.setClock(t, t0+5e9)
+	runN(t, l, udp4(t, "198.18.0.10", 161, frameOpt{}), 10) // refilled to the burst of 2, 8 dropped
+	l.setClock(t, t0+5e9+10e9+1)
+	l.notify.sweep()
+	stops := map[string]uint64{}
+	for i := 0; i < 2; i++ {
+		ev := nextEvent(t, l)
+		if ev.Kind != "stop" {
+			t.Fatalf("event %+v, want a stop", ev)
+		}
+		stops[ev.Source.String()] = ev.Dropped
+	}
+	if stops["198.18.0.10"] != 13 || stops["2001:db8::10"] != 2 {
+		t.Errorf("stops = %v", stops)
+	}
+	// A drop after the quiet period is a new episode.
+	runN(t, l, udp4(t, "198.18.0.10", 161, frameOpt{}), 3)
+	if ev := nextEvent(t, l); ev.Kind != "start" || ev.Source.String() != "198.18.0.10" {
+		t.Errorf("event %+v, want a new start", ev)
+	}
+}
+
+// TestGlobalEvents checks the global start/stop notifications and their rate limit.
+func TestGlobalEvents(t *testing.T) {
+	protocoltest.NeedRoot(t)
+	l, err := Load(Config{Rules: []Rule{{Port: 623, Global: 60, GlobalBurst: 1}, {Port: 161, PerSource: 60, Burst: 1}},
+		MaxSources: 1024, NotifyRate: 0.001, NotifyBurst: 2, SweepInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	l.setClock(t, t0)
+	runN(t, l, udp4(t, "10.0.0.1", 623, frameOpt{}), 4)
+	if ev := nextEvent(t, l); ev.Kind != "start" || ev.Scope != "global" || ev.Port != 623 {
+		t.Errorf("event %+v", ev)
+	}
+	for i := 1; i <= 5; i++ { // five sources limited: only one more notification fits
+		runN(t, l, udp4(t, fmt.Sprintf("10.0.1.%d", i), 161, frameOpt{}), 2)
+	}
+	ev := nextEvent(t, l)
+	if ev.Kind != "start" || ev.Scope != "source" {
+		t.Errorf("event %+v", ev)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for l.Suppressed() < 4 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if s := l.Suppressed(); s != 4 {
+		t.Errorf("suppressed %d, want 4", s)
+	}
+	select {
+	case ev := <-l.Events():
+		t.Errorf("unexpected event %+v", ev)
+	default:
+	}
+	lost, err := l.EventsLost()
+	if err != nil || lost != 0 {
+		t.Errorf("lost %d, %v", lost, err)
+	}
+}
+
+func nextEvent(t testing.TB, l *Limiter) LimitEvent {
+	t.Helper()
+	select {
+	case ev := <-l.Events():
+		return ev
+	case <-time.After(5 * time.Second):
+		t.Fatal("no limit event within 5s")
+	}
+	return LimitEvent{}
+}

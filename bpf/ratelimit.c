@@ -1,0 +1,397 @@
+//go:build ignore
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/* Copyright the icsnare authors.
+ *
+ * icsnare XDP rate limiter: per-source and per-port global token buckets for
+ * UDP services (SNMP, BACnet/IP, IPMI, ...). Parses Ethernet with up to two
+ * 802.1Q/802.1ad tags, IPv4 (with options) and IPv6 (hop-by-hop, routing and
+ * destination options headers), then UDP. Only UDP datagrams to a configured
+ * destination port are ever dropped; everything else is passed untouched.
+ *
+ * Tokens are kept in "units": one request is NS_PER_MIN units, so a bucket
+ * refilled at R requests per minute gains exactly R units per elapsed
+ * nanosecond. The arithmetic is exact integer arithmetic, no rounding.
+ */
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/udp.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#define NS_PER_MIN 60000000000ULL
+#define MAX_SLOTS 64   /* rule slots; slot 0 counts port-less events */
+#define NR_REASONS 8
+#define MAX_VLAN 2
+#define MAX_EXTHDR 6
+
+#ifndef ETH_P_8021AD
+#define ETH_P_8021AD 0x88A8
+#endif
+
+enum reason {
+	R_PASS = 0,         /* within limits */
+	R_DROP_SOURCE = 1,  /* per-source bucket empty */
+	R_DROP_GLOBAL = 2,  /* known source, global bucket empty */
+	R_DROP_NEW = 3,     /* unknown source, global bucket at or below the reserve */
+	R_FRAGMENT = 4,     /* slot 0: UDP fragment, passed */
+	R_TRUNCATED = 5,    /* slot 0: truncated or malformed IP/UDP header, passed */
+	R_UNTRACKED = 6,    /* passed, but the source could not be inserted */
+	R_EVENT_LOST = 7,   /* slot 0: ring buffer full, notification lost */
+};
+
+enum event_kind {
+	EV_SOURCE = 1, /* a source started being limited */
+	EV_GLOBAL = 2, /* a port's global bucket started limiting */
+};
+
+struct rule {
+	__u32 slot;        /* 1..MAX_SLOTS-1: index into gstates and counters */
+	__u32 flags;
+	__u64 src_rate;    /* requests per minute per source, 0 = unlimited */
+	__u64 src_burst;   /* units */
+	__u64 src_fill_ns; /* ns that fill an empty source bucket */
+	__u64 glob_rate;      /* requests per minute, all sources, 0 = unlimited */
+	__u64 glob_burst;     /* units */
+	__u64 glob_fill_ns;
+	__u64 glob_reserve;   /* units of the global bucket new sources may not take */
+};
+
+struct gstate {
+	struct bpf_spin_lock lock;
+	__u32 pad;
+	__u64 tokens;
+	__u64 last_ns;      /* 0: fresh, full bucket */
+	__u64 last_drop_ns;
+};
+
+struct src_key {
+	__u16 port;   /* host order */
+	__u8 family;  /* 4 or 6 */
+	__u8 pad;
+	__u8 addr[16];
+};
+
+struct src_state {
+	__u64 tokens;
+	__u64 last_ns;
+	__u64 passed;
+	__u64 dropped;
+	__u64 last_drop_ns;
+};
+
+struct counter {
+	__u64 packets;
+	__u64 bytes;
+};
+
+struct event {
+	__u64 ts_ns;
+	__u64 dropped;  /* EV_SOURCE: the source's drop count so far */
+	__u16 port;
+	__u8 kind;
+	__u8 family;
+	__u32 pad;
+	__u8 addr[16];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_SLOTS);
+	__type(key, __u16);
+	__type(value, struct rule);
+} rules SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_SLOTS);
+	__type(key, __u32);
+	__type(value, struct gstate);
+} gstates SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536); /* set by the loader */
+	__type(key, struct src_key);
+	__type(value, struct src_state);
+} sources SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MAX_SLOTS * NR_REASONS);
+	__type(key, __u32);
+	__type(value, struct counter);
+} counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 64 * 1024);
+} events SEC(".maps");
+
+/* Test clock: when non-zero it replaces bpf_ktime_get_ns. Only tests set it. */
+volatile __u64 clock_ns = 0;
+/* A source or port counts as limited again after this long without drops. */
+volatile __u64 quiet_ns = 10000000000ULL;
+
+/* Force BTF for the types userspace decodes. */
+const struct event *unused_event __attribute__((unused));
+const struct src_key *unused_key __attribute__((unused));
+
+static __always_inline __u64 now_ns(void)
+{
+	__u64 t = clock_ns;
+	return t ? t : bpf_ktime_get_ns();
+}
+
+static __always_inline void count(__u32 slot, __u32 reason, __u64 bytes)
+{
+	__u32 k = slot * NR_REASONS + reason;
+	struct counter *c = bpf_map_lookup_elem(&counters, &k);
+	if (c) {
+		c->packets++;
+		c->bytes += bytes;
+	}
+}
+
+static __always_inline __u64 refill(__u64 tokens, __u64 last, __u64 now, __u64 rate,
+				    __u64 burst, __u64 fill_ns)
+{
+	if (now > last) {
+		__u64 el = now - last;
+		if (el >= fill_ns)
+			return burst;
+		tokens += el * rate;
+	}
+	return tokens > burst ? burst : tokens;
+}
+
+static __always_inline void notify(__u8 kind, struct src_key *k, __u64 now, __u64 dropped)
+{
+	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count(0, R_EVENT_LOST, 0);
+		return;
+	}
+	e->ts_ns = now;
+	e->dropped = dropped;
+	e->port = k->port;
+	e->kind = kind;
+	e->family = k->family;
+	e->pad = 0;
+	__builtin_memcpy(e->addr, k->addr, sizeof(e->addr));
+	bpf_ringbuf_submit(e, 0);
+}
+
+static __always_inline int limit(struct rule *r, struct src_key *k, __u64 bytes)
+{
+	__u64 now = now_ns();
+	__u64 quiet = quiet_ns;
+	struct src_state *s = NULL;
+	__u64 st = 0;
+	int unknown = 0;
+
+	if (r->src_rate) {
+		s = bpf_map_lookup_elem(&sources, k);
+		if (s) {
+			__u64 last = s->last_ns;
+			st = refill(s->tokens, last, now, r->src_rate, r->src_burst, r->src_fill_ns);
+			if (now > last)
+				s->last_ns = now;
+			if (st < NS_PER_MIN) {
+				__u64 ld = s->last_drop_ns;
+				__u64 d;
+				s->tokens = st;
+				s->last_drop_ns = now;
+				d = __sync_fetch_and_add(&s->dropped, 1) + 1;
+				count(r->slot, R_DROP_SOURCE, bytes);
+				if (ld == 0 || now - ld > quiet)
+					notify(EV_SOURCE, k, now, d);
+				return XDP_DROP;
+			}
+		} else {
+			unknown = 1;
+		}
+	}
+
+	if (r->glob_rate) {
+		__u32 slot = r->slot;
+		struct gstate *g = bpf_map_lookup_elem(&gstates, &slot);
+		int ok = 0, start = 0;
+		if (g) {
+			__u64 floor = NS_PER_MIN;
+			__u64 gt;
+			if (unknown)
+				floor += r->glob_reserve;
+			bpf_spin_lock(&g->lock);
+			if (g->last_ns == 0)
+				gt = r->glob_burst;
+			else
+				gt = refill(g->tokens, g->last_ns, now, r->glob_rate, r->glob_burst, r->glob_fill_ns);
+			if (now > g->last_ns)
+				g->last_ns = now;
+			if (gt >= floor) {
+				gt -= NS_PER_MIN;
+				ok = 1;
+			} else {
+				start = g->last_drop_ns == 0 || now - g->last_drop_ns > quiet;
+				g->last_drop_ns = now;
+			}
+			g->tokens = gt;
+			bpf_spin_unlock(&g->lock);
+		} else {
+			ok = 1; /* cannot happen: slots are within the array */
+		}
+		if (!ok) {
+			if (s) {
+				s->tokens = st;
+				__sync_fetch_and_add(&s->dropped, 1);
+			}
+			count(r->slot, unknown ? R_DROP_NEW : R_DROP_GLOBAL, bytes);
+			if (start)
+				notify(EV_GLOBAL, k, now, 0);
+			return XDP_DROP;
+		}
+	}
+
+	if (s) {
+		s->tokens = st - NS_PER_MIN;
+		__sync_fetch_and_add(&s->passed, 1);
+	} else if (unknown) {
+		struct src_state ns = {
+			.tokens = r->src_burst - NS_PER_MIN,
+			.last_ns = now,
+			.passed = 1,
+		};
+		if (bpf_map_update_elem(&sources, k, &ns, BPF_NOEXIST) != 0) {
+			count(r->slot, R_UNTRACKED, bytes);
+			return XDP_PASS;
+		}
+	}
+	count(r->slot, R_PASS, bytes);
+	return XDP_PASS;
+}
+
+static __always_inline int handle_udp(void *l4, void *data_end, struct src_key *k, __u64 bytes)
+{
+	struct udphdr *udp = l4;
+	struct rule *r;
+	__u16 port;
+
+	if ((void *)(udp + 1) > data_end) {
+		count(0, R_TRUNCATED, bytes);
+		return XDP_PASS;
+	}
+	port = bpf_ntohs(udp->dest);
+	r = bpf_map_lookup_elem(&rules, &port);
+	if (!r)
+		return XDP_PASS;
+	k->port = port;
+	return limit(r, k, bytes);
+}
+
+SEC("xdp")
+int xdp_ratelimit(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u64 bytes = data_end - data;
+	struct ethhdr *eth = data;
+	void *cur;
+	__u16 proto;
+	struct src_key k = {};
+
+	if ((void *)(eth + 1) > data_end)
+		return XDP_PASS;
+	proto = eth->h_proto;
+	cur = eth + 1;
+
+#pragma unroll
+	for (int i = 0; i < MAX_VLAN; i++) {
+		if (proto != bpf_htons(ETH_P_8021Q) && proto != bpf_htons(ETH_P_8021AD))
+			break;
+		/* TCI (2 bytes) then the encapsulated EtherType */
+		if (cur + 4 > data_end)
+			return XDP_PASS;
+		proto = *(__u16 *)(cur + 2);
+		cur += 4;
+	}
+
+	if (proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = cur;
+		__u32 hl;
+
+		if ((void *)(ip + 1) > data_end) {
+			count(0, R_TRUNCATED, bytes);
+			return XDP_PASS;
+		}
+		if (ip->protocol != IPPROTO_UDP)
+			return XDP_PASS;
+		hl = ip->ihl * 4;
+		if (ip->version != 4 || hl < sizeof(*ip)) {
+			count(0, R_TRUNCATED, bytes);
+			return XDP_PASS;
+		}
+		if (ip->frag_off & bpf_htons(0x3fff)) { /* MF or an offset */
+			count(0, R_FRAGMENT, bytes);
+			return XDP_PASS;
+		}
+		if (cur + hl > data_end) {
+			count(0, R_TRUNCATED, bytes);
+			return XDP_PASS;
+		}
+		k.family = 4;
+		k.addr[10] = 0xff;
+		k.addr[11] = 0xff;
+		__builtin_memcpy(&k.addr[12], &ip->saddr, 4);
+		return handle_udp(cur + hl, data_end, &k, bytes);
+	}
+
+	if (proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = cur;
+		__u8 nh;
+
+		if ((void *)(ip6 + 1) > data_end) {
+			count(0, R_TRUNCATED, bytes);
+			return XDP_PASS;
+		}
+		nh = ip6->nexthdr;
+		cur = ip6 + 1;
+#pragma unroll
+		for (int i = 0; i < MAX_EXTHDR; i++) {
+			__u8 *h;
+			if (nh == IPPROTO_UDP)
+				break;
+			if (nh == IPPROTO_FRAGMENT) {
+				/* Only count fragments that carry UDP. */
+				h = cur;
+				if ((void *)(h + 8) > data_end) {
+					count(0, R_TRUNCATED, bytes);
+					return XDP_PASS;
+				}
+				if (h[0] == IPPROTO_UDP)
+					count(0, R_FRAGMENT, bytes);
+				return XDP_PASS;
+			}
+			if (nh != IPPROTO_HOPOPTS && nh != IPPROTO_ROUTING && nh != IPPROTO_DSTOPTS)
+				return XDP_PASS; /* not UDP, or a header we do not walk */
+			h = cur;
+			if ((void *)(h + 2) > data_end) {
+				count(0, R_TRUNCATED, bytes);
+				return XDP_PASS;
+			}
+			nh = h[0];
+			cur += ((__u32)h[1] + 1) * 8;
+		}
+		if (nh != IPPROTO_UDP)
+			return XDP_PASS;
+		k.family = 6;
+		__builtin_memcpy(k.addr, &ip6->saddr, 16);
+		return handle_udp(cur, data_end, &k, bytes);
+	}
+
+	return XDP_PASS;
+}
+
+char __license[] SEC("license") = "Dual BSD/GPL";

@@ -1,0 +1,292 @@
+package bpf
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"sort"
+	"text/tabwriter"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+)
+
+// Reasons, indexed like enum reason in ratelimit.c.
+var reasons = [nrReasons]struct{ action, name string }{
+	{"pass", "ok"},
+	{"drop", "per_source"},
+	{"drop", "global"},
+	{"drop", "global_new"},
+	{"pass", "fragment"},
+	{"pass", "truncated"},
+	{"pass", "untracked"},
+	{"", "event_lost"},
+}
+
+const reasonEventLost = 7
+
+// Counter is one packet counter, summed over CPUs. Port is 0 for packets that belong
+// to no rule (fragments, truncated headers).
+type Counter struct {
+	Port    uint16
+	Action  string // "pass" or "drop"
+	Reason  string // ok, per_source, global, global_new, fragment, truncated, untracked
+	Packets uint64
+	Bytes   uint64
+}
+
+// Source is one entry of the per-source table.
+type Source struct {
+	Addr     netip.Addr
+	Port     uint16
+	Passed   uint64
+	Dropped  uint64
+	LastDrop time.Duration // how long ago the last drop was; -1 if never
+	Limited  bool          // dropped within the quiet period
+}
+
+// Reader reads the limiter's maps: from the Limiter itself, or from pinned maps in
+// another process (OpenPinned).
+type Reader struct {
+	rules, counters, sources, gstates *ebpf.Map
+	clock                             *ebpf.Variable // test clock; nil in other processes
+	quiet                             time.Duration
+	owned                             bool // Close closes the maps
+}
+
+// Close releases maps opened by OpenPinned (no-op for a Limiter's own Reader).
+func (r *Reader) Close() error {
+	if !r.owned {
+		return nil
+	}
+	var errs []error
+	for _, m := range []*ebpf.Map{r.rules, r.counters, r.sources, r.gstates} {
+		if m != nil {
+			errs = append(errs, m.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// now returns the kernel's view of time: CLOCK_MONOTONIC (bpf_ktime_get_ns), or the
+// test clock when set.
+func (r *Reader) now() uint64 {
+	if r.clock != nil {
+		var t uint64
+		if err := r.clock.Get(&t); err == nil && t != 0 {
+			return t
+		}
+	}
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return uint64(ts.Nano())
+}
+
+// Rules returns the rules currently in the kernel, by port.
+func (r *Reader) Rules() (map[uint16]Rule, error) {
+	out, _, err := r.readRules()
+	return out, err
+}
+
+func (r *Reader) readRules() (map[uint16]Rule, map[uint32]uint16, error) {
+	rules := map[uint16]Rule{}
+	slots := map[uint32]uint16{}
+	var port uint16
+	var kr ratelimitRule
+	it := r.rules.Iterate()
+	for it.Next(&port, &kr) {
+		rules[port] = ruleFromKernel(port, kr)
+		slots[kr.Slot] = port
+	}
+	if err := it.Err(); err != nil {
+		return nil, nil, fmt.Errorf("xdp: read rules: %w", err)
+	}
+	return rules, slots, nil
+}
+
+// Counters returns the non-zero packet counters of the current rules and of slot 0.
+func (r *Reader) Counters() ([]Counter, error) {
+	_, slots, err := r.readRules()
+	if err != nil {
+		return nil, err
+	}
+	slots[0] = 0
+	var out []Counter
+	for slot, port := range slots {
+		for reason := uint32(0); reason < nrReasons; reason++ {
+			if reason == reasonEventLost {
+				continue
+			}
+			c, err := r.counter(slot, reason)
+			if err != nil {
+				return nil, err
+			}
+			if c.Packets == 0 && (slot == 0 || reason > 3) {
+				continue
+			}
+			out = append(out, Counter{Port: port, Action: reasons[reason].action, Reason: reasons[reason].name, Packets: c.Packets, Bytes: c.Bytes})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Port != out[j].Port {
+			return out[i].Port < out[j].Port
+		}
+		return out[i].Reason < out[j].Reason
+	})
+	return out, nil
+}
+
+// EventsLost is how many notifications the kernel could not queue (ring buffer full).
+func (r *Reader) EventsLost() (uint64, error) {
+	c, err := r.counter(0, reasonEventLost)
+	return c.Packets, err
+}
+
+func (r *Reader) counter(slot, reason uint32) (ratelimitCounter, error) {
+	var per []ratelimitCounter
+	var sum ratelimitCounter
+	if err := r.counters.Lookup(slot*nrReasons+reason, &per); err != nil {
+		return sum, fmt.Errorf("xdp: read counter: %w", err)
+	}
+	for _, c := range per {
+		sum.Packets += c.Packets
+		sum.Bytes += c.Bytes
+	}
+	return sum, nil
+}
+
+// MaxSources is the capacity of the per-source table.
+func (r *Reader) MaxSources() int { return int(r.sources.MaxEntries()) }
+
+// walkSources calls fn for every per-source entry, using batched reads.
+func (r *Reader) walkSources(fn func(k *ratelimitSrcKey, v *ratelimitSrcState)) error {
+	const batch = 4096
+	keys := make([]ratelimitSrcKey, batch)
+	vals := make([]ratelimitSrcState, batch)
+	var cursor ebpf.MapBatchCursor
+	for {
+		n, err := r.sources.BatchLookup(&cursor, keys, vals, nil)
+		for i := 0; i < n; i++ {
+			fn(&keys[i], &vals[i])
+		}
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("xdp: read sources: %w", err)
+		}
+	}
+}
+
+// SourceCount is the occupancy of the per-source table.
+func (r *Reader) SourceCount() (int, error) {
+	n := 0
+	err := r.walkSources(func(*ratelimitSrcKey, *ratelimitSrcState) { n++ })
+	return n, err
+}
+
+// TopSources returns up to n sources with the most drops (only sources with drops),
+// plus the table occupancy and the number of currently limited sources.
+func (r *Reader) TopSources(n int) (top []Source, tracked, limited int, err error) {
+	now := r.now()
+	var all []Source
+	err = r.walkSources(func(k *ratelimitSrcKey, v *ratelimitSrcState) {
+		tracked++
+		if v.Dropped == 0 {
+			return
+		}
+		s := sourceFrom(k, v, now, r.quiet)
+		if s.Limited {
+			limited++
+		}
+		all = append(all, s)
+	})
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].Dropped > all[j].Dropped })
+	if len(all) > n {
+		all = all[:n]
+	}
+	return all, tracked, limited, nil
+}
+
+func keyAddr(family uint8, a [16]uint8) netip.Addr {
+	addr := netip.AddrFrom16(a)
+	if family == 4 {
+		return addr.Unmap()
+	}
+	return addr
+}
+
+func sourceFrom(k *ratelimitSrcKey, v *ratelimitSrcState, now uint64, quiet time.Duration) Source {
+	s := Source{Addr: keyAddr(k.Family, k.Addr), Port: k.Port, Passed: v.Passed, Dropped: v.Dropped, LastDrop: -1}
+	if v.LastDropNs != 0 {
+		ago := time.Duration(0)
+		if now > v.LastDropNs {
+			ago = time.Duration(now - v.LastDropNs)
+		}
+		s.LastDrop = ago
+		s.Limited = ago <= quiet
+	}
+	return s
+}
+
+// WriteStats prints the rules, the counters and the top n limited sources, for
+// `icsnare xdp stats`.
+func (r *Reader) WriteStats(w io.Writer, n int) error {
+	rules, err := r.Rules()
+	if err != nil {
+		return err
+	}
+	counters, err := r.Counters()
+	if err != nil {
+		return err
+	}
+	top, tracked, limited, err := r.TopSources(n)
+	if err != nil {
+		return err
+	}
+	lost, err := r.EventsLost()
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "RULE PORT\tPER-SOURCE/MIN\tBURST\tGLOBAL/MIN\tGLOBAL BURST\tRESERVE")
+	ports := make([]int, 0, len(rules))
+	for p := range rules {
+		ports = append(ports, int(p))
+	}
+	sort.Ints(ports)
+	for _, p := range ports {
+		ru := rules[uint16(p)]
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%d\t%d\n", p, perMin(ru.PerSource), ru.Burst, perMin(ru.Global), ru.GlobalBurst, ru.Reserve)
+	}
+	fmt.Fprintln(tw)
+	fmt.Fprintln(tw, "PORT\tACTION\tREASON\tPACKETS\tBYTES")
+	for _, c := range counters {
+		port := fmt.Sprint(c.Port)
+		if c.Port == 0 {
+			port = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\n", port, c.Action, c.Reason, c.Packets, c.Bytes)
+	}
+	fmt.Fprintln(tw)
+	fmt.Fprintf(tw, "sources tracked: %d of %d, limited now: %d, notifications lost: %d\n", tracked, r.MaxSources(), limited, lost)
+	if len(top) > 0 {
+		fmt.Fprintln(tw, "SOURCE\tPORT\tPASSED\tDROPPED\tLAST DROP\tLIMITED")
+		for _, s := range top {
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s ago\t%v\n", s.Addr, s.Port, s.Passed, s.Dropped, s.LastDrop.Truncate(time.Millisecond), s.Limited)
+		}
+	}
+	return tw.Flush()
+}
+
+func perMin(v int) string {
+	if v == 0 {
+		return "unlimited"
+	}
+	return fmt.Sprint(v)
+}
