@@ -312,6 +312,28 @@ func TestAnyIPPrefixReachable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+
+	// IPv6 binds of one address of the prefix check assigned addresses only; with
+	// NonlocalBindSysctls they work.
+	bind6 := func() error {
+		return a.Do(func() error {
+			ln, err := net.Listen("tcp6", "[fd00:19::77]:9001")
+			if err == nil {
+				ln.Close()
+			}
+			return err
+		})
+	}
+	if err := bind6(); err == nil {
+		t.Log("this kernel binds AnyIP IPv6 addresses without ip_nonlocal_bind")
+	}
+	plan.Sysctls = NonlocalBindSysctls()
+	if _, err := c.Apply(ctx, plan); err != nil {
+		t.Fatal(err)
+	}
+	if err := bind6(); err != nil {
+		t.Fatalf("bind with ip_nonlocal_bind: %v", err)
+	}
 }
 
 // TestMACRestoredOnFailure: a later step fails (the route slot is taken by a non-local
