@@ -1,0 +1,88 @@
+package http
+
+import (
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/icsnare/icsnare/profiles"
+	"github.com/icsnare/icsnare/protocols"
+	"github.com/icsnare/icsnare/protocols/protocoltest"
+)
+
+// start serves the embedded default profile on a loopback port.
+func start(t testing.TB) (*protocoltest.Server, *service) {
+	t.Helper()
+	return startProfile(t, protocoltest.Profile(t, "default"), "127.0.0.1:0")
+}
+
+func startProfile(t testing.TB, p *profiles.Profile, addr string) (*protocoltest.Server, *service) {
+	t.Helper()
+	svc := protocoltest.Configure(t, proto{}, p).(*service)
+	h := protocoltest.Host(p, netip.MustParseAddr("192.0.2.10"), 42)
+	return protocoltest.ServeTCP(t, Name, svc, h, addr), svc
+}
+
+// testProfile writes a template directory with the given http.xml and files (relative to
+// the http directory) and loads it.
+func testProfile(t testing.TB, httpXML string, files map[string]string) *profiles.Profile {
+	t.Helper()
+	dir := t.TempDir()
+	write := func(rel, content string) {
+		p := filepath.Join(dir, rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("template.xml", `<core><template><entity name="unit">T</entity></template><databus><key_value_mappings>
+<key name="sysName"><value type="value">"cp-test"</value></key>
+<key name="sysLocation"><value type="value">"Hall 1"</value></key>
+<key name="Uptime"><value type="function">conpot.emulators.misc.uptime.Uptime</value></key>
+</key_value_mappings></databus></core>`)
+	write("http/http.xml", httpXML)
+	for rel, c := range files {
+		write(filepath.Join("http", rel), c)
+	}
+	p, err := profiles.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func baseURL(s *protocoltest.Server) string { return "http://" + s.Addr.String() }
+
+// lastEvent returns the last event of type typ.
+func lastEvent(t testing.TB, s *protocoltest.Server, typ string) *protocols.Event {
+	t.Helper()
+	ev := s.Events.OfType(typ)
+	if len(ev) == 0 {
+		t.Fatalf("no %s event", typ)
+	}
+	return ev[len(ev)-1]
+}
+
+func field(e *protocols.Event, key string) any {
+	for _, f := range e.Fields {
+		if f.Key == key {
+			return f.Value
+		}
+	}
+	return nil
+}
+
+// headerOf returns the value of a header in a raw response head, or "".
+func headerOf(resp, name string) string {
+	for _, l := range strings.Split(resp, "\r\n") {
+		k, v, ok := strings.Cut(l, ":")
+		if ok && strings.EqualFold(k, name) {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}

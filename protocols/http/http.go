@@ -1,0 +1,182 @@
+// Package http is the web HMI of an emulated device: an HTTP/1.x server configured by the
+// profile's <http> section (Conpot's http.xml format) that serves pages from the profile's
+// htdocs with databus values substituted, status pages, aliases, chunked nodes, tarpits and
+// an optional upstream proxy. It parses requests itself, bounded in size and time, so no
+// Go net/http behaviour shows through.
+package http
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	nethttp "net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/icsnare/icsnare/profiles"
+	"github.com/icsnare/icsnare/protocols"
+)
+
+// Name is the protocol's template directory name.
+const Name = "http"
+
+// Port is the standard HTTP port.
+const Port = 80
+
+// Connection limits.
+const (
+	headerTimeout = 10 * time.Second // a whole request head, from the first wait on
+	bodyTimeout   = 10 * time.Second // a whole request body
+	maxRequests   = 100              // per connection (keep-alive)
+)
+
+func init() { protocols.Register(proto{}) }
+
+type proto struct{}
+
+func (proto) Name() string { return Name }
+
+// Configure parses the <http> section and loads every page it names.
+func (proto) Configure(sec *profiles.Section) (protocols.Service, error) {
+	cfg, err := parseConfig(sec)
+	if err != nil {
+		return nil, err
+	}
+	if err := loadContent(sec, cfg); err != nil {
+		return nil, err
+	}
+	s := &service{cfg: cfg, headerTimeout: headerTimeout, bodyTimeout: bodyTimeout, maxRequests: maxRequests}
+	for _, n := range allNodes(cfg) {
+		if n.proxy != nil {
+			if s.proxyClient == nil {
+				s.proxyClient = newProxyClient()
+			}
+			n.proxy.client = s.proxyClient
+		}
+		if len(n.chunks) > 0 && cfg.version == "HTTP/1.0" {
+			sec.Warnf(nodeAt(sec, n), "chunks need protocol_version HTTP/1.1; sent with Content-Length")
+		}
+	}
+	return s, nil
+}
+
+type service struct {
+	cfg           *config
+	headerTimeout time.Duration
+	bodyTimeout   time.Duration
+	maxRequests   int
+	proxyClient   *nethttp.Client
+	seq           atomic.Uint64
+}
+
+// Endpoints implements protocols.Service.
+func (s *service) Endpoints() []protocols.Endpoint {
+	return []protocols.Endpoint{{Transport: protocols.TCP, Port: Port}}
+}
+
+// connBufs are one connection's reusable buffers.
+type connBufs struct {
+	head, body, out []byte
+}
+
+// ServeConn serves HTTP/1.x requests on conn until the client closes, a limit is reached
+// or a request cannot be read in time.
+func (s *service) ServeConn(ctx context.Context, sess *protocols.Session, conn net.Conn) {
+	g := &guard{conn: conn}
+	stop := context.AfterFunc(ctx, g.stop)
+	defer stop()
+	defer g.release()
+	br := bufio.NewReaderSize(g, maxLine)
+	var bufs connBufs
+	for i := 1; ctx.Err() == nil; i++ {
+		g.arm(s.headerTimeout)
+		head, err := readHead(br, bufs.head)
+		if err != nil {
+			g.disarm()
+			s.readFailed(ctx, sess, conn, err, head)
+			return
+		}
+		bufs.head = head[:0]
+		req, err := parseRequest(head)
+		if err != nil {
+			g.disarm()
+			s.readFailed(ctx, sess, conn, err, nil)
+			return
+		}
+		if req.expect100 && req.minor == 1 && req.contentLength <= maxBody {
+			if _, err := conn.Write([]byte("HTTP/1.1 100 Continue\r\n\r\n")); err != nil {
+				g.disarm()
+				return
+			}
+		}
+		g.arm(s.bodyTimeout)
+		body, err := readBody(br, req, bufs.body)
+		g.disarm()
+		if err != nil {
+			var he *httpError
+			if errors.As(err, &he) {
+				s.answerError(ctx, sess, conn, he, req)
+			}
+			return
+		}
+		bufs.body = body[:0]
+		last := req.closeConn || i >= s.maxRequests || s.cfg.version == "HTTP/1.0"
+		var ok bool
+		bufs.out, ok = s.serve(ctx, sess, conn, req, body, last, bufs.out[:0])
+		if !ok || last {
+			return
+		}
+	}
+}
+
+// readFailed answers a head that could not be read or parsed (or records a timeout).
+// partial is what arrived of the head; a timeout with nothing received is an idle client.
+func (s *service) readFailed(ctx context.Context, sess *protocols.Session, conn net.Conn, err error, partial []byte) {
+	var he *httpError
+	switch {
+	case errors.As(err, &he):
+		s.answerError(ctx, sess, conn, he, &request{raw: partial, minor: 1, contentLength: -1})
+	case isTimeout(err) && len(bytes.TrimLeft(partial, "\r\n")) > 0:
+		sess.Request("timeout", true)
+		sess.EmitText("timeout", partial, nil, protocols.F("error", "request head not received in time"))
+	}
+}
+
+// answerError sends the profile's page for an unreadable request and counts it.
+func (s *service) answerError(ctx context.Context, sess *protocols.Session, conn net.Conn, he *httpError, req *request) {
+	if req == nil {
+		req = &request{method: "", minor: 1, contentLength: -1}
+	}
+	req.closeConn = true
+	r := s.statusPage(ctx, sess, req, he.status, "", "", nil, false)
+	r.closeConn = true
+	out := s.write(nil, req, r, time.Now())
+	if !sleepCtx(ctx, r.tarpit.delay()) {
+		return
+	}
+	_, _ = conn.Write(out)
+	kind := "invalid"
+	if req.method != "" {
+		kind = methodKind(req.method)
+	}
+	sess.Request(kind, true)
+	sess.EmitText("request", req.raw, out[:r.headLen],
+		protocols.F("status", he.status), protocols.F("error", he.msg))
+}
+
+// serve answers one parsed request; it reports whether the connection is still usable.
+func (s *service) serve(ctx context.Context, sess *protocols.Session, conn net.Conn, req *request, body []byte, last bool, out []byte) ([]byte, bool) {
+	rawPath, query := splitTarget(req.target)
+	r := s.handle(ctx, sess, req, rawPath, query, body)
+	r.closeConn = last || r.closeConn
+	out = s.write(out, req, r, time.Now())
+	if !sleepCtx(ctx, r.tarpit.delay()) {
+		return out, false
+	}
+	_, err := conn.Write(out)
+	sess.Request(methodKind(req.method), r.status >= 400)
+	s.emit(sess, req, r, rawPath, query, body, out[:r.headLen])
+	return out, err == nil && !r.closeConn
+}
