@@ -1,0 +1,96 @@
+// Package s7comm emulates a Siemens S7 CPU on ISO-on-TCP (RFC 1006, port 102): TPKT,
+// COTP class 0 and S7comm with Setup Communication, SZL reads, Read/Write Var on
+// databus-backed areas, PLC Stop/Start, block functions, the CPU clock and passwords.
+package s7comm
+
+import (
+	"context"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/icsnare/icsnare/profiles"
+	"github.com/icsnare/icsnare/protocols"
+)
+
+// Name is the protocol's template directory name.
+const Name = "s7comm"
+
+// Port is ISO-TSAP's standard port.
+const Port = 102
+
+type protocol struct{}
+
+func (protocol) Name() string { return Name }
+
+func (protocol) Configure(sec *profiles.Section) (protocols.Service, error) {
+	cfg, err := ParseConfig(sec)
+	if err != nil {
+		return nil, err
+	}
+	return &Service{cfg: cfg}, nil
+}
+
+func init() { protocols.Register(protocol{}) }
+
+// Service serves one profile's S7 CPU on every host of that profile.
+type Service struct {
+	cfg *Config
+}
+
+// NewService returns a service for an already parsed configuration.
+func NewService(cfg *Config) *Service { return &Service{cfg: cfg} }
+
+// Config returns the service's configuration.
+func (s *Service) Config() *Config { return s.cfg }
+
+// Endpoints implements protocols.Service.
+func (s *Service) Endpoints() []protocols.Endpoint {
+	return []protocols.Endpoint{{Transport: protocols.TCP, Port: Port}}
+}
+
+// cpuState is one host's CPU: operating mode, clock offset, source references.
+type cpuState struct {
+	mu      sync.Mutex
+	mode    byte
+	prev    byte
+	changed time.Time
+	clock   time.Duration // offset set by "set clock"
+	ref     atomic.Uint32
+}
+
+const cpuStateKey = "s7comm.cpu"
+
+func (s *Service) cpu(h *protocols.Host) *cpuState {
+	return h.State(cpuStateKey, func() any {
+		start := time.Now()
+		if h.Databus != nil {
+			start = h.Databus.Env().Start
+		}
+		st := &cpuState{mode: s.cfg.Mode, changed: start}
+		// source references continue from a per-host value, as on a CPU that has been up a while
+		st.ref.Store(uint32(0x0100 + h.Seed%0x3F00))
+		return st
+	}).(*cpuState)
+}
+
+// Limits.
+const (
+	maxFrame      = 8192 + tpktHeaderLen + 3 // one TPKT frame
+	maxReassembly = 8192                     // one S7 PDU assembled from DT TPDUs
+	maxErrors     = 8                        // protocol errors answered before the connection is dropped
+)
+
+// ServeConn implements protocols.StreamService.
+func (s *Service) ServeConn(ctx context.Context, sess *protocols.Session, nc net.Conn) {
+	c := &conn{svc: s, cfg: s.cfg, s: sess, nc: nc, host: sess.Host, tpdu: TPDUSize(defaultTPDUSizeCod),
+		pdu: s.cfg.PDUSize, amq: s.cfg.MaxAmq}
+	if c.host == nil {
+		return
+	}
+	c.cpu = s.cpu(c.host)
+	stop := context.AfterFunc(ctx, func() { nc.SetReadDeadline(time.Now()) })
+	defer stop()
+	c.run(ctx)
+}
