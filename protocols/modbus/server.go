@@ -174,7 +174,7 @@ const (
 )
 
 // handle answers one complete ADU, appending the reply to c.out. It reports whether the
-// frame was a serial-mode broadcast.
+// frame was a serial-mode broadcast write that ran (the turnaround delay follows it).
 func (c *conn) handle(frame []byte) (broadcast bool) {
 	h := ParseHeader(frame)
 	pdu := frame[HeaderLen:]
@@ -194,8 +194,9 @@ func (c *conn) handle(frame []byte) (broadcast bool) {
 		sl := svc.units[h.Unit]
 		switch {
 		case svc.cfg.mode == modeSerial && h.Unit == 0:
-			broadcast, drop = true, dropBroadcast
+			drop = dropBroadcast
 			if ex == 0 && IsWrite(fc) {
+				broadcast = true
 				for _, t := range svc.cfg.slaves {
 					c.exec(t, &req, pdu)
 					c.out = c.out[:start+HeaderLen]
