@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 
@@ -78,6 +79,7 @@ type runFlags struct {
 	config, profile, events, format, metrics    string
 	user, seed, sensorID, bind, logLevel, xdpIf string
 	listen, mibpath                             listFlag
+	cpuProfile                                  string
 	portOffset                                  int
 	anyIP                                       bool
 }
@@ -101,6 +103,7 @@ func newRunFlags(name string, stderr io.Writer) *runFlags {
 	f.fs.BoolVar(&f.anyIP, "anyip", false, "add AnyIP local routes for the configured prefixes (needs CAP_NET_ADMIN)")
 	f.fs.StringVar(&f.xdpIf, "xdp", "", "attach the XDP rate limiter to `interface`")
 	f.fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	f.fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile to `file` (for performance work)")
 	return f
 }
 
@@ -235,6 +238,19 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	if err := applyMIBPath(cfg); err != nil {
 		fmt.Fprintf(stderr, "icsnare run: %v\n", err)
 		return exitUsage
+	}
+	if f.cpuProfile != "" {
+		pf, err := os.Create(f.cpuProfile)
+		if err != nil {
+			fmt.Fprintf(stderr, "icsnare run: %v\n", err)
+			return 1
+		}
+		defer pf.Close()
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			fmt.Fprintf(stderr, "icsnare run: %v\n", err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

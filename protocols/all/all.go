@@ -1,3 +1,7 @@
 // Package all links every protocol icsnare ships into a binary: import it for its side
 // effect of registering them.
 package all
+
+import (
+	_ "github.com/icsnare/icsnare/protocols/modbus" // Modbus/TCP
+)
