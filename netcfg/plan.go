@@ -132,8 +132,8 @@ func canonical(p netip.Prefix) (netip.Prefix, error) {
 	switch {
 	case a.Is4() && bits < MinBits4, a.Is6() && bits < MinBits6:
 		return p, fmt.Errorf("netcfg: %s: prefix too large (shortest allowed /%d for IPv4, /%d for IPv6)", p, MinBits4, MinBits6)
-	case a.IsUnspecified() && p.IsSingleIP():
-		return p, fmt.Errorf("netcfg: %s: the unspecified address cannot be made local", p)
+	case a.IsUnspecified():
+		return p, fmt.Errorf("netcfg: %s: prefixes of the unspecified address cannot be made local", p)
 	case a.IsMulticast():
 		return p, fmt.Errorf("netcfg: %s: multicast addresses cannot be made local", p)
 	}

@@ -71,6 +71,8 @@ func TestPlanFor(t *testing.T) {
 		{name: "too large v6", hosts: prefixes("fd00::/8"), err: "prefix too large"},
 		{name: "default route", hosts: prefixes("0.0.0.0/0"), err: "prefix too large"},
 		{name: "unspecified", hosts: prefixes("0.0.0.0"), err: "unspecified"},
+		{name: "this network", hosts: prefixes("0.0.0.0/8"), err: "unspecified"},
+		{name: "unspecified v6", hosts: prefixes("::/16"), err: "unspecified"},
 		{name: "multicast", hosts: prefixes("239.1.2.0/24"), err: "multicast"},
 		{name: "invalid", hosts: []netip.Prefix{{}}, err: "invalid prefix"},
 		{name: "bad alias device", hosts: prefixes("198.19.0.1"), opts: PlanOptions{AliasDevice: "a/b"}, err: "bad device name"},
