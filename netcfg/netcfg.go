@@ -105,14 +105,17 @@ func New(o Options) (*Configurator, error) {
 	return c, nil
 }
 
+var errClosed = errors.New("netcfg: configurator closed")
+
 // Close releases the netlink handle. It does not tear down: call Teardown first.
 func (c *Configurator) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.nl != nil {
-		c.nl.Close()
-		c.nl = nil
+	if c.nl == nil {
+		return nil
 	}
+	c.nl.Close()
+	c.nl = nil
 	return c.ns.Close()
 }
 
@@ -182,6 +185,9 @@ func (c *Configurator) rollback(done []step) error {
 func (c *Configurator) Teardown(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.nl == nil {
+		return errClosed
+	}
 	var errs []error
 	for _, s := range c.undoAll() {
 		if err := ctx.Err(); err != nil {
@@ -203,6 +209,9 @@ func (c *Configurator) Applied() Plan {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var p Plan
+	if c.nl == nil {
+		return p
+	}
 	for pfx, r := range c.own.routes {
 		p.Routes = append(p.Routes, Route{Prefix: pfx, Device: linkName(c.nl, r.LinkIndex)})
 	}

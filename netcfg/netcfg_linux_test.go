@@ -482,3 +482,22 @@ func TestScale(t *testing.T) {
 		t.Fatalf("Teardown left a different state")
 	}
 }
+
+func TestClosed(t *testing.T) {
+	_, _, c := sensorNet(t)
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if _, err := c.Apply(context.Background(), Plan{}); !errors.Is(err, errClosed) {
+		t.Fatalf("Apply after Close: %v", err)
+	}
+	if err := c.Teardown(context.Background()); !errors.Is(err, errClosed) {
+		t.Fatalf("Teardown after Close: %v", err)
+	}
+	if p := c.Applied(); len(p.Routes) != 0 {
+		t.Fatal(p)
+	}
+}

@@ -80,7 +80,7 @@ func (c *Configurator) compute(ctx context.Context, p Plan) ([]step, Changes, er
 		return nil, nil, err
 	}
 	if c.nl == nil {
-		return nil, nil, errors.New("netcfg: configurator closed")
+		return nil, nil, errClosed
 	}
 	links := map[string]netlink.Link{}
 	link := func(name string) (netlink.Link, error) {
