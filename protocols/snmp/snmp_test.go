@@ -54,3 +54,18 @@ func mustOID(t testing.TB, s string) []uint32 {
 var _ = fmt.Sprintf
 var _ protocols.Host
 var _ = profiles.DefaultName
+
+type unexpected struct{ v any }
+
+func (u unexpected) Error() string { return fmt.Sprintf("unexpected value %v", u.v) }
+
+func errUnexpected(v any) error { return unexpected{v} }
+
+func hasField(fs []protocols.Field, key string, want any) bool {
+	for _, f := range fs {
+		if f.Key == key {
+			return fmt.Sprint(f.Value) == fmt.Sprint(want)
+		}
+	}
+	return false
+}
