@@ -44,6 +44,9 @@ type Limiter struct {
 	log    *slog.Logger
 	notify *notifier
 
+	closeOnce sync.Once
+	closeErr  error
+
 	mu    sync.Mutex
 	slots map[uint16]uint32 // port -> slot, never freed while loaded
 	rules map[uint16]Rule
@@ -242,8 +245,13 @@ func (l *Limiter) DeleteRule(port uint16) error {
 func (l *Limiter) Events() <-chan LimitEvent { return l.notify.ch }
 
 // Close detaches the program from every interface, removes the pins and frees the
-// program and maps.
+// program and maps. Calling it again does nothing.
 func (l *Limiter) Close() error {
+	l.closeOnce.Do(func() { l.closeErr = l.close() })
+	return l.closeErr
+}
+
+func (l *Limiter) close() error {
 	l.mu.Lock()
 	var errs []error
 	for name, a := range l.links {

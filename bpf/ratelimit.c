@@ -130,7 +130,8 @@ struct {
 	__uint(max_entries, 64 * 1024);
 } events SEC(".maps");
 
-/* Test clock: when non-zero it replaces bpf_ktime_get_ns. Only tests set it. */
+/* Test clock: when non-zero it replaces bpf_ktime_get_coarse_ns (CLOCK_MONOTONIC at
+ * jiffy resolution, cheaper than bpf_ktime_get_ns). Only tests set it. */
 volatile __u64 clock_ns = 0;
 /* A source or port counts as limited again after this long without drops. */
 volatile __u64 quiet_ns = 10000000000ULL;
@@ -142,7 +143,7 @@ const struct src_key *unused_key __attribute__((unused));
 static __always_inline __u64 now_ns(void)
 {
 	__u64 t = clock_ns;
-	return t ? t : bpf_ktime_get_ns();
+	return t ? t : bpf_ktime_get_coarse_ns();
 }
 
 static __always_inline void count(__u32 slot, __u32 reason, __u64 bytes)
@@ -224,6 +225,16 @@ static __always_inline int limit(struct rule *r, struct src_key *k, __u64 bytes)
 			__u64 gt;
 			if (unknown)
 				floor += r->glob_reserve;
+			/* Flood fast path: if even a racy, unlocked look says the bucket cannot
+			 * pay, drop without taking the lock. Nothing is written back except the
+			 * drop time, so the bucket state stays consistent. */
+			if (g->last_ns != 0 &&
+			    refill(g->tokens, g->last_ns, now, r->glob_rate, r->glob_burst, r->glob_fill_ns) < floor) {
+				__u64 ld = g->last_drop_ns;
+				start = ld == 0 || now - ld > quiet;
+				g->last_drop_ns = now;
+				goto global_drop;
+			}
 			bpf_spin_lock(&g->lock);
 			if (g->last_ns == 0)
 				gt = r->glob_burst;
@@ -244,6 +255,7 @@ static __always_inline int limit(struct rule *r, struct src_key *k, __u64 bytes)
 			ok = 1; /* cannot happen: slots are within the array */
 		}
 		if (!ok) {
+		global_drop:
 			if (s) {
 				s->tokens = st;
 				__sync_fetch_and_add(&s->dropped, 1);
