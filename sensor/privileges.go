@@ -6,47 +6,83 @@ import (
 	"os/user"
 	"strconv"
 	"syscall"
+	"unsafe"
 )
 
 // DropPrivileges switches the process to the named user (and group, or the user's primary
 // group) after the sockets are bound. It does nothing when not running as root. The empty
 // name or "root" keeps root, which the caller should warn about.
-func DropPrivileges(userName, groupName string) (dropped bool, err error) {
+//
+// keep lists capabilities (e.g. CAP_NET_ADMIN, 12) to retain in the permitted and effective
+// sets, so the sensor can undo its network changes at shutdown. Retaining needs a binary
+// built without cgo; otherwise keptErr says why they were not kept and the drop goes on.
+func DropPrivileges(userName, groupName string, keep ...uint) (dropped bool, keptErr, err error) {
 	if os.Geteuid() != 0 || userName == "" || userName == "root" {
-		return false, nil
+		return false, nil, nil
 	}
 	u, err := user.Lookup(userName)
 	if err != nil {
-		return false, fmt.Errorf("drop privileges: %w", err)
+		return false, nil, fmt.Errorf("drop privileges: %w", err)
 	}
 	uid, err := strconv.Atoi(u.Uid)
 	if err != nil {
-		return false, fmt.Errorf("drop privileges: uid %q: %w", u.Uid, err)
+		return false, nil, fmt.Errorf("drop privileges: uid %q: %w", u.Uid, err)
 	}
 	gidStr := u.Gid
 	if groupName != "" {
 		g, err := user.LookupGroup(groupName)
 		if err != nil {
-			return false, fmt.Errorf("drop privileges: %w", err)
+			return false, nil, fmt.Errorf("drop privileges: %w", err)
 		}
 		gidStr = g.Gid
 	}
 	gid, err := strconv.Atoi(gidStr)
 	if err != nil {
-		return false, fmt.Errorf("drop privileges: gid %q: %w", gidStr, err)
+		return false, nil, fmt.Errorf("drop privileges: gid %q: %w", gidStr, err)
 	}
 	// Go applies these to every thread of the process.
 	if err := syscall.Setgroups([]int{gid}); err != nil {
-		return false, fmt.Errorf("drop privileges: setgroups: %w", err)
+		return false, nil, fmt.Errorf("drop privileges: setgroups: %w", err)
 	}
 	if err := syscall.Setgid(gid); err != nil {
-		return false, fmt.Errorf("drop privileges: setgid %d: %w", gid, err)
+		return false, nil, fmt.Errorf("drop privileges: setgid %d: %w", gid, err)
+	}
+	if len(keep) > 0 {
+		if _, _, e := syscall.AllThreadsSyscall(syscall.SYS_PRCTL, prSetKeepCaps, 1, 0); e != 0 {
+			keptErr = fmt.Errorf("keep capabilities: prctl: %w", e)
+			keep = nil
+		}
 	}
 	if err := syscall.Setuid(uid); err != nil {
-		return false, fmt.Errorf("drop privileges: setuid %d: %w", uid, err)
+		return false, nil, fmt.Errorf("drop privileges: setuid %d: %w", uid, err)
 	}
 	if syscall.Setuid(0) == nil {
-		return false, fmt.Errorf("drop privileges: could regain root after setuid %d", uid)
+		return false, nil, fmt.Errorf("drop privileges: could regain root after setuid %d", uid)
 	}
-	return true, nil
+	if len(keep) > 0 {
+		keptErr = setCaps(keep)
+	}
+	return true, keptErr, nil
+}
+
+const (
+	prSetKeepCaps           = 8
+	linuxCapabilityVersion3 = 0x20080522
+)
+
+// setCaps sets the permitted and effective sets of every thread to exactly caps.
+func setCaps(caps []uint) error {
+	hdr := struct {
+		version uint32
+		pid     int32
+	}{version: linuxCapabilityVersion3}
+	var data [2]struct{ effective, permitted, inheritable uint32 }
+	for _, c := range caps {
+		data[c/32].effective |= 1 << (c % 32)
+		data[c/32].permitted |= 1 << (c % 32)
+	}
+	if _, _, e := syscall.AllThreadsSyscall(syscall.SYS_CAPSET, uintptr(unsafe.Pointer(&hdr)), uintptr(unsafe.Pointer(&data[0])), 0); e != 0 {
+		return fmt.Errorf("keep capabilities: capset: %w", e)
+	}
+	return nil
 }

@@ -46,6 +46,8 @@ type Sensor struct {
 	sessPrefix string
 	sessSeq    atomic.Uint64
 
+	netcfgApplied bool
+
 	pcMu     sync.Mutex
 	pcByName map[string]*protoCounters
 }

@@ -271,4 +271,3 @@ func (r *recorder) percentile(p float64) time.Duration {
 	}
 	return r.max
 }
-

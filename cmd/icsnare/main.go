@@ -21,6 +21,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/icsnare/icsnare/netcfg"
 	"github.com/icsnare/icsnare/profiles"
 	_ "github.com/icsnare/icsnare/protocols/all"
 	"github.com/icsnare/icsnare/sensor"
@@ -39,6 +40,9 @@ Run 'icsnare run -h' for the flags.
 
 // exitUsage is the exit status for bad command lines and invalid configurations.
 const exitUsage = 2
+
+// capNetAdmin is CAP_NET_ADMIN, kept after the privilege drop to undo network changes.
+const capNetAdmin = 12
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -199,6 +203,25 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	for _, line := range sensor.Describe(cfg, devs) {
 		fmt.Fprintln(stdout, line)
 	}
+	plan, err := sensor.NetworkPlan(cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "icsnare check: %v\n", err)
+		return exitUsage
+	}
+	if len(plan.Routes)+len(plan.Aliases)+len(plan.MACs) > 0 {
+		nc, err := netcfg.New(netcfg.Options{})
+		if err == nil {
+			var changes netcfg.Changes
+			changes, err = nc.Diff(context.Background(), plan)
+			nc.Close()
+			if err == nil {
+				fmt.Fprintf(stdout, "network changes run would make:\n%s", changes)
+			}
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "warning: cannot compare the network plan with this machine: %v\n", err)
+		}
+	}
 	fmt.Fprintln(stdout, "ok")
 	return 0
 }
@@ -298,10 +321,17 @@ func serve(ctx context.Context, cfg sensor.Config, log *slog.Logger, stdout io.W
 		}
 		log.Info("metrics", "url", "http://"+mln.Addr().String()+"/metrics")
 	}
-	dropped, err := sensor.DropPrivileges(cfg.Privileges.User, cfg.Privileges.Group)
+	var keep []uint
+	if s.NeedsNetAdmin() {
+		keep = append(keep, capNetAdmin)
+	}
+	dropped, keptErr, err := sensor.DropPrivileges(cfg.Privileges.User, cfg.Privileges.Group, keep...)
 	if err != nil {
 		s.Close()
 		return err
+	}
+	if keptErr != nil {
+		log.Warn("CAP_NET_ADMIN not kept: network changes stay after exit and the next run adopts them", "err", keptErr)
 	}
 	if dropped {
 		log.Info("privileges dropped", "user", cfg.Privileges.User)
