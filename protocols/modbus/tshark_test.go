@@ -1,0 +1,187 @@
+package modbus
+
+import (
+	"bufio"
+	"context"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/icsnare/icsnare/protocols/protocoltest"
+)
+
+// TestTsharkDecodes captures a session of real clients and raw requests on lo and has
+// tshark dissect it: no malformed packets, no expert warnings or errors.
+func TestTsharkDecodes(t *testing.T) {
+	tshark := protocoltest.NeedTool(t, "tshark")
+	dumpcap := protocoltest.NeedTool(t, "dumpcap")
+	mbpoll := protocoltest.NeedTool(t, "mbpoll")
+	srv, _ := serveStandard(t)
+	host := srv.Addr.Addr().String()
+	pcap := filepath.Join(t.TempDir(), "modbus.pcapng")
+	if d := os.Getenv("MODBUS_KEEP_PCAP"); d != "" {
+		pcap = d
+	}
+	stop := capture(t, dumpcap, "tcp port 502 and host "+host, pcap, srv.Addr.String())
+
+	// Every well-formed exchange of the golden table (reads, writes, exceptions, device id,
+	// broadcast), pipelined into one segment and then one by one. (The deliberately
+	// malformed requests are left out: tshark rightly flags those requests.)
+	var golden []exchange
+	for _, x := range goldenExchanges {
+		if !x.malformed {
+			golden = append(golden, x)
+		}
+	}
+	c := dial(t, srv.Addr)
+	var all []byte
+	for i, x := range golden {
+		all = append(all, adu(uint16(0x300+i), x.unit, unhex(t, x.pdu)...)...)
+	}
+	c.send(all)
+	for _, x := range golden {
+		if x.reply != "" {
+			c.recv()
+		}
+	}
+	for i, x := range golden {
+		c.send(adu(uint16(0x400+i), x.unit, unhex(t, x.pdu)...))
+		if x.reply != "" {
+			c.recv()
+		}
+	}
+	c.c.Close()
+	if _, err := protocoltest.Run(t, 30*time.Second, mbpoll, "-m", "tcp", "-a", "1", "-1", "-p", "502", "-t", "4", "-r", "1", "-c", "10", host); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := protocoltest.Run(t, 30*time.Second, mbpoll, "-m", "tcp", "-a", "1", "-1", "-p", "502", "-t", "0", "-r", "1", "-c", "10", host); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := protocoltest.Run(t, 60*time.Second, "/usr/bin/python3", "testdata/pymodbus_client.py", host, "502", "1"); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+
+	out, err := protocoltest.Run(t, 60*time.Second, tshark, "-r", pcap, "-Y", "mbtcp", "-T", "fields", "-e", "mbtcp.trans_id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every golden request and reply, pipelined and one by one, were dissected as Modbus/TCP.
+	seen := map[string]int{}
+	for _, id := range strings.FieldsFunc(out, func(r rune) bool { return r == ',' || r == '\n' }) {
+		seen[strings.TrimSpace(id)]++
+	}
+	for i, x := range golden {
+		want := 1
+		if x.reply != "" {
+			want = 2
+		}
+		for _, base := range []int{0x300, 0x400} {
+			if id := strconv.Itoa(base + i); seen[id] != want {
+				t.Errorf("%s: tshark dissected transaction %s %d times, want %d", x.name, id, seen[id], want)
+			}
+		}
+	}
+	verbose, err := exec.Command(tshark, "-r", pcap, "-V").CombinedOutput()
+	if err != nil {
+		t.Fatalf("tshark -V: %v", err)
+	}
+	if strings.Contains(string(verbose), "Malformed") {
+		t.Errorf("tshark reports a malformed packet:\n%s", grepContext(string(verbose), "Malformed"))
+	}
+	expert, err := protocoltest.Run(t, 60*time.Second, tshark, "-r", pcap, "-q", "-z", "expert,warn")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if regexp.MustCompile(`(?m)^\s*(Errors|Warns) \(\d+\)`).MatchString(expert) {
+		t.Errorf("tshark expert info has warnings or errors")
+	}
+}
+
+// capture starts dumpcap on lo and returns a function that stops it once the packets are
+// written. It returns once a probe connection to probe shows in the file, so no packet
+// of the test is missed.
+func capture(t *testing.T, dumpcap, filter, file, probe string) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	cmd := exec.CommandContext(ctx, dumpcap, "-i", "lo", "-f", filter, "-w", file)
+	cmd.WaitDelay = 5 * time.Second
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		cancel()
+		t.Fatalf("dumpcap: %v", err)
+	}
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		once := false
+		for sc.Scan() {
+			t.Log("dumpcap: " + sc.Text())
+			if !once && strings.Contains(sc.Text(), "Capturing on") {
+				once = true
+				close(ready)
+			}
+		}
+		if !once {
+			close(ready)
+		}
+	}()
+	select {
+	case <-ready:
+	case <-time.After(20 * time.Second):
+		t.Fatal("dumpcap did not start capturing")
+	}
+	size := func() int64 {
+		st, err := os.Stat(file)
+		if err != nil {
+			return 0
+		}
+		return st.Size()
+	}
+	before := size()
+	for deadline := time.Now().Add(20 * time.Second); size() == before; {
+		if time.Now().After(deadline) {
+			t.Fatal("dumpcap captures nothing")
+		}
+		if c, err := net.Dial("tcp", probe); err == nil {
+			c.Close()
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	done := false
+	stop = func() {
+		if done {
+			return
+		}
+		done = true
+		time.Sleep(500 * time.Millisecond) // let the last packets reach the capture
+		cmd.Process.Signal(os.Interrupt)
+		cmd.Wait()
+		cancel()
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+func grepContext(s, word string) string {
+	var out []string
+	lines := strings.Split(s, "\n")
+	for i, l := range lines {
+		if strings.Contains(l, word) {
+			out = append(out, lines[max(0, i-20):min(len(lines), i+3)]...)
+			if len(out) > 200 {
+				break
+			}
+		}
+	}
+	return strings.Join(out, "\n")
+}
