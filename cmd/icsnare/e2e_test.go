@@ -1,0 +1,220 @@
+package main
+
+import (
+	"bufio"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/icsnare/icsnare/protocols/protocoltest"
+)
+
+// startBinary builds icsnare and runs it with args; it returns the process and a reader
+// of its stderr log. The process is stopped with SIGTERM at the end of the test.
+func startBinary(t *testing.T, args ...string) (*exec.Cmd, *syncLog) {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "icsnare")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin, args...)
+	logs := &syncLog{}
+	cmd.Stderr = logs
+	cmd.Stdout = io.Discard
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			cmd.Process.Kill()
+			t.Error("icsnare did not exit within 5 s of SIGTERM")
+		}
+	})
+	return cmd, logs
+}
+
+type syncLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *syncLog) Write(p []byte) (int, error) { l.mu.Lock(); defer l.mu.Unlock(); return l.b.Write(p) }
+func (l *syncLog) String() string              { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
+
+func waitListening(t *testing.T, addr string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("nothing listening on %s", addr)
+}
+
+// readHolding sends one FC3 request and returns the first register.
+func readHolding(addr string) (uint16, error) {
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(3 * time.Second))
+	if _, err := c.Write([]byte{0, 7, 0, 0, 0, 6, 1, 3, 0, 0, 0, 1}); err != nil {
+		return 0, err
+	}
+	resp := make([]byte, 11)
+	if _, err := io.ReadFull(c, resp); err != nil {
+		return 0, err
+	}
+	if resp[7] != 3 {
+		return 0, fmt.Errorf("exception % x", resp)
+	}
+	return binary.BigEndian.Uint16(resp[9:]), nil
+}
+
+func procStatus(pid int, field string) (int64, error) {
+	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), field+":"); ok {
+			return strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("%s not in /proc/%d/status", field, pid)
+}
+
+// TestFloodOfConnectionsLeavesOtherHostsAnswering opens 20,000 TCP connections to one
+// emulated host of a running sensor while another host is polled: the per-host cap keeps
+// the flooded host from starving the rest, and the sensor's memory stays bounded.
+func TestFloodOfConnectionsLeavesOtherHostsAnswering(t *testing.T) {
+	if testing.Short() {
+		t.Skip("20,000 connections")
+	}
+	net24 := fmt.Sprintf("127.%d.%d", 100+rand.IntN(100), rand.IntN(256))
+	off := 20000 + rand.IntN(30000)
+	cmd, logs := startBinary(t, "run", "--listen", net24+".0/24", "--port-offset", strconv.Itoa(off),
+		"--metrics", "off", "--events", os.DevNull, "--user", "root", "--log-level", "warn")
+	victim := fmt.Sprintf("%s.10:%d", net24, 502+off)
+	bystander := fmt.Sprintf("%s.20:%d", net24, 502+off)
+	waitListening(t, victim)
+
+	const total, parallel = 20000, 400
+	var opened, refused, served atomic.Int64
+	sem := make(chan struct{}, parallel)
+	var wg sync.WaitGroup
+	floodDone := make(chan struct{})
+	go func() {
+		for i := 0; i < total; i++ {
+			sem <- struct{}{}
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				defer func() { <-sem }()
+				d := net.Dialer{Timeout: 3 * time.Second,
+					LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, byte(1+i%250), byte(1+i/250%250))}}
+				c, err := d.Dial("tcp", victim)
+				if err != nil {
+					refused.Add(1)
+					return
+				}
+				opened.Add(1)
+				defer c.Close()
+				// Hold the connection until the sensor closes it, at most 2 s.
+				c.SetReadDeadline(time.Now().Add(2 * time.Second))
+				if _, err := c.Read(make([]byte, 1)); err != nil {
+					if ne, ok := err.(net.Error); ok && ne.Timeout() {
+						served.Add(1)
+					}
+				}
+			}(i)
+		}
+		wg.Wait()
+		close(floodDone)
+	}()
+
+	var polls, failures int
+	var peakRSS int64
+	for done := false; !done; {
+		select {
+		case <-floodDone:
+			done = true
+		case <-time.After(100 * time.Millisecond):
+		}
+		if _, err := readHolding(bystander); err != nil {
+			failures++
+			t.Logf("bystander poll failed during the flood: %v", err)
+		}
+		polls++
+		if rss, err := procStatus(cmd.Process.Pid, "VmRSS"); err == nil && rss > peakRSS {
+			peakRSS = rss
+		}
+	}
+	hwm, _ := procStatus(cmd.Process.Pid, "VmHWM")
+	t.Logf("flood: %d connections opened (%d still open at the client's 2 s timeout, the rest closed by the sensor at once), %d reset during connect; bystander polls %d, failed %d; sensor RSS peak %d KiB (VmHWM %d KiB)",
+		opened.Load(), served.Load(), refused.Load(), polls, failures, peakRSS, hwm)
+	if opened.Load()+refused.Load() != total {
+		t.Fatalf("flood accounting: %d + %d != %d", opened.Load(), refused.Load(), total)
+	}
+	if failures > 0 {
+		t.Fatalf("%d of %d polls of another host failed during the flood", failures, polls)
+	}
+	if hwm > 256*1024 {
+		t.Fatalf("sensor peak RSS %d KiB", hwm)
+	}
+	if strings.Contains(logs.String(), "level=ERROR") {
+		t.Fatalf("sensor logged errors:\n%s", logs.String())
+	}
+}
+
+// TestRunServesAndStopsOnSIGTERM runs the binary with the default profile and checks it
+// answers Modbus and exits cleanly on SIGTERM, flushing its events.
+func TestRunServesAndStopsOnSIGTERM(t *testing.T) {
+	protocoltest.NeedTool(t, "go")
+	events := filepath.Join(t.TempDir(), "events.jsonl")
+	addr := fmt.Sprintf("127.%d.%d.%d", 100+rand.IntN(100), rand.IntN(256), 1+rand.IntN(250))
+	off := 20000 + rand.IntN(30000)
+	cmd, _ := startBinary(t, "run", "--listen", addr, "--port-offset", strconv.Itoa(off), "--metrics", "off",
+		"--events", events, "--user", "root")
+	target := fmt.Sprintf("%s:%d", addr, 502+off)
+	waitListening(t, target)
+	if v, err := readHolding(target); err != nil || v != 1 {
+		t.Fatalf("holding register 0 = %d, %v", v, err)
+	}
+	start := time.Now()
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exit: %v", err)
+	}
+	t.Logf("exited %s after SIGTERM", time.Since(start).Round(time.Millisecond))
+	b, err := os.ReadFile(events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"event_type":"modbus.request"`) || !strings.Contains(string(b), `"dst_ip":"`+addr+`"`) {
+		t.Fatalf("events file lacks the request:\n%s", b)
+	}
+}
