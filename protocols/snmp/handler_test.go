@@ -244,3 +244,8 @@ func TestEventFields(t *testing.T) {
 		t.Errorf("bad community event: %+v", ev[1])
 	}
 }
+
+func protocoltestHost(t testing.TB, profile, addr string, seed uint64) *protocols.Host {
+	t.Helper()
+	return protocoltest.Host(protocoltest.Profile(t, profile), netip.MustParseAddr(addr), seed)
+}

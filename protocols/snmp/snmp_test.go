@@ -1,6 +1,7 @@
 package snmp
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -69,3 +70,7 @@ func hasField(fs []protocols.Field, key string, want any) bool {
 	}
 	return false
 }
+
+func asError(err error, target **profiles.Error) bool { return errors.As(err, target) }
+
+func timeNow() time.Time { return time.Now() }

@@ -70,15 +70,6 @@ func (t *tree) get(c []byte) *object {
 	return t.objs[i]
 }
 
-// next returns the first object after oid, or nil at the end of the MIB view.
-func (t *tree) next(oid []uint32) *object {
-	i := sort.Search(len(t.objs), func(i int) bool { return compareOID(t.objs[i].oid, oid) > 0 })
-	if i == len(t.objs) {
-		return nil
-	}
-	return t.objs[i]
-}
-
 // typeKnown reports whether oid lies under an object type the tree serves instances of
 // (so a missing instance is noSuchInstance rather than noSuchObject).
 func (t *tree) typeKnown(oid []uint32) *object {

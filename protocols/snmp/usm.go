@@ -3,10 +3,10 @@ package snmp
 import (
 	"crypto/aes"
 	"crypto/cipher"
-	"crypto/des" //nolint:gosec // SNMPv3 USM DES-CBC privacy (RFC 3414) is what clients speak
+	"crypto/des"
 	"crypto/hmac"
-	"crypto/md5"  //nolint:gosec // HMAC-MD5-96 (RFC 3414)
-	"crypto/sha1" //nolint:gosec // HMAC-SHA-96 (RFC 3414)
+	"crypto/md5" 
+	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/sha512"
 	"crypto/subtle"
@@ -193,7 +193,8 @@ func (u *user) decrypt(key []byte, boots, etime int32, salt, data []byte) ([]byt
 		if err != nil {
 			return nil, errDecrypt
 		}
-		cipher.NewCFBDecrypter(blk, aesIV(boots, etime, salt)).XORKeyStream(out, data) //nolint:staticcheck // CFB is what RFC 3826 specifies
+		//lint:ignore SA1019 AES-CFB-128 is what RFC 3826 specifies for SNMPv3.
+		cipher.NewCFBDecrypter(blk, aesIV(boots, etime, salt)).XORKeyStream(out, data)
 	default:
 		return nil, errDecrypt
 	}
@@ -217,7 +218,8 @@ func (u *user) encrypt(key []byte, boots, etime int32, salt, plain []byte) []byt
 	case privAES:
 		out := make([]byte, len(plain))
 		blk, _ := aes.NewCipher(key[:16])
-		cipher.NewCFBEncrypter(blk, aesIV(boots, etime, salt)).XORKeyStream(out, plain) //nolint:staticcheck // RFC 3826
+		//lint:ignore SA1019 AES-CFB-128 is what RFC 3826 specifies for SNMPv3.
+		cipher.NewCFBEncrypter(blk, aesIV(boots, etime, salt)).XORKeyStream(out, plain)
 		return out
 	}
 	return plain

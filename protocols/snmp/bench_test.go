@@ -1,0 +1,58 @@
+package snmp
+
+import (
+	"context"
+	"testing"
+)
+
+func benchServe(b *testing.B, req []byte) {
+	a := quiet(b)
+	ctx := context.Background()
+	n := 0
+	reply := func(resp []byte) { n += len(resp) }
+	a.svc.ServePacket(ctx, a.sess, req, reply)
+	if n == 0 {
+		b.Fatal("no reply")
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		a.svc.ServePacket(ctx, a.sess, req, reply)
+	}
+}
+
+func BenchmarkGetV2c(b *testing.B) {
+	benchServe(b, request(b, version2c, "public", pduGet, 0, 0, vbSpec{oid: "1.3.6.1.2.1.1.1.0"}))
+}
+
+func BenchmarkGetV2cThreeOIDs(b *testing.B) {
+	benchServe(b, request(b, version2c, "public", pduGet, 0, 0, vbSpec{oid: "1.3.6.1.2.1.1.1.0"},
+		vbSpec{oid: "1.3.6.1.2.1.1.3.0"}, vbSpec{oid: "1.3.6.1.2.1.2.2.1.10.1"}))
+}
+
+func BenchmarkGetNextV2c(b *testing.B) {
+	benchServe(b, request(b, version2c, "public", pduGetNext, 0, 0, vbSpec{oid: "1.3.6.1.2.1.1.1.0"}))
+}
+
+func BenchmarkGetBulkV2c(b *testing.B) {
+	benchServe(b, request(b, version2c, "public", pduGetBulk, 0, 20, vbSpec{oid: "1.3.6.1.2.1"}))
+}
+
+func BenchmarkGetV3AuthNoPriv(b *testing.B) {
+	a := quiet(b)
+	hs := a.svc.host(a.host)
+	u := a.svc.cfg.users["monitor"]
+	// The time window is ±150 s, plenty for a short benchmark.
+	benchServe(b, v3Request(&testing.T{}, a, u, hs.engineID, hs.boots, hs.engineTime(timeNow()), flagAuth|flagReportable))
+}
+
+func BenchmarkDecodeMessage(b *testing.B) {
+	req := request(b, version2c, "public", pduGet, 0, 0, vbSpec{oid: "1.3.6.1.2.1.1.1.0"})
+	var m message
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if err := decodeMessage(req, &m); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
