@@ -1,0 +1,75 @@
+package s7comm
+
+import (
+	"testing"
+)
+
+func BenchmarkParseCOTP(b *testing.B) {
+	cr := seedBytes(seedFrames[0])[tpktHeaderLen:]
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ParseCOTP(cr); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkParseReadVar(b *testing.B) {
+	param := []byte{FuncReadVar, 4}
+	for i := 0; i < 4; i++ {
+		param = AppendVarItem(param, dbItem(1, TSWord, 4, 8*i))
+	}
+	pdu := (&PDU{Header: Header{ROSCTR: ROSCTRJob}, Param: param}).Append(nil)
+	b.ReportAllocs()
+	for b.Loop() {
+		p, err := ParsePDU(pdu)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, _, err := ParseVarJob(p.Param); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkEncodeUserdata(b *testing.B) {
+	payload := make([]byte, 92)
+	out := make([]byte, 0, 256)
+	b.ReportAllocs()
+	for b.Loop() {
+		u := UDParam{Method: udMethodRes, Type: UDTypeRes, Group: GroupCPU, Sub: SubReadSZL, Seq: 1, Long: true}
+		d := UDData{RC: RCSuccess, TS: DTSOctets, Payload: payload}
+		p := PDU{Header: Header{ROSCTR: ROSCTRUserdata}, Param: u.Append(nil), Data: d.Append(nil)}
+		out = p.Append(out[:0])
+	}
+}
+
+func BenchmarkSZL001C(b *testing.B) {
+	svc, host := testService(b)
+	c := &conn{svc: svc, cfg: svc.cfg, host: host, cpu: svc.cpu(host)}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, e := svc.cfg.szl(SZLRequest{ID: SZLComponent}, c.identity()); e != 0 {
+			b.Fatal(e)
+		}
+	}
+}
+
+// BenchmarkSession handles whole frames (TPKT, COTP, S7, answer) as the connection loop
+// does: a Read Var of four DB1 words and an SZL 0x0011 read.
+func BenchmarkSession(b *testing.B) {
+	svc, host := testService(b)
+	sess := newBenchSession(host)
+	c := &conn{svc: svc, cfg: svc.cfg, s: sess, nc: discard{}, host: host, cpu: svc.cpu(host), tpdu: 1024, pdu: 240, amq: 1}
+	if !c.handleTPDU(seedBytes(seedFrames[0])[tpktHeaderLen:], seedBytes(seedFrames[0])) {
+		b.Fatal("connect")
+	}
+	read := seedBytes(seedFrames[8])
+	szl := seedBytes(seedFrames[5])
+	b.ReportAllocs()
+	for b.Loop() {
+		if !c.handleTPDU(read[tpktHeaderLen:], read) || !c.handleTPDU(szl[tpktHeaderLen:], szl) {
+			b.Fatal("request refused")
+		}
+	}
+}
