@@ -3,6 +3,7 @@ package modbus
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"sync"
 	"time"
@@ -107,9 +108,9 @@ func (c *conn) serve(ctx context.Context) {
 			l, err := NextFrame(c.buf[off:n])
 			if err != nil {
 				c.flush()
-				c.sess.Emit("bad_frame", c.buf[off:n], nil)
+				c.sess.Emit(evBadFrame, c.buf[off:n], nil)
 				c.sess.Request("invalid", true)
-				c.sess.Log.Debug("modbus: closing, bad MBAP length", "err", err)
+				c.log().Debug("modbus: closing, bad MBAP length", "err", err)
 				return
 			}
 			if l == 0 {
@@ -134,15 +135,22 @@ func (c *conn) serve(ctx context.Context) {
 		if rerr != nil {
 			if n > 0 {
 				// A truncated frame before EOF or timeout (Conpot spun at 100 % CPU here).
-				c.sess.Emit("partial_frame", c.buf[:n], nil)
+				c.sess.Emit(evPartialFrame, c.buf[:n], nil)
 				c.sess.Request("invalid", true)
 			}
 			if !errors.Is(rerr, net.ErrClosed) {
-				c.sess.Log.Debug("modbus: connection ends", "err", rerr)
+				c.log().Debug("modbus: connection ends", "err", rerr)
 			}
 			return
 		}
 	}
+}
+
+func (c *conn) log() *slog.Logger {
+	if c.sess.Log != nil {
+		return c.sess.Log
+	}
+	return slog.Default()
 }
 
 // flush writes the pending replies; false means the connection is unusable.
@@ -229,10 +237,33 @@ func (c *conn) handle(frame []byte) (broadcast bool) {
 	return broadcast
 }
 
+// Event types, with the protocol prefix so Session.Emit need not build the string.
+const (
+	evRequest      = Name + ".request"
+	evBadFrame     = Name + ".bad_frame"
+	evPartialFrame = Name + ".partial_frame"
+)
+
+// emit sends the request event. It is on the hot path: one exactly sized field slice,
+// small integers (boxed without allocating up to 255), constant strings.
 func (c *conn) emit(frame, resp []byte, h *Header, req *Request, fc, ex uint8, drop string) {
-	f := make([]protocols.Field, 0, 8)
+	n := 2
+	rng := drop != dropProtocolID && req.HasRange()
+	if rng {
+		n += 2
+		if fc == FuncReadWriteRegisters {
+			n += 2
+		}
+	}
+	if ex != 0 {
+		n++
+	}
+	if drop != "" {
+		n++
+	}
+	f := make([]protocols.Field, 0, n)
 	f = append(f, protocols.F("unit_id", h.Unit), protocols.F("function_code", fc))
-	if drop != dropProtocolID && req.HasRange() {
+	if rng {
 		f = append(f, protocols.F("address", req.Address), protocols.F("quantity", req.Quantity))
 		if fc == FuncReadWriteRegisters {
 			f = append(f, protocols.F("write_address", req.WriteAddress), protocols.F("write_quantity", req.WriteQuantity))
@@ -244,7 +275,7 @@ func (c *conn) emit(frame, resp []byte, h *Header, req *Request, fc, ex uint8, d
 	if drop != "" {
 		f = append(f, protocols.F("no_reply", drop))
 	}
-	c.sess.Emit("request", frame, resp, f...)
+	c.sess.Emit(evRequest, frame, resp, f...)
 }
 
 // exec runs a validated request against slave sl, appending the reply PDU to c.out, or
@@ -345,7 +376,7 @@ func (c *conn) exec(sl *slave, r *Request, pdu []byte) uint8 {
 		return ExIllegalFunction
 	}
 	if err != nil {
-		c.sess.Log.Warn("modbus: databus", "err", err)
+		c.log().Warn("modbus: databus", "err", err)
 		return ExServerFailure
 	}
 	return 0

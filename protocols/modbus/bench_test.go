@@ -1,0 +1,189 @@
+package modbus
+
+import (
+	"context"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/icsnare/icsnare/protocols"
+)
+
+var fc3 = adu(1, 1, 3, 0, 0, 0, 10)
+
+func BenchmarkNextFrame(b *testing.B) {
+	stream := make([]byte, 0, 64*len(fc3))
+	for range 64 {
+		stream = append(stream, fc3...)
+	}
+	b.SetBytes(int64(len(stream)))
+	b.ReportAllocs()
+	for b.Loop() {
+		for s := stream; len(s) > 0; {
+			n, _ := NextFrame(s)
+			s = s[n:]
+		}
+	}
+}
+
+func BenchmarkParseRequest(b *testing.B) {
+	pdu := fc3[HeaderLen:]
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, ex := ParseRequest(pdu); ex != 0 {
+			b.Fatal(ex)
+		}
+	}
+}
+
+func BenchmarkAppendDeviceID(b *testing.B) {
+	objs := []DeviceObject{{0, []byte("Siemens")}, {1, []byte("6ES7 216-2AD23-0XB0")}, {2, []byte("V2.2.1")},
+		{4, []byte("CPU 226 DC/DC/DC")}, {5, []byte("CPU 226")}}
+	buf := make([]byte, 0, MaxPDU)
+	b.ReportAllocs()
+	for b.Loop() {
+		buf, _ = AppendDeviceID(buf[:0], DevIDRegular, 0, objs)
+	}
+}
+
+// loopConn serves the same batch of pipelined requests on every Read, n times.
+type loopConn struct {
+	fakeConn
+	batch []byte
+	n     int
+}
+
+func (c *loopConn) Read(p []byte) (int, error) {
+	if c.n == 0 {
+		return 0, io.EOF
+	}
+	c.n--
+	return copy(p, c.batch), nil
+}
+func (c *loopConn) Write(p []byte) (int, error) { return len(p), nil }
+
+// discard is an emitter that drops events (the sensor's bus is non-blocking).
+type discard struct{ n atomic.Int64 }
+
+func (d *discard) Emit(*protocols.Event) { d.n.Add(1) }
+
+// BenchmarkHandleFC3 measures the server loop per FC3 request (10 registers), 64
+// pipelined requests per read, without and with events.
+func BenchmarkHandleFC3(b *testing.B) {
+	for _, events := range []bool{false, true} {
+		name := "events=off"
+		if events {
+			name = "events=on"
+		}
+		b.Run(name, func(b *testing.B) {
+			svc, h := newTestService(b)
+			var batch []byte
+			for i := range 64 {
+				batch = append(batch, adu(uint16(i), 1, 3, 0, 0, 0, 10)...)
+			}
+			var em protocols.Emitter
+			if events {
+				em = &discard{}
+			}
+			sess := testSession(h, em)
+			b.ReportAllocs()
+			b.ResetTimer()
+			c := &loopConn{batch: batch, n: (b.N + 63) / 64}
+			svc.ServeConn(context.Background(), sess, c)
+		})
+	}
+}
+
+// BenchmarkTCP16 runs FC3 (10 registers, unit 1) over 16 loopback connections, one
+// request in flight per connection, client and server in this process. It reports req/s.
+func BenchmarkTCP16(b *testing.B) {
+	svc, h := newTestService(b)
+	addr, stop := serveLoad(b, svc, h, "127.0.0.1:0")
+	defer stop()
+	const conns = 16
+	var left atomic.Int64
+	left.Store(int64(b.N))
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	start := time.Now()
+	for range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			defer c.Close()
+			resp := make([]byte, 9+20)
+			for left.Add(-1) >= 0 {
+				if _, err := c.Write(fc3); err != nil {
+					b.Error(err)
+					return
+				}
+				if _, err := io.ReadFull(c, resp); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "req/s")
+}
+
+// serveLoad serves svc like the sensor does (TimeoutConn, events to a non-blocking
+// emitter) until stop is called.
+func serveLoad(tb testing.TB, svc *Service, h *protocols.Host, addr string) (string, func()) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	em := &discard{}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				svc.ServeConn(context.Background(), testSession(h, em),
+					&protocols.TimeoutConn{Conn: c, Idle: time.Minute, WriteTimeout: 10 * time.Second})
+			}()
+		}
+	}()
+	return ln.Addr().String(), func() { ln.Close(); wg.Wait() }
+}
+
+// TestLoadServer serves the default profile at $MODBUS_LOAD_ADDR for
+// $MODBUS_LOAD_SECONDS (default 30) so cmd/icsnare-load can measure it from outside:
+//
+//	MODBUS_LOAD_ADDR=127.0.0.1:15020 go test -run TestLoadServer ./protocols/modbus &
+//	go run ./cmd/icsnare-load -mode modbus -target 127.0.0.1:15020 -unit 1 -conns 16
+func TestLoadServer(t *testing.T) {
+	addr := os.Getenv("MODBUS_LOAD_ADDR")
+	if addr == "" {
+		t.Skip("MODBUS_LOAD_ADDR not set")
+	}
+	d := 30 * time.Second
+	if s, err := time.ParseDuration(os.Getenv("MODBUS_LOAD_SECONDS") + "s"); err == nil && s > 0 {
+		d = s
+	}
+	svc, h := newTestService(t)
+	_, stop := serveLoad(t, svc, h, addr)
+	t.Logf("serving %s for %s, pid %d", addr, d, os.Getpid())
+	time.Sleep(d)
+	// Connections still open keep stop waiting until their idle timeout; close the listener only.
+	go stop()
+}
