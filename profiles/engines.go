@@ -82,7 +82,7 @@ func init() {
 		if len(params) > 0 {
 			s, err := ToInt(params[0])
 			if err != nil {
-				return nil, fmt.Errorf("Uptime: started: %w", err)
+				return nil, fmt.Errorf("uptime: started: %w", err)
 			}
 			if s >= 0 {
 				start = time.Unix(s, 0)

@@ -11,7 +11,6 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -39,7 +38,6 @@ type Bus struct {
 	onDrop  func()
 	onFail  func(sink string)
 	done    chan struct{}
-	once    sync.Once
 }
 
 // NewBus returns a bus with room for size queued events.
