@@ -1,7 +1,6 @@
 package s7comm
 
 import (
-	"fmt"
 	"strconv"
 	"strings"
 
@@ -207,9 +206,4 @@ func parseCPU(sec *profiles.Section, n *profiles.Node, cfg *Config) error {
 		cfg.Mode = ModeStop
 	}
 	return nil
-}
-
-// Errorf-style helper so config errors name the section file when no node is at hand.
-func sectionErr(sec *profiles.Section, format string, args ...any) error {
-	return &profiles.Error{File: sec.File, Line: sec.Root.Line, Element: sec.Root.Name, Err: fmt.Errorf(format, args...)}
 }

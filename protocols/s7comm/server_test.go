@@ -442,3 +442,66 @@ func TestMalformed(t *testing.T) {
 		t.Fatal("handler panicked")
 	}
 }
+
+func TestSegmentation(t *testing.T) {
+	srv := startServer(t)
+	// no TPDU size in the CR: class 0's 128-byte TPDUs, so answers come in several DTs
+	c := dial(t, srv.Addr.String())
+	if cc := c.connect(0x0100, 0x0102, 0); cc.Code != CodeCC {
+		t.Fatalf("connect: %+v", cc)
+	}
+	c.setup(240)
+	b, e, parts := c.readSZL(0x001C, 0)
+	if e != 0 || parts != 2 || len(b) != 8+9*34 {
+		t.Fatalf("SZL 0x001C over 128-byte TPDUs: error %x, %d parts, %d bytes", e, parts, len(b))
+	}
+	// a request split over two DTs (EOT clear on the first) is reassembled
+	param := AppendVarItem([]byte{FuncReadVar, 1}, dbItem(10, TSByte, 4, 0))
+	c.ref++
+	pdu := (&PDU{Header: Header{ROSCTR: ROSCTRJob, PDURef: c.ref}, Param: param}).Append(nil)
+	c.send((&TPDU{Code: CodeDT, Data: pdu[:9]}).Append(nil))
+	c.send((&TPDU{Code: CodeDT, EOT: true, Data: pdu[9:]}).Append(nil))
+	p := c.recvS7()
+	items, err := ParseDataItems(p.Data, 1)
+	if err != nil || items[0].RC != RCSuccess || len(items[0].Data) != 4 {
+		t.Fatalf("segmented read: %+v %v", items, err)
+	}
+}
+
+func TestEvents(t *testing.T) {
+	srv := startServer(t)
+	c := session(t, srv)
+	c.readSZL(0x0011, 1)
+	c.readVar(dbItem(1, TSWord, 2, 0))
+	c.writeVar([]VarItem{dbItem(10, TSByte, 2, 0)}, []DataItem{{TS: DTSByte, Data: []byte{0xAB, 0xCD}}})
+	var szl, read, write *protocols.Event
+	for _, e := range srv.Events.Events() {
+		switch {
+		case e.Type == "s7comm.request" && hasField(e, "function", "szl_read"):
+			szl = e
+		case e.Type == "s7comm.request" && hasField(e, "function", "read_var"):
+			read = e
+		case e.Type == "s7comm.write":
+			write = e
+		}
+	}
+	if szl == nil || !hasField(szl, "szl_id", "0x0011") || !hasField(szl, "szl_index", "0x0001") || len(szl.Request) == 0 || len(szl.Response) < 125 {
+		t.Fatalf("SZL event %+v", szl)
+	}
+	if read == nil || len(read.Response) == 0 {
+		t.Fatalf("read event %+v", read)
+	}
+	if write == nil || !hasField(write, "flagged", true) {
+		t.Fatalf("write event %+v", write)
+	}
+	for _, f := range write.Fields {
+		if f.Key == "items" {
+			it := f.Value.([]map[string]any)[0]
+			if it["db"] != 10 || it["offset"] != 0 || it["length"] != 2 || it["value"] != "abcd" || it["return_code"] != "0xFF" {
+				t.Fatalf("write item %+v", it)
+			}
+			return
+		}
+	}
+	t.Fatal("write event without items")
+}

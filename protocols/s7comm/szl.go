@@ -46,7 +46,6 @@ type identity struct {
 	mode    byte
 	prev    byte
 	changed time.Time
-	now     time.Time
 }
 
 // szlHeader starts an SZL answer: id, index, record length, record count.
@@ -205,7 +204,7 @@ func (c *Config) szl(req SZLRequest, id *identity) ([]byte, uint16) {
 			}
 		}
 		out = binary.BigEndian.AppendUint16(out, ev)
-		out = append(out, 0xFF, id.prev<<4|id.mode)
+		out = append(out, 0xFF, id.mode) // snap7 and Sharp7 read this byte as 0x08 RUN / 0x04 STOP
 		out = append(out, 0, 0, 0, 0)
 		out = append(out, 0x00, 0x02, 0x07, 0x00) // anlinfo: last startup a warm restart
 		return appendBCDTime(out, id.changed), 0

@@ -73,7 +73,7 @@ func (c *conn) handleUserdata(p *PDU, frame []byte) {
 
 // identity gathers the host's identity and CPU state for SZL answers.
 func (c *conn) identity() *identity {
-	id := &identity{now: time.Now(), text: func(key string) string {
+	id := &identity{text: func(key string) string {
 		if key == "" || c.host.Databus == nil {
 			return ""
 		}
