@@ -64,8 +64,8 @@ func (s *Service) Endpoints() []protocols.Endpoint {
 // Buffer sizes: the read buffer holds many pipelined ADUs; replies are written in one
 // Write per read, or earlier when flushAt bytes are pending.
 const (
-	readBufSize = 8192
-	outBufSize  = 16384
+	readBufSize = 4096
+	outBufSize  = 8192
 	flushAt     = outBufSize - MaxADU
 )
 
