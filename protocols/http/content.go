@@ -36,8 +36,11 @@ func (l *loader) read(rel string) ([]byte, error) {
 	if !fs.ValidPath(rel) || strings.ContainsRune(rel, 0) || strings.Contains(rel, "\\") {
 		return nil, fmt.Errorf("%s: invalid path", rel)
 	}
-	// Refuse symbolic links anywhere on the way: a link could lead outside the profile.
-	for p := rel; p != "."; p = path.Dir(p) {
+	// Refuse symbolic links anywhere on the way, from the top down: a link could lead
+	// outside the profile.
+	parts := strings.Split(rel, "/")
+	for i := range parts {
+		p := strings.Join(parts[:i+1], "/")
 		st, err := fs.Lstat(l.fsys, p)
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, nil
@@ -48,7 +51,7 @@ func (l *loader) read(rel string) ([]byte, error) {
 		if st.Mode()&fs.ModeSymlink != 0 {
 			return nil, fmt.Errorf("%s: %w", p, errSymlink)
 		}
-		if p == rel && !st.Mode().IsRegular() {
+		if i == len(parts)-1 && !st.Mode().IsRegular() {
 			return nil, nil // a directory ("/") or something else: no body
 		}
 	}
@@ -105,9 +108,7 @@ func loadContent(sec *profiles.Section, c *config) error {
 		at := nodeAt(sec, n)
 		tmpl, html := templatedType(n.merged)
 		rel := "htdocs" + n.name
-		if strings.HasSuffix(rel, "/") {
-			rel = strings.TrimSuffix(rel, "/")
-		}
+		rel = strings.TrimSuffix(rel, "/")
 		p, err := l.load(at, rel, tmpl, html)
 		if err != nil {
 			return err

@@ -1,11 +1,16 @@
 package http
 
 import (
+	"bytes"
+	"io/fs"
+	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/icsnare/icsnare/profiles"
 	"github.com/icsnare/icsnare/protocols"
@@ -18,9 +23,13 @@ func start(t testing.TB) (*protocoltest.Server, *service) {
 	return startProfile(t, protocoltest.Profile(t, "default"), "127.0.0.1:0")
 }
 
-func startProfile(t testing.TB, p *profiles.Profile, addr string) (*protocoltest.Server, *service) {
+// startProfile serves p on addr; tweak, if given, adjusts the service before it serves.
+func startProfile(t testing.TB, p *profiles.Profile, addr string, tweak ...func(*service)) (*protocoltest.Server, *service) {
 	t.Helper()
 	svc := protocoltest.Configure(t, proto{}, p).(*service)
+	for _, f := range tweak {
+		f(svc)
+	}
 	h := protocoltest.Host(p, netip.MustParseAddr("192.0.2.10"), 42)
 	return protocoltest.ServeTCP(t, Name, svc, h, addr), svc
 }
@@ -85,4 +94,57 @@ func headerOf(resp, name string) string {
 		}
 	}
 	return ""
+}
+
+// memConn is an in-memory connection: reads come from in (then EOF), writes go to out.
+type memConn struct {
+	in  *bytes.Reader
+	out bytes.Buffer
+}
+
+func (c *memConn) Read(p []byte) (int, error)  { return c.in.Read(p) }
+func (c *memConn) Write(p []byte) (int, error) { return c.out.Write(p) }
+func (c *memConn) Close() error                { return nil }
+func (c *memConn) LocalAddr() net.Addr         { return &net.TCPAddr{IP: net.IPv4(192, 0, 2, 10), Port: 80} }
+func (c *memConn) RemoteAddr() net.Addr {
+	return &net.TCPAddr{IP: net.IPv4(198, 51, 100, 7), Port: 40000}
+}
+func (c *memConn) SetDeadline(t time.Time) error      { return nil }
+func (c *memConn) SetReadDeadline(t time.Time) error  { return nil }
+func (c *memConn) SetWriteDeadline(t time.Time) error { return nil }
+
+// memService configures the default profile without tarpits, for in-memory serving.
+func memService(t testing.TB) (*service, *protocols.Session) {
+	t.Helper()
+	p := protocoltest.Profile(t, "default")
+	svc := protocoltest.Configure(t, proto{}, p).(*service)
+	for _, n := range allNodes(svc.cfg) {
+		n.tarpit = nil
+	}
+	svc.cfg.tarpit = tarpit{}
+	h := protocoltest.Host(p, netip.MustParseAddr("192.0.2.10"), 42)
+	sess := &protocols.Session{ID: "mem", Protocol: Name, Transport: protocols.TCP, Host: h,
+		Log: slog.New(slog.DiscardHandler), Events: &protocoltest.Recorder{}, MaxPayload: 4096}
+	return svc, sess
+}
+
+func fsReadDir(p *profiles.Profile, dir string) ([]string, error) {
+	es, err := fs.ReadDir(p.FS, dir)
+	var out []string
+	for _, e := range es {
+		if !e.IsDir() {
+			out = append(out, e.Name())
+		}
+	}
+	return out, err
+}
+
+func fsReadFile(p *profiles.Profile, name string) ([]byte, error) { return fs.ReadFile(p.FS, name) }
+
+// sessionT is the session type exchange takes.
+type sessionT = *protocols.Session
+
+// hostOf makes a test host of p.
+func hostOf(p *profiles.Profile) *protocols.Host {
+	return protocoltest.Host(p, netip.MustParseAddr("192.0.2.10"), 42)
 }

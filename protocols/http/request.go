@@ -75,11 +75,8 @@ func parseRequest(head []byte) (*request, error) {
 	if len(target) == 0 || bytes.IndexByte(target, ' ') >= 0 {
 		return nil, badRequest("malformed request target")
 	}
-	for _, c := range target {
-		if c <= ' ' || c == 0x7f {
-			return nil, badRequest("control character in request target")
-		}
-	}
+	// Other control characters (a raw NUL, say) are left to path resolution, which never
+	// matches them: such a request gets the 404 page like any other unknown path.
 	r.target = string(target)
 	proto := line[sp2+1:]
 	if len(proto) != 8 || !bytes.HasPrefix(proto, []byte("HTTP/")) || proto[6] != '.' ||

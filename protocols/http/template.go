@@ -21,6 +21,7 @@ type page struct {
 	static []byte // the body when segs is nil
 	segs   []segment
 	html   bool // escape substituted values
+	size   int  // the text's length, to size render buffers
 }
 
 type segKind uint8
@@ -81,6 +82,9 @@ func compilePage(sec *profiles.Section, file string, b []byte, escape bool) (*pa
 	}
 	if last < len(b) {
 		p.segs = append(p.segs, segment{kind: segText, text: b[last:]})
+	}
+	for _, s := range p.segs {
+		p.size += len(s.text) + 16
 	}
 	return p, nil
 }
@@ -148,6 +152,9 @@ func (p *page) render(dst []byte, env *renderEnv) []byte {
 	}
 	if p.segs == nil {
 		return append(dst, p.static...)
+	}
+	if dst == nil {
+		dst = make([]byte, 0, p.size+256)
 	}
 	for _, s := range p.segs {
 		if s.kind == segText {
