@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -29,25 +28,16 @@ func copyProfile(t *testing.T, edit func(string) string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	err = fs.WalkDir(p.FS, ".", func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		dst := filepath.Join(dir, path)
-		if d.IsDir() {
-			return os.MkdirAll(dst, 0o755)
-		}
-		b, err := fs.ReadFile(p.FS, path)
-		if err != nil {
-			return err
-		}
-		if path == "modbus/modbus.xml" {
-			b = []byte(edit(string(b)))
-		}
-		return os.WriteFile(dst, b, 0o644)
-	})
+	dir := filepath.Join(t.TempDir(), "profile")
+	if err := p.Export(dir); err != nil {
+		t.Fatal(err)
+	}
+	mb := filepath.Join(dir, "modbus", "modbus.xml")
+	b, err := os.ReadFile(mb)
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(mb, []byte(edit(string(b))), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return dir

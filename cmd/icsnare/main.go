@@ -33,6 +33,8 @@ Usage:
   icsnare run [flags]        serve the configured hosts
   icsnare check [flags]      validate the config and every profile it names (exit 2 on errors)
   icsnare profiles           list the embedded profiles
+  icsnare profiles export NAME DIR
+                             copy an embedded profile to DIR (a Conpot template directory) to edit
   icsnare version            print the version
 
 Run 'icsnare run -h' for the flags.
@@ -59,6 +61,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "check":
 		return cmdCheck(args[1:], stdout, stderr)
 	case "profiles":
+		if len(args) == 4 && args[1] == "export" {
+			return cmdExport(args[2], args[3], stderr)
+		}
+		if len(args) > 1 {
+			fmt.Fprintf(stderr, "usage: icsnare profiles [export NAME DIR]\n")
+			return exitUsage
+		}
 		return cmdProfiles(stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintf(stdout, "icsnare %s (%s, %s/%s)\n", sensor.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
@@ -235,6 +244,18 @@ func cmdProfiles(stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintf(stdout, "%s\n  Unit: %s - %s\n  Desc: %s\n  Protocols: %s\n", name, p.Meta.Vendor, p.Meta.Unit,
 			p.Meta.Description, strings.Join(p.ProtocolNames(), ", "))
+	}
+	return 0
+}
+
+func cmdExport(name, dir string, stderr io.Writer) int {
+	p, err := profiles.Open(name)
+	if err == nil {
+		err = p.Export(dir)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "icsnare profiles export: %v\n", err)
+		return 1
 	}
 	return 0
 }

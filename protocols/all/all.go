@@ -4,4 +4,5 @@ package all
 
 import (
 	_ "github.com/icsnare/icsnare/protocols/modbus" // Modbus/TCP
+	_ "github.com/icsnare/icsnare/protocols/snmp"   // SNMP v1/v2c/v3
 )
