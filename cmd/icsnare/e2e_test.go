@@ -218,3 +218,43 @@ func TestRunServesAndStopsOnSIGTERM(t *testing.T) {
 		t.Fatalf("events file lacks the request:\n%s", b)
 	}
 }
+
+// TestSNMPThroughSensor runs net-snmp against two hosts of one prefix served by the binary:
+// each host has its own identity, and a SET changes only the host it was sent to.
+func TestSNMPThroughSensor(t *testing.T) {
+	snmpget := protocoltest.NeedTool(t, "snmpget")
+	snmpset := protocoltest.NeedTool(t, "snmpset")
+	net24 := fmt.Sprintf("127.%d.%d", 100+rand.IntN(100), rand.IntN(256))
+	off := 20000 + rand.IntN(30000)
+	events := filepath.Join(t.TempDir(), "events.jsonl")
+	startBinary(t, "run", "--listen", net24+".0/24", "--port-offset", strconv.Itoa(off),
+		"--metrics", "off", "--events", events, "--user", "root")
+	waitListening(t, fmt.Sprintf("%s.1:%d", net24, 502+off))
+	get := func(host string, oids ...string) string {
+		t.Helper()
+		args := append([]string{"-v2c", "-c", "public", "-On", "-t", "2", "-r", "1", fmt.Sprintf("udp:%s.%s:%d", net24, host, 161+off)}, oids...)
+		out, err := protocoltest.Run(t, 20*time.Second, snmpget, args...)
+		if err != nil {
+			t.Fatalf("snmpget: %v", err)
+		}
+		return out
+	}
+	a := get("7", ".1.3.6.1.2.1.1.1.0", ".1.3.6.1.2.1.1.5.0", ".1.3.6.1.2.1.1.6.0")
+	b := get("8", ".1.3.6.1.2.1.1.1.0", ".1.3.6.1.2.1.1.5.0", ".1.3.6.1.2.1.1.6.0")
+	if strings.Count(a, "\n") != 3 || !strings.Contains(a, "CP 443-1") {
+		t.Fatalf("host .7 answered:\n%s", a)
+	}
+	if a == b {
+		t.Fatalf("two hosts of the prefix answered identically:\n%s", a)
+	}
+	if _, err := protocoltest.Run(t, 20*time.Second, snmpset, "-v2c", "-c", "private", "-t", "2", "-r", "1",
+		fmt.Sprintf("udp:%s.7:%d", net24, 161+off), ".1.3.6.1.2.1.1.6.0", "s", "Halle 4, Schrank 12"); err != nil {
+		t.Fatalf("snmpset: %v", err)
+	}
+	if out := get("7", ".1.3.6.1.2.1.1.6.0"); !strings.Contains(out, "Halle 4, Schrank 12") {
+		t.Fatalf("SET not visible on the host it was sent to:\n%s", out)
+	}
+	if out := get("8", ".1.3.6.1.2.1.1.6.0"); strings.Contains(out, "Halle 4") {
+		t.Fatalf("SET leaked to another host:\n%s", out)
+	}
+}
