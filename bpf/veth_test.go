@@ -118,6 +118,15 @@ func answers(t testing.TB, c *net.UDPConn, quiet time.Duration) int {
 	}
 }
 
+// waitResponder waits until the responder has received want datagrams on port.
+func waitResponder(t testing.TB, r *responder, port, want int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for r.total(port) < want && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // portCounts sums the counters of one port by reason.
 func portCounts(t testing.TB, l *Limiter, port uint16) map[string]uint64 {
 	t.Helper()
@@ -210,9 +219,10 @@ func TestVeth(t *testing.T) {
 			send(t, conns[i], 47808, 3)
 		}
 		waitCounted(t, l, 47808, 3*nSources)
+		waitResponder(t, resp, 47808, 30)
 		total := 0
 		for i, c := range conns {
-			got := answers(t, c, 100*time.Millisecond)
+			got := answers(t, c, 30*time.Millisecond)
 			want := 0
 			if i < 10 {
 				want = 3
