@@ -121,10 +121,10 @@ func parseConfig(sec *profiles.Section) (*config, error) {
 		}
 		t, ok := c.nodes[n.alias]
 		if !ok {
-			return nil, fmt.Errorf("%s: node %q: alias %q names no node", sec.File, n.name, n.alias)
+			return nil, nodeAt(sec, n).Errorf("alias %q names no node", n.alias)
 		}
 		if t.alias != "" {
-			return nil, fmt.Errorf("%s: node %q: alias %q is itself an alias (one level only)", sec.File, n.name, n.alias)
+			return nil, nodeAt(sec, n).Errorf("alias %q is itself an alias (one level only)", n.alias)
 		}
 		n.target = t
 	}

@@ -102,7 +102,7 @@ func (s *service) ServeConn(ctx context.Context, sess *protocols.Session, conn n
 		req, err := parseRequest(head)
 		if err != nil {
 			g.disarm()
-			s.readFailed(ctx, sess, conn, err, nil)
+			s.readFailed(ctx, sess, conn, err, head)
 			return
 		}
 		if req.expect100 && req.minor == 1 && req.contentLength <= maxBody {
@@ -121,14 +121,26 @@ func (s *service) ServeConn(ctx context.Context, sess *protocols.Session, conn n
 			}
 			return
 		}
-		bufs.body = body[:0]
+		bufs.body = keep(body)
 		last := req.closeConn || i >= s.maxRequests || s.cfg.version == "HTTP/1.0"
-		var ok bool
-		bufs.out, ok = s.serve(ctx, sess, conn, req, body, last, bufs.out[:0])
+		out, ok := s.serve(ctx, sess, conn, req, body, last, bufs.out)
 		if !ok || last {
 			return
 		}
+		bufs.out = keep(out)
+		bufs.head = keep(bufs.head)
 	}
+}
+
+// keepMax bounds the buffers an idle keep-alive connection holds on to.
+const keepMax = 64 << 10
+
+// keep returns b emptied for reuse, or nil when it grew too large to hold while idle.
+func keep(b []byte) []byte {
+	if cap(b) > keepMax {
+		return nil
+	}
+	return b[:0]
 }
 
 // readFailed answers a head that could not be read or parsed (or records a timeout).
