@@ -170,10 +170,15 @@ func (c *conn) readVar(p *PDU, frame []byte, ref protocols.Field) {
 	}
 	data := make([]byte, 0, 64)
 	fields := make([]map[string]any, 0, len(items))
-	failed := false
+	failed, oversize := false, false
 	for i, it := range items {
 		a, off, n, rc := c.itemArea(it)
 		item := DataItem{RC: rc}
+		if rc == RCSuccess && 12+2+len(data)+4+n > int(c.pdu) {
+			oversize = true // checked before reading, so a large item costs nothing
+			fields = append(fields, itemFields(it, rc))
+			break
+		}
 		if rc == RCSuccess {
 			v := readArea(c.host, a, off, n)
 			if it.TransportSize == TSBit {
@@ -186,7 +191,7 @@ func (c *conn) readVar(p *PDU, frame []byte, ref protocols.Field) {
 		data = AppendDataItem(data, item, i < len(items)-1)
 		fields = append(fields, itemFields(it, rc))
 	}
-	if 12+2+len(data) > int(c.pdu) {
+	if oversize || 12+2+len(data) > int(c.pdu) {
 		resp := c.reply(p, ROSCTRAck, 0x85, 0x00, nil, nil)
 		c.emit("request", "read", true, frame, resp, protocols.F("function", "read_var"), ref, protocols.F("items", fields),
 			errField(0x85, 0x00))
