@@ -257,4 +257,10 @@ func TestSNMPThroughSensor(t *testing.T) {
 	if out := get("8", ".1.3.6.1.2.1.1.6.0"); strings.Contains(out, "Halle 4") {
 		t.Fatalf("SET leaked to another host:\n%s", out)
 	}
+	// The same host's web HMI shows the value the SNMP SET wrote.
+	curl := protocoltest.NeedTool(t, "curl")
+	page, err := protocoltest.Run(t, 20*time.Second, curl, "-sS", "-L", fmt.Sprintf("http://%s.7:%d/", net24, 80+off))
+	if err != nil || !strings.Contains(page, "Halle 4, Schrank 12") {
+		t.Fatalf("HTTP page of the host does not show the SNMP-set location (%v)", err)
+	}
 }
