@@ -15,6 +15,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
 )
 
 // BenchmarkVeth blasts spoofed UDP frames (60 bytes, to port 161) from the client
@@ -42,9 +43,9 @@ func BenchmarkVeth(b *testing.B) {
 	type config struct {
 		name    string
 		sources uint32
-		setup   func() (handled func() (total, dropped uint64), teardown func())
+		setup   func() (handled func() (total, dropped uint64), prog *ebpf.Program, teardown func())
 	}
-	attachDrop := func() (func() (uint64, uint64), func()) {
+	attachDrop := func() (func() (uint64, uint64), *ebpf.Program, func()) {
 		prog, count := dropProgram(b)
 		var lk link.Link
 		n.in(b, n.server, func() error {
@@ -55,9 +56,9 @@ func BenchmarkVeth(b *testing.B) {
 			lk, err = link.AttachXDP(link.XDPOptions{Program: prog, Interface: ifi.Index, Flags: link.XDPDriverMode})
 			return err
 		})
-		return func() (uint64, uint64) { c := count(); return c, c }, func() { lk.Close(); prog.Close() }
+		return func() (uint64, uint64) { c := count(); return c, c }, prog, func() { lk.Close(); prog.Close() }
 	}
-	attachLimiter := func() (func() (uint64, uint64), func()) {
+	attachLimiter := func() (func() (uint64, uint64), *ebpf.Program, func()) {
 		l, err := Load(Config{Rules: []Rule{{Port: 161, PerSource: 120, Global: 1_200_000, GlobalBurst: 2_000}},
 			Logger: slog.New(slog.DiscardHandler)})
 		if err != nil {
@@ -67,11 +68,11 @@ func BenchmarkVeth(b *testing.B) {
 		return func() (uint64, uint64) {
 			m := portCounts(b, l, 161)
 			return sum(m), m["per_source"] + m["global"] + m["global_new"]
-		}, func() { l.Close() }
+		}, l.objs.XdpRatelimit, func() { l.Close() }
 	}
 	configs := []config{
-		{"none", 1 << 20, func() (func() (uint64, uint64), func()) {
-			return func() (uint64, uint64) { return inReceives(b, n), 0 }, func() {}
+		{"none", 1 << 20, func() (func() (uint64, uint64), *ebpf.Program, func()) {
+			return func() (uint64, uint64) { return inReceives(b, n), 0 }, nil, func() {}
 		}},
 		{"drop", 1 << 20, attachDrop},
 		{"lim1M", 1 << 20, attachLimiter},
@@ -80,16 +81,34 @@ func BenchmarkVeth(b *testing.B) {
 	rx := map[string][]float64{}
 	dropped := map[string][]float64{}
 	cost := map[string][]float64{}
+	progNs := map[string][]float64{}
+	// In-situ program run time (kernel.bpf_stats_enabled, held only while this fd is open).
+	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer stats.Close()
+	progStats := func(p *ebpf.Program) (time.Duration, uint64) {
+		if p == nil {
+			return 0, 0
+		}
+		st, err := p.Stats()
+		if err != nil {
+			b.Fatal(err)
+		}
+		return st.Runtime, st.RunCount
+	}
 	for i := 0; i < b.N; i++ {
 		for round := 0; round < benchRounds; round++ {
 			for _, c := range configs {
-				handled, teardown := c.setup()
+				handled, prog, teardown := c.setup()
 				var bl *blaster
 				n.in(b, n.client, func() (err error) {
 					bl, err = newBlaster(n.clientIf, n.clientMAC, n.serverMAC, net.ParseIP(serverIP), 161, c.sources)
 					return err
 				})
 				t0, d0 := handled()
+				rt0, rc0 := progStats(prog)
 				start := time.Now()
 				sent, cpu, err := bl.blastCPU(10_000_000, benchSlice, 0)
 				if err != nil {
@@ -98,6 +117,10 @@ func BenchmarkVeth(b *testing.B) {
 				el := time.Since(start).Seconds()
 				time.Sleep(20 * time.Millisecond) // let the last NAPI batch finish
 				t1, d1 := handled()
+				rt1, rc1 := progStats(prog)
+				if rc1 > rc0 {
+					progNs[c.name] = append(progNs[c.name], float64(rt1-rt0)/float64(rc1-rc0))
+				}
 				bl.Close()
 				teardown()
 				rx[c.name] = append(rx[c.name], float64(t1-t0)/el)
@@ -109,7 +132,11 @@ func BenchmarkVeth(b *testing.B) {
 	for _, c := range configs {
 		b.ReportMetric(median(rx[c.name]), c.name+"_pps")
 		b.ReportMetric(median(cost[c.name]), c.name+"_cpu_ns/pkt")
-		b.Logf("%s: handled pps per slice %.0f, dropped in XDP pps %.0f, sender-thread CPU ns/pkt %.0f", c.name, rx[c.name], dropped[c.name], cost[c.name])
+		if len(progNs[c.name]) > 0 {
+			b.ReportMetric(median(progNs[c.name]), c.name+"_prog_ns/run")
+		}
+		b.Logf("%s: handled pps per slice %.0f, dropped in XDP pps %.0f, sender-thread CPU ns/pkt %.0f, program ns/run in situ %.0f",
+			c.name, rx[c.name], dropped[c.name], cost[c.name], progNs[c.name])
 	}
 	b.ReportMetric(median(dropped["lim1M"]), "lim1M_dropped_pps")
 	b.ReportMetric(median(rx["lim1M"])/median(rx["drop"]), "lim1M/drop_pps")
