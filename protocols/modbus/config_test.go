@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/icsnare/icsnare/protocols"
 	"github.com/icsnare/icsnare/protocols/protocoltest"
 )
 
@@ -108,5 +109,16 @@ func TestTCPModeUnits(t *testing.T) {
 	}
 	if r[3][9] != 0 { // FC 17 server id: the slave's id (0) when ServerId is not set
 		t.Fatalf("report server id % x", r[3])
+	}
+}
+
+func TestRegistered(t *testing.T) {
+	p, ok := protocols.Lookup(Name)
+	if !ok || p.Name() != "modbus" {
+		t.Fatal("modbus is not registered")
+	}
+	svc, _ := newTestService(t)
+	if e := svc.Endpoints(); len(e) != 1 || e[0].String() != "tcp/502" {
+		t.Fatalf("endpoints %v", e)
 	}
 }
