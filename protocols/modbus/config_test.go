@@ -3,6 +3,8 @@ package modbus
 import (
 	"bytes"
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -120,5 +122,44 @@ func TestRegistered(t *testing.T) {
 	svc, _ := newTestService(t)
 	if e := svc.Endpoints(); len(e) != 1 || e[0].String() != "tcp/502" {
 		t.Fatalf("endpoints %v", e)
+	}
+}
+
+// TestConpotStyleTemplate loads a template written the way Conpot's are (tcp mode, slaves
+// 0 and 255, ANALOG_INPUTS, <content> naming the databus key, Modicon addresses) and reads
+// it at 0-based wire addresses.
+func TestConpotStyleTemplate(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, text string) {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("template.xml", `<core><template><entity name="unit">X</entity></template><databus><key_value_mappings>
+<key name="bitsA"><value type="value">[1, 0, 1, 1]</value></key>
+<key name="regsB"><value type="value">[7, 8, 9]</value></key>
+</key_value_mappings></databus></core>`)
+	write("modbus/modbus.xml", `<modbus enabled="True" host="0.0.0.0" port="5020">
+  <device_info><VendorName>V</VendorName><ProductCode>P</ProductCode><MajorMinorRevision>R</MajorMinorRevision></device_info>
+  <mode>tcp</mode>
+  <delay>100</delay>
+  <slaves>
+    <slave id="255"><blocks>
+      <block name="a"><type>COILS</type><starting_address>1</starting_address><size>4</size><content>bitsA</content></block>
+      <block name="b"><type>ANALOG_INPUTS</type><starting_address>30001</starting_address><size>3</size><content>regsB</content></block>
+    </blocks></slave>
+  </slaves>
+</modbus>`)
+	p := protocoltest.Profile(t, dir)
+	svc := protocoltest.Configure(t, Protocol{}, p).(*Service)
+	h := protocoltest.Host(p, protocoltest.LoopbackAddr(), 3)
+	c := &fakeConn{chunks: [][]byte{adu(1, 255, 1, 0, 0, 0, 4), adu(2, 0, 4, 0, 1, 0, 2), adu(3, 255, 4, 0x75, 0x31, 0, 1)}}
+	svc.ServeConn(context.Background(), testSession(h, nil), c)
+	want := append(append(adu(1, 255, 1, 1, 0x0d), adu(2, 0, 4, 4, 0, 8, 0, 9)...), adu(3, 255, 0x84, 2)...)
+	if !bytes.Equal(c.out.Bytes(), want) {
+		t.Fatalf("replies\n got % x\nwant % x", c.out.Bytes(), want)
 	}
 }
