@@ -1,0 +1,75 @@
+package main
+
+import (
+	"bytes"
+	"testing"
+	"time"
+
+	"github.com/gosnmp/gosnmp"
+)
+
+func TestCheckTarget(t *testing.T) {
+	cases := []struct {
+		target string
+		ok     bool
+	}{
+		{"127.0.0.1:502", true}, {"[::1]:161", true}, {"127.9.8.7:102", true},
+		{"198.18.0.1:502", true}, {"198.19.255.1:502", true}, {"[fd00::5]:161", true},
+		{"10.0.0.1:502", false}, {"192.168.1.1:502", false}, {"8.8.8.8:161", false}, {"localhost:502", false}, {"127.0.0.1", false},
+	}
+	for _, c := range cases {
+		if err := checkTarget(c.target); (err == nil) != c.ok {
+			t.Errorf("%s: err=%v, want ok=%v", c.target, err, c.ok)
+		}
+	}
+}
+
+// TestGetRequestDecodes checks the hand-built GET against gosnmp's decoder, and that
+// responseID reads the id of a GetResponse gosnmp encodes.
+func TestGetRequestDecodes(t *testing.T) {
+	oid, err := encodeOID("1.3.6.1.2.1.1.1.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []int32{1, 127, 128, 65535, 1 << 30} {
+		pkt := getRequest("public", id, oid)
+		g := &gosnmp.GoSNMP{Version: gosnmp.Version2c}
+		p, err := g.SnmpDecodePacket(pkt)
+		if err != nil {
+			t.Fatalf("id %d: gosnmp cannot decode % x: %v", id, pkt, err)
+		}
+		if p.PDUType != gosnmp.GetRequest || p.RequestID != uint32(id) || p.Community != "public" ||
+			len(p.Variables) != 1 || p.Variables[0].Name != ".1.3.6.1.2.1.1.1.0" {
+			t.Fatalf("id %d decoded as %+v", id, p)
+		}
+		resp := &gosnmp.SnmpPacket{Version: gosnmp.Version2c, Community: "public", PDUType: gosnmp.GetResponse,
+			RequestID: uint32(id), Variables: []gosnmp.SnmpPDU{{Name: ".1.3.6.1.2.1.1.1.0", Type: gosnmp.OctetString, Value: []byte("x")}}}
+		b, err := resp.MarshalMsg()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, ok := responseID(b); !ok || got != id {
+			t.Fatalf("responseID = %d, %v; want %d", got, ok, id)
+		}
+	}
+	if _, ok := responseID([]byte{0x30, 0x05, 0x02}); ok {
+		t.Fatal("truncated packet accepted")
+	}
+}
+
+func TestRecorderPercentiles(t *testing.T) {
+	r := newRecorder(time.Time{})
+	for i := 1; i <= 100; i++ {
+		r.buckets[i]++
+		r.ok++
+	}
+	if p := r.percentile(0.5); p != 50*time.Microsecond {
+		t.Fatalf("p50 = %s", p)
+	}
+	if p := r.percentile(0.99); p != 99*time.Microsecond {
+		t.Fatalf("p99 = %s", p)
+	}
+	if !bytes.Equal([]byte(result{ok: 1, elapsed: time.Second}.String()[:10]), []byte("requests=1")) {
+		t.Fatal("result line")
+	}
+}
