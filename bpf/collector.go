@@ -8,11 +8,11 @@ import (
 
 var (
 	descPackets = prometheus.NewDesc("icsnare_xdp_packets_total",
-		"Packets seen by the XDP rate limiter, by UDP port (\"0\": not tied to a rule), action and reason.",
-		[]string{"port", "action", "reason"}, nil)
+		"Packets seen by the XDP rate limiter, by UDP port (\"0\": not tied to a rule), SNMP class, action and reason.",
+		[]string{"port", "class", "action", "reason"}, nil)
 	descBytes = prometheus.NewDesc("icsnare_xdp_bytes_total",
-		"Bytes seen by the XDP rate limiter, by UDP port, action and reason.",
-		[]string{"port", "action", "reason"}, nil)
+		"Bytes seen by the XDP rate limiter, by UDP port, SNMP class, action and reason.",
+		[]string{"port", "class", "action", "reason"}, nil)
 	descSources = prometheus.NewDesc("icsnare_xdp_sources",
 		"Entries in the per-source LRU table (occupancy).", nil, nil)
 	descCapacity = prometheus.NewDesc("icsnare_xdp_sources_capacity",
@@ -20,7 +20,7 @@ var (
 	descLimited = prometheus.NewDesc("icsnare_xdp_sources_limited",
 		"Sources with a drop within the quiet period.", nil, nil)
 	descRule = prometheus.NewDesc("icsnare_xdp_rule_requests_per_minute",
-		"Configured limit per port and scope (0: unlimited).", []string{"port", "scope"}, nil)
+		"Configured limit per port, SNMP class and scope (0: unlimited).", []string{"port", "class", "scope"}, nil)
 	descLost = prometheus.NewDesc("icsnare_xdp_notifications_lost_total",
 		"Limit-state notifications the kernel could not queue.", nil, nil)
 	descSuppressed = prometheus.NewDesc("icsnare_xdp_notifications_suppressed_total",
@@ -59,8 +59,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	if counters, err := c.r.Counters(); err == nil {
 		for _, x := range counters {
 			port := strconv.Itoa(int(x.Port))
-			ch <- prometheus.MustNewConstMetric(descPackets, prometheus.CounterValue, float64(x.Packets), port, x.Action, x.Reason)
-			ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(x.Bytes), port, x.Action, x.Reason)
+			ch <- prometheus.MustNewConstMetric(descPackets, prometheus.CounterValue, float64(x.Packets), port, x.Class, x.Action, x.Reason)
+			ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(x.Bytes), port, x.Class, x.Action, x.Reason)
 		}
 	} else {
 		failed = 1
@@ -73,10 +73,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(descCapacity, prometheus.GaugeValue, float64(c.r.MaxSources()))
 	if rules, err := c.r.Rules(); err == nil {
-		for port, ru := range rules {
-			p := strconv.Itoa(int(port))
-			ch <- prometheus.MustNewConstMetric(descRule, prometheus.GaugeValue, float64(ru.PerSource), p, "source")
-			ch <- prometheus.MustNewConstMetric(descRule, prometheus.GaugeValue, float64(ru.Global), p, "global")
+		for _, ru := range rules {
+			p := strconv.Itoa(int(ru.Port))
+			ch <- prometheus.MustNewConstMetric(descRule, prometheus.GaugeValue, float64(ru.PerSource), p, ru.Class, "source")
+			ch <- prometheus.MustNewConstMetric(descRule, prometheus.GaugeValue, float64(ru.Global), p, ru.Class, "global")
 		}
 	} else {
 		failed = 1

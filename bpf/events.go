@@ -22,6 +22,7 @@ type LimitEvent struct {
 	Kind   string // "start" or "stop"
 	Scope  string // "source" or "global"
 	Port   uint16
+	Class  string     // SNMP command class when a class rule applied, or ""
 	Source netip.Addr // Scope "source" only
 	// Dropped is, for "stop", how many packets the episode dropped (for a source
 	// evicted from the table: the drops seen until its last sweep).
@@ -56,7 +57,7 @@ type notifier struct {
 
 	mu      sync.Mutex
 	sources map[ratelimitSrcKey]*episode
-	globals map[uint16]*episode
+	globals map[ruleKey]*episode
 	tokens  float64
 	last    time.Time
 	closed  bool
@@ -69,7 +70,7 @@ func newNotifier(l *Limiter) (*notifier, error) {
 	}
 	n := &notifier{
 		l: l, rd: rd, ch: make(chan LimitEvent, 64), done: make(chan struct{}),
-		sources: map[ratelimitSrcKey]*episode{}, globals: map[uint16]*episode{},
+		sources: map[ratelimitSrcKey]*episode{}, globals: map[ruleKey]*episode{},
 		tokens: float64(l.cfg.NotifyBurst), last: time.Now(),
 	}
 	n.wg.Add(2)
@@ -136,9 +137,9 @@ func (n *notifier) start(ev *ratelimitEvent) {
 	t := n.wall(ev.TsNs)
 	switch ev.Kind {
 	case evSource:
-		k := ratelimitSrcKey{Port: ev.Port, Family: ev.Family, Addr: ev.Addr}
+		k := ratelimitSrcKey{Port: ev.Port, Family: ev.Family, Class: ev.Class, Addr: ev.Addr}
 		if old, ok := n.sources[k]; ok { // a new episode before the sweep saw the old end
-			n.deliver(LimitEvent{Time: t, Kind: "stop", Scope: "source", Port: k.Port, Source: keyAddr(k.Family, k.Addr), Dropped: old.lastDropped - old.startDropped})
+			n.deliver(LimitEvent{Time: t, Kind: "stop", Scope: "source", Port: k.Port, Class: className(k.Class), Source: keyAddr(k.Family, k.Addr), Dropped: old.lastDropped - old.startDropped})
 			delete(n.sources, k)
 		}
 		if len(n.sources) < maxEpisodes {
@@ -146,22 +147,23 @@ func (n *notifier) start(ev *ratelimitEvent) {
 		} else {
 			n.suppress(1) // its stop cannot be reported
 		}
-		n.deliver(LimitEvent{Time: t, Kind: "start", Scope: "source", Port: ev.Port, Source: keyAddr(ev.Family, ev.Addr)})
+		n.deliver(LimitEvent{Time: t, Kind: "start", Scope: "source", Port: ev.Port, Class: className(ev.Class), Source: keyAddr(ev.Family, ev.Addr)})
 	case evGlobal:
-		d := n.globalDrops(ev.Port)
-		if old, ok := n.globals[ev.Port]; ok {
-			n.deliver(LimitEvent{Time: t, Kind: "stop", Scope: "global", Port: ev.Port, Dropped: d - old.startDropped})
+		rk := ruleKey{port: ev.Port, class: ev.Class}
+		d := n.globalDrops(rk)
+		if old, ok := n.globals[rk]; ok {
+			n.deliver(LimitEvent{Time: t, Kind: "stop", Scope: "global", Port: ev.Port, Class: className(ev.Class), Dropped: d - old.startDropped})
 		}
-		n.globals[ev.Port] = &episode{startDropped: d}
-		n.deliver(LimitEvent{Time: t, Kind: "start", Scope: "global", Port: ev.Port})
+		n.globals[rk] = &episode{startDropped: d}
+		n.deliver(LimitEvent{Time: t, Kind: "start", Scope: "global", Port: ev.Port, Class: className(ev.Class)})
 	}
 }
 
 // globalDrops sums the port's global drop counters (approximately the value at the
 // episode start, which is close enough for a notification).
-func (n *notifier) globalDrops(port uint16) uint64 {
+func (n *notifier) globalDrops(rk ruleKey) uint64 {
 	n.l.mu.Lock()
-	slot, ok := n.l.slots[port]
+	slot, ok := n.l.slots[rk]
 	n.l.mu.Unlock()
 	if !ok {
 		return 0
@@ -194,11 +196,11 @@ func (n *notifier) sweep() {
 			}
 		}
 		delete(n.sources, k)
-		n.deliver(LimitEvent{Time: time.Now(), Kind: "stop", Scope: "source", Port: k.Port, Source: keyAddr(k.Family, k.Addr), Dropped: ep.lastDropped - ep.startDropped})
+		n.deliver(LimitEvent{Time: time.Now(), Kind: "stop", Scope: "source", Port: k.Port, Class: className(k.Class), Source: keyAddr(k.Family, k.Addr), Dropped: ep.lastDropped - ep.startDropped})
 	}
-	for port, ep := range n.globals {
+	for rk, ep := range n.globals {
 		n.l.mu.Lock()
-		slot, ok := n.l.slots[port]
+		slot, ok := n.l.slots[rk]
 		n.l.mu.Unlock()
 		var g ratelimitGstate
 		if ok {
@@ -209,8 +211,8 @@ func (n *notifier) sweep() {
 				continue
 			}
 		}
-		delete(n.globals, port)
-		n.deliver(LimitEvent{Time: time.Now(), Kind: "stop", Scope: "global", Port: port, Dropped: n.globalDrops(port) - ep.startDropped})
+		delete(n.globals, rk)
+		n.deliver(LimitEvent{Time: time.Now(), Kind: "stop", Scope: "global", Port: rk.port, Class: className(rk.class), Dropped: n.globalDrops(rk) - ep.startDropped})
 	}
 }
 

@@ -48,8 +48,8 @@ type Limiter struct {
 	closeErr  error
 
 	mu    sync.Mutex
-	slots map[uint16]uint32 // port -> slot, never freed while loaded
-	rules map[uint16]Rule
+	slots map[ruleKey]uint32 // never freed while loaded
+	rules map[ruleKey]Rule
 	links map[string]attachment
 }
 
@@ -93,8 +93,8 @@ func Load(cfg Config) (*Limiter, error) {
 	l := &Limiter{
 		cfg:   cfg,
 		log:   cfg.Logger,
-		slots: map[uint16]uint32{},
-		rules: map[uint16]Rule{},
+		slots: map[ruleKey]uint32{},
+		rules: map[ruleKey]Rule{},
 		links: map[string]attachment{},
 	}
 	if err := spec.LoadAndAssign(&l.objs, nil); err != nil {
@@ -199,9 +199,9 @@ func (l *Limiter) Attachments() map[string]string {
 	return m
 }
 
-// SetRule adds or replaces the limit for r.Port. It takes effect for the next packet;
-// nothing is reloaded. Existing per-source and global buckets keep their tokens
-// (clamped to the new bursts).
+// SetRule adds or replaces the limit for r.Port (and r.Class). It takes effect for
+// the next packet; nothing is reloaded. Existing per-source and global buckets keep
+// their tokens (clamped to the new bursts).
 func (l *Limiter) SetRule(r Rule) error {
 	r, err := r.withDefaults()
 	if err != nil {
@@ -209,33 +209,72 @@ func (l *Limiter) SetRule(r Rule) error {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	slot, ok := l.slots[r.Port]
+	k := r.key()
+	if k.class != 0 {
+		if _, ok := l.rules[ruleKey{port: k.port}]; !ok {
+			// Unclassified requests to the port pass unlimited (but counted).
+			if err := l.putLocked(Rule{Port: r.Port}); err != nil {
+				return err
+			}
+		}
+	}
+	if err := l.putLocked(r); err != nil {
+		return err
+	}
+	if k.class != 0 {
+		return l.putLocked(l.rules[ruleKey{port: k.port}]) // now with the class flag
+	}
+	return nil
+}
+
+// putLocked writes one rule, allocating its slot; l.mu is held.
+func (l *Limiter) putLocked(r Rule) error {
+	k := r.key()
+	slot, ok := l.slots[k]
 	if !ok {
 		if len(l.slots) >= MaxRules {
-			return fmt.Errorf("xdp: rule for port %d: at most %d ports", r.Port, MaxRules)
+			return fmt.Errorf("xdp: rule for port %d: at most %d rules", r.Port, MaxRules)
 		}
 		slot = uint32(len(l.slots) + 1)
 		// A fresh slot: zero its global bucket so the kernel starts it full.
 		if err := l.objs.Gstates.Put(slot, ratelimitGstate{}); err != nil {
 			return fmt.Errorf("xdp: reset global bucket for port %d: %w", r.Port, err)
 		}
-		l.slots[r.Port] = slot
+		l.slots[k] = slot
 	}
-	if err := l.objs.Rules.Put(r.Port, r.kernel(slot)); err != nil {
+	var flags uint32
+	if k.class == 0 {
+		for o := range l.rules {
+			if o.port == k.port && o.class != 0 {
+				flags |= ruleFlagSNMPClasses
+			}
+		}
+	}
+	if err := l.objs.Rules.Put(k.kernel(), r.kernel(slot, flags)); err != nil {
 		return fmt.Errorf("xdp: set rule for port %d: %w", r.Port, err)
 	}
-	l.rules[r.Port] = r
+	l.rules[k] = r
 	return nil
 }
 
-// DeleteRule stops limiting the port; its counters keep their values.
+// DeleteRule stops limiting the port (its class rules included); the counters keep
+// their values.
 func (l *Limiter) DeleteRule(port uint16) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if err := l.objs.Rules.Delete(port); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-		return fmt.Errorf("xdp: delete rule for port %d: %w", port, err)
+	// The port's rule first, so that no packet looks up a class rule without it.
+	keys := []ruleKey{{port: port}}
+	for k := range l.rules {
+		if k.port == port && k.class != 0 {
+			keys = append(keys, k)
+		}
 	}
-	delete(l.rules, port)
+	for _, k := range keys {
+		if err := l.objs.Rules.Delete(k.kernel()); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("xdp: delete rule for port %d: %w", port, err)
+		}
+		delete(l.rules, k)
+	}
 	return nil
 }
 

@@ -56,7 +56,7 @@ func TestPinnedStats(t *testing.T) {
 	if err := r.WriteStats(&sb, 10); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"161   drop    per_source  3", "198.18.0.10", "sources tracked: 1 of 1024"} {
+	for _, want := range []string{"161   -      drop    per_source  3", "198.18.0.10", "sources tracked: 1 of 1024"} {
 		if !strings.Contains(sb.String(), want) {
 			t.Errorf("pinned stats lack %q:\n%s", want, sb.String())
 		}
@@ -94,20 +94,20 @@ func TestCollector(t *testing.T) {
 		}
 	}
 	for k, want := range map[string]float64{
-		"icsnare_xdp_packets_total{action=pass,port=161,reason=ok}":         1,
-		"icsnare_xdp_packets_total{action=drop,port=161,reason=per_source}": 2,
-		"icsnare_xdp_packets_total{action=drop,port=161,reason=global}":     0,
-		"icsnare_xdp_packets_total{action=pass,port=0,reason=fragment}":     2,
-		"icsnare_xdp_sources{}":                                             1,
-		"icsnare_xdp_sources_limited{}":                                     1,
-		"icsnare_xdp_sources_capacity{}":                                    1024,
-		"icsnare_xdp_rule_requests_per_minute{port=161,scope=global}":       600,
-		"icsnare_xdp_notifications_lost_total{}":                            0,
-		"icsnare_xdp_scrape_errors{}":                                       0,
-		"icsnare_xdp_bytes_total{action=drop,port=161,reason=per_source}":   2 * 60, // gopacket pads frames to 60 bytes
-		"icsnare_xdp_rule_requests_per_minute{port=161,scope=source}":       60,
-		"icsnare_xdp_notifications_suppressed_total{}":                      0,
-		"icsnare_xdp_packets_total{action=drop,port=161,reason=global_new}": 0,
+		"icsnare_xdp_packets_total{action=pass,class=,port=161,reason=ok}":         1,
+		"icsnare_xdp_packets_total{action=drop,class=,port=161,reason=per_source}": 2,
+		"icsnare_xdp_packets_total{action=drop,class=,port=161,reason=global}":     0,
+		"icsnare_xdp_packets_total{action=pass,class=,port=0,reason=fragment}":     2,
+		"icsnare_xdp_sources{}":                                                    1,
+		"icsnare_xdp_sources_limited{}":                                            1,
+		"icsnare_xdp_sources_capacity{}":                                           1024,
+		"icsnare_xdp_rule_requests_per_minute{class=,port=161,scope=global}":       600,
+		"icsnare_xdp_notifications_lost_total{}":                                   0,
+		"icsnare_xdp_scrape_errors{}":                                              0,
+		"icsnare_xdp_bytes_total{action=drop,class=,port=161,reason=per_source}":   2 * 60, // gopacket pads frames to 60 bytes
+		"icsnare_xdp_rule_requests_per_minute{class=,port=161,scope=source}":       60,
+		"icsnare_xdp_notifications_suppressed_total{}":                             0,
+		"icsnare_xdp_packets_total{action=drop,class=,port=161,reason=global_new}": 0,
 	} {
 		if v, ok := got[k]; !ok || v != want {
 			t.Errorf("%s = %v (present %v), want %v", k, v, ok, want)

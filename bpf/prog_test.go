@@ -354,7 +354,7 @@ func TestRuntimeRules(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rules) != 1 || rules[47808].Global != 60 || rules[47808].GlobalBurst != 2 {
+	if len(rules) != 1 || rules[0].Port != 47808 || rules[0].Global != 60 || rules[0].GlobalBurst != 2 {
 		t.Errorf("rules = %+v", rules)
 	}
 	for _, bad := range []Rule{{Port: 0, PerSource: 1}, {Port: 1, PerSource: -1}, {Port: 1, Global: 10, Reserve: 10}, {Port: 1, PerSource: maxPerMinute + 1}} {

@@ -8,6 +8,11 @@
  * destination options headers), then UDP. Only UDP datagrams to a configured
  * destination port are ever dropped; everything else is passed untouched.
  *
+ * For ports whose rule says so, SNMP v1/v2c requests are classified by PDU type
+ * (get, getnext, set, getbulk) and a rule for that class, when present, applies
+ * with its own buckets; everything else (SNMPv3, other PDUs, unparseable) uses
+ * the port's rule.
+ *
  * Tokens are kept in "units": one request is NS_PER_MIN units, so a bucket
  * refilled at R requests per minute gains exactly R units per elapsed
  * nanosecond. The arithmetic is exact integer arithmetic, no rounding.
@@ -42,6 +47,16 @@ enum reason {
 	R_EVENT_LOST = 7,   /* slot 0: ring buffer full, notification lost */
 };
 
+enum snmp_class {
+	CLASS_NONE = 0,
+	CLASS_GET = 1,
+	CLASS_NEXT = 2,
+	CLASS_SET = 3,
+	CLASS_BULK = 4,
+};
+
+#define RULE_F_SNMP_CLASSES 1 /* classify SNMP requests and look up class rules */
+
 enum event_kind {
 	EV_SOURCE = 1, /* a source started being limited */
 	EV_GLOBAL = 2, /* a port's global bucket started limiting */
@@ -70,7 +85,7 @@ struct gstate {
 struct src_key {
 	__u16 port;   /* host order */
 	__u8 family;  /* 4 or 6 */
-	__u8 pad;
+	__u8 class;   /* enum snmp_class */
 	__u8 addr[16];
 };
 
@@ -93,14 +108,15 @@ struct event {
 	__u16 port;
 	__u8 kind;
 	__u8 family;
-	__u32 pad;
+	__u8 class;
+	__u8 pad[3];
 	__u8 addr[16];
 };
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, MAX_SLOTS);
-	__type(key, __u16);
+	__type(key, __u32); /* port | class << 16 */
 	__type(value, struct rule);
 } rules SEC(".maps");
 
@@ -180,7 +196,8 @@ static __always_inline void notify(__u8 kind, struct src_key *k, __u64 now, __u6
 	e->port = k->port;
 	e->kind = kind;
 	e->family = k->family;
-	e->pad = 0;
+	e->class = k->class;
+	e->pad[0] = e->pad[1] = e->pad[2] = 0;
 	__builtin_memcpy(e->addr, k->addr, sizeof(e->addr));
 	bpf_ringbuf_submit(e, 0);
 }
@@ -285,21 +302,85 @@ static __always_inline int limit(struct rule *r, struct src_key *k, __u64 bytes)
 	return XDP_PASS;
 }
 
+/* snmp_class reads an SNMP v1/v2c message header far enough to see the PDU tag:
+ * SEQUENCE { INTEGER version (0|1), OCTET STRING community, PDU ... }. Reads stay
+ * within the packet and within the UDP length (frames may carry padding). */
+static __always_inline __u8 snmp_class(__u8 *p, void *data_end, __u32 plen)
+{
+	__u32 off, cl;
+
+	if ((void *)(p + 2) > data_end || plen < 2 || p[0] != 0x30)
+		return CLASS_NONE;
+	if (p[1] == 0x81)
+		off = 3;
+	else if (p[1] == 0x82)
+		off = 4;
+	else if (p[1] < 0x80)
+		off = 2;
+	else
+		return CLASS_NONE;
+	p += off;
+	if ((void *)(p + 5) > data_end || off + 5 > plen ||
+	    p[0] != 0x02 || p[1] != 1 || p[2] > 1 || p[3] != 0x04)
+		return CLASS_NONE;
+	cl = p[4];
+	p += 5;
+	off += 5;
+	if (cl == 0x81) {
+		if ((void *)(p + 1) > data_end || off + 1 > plen)
+			return CLASS_NONE;
+		cl = p[0];
+		p += 1;
+		off += 1;
+	} else if (cl >= 0x80) {
+		return CLASS_NONE;
+	}
+	cl &= 0xff;
+	p += cl;
+	off += cl;
+	if ((void *)(p + 1) > data_end || off + 1 > plen)
+		return CLASS_NONE;
+	switch (p[0]) {
+	case 0xa0:
+		return CLASS_GET;
+	case 0xa1:
+		return CLASS_NEXT;
+	case 0xa3:
+		return CLASS_SET;
+	case 0xa5:
+		return CLASS_BULK;
+	}
+	return CLASS_NONE;
+}
+
 static __always_inline int handle_udp(void *l4, void *data_end, struct src_key *k, __u64 bytes)
 {
 	struct udphdr *udp = l4;
 	struct rule *r;
-	__u16 port;
+	__u32 rk;
 
 	if ((void *)(udp + 1) > data_end) {
 		count(0, R_TRUNCATED, bytes);
 		return XDP_PASS;
 	}
-	port = bpf_ntohs(udp->dest);
-	r = bpf_map_lookup_elem(&rules, &port);
+	rk = bpf_ntohs(udp->dest);
+	r = bpf_map_lookup_elem(&rules, &rk);
 	if (!r)
 		return XDP_PASS;
-	k->port = port;
+	k->port = rk;
+	if (r->flags & RULE_F_SNMP_CLASSES) {
+		__u32 ulen = bpf_ntohs(udp->len);
+		__u8 c = snmp_class((__u8 *)(udp + 1), data_end, ulen > sizeof(*udp) ? ulen - sizeof(*udp) : 0);
+		if (c != CLASS_NONE) {
+			struct rule *cr;
+			rk |= (__u32)c << 16;
+			cr = bpf_map_lookup_elem(&rules, &rk);
+			if (cr) {
+				r = cr;
+				k->class = c;
+			}
+		}
+	}
 	return limit(r, k, bytes);
 }
 

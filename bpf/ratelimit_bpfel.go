@@ -26,7 +26,8 @@ type ratelimitEvent struct {
 	Port    uint16
 	Kind    uint8
 	Family  uint8
-	Pad     uint32
+	Class   uint8
+	Pad     [3]uint8
 	Addr    [16]uint8
 }
 
@@ -59,7 +60,7 @@ type ratelimitSrcKey struct {
 	_      structs.HostLayout
 	Port   uint16
 	Family uint8
-	Pad    uint8
+	Class  uint8
 	Addr   [16]uint8
 }
 

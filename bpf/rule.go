@@ -18,10 +18,17 @@ const (
 	maxPerMinute = 100_000_000
 )
 
-// Rule is the limit for one UDP destination port. Rates are requests per minute, as
-// Conpot's SNMP "evasion" entities state them; 0 means unlimited.
+// Rule is the limit for one UDP destination port, or for one SNMP command class on
+// it. Rates are requests per minute, as Conpot's SNMP "evasion" entities state them;
+// 0 means unlimited.
 type Rule struct {
-	Port      uint16
+	Port uint16
+	// Class is "" for every request to the port, or an SNMP command class ("get",
+	// "next", "set", "bulk"): SNMP v1/v2c requests of that PDU type then use this
+	// rule, with their own buckets, instead of the port's rule. SNMPv3 (encrypted or
+	// not, the PDU type is not parsed), other PDUs and unparseable datagrams use the
+	// port's rule; if there is none, an unlimited one is added.
+	Class     string
 	PerSource int // requests per minute from one source address (IPv4 or IPv6)
 	Global    int // requests per minute from all sources together
 	// Burst is how many requests one source may send at once; 0 means PerSource (a
@@ -39,6 +46,9 @@ type Rule struct {
 func (r Rule) withDefaults() (Rule, error) {
 	if r.Port == 0 {
 		return r, fmt.Errorf("rule: port 0")
+	}
+	if _, ok := classIDs[r.Class]; !ok {
+		return r, fmt.Errorf("rule for port %d: unknown class %q (want get, next, set, bulk or empty)", r.Port, r.Class)
 	}
 	if r.PerSource < 0 || r.Global < 0 || r.Burst < 0 || r.GlobalBurst < 0 {
 		return r, fmt.Errorf("rule for port %d: negative rate or burst", r.Port)
@@ -72,9 +82,37 @@ func (r Rule) withDefaults() (Rule, error) {
 	return r, nil
 }
 
+// SNMP command classes, as enum snmp_class in ratelimit.c.
+var (
+	classIDs   = map[string]uint8{"": 0, "get": 1, "next": 2, "set": 3, "bulk": 4}
+	classNames = [...]string{"", "get", "next", "set", "bulk"}
+)
+
+func className(id uint8) string {
+	if int(id) < len(classNames) {
+		return classNames[id]
+	}
+	return fmt.Sprint(id)
+}
+
+// ruleFlagSNMPClasses mirrors RULE_F_SNMP_CLASSES.
+const ruleFlagSNMPClasses = 1
+
+// ruleKey identifies a rule: the map key is port | class<<16.
+type ruleKey struct {
+	port  uint16
+	class uint8
+}
+
+func (k ruleKey) kernel() uint32 { return uint32(k.port) | uint32(k.class)<<16 }
+
+func ruleKeyFrom(v uint32) ruleKey { return ruleKey{port: uint16(v), class: uint8(v >> 16)} }
+
+func (r Rule) key() ruleKey { return ruleKey{port: r.Port, class: classIDs[r.Class]} }
+
 // kernel converts the rule into the map value for slot.
-func (r Rule) kernel(slot uint32) ratelimitRule {
-	k := ratelimitRule{Slot: slot}
+func (r Rule) kernel(slot, flags uint32) ratelimitRule {
+	k := ratelimitRule{Slot: slot, Flags: flags}
 	if r.PerSource > 0 {
 		k.SrcRate = uint64(r.PerSource)
 		k.SrcBurst = uint64(r.Burst) * nsPerMin
@@ -90,8 +128,8 @@ func (r Rule) kernel(slot uint32) ratelimitRule {
 }
 
 // ruleFromKernel is the inverse of kernel (used by readers of pinned maps).
-func ruleFromKernel(port uint16, k ratelimitRule) Rule {
-	r := Rule{Port: port, PerSource: int(k.SrcRate), Global: int(k.GlobRate)}
+func ruleFromKernel(key ruleKey, k ratelimitRule) Rule {
+	r := Rule{Port: key.port, Class: className(key.class), PerSource: int(k.SrcRate), Global: int(k.GlobRate)}
 	r.Burst = int(k.SrcBurst / nsPerMin)
 	r.GlobalBurst = int(k.GlobBurst / nsPerMin)
 	r.Reserve = int(k.GlobReserve / nsPerMin)

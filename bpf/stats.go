@@ -31,6 +31,7 @@ const reasonEventLost = 7
 // to no rule (fragments, truncated headers).
 type Counter struct {
 	Port    uint16
+	Class   string // SNMP command class of a class rule, or ""
 	Action  string // "pass" or "drop"
 	Reason  string // ok, per_source, global, global_new, fragment, truncated, untracked
 	Packets uint64
@@ -41,6 +42,7 @@ type Counter struct {
 type Source struct {
 	Addr     netip.Addr
 	Port     uint16
+	Class    string // SNMP command class when a class rule applied, or ""
 	Passed   uint64
 	Dropped  uint64
 	LastDrop time.Duration // how long ago the last drop was; -1 if never
@@ -84,25 +86,32 @@ func (r *Reader) now() uint64 {
 	return uint64(ts.Nano())
 }
 
-// Rules returns the rules currently in the kernel, by port.
-func (r *Reader) Rules() (map[uint16]Rule, error) {
+// Rules returns the rules currently in the kernel, sorted by port and class.
+func (r *Reader) Rules() ([]Rule, error) {
 	out, _, err := r.readRules()
 	return out, err
 }
 
-func (r *Reader) readRules() (map[uint16]Rule, map[uint32]uint16, error) {
-	rules := map[uint16]Rule{}
-	slots := map[uint32]uint16{}
-	var port uint16
+func (r *Reader) readRules() ([]Rule, map[uint32]ruleKey, error) {
+	var rules []Rule
+	slots := map[uint32]ruleKey{}
+	var key uint32
 	var kr ratelimitRule
 	it := r.rules.Iterate()
-	for it.Next(&port, &kr) {
-		rules[port] = ruleFromKernel(port, kr)
-		slots[kr.Slot] = port
+	for it.Next(&key, &kr) {
+		rk := ruleKeyFrom(key)
+		rules = append(rules, ruleFromKernel(rk, kr))
+		slots[kr.Slot] = rk
 	}
 	if err := it.Err(); err != nil {
 		return nil, nil, fmt.Errorf("xdp: read rules: %w", err)
 	}
+	sort.Slice(rules, func(i, j int) bool {
+		if rules[i].Port != rules[j].Port {
+			return rules[i].Port < rules[j].Port
+		}
+		return classIDs[rules[i].Class] < classIDs[rules[j].Class]
+	})
 	return rules, slots, nil
 }
 
@@ -112,9 +121,9 @@ func (r *Reader) Counters() ([]Counter, error) {
 	if err != nil {
 		return nil, err
 	}
-	slots[0] = 0
+	slots[0] = ruleKey{}
 	var out []Counter
-	for slot, port := range slots {
+	for slot, rk := range slots {
 		for reason := uint32(0); reason < nrReasons; reason++ {
 			if reason == reasonEventLost {
 				continue
@@ -126,12 +135,15 @@ func (r *Reader) Counters() ([]Counter, error) {
 			if c.Packets == 0 && (slot == 0 || reason > 3) {
 				continue
 			}
-			out = append(out, Counter{Port: port, Action: reasons[reason].action, Reason: reasons[reason].name, Packets: c.Packets, Bytes: c.Bytes})
+			out = append(out, Counter{Port: rk.port, Class: className(rk.class), Action: reasons[reason].action, Reason: reasons[reason].name, Packets: c.Packets, Bytes: c.Bytes})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Port != out[j].Port {
 			return out[i].Port < out[j].Port
+		}
+		if out[i].Class != out[j].Class {
+			return out[i].Class < out[j].Class
 		}
 		return out[i].Reason < out[j].Reason
 	})
@@ -222,7 +234,7 @@ func keyAddr(family uint8, a [16]uint8) netip.Addr {
 }
 
 func sourceFrom(k *ratelimitSrcKey, v *ratelimitSrcState, now uint64, quiet time.Duration) Source {
-	s := Source{Addr: keyAddr(k.Family, k.Addr), Port: k.Port, Passed: v.Passed, Dropped: v.Dropped, LastDrop: -1}
+	s := Source{Addr: keyAddr(k.Family, k.Addr), Port: k.Port, Class: className(k.Class), Passed: v.Passed, Dropped: v.Dropped, LastDrop: -1}
 	if v.LastDropNs != 0 {
 		ago := time.Duration(0)
 		if now > v.LastDropNs {
@@ -254,34 +266,35 @@ func (r *Reader) WriteStats(w io.Writer, n int) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "RULE PORT\tPER-SOURCE/MIN\tBURST\tGLOBAL/MIN\tGLOBAL BURST\tRESERVE")
-	ports := make([]int, 0, len(rules))
-	for p := range rules {
-		ports = append(ports, int(p))
-	}
-	sort.Ints(ports)
-	for _, p := range ports {
-		ru := rules[uint16(p)]
-		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%d\t%d\n", p, perMin(ru.PerSource), ru.Burst, perMin(ru.Global), ru.GlobalBurst, ru.Reserve)
+	fmt.Fprintln(tw, "RULE PORT\tCLASS\tPER-SOURCE/MIN\tBURST\tGLOBAL/MIN\tGLOBAL BURST\tRESERVE")
+	for _, ru := range rules {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%d\t%d\n", ru.Port, orDash(ru.Class), perMin(ru.PerSource), ru.Burst, perMin(ru.Global), ru.GlobalBurst, ru.Reserve)
 	}
 	fmt.Fprintln(tw)
-	fmt.Fprintln(tw, "PORT\tACTION\tREASON\tPACKETS\tBYTES")
+	fmt.Fprintln(tw, "PORT\tCLASS\tACTION\tREASON\tPACKETS\tBYTES")
 	for _, c := range counters {
 		port := fmt.Sprint(c.Port)
 		if c.Port == 0 {
 			port = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\n", port, c.Action, c.Reason, c.Packets, c.Bytes)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\n", port, orDash(c.Class), c.Action, c.Reason, c.Packets, c.Bytes)
 	}
 	fmt.Fprintln(tw)
 	fmt.Fprintf(tw, "sources tracked: %d of %d, limited now: %d, notifications lost: %d\n", tracked, r.MaxSources(), limited, lost)
 	if len(top) > 0 {
-		fmt.Fprintln(tw, "SOURCE\tPORT\tPASSED\tDROPPED\tLAST DROP\tLIMITED")
+		fmt.Fprintln(tw, "SOURCE\tPORT\tCLASS\tPASSED\tDROPPED\tLAST DROP\tLIMITED")
 		for _, s := range top {
-			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s ago\t%v\n", s.Addr, s.Port, s.Passed, s.Dropped, s.LastDrop.Truncate(time.Millisecond), s.Limited)
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%s ago\t%v\n", s.Addr, s.Port, orDash(s.Class), s.Passed, s.Dropped, s.LastDrop.Truncate(time.Millisecond), s.Limited)
 		}
 	}
 	return tw.Flush()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 func perMin(v int) string {
