@@ -144,7 +144,11 @@ func serveLoad(tb testing.TB, svc *Service, h *protocols.Host, addr string) (str
 	if err != nil {
 		tb.Fatal(err)
 	}
-	em := &discard{}
+	var em protocols.Emitter = &discard{}
+	if os.Getenv("MODBUS_LOAD_EVENTS") == "0" {
+		em = nil
+	}
+	raw := os.Getenv("MODBUS_LOAD_RAWCONN") == "1"
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -158,8 +162,11 @@ func serveLoad(tb testing.TB, svc *Service, h *protocols.Host, addr string) (str
 			go func() {
 				defer wg.Done()
 				defer c.Close()
-				svc.ServeConn(context.Background(), testSession(h, em),
-					&protocols.TimeoutConn{Conn: c, Idle: time.Minute, WriteTimeout: 10 * time.Second})
+				var nc net.Conn = &protocols.TimeoutConn{Conn: c, Idle: time.Minute, WriteTimeout: 10 * time.Second}
+				if raw {
+					nc = c
+				}
+				svc.ServeConn(context.Background(), testSession(h, em), nc)
 			}()
 		}
 	}()
