@@ -27,6 +27,8 @@ import (
 //   - lim1M: the rate limiter (native mode), 1,048,576 distinct sources, LRU 64k,
 //     global 20k/s, burst 2k (perf.md's c5 configuration, with gfirst); the
 //     20k/s it passes go on into the stack;
+//   - lim1M-nores: the same without a reserve for known sources (Reserve -1): when the
+//     global bucket is empty, floods are dropped before the per-source lookup;
 //   - lim1src: the rate limiter, one source far over its per-source limit.
 //
 // The configurations run round-robin (benchRounds rounds of benchSlice each, bounded
@@ -40,6 +42,7 @@ func BenchmarkVeth(b *testing.B) {
 		benchSlice  = time.Second
 	)
 	n := newTestNet(b, 0)
+	var attachLimiterReserve func(reserve int) (func() (uint64, uint64), *ebpf.Program, func())
 	type config struct {
 		name    string
 		sources uint32
@@ -58,8 +61,11 @@ func BenchmarkVeth(b *testing.B) {
 		})
 		return func() (uint64, uint64) { c := count(); return c, c }, prog, func() { lk.Close(); prog.Close() }
 	}
-	attachLimiter := func() (func() (uint64, uint64), *ebpf.Program, func()) {
-		l, err := Load(Config{Rules: []Rule{{Port: 161, PerSource: 120, Global: 1_200_000, GlobalBurst: 2_000}},
+	attachLimiter := func(reserve int) func() (func() (uint64, uint64), *ebpf.Program, func()) {
+		return func() (func() (uint64, uint64), *ebpf.Program, func()) { return attachLimiterReserve(reserve) }
+	}
+	attachLimiterReserve = func(reserve int) (func() (uint64, uint64), *ebpf.Program, func()) {
+		l, err := Load(Config{Rules: []Rule{{Port: 161, PerSource: 120, Global: 1_200_000, GlobalBurst: 2_000, Reserve: reserve}},
 			Logger: slog.New(slog.DiscardHandler)})
 		if err != nil {
 			b.Fatal(err)
@@ -75,8 +81,9 @@ func BenchmarkVeth(b *testing.B) {
 			return func() (uint64, uint64) { return inReceives(b, n), 0 }, nil, func() {}
 		}},
 		{"drop", 1 << 20, attachDrop},
-		{"lim1M", 1 << 20, attachLimiter},
-		{"lim1src", 1, attachLimiter},
+		{"lim1M", 1 << 20, attachLimiter(0)},
+		{"lim1M-nores", 1 << 20, attachLimiter(-1)},
+		{"lim1src", 1, attachLimiter(0)},
 	}
 	rx := map[string][]float64{}
 	dropped := map[string][]float64{}

@@ -112,12 +112,18 @@ func (n *notifier) sweepLoop() {
 	defer n.wg.Done()
 	t := time.NewTicker(n.l.cfg.SweepInterval)
 	defer t.Stop()
+	k := time.NewTicker(n.l.cfg.KnownRebuild)
+	defer k.Stop()
 	for {
 		select {
 		case <-n.done:
 			return
 		case <-t.C:
 			n.sweep()
+		case <-k.C:
+			if err := n.l.rebuildKnown(); err != nil {
+				n.l.log.Warn("xdp: rebuild known-source bitmap", "err", err)
+			}
 		}
 	}
 }

@@ -33,6 +33,9 @@ type Config struct {
 	NotifyBurst int
 	// SweepInterval is how often stopped episodes are detected (default 1s).
 	SweepInterval time.Duration
+	// KnownRebuild is how often the bitmap of known sources is rebuilt from the
+	// per-source table, dropping the bits of evicted sources (default 10s).
+	KnownRebuild time.Duration
 	Logger        *slog.Logger
 }
 
@@ -43,6 +46,7 @@ type Limiter struct {
 	cfg    Config
 	log    *slog.Logger
 	notify *notifier
+	known  *knownBitmap
 
 	closeOnce sync.Once
 	closeErr  error
@@ -76,6 +80,9 @@ func Load(cfg Config) (*Limiter, error) {
 	if cfg.SweepInterval <= 0 {
 		cfg.SweepInterval = time.Second
 	}
+	if cfg.KnownRebuild <= 0 {
+		cfg.KnownRebuild = 10 * time.Second
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -108,14 +115,20 @@ func Load(cfg Config) (*Limiter, error) {
 		rules: l.objs.Rules, counters: l.objs.Counters, sources: l.objs.Sources,
 		gstates: l.objs.Gstates, clock: l.objs.ClockNs, quiet: cfg.QuietPeriod,
 	}
+	if l.known, err = mapKnown(l.objs.Known.FD()); err != nil {
+		l.objs.Close()
+		return nil, err
+	}
 	for _, r := range cfg.Rules {
 		if err := l.SetRule(r); err != nil {
+			l.known.close()
 			l.objs.Close()
 			return nil, err
 		}
 	}
 	if cfg.PinPath != "" {
 		if err := l.pin(cfg.PinPath); err != nil {
+			l.known.close()
 			l.objs.Close()
 			return nil, err
 		}
@@ -123,6 +136,7 @@ func Load(cfg Config) (*Limiter, error) {
 	n, err := newNotifier(l)
 	if err != nil {
 		l.unpin()
+		l.known.close()
 		l.objs.Close()
 		return nil, err
 	}
@@ -304,6 +318,7 @@ func (l *Limiter) close() error {
 		l.notify.close()
 	}
 	l.unpin()
+	l.known.close()
 	if err := l.objs.Close(); err != nil {
 		errs = append(errs, err)
 	}

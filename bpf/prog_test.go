@@ -75,7 +75,7 @@ func counts(t testing.TB, l *Limiter) map[string]uint64 {
 	m := map[string]uint64{}
 	for _, c := range cs {
 		if c.Packets > 0 {
-			m[fmt.Sprintf("%d/%s", c.Port, c.Reason)] = c.Packets
+			m[fmt.Sprintf("%d/%s", c.Port, c.Reason)] += c.Packets
 		}
 	}
 	return m
@@ -476,4 +476,86 @@ func nextEvent(t testing.TB, l *Limiter) LimitEvent {
 		t.Fatal("no limit event within 5s")
 	}
 	return LimitEvent{}
+}
+
+// TestKnownBitmap checks that the program and knownBit agree on the bitmap, that a
+// rebuild drops evicted sources and keeps the others, and that known sources keep
+// the reserve across rebuilds.
+func TestKnownBitmap(t *testing.T) {
+	l := loadTest(t, Rule{Port: 161, PerSource: 600, Burst: 10, Global: 60, GlobalBurst: 5, Reserve: 2},
+		Rule{Port: 161, Class: "get", PerSource: 600, Burst: 10})
+	srcs := [][]byte{
+		udp4(t, "10.0.0.1", 161, frameOpt{}),
+		udp6(t, "2001:db8::1", 161, frameOpt{}),
+		udp4(t, "10.0.0.2", 161, frameOpt{}),
+	}
+	for _, f := range srcs {
+		if runN(t, l, f, 1) != 1 {
+			t.Fatal("new source dropped with a full bucket")
+		}
+	}
+	var keys []ratelimitSrcKey
+	if err := l.walkSources(func(k *ratelimitSrcKey, _ *ratelimitSrcState) { keys = append(keys, *k) }); err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 3 {
+		t.Fatalf("%d sources", len(keys))
+	}
+	for _, k := range keys {
+		if !l.known.has(0, &k) || !l.known.has(1, &k) {
+			t.Errorf("bit of %v not set in both halves", keyAddr(k.Family, k.Addr))
+		}
+	}
+	// The bucket has 2 tokens left, the reserve: unknown sources are dropped
+	// (via the bitmap), known ones pass.
+	if runN(t, l, udp4(t, "10.0.0.3", 161, frameOpt{}), 1) != 0 {
+		t.Error("unknown source passed in the reserve zone")
+	}
+	// Evict 10.0.0.2 and rebuild: its bit goes, the others stay.
+	evicted := keys[0]
+	for _, k := range keys {
+		if keyAddr(k.Family, k.Addr).String() == "10.0.0.2" {
+			evicted = k
+		}
+	}
+	if err := l.objs.Sources.Delete(&evicted); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ { // twice: both halves rebuilt
+		if err := l.rebuildKnown(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var half uint32
+	if err := l.objs.KnownHalf.Get(&half); err != nil || half != 0 {
+		t.Fatalf("known half %d, %v", half, err)
+	}
+	for _, k := range keys {
+		want := k != evicted
+		if l.known.has(0, &k) != want || l.known.has(1, &k) != want {
+			t.Errorf("%v: bit %v/%v after rebuild, want %v", keyAddr(k.Family, k.Addr), l.known.has(0, &k), l.known.has(1, &k), want)
+		}
+	}
+	if runN(t, l, srcs[1], 1) != 1 {
+		t.Error("known IPv6 source lost the reserve after a rebuild")
+	}
+	if runN(t, l, srcs[2], 1) != 0 {
+		t.Error("evicted source passed in the reserve zone")
+	}
+	// A class rule's sources are keyed with the class.
+	get := udp4(t, "10.0.0.9", 161, frameOpt{payload: snmpMsg(t, 1, 0xa0)})
+	l.setClock(t, t0+10e9) // refill the global bucket
+	if runN(t, l, get, 1) != 1 {
+		t.Fatal("get dropped")
+	}
+	found := false
+	_ = l.walkSources(func(k *ratelimitSrcKey, _ *ratelimitSrcState) {
+		if k.Class == 1 {
+			found = l.known.has(0, k) && l.known.has(1, k)
+		}
+	})
+	if !found {
+		t.Error("class-keyed source not marked known")
+	}
+	equalCounts(t, counts(t, l), map[string]uint64{"161/ok": 5, "161/global_new": 2})
 }

@@ -134,6 +134,23 @@ struct {
 	__type(value, struct src_state);
 } sources SEC(".maps");
 
+/* The "known" bitmap: one bit per hash of a per-source key, set when the source is
+ * inserted. A clear bit means the source is certainly not in the table, so a flood
+ * from unknown sources is dropped in the reserve zone without touching the (large,
+ * cache-cold) LRU table. Two halves: the program reads half known_half and sets
+ * bits in both; userspace rebuilds the other half from the table from time to time
+ * (evicted sources leave stale bits) and then flips known_half. */
+#define KNOWN_BITS (1u << 20)
+#define KNOWN_WORDS (KNOWN_BITS / 64)
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, 2 * KNOWN_WORDS);
+	__type(key, __u32);
+	__type(value, __u64);
+} known SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, MAX_SLOTS * NR_REASONS);
@@ -151,6 +168,8 @@ struct {
 volatile __u64 clock_ns = 0;
 /* A source or port counts as limited again after this long without drops. */
 volatile __u64 quiet_ns = 10000000000ULL;
+/* Which half of the known bitmap the program reads (0 or 1). */
+volatile __u32 known_half = 0;
 
 /* Force BTF for the types userspace decodes. */
 const struct event *unused_event __attribute__((unused));
@@ -202,15 +221,85 @@ static __always_inline void notify(__u8 kind, struct src_key *k, __u64 now, __u6
 	bpf_ringbuf_submit(e, 0);
 }
 
+/* known_bit hashes a per-source key; bpf/known.go computes the same. */
+static __always_inline __u32 known_bit(struct src_key *k)
+{
+	const __u64 m = 0xff51afd7ed558ccdULL;
+	__u64 h = 0x9e3779b97f4a7c15ULL;
+	__u32 w[4];
+
+	__builtin_memcpy(w, k->addr, sizeof(w));
+	h = (h ^ ((__u32)k->port | (__u32)k->family << 16 | (__u32)k->class << 24)) * m;
+	h = (h ^ w[0]) * m;
+	h = (h ^ w[1]) * m;
+	h = (h ^ w[2]) * m;
+	h = (h ^ w[3]) * m;
+	h ^= h >> 33;
+	return h & (KNOWN_BITS - 1);
+}
+
+static __always_inline int maybe_known(struct src_key *k)
+{
+	__u32 b = known_bit(k);
+	__u32 idx = (known_half & 1) * KNOWN_WORDS + b / 64;
+	__u64 *w = bpf_map_lookup_elem(&known, &idx);
+	return !w || ((*w >> (b & 63)) & 1);
+}
+
+static __always_inline void mark_known(struct src_key *k)
+{
+	__u32 b = known_bit(k);
+	__u64 bit = 1ULL << (b & 63);
+	__u32 idx = b / 64;
+	__u64 *w = bpf_map_lookup_elem(&known, &idx);
+	if (w)
+		__sync_fetch_and_or(w, bit);
+	idx += KNOWN_WORDS;
+	w = bpf_map_lookup_elem(&known, &idx);
+	if (w)
+		__sync_fetch_and_or(w, bit);
+}
+
+static __always_inline int global_drop(struct rule *r, struct gstate *g, struct src_key *k,
+				       __u64 now, __u64 quiet, __u32 reason, __u64 bytes)
+{
+	__u64 ld = g->last_drop_ns; /* unlocked: only decides notifications */
+	g->last_drop_ns = now;
+	count(r->slot, reason, bytes);
+	if (ld == 0 || now - ld > quiet)
+		notify(EV_GLOBAL, k, now, 0);
+	return XDP_DROP;
+}
+
 static __always_inline int limit(struct rule *r, struct src_key *k, __u64 bytes)
 {
 	__u64 now = now_ns();
 	__u64 quiet = quiet_ns;
 	struct src_state *s = NULL;
-	__u64 st = 0;
+	struct gstate *g = NULL;
+	__u64 st = 0, peek = 0;
 	int unknown = 0;
 
+	if (r->glob_rate) {
+		__u32 slot = r->slot;
+		g = bpf_map_lookup_elem(&gstates, &slot);
+		if (!g)
+			return XDP_PASS; /* cannot happen: slots are within the array */
+		/* An unlocked, racy look at the global bucket. Nothing is written back
+		 * from it, so the bucket state stays consistent; it only lets floods be
+		 * dropped without the lock (and, when not even one token is left,
+		 * without a per-source lookup). */
+		peek = g->last_ns == 0 ? r->glob_burst :
+			refill(g->tokens, g->last_ns, now, r->glob_rate, r->glob_burst, r->glob_fill_ns);
+		if (peek < NS_PER_MIN)
+			return global_drop(r, g, k, now, quiet, R_DROP_GLOBAL, bytes);
+	}
+
 	if (r->src_rate) {
+		/* In the reserve zone an unknown source is dropped anyway: when the
+		 * bitmap says it is certainly unknown, skip the table lookup. */
+		if (g && peek < NS_PER_MIN + r->glob_reserve && !maybe_known(k))
+			return global_drop(r, g, k, now, quiet, R_DROP_NEW, bytes);
 		s = bpf_map_lookup_elem(&sources, k);
 		if (s) {
 			__u64 last = s->last_ns;
@@ -233,54 +322,37 @@ static __always_inline int limit(struct rule *r, struct src_key *k, __u64 bytes)
 		}
 	}
 
-	if (r->glob_rate) {
-		__u32 slot = r->slot;
-		struct gstate *g = bpf_map_lookup_elem(&gstates, &slot);
-		int ok = 0, start = 0;
-		if (g) {
-			__u64 floor = NS_PER_MIN;
-			__u64 gt;
-			if (unknown)
-				floor += r->glob_reserve;
-			/* Flood fast path: if even a racy, unlocked look says the bucket cannot
-			 * pay, drop without taking the lock. Nothing is written back except the
-			 * drop time, so the bucket state stays consistent. */
-			if (g->last_ns != 0 &&
-			    refill(g->tokens, g->last_ns, now, r->glob_rate, r->glob_burst, r->glob_fill_ns) < floor) {
-				__u64 ld = g->last_drop_ns;
-				start = ld == 0 || now - ld > quiet;
-				g->last_drop_ns = now;
-				goto global_drop;
-			}
-			bpf_spin_lock(&g->lock);
-			if (g->last_ns == 0)
-				gt = r->glob_burst;
-			else
-				gt = refill(g->tokens, g->last_ns, now, r->glob_rate, r->glob_burst, r->glob_fill_ns);
-			if (now > g->last_ns)
-				g->last_ns = now;
-			if (gt >= floor) {
-				gt -= NS_PER_MIN;
-				ok = 1;
-			} else {
-				start = g->last_drop_ns == 0 || now - g->last_drop_ns > quiet;
-				g->last_drop_ns = now;
-			}
-			g->tokens = gt;
-			bpf_spin_unlock(&g->lock);
-		} else {
-			ok = 1; /* cannot happen: slots are within the array */
+	if (g) {
+		__u64 floor = NS_PER_MIN;
+		__u64 gt;
+		int ok = 0;
+
+		if (unknown) {
+			/* Unknown sources may not take the reserve (global first: nothing
+			 * is inserted for a source that cannot pass). */
+			floor += r->glob_reserve;
+			if (peek < floor)
+				return global_drop(r, g, k, now, quiet, R_DROP_NEW, bytes);
 		}
+		bpf_spin_lock(&g->lock);
+		if (g->last_ns == 0)
+			gt = r->glob_burst;
+		else
+			gt = refill(g->tokens, g->last_ns, now, r->glob_rate, r->glob_burst, r->glob_fill_ns);
+		if (now > g->last_ns)
+			g->last_ns = now;
+		if (gt >= floor) {
+			gt -= NS_PER_MIN;
+			ok = 1;
+		}
+		g->tokens = gt;
+		bpf_spin_unlock(&g->lock);
 		if (!ok) {
-		global_drop:
 			if (s) {
-				s->tokens = st;
+				s->tokens = st; /* refilled, not spent */
 				__sync_fetch_and_add(&s->dropped, 1);
 			}
-			count(r->slot, unknown ? R_DROP_NEW : R_DROP_GLOBAL, bytes);
-			if (start)
-				notify(EV_GLOBAL, k, now, 0);
-			return XDP_DROP;
+			return global_drop(r, g, k, now, quiet, unknown ? R_DROP_NEW : R_DROP_GLOBAL, bytes);
 		}
 	}
 
@@ -297,6 +369,7 @@ static __always_inline int limit(struct rule *r, struct src_key *k, __u64 bytes)
 			count(r->slot, R_UNTRACKED, bytes);
 			return XDP_PASS;
 		}
+		mark_known(k);
 	}
 	count(r->slot, R_PASS, bytes);
 	return XDP_PASS;

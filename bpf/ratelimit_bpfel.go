@@ -80,10 +80,12 @@ const (
 	ratelimitMapCounters      = "counters"
 	ratelimitMapEvents        = "events"
 	ratelimitMapGstates       = "gstates"
+	ratelimitMapKnown         = "known"
 	ratelimitMapRules         = "rules"
 	ratelimitMapSources       = "sources"
 	ratelimitProgXdpRatelimit = "xdp_ratelimit"
 	ratelimitVarClockNs       = "clock_ns"
+	ratelimitVarKnownHalf     = "known_half"
 	ratelimitVarQuietNs       = "quiet_ns"
 	ratelimitVarUnusedEvent   = "unused_event"
 	ratelimitVarUnusedKey     = "unused_key"
@@ -141,6 +143,7 @@ type ratelimitMapSpecs struct {
 	Counters *ebpf.MapSpec `ebpf:"counters"`
 	Events   *ebpf.MapSpec `ebpf:"events"`
 	Gstates  *ebpf.MapSpec `ebpf:"gstates"`
+	Known    *ebpf.MapSpec `ebpf:"known"`
 	Rules    *ebpf.MapSpec `ebpf:"rules"`
 	Sources  *ebpf.MapSpec `ebpf:"sources"`
 }
@@ -150,6 +153,7 @@ type ratelimitMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type ratelimitVariableSpecs struct {
 	ClockNs     *ebpf.VariableSpec `ebpf:"clock_ns"`
+	KnownHalf   *ebpf.VariableSpec `ebpf:"known_half"`
 	QuietNs     *ebpf.VariableSpec `ebpf:"quiet_ns"`
 	UnusedEvent *ebpf.VariableSpec `ebpf:"unused_event"`
 	UnusedKey   *ebpf.VariableSpec `ebpf:"unused_key"`
@@ -178,6 +182,7 @@ type ratelimitMaps struct {
 	Counters *ebpf.Map `ebpf:"counters"`
 	Events   *ebpf.Map `ebpf:"events"`
 	Gstates  *ebpf.Map `ebpf:"gstates"`
+	Known    *ebpf.Map `ebpf:"known"`
 	Rules    *ebpf.Map `ebpf:"rules"`
 	Sources  *ebpf.Map `ebpf:"sources"`
 }
@@ -187,6 +192,7 @@ func (m *ratelimitMaps) Close() error {
 		m.Counters,
 		m.Events,
 		m.Gstates,
+		m.Known,
 		m.Rules,
 		m.Sources,
 	)
@@ -197,6 +203,7 @@ func (m *ratelimitMaps) Close() error {
 // It can be passed to loadRatelimitObjects or ebpf.CollectionSpec.LoadAndAssign.
 type ratelimitVariables struct {
 	ClockNs     *ebpf.Variable `ebpf:"clock_ns"`
+	KnownHalf   *ebpf.Variable `ebpf:"known_half"`
 	QuietNs     *ebpf.Variable `ebpf:"quiet_ns"`
 	UnusedEvent *ebpf.Variable `ebpf:"unused_event"`
 	UnusedKey   *ebpf.Variable `ebpf:"unused_key"`
