@@ -180,9 +180,9 @@ type Session struct {
 	requests atomic.Int64
 }
 
-// Emit sends an event of type typ ("<protocol>." is prefixed when typ has no dot's
-// protocol prefix) with the session's fields filled in. req and resp are copied (up to
-// MaxPayload bytes), so callers may reuse their buffers.
+// Emit sends an event of type typ, prefixed with "<protocol>." unless it already starts
+// with it, with the session's fields filled in. req and resp are copied (up to MaxPayload
+// bytes each), so callers may reuse their buffers.
 func (s *Session) Emit(typ string, req, resp []byte, fields ...Field) {
 	s.emit(typ, req, resp, false, fields)
 }
@@ -201,8 +201,20 @@ func (s *Session) emit(typ string, req, resp []byte, text bool, fields []Field) 
 	}
 	e := &Event{
 		Time: time.Now().UTC(), Type: typ, SessionID: s.ID, Protocol: s.Protocol,
-		Transport: s.Transport, Src: s.Remote, Dst: s.Local, Sensor: s.Sensor,
-		Request: s.clip(req), Response: s.clip(resp), Text: text, Fields: fields,
+		Transport: s.Transport, Src: s.Remote, Dst: s.Local, Sensor: s.Sensor, Text: text, Fields: fields,
+	}
+	// One allocation holds both payloads.
+	nreq, nresp := s.clipLen(req), s.clipLen(resp)
+	if req != nil || resp != nil {
+		buf := make([]byte, nreq+nresp)
+		if req != nil {
+			e.Request = buf[:nreq:nreq]
+			copy(e.Request, req)
+		}
+		if resp != nil {
+			e.Response = buf[nreq:]
+			copy(e.Response, resp)
+		}
 	}
 	if s.Host != nil && s.Host.Profile != nil {
 		e.Profile = s.Host.Profile.Name
@@ -210,15 +222,11 @@ func (s *Session) emit(typ string, req, resp []byte, text bool, fields []Field) 
 	s.Events.Emit(e)
 }
 
-func (s *Session) clip(b []byte) []byte {
-	if b == nil {
-		return nil
+func (s *Session) clipLen(b []byte) int {
+	if s.MaxPayload > 0 && len(b) > s.MaxPayload {
+		return s.MaxPayload
 	}
-	n := len(b)
-	if s.MaxPayload > 0 && n > s.MaxPayload {
-		n = s.MaxPayload
-	}
-	return append([]byte(nil), b[:n]...)
+	return len(b)
 }
 
 // Request counts one request of the given kind (see Metrics).
