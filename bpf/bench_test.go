@@ -168,6 +168,11 @@ func BenchmarkProgram(b *testing.B) {
 	known := udp4(b, "10.0.0.1", 161, frameOpt{})
 	run(b, l, known)                                // known now; its bucket and the global one are empty
 	unknown := udp4(b, "10.0.0.2", 161, frameOpt{}) // gfirst: lookup miss, global empty
+	// A second limiter with a reserve: the global bucket stays in the reserve zone, so
+	// unknown sources are told apart from known ones by the known bitmap.
+	lr := loadTest(b, Rule{Port: 161, PerSource: 60, Burst: 1, Global: 60, GlobalBurst: 4, Reserve: 2})
+	run(b, lr, known)
+	run(b, lr, udp4(b, "10.0.0.3", 161, frameOpt{})) // 2 tokens left: the reserve
 	cases := []struct {
 		name  string
 		prog  *ebpf.Program
@@ -178,6 +183,8 @@ func BenchmarkProgram(b *testing.B) {
 		{"other-port-pass", l.objs.XdpRatelimit, udp4(b, "10.0.0.1", 9999, frameOpt{}), xdpPass},
 		{"known-source-drop", l.objs.XdpRatelimit, known, xdpDrop},
 		{"new-source-global-drop", l.objs.XdpRatelimit, unknown, xdpDrop},
+		{"new-source-reserve-zone-drop", lr.objs.XdpRatelimit, unknown, xdpDrop},
+		{"known-source-reserve-zone-drop", lr.objs.XdpRatelimit, known, xdpDrop},
 		{"ipv6-ext-new-source-drop", l.objs.XdpRatelimit, udp6(b, "2001:db8::2", 161, frameOpt{next6: 0, ext6: ext(17, 0)}), xdpDrop},
 	}
 	for _, c := range cases {

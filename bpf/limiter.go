@@ -36,7 +36,7 @@ type Config struct {
 	// KnownRebuild is how often the bitmap of known sources is rebuilt from the
 	// per-source table, dropping the bits of evicted sources (default 10s).
 	KnownRebuild time.Duration
-	Logger        *slog.Logger
+	Logger       *slog.Logger
 }
 
 // Limiter is the loaded XDP program with its maps. It is safe for concurrent use.
