@@ -5,7 +5,7 @@ VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X github.com/icsnare/icsnare/sensor.Version=$(VERSION)
 ARGS      ?=
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
-APT_PKGS  := nmap tshark mbpoll snmp ipmitool python3-pymodbus curl wrk iproute2 clang llvm libbpf-dev bpftool nodejs npm
+APT_PKGS  := nmap tshark mbpoll snmp ipmitool python3-pymodbus curl wrk iproute2 clang llvm libbpf-dev bpftool
 
 .PHONY: build run test bench fuzz lint generate check-generated deps clean
 
@@ -44,12 +44,13 @@ generate:
 
 # Fails when the committed XDP object differs from a fresh build.
 check-generated: generate
-	git diff --exit-code -- bpf/
+	git diff --exit-code -- bpf/ratelimit_bpfel.go bpf/ratelimit_bpfel.o
 
 # Installs what the tests need (Debian packages, the npm test clients).
 deps:
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_PKGS)
+	command -v npm >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm
 	if [ -f test/node/package.json ]; then npm ci --prefix test/node --no-audit --no-fund; fi
 
 clean:
