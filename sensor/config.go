@@ -90,6 +90,8 @@ type NetcfgConfig struct {
 type XDPConfig struct {
 	Interface string `toml:"interface"` // "" disables XDP
 	Mode      string `toml:"mode"`      // auto, native or generic
+	// PinPath pins the maps on a mounted bpffs so `icsnare xdp stats` can read them.
+	PinPath string `toml:"pin_path"`
 	// Limits for UDP ports not covered by a profile, in requests per minute.
 	PerSourcePerMinute int `toml:"per_source_per_minute"`
 	GlobalPerMinute    int `toml:"global_per_minute"`

@@ -53,21 +53,25 @@ func (s *Sensor) SetupNetwork(ctx context.Context) (teardown func(), err error) 
 	if err != nil {
 		return func() {}, &ConfigError{Err: err}
 	}
+	xdpDown := s.setupXDP(ctx)
 	if len(plan.Routes)+len(plan.Aliases)+len(plan.MACs)+len(plan.Sysctls) == 0 {
-		return func() {}, nil
+		return xdpDown, nil
 	}
 	nc, err := netcfg.New(netcfg.Options{Logger: s.log})
 	if err != nil {
+		xdpDown()
 		return func() {}, err
 	}
 	changes, err := nc.Apply(ctx, plan)
 	if err != nil {
 		nc.Close()
+		xdpDown()
 		return func() {}, err
 	}
 	s.log.Info("network configured", "changes", len(changes.Pending()))
 	s.netcfgApplied = true
 	return func() {
+		xdpDown()
 		tctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
 		if err := nc.Teardown(tctx); err != nil {

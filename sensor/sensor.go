@@ -18,6 +18,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/icsnare/icsnare/bpf"
 	"github.com/icsnare/icsnare/profiles"
 	"github.com/icsnare/icsnare/protocols"
 )
@@ -47,6 +48,7 @@ type Sensor struct {
 	sessSeq    atomic.Uint64
 
 	netcfgApplied bool
+	xdp           *bpf.Limiter
 
 	pcMu     sync.Mutex
 	pcByName map[string]*protoCounters
@@ -130,6 +132,7 @@ func New(cfg Config, log *slog.Logger) (*Sensor, error) {
 		pcByName:   map[string]*protoCounters{},
 	}
 	s.m.hostGauges(s.hosts)
+	s.SetBus(NewBus(1)) // no sinks until the caller sets its own
 	return s, nil
 }
 
@@ -228,7 +231,8 @@ func (s *Sensor) Close() {
 	}
 }
 
-// SetBus sets where events go; Run starts delivering them.
+// SetBus sets where events go; Run starts delivering them. Call it before SetupNetwork
+// and Bind.
 func (s *Sensor) SetBus(b *Bus) {
 	s.bus = b
 	b.onDrop = s.m.eventsDropped.Inc
@@ -242,9 +246,6 @@ func (s *Sensor) SetBus(b *Bus) {
 func (s *Sensor) Run(ctx context.Context, metricsLn net.Listener) error {
 	if s.tcp == nil && s.udp == nil {
 		return errors.New("sensor: Run before Bind")
-	}
-	if s.bus == nil {
-		s.SetBus(NewBus(1))
 	}
 	busCtx, stopBus := context.WithCancel(context.Background())
 	go s.bus.Run(busCtx, 300*time.Millisecond)

@@ -21,6 +21,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/icsnare/icsnare/bpf"
 	"github.com/icsnare/icsnare/netcfg"
 	"github.com/icsnare/icsnare/profiles"
 	_ "github.com/icsnare/icsnare/protocols/all"
@@ -69,6 +70,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return exitUsage
 		}
 		return cmdProfiles(stdout, stderr)
+	case "xdp":
+		return cmdXDP(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintf(stdout, "icsnare %s (%s, %s/%s)\n", sensor.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return 0
@@ -91,6 +94,7 @@ type runFlags struct {
 	fs                                          *flag.FlagSet
 	config, profile, events, format, metrics    string
 	user, seed, sensorID, bind, logLevel, xdpIf string
+	xdpPin                                      string
 	listen, mibpath                             listFlag
 	cpuProfile                                  string
 	portOffset                                  int
@@ -115,6 +119,7 @@ func newRunFlags(name string, stderr io.Writer) *runFlags {
 	f.fs.Var(&f.mibpath, "a", "short for --mibpath")
 	f.fs.BoolVar(&f.anyIP, "anyip", false, "add AnyIP local routes for the configured prefixes (needs CAP_NET_ADMIN)")
 	f.fs.StringVar(&f.xdpIf, "xdp", "", "attach the XDP rate limiter to `interface`")
+	f.fs.StringVar(&f.xdpPin, "xdp-pin", "", "pin the XDP maps in this bpffs `directory` for `icsnare xdp stats`")
 	f.fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile to `file` (for performance work)")
 	return f
@@ -174,6 +179,9 @@ func (f *runFlags) load() (sensor.Config, error) {
 	}
 	if set["xdp"] {
 		cfg.XDP.Interface = f.xdpIf
+	}
+	if set["xdp-pin"] {
+		cfg.XDP.PinPath = f.xdpPin
 	}
 	cfg.SNMP.MIBPath = append(cfg.SNMP.MIBPath, f.mibpath...)
 	return cfg, cfg.Validate()
@@ -244,6 +252,31 @@ func cmdProfiles(stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintf(stdout, "%s\n  Unit: %s - %s\n  Desc: %s\n  Protocols: %s\n", name, p.Meta.Vendor, p.Meta.Unit,
 			p.Meta.Description, strings.Join(p.ProtocolNames(), ", "))
+	}
+	return 0
+}
+
+func cmdXDP(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] != "stats" {
+		fmt.Fprintf(stderr, "usage: icsnare xdp stats [--pin DIR] [-n N]\n")
+		return exitUsage
+	}
+	fs := flag.NewFlagSet("xdp stats", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	pin := fs.String("pin", "/sys/fs/bpf/icsnare", "`directory` where the running sensor pins its maps (xdp.pin_path)")
+	n := fs.Int("n", 10, "top `N` limited sources")
+	if err := fs.Parse(args[1:]); err != nil {
+		return exitUsage
+	}
+	r, err := bpf.OpenPinned(*pin, 0)
+	if err != nil {
+		fmt.Fprintf(stderr, "icsnare xdp stats: %v (is the sensor running with xdp.pin_path = %q?)\n", err, *pin)
+		return 1
+	}
+	defer r.Close()
+	if err := r.WriteStats(stdout, *n); err != nil {
+		fmt.Fprintf(stderr, "icsnare xdp stats: %v\n", err)
+		return 1
 	}
 	return 0
 }
