@@ -20,9 +20,9 @@ import (
 	_ "github.com/icsnare/icsnare/protocols/modbus"
 )
 
-// copyProfile writes the embedded default profile to a directory, with edit applied to
-// modbus/modbus.xml, so a test can run a second device type.
-func copyProfile(t *testing.T, edit func(string) string) string {
+// copyProfile writes the embedded default profile to a directory with edit applied to the
+// file rel (e.g. "modbus/modbus.xml"), so a test can run a variant of the device.
+func copyProfile(t *testing.T, rel string, edit func(string) string) string {
 	t.Helper()
 	p, err := profiles.Open(profiles.DefaultName)
 	if err != nil {
@@ -32,12 +32,12 @@ func copyProfile(t *testing.T, edit func(string) string) string {
 	if err := p.Export(dir); err != nil {
 		t.Fatal(err)
 	}
-	mb := filepath.Join(dir, "modbus", "modbus.xml")
-	b, err := os.ReadFile(mb)
+	file := filepath.Join(dir, filepath.FromSlash(rel))
+	b, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(mb, []byte(edit(string(b))), 0o644); err != nil {
+	if err := os.WriteFile(file, []byte(edit(string(b))), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return dir
@@ -54,7 +54,7 @@ func TestPrefixInNetnsServesTwoProfiles(t *testing.T) {
 	if err := clientNS.AddRoute(netip.MustParsePrefix("198.19.0.0/16"), netip.MustParseAddr("198.18.0.1")); err != nil {
 		t.Fatal(err)
 	}
-	other := copyProfile(t, func(s string) string {
+	other := copyProfile(t, "modbus/modbus.xml", func(s string) string {
 		return strings.Replace(s, "<VendorName>Siemens</VendorName>", "<VendorName>Schneider Electric</VendorName>", 1)
 	})
 	cfg := DefaultConfig()

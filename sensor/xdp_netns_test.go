@@ -6,8 +6,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +13,6 @@ import (
 	"github.com/gosnmp/gosnmp"
 
 	"github.com/icsnare/icsnare/internal/netnstest"
-	"github.com/icsnare/icsnare/profiles"
 
 	_ "github.com/icsnare/icsnare/protocols/snmp"
 )
@@ -62,30 +59,19 @@ func snmpBurst(t *testing.T, ns *netnstest.NS, src, dst string, n int) int {
 // 20 GETs a minute per source and 30 overall.
 func evasionProfile(t *testing.T) string {
 	t.Helper()
-	p, err := profiles.Open(profiles.DefaultName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := filepath.Join(t.TempDir(), "profile")
-	if err := p.Export(dir); err != nil {
-		t.Fatal(err)
-	}
-	snmpXML := filepath.Join(dir, "snmp", "snmp.xml")
-	b, _ := os.ReadFile(snmpXML)
-	var kept []string
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.Contains(line, `name="tarpit"`) || strings.Contains(line, `name="evasion"`) {
-			continue
+	return copyProfile(t, "snmp/snmp.xml", func(s string) string {
+		var kept []string
+		for _, line := range strings.Split(s, "\n") {
+			if !strings.Contains(line, `name="tarpit"`) && !strings.Contains(line, `name="evasion"`) {
+				kept = append(kept, line)
+			}
 		}
-		kept = append(kept, line)
-	}
-	out := strings.Replace(strings.Join(kept, "\n"), "<config>", `<config><entity name="evasion" command="get">20;30</entity>`, 1)
-	if !strings.Contains(out, `command="get">20;30`) {
-		t.Fatal("could not set the evasion limit in snmp.xml")
-	}
-	os.WriteFile(snmpXML, []byte(out), 0o644)
-
-	return dir
+		out := strings.Replace(strings.Join(kept, "\n"), "<config>", `<config><entity name="evasion" command="get">20;30</entity>`, 1)
+		if !strings.Contains(out, `command="get">20;30`) {
+			t.Fatal("could not set the evasion limit in snmp.xml")
+		}
+		return out
+	})
 }
 
 // TestXDPLimitsSNMPAgent runs the sensor with its SNMP agent in a namespace, the XDP
