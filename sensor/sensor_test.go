@@ -197,10 +197,16 @@ func TestDispatchOnDestinationAddress(t *testing.T) {
 }
 
 func TestUDPRepliesFromTheEmulatedAddress(t *testing.T) {
-	r := startSensor(t, nil)
-	for _, last := range []int{9, 199} {
-		dst := netip.MustParseAddrPort(r.addr(t, last))
-		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	r := startSensor(t, func(c *Config) {
+		c.Hosts = append(c.Hosts, HostRule{Addresses: []string{"::1"}, Profile: c.Hosts[0].Profile})
+	})
+	for _, dstText := range []string{r.addr(t, 9), r.addr(t, 199), fmt.Sprintf("[::1]:%d", r.port)} {
+		dst := netip.MustParseAddrPort(dstText)
+		local := netip.MustParseAddr("127.0.0.1")
+		if dst.Addr().Is6() {
+			local = netip.IPv6Loopback()
+		}
+		c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(local, 0)))
 		if err != nil {
 			t.Fatal(err)
 		}

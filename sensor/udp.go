@@ -8,9 +8,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
-	"golang.org/x/net/ipv4"
-	"golang.org/x/net/ipv6"
+	"golang.org/x/sys/unix"
 
 	"github.com/icsnare/icsnare/protocols"
 )
@@ -22,76 +22,96 @@ const maxDatagram = 9216
 // each datagram (IP_PKTINFO / IPV6_PKTINFO) picks the host, and the reply leaves from it.
 type udpListener struct {
 	conn *net.UDPConn
-	p4   *ipv4.PacketConn // set for IPv4 sockets
-	p6   *ipv6.PacketConn // set for IPv6 sockets
+	v6   bool
 	port uint16
 }
 
 func newUDPListener(c *net.UDPConn, v6 bool, port uint16) (*udpListener, error) {
-	l := &udpListener{conn: c, port: port}
+	l := &udpListener{conn: c, v6: v6, port: port}
 	c.SetReadBuffer(4 << 20)
 	c.SetWriteBuffer(4 << 20)
-	if v6 {
-		l.p6 = ipv6.NewPacketConn(c)
-		if err := l.p6.SetControlMessage(ipv6.FlagDst, true); err != nil {
-			return nil, err
-		}
-	} else {
-		l.p4 = ipv4.NewPacketConn(c)
-		if err := l.p4.SetControlMessage(ipv4.FlagDst, true); err != nil {
-			return nil, err
-		}
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return nil, err
 	}
-	return l, nil
+	var serr error
+	err = rc.Control(func(fd uintptr) {
+		if v6 {
+			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_RECVPKTINFO, 1)
+		} else {
+			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_PKTINFO, 1)
+		}
+	})
+	if err == nil {
+		err = serr
+	}
+	return l, err
 }
 
-// read returns one datagram with its source and destination.
-func (l *udpListener) read(buf []byte) (int, netip.AddrPort, netip.Addr, error) {
-	var (
-		n   int
-		src net.Addr
-		dst net.IP
-		err error
-	)
-	if l.p4 != nil {
-		var cm *ipv4.ControlMessage
-		n, cm, src, err = l.p4.ReadFrom(buf)
-		if cm != nil {
-			dst = cm.Dst
-		}
-	} else {
-		var cm *ipv6.ControlMessage
-		n, cm, src, err = l.p6.ReadFrom(buf)
-		if cm != nil {
-			dst = cm.Dst
-		}
-	}
+// oobSize holds one IPv4 or IPv6 packet-info control message.
+var oobSize = unix.CmsgSpace(unix.SizeofInet6Pktinfo)
+
+// read returns one datagram with its source and destination. oob is scratch space of
+// oobSize bytes.
+func (l *udpListener) read(buf, oob []byte) (int, netip.AddrPort, netip.Addr, error) {
+	n, oobn, _, from, err := l.conn.ReadMsgUDPAddrPort(buf, oob)
 	if err != nil {
 		return 0, netip.AddrPort{}, netip.Addr{}, err
 	}
-	ua, ok := src.(*net.UDPAddr)
-	if !ok {
-		return 0, netip.AddrPort{}, netip.Addr{}, errors.New("datagram without a UDP source")
-	}
-	from := ua.AddrPort()
 	from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
-	d, ok := netip.AddrFromSlice(dst)
+	dst, ok := pktinfoDst(oob[:oobn])
 	if !ok {
 		// No packet info (a socket bound to one address): the bound address is the host.
-		d = l.conn.LocalAddr().(*net.UDPAddr).AddrPort().Addr()
+		dst = l.conn.LocalAddr().(*net.UDPAddr).AddrPort().Addr()
 	}
-	return n, from, d.Unmap(), nil
+	return n, from, dst.Unmap(), nil
+}
+
+// pktinfoDst finds the datagram's destination address in its control messages.
+func pktinfoDst(oob []byte) (netip.Addr, bool) {
+	for len(oob) >= unix.SizeofCmsghdr {
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+		if h.Len < unix.SizeofCmsghdr || int(h.Len) > len(oob) {
+			return netip.Addr{}, false
+		}
+		data := oob[unix.CmsgLen(0):h.Len]
+		switch {
+		case h.Level == unix.IPPROTO_IP && h.Type == unix.IP_PKTINFO && len(data) >= unix.SizeofInet4Pktinfo:
+			// struct in_pktinfo { int ifindex; in_addr spec_dst; in_addr addr; }: addr is the header's destination.
+			return netip.AddrFrom4([4]byte(data[8:12])), true
+		case h.Level == unix.IPPROTO_IPV6 && h.Type == unix.IPV6_PKTINFO && len(data) >= unix.SizeofInet6Pktinfo:
+			return netip.AddrFrom16([16]byte(data[0:16])), true
+		}
+		next := unix.CmsgSpace(int(h.Len) - unix.CmsgLen(0))
+		if next > len(oob) {
+			break
+		}
+		oob = oob[next:]
+	}
+	return netip.Addr{}, false
 }
 
 // write sends resp to dst from the emulated host's address src.
 func (l *udpListener) write(resp []byte, src netip.Addr, dst netip.AddrPort, timeout time.Duration) error {
 	l.conn.SetWriteDeadline(time.Now().Add(timeout))
-	to := net.UDPAddrFromAddrPort(dst)
-	if l.p4 != nil {
-		_, err := l.p4.WriteTo(resp, &ipv4.ControlMessage{Src: src.AsSlice()}, to)
-		return err
+	var oob [64]byte
+	var n int
+	if l.v6 {
+		n = unix.CmsgSpace(unix.SizeofInet6Pktinfo)
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+		h.Level, h.Type = unix.IPPROTO_IPV6, unix.IPV6_PKTINFO
+		h.SetLen(unix.CmsgLen(unix.SizeofInet6Pktinfo))
+		a := src.As16()
+		copy(oob[unix.CmsgLen(0):], a[:])
+	} else {
+		n = unix.CmsgSpace(unix.SizeofInet4Pktinfo)
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+		h.Level, h.Type = unix.IPPROTO_IP, unix.IP_PKTINFO
+		h.SetLen(unix.CmsgLen(unix.SizeofInet4Pktinfo))
+		a := src.Unmap().As4()
+		copy(oob[unix.CmsgLen(0)+4:], a[:]) // ipi_spec_dst: the source address to use
 	}
-	_, err := l.p6.WriteTo(resp, &ipv6.ControlMessage{Src: src.AsSlice()}, to)
+	_, _, err := l.conn.WriteMsgUDPAddrPort(resp, oob[:n], dst)
 	return err
 }
 
@@ -99,8 +119,9 @@ func (l *udpListener) write(resp []byte, src netip.Addr, dst netip.AddrPort, tim
 func (s *Sensor) readLoop(ctx context.Context, l *udpListener) {
 	defer s.wg.Done()
 	buf := make([]byte, maxDatagram)
+	oob := make([]byte, oobSize)
 	for {
-		n, from, dst, err := l.read(buf)
+		n, from, dst, err := l.read(buf, oob)
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return
