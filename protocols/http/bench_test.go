@@ -3,13 +3,7 @@ package http
 import (
 	"context"
 	"io"
-	"os"
-	"regexp"
-	"strings"
 	"testing"
-	"time"
-
-	"github.com/icsnare/icsnare/protocols/protocoltest"
 )
 
 // loopConn answers reads with the same request n times, then EOF; writes are counted.
@@ -59,23 +53,6 @@ func BenchmarkParseRequest(b *testing.B) {
 		if _, err := parseRequest(head); err != nil {
 			b.Fatal(err)
 		}
-	}
-}
-
-// TestWrk runs wrk against the default profile's start page for the report; it runs only
-// with ICSNARE_HTTP_WRK=1 (it takes a few seconds of both cores).
-func TestWrk(t *testing.T) {
-	if os.Getenv("ICSNARE_HTTP_WRK") == "" {
-		t.Skip("set ICSNARE_HTTP_WRK=1 to run wrk")
-	}
-	protocoltest.NeedTool(t, "wrk")
-	srv, _ := start(t)
-	out, err := protocoltest.Run(t, 30*time.Second, "wrk", "-t1", "-c32", "-d5s", "--latency", baseURL(srv)+"/index.html")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if m := regexp.MustCompile(`Requests/sec:\s+([\d.]+)`).FindStringSubmatch(out); m == nil || strings.Contains(out, "Non-2xx") {
-		t.Fatalf("wrk output:\n%s", out)
 	}
 }
 

@@ -173,24 +173,3 @@ func serveLoad(tb testing.TB, svc *Service, h *protocols.Host, addr string) (str
 	return ln.Addr().String(), func() { ln.Close(); wg.Wait() }
 }
 
-// TestLoadServer serves the default profile at $MODBUS_LOAD_ADDR for
-// $MODBUS_LOAD_SECONDS (default 30) so cmd/icsnare-load can measure it from outside:
-//
-//	MODBUS_LOAD_ADDR=127.0.0.1:15020 go test -run TestLoadServer ./protocols/modbus &
-//	go run ./cmd/icsnare-load -mode modbus -target 127.0.0.1:15020 -unit 1 -conns 16
-func TestLoadServer(t *testing.T) {
-	addr := os.Getenv("MODBUS_LOAD_ADDR")
-	if addr == "" {
-		t.Skip("MODBUS_LOAD_ADDR not set")
-	}
-	d := 30 * time.Second
-	if s, err := time.ParseDuration(os.Getenv("MODBUS_LOAD_SECONDS") + "s"); err == nil && s > 0 {
-		d = s
-	}
-	svc, h := newTestService(t)
-	_, stop := serveLoad(t, svc, h, addr)
-	t.Logf("serving %s for %s, pid %d", addr, d, os.Getpid())
-	time.Sleep(d)
-	// Connections still open keep stop waiting until their idle timeout; close the listener only.
-	go stop()
-}

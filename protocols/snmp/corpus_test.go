@@ -1,3 +1,5 @@
+//go:build corpus
+
 package snmp
 
 import (
@@ -10,7 +12,7 @@ import (
 )
 
 // TestWriteFuzzCorpus records the requests real net-snmp clients send into the fuzz seed
-// corpora. Run with ICSNARE_WRITE_CORPUS=1 to refresh testdata/fuzz.
+// corpora: ICSNARE_WRITE_CORPUS=1 go test -tags corpus -run TestWriteFuzzCorpus ./protocols/snmp
 func TestWriteFuzzCorpus(t *testing.T) {
 	if os.Getenv("ICSNARE_WRITE_CORPUS") == "" {
 		t.Skip("set ICSNARE_WRITE_CORPUS=1 to refresh the fuzz corpus")
