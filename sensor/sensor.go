@@ -187,6 +187,10 @@ func (s *Sensor) Bind(ctx context.Context) error {
 	})
 	lc := net.ListenConfig{}
 	for _, addr := range s.bindAddrs() {
+		if addr == netip.IPv6Unspecified() && !ipv6Available() {
+			s.log.Warn("IPv6 is not available on this machine; serving IPv4 only")
+			continue
+		}
 		fam := "4"
 		if addr.Is6() {
 			fam = "6"
@@ -376,4 +380,14 @@ func (c *sourceCaps) release(a netip.Addr) {
 	} else {
 		c.n[a]--
 	}
+}
+
+// ipv6Available reports whether an IPv6 socket can be bound here.
+func ipv6Available() bool {
+	ln, err := net.Listen("tcp6", "[::1]:0")
+	if err != nil {
+		return false
+	}
+	ln.Close()
+	return true
 }
