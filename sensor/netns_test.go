@@ -100,20 +100,22 @@ func TestPrefixInNetnsServesTwoProfiles(t *testing.T) {
 		{"198.19.5.128", "Schneider Electric"}, {"198.19.5.200", "Schneider Electric"}, {"198.19.5.254", "Schneider Electric"},
 	} {
 		cctx, ccancel := context.WithTimeout(ctx, 30*time.Second)
-		out, err := clientNS.Command(cctx, py, "testdata/devid.py", c.addr, "502", "1").CombinedOutput()
+		out, err := clientNS.Command(cctx, py, "../protocols/modbus/testdata/pymodbus_client.py", c.addr, "502", "1").Output()
 		ccancel()
 		if err != nil {
 			t.Fatalf("%s: pymodbus: %v\n%s", c.addr, err, out)
 		}
 		var res struct {
-			Objects   map[string]string
-			Registers []int
+			Basic struct {
+				Objects map[string]string
+			} `json:"device_info_basic"`
+			Holding []int `json:"holding_registers"`
 		}
 		if err := json.Unmarshal(out, &res); err != nil {
 			t.Fatalf("%s: %v: %s", c.addr, err, out)
 		}
-		t.Logf("%s: %s", c.addr, strings.TrimSpace(string(out)))
-		if res.Objects["0"] != c.vendor || res.Objects["1"] != "6ES7 216-2AD23-0XB0" || len(res.Registers) != 2 {
+		t.Logf("%s: device identification %v, holding registers %v", c.addr, res.Basic.Objects, res.Holding)
+		if res.Basic.Objects["0"] != c.vendor || res.Basic.Objects["1"] != "6ES7 216-2AD23-0XB0" || len(res.Holding) != 8 {
 			t.Fatalf("%s answered %+v, want vendor %s", c.addr, res, c.vendor)
 		}
 	}
