@@ -172,4 +172,3 @@ func serveLoad(tb testing.TB, svc *Service, h *protocols.Host, addr string) (str
 	}()
 	return ln.Addr().String(), func() { ln.Close(); wg.Wait() }
 }
-
