@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -18,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/icsnare/icsnare/internal/netnstest"
 	"github.com/icsnare/icsnare/protocols/protocoltest"
 )
 
@@ -25,11 +27,29 @@ import (
 // of its stderr log. The process is stopped with SIGTERM at the end of the test.
 func startBinary(t *testing.T, args ...string) (*exec.Cmd, *syncLog) {
 	t.Helper()
+	return startBinaryIn(t, nil, args...)
+}
+
+// buildStatic builds icsnare the way `make build` does (no cgo).
+func buildStatic(t *testing.T) string {
+	t.Helper()
 	bin := filepath.Join(t.TempDir(), "icsnare")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
+	return bin
+}
+
+// startBinaryIn is startBinary inside a network namespace (nil: this one).
+func startBinaryIn(t *testing.T, ns *netnstest.NS, args ...string) (*exec.Cmd, *syncLog) {
+	t.Helper()
+	bin := buildStatic(t)
 	cmd := exec.Command(bin, args...)
+	if ns != nil {
+		cmd = ns.Command(context.Background(), bin, args...)
+	}
 	logs := &syncLog{}
 	cmd.Stderr = logs
 	cmd.Stdout = io.Discard
@@ -101,7 +121,11 @@ func procStatus(pid int, field string) (int64, error) {
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		if v, ok := strings.CutPrefix(sc.Text(), field+":"); ok {
-			return strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			f := strings.Fields(v) // "123 kB", or "65534 65534 65534 65534" for Uid
+			if len(f) == 0 {
+				break
+			}
+			return strconv.ParseInt(f[0], 10, 64)
 		}
 	}
 	return 0, fmt.Errorf("%s not in /proc/%d/status", field, pid)
@@ -262,5 +286,46 @@ func TestSNMPThroughSensor(t *testing.T) {
 	page, err := protocoltest.Run(t, 20*time.Second, curl, "-sS", "-L", fmt.Sprintf("http://%s.7:%d/", net24, 80+off))
 	if err != nil || !strings.Contains(page, "Halle 4, Schrank 12") {
 		t.Fatalf("HTTP page of the host does not show the SNMP-set location (%v)", err)
+	}
+}
+
+// TestAnyIPAsNobody runs the static binary in a namespace with --anyip: it adds the AnyIP
+// route, serves the prefix as nobody, and removes the route at exit with the
+// CAP_NET_ADMIN it kept.
+func TestAnyIPAsNobody(t *testing.T) {
+	ns := netnstest.New(t)
+	off := 20000 + rand.IntN(30000)
+	cmd, logs := startBinaryIn(t, ns, "run", "--listen", "198.19.9.0/24", "--anyip", "--user", "nobody",
+		"--port-offset", strconv.Itoa(off), "--metrics", "off", "--events", os.DevNull)
+	routes := func() string {
+		out, _ := ns.Command(context.Background(), "ip", "route", "show", "table", "local").CombinedOutput()
+		return string(out)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(logs.String(), "sensor running") {
+		if time.Now().After(deadline) {
+			t.Fatalf("sensor did not start:\n%s", logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !strings.Contains(routes(), "local 198.19.9.0/24 dev lo") {
+		t.Fatalf("AnyIP route missing:\n%s", routes())
+	}
+	if uid, err := procStatus(cmd.Process.Pid, "Uid"); err != nil || uid != 65534 {
+		t.Fatalf("sensor uid %d (%v), want nobody", uid, err)
+	}
+	var got uint16
+	err := ns.Do(func() error {
+		var err error
+		got, err = readHolding(fmt.Sprintf("198.19.9.77:%d", 502+off))
+		return err
+	})
+	if err != nil || got != 1 {
+		t.Fatalf("Modbus through AnyIP as nobody: %d, %v", got, err)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Wait()
+	if r := routes(); strings.Contains(r, "198.19.9.0/24") {
+		t.Fatalf("route left after exit:\n%s\n%s", r, logs.String())
 	}
 }
