@@ -123,13 +123,7 @@ func (r *hostRegistry) hostStart(seed uint64) time.Time {
 // evictLocked drops idle hosts with no connections; when none is idle it drops the least
 // recently seen tenth so the map stays bounded.
 func (r *hostRegistry) evictLocked(now int64) {
-	cut := now - int64(r.idle)
-	for a, h := range r.hosts {
-		if h.conns.Load() == 0 && h.lastSeen.Load() < cut {
-			delete(r.hosts, a)
-			r.evicted.Add(1)
-		}
-	}
+	r.evictIdleLocked(now)
 	if len(r.hosts) < r.maxHosts {
 		return
 	}
@@ -152,10 +146,14 @@ func (r *hostRegistry) evictLocked(now int64) {
 
 // sweep evicts hosts idle for longer than the idle time.
 func (r *hostRegistry) sweep() {
-	now := time.Now().UnixNano()
-	cut := now - int64(r.idle)
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.evictIdleLocked(time.Now().UnixNano())
+}
+
+// evictIdleLocked drops hosts with no connections that were last seen before the idle time.
+func (r *hostRegistry) evictIdleLocked(now int64) {
+	cut := now - int64(r.idle)
 	for a, h := range r.hosts {
 		if h.conns.Load() == 0 && h.lastSeen.Load() < cut {
 			delete(r.hosts, a)

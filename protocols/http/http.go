@@ -165,7 +165,7 @@ func (s *service) answerError(ctx context.Context, sess *protocols.Session, conn
 	r := s.statusPage(ctx, sess, req, he.status, "", "", nil, false)
 	r.closeConn = true
 	out := s.write(nil, req, r, time.Now())
-	if !sleepCtx(ctx, r.tarpit.delay()) {
+	if !protocols.Sleep(ctx, r.tarpit.delay()) {
 		return
 	}
 	_, _ = conn.Write(out)
@@ -184,7 +184,7 @@ func (s *service) serve(ctx context.Context, sess *protocols.Session, conn net.C
 	r := s.handle(ctx, sess, req, rawPath, query, body)
 	r.closeConn = last || r.closeConn
 	out = s.write(out, req, r, time.Now())
-	if !sleepCtx(ctx, r.tarpit.delay()) {
+	if !protocols.Sleep(ctx, r.tarpit.delay()) {
 		return out, false
 	}
 	_, err := conn.Write(out)

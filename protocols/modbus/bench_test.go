@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"net"
-	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -144,11 +143,7 @@ func serveLoad(tb testing.TB, svc *Service, h *protocols.Host, addr string) (str
 	if err != nil {
 		tb.Fatal(err)
 	}
-	var em protocols.Emitter = &discard{}
-	if os.Getenv("MODBUS_LOAD_EVENTS") == "0" {
-		em = nil
-	}
-	raw := os.Getenv("MODBUS_LOAD_RAWCONN") == "1"
+	em := &discard{}
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -162,10 +157,7 @@ func serveLoad(tb testing.TB, svc *Service, h *protocols.Host, addr string) (str
 			go func() {
 				defer wg.Done()
 				defer c.Close()
-				var nc net.Conn = &protocols.TimeoutConn{Conn: c, Idle: time.Minute, WriteTimeout: 10 * time.Second}
-				if raw {
-					nc = c
-				}
+				nc := &protocols.TimeoutConn{Conn: c, Idle: time.Minute, WriteTimeout: 10 * time.Second}
 				svc.ServeConn(context.Background(), testSession(h, em), nc)
 			}()
 		}

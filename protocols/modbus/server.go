@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net"
 	"sync"
-	"time"
 
 	"github.com/icsnare/icsnare/profiles"
 	"github.com/icsnare/icsnare/protocols"
@@ -120,7 +119,7 @@ func (c *conn) serve(ctx context.Context) {
 			off += l
 			if broadcast && c.svc.cfg.delay > 0 {
 				// Serial turnaround: the gateway waits after a broadcast before the next request.
-				if !c.flush() || !sleep(ctx, c.svc.cfg.delay) {
+				if !c.flush() || !protocols.Sleep(ctx, c.svc.cfg.delay) {
 					return
 				}
 			}
@@ -161,17 +160,6 @@ func (c *conn) flush() bool {
 	_, err := c.nc.Write(c.out)
 	c.out = c.out[:0]
 	return err == nil
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
 
 // Reasons a request gets no reply (event field "no_reply").
