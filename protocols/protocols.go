@@ -55,9 +55,12 @@ type StreamService interface {
 	ServeConn(ctx context.Context, s *Session, conn net.Conn)
 }
 
-// PacketService answers datagrams. req is valid only during the call. reply may be called
-// at most once per request, at once or later from another goroutine (a tarpit), and never
-// after ctx is done.
+// PacketService answers datagrams. req is valid only during the call. reply sends one
+// datagram from the host's address to the request's source; it may be called several times
+// per request (up to MaxRepliesPerRequest: RMCP+ handshakes, segmented answers), at once or
+// later from another goroutine (a tarpit), and does nothing once ctx is done or the session
+// has closed. s lives as long as the UDP flow (source, host, protocol): keep per-flow state
+// with s.State and send unsolicited datagrams (retransmissions) with s.Send.
 type PacketService interface {
 	Service
 	ServePacket(ctx context.Context, s *Session, req []byte, reply func(resp []byte))
@@ -176,8 +179,12 @@ type Session struct {
 	Metrics   Metrics
 	// MaxPayload bounds the request/response bytes kept in an event.
 	MaxPayload int
+	// Endpoints opens ephemeral endpoints on the host's address; nil where the sensor
+	// offers none (unit tests).
+	Endpoints EndpointOpener
 
 	requests atomic.Int64
+	life     lifetime
 }
 
 // Emit sends an event of type typ, prefixed with "<protocol>." unless it already starts

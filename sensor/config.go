@@ -53,6 +53,9 @@ type BindConfig struct {
 	Address    string         `toml:"address"`
 	PortOffset int            `toml:"port_offset"`
 	Ports      map[string]int `toml:"ports"` // per-protocol port overrides, e.g. modbus = 5020
+	// EphemeralPorts is where services' ephemeral endpoints (TFTP transfers, FTP passive
+	// data) are bound on the host's address.
+	EphemeralPorts PortRange `toml:"ephemeral_ports"`
 }
 
 // LimitsConfig bounds what attackers can make the sensor hold.
@@ -65,9 +68,17 @@ type LimitsConfig struct {
 	MaxHosts          int      `toml:"max_hosts"` // materialised hosts kept in memory
 	HostIdle          Duration `toml:"host_idle"` // an idle host may be evicted (and regenerated identically)
 	UDPFlowIdle       Duration `toml:"udp_flow_idle"`
+	UDPFlowLifetime   Duration `toml:"udp_flow_lifetime"` // a UDP session ends this long after it began, busy or not
 	MaxUDPFlows       int      `toml:"max_udp_flows"`
 	MaxEventPayload   int      `toml:"max_event_payload"`
 	UDPWorkers        int      `toml:"udp_workers"`
+	// A datagram to a prefix's broadcast address is answered by at most BroadcastMaxHosts
+	// hosts with at most BroadcastMaxBytes bytes together; a source may send
+	// BroadcastPerSourcePerMinute of them (all sources: BroadcastPerMinute; 0: no limit).
+	BroadcastMaxHosts           int `toml:"broadcast_max_hosts"`
+	BroadcastMaxBytes           int `toml:"broadcast_max_bytes"`
+	BroadcastPerSourcePerMinute int `toml:"broadcast_per_source_per_minute"`
+	BroadcastPerMinute          int `toml:"broadcast_per_minute"`
 }
 
 // EventsConfig configures the event stream.
@@ -133,9 +144,16 @@ func DefaultConfig() Config {
 		MaxHosts:          1 << 20,
 		HostIdle:          Duration{30 * time.Minute},
 		UDPFlowIdle:       Duration{60 * time.Second},
+		UDPFlowLifetime:   Duration{30 * time.Minute},
 		MaxUDPFlows:       1 << 16,
 		MaxEventPayload:   4096,
+
+		BroadcastMaxHosts:           256,
+		BroadcastMaxBytes:           64 << 10,
+		BroadcastPerSourcePerMinute: 30,
+		BroadcastPerMinute:          600,
 	}
+	c.Bind.EphemeralPorts = PortRange{Lo: 49152, Hi: 65535}
 	c.Netcfg.Device = "lo"
 	c.XDP.Mode = "auto"
 	return c
@@ -221,10 +239,17 @@ func (c *Config) Validate() error {
 	}
 	l := &c.Limits
 	for name, v := range map[string]int{"max_connections": l.MaxConnections, "max_connections_per_host": l.MaxConnsPerHost,
-		"max_hosts": l.MaxHosts, "max_udp_flows": l.MaxUDPFlows} {
+		"max_hosts": l.MaxHosts, "max_udp_flows": l.MaxUDPFlows, "broadcast_max_hosts": l.BroadcastMaxHosts,
+		"broadcast_max_bytes": l.BroadcastMaxBytes} {
 		if v <= 0 {
 			return bad("limits.%s must be positive", name)
 		}
+	}
+	if l.BroadcastPerSourcePerMinute < 0 || l.BroadcastPerMinute < 0 {
+		return bad("limits.broadcast_per_source_per_minute and limits.broadcast_per_minute must not be negative")
+	}
+	if c.Bind.EphemeralPorts.Lo == 0 {
+		return bad("bind.ephemeral_ports: no range")
 	}
 	if l.IdleTimeout.Duration <= 0 || l.WriteTimeout.Duration <= 0 {
 		return bad("limits.idle_timeout and limits.write_timeout must be positive")

@@ -34,6 +34,14 @@ type metrics struct {
 	eventsFailed  *prometheus.CounterVec // sink
 	eventsDropped prometheus.Counter
 	udpFlows      prometheus.Gauge
+
+	flowsEnded      *prometheus.CounterVec // protocol, reason
+	repliesCapped   *prometheus.CounterVec // protocol
+	broadcasts      *prometheus.CounterVec // protocol
+	broadcastHosts  *prometheus.CounterVec // protocol
+	broadcastCapped *prometheus.CounterVec // protocol, reason
+	endpoints       *prometheus.CounterVec // protocol, transport
+	endpointsActive *prometheus.GaugeVec   // transport
 }
 
 func newMetrics() *metrics {
@@ -63,8 +71,24 @@ func newMetrics() *metrics {
 		Help: "Events dropped because the event queue was full."})
 	m.udpFlows = prometheus.NewGauge(prometheus.GaugeOpts{Name: "icsnare_udp_flows",
 		Help: "UDP flows (source, host, protocol) tracked now."})
+	m.flowsEnded = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "icsnare_udp_flows_ended_total",
+		Help: "UDP sessions ended: idle, lifetime, evicted (flow table full), shutdown."}, []string{"protocol", "reason"})
+	m.repliesCapped = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "icsnare_udp_replies_capped_total",
+		Help: "Datagrams a service tried to send past the per-request reply cap."}, []string{"protocol"})
+	m.broadcasts = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "icsnare_broadcast_requests_total",
+		Help: "Datagrams to a broadcast address fanned out to the hosts of a prefix."}, []string{"protocol"})
+	m.broadcastHosts = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "icsnare_broadcast_host_requests_total",
+		Help: "Hosts that served a fanned-out broadcast datagram."}, []string{"protocol"})
+	m.broadcastCapped = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "icsnare_broadcast_capped_total",
+		Help: "Broadcast fan-outs cut short: hosts (host cap), bytes (answer byte cap), rate (per-source or global rate)."},
+		[]string{"protocol", "reason"})
+	m.endpoints = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "icsnare_ephemeral_endpoints_total",
+		Help: "Ephemeral endpoints opened for services (TFTP transfers, FTP passive data)."}, []string{"protocol", "transport"})
+	m.endpointsActive = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "icsnare_ephemeral_endpoints_active",
+		Help: "Ephemeral endpoints open now."}, []string{"transport"})
 	for _, c := range []prometheus.Collector{m.connections, m.active, m.rejected, m.requests, m.requestErrors,
-		m.panics, m.packets, m.bytes, m.eventsWritten, m.eventsFailed, m.eventsDropped, m.udpFlows} {
+		m.panics, m.packets, m.bytes, m.eventsWritten, m.eventsFailed, m.eventsDropped, m.udpFlows,
+		m.flowsEnded, m.repliesCapped, m.broadcasts, m.broadcastHosts, m.broadcastCapped, m.endpoints, m.endpointsActive} {
 		f(c)
 	}
 	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "icsnare_build_info",

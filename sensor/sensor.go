@@ -33,6 +33,7 @@ type Sensor struct {
 	bus      *Bus
 	flows    *flowTable
 	sources  *sourceCaps
+	fanRate  *minuteCounter
 
 	tcp []*tcpListener
 	udp []*udpListener
@@ -125,12 +126,14 @@ func New(cfg Config, log *slog.Logger) (*Sensor, error) {
 		cfg: cfg, log: log, profiles: devs,
 		hosts:      newHostRegistry(rules, deploymentSeed(cfg.Seed, cfg.SensorID), cfg.Limits.MaxHosts, cfg.Limits.HostIdle.Duration),
 		m:          newMetrics(),
-		flows:      newFlowTable(cfg.Limits.MaxUDPFlows, cfg.Limits.UDPFlowIdle.Duration),
 		sources:    newSourceCaps(cfg.Limits.MaxConnsPerSource),
+		fanRate:    newMinuteCounter(cfg.Limits.BroadcastPerSourcePerMinute, cfg.Limits.BroadcastPerMinute),
 		conns:      map[net.Conn]struct{}{},
 		sessPrefix: hex.EncodeToString(rb[:]),
 		pcByName:   map[string]*protoCounters{},
 	}
+	s.flows = newFlowTable(cfg.Limits.MaxUDPFlows, cfg.Limits.UDPFlowIdle.Duration, cfg.Limits.UDPFlowLifetime.Duration,
+		func(sess *protocols.Session, why string) { s.m.flowsEnded.WithLabelValues(sess.Protocol, why).Inc() })
 	s.m.hostGauges(s.hosts)
 	s.SetBus(NewBus(1)) // no sinks until the caller sets its own
 	return s, nil
@@ -280,12 +283,13 @@ loop:
 		case <-ctx.Done():
 			break loop
 		case <-tick.C:
-			s.m.udpFlows.Set(float64(s.flows.sweep()))
+			s.m.udpFlows.Set(float64(s.flows.sweep(time.Now())))
 			s.hosts.sweep()
 		}
 	}
 	s.log.Info("shutting down")
 	s.Close()
+	s.flows.closeAll()
 	s.closeConns()
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
@@ -325,6 +329,7 @@ func (s *Sensor) newSession(proto, transport string, h *host, local, remote neti
 		Protocol: proto, Transport: transport, Local: local, Remote: remote, Host: h.Host,
 		Log:    s.log.With("protocol", proto, "session", s.sessPrefix+"-"+strconv.FormatUint(n, 16)),
 		Sensor: s.cfg.SensorID, Events: s.bus, Metrics: s.m, MaxPayload: s.cfg.Limits.MaxEventPayload,
+		Endpoints: &endpointOpener{s: s, h: h},
 	}
 }
 

@@ -102,6 +102,8 @@ func (s *Sensor) handleConn(ctx context.Context, c *net.TCPConn, port uint16) {
 			active.Dec()
 		}()
 		sess := s.newSession(ds.protocol, protocols.TCP, h, local, remote)
+		sess.Open(ctx, nil)
+		defer sess.Close() // runs after the disconnect event: ephemeral endpoints close with it
 		cc := &countingConn{TimeoutConn: protocols.TimeoutConn{Conn: c,
 			Idle: s.cfg.Limits.IdleTimeout.Duration, WriteTimeout: s.cfg.Limits.WriteTimeout.Duration}}
 		started := time.Now()

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net"
 	"net/netip"
-	"sync"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -134,6 +133,10 @@ func (s *Sensor) readLoop(ctx context.Context, l *udpListener) {
 }
 
 func (s *Sensor) handleDatagram(ctx context.Context, l *udpListener, req []byte, from netip.AddrPort, dst netip.Addr) {
+	if s.isBroadcast(dst) {
+		s.fanOut(ctx, l, req, from, dst)
+		return
+	}
 	h, ok := s.hosts.get(dst)
 	if !ok {
 		s.m.rejected.WithLabelValues("none", "unknown_host").Inc()
@@ -152,83 +155,35 @@ func (s *Sensor) handleDatagram(ctx context.Context, l *udpListener, req []byte,
 	pc := s.protoCounters(ds.protocol)
 	pc.in.Inc()
 	pc.bytesIn.Add(float64(len(req)))
-	local := netip.AddrPortFrom(dst, l.port)
-	sess := s.flows.session(s, ds.protocol, h, local, from)
-	var replied atomic.Bool
-	reply := func(resp []byte) {
-		if ctx.Err() != nil || replied.Swap(true) {
+	sess := s.flows.session(ctx, s, l, ds.protocol, h, netip.AddrPortFrom(dst, l.port), from)
+	sess.Received()
+	reply := s.replier(ctx, l, sess, pc, nil)
+	defer s.recoverHandler(ds.protocol, sess)
+	ps.ServePacket(ctx, sess, req, reply)
+}
+
+// replier returns the reply function of one request: it sends from the session's host
+// address to its source, at most MaxRepliesPerRequest times, never after the session or the
+// sensor has stopped, and within budget (nil: unbounded) when the request was a broadcast.
+func (s *Sensor) replier(ctx context.Context, l *udpListener, sess *protocols.Session, pc *protoCounters, budget *fanBudget) func([]byte) {
+	var n atomic.Int32
+	return func(resp []byte) {
+		if ctx.Err() != nil || sess.Closed() {
 			return
 		}
-		if err := l.write(resp, dst, from, s.cfg.Limits.WriteTimeout.Duration); err != nil {
-			s.log.Debug("udp reply failed", "protocol", ds.protocol, "err", err)
+		if n.Add(1) > protocols.MaxRepliesPerRequest {
+			s.m.repliesCapped.WithLabelValues(sess.Protocol).Inc()
+			return
+		}
+		if budget != nil && !budget.take(len(resp)) {
+			s.m.broadcastCapped.WithLabelValues(sess.Protocol, "bytes").Inc()
+			return
+		}
+		if err := l.write(resp, sess.Local.Addr(), sess.Remote, s.cfg.Limits.WriteTimeout.Duration); err != nil {
+			s.log.Debug("udp reply failed", "protocol", sess.Protocol, "err", err)
 			return
 		}
 		pc.out.Inc()
 		pc.bytesOut.Add(float64(len(resp)))
 	}
-	defer s.recoverHandler(ds.protocol, sess)
-	ps.ServePacket(ctx, sess, req, reply)
-}
-
-// flowTable gives UDP datagrams of one (source, host, protocol) flow one session id until
-// the flow is idle. It is bounded: past the cap, datagrams get a fresh session each.
-type flowTable struct {
-	mu    sync.Mutex
-	flows map[flowKey]*flow
-	max   int
-	idle  time.Duration
-}
-
-type flowKey struct {
-	src, dst netip.AddrPort
-	proto    string
-}
-
-type flow struct {
-	sess *protocols.Session
-	last int64
-}
-
-func newFlowTable(max int, idle time.Duration) *flowTable {
-	return &flowTable{flows: make(map[flowKey]*flow), max: max, idle: idle}
-}
-
-func (t *flowTable) session(s *Sensor, proto string, h *host, local, remote netip.AddrPort) *protocols.Session {
-	k := flowKey{remote, local, proto}
-	now := time.Now().UnixNano()
-	t.mu.Lock()
-	f, ok := t.flows[k]
-	if ok {
-		f.last = now
-		t.mu.Unlock()
-		return f.sess
-	}
-	full := len(t.flows) >= t.max
-	t.mu.Unlock()
-	sess := s.newSession(proto, protocols.UDP, h, local, remote)
-	s.m.connections.WithLabelValues(proto, protocols.UDP).Inc()
-	if full {
-		return sess
-	}
-	t.mu.Lock()
-	if f, ok := t.flows[k]; ok { // a concurrent reader created it
-		t.mu.Unlock()
-		return f.sess
-	}
-	t.flows[k] = &flow{sess: sess, last: now}
-	t.mu.Unlock()
-	return sess
-}
-
-// sweep forgets idle flows and returns how many remain.
-func (t *flowTable) sweep() int {
-	cut := time.Now().Add(-t.idle).UnixNano()
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	for k, f := range t.flows {
-		if f.last < cut {
-			delete(t.flows, k)
-		}
-	}
-	return len(t.flows)
 }

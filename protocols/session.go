@@ -1,0 +1,232 @@
+package protocols
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// MaxRepliesPerRequest bounds the datagrams a PacketService may send in answer to one
+// request; further replies are dropped and counted.
+const MaxRepliesPerRequest = 64
+
+// MaxUnsolicited bounds the datagrams Session.Send may send between two requests of a flow,
+// so a spoofed source cannot turn a session into a stream of packets towards a victim.
+const MaxUnsolicited = 64
+
+// maxCloseHooks bounds the functions one session runs when it closes.
+const maxCloseHooks = 64
+
+// ErrSessionClosed is returned by Send and the endpoint openers once the session has ended.
+var ErrSessionClosed = errors.New("session closed")
+
+// ErrNoEndpoints is returned when the sensor offers no ephemeral endpoints.
+var ErrNoEndpoints = errors.New("no ephemeral endpoints here")
+
+// ErrSendBudget is returned by Send when the session has sent MaxUnsolicited datagrams since
+// its last request.
+var ErrSendBudget = errors.New("unsolicited datagram budget spent until the next request")
+
+// lifetime is the part of a session the sensor drives: its context, its per-flow state,
+// the hooks run when it ends and, for UDP flows, how to send a datagram.
+type lifetime struct {
+	mu     sync.Mutex
+	ctx    context.Context
+	cancel context.CancelFunc
+	hooks  []func()
+	closed bool
+
+	state  sync.Map
+	send   func([]byte) error
+	last   atomic.Int64 // unix nanoseconds of the last activity
+	unsoli atomic.Int32 // Send calls since the last request
+}
+
+// Open starts the session's lifetime under parent; send (nil for TCP) sends one datagram to
+// the session's remote address from its local address. The sensor calls Open once, before
+// the first request, and Close when the connection or flow ends.
+func (s *Session) Open(parent context.Context, send func([]byte) error) {
+	l := &s.life
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.ctx, l.cancel = context.WithCancel(parent)
+	l.send = send
+	l.last.Store(time.Now().UnixNano())
+}
+
+// Context is done when the session ends: its connection closed, its UDP flow went idle or
+// was evicted, or the sensor shut down. A session never opened has a background context.
+func (s *Session) Context() context.Context {
+	l := &s.life
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.ctx == nil {
+		l.ctx, l.cancel = context.WithCancel(context.Background())
+	}
+	return l.ctx
+}
+
+// Closed reports whether the session has ended.
+func (s *Session) Closed() bool {
+	l := &s.life
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.closed
+}
+
+// OnClose runs fn when the session ends (at once if it has ended already). It is bounded:
+// past maxCloseHooks hooks it returns false and does not register fn.
+func (s *Session) OnClose(fn func()) bool {
+	l := &s.life
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		fn()
+		return true
+	}
+	if len(l.hooks) >= maxCloseHooks {
+		l.mu.Unlock()
+		return false
+	}
+	l.hooks = append(l.hooks, fn)
+	l.mu.Unlock()
+	return true
+}
+
+// Close ends the session: its context is cancelled and its close hooks run, latest first.
+// Only the sensor (or a test) calls it; later calls do nothing.
+func (s *Session) Close() {
+	l := &s.life
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return
+	}
+	l.closed = true
+	hooks := l.hooks
+	l.hooks = nil
+	if l.cancel != nil {
+		l.cancel()
+	}
+	l.mu.Unlock()
+	for i := len(hooks) - 1; i >= 0; i-- {
+		hooks[i]()
+	}
+}
+
+// State returns the session's state stored under key, creating it with init on first use.
+// UDP services keep per-flow state here (an RMCP+ session, a BACnet segmented transfer);
+// it lives as long as the flow.
+func (s *Session) State(key string, init func() any) any {
+	if v, ok := s.life.state.Load(key); ok {
+		return v
+	}
+	v, _ := s.life.state.LoadOrStore(key, init())
+	return v
+}
+
+// Touch marks the session active now, so an idle timeout does not end it while an
+// ephemeral endpoint of it is busy.
+func (s *Session) Touch() { s.life.last.Store(time.Now().UnixNano()) }
+
+// LastActive returns when the session last saw traffic (or Touch).
+func (s *Session) LastActive() time.Time { return time.Unix(0, s.life.last.Load()) }
+
+// Received records that a request arrived: it marks the session active and renews the
+// budget of unsolicited datagrams. The sensor calls it for every datagram of the flow.
+func (s *Session) Received() {
+	s.Touch()
+	s.life.unsoli.Store(0)
+}
+
+// Send sends one datagram to the session's remote address outside a request (a
+// retransmission, the next window of a segmented answer). It is bounded by MaxUnsolicited
+// between two requests and fails once the session has ended.
+func (s *Session) Send(b []byte) error {
+	l := &s.life
+	l.mu.Lock()
+	send, closed := l.send, l.closed
+	l.mu.Unlock()
+	switch {
+	case closed:
+		return ErrSessionClosed
+	case send == nil:
+		return errors.New("session has no datagram path")
+	case l.unsoli.Add(1) > MaxUnsolicited:
+		return ErrSendBudget
+	}
+	return send(b)
+}
+
+// OpenUDP opens an ephemeral UDP endpoint on the session host's address (a TFTP transfer
+// port). It counts against the host's and the sensor's connection caps, closes when idle
+// for the sensor's idle timeout, and closes with the session at the latest.
+func (s *Session) OpenUDP() (PacketEndpoint, error) {
+	if s.Endpoints == nil {
+		return nil, ErrNoEndpoints
+	}
+	if s.Closed() {
+		return nil, ErrSessionClosed
+	}
+	return s.Endpoints.OpenUDP(s)
+}
+
+// OpenTCP opens an ephemeral TCP listener on the session host's address (an FTP passive
+// data port) that accepts one connection from the session's remote address. It counts
+// against the caps like OpenUDP and closes with the session at the latest.
+func (s *Session) OpenTCP() (StreamEndpoint, error) {
+	if s.Endpoints == nil {
+		return nil, ErrNoEndpoints
+	}
+	if s.Closed() {
+		return nil, ErrSessionClosed
+	}
+	return s.Endpoints.OpenTCP(s)
+}
+
+// EndpointOpener opens sensor-owned endpoints on a session host's own address. The sensor
+// implements it; protocols reach it through Session.OpenUDP and Session.OpenTCP.
+type EndpointOpener interface {
+	OpenUDP(s *Session) (PacketEndpoint, error)
+	OpenTCP(s *Session) (StreamEndpoint, error)
+}
+
+// PacketEndpoint is an ephemeral UDP socket on the host's address. ReadFrom fails with a
+// timeout once the endpoint has been idle for the sensor's idle timeout (or the deadline
+// set with SetReadDeadline passes), and with net.ErrClosed after Close or the session's end.
+type PacketEndpoint interface {
+	// Port is the endpoint's port on the host's address.
+	Port() int
+	ReadFrom(b []byte) (int, netip.AddrPort, error)
+	WriteTo(b []byte, to netip.AddrPort) (int, error)
+	// SetReadDeadline sets an earlier deadline for the next reads (a retransmission timer).
+	SetReadDeadline(t time.Time) error
+	Close() error
+}
+
+// StreamEndpoint is an ephemeral TCP listener on the host's address.
+type StreamEndpoint interface {
+	// Port is the listener's port on the host's address.
+	Port() int
+	// Accept waits for the one connection the endpoint takes, from the session's remote
+	// address (others are refused), until ctx is done, the idle timeout passes or the
+	// session ends; the listener closes then. The connection has the sensor's read and write
+	// timeouts and closes with the session at the latest.
+	Accept(ctx context.Context) (net.Conn, error)
+	Close() error
+}
+
+// BroadcastService is a PacketService that also answers datagrams sent to a broadcast
+// address (a BACnet Who-Is, an EtherNet/IP ListIdentity). The sensor fans such a datagram
+// out to every host of the addressed prefix that runs the service, each in its own session
+// and answering from its own address, bounded in hosts and answer bytes per request. to is
+// the broadcast address the datagram was sent to. Services that do not implement it never
+// see broadcasts.
+type BroadcastService interface {
+	PacketService
+	ServeBroadcast(ctx context.Context, s *Session, to netip.Addr, req []byte, reply func(resp []byte))
+}
