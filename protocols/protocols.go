@@ -55,6 +55,13 @@ type StreamService interface {
 	ServeConn(ctx context.Context, s *Session, conn net.Conn)
 }
 
+// RequestTimeouter is implemented by stream services whose requests may legitimately take
+// longer than the sensor's request timeout to arrive (a person typing at a telnet-style
+// console). RequestTimeout gets the sensor's value and returns the one to apply (0: none).
+type RequestTimeouter interface {
+	RequestTimeout(sensorDefault time.Duration) time.Duration
+}
+
 // PacketService answers datagrams. req is valid only during the call. reply sends one
 // datagram from the host's address to the request's source; it may be called several times
 // per request (up to MaxRepliesPerRequest: RMCP+ handshakes, segmented answers), at once or
@@ -236,8 +243,11 @@ func (s *Session) clipLen(b []byte) int {
 	return len(b)
 }
 
-// Request counts one request of the given kind (see Metrics).
+// Request counts one complete request of the given kind (see Metrics) and marks the
+// session active: it stops the request deadline and renews the connection's standing
+// against eviction when the sensor's slots run out.
 func (s *Session) Request(kind string, failed bool) {
+	s.Touch()
 	s.requests.Add(1)
 	if s.Metrics != nil {
 		s.Metrics.Request(s.Protocol, kind, failed)

@@ -65,13 +65,21 @@ type LimitsConfig struct {
 	MaxConnections    int      `toml:"max_connections"`
 	MaxConnsPerHost   int      `toml:"max_connections_per_host"`
 	MaxConnsPerSource int      `toml:"max_connections_per_source"`
-	MaxHosts          int      `toml:"max_hosts"` // materialised hosts kept in memory
-	HostIdle          Duration `toml:"host_idle"` // an idle host may be evicted (and regenerated identically)
-	UDPFlowIdle       Duration `toml:"udp_flow_idle"`
-	UDPFlowLifetime   Duration `toml:"udp_flow_lifetime"` // a UDP session ends this long after it began, busy or not
-	MaxUDPFlows       int      `toml:"max_udp_flows"`
-	MaxEventPayload   int      `toml:"max_event_payload"`
-	UDPWorkers        int      `toml:"udp_workers"`
+	// MaxConnsPerSourcePrefix bounds the connections of one source /24 (IPv6: /64).
+	MaxConnsPerSourcePrefix int `toml:"max_connections_per_source_prefix"`
+	// RequestTimeout bounds the time from a request's first byte to its last, so trickling
+	// clients cannot hold connection slots (0: no bound).
+	RequestTimeout Duration `toml:"request_timeout"`
+	// EvictIdleAfter: when a cap is reached, the connection whose last complete request is
+	// the oldest, and at least this old, is closed to admit the new one.
+	EvictIdleAfter  Duration `toml:"evict_idle_after"`
+	MaxHosts        int      `toml:"max_hosts"` // materialised hosts kept in memory
+	HostIdle        Duration `toml:"host_idle"` // an idle host may be evicted (and regenerated identically)
+	UDPFlowIdle     Duration `toml:"udp_flow_idle"`
+	UDPFlowLifetime Duration `toml:"udp_flow_lifetime"` // a UDP session ends this long after it began, busy or not
+	MaxUDPFlows     int      `toml:"max_udp_flows"`
+	MaxEventPayload int      `toml:"max_event_payload"`
+	UDPWorkers      int      `toml:"udp_workers"`
 	// A datagram to a prefix's broadcast address is answered by at most BroadcastMaxHosts
 	// hosts with at most BroadcastMaxBytes bytes together; a source may send
 	// BroadcastPerSourcePerMinute of them (all sources: BroadcastPerMinute; 0: no limit).
@@ -141,12 +149,16 @@ func DefaultConfig() Config {
 		MaxConnections:    8000,
 		MaxConnsPerHost:   64,
 		MaxConnsPerSource: 256,
-		MaxHosts:          1 << 20,
-		HostIdle:          Duration{30 * time.Minute},
-		UDPFlowIdle:       Duration{60 * time.Second},
-		UDPFlowLifetime:   Duration{30 * time.Minute},
-		MaxUDPFlows:       1 << 16,
-		MaxEventPayload:   4096,
+
+		MaxConnsPerSourcePrefix: 1024,
+		RequestTimeout:          Duration{15 * time.Second},
+		EvictIdleAfter:          Duration{10 * time.Second},
+		MaxHosts:                1 << 20,
+		HostIdle:                Duration{30 * time.Minute},
+		UDPFlowIdle:             Duration{60 * time.Second},
+		UDPFlowLifetime:         Duration{30 * time.Minute},
+		MaxUDPFlows:             1 << 16,
+		MaxEventPayload:         4096,
 
 		BroadcastMaxHosts:           256,
 		BroadcastMaxBytes:           64 << 10,

@@ -291,7 +291,7 @@ func (e *tcpEndpoint) Accept(ctx context.Context) (net.Conn, error) {
 		}
 		e.conn = c
 		e.mu.Unlock()
-		e.s.trackConn(c, true)
+		e.s.trackConn(c, &connEntry{c: c})
 		e.sess.Touch()
 		return &endpointConn{countingConn: countingConn{TimeoutConn: protocols.TimeoutConn{Conn: c,
 			Idle: e.s.cfg.Limits.IdleTimeout.Duration, WriteTimeout: e.s.cfg.Limits.WriteTimeout.Duration}},
@@ -317,7 +317,7 @@ func (e *tcpEndpoint) Close() error {
 	}
 	if c != nil {
 		c.Close()
-		e.s.trackConn(c, false)
+		e.s.trackConn(c, nil)
 	}
 	e.release()
 	return err

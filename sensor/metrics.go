@@ -42,6 +42,8 @@ type metrics struct {
 	broadcastCapped *prometheus.CounterVec // protocol, reason
 	endpoints       *prometheus.CounterVec // protocol, transport
 	endpointsActive *prometheus.GaugeVec   // transport
+	evicted         *prometheus.CounterVec // protocol, reason
+	closed          *prometheus.CounterVec // protocol, reason
 }
 
 func newMetrics() *metrics {
@@ -52,7 +54,7 @@ func newMetrics() *metrics {
 	m.active = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "icsnare_connections_active",
 		Help: "TCP connections open now."}, []string{"protocol"})
 	m.rejected = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "icsnare_connections_rejected_total",
-		Help: "Connections closed at once: unknown_host, no_service, global_cap, host_cap, source_cap, shutdown."}, []string{"protocol", "reason"})
+		Help: "Connections closed at once: unknown_host, no_service, global_cap, host_cap, source_cap, source_prefix_cap."}, []string{"protocol", "reason"})
 	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "icsnare_requests_total",
 		Help: "Protocol requests handled, by protocol and request kind."}, []string{"protocol", "kind"})
 	m.requestErrors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "icsnare_request_errors_total",
@@ -86,7 +88,12 @@ func newMetrics() *metrics {
 		Help: "Ephemeral endpoints opened for services (TFTP transfers, FTP passive data)."}, []string{"protocol", "transport"})
 	m.endpointsActive = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "icsnare_ephemeral_endpoints_active",
 		Help: "Ephemeral endpoints open now."}, []string{"transport"})
-	for _, c := range []prometheus.Collector{m.connections, m.active, m.rejected, m.requests, m.requestErrors,
+	m.evicted = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "icsnare_connections_evicted_total",
+		Help: "Idle connections closed to admit a new one when a cap was reached (global_cap, host_cap)."}, []string{"protocol", "reason"})
+	m.closed = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "icsnare_connections_closed_total",
+		Help: "Connections the sensor closed: request_timeout (a request incomplete past limits.request_timeout)."},
+		[]string{"protocol", "reason"})
+	for _, c := range []prometheus.Collector{m.evicted, m.closed, m.connections, m.active, m.rejected, m.requests, m.requestErrors,
 		m.panics, m.packets, m.bytes, m.eventsWritten, m.eventsFailed, m.eventsDropped, m.udpFlows,
 		m.flowsEnded, m.repliesCapped, m.broadcasts, m.broadcastHosts, m.broadcastCapped, m.endpoints, m.endpointsActive} {
 		f(c)

@@ -42,7 +42,7 @@ type Sensor struct {
 
 	activeConns atomic.Int64
 	connMu      sync.Mutex
-	conns       map[net.Conn]struct{}
+	conns       map[net.Conn]*connEntry
 	wg          sync.WaitGroup
 
 	sessPrefix string
@@ -126,9 +126,9 @@ func New(cfg Config, log *slog.Logger) (*Sensor, error) {
 		cfg: cfg, log: log, profiles: devs,
 		hosts:      newHostRegistry(rules, deploymentSeed(cfg.Seed, cfg.SensorID), cfg.Limits.MaxHosts, cfg.Limits.HostIdle.Duration),
 		m:          newMetrics(),
-		sources:    newSourceCaps(cfg.Limits.MaxConnsPerSource),
+		sources:    newSourceCaps(cfg.Limits.MaxConnsPerSource, cfg.Limits.MaxConnsPerSourcePrefix),
 		fanRate:    newMinuteCounter(cfg.Limits.BroadcastPerSourcePerMinute, cfg.Limits.BroadcastPerMinute),
-		conns:      map[net.Conn]struct{}{},
+		conns:      map[net.Conn]*connEntry{},
 		sessPrefix: hex.EncodeToString(rb[:]),
 		pcByName:   map[string]*protoCounters{},
 	}
@@ -304,24 +304,6 @@ loop:
 	return nil
 }
 
-func (s *Sensor) trackConn(c net.Conn, add bool) {
-	s.connMu.Lock()
-	if add {
-		s.conns[c] = struct{}{}
-	} else {
-		delete(s.conns, c)
-	}
-	s.connMu.Unlock()
-}
-
-func (s *Sensor) closeConns() {
-	s.connMu.Lock()
-	defer s.connMu.Unlock()
-	for c := range s.conns {
-		c.Close()
-	}
-}
-
 func (s *Sensor) newSession(proto, transport string, h *host, local, remote netip.AddrPort) *protocols.Session {
 	n := s.sessSeq.Add(1)
 	return &protocols.Session{
@@ -350,41 +332,6 @@ func (s *Sensor) protoCounters(proto string) *protoCounters {
 	}
 	s.pcByName[proto] = pc
 	return pc
-}
-
-// sourceCaps bounds the connections one source address may hold.
-type sourceCaps struct {
-	max int
-	mu  sync.Mutex
-	n   map[netip.Addr]int
-}
-
-func newSourceCaps(max int) *sourceCaps { return &sourceCaps{max: max, n: map[netip.Addr]int{}} }
-
-func (c *sourceCaps) acquire(a netip.Addr) bool {
-	if c.max <= 0 {
-		return true
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.n[a] >= c.max {
-		return false
-	}
-	c.n[a]++
-	return true
-}
-
-func (c *sourceCaps) release(a netip.Addr) {
-	if c.max <= 0 {
-		return
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.n[a] <= 1 {
-		delete(c.n, a)
-	} else {
-		c.n[a]--
-	}
 }
 
 // ipv6Available reports whether an IPv6 socket can be bound here.

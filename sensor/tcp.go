@@ -69,51 +69,67 @@ func (s *Sensor) handleConn(ctx context.Context, c *net.TCPConn, port uint16) {
 		reject(ds.protocol, "no_service")
 		return
 	}
-	if s.activeConns.Add(1) > int64(s.cfg.Limits.MaxConnections) {
+	// Caps: a full sensor or host first drops its stalest idle connection, as a device with
+	// few slots drops stale sessions; only when every connection is busy is the new one refused.
+	if s.activeConns.Add(1) > int64(s.cfg.Limits.MaxConnections) && !s.evictIdle(nil, ds.protocol, "global_cap") {
 		s.activeConns.Add(-1)
 		reject(ds.protocol, "global_cap")
 		return
 	}
-	if h.conns.Add(1) > int32(s.cfg.Limits.MaxConnsPerHost) {
+	if h.conns.Add(1) > int32(s.cfg.Limits.MaxConnsPerHost) && !s.evictIdle(h, ds.protocol, "host_cap") {
 		h.conns.Add(-1)
 		s.activeConns.Add(-1)
 		reject(ds.protocol, "host_cap")
 		return
 	}
-	if !s.sources.acquire(remote.Addr()) {
+	if why := s.sources.acquire(remote.Addr()); why != "" {
 		h.conns.Add(-1)
 		s.activeConns.Add(-1)
-		reject(ds.protocol, "source_cap")
+		reject(ds.protocol, why)
 		return
 	}
-	s.trackConn(c, true)
+	sess := s.newSession(ds.protocol, protocols.TCP, h, local, remote)
+	sess.Open(ctx, nil)
+	entry := &connEntry{c: c, h: h, sess: sess}
+	s.trackConn(c, entry)
 	s.m.connections.WithLabelValues(ds.protocol, protocols.TCP).Inc()
 	active := s.m.active.WithLabelValues(ds.protocol)
 	active.Inc()
+	reqTimeout := s.cfg.Limits.RequestTimeout.Duration
+	if rt, ok := ds.svc.(protocols.RequestTimeouter); ok {
+		reqTimeout = rt.RequestTimeout(reqTimeout)
+	}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		defer func() {
 			c.Close()
-			s.trackConn(c, false)
+			s.trackConn(c, nil)
 			s.sources.release(remote.Addr())
 			h.conns.Add(-1)
 			s.activeConns.Add(-1)
 			active.Dec()
 		}()
-		sess := s.newSession(ds.protocol, protocols.TCP, h, local, remote)
-		sess.Open(ctx, nil)
 		defer sess.Close() // runs after the disconnect event: ephemeral endpoints close with it
 		cc := &countingConn{TimeoutConn: protocols.TimeoutConn{Conn: c,
-			Idle: s.cfg.Limits.IdleTimeout.Duration, WriteTimeout: s.cfg.Limits.WriteTimeout.Duration}}
+			Idle: s.cfg.Limits.IdleTimeout.Duration, WriteTimeout: s.cfg.Limits.WriteTimeout.Duration,
+			RequestTimeout: reqTimeout, Progress: sess.Requests}}
 		started := time.Now()
 		sess.Emit("connect", nil, nil)
 		defer func() {
 			in, out := cc.in.Load(), cc.out.Load()
 			s.m.bytes.WithLabelValues(ds.protocol, "in").Add(float64(in))
 			s.m.bytes.WithLabelValues(ds.protocol, "out").Add(float64(out))
-			sess.Emit("disconnect", nil, nil, protocols.F("duration_ms", time.Since(started).Milliseconds()),
-				protocols.F("bytes_in", in), protocols.F("bytes_out", out), protocols.F("requests", sess.Requests()))
+			fields := []protocols.Field{protocols.F("duration_ms", time.Since(started).Milliseconds()),
+				protocols.F("bytes_in", in), protocols.F("bytes_out", out), protocols.F("requests", sess.Requests())}
+			switch {
+			case entry.evicted.Load():
+				fields = append(fields, protocols.F("closed_by", "eviction"))
+			case cc.RequestTimedOut():
+				s.m.closed.WithLabelValues(ds.protocol, "request_timeout").Inc()
+				fields = append(fields, protocols.F("closed_by", "request_timeout"))
+			}
+			sess.Emit("disconnect", nil, nil, fields...)
 		}()
 		defer s.recoverHandler(ds.protocol, sess)
 		stream.ServeConn(ctx, sess, cc)
