@@ -24,6 +24,11 @@ type KeySpec struct {
 	expr  *Expr // type "value"
 	param *Expr // type "function" with param
 	ctor  FunctionCtor
+
+	// shared is the value of a host-independent expression, evaluated once at load and
+	// shared by every host (copy on write: databus writers replace, never modify, values).
+	shared    any
+	hasShared bool
 }
 
 // Schema is a profile's databus definition: what every host of that profile starts with.
@@ -79,11 +84,23 @@ func parseDatabus(p *Profile, n *Node) (*Schema, error) {
 			s.keys = append(s.keys, spec)
 		}
 	}
-	// Evaluate everything once so a bad expression stops the sensor at start, not at first contact.
+	// Evaluate everything once so a bad expression (or one too large) stops the sensor at
+	// start, not at first contact; values the same for every host are kept and shared.
 	env := EngineEnv{Seed: checkSeed, Addr: netip.MustParseAddr("192.0.2.1"), Start: time.Now()}
-	for _, k := range s.keys {
-		if _, err := k.instantiate(env); err != nil {
+	var total int64
+	for i := range s.keys {
+		k := &s.keys[i]
+		v, err := k.instantiate(env)
+		if err != nil {
 			return nil, &Error{File: k.File, Line: k.Line, Element: "key name=\"" + k.Name + "\"", Err: err}
+		}
+		b, n := valueSize(v)
+		if total += b + n*elemBytes; total > MaxProfileBytes {
+			return nil, &Error{File: k.File, Line: k.Line, Element: "key name=\"" + k.Name + "\"",
+				Err: tooBig("the databus values reach %d bytes with this key; the limit per profile is %d", total, MaxProfileBytes)}
+		}
+		if k.expr != nil && k.expr.HostIndependent() {
+			k.shared, k.hasShared = v, true
 		}
 	}
 	return s, nil
@@ -139,6 +156,9 @@ func keySeed(host uint64, key string) uint64 {
 }
 
 func (k KeySpec) instantiate(env EngineEnv) (any, error) {
+	if k.hasShared {
+		return k.shared, nil
+	}
 	seed := keySeed(env.Seed, k.Name)
 	if k.expr != nil {
 		return k.expr.Eval(seed)

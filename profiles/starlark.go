@@ -3,6 +3,7 @@ package profiles
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"math/big"
 	"math/rand/v2"
@@ -17,31 +18,51 @@ const maxSteps = 5_000_000
 
 // Expr is a compiled template expression (Conpot evaluates these with Python's eval; we run
 // them in Starlark with a `random` module seeded per host and no access to anything else).
+// Evaluation is bounded in steps and in memory (see MaxValueBytes).
 type Expr struct {
-	src string
-	fn  *starlark.Function
+	src    string
+	name   string
+	prog   *starlark.Program
+	random bool
 }
 
 var exprOptions = &syntax.FileOptions{Set: true, While: true, TopLevelControl: true, GlobalReassign: true}
 
+// resultVar receives the expression's value in the one-statement program it compiles to.
+const resultVar = "__icsnare_value"
+
 // CompileExpr compiles a Python-style expression such as
 // "[random.randint(0,1) for b in range(0,128)]". name is used in error messages.
 func CompileExpr(name, src string) (*Expr, error) {
-	fn, err := starlark.ExprFuncOptions(exprOptions, name, src, predeclared)
+	x, err := exprOptions.ParseExpr(name, src, 0)
 	if err != nil {
 		return nil, fmt.Errorf("expression %q: %w", short(src), err)
 	}
-	return &Expr{src: src, fn: fn}, nil
+	x, random := rewrite(x)
+	f := &syntax.File{Path: name, Options: exprOptions, Stmts: []syntax.Stmt{&syntax.AssignStmt{
+		OpPos: syntax.Start(x), Op: syntax.EQ, LHS: &syntax.Ident{NamePos: syntax.Start(x), Name: resultVar}, RHS: x}}}
+	prog, err := starlark.FileProgram(f, predeclared.Has)
+	if err != nil {
+		return nil, fmt.Errorf("expression %q: %w", short(src), err)
+	}
+	return &Expr{src: src, name: name, prog: prog, random: random}, nil
 }
+
+// HostIndependent reports whether the expression gives every host the same value (it does
+// not use the random module), so it can be evaluated once and shared.
+func (e *Expr) HostIndependent() bool { return !e.random }
 
 // Eval runs the expression with a random source seeded by seed and returns a Go value:
 // int64 (or *big.Int when it does not fit), float64, string, bool, nil, []byte, []any or
-// map[string]any.
+// map[string]any. A value over the size bounds is an error.
 func (e *Expr) Eval(seed uint64) (any, error) {
-	th := &starlark.Thread{Name: "expr"}
+	th := &starlark.Thread{Name: "expr", Print: func(_ *starlark.Thread, msg string) {
+		slog.Debug("template print", "expression", e.name, "msg", short(msg))
+	}}
 	th.SetMaxExecutionSteps(maxSteps)
 	th.SetLocal(rngKey, rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)))
-	v, err := starlark.Call(th, e.fn, nil, nil)
+	th.SetLocal(budgetKey, &budget{left: maxEvalBytes})
+	globals, err := e.prog.Init(th, predeclared)
 	if err != nil {
 		var ee *starlark.EvalError
 		if errors.As(err, &ee) {
@@ -49,7 +70,14 @@ func (e *Expr) Eval(seed uint64) (any, error) {
 		}
 		return nil, fmt.Errorf("expression %q: %w", short(e.src), err)
 	}
-	return FromStarlark(v)
+	v, err := FromStarlark(globals[resultVar])
+	if err == nil {
+		err = checkValue(v)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("expression %q: %w", short(e.src), err)
+	}
+	return v, nil
 }
 
 // Source returns the expression's text.
@@ -75,6 +103,23 @@ var predeclared = starlark.StringDict{
 	}},
 	// Python builtins Conpot templates use that Starlark lacks.
 	"round": starlark.NewBuiltin("round", pyRound),
+
+	// Size-checked operators and builtins (see bounds.go).
+	opMul:       starlark.NewBuiltin(opMul, checkedMul),
+	opAdd:       starlark.NewBuiltin(opAdd, checkedAdd),
+	opMod:       starlark.NewBuiltin(opMod, checkedMod),
+	opMethod:    starlark.NewBuiltin(opMethod, checkedMethod),
+	"list":      checkedMaterialise("list"),
+	"tuple":     checkedMaterialise("tuple"),
+	"dict":      checkedMaterialise("dict"),
+	"set":       checkedMaterialise("set"),
+	"sorted":    checkedMaterialise("sorted"),
+	"reversed":  checkedMaterialise("reversed"),
+	"enumerate": checkedMaterialise("enumerate"),
+	"zip":       checkedMaterialise("zip"),
+	"str":       checkedRender("str"),
+	"repr":      checkedRender("repr"),
+	"print":     checkedRender("print"),
 }
 
 func rng(th *starlark.Thread) *rand.Rand {

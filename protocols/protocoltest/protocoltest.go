@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -273,4 +274,31 @@ func Run(t testing.TB, timeout time.Duration, name string, args ...string) (stri
 	out, err := cmd.CombinedOutput()
 	t.Logf("$ %s %s\n%s", name, strings.Join(args, " "), out)
 	return string(out), err
+}
+
+// ExpertProblems runs `tshark -z expert,warn` on a capture and returns the rows that belong
+// to one of the given protocols (as tshark names them in its Protocol column, e.g.
+// "Modbus/TCP") or report a malformed packet. Rows of other layers, such as the kernel's
+// TCP D-SACK or retransmission notes on loopback, are not the dissected protocol's problems
+// and are left out, so the check does not flake on a busy machine.
+func ExpertProblems(t testing.TB, tshark, pcap string, protos ...string) []string {
+	t.Helper()
+	out, err := Run(t, 60*time.Second, tshark, "-r", pcap, "-q", "-z", "expert,warn")
+	if err != nil {
+		t.Fatalf("tshark expert info: %v", err)
+	}
+	var bad []string
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 3 || strings.Trim(f[0], "0123456789") != "" {
+			continue // not a table row (its first column is the frequency)
+		}
+		for _, w := range f[1:] {
+			if strings.EqualFold(w, "Malformed") || slices.ContainsFunc(protos, func(p string) bool { return strings.EqualFold(p, w) }) {
+				bad = append(bad, strings.TrimSpace(line))
+				break
+			}
+		}
+	}
+	return bad
 }
