@@ -189,6 +189,9 @@ type Session struct {
 	// Endpoints opens ephemeral endpoints on the host's address; nil where the sensor
 	// offers none (unit tests).
 	Endpoints EndpointOpener
+	// Amplification bounds, for a UDP session not yet verified (see Verify), the answer
+	// bytes to one request as a multiple of its size; 0 for no bound.
+	Amplification float64
 
 	requests atomic.Int64
 	life     lifetime

@@ -3,6 +3,7 @@ package protocols
 import (
 	"context"
 	"errors"
+	"math"
 	"net"
 	"net/netip"
 	"sync"
@@ -40,10 +41,12 @@ type lifetime struct {
 	hooks  []func()
 	closed bool
 
-	state  sync.Map
-	send   func([]byte) error
-	last   atomic.Int64 // unix nanoseconds of the last activity
-	unsoli atomic.Int32 // Send calls since the last request
+	state    sync.Map
+	send     func([]byte) error
+	last     atomic.Int64 // unix nanoseconds of the last activity
+	unsoli   atomic.Int32 // Send calls since the last request
+	verified atomic.Bool
+	replyLeft atomic.Int64 // answer bytes the last request may still cause (amplification bound)
 }
 
 // Open starts the session's lifetime under parent; send (nil for TCP) sends one datagram to
@@ -136,11 +139,45 @@ func (s *Session) Touch() { s.life.last.Store(time.Now().UnixNano()) }
 // LastActive returns when the session last saw traffic (or Touch).
 func (s *Session) LastActive() time.Time { return time.Unix(0, s.life.last.Load()) }
 
-// Received records that a request arrived: it marks the session active and renews the
-// budget of unsolicited datagrams. The sensor calls it for every datagram of the flow.
-func (s *Session) Received() {
+// Received records that a request of n bytes arrived: it marks the session active and
+// renews the budgets of unsolicited datagrams and of answer bytes (MaxReply(n)). The sensor
+// calls it for every datagram of the flow.
+func (s *Session) Received(n int) {
 	s.Touch()
 	s.life.unsoli.Store(0)
+	s.life.replyLeft.Store(int64(s.MaxReply(n)))
+}
+
+// TakeReply takes n bytes from the answer budget of the last request; false means the
+// answer would pass the amplification bound. The sensor calls it for every datagram it sends
+// for the session; a verified session always has room.
+func (s *Session) TakeReply(n int) bool {
+	if s.Amplification <= 0 || s.Verified() {
+		return true
+	}
+	if s.life.replyLeft.Add(-int64(n)) < 0 {
+		s.life.replyLeft.Add(int64(n))
+		return false
+	}
+	return true
+}
+
+// Verify records that the remote has completed an exchange a spoofed source cannot (it
+// echoed a value the host chose: an RMCP+ session id, a TFTP transfer port), so its answers
+// are no longer bound by the amplification factor.
+func (s *Session) Verify() { s.life.verified.Store(true) }
+
+// Verified reports whether Verify was called.
+func (s *Session) Verified() bool { return s.life.verified.Load() }
+
+// MaxReply returns how many bytes the answers to one request of reqLen bytes may hold
+// together: the amplification bound for a session not yet verified, else no bound. The
+// sensor drops answers beyond it; a service that can shrink its answer (a bulk read) should.
+func (s *Session) MaxReply(reqLen int) int {
+	if s.Amplification <= 0 || s.Verified() {
+		return math.MaxInt
+	}
+	return int(s.Amplification * float64(max(reqLen, 1)))
 }
 
 // Send sends one datagram to the session's remote address outside a request (a

@@ -87,6 +87,14 @@ type LimitsConfig struct {
 	BroadcastMaxBytes           int `toml:"broadcast_max_bytes"`
 	BroadcastPerSourcePerMinute int `toml:"broadcast_per_source_per_minute"`
 	BroadcastPerMinute          int `toml:"broadcast_per_minute"`
+	// UDP answers to a source that has not proved it receives them (see
+	// protocols.Session.Verify) hold at most UDPAmplification times the request's bytes
+	// (per protocol: UDPAmplificationPer); every source gets at most UDPBytesPerSource answer
+	// bytes a minute, and every port sends at most UDPBytesPerPort (0: no bound).
+	UDPAmplification    float64            `toml:"udp_amplification"`
+	UDPAmplificationPer map[string]float64 `toml:"udp_amplification_per_protocol"`
+	UDPBytesPerSource   int64              `toml:"udp_bytes_per_source_per_minute"`
+	UDPBytesPerPort     int64              `toml:"udp_bytes_per_port_per_minute"`
 }
 
 // EventsConfig configures the event stream.
@@ -164,6 +172,10 @@ func DefaultConfig() Config {
 		BroadcastMaxBytes:           64 << 10,
 		BroadcastPerSourcePerMinute: 30,
 		BroadcastPerMinute:          600,
+
+		UDPAmplification:  10,
+		UDPBytesPerSource: 1 << 20,
+		UDPBytesPerPort:   64 << 20,
 	}
 	c.Bind.EphemeralPorts = PortRange{Lo: 49152, Hi: 65535}
 	c.Netcfg.Device = "lo"
@@ -259,6 +271,14 @@ func (c *Config) Validate() error {
 	}
 	if l.BroadcastPerSourcePerMinute < 0 || l.BroadcastPerMinute < 0 {
 		return bad("limits.broadcast_per_source_per_minute and limits.broadcast_per_minute must not be negative")
+	}
+	if l.UDPAmplification < 0 || l.UDPBytesPerSource < 0 || l.UDPBytesPerPort < 0 {
+		return bad("limits.udp_amplification and the udp byte budgets must not be negative")
+	}
+	for p, a := range l.UDPAmplificationPer {
+		if a < 0 {
+			return bad("limits.udp_amplification_per_protocol.%s must not be negative", p)
+		}
 	}
 	if c.Bind.EphemeralPorts.Lo == 0 {
 		return bad("bind.ephemeral_ports: no range")

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
 
 	"github.com/icsnare/icsnare/protocols"
@@ -71,7 +72,7 @@ func (o *endpointOpener) OpenUDP(sess *protocols.Session) (protocols.PacketEndpo
 	}
 	ep := &udpEndpoint{conn: pc.(*net.UDPConn), port: port, sess: sess, release: release,
 		idle: o.s.cfg.Limits.IdleTimeout.Duration, write: o.s.cfg.Limits.WriteTimeout.Duration,
-		pc: o.s.protoCounters(sess.Protocol)}
+		pc: o.s.protoCounters(sess.Protocol), budget: o.s.udpBytes, dropped: o.s.m.repliesDropped}
 	if !sess.OnClose(func() { ep.Close() }) {
 		ep.Close()
 		return nil, errors.New("too many endpoints for one session")
@@ -184,6 +185,8 @@ type udpEndpoint struct {
 	release     func()
 	idle, write time.Duration
 	pc          *protoCounters
+	budget      *byteBudget
+	dropped     *prometheus.CounterVec
 
 	readDL atomic.Int64 // a deadline the service set, unix nanoseconds; 0 for none
 	once   sync.Once
@@ -210,6 +213,10 @@ func (e *udpEndpoint) ReadFrom(b []byte) (int, netip.AddrPort, error) {
 }
 
 func (e *udpEndpoint) WriteTo(b []byte, to netip.AddrPort) (int, error) {
+	if why := e.budget.take(to.Addr(), e.sess.Local.Port(), len(b), time.Now()); why != "" {
+		e.dropped.WithLabelValues(e.sess.Protocol, why).Inc()
+		return 0, errors.New("answer dropped: " + why)
+	}
 	if err := e.conn.SetWriteDeadline(time.Now().Add(e.write)); err != nil {
 		return 0, err
 	}

@@ -139,7 +139,7 @@ func (s *Sensor) serveBroadcast(ctx context.Context, l *udpListener, bs protocol
 	pc.bytesIn.Add(float64(len(req)))
 	s.m.broadcastHosts.WithLabelValues(proto).Inc()
 	sess := s.flows.session(ctx, s, l, proto, h, netip.AddrPortFrom(h.Addr, l.port), from)
-	sess.Received()
+	sess.Received(len(req))
 	defer s.recoverHandler(proto, sess)
 	bs.ServeBroadcast(ctx, sess, dst, req, s.replier(ctx, l, sess, pc, budget))
 }

@@ -3,6 +3,7 @@ package sensor
 import (
 	"container/list"
 	"context"
+	"errors"
 	"hash/maphash"
 	"net/netip"
 	"sync"
@@ -72,8 +73,13 @@ func (t *flowTable) session(ctx context.Context, s *Sensor, l *udpListener, prot
 	sh.mu.Unlock()
 
 	sess := s.newSession(proto, protocols.UDP, h, local, remote)
+	sess.Amplification = s.amplification(proto)
 	pc := s.protoCounters(proto)
 	sess.Open(ctx, func(b []byte) error {
+		if why := s.mayAnswer(sess, len(b)); why != "" {
+			s.m.repliesDropped.WithLabelValues(proto, why).Inc()
+			return errors.New("answer dropped: " + why)
+		}
 		if err := l.write(b, local.Addr(), remote, s.cfg.Limits.WriteTimeout.Duration); err != nil {
 			return err
 		}

@@ -36,7 +36,7 @@ type metrics struct {
 	udpFlows      prometheus.Gauge
 
 	flowsEnded      *prometheus.CounterVec // protocol, reason
-	repliesCapped   *prometheus.CounterVec // protocol
+	repliesDropped  *prometheus.CounterVec // protocol, reason
 	broadcasts      *prometheus.CounterVec // protocol
 	broadcastHosts  *prometheus.CounterVec // protocol
 	broadcastCapped *prometheus.CounterVec // protocol, reason
@@ -75,8 +75,9 @@ func newMetrics() *metrics {
 		Help: "UDP flows (source, host, protocol) tracked now."})
 	m.flowsEnded = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "icsnare_udp_flows_ended_total",
 		Help: "UDP sessions ended: idle, lifetime, evicted (flow table full), shutdown."}, []string{"protocol", "reason"})
-	m.repliesCapped = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "icsnare_udp_replies_capped_total",
-		Help: "Datagrams a service tried to send past the per-request reply cap."}, []string{"protocol"})
+	m.repliesDropped = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "icsnare_udp_answers_dropped_total",
+		Help: "UDP answers dropped: replies (past the per-request count), amplification (past the bound for unverified sources), source_bytes and port_bytes (per-minute byte budgets)."},
+		[]string{"protocol", "reason"})
 	m.broadcasts = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "icsnare_broadcast_requests_total",
 		Help: "Datagrams to a broadcast address fanned out to the hosts of a prefix."}, []string{"protocol"})
 	m.broadcastHosts = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "icsnare_broadcast_host_requests_total",
@@ -95,7 +96,7 @@ func newMetrics() *metrics {
 		[]string{"protocol", "reason"})
 	for _, c := range []prometheus.Collector{m.evicted, m.closed, m.connections, m.active, m.rejected, m.requests, m.requestErrors,
 		m.panics, m.packets, m.bytes, m.eventsWritten, m.eventsFailed, m.eventsDropped, m.udpFlows,
-		m.flowsEnded, m.repliesCapped, m.broadcasts, m.broadcastHosts, m.broadcastCapped, m.endpoints, m.endpointsActive} {
+		m.flowsEnded, m.repliesDropped, m.broadcasts, m.broadcastHosts, m.broadcastCapped, m.endpoints, m.endpointsActive} {
 		f(c)
 	}
 	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "icsnare_build_info",

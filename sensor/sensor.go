@@ -34,6 +34,7 @@ type Sensor struct {
 	flows    *flowTable
 	sources  *sourceCaps
 	fanRate  *minuteCounter
+	udpBytes *byteBudget
 
 	tcp []*tcpListener
 	udp []*udpListener
@@ -128,6 +129,7 @@ func New(cfg Config, log *slog.Logger) (*Sensor, error) {
 		m:          newMetrics(),
 		sources:    newSourceCaps(cfg.Limits.MaxConnsPerSource, cfg.Limits.MaxConnsPerSourcePrefix),
 		fanRate:    newMinuteCounter(cfg.Limits.BroadcastPerSourcePerMinute, cfg.Limits.BroadcastPerMinute),
+		udpBytes:   newByteBudget(cfg.Limits.UDPBytesPerSource, cfg.Limits.UDPBytesPerPort),
 		conns:      map[net.Conn]*connEntry{},
 		sessPrefix: hex.EncodeToString(rb[:]),
 		pcByName:   map[string]*protoCounters{},

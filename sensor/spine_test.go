@@ -61,6 +61,9 @@ func (*spineService) ServePacket(ctx context.Context, s *protocols.Session, req 
 		for i := 1; i <= n; i++ {
 			reply([]byte("part " + strconv.Itoa(i)))
 		}
+	case "verify":
+		s.Verify()
+		reply([]byte("verified"))
 	case "count":
 		c := s.State("count", func() any { return new(atomic.Int64) }).(*atomic.Int64)
 		reply([]byte(strconv.FormatInt(c.Add(1), 10)))
@@ -157,6 +160,7 @@ func startSpine(t *testing.T, mutate func(*Config)) *spineSensor {
 	cfg.Bind.PortOffset = port - spinePort
 	cfg.Privileges.User = ""
 	cfg.Metrics.Listen = ""
+	cfg.Limits.UDPAmplification = 0 // TestAmplificationBound covers it
 	if mutate != nil {
 		mutate(&cfg)
 	}
@@ -276,7 +280,7 @@ func TestPacketSessionsRepliesAndState(t *testing.T) {
 			}
 		}
 	}
-	if got := testutil.ToFloat64(r.s.m.repliesCapped.WithLabelValues("spinetest")); got != 36 {
+	if got := testutil.ToFloat64(r.s.m.repliesDropped.WithLabelValues("spinetest", "replies")); got != 36 {
 		t.Errorf("replies capped counter %v, want 36", got)
 	}
 
@@ -542,5 +546,57 @@ func TestEphemeralEndpointCaps(t *testing.T) {
 	// Another host has its own slots.
 	if got := c.ask(r.host(31), "udp-ep").text; !strings.HasPrefix(got, "port ") {
 		t.Fatalf("another host: %q", got)
+	}
+}
+
+func TestAmplificationBound(t *testing.T) {
+	r := startSpine(t, func(c *Config) {
+		c.Limits.UDPAmplification = 10
+		c.Limits.UDPAmplificationPer = map[string]float64{"spinetest": 5}
+	})
+	h := r.host(40)
+	c := newUDPClient(t)
+	// "multi 60" is 8 bytes: unverified, its answers may hold 5 × 8 = 40 bytes, so the first
+	// six (part 1 … part 6, 6 bytes each) and no more.
+	c.send(h, "multi 60")
+	if got := c.recv(6, 300*time.Millisecond); len(got) != 6 {
+		t.Fatalf("unverified: %d answers, want 6", len(got))
+	}
+	if got := testutil.ToFloat64(r.s.m.repliesDropped.WithLabelValues("spinetest", "amplification")); got != 54 {
+		t.Fatalf("amplification drops %v, want 54", got)
+	}
+	// Unsolicited datagrams draw on the same budget: 5 × 8 bytes of "later" (5 bytes) is 8.
+	c.send(h, "later 20")
+	if got := c.recv(8, 300*time.Millisecond); len(got) != 8 {
+		t.Fatalf("unverified unsolicited: %d datagrams, want 8", len(got))
+	}
+	// Once the source has proved it receives answers, the bound is gone.
+	if got := c.ask(h, "verify").text; got != "verified" {
+		t.Fatalf("verify: %q", got)
+	}
+	c.send(h, "multi 60")
+	if got := c.recv(60, 300*time.Millisecond); len(got) != 60 {
+		t.Fatalf("verified: %d answers, want 60", len(got))
+	}
+}
+
+func TestUDPByteBudgets(t *testing.T) {
+	a, b := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")
+	t0 := time.Unix(6000, 0)
+	bb := newByteBudget(100, 150)
+	for i, s := range []struct {
+		dst  netip.Addr
+		port uint16
+		n    int
+		at   time.Time
+		want string
+	}{
+		{a, 161, 60, t0, ""}, {a, 161, 40, t0, ""}, {a, 161, 1, t0, "source_bytes"},
+		{b, 161, 50, t0, ""}, {b, 161, 1, t0, "port_bytes"}, {b, 162, 40, t0, ""},
+		{a, 161, 100, t0.Add(time.Minute), ""},
+	} {
+		if got := bb.take(s.dst, s.port, s.n, s.at); got != s.want {
+			t.Fatalf("step %d: %q, want %q", i, got, s.want)
+		}
 	}
 }

@@ -156,7 +156,7 @@ func (s *Sensor) handleDatagram(ctx context.Context, l *udpListener, req []byte,
 	pc.in.Inc()
 	pc.bytesIn.Add(float64(len(req)))
 	sess := s.flows.session(ctx, s, l, ds.protocol, h, netip.AddrPortFrom(dst, l.port), from)
-	sess.Received()
+	sess.Received(len(req))
 	reply := s.replier(ctx, l, sess, pc, nil)
 	defer s.recoverHandler(ds.protocol, sess)
 	ps.ServePacket(ctx, sess, req, reply)
@@ -172,7 +172,11 @@ func (s *Sensor) replier(ctx context.Context, l *udpListener, sess *protocols.Se
 			return
 		}
 		if n.Add(1) > protocols.MaxRepliesPerRequest {
-			s.m.repliesCapped.WithLabelValues(sess.Protocol).Inc()
+			s.m.repliesDropped.WithLabelValues(sess.Protocol, "replies").Inc()
+			return
+		}
+		if why := s.mayAnswer(sess, len(resp)); why != "" {
+			s.m.repliesDropped.WithLabelValues(sess.Protocol, why).Inc()
 			return
 		}
 		if budget != nil && !budget.take(len(resp)) {
@@ -186,4 +190,22 @@ func (s *Sensor) replier(ctx context.Context, l *udpListener, sess *protocols.Se
 		pc.out.Inc()
 		pc.bytesOut.Add(float64(len(resp)))
 	}
+}
+
+// mayAnswer checks one answer datagram of n bytes against the request's amplification
+// bound and the per-source and per-port byte budgets; it returns "" or why it must be
+// dropped.
+func (s *Sensor) mayAnswer(sess *protocols.Session, n int) string {
+	if !sess.TakeReply(n) {
+		return "amplification"
+	}
+	return s.udpBytes.take(sess.Remote.Addr(), sess.Local.Port(), n, time.Now())
+}
+
+// amplification is the bound for a protocol's unverified UDP sessions.
+func (s *Sensor) amplification(proto string) float64 {
+	if a, ok := s.cfg.Limits.UDPAmplificationPer[proto]; ok {
+		return a
+	}
+	return s.cfg.Limits.UDPAmplification
 }

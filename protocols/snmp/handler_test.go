@@ -249,3 +249,22 @@ func protocoltestHost(t testing.TB, profile, addr string, seed uint64) *protocol
 	t.Helper()
 	return protocoltest.Host(protocoltest.Profile(t, profile), netip.MustParseAddr(addr), seed)
 }
+
+// An unverified source's GETBULK shrinks to fit the sensor's amplification bound (every
+// v1/v2c source is unverified: a community proves nothing), as RFC 3416 lets it.
+func TestGetBulkWithinAmplificationBound(t *testing.T) {
+	for _, amp := range []float64{10, 20} {
+		a := newAgent(t, "default")
+		a.sess.Amplification = amp
+		req := request(t, version2c, "public", pduGetBulk, 0, 50, vbSpec{oid: "1.3.6.1.2.1"})
+		a.sess.Received(len(req))
+		out := a.do(req)
+		bound := int(amp * float64(len(req)))
+		if limit := bound; len(out) > limit {
+			t.Fatalf("amplification %v: %d bytes out for %d in (limit %d)", amp, len(out), len(req), limit)
+		}
+		if p := decodeResp(t, out); len(p.Variables) < 2 || p.Error != gosnmp.NoError {
+			t.Fatalf("amplification %v: %d varbinds, error %v", amp, len(p.Variables), p.Error)
+		}
+	}
+}

@@ -79,6 +79,7 @@ type reqState struct {
 	scoped []byte
 	out    []byte
 	info   info
+	maxMsg int // the largest answer this request may get (the sensor's amplification bound)
 }
 
 // info collects what the request's event reports.
@@ -141,6 +142,9 @@ func (s *service) ServePacket(ctx context.Context, sess *protocols.Session, req 
 // handle decodes and answers one message; nil means no reply.
 func (s *service) handle(st *reqState, hs *hostState, sess *protocols.Session, req []byte, now time.Time) []byte {
 	m := &st.m
+	// A GETBULK answer shrinks to fit (RFC 3416 §4.2.3) and a GET that cannot fit gets
+	// tooBig, so the answer stays within the amplification bound for unverified sources.
+	st.maxMsg = max(64, min(s.cfg.maxMsg, sess.MaxReply(len(req))))
 	if err := decodeMessage(req, m); err != nil {
 		if err == errVersion {
 			hs.inc(snmpInBadVersions)
@@ -183,7 +187,7 @@ func (s *service) serveCommunity(st *reqState, hs *hostState, sess *protocols.Se
 		in.evaded = true
 		return nil
 	}
-	es, ei, ok := s.process(st, hs, sess.Host, p, canWrite, m.version == version1, s.cfg.maxMsg-len(m.community)-32, now)
+	es, ei, ok := s.process(st, hs, sess.Host, p, canWrite, m.version == version1, st.maxMsg-len(m.community)-32, now)
 	if !ok {
 		hs.inc(snmpInASNParseErrs)
 		in.dropped = "malformed"
@@ -191,7 +195,7 @@ func (s *service) serveCommunity(st *reqState, hs *hostState, sess *protocols.Se
 	}
 	in.errStatus = es
 	st.out = appendCommunityMessage(st.out[:0], m.version, m.community, pduResponse, p.reqID, es, ei, st.vbs)
-	if len(st.out) > s.cfg.maxMsg {
+	if len(st.out) > st.maxMsg {
 		st.vbs = st.vbs[:0]
 		if m.version == version1 {
 			for _, vb := range p.vbs {
@@ -201,7 +205,7 @@ func (s *service) serveCommunity(st *reqState, hs *hostState, sess *protocols.Se
 		in.errStatus = errTooBig
 		hs.inc(snmpOutTooBigs)
 		st.out = appendCommunityMessage(st.out[:0], m.version, m.community, pduResponse, p.reqID, errTooBig, 0, st.vbs)
-		if len(st.out) > s.cfg.maxMsg {
+		if len(st.out) > st.maxMsg {
 			hs.inc(snmpSilentDrops)
 			in.dropped = "too big"
 			return nil

@@ -65,7 +65,7 @@ func (s *service) serveV3(st *reqState, hs *hostState, sess *protocols.Session, 
 		in.evaded = true
 		return nil
 	}
-	limit := min(int(m.maxSize), s.cfg.maxMsg)
+	limit := min(int(m.maxSize), st.maxMsg)
 	overhead := 64 + 2*len(hs.engineID) + len(m.usm.user) + len(m.ctxEngine) + len(m.ctxName) + 16
 	if u.auth != nil {
 		overhead += u.auth.macLen
