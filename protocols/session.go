@@ -41,11 +41,11 @@ type lifetime struct {
 	hooks  []func()
 	closed bool
 
-	state    sync.Map
-	send     func([]byte) error
-	last     atomic.Int64 // unix nanoseconds of the last activity
-	unsoli   atomic.Int32 // Send calls since the last request
-	verified atomic.Bool
+	state     sync.Map
+	send      func([]byte) error
+	last      atomic.Int64 // unix nanoseconds of the last activity
+	unsoli    atomic.Int32 // Send calls since the last request
+	verified  atomic.Bool
 	replyLeft atomic.Int64 // answer bytes the last request may still cause (amplification bound)
 }
 

@@ -30,6 +30,8 @@ type Config struct {
 	Privileges struct {
 		User  string `toml:"user"`
 		Group string `toml:"group"`
+		// Seccomp confines the running sensor to the system calls it needs (default on).
+		Seccomp bool `toml:"seccomp"`
 	} `toml:"privileges"`
 	Netcfg NetcfgConfig `toml:"netcfg"`
 	XDP    XDPConfig    `toml:"xdp"`
@@ -151,6 +153,7 @@ func DefaultConfig() Config {
 	c.Events = EventsConfig{File: "-", Format: "icsnare", Buffer: 65536}
 	c.Metrics.Listen = "127.0.0.1:9108"
 	c.Privileges.User = "nobody"
+	c.Privileges.Seccomp = true
 	c.Limits = LimitsConfig{
 		IdleTimeout:       Duration{60 * time.Second},
 		WriteTimeout:      Duration{10 * time.Second},

@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"os"
 	"os/user"
+	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"unsafe"
 )
@@ -47,6 +49,11 @@ func DropPrivileges(userName, groupName string, keep ...uint) (dropped bool, kep
 	if err := syscall.Setgid(gid); err != nil {
 		return false, nil, fmt.Errorf("drop privileges: setgid %d: %w", gid, err)
 	}
+	// The capability bounding set keeps only what the sensor still needs, so nothing the
+	// process (or a child) does later can regain the rest.
+	if err := dropBoundingSet(keep); err != nil {
+		return false, nil, err
+	}
 	if len(keep) > 0 {
 		if _, _, e := syscall.AllThreadsSyscall(syscall.SYS_PRCTL, prSetKeepCaps, 1, 0); e != 0 {
 			keptErr = fmt.Errorf("keep capabilities: prctl: %w", e)
@@ -65,7 +72,27 @@ func DropPrivileges(userName, groupName string, keep ...uint) (dropped bool, kep
 	return true, keptErr, nil
 }
 
+// dropBoundingSet removes every capability but keep from the bounding set of every thread.
+func dropBoundingSet(keep []uint) error {
+	last := 63
+	if b, err := os.ReadFile("/proc/sys/kernel/cap_last_cap"); err == nil {
+		if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+			last = n
+		}
+	}
+	for c := 0; c <= last; c++ {
+		if slices.Contains(keep, uint(c)) {
+			continue
+		}
+		if _, _, e := syscall.AllThreadsSyscall(syscall.SYS_PRCTL, prCapBSetDrop, uintptr(c), 0); e != 0 && e != syscall.EINVAL {
+			return fmt.Errorf("drop privileges: bounding set: capability %d: %w", c, e)
+		}
+	}
+	return nil
+}
+
 const (
+	prCapBSetDrop           = 24
 	prSetKeepCaps           = 8
 	linuxCapabilityVersion3 = 0x20080522
 )

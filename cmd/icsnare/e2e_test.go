@@ -314,6 +314,17 @@ func TestAnyIPAsNobody(t *testing.T) {
 	if uid, err := procStatus(cmd.Process.Pid, "Uid"); err != nil || uid != 65534 {
 		t.Fatalf("sensor uid %d (%v), want nobody", uid, err)
 	}
+	// Least privilege: no_new_privs, the seccomp filter, and a bounding set that holds only
+	// CAP_NET_ADMIN (kept to remove the route at exit).
+	for field, want := range map[string]int64{"NoNewPrivs": 1, "Seccomp": 2} {
+		if got, err := procStatus(cmd.Process.Pid, field); err != nil || got != want {
+			t.Fatalf("%s %d (%v), want %d", field, got, err, want)
+		}
+	}
+	status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", cmd.Process.Pid))
+	if !strings.Contains(string(status), "CapBnd:\t0000000000001000\n") {
+		t.Fatalf("capability bounding set is not CAP_NET_ADMIN alone:\n%s", status)
+	}
 	var got uint16
 	err := ns.Do(func() error {
 		var err error

@@ -392,5 +392,12 @@ func serve(ctx context.Context, cfg sensor.Config, log *slog.Logger, stdout io.W
 	} else if os.Geteuid() == 0 {
 		log.Warn("running as root: set privileges.user (or --user) to drop privileges after binding")
 	}
+	if cfg.Privileges.Seccomp {
+		if err := sensor.Confine(); err != nil {
+			s.Close()
+			return fmt.Errorf("confine: %w (set privileges.seccomp = false to run without it)", err)
+		}
+		log.Info("seccomp allow-list loaded")
+	}
 	return s.Run(ctx, mln)
 }
