@@ -261,19 +261,51 @@ func (s *Session) Request(kind string, failed bool) {
 func (s *Session) Requests() int64 { return s.requests.Load() }
 
 // RateLimit is a request limit a profile sets for a UDP service (Conpot's SNMP "evasion":
-// "per-IP;overall" requests per minute).
+// "per-IP;overall" requests per minute). The sensor enforces it in the XDP program when it
+// can, else in userspace (protocols/ratelimit), with the same classification and the same
+// token buckets either way.
 type RateLimit struct {
-	Port      int    // the endpoint's standard port
-	Class     string // "" for every request, or a protocol's class ("get", "set", "next", "bulk")
-	PerSource int    // requests per minute from one source address; 0 means unlimited
-	Global    int    // requests per minute from all sources together; 0 means unlimited
+	Port int // the endpoint's standard port
+	// Class is "" for the port's default class (every request no other class takes), or a
+	// class name: one of SNMP's built-in, BER-parsed classes ("get", "next", "set", "bulk",
+	// SNMP v1/v2c only) when Match is empty, else any name of up to 15 characters
+	// [a-z0-9_-] defined by Match.
+	Class string
+	// Match defines a class by the datagram's payload: a request is in the class when any
+	// of the patterns matches. Classes are tried in the order they are declared; the first
+	// match wins, and an unmatched request falls in the port's default class.
+	Match     []Pattern
+	PerSource int // requests per minute from one source address; 0 means unlimited
+	Global    int // requests per minute from all sources together; 0 means unlimited
 }
 
-// RateLimiter is implemented by UDP services whose profile sets request limits. The sensor
-// hands the limits to the XDP program when it loads; the service enforces them in
-// userspace otherwise.
-type RateLimiter interface {
+// Pattern is one alternative of a class: every ByteMatch in it must hold. Several patterns
+// express formats whose fields move (BACnet's NPDU optional fields shift the APDU).
+type Pattern []ByteMatch
+
+// ByteMatch holds when the UDP payload is at least Offset+len(Value) bytes long and
+// payload[Offset+i] & Mask[i] == Value[i] for every i. A nil Mask means 0xff for every
+// byte; otherwise Mask has the length of Value, and Value has no bits outside it. The XDP
+// program can test masked bytes within the first 32 bytes of the payload; matches beyond
+// them are enforced in userspace.
+type ByteMatch struct {
+	Offset int
+	Value  []byte
+	Mask   []byte
+}
+
+// RateLimited is implemented by UDP services that declare request limits and leave their
+// enforcement to the sensor: in the kernel when the XDP program covers them, else in
+// userspace before ServePacket, so a new protocol needs no limiter of its own.
+type RateLimited interface {
 	RateLimits() []RateLimit
+}
+
+// RateLimiter is a RateLimited service that enforces its limits itself in userspace (SNMP,
+// to report evaded requests). The sensor hands the limits to the XDP program when it
+// loads, and tells the service which ones the kernel covers.
+type RateLimiter interface {
+	RateLimited
 	// KernelEnforced tells the service which of its limits the kernel now enforces, so it
 	// stops counting those itself (nil: none, enforce all in userspace).
 	KernelEnforced(limits []RateLimit)
