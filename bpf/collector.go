@@ -8,10 +8,10 @@ import (
 
 var (
 	descPackets = prometheus.NewDesc("icsnare_xdp_packets_total",
-		"Packets seen by the XDP rate limiter, by UDP port (\"0\": not tied to a rule), SNMP class, action and reason.",
+		"Packets seen by the XDP rate limiter, by UDP port (\"0\": not tied to a rule), request class, action and reason.",
 		[]string{"port", "class", "action", "reason"}, nil)
 	descBytes = prometheus.NewDesc("icsnare_xdp_bytes_total",
-		"Bytes seen by the XDP rate limiter, by UDP port, SNMP class, action and reason.",
+		"Bytes seen by the XDP rate limiter, by UDP port, request class, action and reason.",
 		[]string{"port", "class", "action", "reason"}, nil)
 	descSources = prometheus.NewDesc("icsnare_xdp_sources",
 		"Entries in the per-source LRU table (occupancy).", nil, nil)
@@ -20,7 +20,7 @@ var (
 	descLimited = prometheus.NewDesc("icsnare_xdp_sources_limited",
 		"Sources with a drop within the quiet period.", nil, nil)
 	descRule = prometheus.NewDesc("icsnare_xdp_rule_requests_per_minute",
-		"Configured limit per port, SNMP class and scope (0: unlimited).", []string{"port", "class", "scope"}, nil)
+		"Configured limit per port, request class and scope (0: unlimited).", []string{"port", "class", "scope"}, nil)
 	descLost = prometheus.NewDesc("icsnare_xdp_notifications_lost_total",
 		"Limit-state notifications the kernel could not queue.", nil, nil)
 	descSuppressed = prometheus.NewDesc("icsnare_xdp_notifications_suppressed_total",

@@ -22,7 +22,7 @@ type LimitEvent struct {
 	Kind   string // "start" or "stop"
 	Scope  string // "source" or "global"
 	Port   uint16
-	Class  string     // SNMP command class when a class rule applied, or ""
+	Class  string     // the class when a class rule applied, or ""
 	Source netip.Addr // Scope "source" only
 	// Dropped is, for "stop", how many packets the episode dropped (for a source
 	// evicted from the table: the drops seen until its last sweep).
@@ -145,7 +145,7 @@ func (n *notifier) start(ev *ratelimitEvent) {
 	case evSource:
 		k := ratelimitSrcKey{Port: ev.Port, Family: ev.Family, Class: ev.Class, Addr: ev.Addr}
 		if old, ok := n.sources[k]; ok { // a new episode before the sweep saw the old end
-			n.deliver(LimitEvent{Time: t, Kind: "stop", Scope: "source", Port: k.Port, Class: className(k.Class), Source: keyAddr(k.Family, k.Addr), Dropped: old.lastDropped - old.startDropped})
+			n.deliver(LimitEvent{Time: t, Kind: "stop", Scope: "source", Port: k.Port, Class: n.l.className(k.Port, k.Class), Source: keyAddr(k.Family, k.Addr), Dropped: old.lastDropped - old.startDropped})
 			delete(n.sources, k)
 		}
 		if len(n.sources) < maxEpisodes {
@@ -153,15 +153,15 @@ func (n *notifier) start(ev *ratelimitEvent) {
 		} else {
 			n.suppress(1) // its stop cannot be reported
 		}
-		n.deliver(LimitEvent{Time: t, Kind: "start", Scope: "source", Port: ev.Port, Class: className(ev.Class), Source: keyAddr(ev.Family, ev.Addr)})
+		n.deliver(LimitEvent{Time: t, Kind: "start", Scope: "source", Port: ev.Port, Class: n.l.className(ev.Port, ev.Class), Source: keyAddr(ev.Family, ev.Addr)})
 	case evGlobal:
 		rk := ruleKey{port: ev.Port, class: ev.Class}
 		d := n.globalDrops(rk)
 		if old, ok := n.globals[rk]; ok {
-			n.deliver(LimitEvent{Time: t, Kind: "stop", Scope: "global", Port: ev.Port, Class: className(ev.Class), Dropped: d - old.startDropped})
+			n.deliver(LimitEvent{Time: t, Kind: "stop", Scope: "global", Port: ev.Port, Class: n.l.className(ev.Port, ev.Class), Dropped: d - old.startDropped})
 		}
 		n.globals[rk] = &episode{startDropped: d}
-		n.deliver(LimitEvent{Time: t, Kind: "start", Scope: "global", Port: ev.Port, Class: className(ev.Class)})
+		n.deliver(LimitEvent{Time: t, Kind: "start", Scope: "global", Port: ev.Port, Class: n.l.className(ev.Port, ev.Class)})
 	}
 }
 
@@ -202,7 +202,7 @@ func (n *notifier) sweep() {
 			}
 		}
 		delete(n.sources, k)
-		n.deliver(LimitEvent{Time: time.Now(), Kind: "stop", Scope: "source", Port: k.Port, Class: className(k.Class), Source: keyAddr(k.Family, k.Addr), Dropped: ep.lastDropped - ep.startDropped})
+		n.deliver(LimitEvent{Time: time.Now(), Kind: "stop", Scope: "source", Port: k.Port, Class: n.l.className(k.Port, k.Class), Source: keyAddr(k.Family, k.Addr), Dropped: ep.lastDropped - ep.startDropped})
 	}
 	for rk, ep := range n.globals {
 		n.l.mu.Lock()
@@ -218,7 +218,7 @@ func (n *notifier) sweep() {
 			}
 		}
 		delete(n.globals, rk)
-		n.deliver(LimitEvent{Time: time.Now(), Kind: "stop", Scope: "global", Port: rk.port, Class: className(rk.class), Dropped: n.globalDrops(rk) - ep.startDropped})
+		n.deliver(LimitEvent{Time: time.Now(), Kind: "stop", Scope: "global", Port: rk.port, Class: n.l.className(rk.port, rk.class), Dropped: n.globalDrops(rk) - ep.startDropped})
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -54,6 +55,9 @@ type Limiter struct {
 	mu    sync.Mutex
 	slots map[ruleKey]uint32 // never freed while loaded
 	rules map[ruleKey]Rule
+	// pattern classes of each port, in the order they were first set (the order the
+	// program tries them)
+	order map[uint16][]uint8
 	links map[string]attachment
 }
 
@@ -102,6 +106,7 @@ func Load(cfg Config) (*Limiter, error) {
 		log:   cfg.Logger,
 		slots: map[ruleKey]uint32{},
 		rules: map[ruleKey]Rule{},
+		order: map[uint16][]uint8{},
 		links: map[string]attachment{},
 	}
 	if err := spec.LoadAndAssign(&l.objs, nil); err != nil {
@@ -113,7 +118,7 @@ func Load(cfg Config) (*Limiter, error) {
 	}
 	l.Reader = &Reader{
 		rules: l.objs.Rules, counters: l.objs.Counters, sources: l.objs.Sources,
-		gstates: l.objs.Gstates, clock: l.objs.ClockNs, quiet: cfg.QuietPeriod,
+		gstates: l.objs.Gstates, matchers: l.objs.Matchers, clock: l.objs.ClockNs, quiet: cfg.QuietPeriod,
 	}
 	if l.known, err = mapKnown(l.objs.Known.FD()); err != nil {
 		l.objs.Close()
@@ -215,7 +220,9 @@ func (l *Limiter) Attachments() map[string]string {
 
 // SetRule adds or replaces the limit for r.Port (and r.Class). It takes effect for
 // the next packet; nothing is reloaded. Existing per-source and global buckets keep
-// their tokens (clamped to the new bursts).
+// their tokens (clamped to the new bursts). A new pattern class is tried after the
+// port's existing ones; replacing a class keeps its place. Errors wrapping
+// ErrNotExpressible name rules the program cannot enforce.
 func (l *Limiter) SetRule(r Rule) error {
 	r, err := r.withDefaults()
 	if err != nil {
@@ -223,31 +230,109 @@ func (l *Limiter) SetRule(r Rule) error {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	k := r.key()
+	k, err := l.keyLocked(r)
+	if err != nil {
+		return err
+	}
+	var m *ratelimitMatcher
+	if len(r.Match) > 0 {
+		if m, err = l.matcherLocked(r, k.class); err != nil {
+			return err
+		}
+	}
 	if k.class != 0 {
 		if _, ok := l.rules[ruleKey{port: k.port}]; !ok {
 			// Unclassified requests to the port pass unlimited (but counted).
-			if err := l.putLocked(Rule{Port: r.Port}); err != nil {
+			if err := l.putLocked(ruleKey{port: r.Port}, Rule{Port: r.Port}); err != nil {
 				return err
 			}
 		}
 	}
-	if err := l.putLocked(r); err != nil {
+	if err := l.putLocked(k, r); err != nil {
 		return err
 	}
+	if m != nil {
+		// After the class rule, so a packet that matches finds it.
+		if err := l.objs.Matchers.Put(uint32(r.Port), m); err != nil {
+			return fmt.Errorf("xdp: set patterns for port %d: %w", r.Port, err)
+		}
+		if !slices.Contains(l.order[r.Port], k.class) {
+			l.order[r.Port] = append(l.order[r.Port], k.class)
+		}
+	}
 	if k.class != 0 {
-		return l.putLocked(l.rules[ruleKey{port: k.port}]) // now with the class flag
+		pk := ruleKey{port: k.port}
+		return l.putLocked(pk, l.rules[pk]) // now with the class flags
 	}
 	return nil
 }
 
+// keyLocked returns the rule's key, choosing a class id for a new pattern class; l.mu
+// is held.
+func (l *Limiter) keyLocked(r Rule) (ruleKey, error) {
+	if len(r.Match) == 0 {
+		k := ruleKey{port: r.Port, class: classIDs[r.Class]}
+		if o, ok := l.rules[k]; ok && len(o.Match) > 0 {
+			return k, fmt.Errorf("xdp: rule for port %d: class %q has patterns", r.Port, r.Class)
+		}
+		return k, nil
+	}
+	used := map[uint8]bool{}
+	for k, o := range l.rules {
+		if k.port != r.Port {
+			continue
+		}
+		if o.Class == r.Class {
+			if len(o.Match) == 0 {
+				return k, fmt.Errorf("xdp: rule for port %d: class %q is an SNMP class without patterns", r.Port, r.Class)
+			}
+			return k, nil
+		}
+		used[k.class] = true
+	}
+	for id := firstMatchClass; id < 256; id++ {
+		if !used[uint8(id)] {
+			return ruleKey{port: r.Port, class: uint8(id)}, nil
+		}
+	}
+	return ruleKey{}, fmt.Errorf("xdp: rule for port %d: no class id left: %w", r.Port, ErrNotExpressible)
+}
+
+// matcherLocked builds the port's pattern list with r's class (id) in it; l.mu is held.
+func (l *Limiter) matcherLocked(r Rule, id uint8) (*ratelimitMatcher, error) {
+	order := l.order[r.Port]
+	if !slices.Contains(order, id) {
+		order = append(slices.Clone(order), id)
+	}
+	var m ratelimitMatcher
+	n := 0
+	for _, c := range order {
+		match := r.Match
+		if c != id {
+			match = l.rules[ruleKey{port: r.Port, class: c}].Match
+		}
+		for _, p := range match {
+			if n == MaxPatterns {
+				return nil, fmt.Errorf("xdp: rule for port %d class %q: the port's classes have more than %d patterns: %w", r.Port, r.Class, MaxPatterns, ErrNotExpressible)
+			}
+			kp, err := compilePattern(p)
+			if err != nil {
+				return nil, fmt.Errorf("xdp: rule for port %d class %q: %w", r.Port, r.Class, err)
+			}
+			kp.Class = c
+			m.P[n] = kp
+			n++
+		}
+	}
+	return &m, nil
+}
+
 // putLocked writes one rule, allocating its slot; l.mu is held.
-func (l *Limiter) putLocked(r Rule) error {
-	k := r.key()
+func (l *Limiter) putLocked(k ruleKey, r Rule) error {
 	slot, ok := l.slots[k]
 	if !ok {
 		if len(l.slots) >= MaxRules {
-			return fmt.Errorf("xdp: rule for port %d: at most %d rules", r.Port, MaxRules)
+			return fmt.Errorf("xdp: rule for port %d: at most %d rules: %w", r.Port, MaxRules, ErrNotExpressible)
 		}
 		slot = uint32(len(l.slots) + 1)
 		// A fresh slot: zero its global bucket so the kernel starts it full.
@@ -258,9 +343,13 @@ func (l *Limiter) putLocked(r Rule) error {
 	}
 	var flags uint32
 	if k.class == 0 {
-		for o := range l.rules {
+		for o, or := range l.rules {
 			if o.port == k.port && o.class != 0 {
-				flags |= ruleFlagSNMPClasses
+				if len(or.Match) > 0 {
+					flags |= ruleFlagMatch
+				} else {
+					flags |= ruleFlagSNMPClasses
+				}
 			}
 		}
 	}
@@ -269,6 +358,16 @@ func (l *Limiter) putLocked(r Rule) error {
 	}
 	l.rules[k] = r
 	return nil
+}
+
+// className names class id of port (for notifications).
+func (l *Limiter) className(port uint16, id uint8) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if r, ok := l.rules[ruleKey{port: port, class: id}]; ok {
+		return r.Class
+	}
+	return fmt.Sprint(id)
 }
 
 // DeleteRule stops limiting the port (its class rules included); the counters keep
@@ -289,6 +388,10 @@ func (l *Limiter) DeleteRule(port uint16) error {
 		}
 		delete(l.rules, k)
 	}
+	if err := l.objs.Matchers.Delete(uint32(port)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("xdp: delete patterns for port %d: %w", port, err)
+	}
+	delete(l.order, port)
 	return nil
 }
 

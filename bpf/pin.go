@@ -12,12 +12,12 @@ import (
 )
 
 // pinnedMaps are the maps a Reader needs.
-var pinnedMaps = []string{"rules", "counters", "sources", "gstates"}
+var pinnedMaps = []string{"rules", "counters", "sources", "gstates", "matchers"}
 
 func (l *Limiter) mapsByName() map[string]*ebpf.Map {
 	return map[string]*ebpf.Map{
 		"rules": l.objs.Rules, "counters": l.objs.Counters,
-		"sources": l.objs.Sources, "gstates": l.objs.Gstates,
+		"sources": l.objs.Sources, "gstates": l.objs.Gstates, "matchers": l.objs.Matchers,
 	}
 }
 
@@ -82,7 +82,7 @@ func OpenPinned(dir string, quiet time.Duration) (*Reader, error) {
 		quiet = 10 * time.Second
 	}
 	r := &Reader{quiet: quiet, owned: true}
-	dst := map[string]**ebpf.Map{"rules": &r.rules, "counters": &r.counters, "sources": &r.sources, "gstates": &r.gstates}
+	dst := map[string]**ebpf.Map{"rules": &r.rules, "counters": &r.counters, "sources": &r.sources, "gstates": &r.gstates, "matchers": &r.matchers}
 	for _, name := range pinnedMaps {
 		m, err := ebpf.LoadPinnedMap(filepath.Join(dir, name), &ebpf.LoadPinOptions{ReadOnly: true})
 		if err != nil {

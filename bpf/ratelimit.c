@@ -10,8 +10,10 @@
  *
  * For ports whose rule says so, SNMP v1/v2c requests are classified by PDU type
  * (get, getnext, set, getbulk) and a rule for that class, when present, applies
- * with its own buckets; everything else (SNMPv3, other PDUs, unparseable) uses
- * the port's rule.
+ * with its own buckets. Then, for ports with pattern classes (any UDP protocol:
+ * BACnet, IPMI, TFTP ...), the first 32 bytes of the payload are compared with
+ * up to MAX_PATTERNS masked patterns in order; the first match names the class.
+ * Everything else uses the port's rule.
  *
  * Tokens are kept in "units": one request is NS_PER_MIN units, so a bucket
  * refilled at R requests per minute gains exactly R units per elapsed
@@ -56,6 +58,11 @@ enum snmp_class {
 };
 
 #define RULE_F_SNMP_CLASSES 1 /* classify SNMP requests and look up class rules */
+#define RULE_F_MATCH 2        /* classify by the port's patterns (map matchers) */
+
+#define MATCH_BYTES 32 /* the payload window patterns see */
+#define MATCH_WORDS (MATCH_BYTES / 8)
+#define MAX_PATTERNS 16
 
 enum event_kind {
 	EV_SOURCE = 1, /* a source started being limited */
@@ -72,6 +79,22 @@ struct rule {
 	__u64 glob_burst;     /* units */
 	__u64 glob_fill_ns;
 	__u64 glob_reserve;   /* units of the global bucket new sources may not take */
+	__u8 name[16];        /* class name (for readers; the program ignores it) */
+};
+
+/* One alternative of a pattern class: the payload's first MATCH_BYTES bytes, masked,
+ * equal value, and the payload is at least need bytes long. */
+struct pattern {
+	__u8 class;   /* class id; 0 ends the list */
+	__u8 pad;
+	__u16 need;
+	__u32 pad2;
+	__u8 mask[MATCH_BYTES];
+	__u8 value[MATCH_BYTES];
+};
+
+struct matcher {
+	struct pattern p[MAX_PATTERNS];
 };
 
 struct gstate {
@@ -119,6 +142,13 @@ struct {
 	__type(key, __u32); /* port | class << 16 */
 	__type(value, struct rule);
 } rules SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_SLOTS);
+	__type(key, __u32); /* port */
+	__type(value, struct matcher);
+} matchers SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -426,6 +456,47 @@ static __always_inline __u8 snmp_class(__u8 *p, void *data_end, __u32 plen)
 	return CLASS_NONE;
 }
 
+/* match_class compares the payload's first MATCH_BYTES bytes (zero beyond the
+ * packet) with the port's patterns; plen is the payload length within the UDP
+ * length, so a pattern never matches bytes past it (its need covers them). */
+static __always_inline __u8 match_class(__u32 port, __u8 *p, void *data_end, __u32 plen)
+{
+	struct matcher *m = bpf_map_lookup_elem(&matchers, &port);
+	__u64 w[MATCH_WORDS] = {};
+	__u8 *b = (__u8 *)w;
+
+	if (!m)
+		return 0;
+	if ((void *)(p + MATCH_BYTES) <= data_end) {
+		__builtin_memcpy(w, p, MATCH_BYTES);
+	} else {
+		/* A short frame: what is there, and never more than that as length. */
+		__u32 n = 0;
+#pragma unroll
+		for (int i = 0; i < MATCH_BYTES; i++) {
+			if ((void *)(p + i + 1) > data_end)
+				break;
+			b[i] = p[i];
+			n++;
+		}
+		if (plen > n)
+			plen = n;
+	}
+#pragma unroll
+	for (int i = 0; i < MAX_PATTERNS; i++) {
+		struct pattern *pt = &m->p[i];
+		__u64 *mk = (__u64 *)pt->mask, *v = (__u64 *)pt->value;
+
+		if (pt->class == 0)
+			break;
+		if (plen >= pt->need &&
+		    (w[0] & mk[0]) == v[0] && (w[1] & mk[1]) == v[1] &&
+		    (w[2] & mk[2]) == v[2] && (w[3] & mk[3]) == v[3])
+			return pt->class;
+	}
+	return 0;
+}
+
 static __always_inline int handle_udp(void *l4, void *data_end, struct src_key *k, __u64 bytes)
 {
 	struct udphdr *udp = l4;
@@ -441,17 +512,31 @@ static __always_inline int handle_udp(void *l4, void *data_end, struct src_key *
 	if (!r)
 		return XDP_PASS;
 	k->port = rk;
-	if (r->flags & RULE_F_SNMP_CLASSES) {
+	if (r->flags & (RULE_F_SNMP_CLASSES | RULE_F_MATCH)) {
 		__u32 ulen = bpf_ntohs(udp->len);
-		__u8 c = snmp_class((__u8 *)(udp + 1), data_end, ulen > sizeof(*udp) ? ulen - sizeof(*udp) : 0);
-		if (c != CLASS_NONE) {
-			struct rule *cr;
-			rk |= (__u32)c << 16;
-			cr = bpf_map_lookup_elem(&rules, &rk);
-			if (cr) {
-				r = cr;
-				k->class = c;
+		__u32 plen = ulen > sizeof(*udp) ? ulen - sizeof(*udp) : 0;
+		__u8 *pl = (__u8 *)(udp + 1);
+		__u8 c = CLASS_NONE;
+		struct rule *cr = NULL;
+		__u32 ck;
+
+		if (r->flags & RULE_F_SNMP_CLASSES) {
+			c = snmp_class(pl, data_end, plen);
+			if (c != CLASS_NONE) {
+				ck = rk | (__u32)c << 16;
+				cr = bpf_map_lookup_elem(&rules, &ck);
 			}
+		}
+		if (!cr && (r->flags & RULE_F_MATCH)) {
+			c = match_class(rk, pl, data_end, plen);
+			if (c != CLASS_NONE) {
+				ck = rk | (__u32)c << 16;
+				cr = bpf_map_lookup_elem(&rules, &ck);
+			}
+		}
+		if (cr) {
+			r = cr;
+			k->class = c;
 		}
 	}
 	return limit(r, k, bytes);

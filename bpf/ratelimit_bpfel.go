@@ -43,6 +43,21 @@ type ratelimitGstate struct {
 	LastDropNs uint64
 }
 
+type ratelimitMatcher struct {
+	_ structs.HostLayout
+	P [16]ratelimitPattern
+}
+
+type ratelimitPattern struct {
+	_     structs.HostLayout
+	Class uint8
+	Pad   uint8
+	Need  uint16
+	Pad2  uint32
+	Mask  [32]uint8
+	Value [32]uint8
+}
+
 type ratelimitRule struct {
 	_           structs.HostLayout
 	Slot        uint32
@@ -54,6 +69,7 @@ type ratelimitRule struct {
 	GlobBurst   uint64
 	GlobFillNs  uint64
 	GlobReserve uint64
+	Name        [16]uint8
 }
 
 type ratelimitSrcKey struct {
@@ -81,6 +97,7 @@ const (
 	ratelimitMapEvents        = "events"
 	ratelimitMapGstates       = "gstates"
 	ratelimitMapKnown         = "known"
+	ratelimitMapMatchers      = "matchers"
 	ratelimitMapRules         = "rules"
 	ratelimitMapSources       = "sources"
 	ratelimitProgXdpRatelimit = "xdp_ratelimit"
@@ -144,6 +161,7 @@ type ratelimitMapSpecs struct {
 	Events   *ebpf.MapSpec `ebpf:"events"`
 	Gstates  *ebpf.MapSpec `ebpf:"gstates"`
 	Known    *ebpf.MapSpec `ebpf:"known"`
+	Matchers *ebpf.MapSpec `ebpf:"matchers"`
 	Rules    *ebpf.MapSpec `ebpf:"rules"`
 	Sources  *ebpf.MapSpec `ebpf:"sources"`
 }
@@ -183,6 +201,7 @@ type ratelimitMaps struct {
 	Events   *ebpf.Map `ebpf:"events"`
 	Gstates  *ebpf.Map `ebpf:"gstates"`
 	Known    *ebpf.Map `ebpf:"known"`
+	Matchers *ebpf.Map `ebpf:"matchers"`
 	Rules    *ebpf.Map `ebpf:"rules"`
 	Sources  *ebpf.Map `ebpf:"sources"`
 }
@@ -193,6 +212,7 @@ func (m *ratelimitMaps) Close() error {
 		m.Events,
 		m.Gstates,
 		m.Known,
+		m.Matchers,
 		m.Rules,
 		m.Sources,
 	)

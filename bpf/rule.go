@@ -1,8 +1,11 @@
 package bpf
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 	"math/bits"
+	"strings"
 )
 
 const (
@@ -13,22 +16,51 @@ const (
 	nrReasons = 8
 	// MaxRules is how many ports can be limited at once.
 	MaxRules = maxSlots - 1
+	// MatchBytes is the payload window pattern classes can test (MATCH_BYTES).
+	MatchBytes = 32
+	// MaxPatterns bounds the patterns of all classes of one port (MAX_PATTERNS).
+	MaxPatterns = 16
+	// firstMatchClass is the first class id of pattern classes (1..4 are SNMP's).
+	firstMatchClass = 8
 	// maxPerMinute bounds rates and bursts so that the kernel's unit arithmetic
 	// (one request = 6e10 units in a uint64) cannot overflow.
 	maxPerMinute = 100_000_000
 )
 
-// Rule is the limit for one UDP destination port, or for one SNMP command class on
-// it. Rates are requests per minute, as Conpot's SNMP "evasion" entities state them;
-// 0 means unlimited.
+// ErrNotExpressible marks rules the XDP program cannot enforce (a pattern testing bytes
+// beyond MatchBytes, too many patterns on a port, too many rules); the sensor keeps such
+// a port's limits in userspace.
+var ErrNotExpressible = errors.New("not expressible in the XDP program")
+
+// ByteMatch holds when the UDP payload is at least Offset+len(Value) bytes long and
+// payload[Offset+i] & Mask[i] == Value[i] for every i (nil Mask: all ones), as
+// protocols.ByteMatch.
+type ByteMatch struct {
+	Offset int
+	Value  []byte
+	Mask   []byte
+}
+
+// Pattern is one alternative of a class: all its byte matches hold.
+type Pattern []ByteMatch
+
+// Rule is the limit for one UDP destination port, or for one request class on it.
+// Rates are requests per minute, as Conpot's SNMP "evasion" entities state them; 0
+// means unlimited.
 type Rule struct {
 	Port uint16
-	// Class is "" for every request to the port, or an SNMP command class ("get",
-	// "next", "set", "bulk"): SNMP v1/v2c requests of that PDU type then use this
-	// rule, with their own buckets, instead of the port's rule. SNMPv3 (encrypted or
-	// not, the PDU type is not parsed), other PDUs and unparseable datagrams use the
-	// port's rule; if there is none, an unlimited one is added.
-	Class     string
+	// Class is "" for every request to the port that no class takes; an SNMP command
+	// class ("get", "next", "set", "bulk") when Match is empty: SNMP v1/v2c requests of
+	// that PDU type; or any name ([a-z0-9_-], up to 15 bytes) of a class defined by
+	// Match. Class rules have their own buckets. SNMP classes are tried first, then
+	// pattern classes in the order they were first set; the first match wins.
+	// Unclassified requests use the port's rule; if there is none, an unlimited one is
+	// added.
+	Class string
+	// Match: the class's patterns (any alternative matches). Masked bytes must lie
+	// within the payload's first MatchBytes bytes; all the port's classes together
+	// have at most MaxPatterns patterns.
+	Match     []Pattern
 	PerSource int // requests per minute from one source address (IPv4 or IPv6)
 	Global    int // requests per minute from all sources together
 	// Burst is how many requests one source may send at once; 0 means PerSource (a
@@ -47,8 +79,8 @@ func (r Rule) withDefaults() (Rule, error) {
 	if r.Port == 0 {
 		return r, fmt.Errorf("rule: port 0")
 	}
-	if _, ok := classIDs[r.Class]; !ok {
-		return r, fmt.Errorf("rule for port %d: unknown class %q (want get, next, set, bulk or empty)", r.Port, r.Class)
+	if err := checkClass(r); err != nil {
+		return r, fmt.Errorf("rule for port %d: %w", r.Port, err)
 	}
 	if r.PerSource < 0 || r.Global < 0 || r.Burst < 0 || r.GlobalBurst < 0 {
 		return r, fmt.Errorf("rule for port %d: negative rate or burst", r.Port)
@@ -83,20 +115,121 @@ func (r Rule) withDefaults() (Rule, error) {
 }
 
 // SNMP command classes, as enum snmp_class in ratelimit.c.
-var (
-	classIDs   = map[string]uint8{"": 0, "get": 1, "next": 2, "set": 3, "bulk": 4}
-	classNames = [...]string{"", "get", "next", "set", "bulk"}
-)
+var classIDs = map[string]uint8{"": 0, "get": 1, "next": 2, "set": 3, "bulk": 4}
 
-func className(id uint8) string {
-	if int(id) < len(classNames) {
-		return classNames[id]
+// checkClass validates the class name and its patterns.
+func checkClass(r Rule) error {
+	if len(r.Class) > 15 {
+		return fmt.Errorf("class %q: longer than 15 bytes", r.Class)
 	}
-	return fmt.Sprint(id)
+	for _, c := range r.Class {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return fmt.Errorf("class %q: want lower-case letters, digits, '_' or '-'", r.Class)
+		}
+	}
+	if len(r.Match) == 0 {
+		if _, ok := classIDs[r.Class]; !ok {
+			return fmt.Errorf("class %q: no match and not an SNMP class (get, next, set, bulk): %w", r.Class, ErrNotExpressible)
+		}
+		return nil
+	}
+	if r.Class == "" {
+		return fmt.Errorf("the port's default class has no match")
+	}
+	if len(r.Match) > MaxPatterns {
+		return fmt.Errorf("class %q: %d patterns, at most %d: %w", r.Class, len(r.Match), MaxPatterns, ErrNotExpressible)
+	}
+	for i, p := range r.Match {
+		if _, err := compilePattern(p); err != nil {
+			return fmt.Errorf("class %q pattern %d: %w", r.Class, i+1, err)
+		}
+	}
+	return nil
 }
 
-// ruleFlagSNMPClasses mirrors RULE_F_SNMP_CLASSES.
-const ruleFlagSNMPClasses = 1
+// compilePattern turns a pattern into the kernel's window form (class not set).
+func compilePattern(p Pattern) (ratelimitPattern, error) {
+	var k ratelimitPattern
+	if len(p) == 0 {
+		return k, fmt.Errorf("empty pattern")
+	}
+	need := 0
+	for _, m := range p {
+		if len(m.Value) == 0 || m.Offset < 0 || (m.Mask != nil && len(m.Mask) != len(m.Value)) {
+			return k, fmt.Errorf("bad byte match at offset %d", m.Offset)
+		}
+		need = max(need, m.Offset+len(m.Value))
+		for i, v := range m.Value {
+			mask := byte(0xff)
+			if m.Mask != nil {
+				mask = m.Mask[i]
+			}
+			if v&^mask != 0 {
+				return k, fmt.Errorf("offset %d: value has bits outside the mask", m.Offset+i)
+			}
+			if mask == 0 {
+				continue
+			}
+			at := m.Offset + i
+			if at >= MatchBytes {
+				return k, fmt.Errorf("tests byte %d, beyond the first %d: %w", at, MatchBytes, ErrNotExpressible)
+			}
+			if (k.Value[at]^v)&k.Mask[at]&mask != 0 {
+				return k, fmt.Errorf("byte matches contradict at offset %d", at)
+			}
+			k.Mask[at] |= mask
+			k.Value[at] |= v
+		}
+	}
+	if need > 0xffff {
+		return k, fmt.Errorf("needs %d bytes: %w", need, ErrNotExpressible)
+	}
+	k.Need = uint16(need)
+	return k, nil
+}
+
+// decodePattern is the inverse of compilePattern, in a normal form: one byte match
+// over the masked window, and a zero-mask byte for a length beyond it.
+func decodePattern(k ratelimitPattern) Pattern {
+	lo, hi := -1, -1
+	for i, m := range k.Mask {
+		if m != 0 {
+			if lo < 0 {
+				lo = i
+			}
+			hi = i + 1
+		}
+	}
+	var p Pattern
+	if lo >= 0 {
+		p = append(p, ByteMatch{Offset: lo, Value: bytes.Clone(k.Value[lo:hi]), Mask: bytes.Clone(k.Mask[lo:hi])})
+	}
+	if int(k.Need) > hi {
+		p = append(p, ByteMatch{Offset: int(k.Need) - 1, Value: []byte{0}, Mask: []byte{0}})
+	}
+	return p
+}
+
+// String writes the pattern as "OFFSET:HEX[/MASK] ..." (protocols/ratelimit syntax).
+func (p Pattern) String() string {
+	var b strings.Builder
+	for i, m := range p {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		fmt.Fprintf(&b, "%d:%x", m.Offset, m.Value)
+		if m.Mask != nil && !bytes.Equal(m.Mask, bytes.Repeat([]byte{0xff}, len(m.Mask))) {
+			fmt.Fprintf(&b, "/%x", m.Mask)
+		}
+	}
+	return b.String()
+}
+
+// Rule flags, as RULE_F_* in ratelimit.c.
+const (
+	ruleFlagSNMPClasses = 1
+	ruleFlagMatch       = 2
+)
 
 // ruleKey identifies a rule: the map key is port | class<<16.
 type ruleKey struct {
@@ -108,11 +241,10 @@ func (k ruleKey) kernel() uint32 { return uint32(k.port) | uint32(k.class)<<16 }
 
 func ruleKeyFrom(v uint32) ruleKey { return ruleKey{port: uint16(v), class: uint8(v >> 16)} }
 
-func (r Rule) key() ruleKey { return ruleKey{port: r.Port, class: classIDs[r.Class]} }
-
 // kernel converts the rule into the map value for slot.
 func (r Rule) kernel(slot, flags uint32) ratelimitRule {
 	k := ratelimitRule{Slot: slot, Flags: flags}
+	copy(k.Name[:15], r.Class)
 	if r.PerSource > 0 {
 		k.SrcRate = uint64(r.PerSource)
 		k.SrcBurst = uint64(r.Burst) * nsPerMin
@@ -129,7 +261,8 @@ func (r Rule) kernel(slot, flags uint32) ratelimitRule {
 
 // ruleFromKernel is the inverse of kernel (used by readers of pinned maps).
 func ruleFromKernel(key ruleKey, k ratelimitRule) Rule {
-	r := Rule{Port: key.port, Class: className(key.class), PerSource: int(k.SrcRate), Global: int(k.GlobRate)}
+	name, _, _ := bytes.Cut(k.Name[:], []byte{0})
+	r := Rule{Port: key.port, Class: string(name), PerSource: int(k.SrcRate), Global: int(k.GlobRate)}
 	r.Burst = int(k.SrcBurst / nsPerMin)
 	r.GlobalBurst = int(k.GlobBurst / nsPerMin)
 	r.Reserve = int(k.GlobReserve / nsPerMin)

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/netip"
 	"sort"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -31,7 +32,7 @@ const reasonEventLost = 7
 // to no rule (fragments, truncated headers).
 type Counter struct {
 	Port    uint16
-	Class   string // SNMP command class of a class rule, or ""
+	Class   string // the class of a class rule, or ""
 	Action  string // "pass" or "drop"
 	Reason  string // ok, per_source, global, global_new, fragment, truncated, untracked
 	Packets uint64
@@ -42,7 +43,7 @@ type Counter struct {
 type Source struct {
 	Addr     netip.Addr
 	Port     uint16
-	Class    string // SNMP command class when a class rule applied, or ""
+	Class    string // the class when a class rule applied, or ""
 	Passed   uint64
 	Dropped  uint64
 	LastDrop time.Duration // how long ago the last drop was; -1 if never
@@ -53,6 +54,7 @@ type Source struct {
 // another process (OpenPinned).
 type Reader struct {
 	rules, counters, sources, gstates *ebpf.Map
+	matchers                          *ebpf.Map
 	clock                             *ebpf.Variable // test clock; nil in other processes
 	quiet                             time.Duration
 	owned                             bool // Close closes the maps
@@ -64,7 +66,7 @@ func (r *Reader) Close() error {
 		return nil
 	}
 	var errs []error
-	for _, m := range []*ebpf.Map{r.rules, r.counters, r.sources, r.gstates} {
+	for _, m := range []*ebpf.Map{r.rules, r.counters, r.sources, r.gstates, r.matchers} {
 		if m != nil {
 			errs = append(errs, m.Close())
 		}
@@ -86,38 +88,97 @@ func (r *Reader) now() uint64 {
 	return uint64(ts.Nano())
 }
 
-// Rules returns the rules currently in the kernel, sorted by port and class.
+// Rules returns the rules currently in the kernel, sorted by port and class id (SNMP
+// classes, then pattern classes in the order the program tries them). Patterns come
+// back in a normal form: one byte match over the tested window.
 func (r *Reader) Rules() ([]Rule, error) {
 	out, _, err := r.readRules()
 	return out, err
 }
 
+// readRules returns the rules and the rule key of every slot.
 func (r *Reader) readRules() ([]Rule, map[uint32]ruleKey, error) {
-	var rules []Rule
+	type keyed struct {
+		k ruleKey
+		r Rule
+	}
+	var rules []keyed
 	slots := map[uint32]ruleKey{}
 	var key uint32
 	var kr ratelimitRule
 	it := r.rules.Iterate()
 	for it.Next(&key, &kr) {
 		rk := ruleKeyFrom(key)
-		rules = append(rules, ruleFromKernel(rk, kr))
+		rules = append(rules, keyed{rk, ruleFromKernel(rk, kr)})
 		slots[kr.Slot] = rk
 	}
 	if err := it.Err(); err != nil {
 		return nil, nil, fmt.Errorf("xdp: read rules: %w", err)
 	}
-	sort.Slice(rules, func(i, j int) bool {
-		if rules[i].Port != rules[j].Port {
-			return rules[i].Port < rules[j].Port
+	var port uint32
+	var m ratelimitMatcher
+	mit := r.matchers.Iterate()
+	for mit.Next(&port, &m) {
+		for _, p := range m.P {
+			if p.Class == 0 {
+				break
+			}
+			for i := range rules {
+				if rules[i].k.port == uint16(port) && rules[i].k.class == p.Class {
+					rules[i].r.Match = append(rules[i].r.Match, decodePattern(p))
+				}
+			}
 		}
-		return classIDs[rules[i].Class] < classIDs[rules[j].Class]
+	}
+	if err := mit.Err(); err != nil {
+		return nil, nil, fmt.Errorf("xdp: read patterns: %w", err)
+	}
+	sort.Slice(rules, func(i, j int) bool {
+		if rules[i].k.port != rules[j].k.port {
+			return rules[i].k.port < rules[j].k.port
+		}
+		return rules[i].k.class < rules[j].k.class
 	})
-	return rules, slots, nil
+	out := make([]Rule, len(rules))
+	for i, k := range rules {
+		out[i] = k.r
+	}
+	return out, slots, nil
+}
+
+// classNames maps the rule keys to class names.
+func (r *Reader) classNames() (map[ruleKey]string, error) {
+	names := map[ruleKey]string{}
+	var key uint32
+	var kr ratelimitRule
+	it := r.rules.Iterate()
+	for it.Next(&key, &kr) {
+		rk := ruleKeyFrom(key)
+		names[rk] = ruleFromKernel(rk, kr).Class
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("xdp: read rules: %w", err)
+	}
+	return names, nil
+}
+
+func nameOf(names map[ruleKey]string, port uint16, id uint8) string {
+	if n, ok := names[ruleKey{port: port, class: id}]; ok {
+		return n
+	}
+	if id == 0 {
+		return ""
+	}
+	return fmt.Sprint(id)
 }
 
 // Counters returns the non-zero packet counters of the current rules and of slot 0.
 func (r *Reader) Counters() ([]Counter, error) {
 	_, slots, err := r.readRules()
+	if err != nil {
+		return nil, err
+	}
+	names, err := r.classNames()
 	if err != nil {
 		return nil, err
 	}
@@ -135,7 +196,7 @@ func (r *Reader) Counters() ([]Counter, error) {
 			if c.Packets == 0 && (slot == 0 || reason > 3) {
 				continue
 			}
-			out = append(out, Counter{Port: rk.port, Class: className(rk.class), Action: reasons[reason].action, Reason: reasons[reason].name, Packets: c.Packets, Bytes: c.Bytes})
+			out = append(out, Counter{Port: rk.port, Class: nameOf(names, rk.port, rk.class), Action: reasons[reason].action, Reason: reasons[reason].name, Packets: c.Packets, Bytes: c.Bytes})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {
@@ -203,6 +264,10 @@ func (r *Reader) SourceCount() (int, error) {
 // plus the table occupancy and the number of currently limited sources.
 func (r *Reader) TopSources(n int) (top []Source, tracked, limited int, err error) {
 	now := r.now()
+	names, err := r.classNames()
+	if err != nil {
+		return nil, 0, 0, err
+	}
 	var all []Source
 	err = r.walkSources(func(k *ratelimitSrcKey, v *ratelimitSrcState) {
 		tracked++
@@ -210,6 +275,7 @@ func (r *Reader) TopSources(n int) (top []Source, tracked, limited int, err erro
 			return
 		}
 		s := sourceFrom(k, v, now, r.quiet)
+		s.Class = nameOf(names, k.Port, k.Class)
 		if s.Limited {
 			limited++
 		}
@@ -234,7 +300,7 @@ func keyAddr(family uint8, a [16]uint8) netip.Addr {
 }
 
 func sourceFrom(k *ratelimitSrcKey, v *ratelimitSrcState, now uint64, quiet time.Duration) Source {
-	s := Source{Addr: keyAddr(k.Family, k.Addr), Port: k.Port, Class: className(k.Class), Passed: v.Passed, Dropped: v.Dropped, LastDrop: -1}
+	s := Source{Addr: keyAddr(k.Family, k.Addr), Port: k.Port, Passed: v.Passed, Dropped: v.Dropped, LastDrop: -1}
 	if v.LastDropNs != 0 {
 		ago := time.Duration(0)
 		if now > v.LastDropNs {
@@ -266,9 +332,20 @@ func (r *Reader) WriteStats(w io.Writer, n int) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "RULE PORT\tCLASS\tPER-SOURCE/MIN\tBURST\tGLOBAL/MIN\tGLOBAL BURST\tRESERVE")
+	fmt.Fprintln(tw, "RULE PORT\tCLASS\tPER-SOURCE/MIN\tBURST\tGLOBAL/MIN\tGLOBAL BURST\tRESERVE\tMATCH")
 	for _, ru := range rules {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%d\t%d\n", ru.Port, orDash(ru.Class), perMin(ru.PerSource), ru.Burst, perMin(ru.Global), ru.GlobalBurst, ru.Reserve)
+		match := "-"
+		switch {
+		case len(ru.Match) > 0:
+			ps := make([]string, len(ru.Match))
+			for i, p := range ru.Match {
+				ps[i] = p.String()
+			}
+			match = strings.Join(ps, " | ")
+		case ru.Class != "":
+			match = "snmp"
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%d\t%d\t%s\n", ru.Port, orDash(ru.Class), perMin(ru.PerSource), ru.Burst, perMin(ru.Global), ru.GlobalBurst, ru.Reserve, match)
 	}
 	fmt.Fprintln(tw)
 	fmt.Fprintln(tw, "PORT\tCLASS\tACTION\tREASON\tPACKETS\tBYTES")
