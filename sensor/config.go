@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/icsnare/icsnare/protocols/ratelimit"
 )
 
 // Config is the sensor configuration (a TOML file; command-line flags override it).
@@ -121,9 +123,63 @@ type XDPConfig struct {
 	Mode      string `toml:"mode"`      // auto, native or generic
 	// PinPath pins the maps on a mounted bpffs so `icsnare xdp stats` can read them.
 	PinPath string `toml:"pin_path"`
-	// Limits for UDP ports not covered by a profile, in requests per minute.
+	// Limits for UDP ports not covered by a profile or a rule, in requests per minute.
 	PerSourcePerMinute int `toml:"per_source_per_minute"`
 	GlobalPerMinute    int `toml:"global_per_minute"`
+	// Rules are request limits for UDP services, with classes defined by payload
+	// patterns; they come before the profiles' limits (a profile's limit for the same port
+	// and class is ignored). Enforced by XDP when it is attached, else in userspace.
+	Rules []XDPRule `toml:"rules"`
+}
+
+// XDPRule is one [[xdp.rules]] entry: the limit of one request class on a UDP port.
+type XDPRule struct {
+	Port     int    `toml:"port"`     // the bound UDP port, or
+	Protocol string `toml:"protocol"` // every UDP port the protocol is bound on
+	// Class is "" (the port's default class), an SNMP class (get, next, set, bulk) or
+	// the name of the class Match defines.
+	Class string `toml:"class"`
+	// Match: alternatives, each "OFFSET:HEX[/MASK] ..." byte matches on the UDP payload,
+	// e.g. ["0:810b 4:01 5:00/f8 6:1008"] (protocols/ratelimit.ParsePattern).
+	Match              []string `toml:"match"`
+	PerSourcePerMinute int      `toml:"per_source_per_minute"`
+	GlobalPerMinute    int      `toml:"global_per_minute"`
+	Burst              int      `toml:"burst"`        // per-source bucket depth (0: a minute's worth)
+	GlobalBurst        int      `toml:"global_burst"` // global bucket depth (0: a minute's worth)
+	Reserve            int      `toml:"reserve"`      // global tokens only known sources take (0: a quarter, -1: none)
+}
+
+// limit converts the rule for port, validating it.
+func (r XDPRule) limit(port uint16) (ratelimit.Rule, error) {
+	out := ratelimit.Rule{Port: port, Class: r.Class, PerSource: r.PerSourcePerMinute, Global: r.GlobalPerMinute,
+		Burst: r.Burst, GlobalBurst: r.GlobalBurst, Reserve: r.Reserve}
+	for _, m := range r.Match {
+		p, err := ratelimit.ParsePattern(m)
+		if err != nil {
+			return out, err
+		}
+		out.Match = append(out.Match, p)
+	}
+	return out, out.Validate()
+}
+
+// validateXDPRules checks [[xdp.rules]] for what can be known without the profiles.
+func (c *Config) validateXDPRules() error {
+	for i, r := range c.XDP.Rules {
+		if (r.Port == 0) == (r.Protocol == "") {
+			return fmt.Errorf("xdp.rules[%d]: give either port or protocol", i)
+		}
+		if r.Port < 0 || r.Port > 65535 {
+			return fmt.Errorf("xdp.rules[%d]: port %d out of range 1..65535", i, r.Port)
+		}
+		if _, err := r.limit(uint16(r.Port)); err != nil {
+			return fmt.Errorf("xdp.rules[%d]: %w", i, err)
+		}
+	}
+	if c.XDP.PerSourcePerMinute < 0 || c.XDP.GlobalPerMinute < 0 {
+		return fmt.Errorf("xdp: negative per_source_per_minute or global_per_minute")
+	}
+	return nil
 }
 
 // Duration is a time.Duration read from TOML as "30s".
@@ -263,6 +319,9 @@ func (c *Config) Validate() error {
 	case "", "auto", "native", "generic":
 	default:
 		return bad("xdp.mode %q: want auto, native or generic", c.XDP.Mode)
+	}
+	if err := c.validateXDPRules(); err != nil {
+		return bad("%v", err)
 	}
 	l := &c.Limits
 	for name, v := range map[string]int{"max_connections": l.MaxConnections, "max_connections_per_host": l.MaxConnsPerHost,

@@ -21,6 +21,7 @@ import (
 	"github.com/icsnare/icsnare/bpf"
 	"github.com/icsnare/icsnare/profiles"
 	"github.com/icsnare/icsnare/protocols"
+	"github.com/icsnare/icsnare/protocols/ratelimit"
 )
 
 // Sensor is a configured, not yet running, set of emulated hosts.
@@ -51,6 +52,8 @@ type Sensor struct {
 
 	netcfgApplied bool
 	xdp           *bpf.Limiter
+	limits        []limitRule        // every UDP rate limit (planLimits)
+	limiter       *ratelimit.Limiter // userspace limits, for ports the kernel does not enforce
 
 	pcMu     sync.Mutex
 	pcByName map[string]*protoCounters
@@ -136,6 +139,9 @@ func New(cfg Config, log *slog.Logger) (*Sensor, error) {
 	}
 	s.flows = newFlowTable(cfg.Limits.MaxUDPFlows, cfg.Limits.UDPFlowIdle.Duration, cfg.Limits.UDPFlowLifetime.Duration,
 		func(sess *protocols.Session, why string) { s.m.flowsEnded.WithLabelValues(sess.Protocol, why).Inc() })
+	if s.limits, s.limiter, err = s.planLimits(); err != nil {
+		return nil, err
+	}
 	s.m.hostGauges(s.hosts)
 	s.SetBus(NewBus(1)) // no sinks until the caller sets its own
 	return s, nil

@@ -134,7 +134,9 @@ func (s *Sensor) readLoop(ctx context.Context, l *udpListener) {
 
 func (s *Sensor) handleDatagram(ctx context.Context, l *udpListener, req []byte, from netip.AddrPort, dst netip.Addr) {
 	if s.isBroadcast(dst) {
-		s.fanOut(ctx, l, req, from, dst)
+		if s.allowDatagram("none", l.port, from.Addr(), req) { // one request, however many answer
+			s.fanOut(ctx, l, req, from, dst)
+		}
 		return
 	}
 	h, ok := s.hosts.get(dst)
@@ -150,6 +152,9 @@ func (s *Sensor) handleDatagram(ctx context.Context, l *udpListener, req []byte,
 	ps, ok := ds.svc.(protocols.PacketService)
 	if !ok {
 		s.m.rejected.WithLabelValues(ds.protocol, "no_service").Inc()
+		return
+	}
+	if !s.allowDatagram(ds.protocol, l.port, from.Addr(), req) {
 		return
 	}
 	pc := s.protoCounters(ds.protocol)

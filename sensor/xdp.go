@@ -2,69 +2,168 @@ package sensor
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
+	"slices"
+	"sort"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/icsnare/icsnare/bpf"
 	"github.com/icsnare/icsnare/protocols"
+	"github.com/icsnare/icsnare/protocols/ratelimit"
 )
 
-// xdpRules gathers the kernel rules: every RateLimiter service's limits (the SNMP
-// profile's evasion entities), on the port it is bound to, and the config's default
-// limits for the other UDP ports the sensor serves. It also returns, per service, the
-// limits that the rules cover.
-func (s *Sensor) xdpRules() ([]bpf.Rule, map[protocols.RateLimiter][]protocols.RateLimit) {
-	var rules []bpf.Rule
+// limitRule is one UDP request limit of the sensor and where it came from.
+type limitRule struct {
+	rule ratelimit.Rule
+	// self is the service that enforces the limit itself when the kernel does not (SNMP),
+	// nil when the sensor's userspace limiter does; from is the service's own limit.
+	self protocols.RateLimiter
+	from protocols.RateLimit
+}
+
+// planLimits gathers every UDP limit on the ports actually bound, in the order classes
+// are tried: [[xdp.rules]] first, then the profiles' RateLimited services (sorted by
+// profile and port), then the [xdp] defaults for the other served UDP ports. The first
+// limit for a (port, class) wins; a profile limit that cannot be classified is skipped
+// with a warning. It returns the limits and the userspace limiter for those no service
+// enforces itself.
+func (s *Sensor) planLimits() ([]limitRule, *ratelimit.Limiter, error) {
 	type key struct {
 		port  uint16
 		class string
 	}
 	seen := map[key]bool{}
-	covered := map[protocols.RateLimiter][]protocols.RateLimit{}
-	limitedPorts := map[uint16]bool{}
-	for _, d := range s.profiles {
-		for ep, ds := range d.services {
-			rl, ok := ds.svc.(protocols.RateLimiter)
-			if !ok || ep.Transport != protocols.UDP {
+	udpPorts := map[uint16]bool{}
+	var out []limitRule
+	add := func(lr limitRule, origin string) {
+		k := key{lr.rule.Port, lr.rule.Class}
+		if seen[k] {
+			s.log.Warn("rate limit: the port and class already have a limit; this one is ignored", "port", k.port, "class", k.class, "from", origin)
+			return
+		}
+		seen[k] = true
+		out = append(out, lr)
+	}
+	names := make([]string, 0, len(s.profiles))
+	for n := range s.profiles {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	type bound struct {
+		ep protocols.Endpoint
+		ds deviceService
+	}
+	var services []bound
+	for _, n := range names {
+		var eps []bound
+		for ep, ds := range s.profiles[n].services {
+			if ep.Transport == protocols.UDP {
+				eps = append(eps, bound{ep, ds})
+				udpPorts[uint16(ep.Port)] = true
+			}
+		}
+		sort.Slice(eps, func(i, j int) bool { return eps[i].ep.Port < eps[j].ep.Port })
+		services = append(services, eps...)
+	}
+	for i, xr := range s.cfg.XDP.Rules {
+		var ports []uint16
+		if xr.Port != 0 {
+			ports = []uint16{uint16(xr.Port)}
+		} else {
+			for _, b := range services {
+				if b.ds.protocol == xr.Protocol && !slices.Contains(ports, uint16(b.ep.Port)) {
+					ports = append(ports, uint16(b.ep.Port))
+				}
+			}
+			if len(ports) == 0 {
+				return nil, nil, &ConfigError{Err: fmt.Errorf("xdp.rules[%d]: protocol %q serves no UDP port in the configured profiles", i, xr.Protocol)}
+			}
+		}
+		for _, p := range ports {
+			r, err := xr.limit(p)
+			if err != nil {
+				return nil, nil, &ConfigError{Err: fmt.Errorf("xdp.rules[%d]: %w", i, err)}
+			}
+			add(limitRule{rule: r}, fmt.Sprintf("xdp.rules[%d]", i))
+		}
+	}
+	for _, b := range services {
+		rl, ok := b.ds.svc.(protocols.RateLimited)
+		if !ok {
+			continue
+		}
+		self, _ := b.ds.svc.(protocols.RateLimiter)
+		for _, l := range rl.RateLimits() {
+			port := uint16(boundPort(s.cfg, b.ds.protocol, l.Port))
+			if port != uint16(b.ep.Port) {
 				continue
 			}
-			for _, l := range rl.RateLimits() {
-				port := uint16(boundPort(s.cfg, ds.protocol, l.Port))
-				if port != uint16(ep.Port) {
+			r := ratelimit.Rule{Port: port, Class: l.Class, Match: l.Match, PerSource: l.PerSource, Global: l.Global}
+			if err := r.Validate(); err != nil {
+				if self == nil {
+					s.log.Warn("rate limit not enforced", "protocol", b.ds.protocol, "err", err)
 					continue
 				}
-				k := key{port, l.Class}
-				if seen[k] {
-					s.log.Warn("xdp: two profiles limit the same port; the first one's limit applies", "port", port, "class", l.Class)
-				} else {
-					seen[k] = true
-					rules = append(rules, bpf.Rule{Port: port, Class: l.Class, PerSource: l.PerSource, Global: l.Global})
-					limitedPorts[port] = true
-				}
-				covered[rl] = append(covered[rl], l)
+				// The service classifies it itself; the kernel will refuse it.
+				r.Match = nil
 			}
+			add(limitRule{rule: r, self: self, from: l}, b.ds.protocol)
 		}
 	}
 	if s.cfg.XDP.PerSourcePerMinute > 0 || s.cfg.XDP.GlobalPerMinute > 0 {
-		for _, d := range s.profiles {
-			for ep := range d.services {
-				port := uint16(ep.Port)
-				if ep.Transport != protocols.UDP || limitedPorts[port] {
-					continue
-				}
-				limitedPorts[port] = true
-				rules = append(rules, bpf.Rule{Port: port, PerSource: s.cfg.XDP.PerSourcePerMinute, Global: s.cfg.XDP.GlobalPerMinute})
+		for _, b := range services {
+			p := uint16(b.ep.Port)
+			if !udpPorts[p] || seen[key{p, ""}] {
+				continue
 			}
+			add(limitRule{rule: ratelimit.Rule{Port: p, PerSource: s.cfg.XDP.PerSourcePerMinute, Global: s.cfg.XDP.GlobalPerMinute}}, "xdp defaults")
 		}
 	}
-	return rules, covered
+	var user []ratelimit.Rule
+	for _, lr := range out {
+		if lr.self == nil {
+			user = append(user, lr.rule)
+		}
+	}
+	twin, err := ratelimit.New(user, ratelimit.Config{})
+	if err != nil {
+		return nil, nil, &ConfigError{Err: fmt.Errorf("rate limits: %w", err)}
+	}
+	return out, twin, nil
+}
+
+// bpfRule converts a limit for the kernel.
+func bpfRule(r ratelimit.Rule) bpf.Rule {
+	out := bpf.Rule{Port: r.Port, Class: r.Class, PerSource: r.PerSource, Global: r.Global,
+		Burst: r.Burst, GlobalBurst: r.GlobalBurst, Reserve: r.Reserve}
+	for _, p := range r.Match {
+		bp := make(bpf.Pattern, len(p))
+		for i, m := range p {
+			bp[i] = bpf.ByteMatch(m)
+		}
+		out.Match = append(out.Match, bp)
+	}
+	return out
+}
+
+// allowDatagram applies the userspace limits to a datagram (the ports the kernel
+// enforces pass untouched); a dropped one is counted as rejected "rate_limited".
+func (s *Sensor) allowDatagram(proto string, port uint16, src netip.Addr, req []byte) bool {
+	if s.limiter == nil || s.limiter.Allow(port, src, req).Allowed() {
+		return true
+	}
+	s.m.rejected.WithLabelValues(proto, "rate_limited").Inc()
+	return false
 }
 
 // setupXDP loads and attaches the XDP rate limiter when xdp.interface is set. When it
-// cannot (no privilege, old kernel), the services keep enforcing their limits in
-// userspace and the sensor says so; that is not an error.
+// cannot (no privilege, old kernel), the limits stay in userspace and the sensor says
+// so; that is not an error. A port whose limits the program cannot express (a pattern
+// beyond its window, too many patterns) stays in userspace with a warning; the other
+// ports are still enforced in the kernel.
 func (s *Sensor) setupXDP(ctx context.Context) func() {
 	loaded := prometheus.NewGauge(prometheus.GaugeOpts{Name: "icsnare_xdp_loaded",
 		Help: "1 when the XDP rate limiter enforces the UDP limits in the kernel, 0 when userspace does."})
@@ -72,11 +171,48 @@ func (s *Sensor) setupXDP(ctx context.Context) func() {
 	if s.cfg.XDP.Interface == "" {
 		return func() {}
 	}
-	rules, covered := s.xdpRules()
-	l, err := bpf.Load(bpf.Config{Rules: rules, PinPath: s.cfg.XDP.PinPath, Logger: s.log})
+	l, err := bpf.Load(bpf.Config{PinPath: s.cfg.XDP.PinPath, Logger: s.log})
 	if err != nil {
 		s.log.Warn("XDP rate limiter not loaded; limits are enforced in userspace", "err", err)
 		return func() {}
+	}
+	var ports []uint16
+	for _, lr := range s.limits {
+		if !slices.Contains(ports, lr.rule.Port) {
+			ports = append(ports, lr.rule.Port)
+		}
+	}
+	covered := map[protocols.RateLimiter][]protocols.RateLimit{}
+	var kernelPorts []uint16
+	nrules := 0
+	for _, p := range ports {
+		var err error
+		var self []limitRule
+		n := 0
+		for _, lr := range s.limits {
+			if lr.rule.Port != p {
+				continue
+			}
+			if err = l.SetRule(bpfRule(lr.rule)); err != nil {
+				break
+			}
+			n++
+			if lr.self != nil {
+				self = append(self, lr)
+			}
+		}
+		if err != nil {
+			s.log.Warn("XDP cannot enforce this port's limits; they stay in userspace", "port", p, "err", err)
+			if derr := l.DeleteRule(p); derr != nil {
+				s.log.Warn("XDP rule cleanup", "port", p, "err", derr)
+			}
+			continue
+		}
+		kernelPorts = append(kernelPorts, p)
+		nrules += n
+		for _, lr := range self {
+			covered[lr.self] = append(covered[lr.self], lr.from)
+		}
 	}
 	mode := s.cfg.XDP.Mode
 	if mode == "" || mode == "auto" {
@@ -89,12 +225,15 @@ func (s *Sensor) setupXDP(ctx context.Context) func() {
 		s.log.Warn("XDP rate limiter not attached; limits are enforced in userspace", "interface", s.cfg.XDP.Interface, "err", err)
 		return func() {}
 	}
+	for _, p := range kernelPorts {
+		s.limiter.SetKernel(p, true)
+	}
 	for svc, ls := range covered {
 		svc.KernelEnforced(ls)
 	}
 	s.m.reg.MustRegister(l.Collector())
 	loaded.Set(1)
-	s.log.Info("XDP rate limiter attached", "interface", s.cfg.XDP.Interface, "mode", mode, "rules", len(rules))
+	s.log.Info("XDP rate limiter attached", "interface", s.cfg.XDP.Interface, "mode", mode, "rules", nrules, "ports", len(kernelPorts))
 	s.xdp = l
 	evCtx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
@@ -107,6 +246,9 @@ func (s *Sensor) setupXDP(ctx context.Context) func() {
 		<-done
 		for svc := range covered {
 			svc.KernelEnforced(nil)
+		}
+		for _, p := range kernelPorts {
+			s.limiter.SetKernel(p, false)
 		}
 		if err := l.Close(); err != nil {
 			s.log.Warn("XDP detach", "err", err)

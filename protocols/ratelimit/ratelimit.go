@@ -40,33 +40,37 @@ type Rule struct {
 	Reserve     int // global tokens unknown sources cannot take; 0 = GlobalBurst/4, < 0 = none
 }
 
-// Check validates the rule's class and patterns (not its rates; see withDefaults).
-func (r Rule) Check() error {
+// where names the rule in errors; Port 0 is a rule whose port is not known yet.
+func (r Rule) where() string {
 	if r.Port == 0 {
-		return fmt.Errorf("rule: port 0")
+		return "rule"
 	}
-	if err := checkClassName(r.Class); err != nil {
-		return fmt.Errorf("rule for port %d: %w", r.Port, err)
-	}
-	switch {
-	case r.Class == "" && len(r.Match) > 0:
-		return fmt.Errorf("rule for port %d: the default class has no match", r.Port)
-	case r.Class != "" && len(r.Match) == 0 && !IsBuiltinClass(r.Class):
-		return fmt.Errorf("rule for port %d: class %q has no match and is not a built-in SNMP class (get, next, set, bulk)", r.Port, r.Class)
-	}
-	if err := CheckPatterns(r.Match); err != nil {
-		return fmt.Errorf("rule for port %d class %q: %w", r.Port, r.Class, err)
-	}
-	return nil
+	return fmt.Sprintf("rule for port %d", r.Port)
+}
+
+// Validate checks the rule as New would, except for its port (0 is accepted: not known
+// yet).
+func (r Rule) Validate() error {
+	_, err := r.withDefaults()
+	return err
 }
 
 // withDefaults validates r and fills its zero fields, as bpf.Rule does.
 func (r Rule) withDefaults() (Rule, error) {
-	if err := r.Check(); err != nil {
-		return r, err
+	if err := checkClassName(r.Class); err != nil {
+		return r, fmt.Errorf("%s: %w", r.where(), err)
+	}
+	switch {
+	case r.Class == "" && len(r.Match) > 0:
+		return r, fmt.Errorf("%s: the default class has no match", r.where())
+	case r.Class != "" && len(r.Match) == 0 && !IsBuiltinClass(r.Class):
+		return r, fmt.Errorf("%s: class %q has no match and is not a built-in SNMP class (get, next, set, bulk)", r.where(), r.Class)
+	}
+	if err := CheckPatterns(r.Match); err != nil {
+		return r, fmt.Errorf("%s class %q: %w", r.where(), r.Class, err)
 	}
 	if r.PerSource < 0 || r.Global < 0 || r.Burst < 0 || r.GlobalBurst < 0 {
-		return r, fmt.Errorf("rule for port %d: negative rate or burst", r.Port)
+		return r, fmt.Errorf("%s: negative rate or burst", r.where())
 	}
 	if r.Burst == 0 {
 		r.Burst = r.PerSource
@@ -76,7 +80,7 @@ func (r Rule) withDefaults() (Rule, error) {
 	}
 	for _, v := range []int{r.PerSource, r.Global, r.Burst, r.GlobalBurst} {
 		if v > maxPerMinute {
-			return r, fmt.Errorf("rule for port %d: %d is above the maximum %d", r.Port, v, maxPerMinute)
+			return r, fmt.Errorf("%s: %d is above the maximum %d", r.where(), v, maxPerMinute)
 		}
 	}
 	switch {
@@ -86,7 +90,7 @@ func (r Rule) withDefaults() (Rule, error) {
 		r.Reserve = 0
 	}
 	if r.Global > 0 && r.Reserve >= r.GlobalBurst {
-		return r, fmt.Errorf("rule for port %d: reserve %d must be below the global burst %d", r.Port, r.Reserve, r.GlobalBurst)
+		return r, fmt.Errorf("%s: reserve %d must be below the global burst %d", r.where(), r.Reserve, r.GlobalBurst)
 	}
 	if r.Global == 0 {
 		r.GlobalBurst, r.Reserve = 0, 0
@@ -180,6 +184,9 @@ func New(rules []Rule, cfg Config) (*Limiter, error) {
 	}
 	l := &Limiter{now: cfg.Now, max: cfg.MaxSources, ports: map[uint16]*port{}, sources: map[srcKey]*srcState{}}
 	for _, r := range rules {
+		if r.Port == 0 {
+			return nil, fmt.Errorf("rule: port 0")
+		}
 		r, err := r.withDefaults()
 		if err != nil {
 			return nil, err
@@ -190,7 +197,7 @@ func New(rules []Rule, cfg Config) (*Limiter, error) {
 			l.ports[r.Port] = p
 		}
 		if _, dup := p.byName[r.Class]; dup || (r.Class == "" && p.def != nil) {
-			return nil, fmt.Errorf("rule for port %d: class %q given twice", r.Port, r.Class)
+			return nil, fmt.Errorf("%s: class %q given twice", r.where(), r.Class)
 		}
 		c := &class{name: r.Class, match: r.Match, r: r}
 		if r.Class == "" {
@@ -198,7 +205,7 @@ func New(rules []Rule, cfg Config) (*Limiter, error) {
 			continue
 		}
 		if len(p.classes) >= MaxClasses {
-			return nil, fmt.Errorf("rule for port %d: more than %d classes", r.Port, MaxClasses)
+			return nil, fmt.Errorf("%s: more than %d classes", r.where(), MaxClasses)
 		}
 		p.classes = append(p.classes, c)
 		c.id = uint8(len(p.classes))

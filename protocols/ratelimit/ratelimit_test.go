@@ -69,7 +69,6 @@ func TestRuleCheck(t *testing.T) {
 	}{
 		{Rule{Port: 47808, Class: "who-is", Match: whoIs, PerSource: 1}, ""},
 		{Rule{Port: 161, Class: "get", PerSource: 1}, ""},
-		{Rule{Port: 0}, "port 0"},
 		{Rule{Port: 69, Class: "read"}, "no match and is not a built-in"},
 		{Rule{Port: 69, Match: tftpRead}, "default class has no match"},
 		{Rule{Port: 69, Class: "Read", Match: tftpRead}, "lower-case"},

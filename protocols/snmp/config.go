@@ -182,8 +182,8 @@ func parseEvasion(s string) ([2]int, error) {
 	}
 	x, err1 := strconv.Atoi(strings.TrimSpace(a))
 	y, err2 := strconv.Atoi(strings.TrimSpace(b))
-	if err1 != nil || err2 != nil || x < 0 || y < 0 {
-		return [2]int{}, fmt.Errorf("%q is not two request counts per minute", s)
+	if err1 != nil || err2 != nil || x < 0 || y < 0 || x > 100_000_000 || y > 100_000_000 {
+		return [2]int{}, fmt.Errorf("%q is not two request counts per minute (0..100000000)", s)
 	}
 	return [2]int{x, y}, nil
 }

@@ -1,80 +1,52 @@
 package snmp
 
 import (
+	"fmt"
 	"net/netip"
-	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/icsnare/icsnare/protocols"
+	"github.com/icsnare/icsnare/protocols/ratelimit"
 )
 
-// maxTrackedSources bounds the per-source counters of one minute; sources beyond it are
-// refused until the next minute (a flood of spoofed sources must not grow memory).
-const maxTrackedSources = 1 << 16
-
-// limiter enforces Conpot's SNMP "evasion" limits: requests per calendar minute, per source
-// and overall, for each command class. Classes the kernel enforces are skipped.
+// limiter enforces Conpot's SNMP "evasion" limits in userspace with the sensor's shared
+// limiter (protocols/ratelimit): per command class, a token bucket per source and one
+// overall, refilled at the given requests per minute, exactly as the XDP program does.
+// Classes the kernel enforces are skipped.
 type limiter struct {
-	limits [numClasses][2]int
+	rl     *ratelimit.Limiter // nil: no limits
 	kernel [numClasses]atomic.Bool
-	any    bool
-
-	mu      sync.Mutex
-	minute  int64
-	global  [numClasses]int
-	sources [numClasses]map[netip.Addr]int
 }
 
-func newLimiter(limits [numClasses][2]int) *limiter {
-	l := &limiter{limits: limits}
-	for c := range limits {
-		if limits[c][0] > 0 || limits[c][1] > 0 {
-			l.any = true
+func newLimiter(limits [numClasses][2]int) (*limiter, error) {
+	var rules []ratelimit.Rule
+	for c, lim := range limits {
+		if lim[0] > 0 || lim[1] > 0 {
+			rules = append(rules, ratelimit.Rule{Port: Port, Class: classNames[c], PerSource: lim[0], Global: lim[1]})
 		}
-		l.sources[c] = map[netip.Addr]int{}
 	}
-	return l
+	l := &limiter{}
+	if len(rules) == 0 {
+		return l, nil
+	}
+	rl, err := ratelimit.New(rules, ratelimit.Config{})
+	if err != nil {
+		return nil, fmt.Errorf("snmp evasion: %w", err)
+	}
+	l.rl = rl
+	return l, nil
 }
 
 // allow counts one request of class from src and reports whether it is within the limits.
-func (l *limiter) allow(class int, src netip.Addr, now time.Time) bool {
-	if !l.any {
+func (l *limiter) allow(class int, src netip.Addr) bool {
+	if l.rl == nil || l.kernel[class].Load() {
 		return true
 	}
-	lim := l.limits[class]
-	if (lim[0] == 0 && lim[1] == 0) || l.kernel[class].Load() {
-		return true
-	}
-	minute := now.Unix() / 60
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if minute != l.minute {
-		l.minute = minute
-		for c := range l.sources {
-			l.global[c] = 0
-			clear(l.sources[c])
-		}
-	}
-	if lim[1] > 0 && l.global[class] >= lim[1] {
-		return false
-	}
-	if lim[0] > 0 {
-		src = src.Unmap()
-		n, ok := l.sources[class][src]
-		if !ok && len(l.sources[class]) >= maxTrackedSources {
-			return false
-		}
-		if n >= lim[0] {
-			return false
-		}
-		l.sources[class][src] = n + 1
-	}
-	l.global[class]++
-	return true
+	return l.rl.AllowClass(Port, classNames[class], src).Allowed()
 }
 
-// RateLimits implements protocols.RateLimiter: the profile's evasion limits.
+// RateLimits implements protocols.RateLimiter: the profile's evasion limits, as SNMP's
+// built-in (BER-parsed) classes.
 func (s *service) RateLimits() []protocols.RateLimit {
 	var out []protocols.RateLimit
 	for c, lim := range s.cfg.evasion {

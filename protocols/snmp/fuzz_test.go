@@ -18,7 +18,7 @@ func seedRequests(t testing.TB) [][]byte {
 func quiet(t testing.TB) *agent {
 	a := newAgent(t, "default")
 	a.svc.cfg.tarpit = [numClasses]tarpit{}
-	a.svc.lim = newLimiter([numClasses][2]int{})
+	a.svc.lim, _ = newLimiter([numClasses][2]int{})
 	a.sess.Events = nil
 	return a
 }

@@ -49,7 +49,11 @@ func (proto) Configure(sec *profiles.Section) (protocols.Service, error) {
 			o.builtin = func(b []byte, _ *hostState, _ time.Time) []byte { return appendInt(b, tagInteger, n) }
 		}
 	}
-	s := &service{cfg: cfg, tree: t, lim: newLimiter(cfg.evasion)}
+	lim, err := newLimiter(cfg.evasion)
+	if err != nil {
+		return nil, err
+	}
+	s := &service{cfg: cfg, tree: t, lim: lim}
 	s.pool.New = func() any { return &reqState{} }
 	return s, nil
 }
@@ -183,7 +187,7 @@ func (s *service) serveCommunity(st *reqState, hs *hostState, sess *protocols.Se
 		in.dropped = "not a request"
 		return nil
 	}
-	if !s.lim.allow(in.class, sess.Remote.Addr(), now) {
+	if !s.lim.allow(in.class, sess.Remote.Addr()) {
 		in.evaded = true
 		return nil
 	}

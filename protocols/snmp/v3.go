@@ -61,7 +61,7 @@ func (s *service) serveV3(st *reqState, hs *hostState, sess *protocols.Session, 
 		in.dropped = "not a request"
 		return nil
 	}
-	if !s.lim.allow(in.class, sess.Remote.Addr(), now) {
+	if !s.lim.allow(in.class, sess.Remote.Addr()) {
 		in.evaded = true
 		return nil
 	}
