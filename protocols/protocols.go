@@ -303,10 +303,11 @@ type RateLimited interface {
 
 // RateLimiter is a RateLimited service that enforces its limits itself in userspace (SNMP,
 // to report evaded requests). The sensor hands the limits to the XDP program when it
-// loads, and tells the service which ones the kernel covers.
+// loads, and tells the service which ones it need not count.
 type RateLimiter interface {
 	RateLimited
-	// KernelEnforced tells the service which of its limits the kernel now enforces, so it
-	// stops counting those itself (nil: none, enforce all in userspace).
+	// KernelEnforced tells the service which of its limits the sensor now enforces
+	// elsewhere (in the kernel, or a [[xdp.rules]] entry overriding it), so it stops
+	// counting those itself (nil: none, enforce all in userspace).
 	KernelEnforced(limits []RateLimit)
 }

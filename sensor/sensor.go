@@ -139,9 +139,14 @@ func New(cfg Config, log *slog.Logger) (*Sensor, error) {
 	}
 	s.flows = newFlowTable(cfg.Limits.MaxUDPFlows, cfg.Limits.UDPFlowIdle.Duration, cfg.Limits.UDPFlowLifetime.Duration,
 		func(sess *protocols.Session, why string) { s.m.flowsEnded.WithLabelValues(sess.Protocol, why).Inc() })
-	if s.limits, s.limiter, err = s.planLimits(); err != nil {
+	var limitWarnings []string
+	if s.limits, s.limiter, limitWarnings, err = planLimits(cfg, devs); err != nil {
 		return nil, err
 	}
+	for _, w := range limitWarnings {
+		log.Warn("rate limit", "warning", w)
+	}
+	s.tellServices(nil)
 	s.m.hostGauges(s.hosts)
 	s.SetBus(NewBus(1)) // no sinks until the caller sets its own
 	return s, nil

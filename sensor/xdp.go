@@ -22,6 +22,9 @@ type limitRule struct {
 	// nil when the sensor's userspace limiter does; from is the service's own limit.
 	self protocols.RateLimiter
 	from protocols.RateLimit
+	// shadowed: a self-enforced limit for a port and class that an earlier limit (a
+	// [[xdp.rules]] entry) already has; the service is told it is covered.
+	shadowed bool
 }
 
 // planLimits gathers every UDP limit on the ports actually bound, in the order classes
@@ -30,25 +33,28 @@ type limitRule struct {
 // limit for a (port, class) wins; a profile limit that cannot be classified is skipped
 // with a warning. It returns the limits and the userspace limiter for those no service
 // enforces itself.
-func (s *Sensor) planLimits() ([]limitRule, *ratelimit.Limiter, error) {
+func planLimits(cfg Config, devs map[string]*deviceProfile) (_ []limitRule, _ *ratelimit.Limiter, warnings []string, _ error) {
 	type key struct {
 		port  uint16
 		class string
 	}
 	seen := map[key]bool{}
-	udpPorts := map[uint16]bool{}
 	var out []limitRule
 	add := func(lr limitRule, origin string) {
 		k := key{lr.rule.Port, lr.rule.Class}
 		if seen[k] {
-			s.log.Warn("rate limit: the port and class already have a limit; this one is ignored", "port", k.port, "class", k.class, "from", origin)
+			warnings = append(warnings, fmt.Sprintf("rate limit of %s for udp/%d class %q ignored: the port and class already have one", origin, k.port, k.class))
+			if lr.self != nil {
+				lr.shadowed = true
+				out = append(out, lr)
+			}
 			return
 		}
 		seen[k] = true
 		out = append(out, lr)
 	}
-	names := make([]string, 0, len(s.profiles))
-	for n := range s.profiles {
+	names := make([]string, 0, len(devs))
+	for n := range devs {
 		names = append(names, n)
 	}
 	sort.Strings(names)
@@ -59,16 +65,15 @@ func (s *Sensor) planLimits() ([]limitRule, *ratelimit.Limiter, error) {
 	var services []bound
 	for _, n := range names {
 		var eps []bound
-		for ep, ds := range s.profiles[n].services {
+		for ep, ds := range devs[n].services {
 			if ep.Transport == protocols.UDP {
 				eps = append(eps, bound{ep, ds})
-				udpPorts[uint16(ep.Port)] = true
 			}
 		}
 		sort.Slice(eps, func(i, j int) bool { return eps[i].ep.Port < eps[j].ep.Port })
 		services = append(services, eps...)
 	}
-	for i, xr := range s.cfg.XDP.Rules {
+	for i, xr := range cfg.XDP.Rules {
 		var ports []uint16
 		if xr.Port != 0 {
 			ports = []uint16{uint16(xr.Port)}
@@ -79,13 +84,13 @@ func (s *Sensor) planLimits() ([]limitRule, *ratelimit.Limiter, error) {
 				}
 			}
 			if len(ports) == 0 {
-				return nil, nil, &ConfigError{Err: fmt.Errorf("xdp.rules[%d]: protocol %q serves no UDP port in the configured profiles", i, xr.Protocol)}
+				return nil, nil, warnings, &ConfigError{Err: fmt.Errorf("xdp.rules[%d]: protocol %q serves no UDP port in the configured profiles", i, xr.Protocol)}
 			}
 		}
 		for _, p := range ports {
 			r, err := xr.limit(p)
 			if err != nil {
-				return nil, nil, &ConfigError{Err: fmt.Errorf("xdp.rules[%d]: %w", i, err)}
+				return nil, nil, warnings, &ConfigError{Err: fmt.Errorf("xdp.rules[%d]: %w", i, err)}
 			}
 			add(limitRule{rule: r}, fmt.Sprintf("xdp.rules[%d]", i))
 		}
@@ -97,14 +102,14 @@ func (s *Sensor) planLimits() ([]limitRule, *ratelimit.Limiter, error) {
 		}
 		self, _ := b.ds.svc.(protocols.RateLimiter)
 		for _, l := range rl.RateLimits() {
-			port := uint16(boundPort(s.cfg, b.ds.protocol, l.Port))
+			port := uint16(boundPort(cfg, b.ds.protocol, l.Port))
 			if port != uint16(b.ep.Port) {
 				continue
 			}
 			r := ratelimit.Rule{Port: port, Class: l.Class, Match: l.Match, PerSource: l.PerSource, Global: l.Global}
 			if err := r.Validate(); err != nil {
 				if self == nil {
-					s.log.Warn("rate limit not enforced", "protocol", b.ds.protocol, "err", err)
+					warnings = append(warnings, fmt.Sprintf("rate limit of %s not enforced: %v", b.ds.protocol, err))
 					continue
 				}
 				// The service classifies it itself; the kernel will refuse it.
@@ -113,26 +118,86 @@ func (s *Sensor) planLimits() ([]limitRule, *ratelimit.Limiter, error) {
 			add(limitRule{rule: r, self: self, from: l}, b.ds.protocol)
 		}
 	}
-	if s.cfg.XDP.PerSourcePerMinute > 0 || s.cfg.XDP.GlobalPerMinute > 0 {
+	if cfg.XDP.PerSourcePerMinute > 0 || cfg.XDP.GlobalPerMinute > 0 {
 		for _, b := range services {
 			p := uint16(b.ep.Port)
-			if !udpPorts[p] || seen[key{p, ""}] {
+			if seen[key{p, ""}] {
 				continue
 			}
-			add(limitRule{rule: ratelimit.Rule{Port: p, PerSource: s.cfg.XDP.PerSourcePerMinute, Global: s.cfg.XDP.GlobalPerMinute}}, "xdp defaults")
+			add(limitRule{rule: ratelimit.Rule{Port: p, PerSource: cfg.XDP.PerSourcePerMinute, Global: cfg.XDP.GlobalPerMinute}}, "xdp defaults")
 		}
 	}
 	var user []ratelimit.Rule
 	for _, lr := range out {
-		if lr.self == nil {
+		if lr.self == nil && !lr.shadowed {
 			user = append(user, lr.rule)
 		}
 	}
 	twin, err := ratelimit.New(user, ratelimit.Config{})
 	if err != nil {
-		return nil, nil, &ConfigError{Err: fmt.Errorf("rate limits: %w", err)}
+		return nil, nil, warnings, &ConfigError{Err: fmt.Errorf("rate limits: %w", err)}
 	}
-	return out, twin, nil
+	return out, twin, warnings, nil
+}
+
+// RateLimitPlan describes the UDP rate limits run would apply, one line per port and
+// class in the order classes are tried, for `icsnare check`; warnings name the limits it
+// ignores. It fails on what New fails on.
+func RateLimitPlan(cfg Config, devs map[string]*deviceProfile) (lines, warnings []string, err error) {
+	rules, _, warnings, err := planLimits(cfg, devs)
+	if err != nil {
+		return nil, warnings, err
+	}
+	for _, lr := range rules {
+		if lr.shadowed {
+			continue
+		}
+		r := lr.rule
+		class := r.Class
+		if class == "" {
+			class = "(default)"
+		}
+		line := fmt.Sprintf("rate limit udp/%d class %s: per source %s, overall %s", r.Port, class, perMinute(r.PerSource), perMinute(r.Global))
+		for i, p := range r.Match {
+			sep := " if "
+			if i > 0 {
+				sep = " or "
+			}
+			line += sep + ratelimit.FormatPattern(p)
+		}
+		lines = append(lines, line)
+	}
+	return lines, warnings, nil
+}
+
+func perMinute(v int) string {
+	if v == 0 {
+		return "unlimited"
+	}
+	return fmt.Sprintf("%d/min", v)
+}
+
+// tellServices tells every self-enforcing service which of its limits it need not count:
+// those in kernel, and those a [[xdp.rules]] entry overrides.
+func (s *Sensor) tellServices(kernel map[protocols.RateLimiter][]protocols.RateLimit) {
+	covered := map[protocols.RateLimiter][]protocols.RateLimit{}
+	for _, lr := range s.limits {
+		if lr.self == nil {
+			continue
+		}
+		if _, ok := covered[lr.self]; !ok {
+			covered[lr.self] = nil // told too, so it enforces the rest itself again
+		}
+		if lr.shadowed {
+			covered[lr.self] = append(covered[lr.self], lr.from)
+		}
+	}
+	for svc, ls := range kernel {
+		covered[svc] = append(covered[svc], ls...)
+	}
+	for svc, ls := range covered {
+		svc.KernelEnforced(ls)
+	}
 }
 
 // bpfRule converts a limit for the kernel.
@@ -178,7 +243,7 @@ func (s *Sensor) setupXDP(ctx context.Context) func() {
 	}
 	var ports []uint16
 	for _, lr := range s.limits {
-		if !slices.Contains(ports, lr.rule.Port) {
+		if !lr.shadowed && !slices.Contains(ports, lr.rule.Port) {
 			ports = append(ports, lr.rule.Port)
 		}
 	}
@@ -190,7 +255,7 @@ func (s *Sensor) setupXDP(ctx context.Context) func() {
 		var self []limitRule
 		n := 0
 		for _, lr := range s.limits {
-			if lr.rule.Port != p {
+			if lr.rule.Port != p || lr.shadowed {
 				continue
 			}
 			if err = l.SetRule(bpfRule(lr.rule)); err != nil {
@@ -228,9 +293,7 @@ func (s *Sensor) setupXDP(ctx context.Context) func() {
 	for _, p := range kernelPorts {
 		s.limiter.SetKernel(p, true)
 	}
-	for svc, ls := range covered {
-		svc.KernelEnforced(ls)
-	}
+	s.tellServices(covered)
 	s.m.reg.MustRegister(l.Collector())
 	loaded.Set(1)
 	s.log.Info("XDP rate limiter attached", "interface", s.cfg.XDP.Interface, "mode", mode, "rules", nrules, "ports", len(kernelPorts))
@@ -244,9 +307,7 @@ func (s *Sensor) setupXDP(ctx context.Context) func() {
 	return func() {
 		stop()
 		<-done
-		for svc := range covered {
-			svc.KernelEnforced(nil)
-		}
+		s.tellServices(nil)
 		for _, p := range kernelPorts {
 			s.limiter.SetKernel(p, false)
 		}

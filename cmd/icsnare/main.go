@@ -220,6 +220,17 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	for _, line := range sensor.Describe(cfg, devs) {
 		fmt.Fprintln(stdout, line)
 	}
+	limits, warnings, err := sensor.RateLimitPlan(cfg, devs)
+	for _, w := range warnings {
+		fmt.Fprintf(stderr, "warning: %s\n", w)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "icsnare check: %v\n", err)
+		return exitUsage
+	}
+	for _, line := range limits {
+		fmt.Fprintln(stdout, line)
+	}
 	plan, err := sensor.NetworkPlan(cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "icsnare check: %v\n", err)
