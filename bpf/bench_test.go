@@ -173,6 +173,16 @@ func BenchmarkProgram(b *testing.B) {
 	lr := loadTest(b, Rule{Port: 161, PerSource: 60, Burst: 1, Global: 60, GlobalBurst: 4, Reserve: 2})
 	run(b, lr, known)
 	run(b, lr, udp4(b, "10.0.0.3", 161, frameOpt{})) // 2 tokens left: the reserve
+	// A third with 16 pattern classes on one port: the request matches only the last
+	// one, the worst case of the pattern scan (known source over its limit).
+	var rs []Rule
+	for i := 0; i < MaxPatterns; i++ {
+		rs = append(rs, Rule{Port: 47808, Class: fmt.Sprintf("c%d", i), PerSource: 60, Burst: 1,
+			Match: []Pattern{{{Offset: 0, Value: []byte{0x81, 0x0b}}, {Offset: 6, Value: []byte{0x10, byte(i)}}}}})
+	}
+	lp := loadTest(b, rs...)
+	matched := udp4(b, "10.0.0.1", 47808, frameOpt{payload: []byte{0x81, 0x0b, 0, 8, 1, 0, 0x10, MaxPatterns - 1}})
+	run(b, lp, matched)
 	cases := []struct {
 		name  string
 		prog  *ebpf.Program
@@ -180,6 +190,7 @@ func BenchmarkProgram(b *testing.B) {
 		want  uint32
 	}{
 		{"xdp-drop", drop, known, xdpDrop},
+		{"pattern-class-16th-known-source-drop", lp.objs.XdpRatelimit, matched, xdpDrop},
 		{"other-port-pass", l.objs.XdpRatelimit, udp4(b, "10.0.0.1", 9999, frameOpt{}), xdpPass},
 		{"known-source-drop", l.objs.XdpRatelimit, known, xdpDrop},
 		{"new-source-global-drop", l.objs.XdpRatelimit, unknown, xdpDrop},

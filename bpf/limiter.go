@@ -252,8 +252,9 @@ func (l *Limiter) SetRule(r Rule) error {
 		return err
 	}
 	if m != nil {
-		// After the class rule, so a packet that matches finds it.
-		if err := l.objs.Matchers.Put(uint32(r.Port), m); err != nil {
+		// After the class rule, so a packet that matches finds it; at the slot of
+		// the port's rule, which exists by now.
+		if err := l.objs.Matchers.Put(l.slots[ruleKey{port: r.Port}], m); err != nil {
 			return fmt.Errorf("xdp: set patterns for port %d: %w", r.Port, err)
 		}
 		if !slices.Contains(l.order[r.Port], k.class) {
@@ -388,8 +389,10 @@ func (l *Limiter) DeleteRule(port uint16) error {
 		}
 		delete(l.rules, k)
 	}
-	if err := l.objs.Matchers.Delete(uint32(port)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-		return fmt.Errorf("xdp: delete patterns for port %d: %w", port, err)
+	if slot, ok := l.slots[ruleKey{port: port}]; ok {
+		if err := l.objs.Matchers.Put(slot, ratelimitMatcher{}); err != nil {
+			return fmt.Errorf("xdp: delete patterns for port %d: %w", port, err)
+		}
 	}
 	delete(l.order, port)
 	return nil

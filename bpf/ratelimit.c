@@ -144,9 +144,9 @@ struct {
 } rules SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, MAX_SLOTS);
-	__type(key, __u32); /* port */
+	__type(key, __u32); /* the slot of the port's rule */
 	__type(value, struct matcher);
 } matchers SEC(".maps");
 
@@ -459,9 +459,9 @@ static __always_inline __u8 snmp_class(__u8 *p, void *data_end, __u32 plen)
 /* match_class compares the payload's first MATCH_BYTES bytes (zero beyond the
  * packet) with the port's patterns; plen is the payload length within the UDP
  * length, so a pattern never matches bytes past it (its need covers them). */
-static __always_inline __u8 match_class(__u32 port, __u8 *p, void *data_end, __u32 plen)
+static __always_inline __u8 match_class(__u32 slot, __u8 *p, void *data_end, __u32 plen)
 {
-	struct matcher *m = bpf_map_lookup_elem(&matchers, &port);
+	struct matcher *m = bpf_map_lookup_elem(&matchers, &slot);
 	__u64 w[MATCH_WORDS] = {};
 	__u8 *b = (__u8 *)w;
 
@@ -470,14 +470,23 @@ static __always_inline __u8 match_class(__u32 port, __u8 *p, void *data_end, __u
 	if ((void *)(p + MATCH_BYTES) <= data_end) {
 		__builtin_memcpy(w, p, MATCH_BYTES);
 	} else {
-		/* A short frame: what is there, and never more than that as length. */
+		/* A short frame: whole words, then the tail bytes; never more than what
+		 * is there counts as length. */
 		__u32 n = 0;
 #pragma unroll
-		for (int i = 0; i < MATCH_BYTES; i++) {
-			if ((void *)(p + i + 1) > data_end)
+		for (int i = 0; i < MATCH_WORDS; i++) {
+			if ((void *)(p + 8 * (i + 1)) > data_end) {
+#pragma unroll
+				for (int j = 0; j < 7; j++) {
+					if ((void *)(p + 8 * i + j + 1) > data_end)
+						break;
+					b[8 * i + j] = p[8 * i + j];
+					n++;
+				}
 				break;
-			b[i] = p[i];
-			n++;
+			}
+			__builtin_memcpy(&w[i], p + 8 * i, 8);
+			n += 8;
 		}
 		if (plen > n)
 			plen = n;
@@ -528,7 +537,7 @@ static __always_inline int handle_udp(void *l4, void *data_end, struct src_key *
 			}
 		}
 		if (!cr && (r->flags & RULE_F_MATCH)) {
-			c = match_class(rk, pl, data_end, plen);
+			c = match_class(r->slot, pl, data_end, plen);
 			if (c != CLASS_NONE) {
 				ck = rk | (__u32)c << 16;
 				cr = bpf_map_lookup_elem(&rules, &ck);

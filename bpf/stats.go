@@ -115,23 +115,24 @@ func (r *Reader) readRules() ([]Rule, map[uint32]ruleKey, error) {
 	if err := it.Err(); err != nil {
 		return nil, nil, fmt.Errorf("xdp: read rules: %w", err)
 	}
-	var port uint32
-	var m ratelimitMatcher
-	mit := r.matchers.Iterate()
-	for mit.Next(&port, &m) {
+	for slot, pk := range slots {
+		if pk.class != 0 {
+			continue
+		}
+		var m ratelimitMatcher
+		if err := r.matchers.Lookup(slot, &m); err != nil {
+			return nil, nil, fmt.Errorf("xdp: read patterns: %w", err)
+		}
 		for _, p := range m.P {
 			if p.Class == 0 {
 				break
 			}
 			for i := range rules {
-				if rules[i].k.port == uint16(port) && rules[i].k.class == p.Class {
+				if rules[i].k.port == pk.port && rules[i].k.class == p.Class {
 					rules[i].r.Match = append(rules[i].r.Match, decodePattern(p))
 				}
 			}
 		}
-	}
-	if err := mit.Err(); err != nil {
-		return nil, nil, fmt.Errorf("xdp: read patterns: %w", err)
 	}
 	sort.Slice(rules, func(i, j int) bool {
 		if rules[i].k.port != rules[j].k.port {
