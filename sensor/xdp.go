@@ -129,8 +129,14 @@ func planLimits(cfg Config, devs map[string]*deviceProfile) (_ []limitRule, _ *r
 	}
 	var user []ratelimit.Rule
 	for _, lr := range out {
-		if lr.self == nil && !lr.shadowed {
+		switch {
+		case lr.shadowed:
+		case lr.self == nil:
 			user = append(user, lr.rule)
+		case lr.rule.Validate() == nil:
+			// Classified here as in the kernel (so such requests do not count against
+			// the port's default class), but unlimited: the service counts them.
+			user = append(user, ratelimit.Rule{Port: lr.rule.Port, Class: lr.rule.Class, Match: lr.rule.Match})
 		}
 	}
 	twin, err := ratelimit.New(user, ratelimit.Config{})

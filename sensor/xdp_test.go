@@ -1,10 +1,13 @@
 package sensor
 
 import (
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/gosnmp/gosnmp"
 )
 
 // TestXDPRulesConfig reads [[xdp.rules]] from TOML: valid rules load, invalid ones are
@@ -99,6 +102,34 @@ func TestRateLimitPlan(t *testing.T) {
 	}
 	if len(warnings) != 1 || !strings.Contains(warnings[0], `rate limit of snmp for udp/10161 class "get" ignored`) {
 		t.Errorf("warnings %q", warnings)
+	}
+
+	// The userspace limiter classifies as the kernel: an SNMP GET is in the profile's
+	// "get" class, which the agent counts itself, and not in the port's default class.
+	cfg.XDP.Rules = nil
+	_, lim, _, err := planLimits(cfg, devs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	get, err := (&gosnmp.SnmpPacket{Version: gosnmp.Version2c, Community: "public", PDUType: gosnmp.GetRequest,
+		Variables: []gosnmp.SnmpPDU{{Name: ".1.3.6.1.2.1.1.5.0", Type: gosnmp.Null}}}).MarshalMsg()
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := netip.MustParseAddr("198.18.20.9")
+	for i := 0; i < 150; i++ {
+		if d := lim.Allow(10161, src, get); !d.Allowed() || d.Class != "get" {
+			t.Fatalf("GET %d: %+v, want allowed in class get", i, d)
+		}
+	}
+	passed := 0
+	for i := 0; i < 150; i++ {
+		if lim.Allow(10161, src, []byte("not snmp")).Allowed() {
+			passed++
+		}
+	}
+	if passed != 100 {
+		t.Errorf("default class passed %d of 150, want the [xdp] default of 100", passed)
 	}
 
 	cfg.XDP.Rules = []XDPRule{{Protocol: "bacnet", GlobalPerMinute: 5}}
