@@ -23,9 +23,13 @@ type limitRule struct {
 	self protocols.RateLimiter
 	from protocols.RateLimit
 	// shadowed: a self-enforced limit for a port and class that an earlier limit (a
-	// [[xdp.rules]] entry) already has; the service is told it is covered.
-	shadowed bool
+	// [[xdp.rules]] entry) already has; the service is told it is covered. dup: one that
+	// another service's limit already has; covered when the kernel enforces the port.
+	shadowed, dup bool
 }
+
+// extra reports whether the limit is only kept to tell its service about it.
+func (lr limitRule) extra() bool { return lr.shadowed || lr.dup }
 
 // planLimits gathers every UDP limit on the ports actually bound, in the order classes
 // are tried: [[xdp.rules]] first, then the profiles' RateLimited services (sorted by
@@ -39,18 +43,23 @@ func planLimits(cfg Config, devs map[string]*deviceProfile) (_ []limitRule, _ *r
 		class string
 	}
 	seen := map[key]bool{}
+	bySensor := map[key]bool{} // the first limit is enforced by the sensor, not a service
 	var out []limitRule
 	add := func(lr limitRule, origin string) {
 		k := key{lr.rule.Port, lr.rule.Class}
 		if seen[k] {
 			warnings = append(warnings, fmt.Sprintf("rate limit of %s for udp/%d class %q ignored: the port and class already have one", origin, k.port, k.class))
 			if lr.self != nil {
-				lr.shadowed = true
+				// The sensor enforces the other limit for every host, this
+				// service's too; another service's limit is only the kernel's (in
+				// userspace each service counts its own hosts).
+				lr.shadowed, lr.dup = bySensor[k], !bySensor[k]
 				out = append(out, lr)
 			}
 			return
 		}
 		seen[k] = true
+		bySensor[k] = lr.self == nil
 		out = append(out, lr)
 	}
 	names := make([]string, 0, len(devs))
@@ -130,7 +139,7 @@ func planLimits(cfg Config, devs map[string]*deviceProfile) (_ []limitRule, _ *r
 	var user []ratelimit.Rule
 	for _, lr := range out {
 		switch {
-		case lr.shadowed:
+		case lr.extra():
 		case lr.self == nil:
 			user = append(user, lr.rule)
 		case lr.rule.Validate() == nil:
@@ -155,7 +164,7 @@ func RateLimitPlan(cfg Config, devs map[string]*deviceProfile) (lines, warnings 
 		return nil, warnings, err
 	}
 	for _, lr := range rules {
-		if lr.shadowed {
+		if lr.extra() {
 			continue
 		}
 		r := lr.rule
@@ -249,7 +258,7 @@ func (s *Sensor) setupXDP(ctx context.Context) func() {
 	}
 	var ports []uint16
 	for _, lr := range s.limits {
-		if !lr.shadowed && !slices.Contains(ports, lr.rule.Port) {
+		if !lr.extra() && !slices.Contains(ports, lr.rule.Port) {
 			ports = append(ports, lr.rule.Port)
 		}
 	}
@@ -262,6 +271,10 @@ func (s *Sensor) setupXDP(ctx context.Context) func() {
 		n := 0
 		for _, lr := range s.limits {
 			if lr.rule.Port != p || lr.shadowed {
+				continue
+			}
+			if lr.dup {
+				self = append(self, lr)
 				continue
 			}
 			if err = l.SetRule(bpfRule(lr.rule)); err != nil {

@@ -1,6 +1,7 @@
 package sensor
 
 import (
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -130,6 +131,26 @@ func TestRateLimitPlan(t *testing.T) {
 	}
 	if passed != 100 {
 		t.Errorf("default class passed %d of 150, want the [xdp] default of 100", passed)
+	}
+
+	// Two profiles limiting the same port and class: the kernel has the first one's
+	// limit; each agent keeps its own in userspace.
+	cfg.Hosts = append(cfg.Hosts, HostRule{Addresses: []string{"198.18.21.0/24"}, Profile: evasionProfile(t)})
+	cfg.XDP.PerSourcePerMinute = 0
+	devs2, _, err := LoadProfiles(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules, _, warnings, err := planLimits(cfg, devs2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kinds []string
+	for _, lr := range rules {
+		kinds = append(kinds, fmt.Sprintf("%s shadowed=%v dup=%v", lr.rule.Class, lr.shadowed, lr.dup))
+	}
+	if got := strings.Join(kinds, "; "); got != "get shadowed=false dup=false; get shadowed=false dup=true" || len(warnings) != 1 {
+		t.Errorf("two profiles: %s; warnings %q", got, warnings)
 	}
 
 	cfg.XDP.Rules = []XDPRule{{Protocol: "bacnet", GlobalPerMinute: 5}}

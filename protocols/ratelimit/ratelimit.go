@@ -222,15 +222,6 @@ func New(rules []Rule, cfg Config) (*Limiter, error) {
 	return l, nil
 }
 
-// Ports lists the limited ports.
-func (l *Limiter) Ports() []uint16 {
-	out := make([]uint16, 0, len(l.ports))
-	for p := range l.ports {
-		out = append(out, p)
-	}
-	return out
-}
-
 // SetKernel says whether the kernel enforces the port's rules (then Allow passes its
 // requests without counting them).
 func (l *Limiter) SetKernel(portNum uint16, on bool) {
