@@ -54,7 +54,19 @@ func CheckPatterns(ps []protocols.Pattern) error {
 		if len(p) > MaxByteMatches {
 			return fmt.Errorf("pattern %d: %d byte matches, at most %d", i+1, len(p), MaxByteMatches)
 		}
+		seen := map[int][2]byte{} // offset -> mask, value of the matches so far
 		for _, m := range p {
+			for j, v := range m.Value {
+				mask := byte(0xff)
+				if j < len(m.Mask) {
+					mask = m.Mask[j]
+				}
+				o := seen[m.Offset+j]
+				if (o[1]^v)&o[0]&mask != 0 {
+					return fmt.Errorf("pattern %d: byte matches contradict at offset %d", i+1, m.Offset+j)
+				}
+				seen[m.Offset+j] = [2]byte{o[0] | mask, o[1] | v&mask}
+			}
 			if len(m.Value) == 0 {
 				return fmt.Errorf("pattern %d: byte match at offset %d has no bytes", i+1, m.Offset)
 			}

@@ -47,6 +47,8 @@ func TestParsePattern(t *testing.T) {
 		{"3:", "", "bad hex value"},
 		{"1021:00112233", "", "beyond byte 1024"},
 		{"0:00 1:00 2:00 3:00 4:00 5:00 6:00 7:00 8:00", "", "at most 8"},
+		{"0:0102 1:03", "", "contradict at offset 1"},
+		{"0:0102 1:02/0f 0:01", "0:0102 1:02/0f 0:01", ""},
 	}
 	for _, tc := range cases {
 		p, err := ParsePattern(tc.in)
