@@ -173,15 +173,3 @@ func (t *flowTable) closeAll() {
 		}
 	}
 }
-
-// count returns how many flows are tracked.
-func (t *flowTable) count() int {
-	n := 0
-	for i := range t.shards {
-		sh := &t.shards[i]
-		sh.mu.Lock()
-		n += sh.lru.Len()
-		sh.mu.Unlock()
-	}
-	return n
-}
