@@ -1,6 +1,7 @@
 package sensor
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/user"
@@ -16,8 +17,9 @@ import (
 // name or "root" keeps root, which the caller should warn about.
 //
 // keep lists capabilities (e.g. CAP_NET_ADMIN, 12) to retain in the permitted and effective
-// sets, so the sensor can undo its network changes at shutdown. Retaining needs a binary
-// built without cgo; otherwise keptErr says why they were not kept and the drop goes on.
+// sets, so the sensor can undo its network changes at shutdown; every other capability
+// leaves the bounding set. Both need a binary built without cgo; otherwise keptErr says
+// what was not done and the drop goes on.
 func DropPrivileges(userName, groupName string, keep ...uint) (dropped bool, keptErr, err error) {
 	if os.Geteuid() != 0 || userName == "" || userName == "root" {
 		return false, nil, nil
@@ -51,7 +53,11 @@ func DropPrivileges(userName, groupName string, keep ...uint) (dropped bool, kep
 	}
 	// The capability bounding set keeps only what the sensor still needs, so nothing the
 	// process (or a child) does later can regain the rest.
-	if err := dropBoundingSet(keep); err != nil {
+	var boundErr error
+	if err := dropBoundingSet(keep); errors.Is(err, syscall.ENOTSUP) {
+		// AllThreadsSyscall is unavailable in a cgo binary; the drop itself still works.
+		boundErr = errors.New("capability bounding set not reduced: needs a binary built without cgo (make build)")
+	} else if err != nil {
 		return false, nil, err
 	}
 	if len(keep) > 0 {
@@ -69,7 +75,7 @@ func DropPrivileges(userName, groupName string, keep ...uint) (dropped bool, kep
 	if len(keep) > 0 {
 		keptErr = setCaps(keep)
 	}
-	return true, keptErr, nil
+	return true, errors.Join(keptErr, boundErr), nil
 }
 
 // dropBoundingSet removes every capability but keep from the bounding set of every thread.

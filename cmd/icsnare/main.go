@@ -396,7 +396,7 @@ func serve(ctx context.Context, cfg sensor.Config, log *slog.Logger, stdout io.W
 		return err
 	}
 	if keptErr != nil {
-		log.Warn("CAP_NET_ADMIN not kept: network changes stay after exit and the next run adopts them", "err", keptErr)
+		log.Warn("least privilege incomplete (without CAP_NET_ADMIN, network changes stay after exit and the next run adopts them)", "err", keptErr)
 	}
 	if dropped {
 		log.Info("privileges dropped", "user", cfg.Privileges.User)
