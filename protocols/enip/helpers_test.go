@@ -121,7 +121,12 @@ type client struct {
 
 func dial(t testing.TB, addr netip.AddrPort) *client {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", addr.String(), 5*time.Second)
+	return dialAddr(t, addr.String())
+}
+
+func dialAddr(t testing.TB, addr string) *client {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
