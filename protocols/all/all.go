@@ -3,6 +3,7 @@
 package all
 
 import (
+	_ "github.com/icsnare/icsnare/protocols/enip"   // EtherNet/IP (CIP), TCP and UDP
 	_ "github.com/icsnare/icsnare/protocols/http"   // HTTP web HMI
 	_ "github.com/icsnare/icsnare/protocols/modbus" // Modbus/TCP
 	_ "github.com/icsnare/icsnare/protocols/s7comm" // S7comm (ISO-on-TCP)

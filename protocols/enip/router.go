@@ -233,7 +233,7 @@ func (x *exec) tagAttribute(dst []byte, svc byte, p *cipPath, data []byte) ([]by
 		return t.appendElements(dst, t.values(x.db), 0, t.size), gsSuccess
 	}
 	x.ev.write = true
-	n := t.size
+	var n int
 	if t.typ.size > 0 {
 		if len(data) == 0 || len(data)%t.typ.size != 0 {
 			return dst, gsNotEnoughData
