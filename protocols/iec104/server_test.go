@@ -154,6 +154,12 @@ func TestGeneralInterrogation(t *testing.T) {
 // operate, and the causes for unknown type, cause and common address.
 func TestCommandsAndCauses(t *testing.T) {
 	svc, h, srv := serve(t, 3)
+	// a transformer tap changer: regulating-step command 200_1 drives step position 200_2
+	tap := &point{name: "200_2", addr: ioa{0, 200, 2}, typ: mSTNA, key: "tap"}
+	svc.cfg.points[tap.addr] = tap
+	svc.cfg.monitored[mSTNA] = []*point{tap}
+	svc.cfg.points[ioa{0, 200, 1}] = &point{name: "200_1", addr: ioa{0, 200, 1}, typ: cRCNA, key: "tapcmd", rel: tap}
+	h.Databus.Set("tap", int64(5))
 	c := dial(t, srv.Addr)
 	c.expect(startdt, startOK)
 	ns := uint16(0)
@@ -223,6 +229,11 @@ func TestCommandsAndCauses(t *testing.T) {
 	// a double command with the not-permitted state 0
 	if r = do("2e 01 06 00 28 1e 00 3c 07 00", 1); !r[0].Negative {
 		t.Fatalf("DCS 0 %+v", r)
+	}
+	// regulating step: higher (2) moves the tap from 5 to 6
+	r = do("2f 01 06 00 28 1e 00 c8 01 02", 3)
+	if r[1].Type != mSTNA || r[1].COT != cotRemoteCommand || r[1].Objects[0].Element[0] != 6 || r[2].COT != cotActTerm {
+		t.Fatalf("regulating step %+v", r)
 	}
 	// deactivation
 	if r = do("2d 01 08 00 28 1e 00 16 14 01", 1); r[0].COT != cotDeactCon {
