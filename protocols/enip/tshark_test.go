@@ -105,11 +105,13 @@ func TestTsharkDissects(t *testing.T) {
 	if n := strings.Count(tsharkRead(t, tshark, pcap, "enip.command == 0x0070 and enip.cpf.cai.connid"), "\n"); n != 4 {
 		t.Errorf("%d SendUnitData packets with a connection id, want 4", n)
 	}
-	bad := tsharkRead(t, tshark, pcap, "_ws.malformed or (_ws.expert.severity >= 0x00600000 and (udp or tcp.len > 0))")
-	if strings.TrimSpace(bad) != "" {
-		t.Errorf("malformed packets or expert warnings:\n%s", bad)
-		protocoltest.Run(t, 30*time.Second, tshark, "-r", pcap, "-q", "-z", "expert")
-		protocoltest.Run(t, 30*time.Second, tshark, "-r", pcap, "-V", "-Y", "_ws.expert.severity >= 0x00600000")
+	if bad := tsharkRead(t, tshark, pcap, "_ws.malformed"); strings.TrimSpace(bad) != "" {
+		t.Errorf("malformed packets:\n%s", bad)
+	}
+	// expert rows of the protocol's own dissectors (the kernel's TCP notes on a busy
+	// loopback are not its problems)
+	if bad := protocoltest.ExpertProblems(t, tshark, pcap, "ENIP", "CIP"); len(bad) > 0 {
+		t.Errorf("tshark expert warnings or errors:\n%s", strings.Join(bad, "\n"))
 	}
 }
 

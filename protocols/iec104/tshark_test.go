@@ -85,10 +85,13 @@ func TestTsharkDissects(t *testing.T) {
 			t.Errorf("capture summary lacks %q", want)
 		}
 	}
-	bad := tsharkRead(t, tshark, pcap, "_ws.malformed or (_ws.expert.severity >= 0x00600000 and tcp.len > 0)")
-	if strings.TrimSpace(bad) != "" {
-		t.Errorf("malformed packets or expert warnings:\n%s", bad)
-		protocoltest.Run(t, 30*time.Second, tshark, "-r", pcap, "-q", "-z", "expert")
+	if bad := tsharkRead(t, tshark, pcap, "_ws.malformed"); strings.TrimSpace(bad) != "" {
+		t.Errorf("malformed packets:\n%s", bad)
+	}
+	// expert rows of the protocol's own dissectors (the kernel's TCP notes on a busy
+	// loopback are not its problems)
+	if bad := protocoltest.ExpertProblems(t, tshark, pcap, "IEC"); len(bad) > 0 {
+		t.Errorf("tshark expert warnings or errors:\n%s", strings.Join(bad, "\n"))
 	}
 }
 
