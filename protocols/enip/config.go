@@ -64,8 +64,10 @@ type tag struct {
 	typ     tagType
 	size    int
 	initial any // int64, float64 or string: every element starts with it
-	addr    [3]uint32
-	hasAddr bool
+	// initVals holds initial in every element; shared, never modified
+	initVals []any
+	addr     [3]uint32
+	hasAddr  bool
 }
 
 // dbKey is where the host's databus keeps the tag's elements once written.
@@ -251,6 +253,10 @@ func parseTag(sec *profiles.Section, n *profiles.Node) (*tag, error) {
 		return nil, n.Child("value").Errorf("tag %q: %v", t.name, err)
 	}
 	t.initial = v
+	t.initVals = make([]any, t.size)
+	for i := range t.initVals {
+		t.initVals[i] = v
+	}
 	if e := n.Child("addr"); e != nil {
 		parts := strings.Split(strings.TrimPrefix(e.TextTrim(), "@"), "/")
 		if len(parts) != 3 {

@@ -20,11 +20,7 @@ func (t *tag) values(db *profiles.Databus) []any {
 			}
 		}
 	}
-	l := make([]any, t.size)
-	for i := range l {
-		l[i] = t.initial
-	}
-	return l
+	return t.initVals
 }
 
 // symbolType is the tag's Symbol object type word: the type code (or the STRING
