@@ -13,21 +13,21 @@ import (
 	"github.com/icsnare/icsnare/protocols"
 )
 
-// Service serves one profile's EtherNet/IP section for every host of that profile, over
+// service serves one profile's EtherNet/IP section for every host of that profile, over
 // TCP and UDP on the same port as real devices do.
-type Service struct {
+type service struct {
 	cfg *config
 }
 
 var (
-	_ protocols.StreamService    = (*Service)(nil)
-	_ protocols.BroadcastService = (*Service)(nil)
+	_ protocols.StreamService    = (*service)(nil)
+	_ protocols.BroadcastService = (*service)(nil)
 )
 
-func newService(c *config) *Service { return &Service{cfg: c} }
+func newService(c *config) *service { return &service{cfg: c} }
 
 // Endpoints implements protocols.Service.
-func (s *Service) Endpoints() []protocols.Endpoint {
+func (s *service) Endpoints() []protocols.Endpoint {
 	return []protocols.Endpoint{{Transport: protocols.TCP, Port: Port}, {Transport: protocols.UDP, Port: Port}}
 }
 
@@ -66,7 +66,7 @@ type conn struct {
 
 // exec runs CIP requests for one host; ev collects what the event reports.
 type exec struct {
-	svc  *Service
+	svc  *service
 	sess *protocols.Session
 	db   *profiles.Databus
 	dev  *device
@@ -89,7 +89,7 @@ func (e *evInfo) reset() {
 
 // ServeConn implements protocols.StreamService: it reads encapsulation frames until the
 // peer closes, unregisters or breaks the framing.
-func (s *Service) ServeConn(ctx context.Context, sess *protocols.Session, nc net.Conn) {
+func (s *service) ServeConn(ctx context.Context, sess *protocols.Session, nc net.Conn) {
 	c := &conn{nc: nc, buf: make([]byte, 4096)}
 	c.x = exec{svc: s, sess: sess, conn: c}
 	if sess.Host != nil {
@@ -352,17 +352,17 @@ func (c *conn) find(otID uint32) *cipConn {
 
 // ServePacket implements protocols.PacketService: ListIdentity, ListServices and
 // ListInterfaces over UDP; other commands are not valid over UDP.
-func (s *Service) ServePacket(ctx context.Context, sess *protocols.Session, req []byte, reply func([]byte)) {
+func (s *service) ServePacket(ctx context.Context, sess *protocols.Session, req []byte, reply func([]byte)) {
 	s.servePacket(sess, sess.Local.Addr(), req, reply, false)
 }
 
 // ServeBroadcast implements protocols.BroadcastService: every host answers a broadcast
 // ListIdentity (and ListServices) from its own address, as devices on a segment do.
-func (s *Service) ServeBroadcast(ctx context.Context, sess *protocols.Session, to netip.Addr, req []byte, reply func([]byte)) {
+func (s *service) ServeBroadcast(ctx context.Context, sess *protocols.Session, to netip.Addr, req []byte, reply func([]byte)) {
 	s.servePacket(sess, sess.Local.Addr(), req, reply, true)
 }
 
-func (s *Service) servePacket(sess *protocols.Session, local netip.Addr, req []byte, reply func([]byte), broadcast bool) {
+func (s *service) servePacket(sess *protocols.Session, local netip.Addr, req []byte, reply func([]byte), broadcast bool) {
 	x := exec{svc: s, sess: sess}
 	if sess.Host != nil {
 		x.db = sess.Host.Databus

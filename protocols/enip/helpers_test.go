@@ -24,10 +24,10 @@ func testAddr() netip.Addr {
 
 // configure loads a testdata profile and configures the service, allowing only the
 // warning about cpppo's serial that Conpot's default template draws.
-func configure(t testing.TB, dir string) (*Service, *profiles.Profile) {
+func configure(t testing.TB, dir string) (*service, *profiles.Profile) {
 	t.Helper()
 	p := protocoltest.Profile(t, "testdata/"+dir)
-	svc, err := Protocol{}.Configure(p.Sections[Name])
+	svc, err := protocol{}.Configure(p.Sections[Name])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,7 +36,7 @@ func configure(t testing.TB, dir string) (*Service, *profiles.Profile) {
 			t.Fatalf("template warning: %s", w)
 		}
 	}
-	return svc.(*Service), p
+	return svc.(*service), p
 }
 
 func unhex(t testing.TB, s string) []byte {
@@ -273,7 +273,7 @@ func testSession(h *protocols.Host, rec protocols.Emitter, transport string) *pr
 
 // serve runs the service on TCP and UDP port 44818 of a fresh address in 127.70/16 (an
 // ephemeral port when the test cannot bind it).
-func serve(t testing.TB, dir string, seed uint64) (*Service, *protocols.Host, *protocoltest.Server, *protocoltest.Server) {
+func serve(t testing.TB, dir string, seed uint64) (*service, *protocols.Host, *protocoltest.Server, *protocoltest.Server) {
 	t.Helper()
 	svc, p := configure(t, dir)
 	addr := testAddr()

@@ -26,7 +26,7 @@ var ouis = map[uint16][3]byte{
 }
 
 // hostDevice returns the host's device, creating it from the seed on first use.
-func (s *Service) hostDevice(h *protocols.Host) *device {
+func (s *service) hostDevice(h *protocols.Host) *device {
 	return h.State(Name+".device", func() any { return newDevice(h, &s.cfg.id) }).(*device)
 }
 

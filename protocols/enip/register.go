@@ -16,16 +16,16 @@ const Name = "enip"
 // Port is the standard EtherNet/IP explicit messaging port, TCP and UDP.
 const Port = 44818
 
-func init() { protocols.Register(Protocol{}) }
+func init() { protocols.Register(protocol{}) }
 
-// Protocol is the registered EtherNet/IP implementation.
-type Protocol struct{}
+// protocol is the registered EtherNet/IP implementation.
+type protocol struct{}
 
 // Name implements protocols.Protocol.
-func (Protocol) Name() string { return Name }
+func (protocol) Name() string { return Name }
 
 // Configure implements protocols.Protocol.
-func (Protocol) Configure(sec *profiles.Section) (protocols.Service, error) {
+func (protocol) Configure(sec *profiles.Section) (protocols.Service, error) {
 	c, err := parseConfig(sec)
 	if err != nil {
 		return nil, err

@@ -52,7 +52,7 @@ func TestConfigErrors(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = Protocol{}.Configure(p.Sections[Name])
+		_, err = protocol{}.Configure(p.Sections[Name])
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: error %v, want %q", tc.body, err, tc.want)
 		}
@@ -72,11 +72,11 @@ func TestCommonAddressPerHost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := Protocol{}.Configure(p.Sections[Name])
+	svc, err := protocol{}.Configure(p.Sections[Name])
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := svc.(*Service)
+	s := svc.(*service)
 	a := s.params(protocoltest.Host(p, netip.MustParseAddr("198.18.70.1"), 1)).ca
 	b := s.params(protocoltest.Host(p, netip.MustParseAddr("198.18.70.2"), 2)).ca
 	if a == b || a == 0 || a == 0xFFFF {

@@ -31,14 +31,14 @@ func unhex(t testing.TB, s string) []byte {
 }
 
 // configure loads testdata/dir and configures the service, failing on warnings.
-func configure(t testing.TB, dir string) (*Service, *profiles.Profile) {
+func configure(t testing.TB, dir string) (*service, *profiles.Profile) {
 	t.Helper()
 	p := protocoltest.Profile(t, "testdata/"+dir)
-	return protocoltest.Configure(t, Protocol{}, p).(*Service), p
+	return protocoltest.Configure(t, protocol{}, p).(*service), p
 }
 
 // serve runs the service on port 2404 of a fresh loopback address.
-func serve(t testing.TB, seed uint64) (*Service, *protocols.Host, *protocoltest.Server) {
+func serve(t testing.TB, seed uint64) (*service, *protocols.Host, *protocoltest.Server) {
 	t.Helper()
 	svc, p := configure(t, "IEC104")
 	addr := testAddr()

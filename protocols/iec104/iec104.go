@@ -14,17 +14,17 @@ import (
 	"github.com/icsnare/icsnare/protocols"
 )
 
-// Service serves one profile's IEC104 section for every host of that profile.
-type Service struct {
+// service serves one profile's IEC104 section for every host of that profile.
+type service struct {
 	cfg *config
 }
 
-var _ protocols.StreamService = (*Service)(nil)
+var _ protocols.StreamService = (*service)(nil)
 
-func newService(c *config) *Service { return &Service{cfg: c} }
+func newService(c *config) *service { return &service{cfg: c} }
 
 // Endpoints implements protocols.Service.
-func (s *Service) Endpoints() []protocols.Endpoint {
+func (s *service) Endpoints() []protocols.Endpoint {
 	return []protocols.Endpoint{{Transport: protocols.TCP, Port: Port}}
 }
 
@@ -48,7 +48,7 @@ const (
 	maxTimer     = 255 * time.Second // the standard's upper bound
 )
 
-func (s *Service) params(h *protocols.Host) params {
+func (s *service) params(h *protocols.Host) params {
 	p := params{t1: defaultT1, t2: defaultT2, t3: defaultT3, k: 12, w: 8, maxASDU: 249}
 	if h == nil || h.Databus == nil {
 		return p
@@ -86,7 +86,7 @@ func (s *Service) params(h *protocols.Host) params {
 
 // conn is one TCP connection's state.
 type conn struct {
-	svc  *Service
+	svc  *service
 	sess *protocols.Session
 	nc   net.Conn
 	db   *profiles.Databus
@@ -110,7 +110,7 @@ type conn struct {
 }
 
 // ServeConn implements protocols.StreamService.
-func (s *Service) ServeConn(ctx context.Context, sess *protocols.Session, nc net.Conn) {
+func (s *service) ServeConn(ctx context.Context, sess *protocols.Session, nc net.Conn) {
 	c := &conn{svc: s, sess: sess, nc: nc, selected: map[ioa]time.Time{}, last: map[ioa]float64{}}
 	if sess.Host != nil {
 		c.db = sess.Host.Databus

@@ -16,16 +16,16 @@ const Name = "IEC104"
 // Port is the standard IEC 60870-5-104 port.
 const Port = 2404
 
-func init() { protocols.Register(Protocol{}) }
+func init() { protocols.Register(protocol{}) }
 
-// Protocol is the registered IEC 60870-5-104 implementation.
-type Protocol struct{}
+// protocol is the registered IEC 60870-5-104 implementation.
+type protocol struct{}
 
 // Name implements protocols.Protocol.
-func (Protocol) Name() string { return Name }
+func (protocol) Name() string { return Name }
 
 // Configure implements protocols.Protocol.
-func (Protocol) Configure(sec *profiles.Section) (protocols.Service, error) {
+func (protocol) Configure(sec *profiles.Section) (protocols.Service, error) {
 	c, err := parseConfig(sec)
 	if err != nil {
 		return nil, err
