@@ -39,6 +39,13 @@ func fullSession(t *testing.T, tcpAddr, udpAddr string) {
 	c.rr(cipReq(svcGetAttributeSingle, logical(1, 1, 7), nil))
 	c.rr(cipReq(svcGetAttributeSingle, logical(0xF5, 1, 5), nil))
 	c.rr(cipReq(svcGetAttributeSingle, logical(0xF6, 1, 3), nil))
+	c.rr(cipReq(svcGetAttributesAll, logical(0xF5, 1), nil))
+	c.rr(cipReq(svcGetAttributesAll, logical(0xF6, 1), nil))
+	c.rr(cipReq(svcGetAttributesAll, logical(2, 1), nil))
+	c.rr(cipReq(svcGetAttributeSingle, logical(0xF5, 1, 6), nil))
+	c.rr(cipReq(svcGetAttributeSingle, logical(1, 0, 1), nil))
+	c.rr(cipReq(svcGetInstanceAttributeList, []byte{0x20, 0x6B, 0x25, 0, 0, 0}, []byte{2, 0, 1, 0, 2, 0}))
+	c.rr(cipReq(svcMultipleService, logical(2, 1), []byte{2, 0, 6, 0, 14, 0, 0x0E, 3, 0x20, 1, 0x24, 1, 0x30, 1, 0x0E, 3, 0x20, 1, 0x24, 1, 0x30, 7}))
 	c.rr(cipReq(svcGetAttributeList, logical(1, 1), []byte{2, 0, 1, 0, 6, 0}))
 	c.rr(cipReq(svcReadTag, symbolic("Speed"), []byte{1, 0}))
 	c.rr(cipReq(svcWriteTag, symbolic("Speed"), []byte{0xC3, 0, 1, 0, 0x22, 0x11}))
@@ -97,7 +104,8 @@ func TestTsharkDissects(t *testing.T) {
 		// Wireshark names the Logix services only for Logix classes
 		"Success: 'Speed' - Service (0x4c)", "Success: 'Speed' - Service (0x4d)", "Path segment error: 'Missing'",
 		"Partial transfer: 'Counts' - Service (0x52)", "Success: 'Level' - Service (0x4c)",
-		"Success: Connection Manager - Forward Open", "Success: Connection Manager - Forward Close", "Unregister Session"} {
+		"Success: Connection Manager - Forward Open", "Success: Multiple Service Packet: Get Attribute Single, Get Attribute Single",
+		"Success: TCP/IP Interface - Get Attributes All", "Success: Ethernet Link - Get Attributes All", "Success: Connection Manager - Forward Close", "Unregister Session"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("capture summary lacks %q", want)
 		}
