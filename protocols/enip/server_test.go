@@ -442,6 +442,15 @@ func TestConnected(t *testing.T) {
 	if r := parseReply(t, items[1].Data); r.Service != 0x80|svcReadTag || !bytes.Equal(r.Data, unhex(t, "c200 02")) {
 		t.Fatalf("Unconnected Send reply %+v", r)
 	}
+	// eight connections per TCP connection: seven more fit, the ninth is refused
+	for i := uint16(0); i < 7; i++ {
+		c.forwardOpen(0xABCD0100+uint32(i), 100+i)
+	}
+	nine := cipReq(svcForwardOpen, logical(6, 1), append(unhex(t, "0a0e 00000000 01000000 0900 3713 feca0000 03000000 80841e00 f443 80841e00 f443 a3 03"),
+		0x01, 0x00, 0x20, 0x02, 0x24, 0x01))
+	if r := c.rr(nine); r.Status != gsConnectionFailure || r.Ext[0] != extNoMoreConnections {
+		t.Fatalf("ninth Forward Open %+v", r)
+	}
 	// Forward Close, twice
 	fc := cipReq(svcForwardClose, logical(6, 1), append(unhex(t, "0a0e 0700 3713 feca0000 03 00"), 0x01, 0x00, 0x20, 0x02, 0x24, 0x01))
 	if r := c.rr(fc); r.Status != 0 || !bytes.Equal(r.Data, unhex(t, "0700 3713 feca0000 0000")) {
