@@ -1,0 +1,56 @@
+package enip
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/icsnare/icsnare/profiles"
+)
+
+// TestConpotDefaultSection: Conpot's enip.xml parses; its cpppo serial is refused with a
+// warning naming file and line.
+func TestConpotDefaultSection(t *testing.T) {
+	svc, p := configure(t, "default")
+	id := svc.cfg.id
+	if id.vendor != 1 || id.deviceType != 14 || id.productCode != 90 || id.major != 2 || id.minor != 10 ||
+		id.productName != "1756-L61/B LOGIX5561" || len(svc.cfg.tags) != 3 {
+		t.Fatalf("config %+v", svc.cfg)
+	}
+	w := p.Warnings()
+	if len(w) != 1 || !strings.Contains(w[0], "enip/enip.xml:7: <SerialNumber>") {
+		t.Fatalf("warnings %q", w)
+	}
+	if tg := svc.cfg.byAddr[[3]uint32{22, 1, 2}]; tg == nil || tg.name != "TEXT" || tg.size != 32 || tg.initial != "A" {
+		t.Fatalf("TEXT tag %+v", tg)
+	}
+}
+
+// TestConfigErrors: bad values are errors naming file, line and element.
+func TestConfigErrors(t *testing.T) {
+	for _, tc := range []struct{ body, want string }{
+		{`<device_info><VendorId>70000</VendorId></device_info>`, "enip.xml:2: <VendorId>"},
+		{`<device_info><ProductRevision>1.x</ProductRevision></device_info>`, "<ProductRevision>: revision"},
+		{`<mode>serial</mode>`, "<mode>"},
+		{`<tags><tag name="A"><type>LREAL</type></tag></tags>`, "type \"LREAL\""},
+		{`<tags><tag name="A"><type>SINT</type><value>300</value></tag></tags>`, "outside SINT's range"},
+		{`<tags><tag name="A"><type>INT</type><size>0</size></tag></tags>`, "<size>"},
+		{`<tags><tag name="A"><type>INT</type><addr>1/1/1</addr></tag></tags>`, "device's own objects"},
+		{`<tags><tag name="A"><type>INT</type></tag><tag name="a"><type>INT</type></tag></tags>`, "defined twice"},
+		{`<device_info><SerialNumber databus="nope"/></device_info>`, "databus key \"nope\""},
+	} {
+		dir := t.TempDir()
+		os.MkdirAll(filepath.Join(dir, "enip"), 0o755)
+		os.WriteFile(filepath.Join(dir, "template.xml"), []byte("<core><databus><key_value_mappings/></databus></core>"), 0o644)
+		os.WriteFile(filepath.Join(dir, "enip", "enip.xml"), []byte("<enip enabled=\"True\">\n"+tc.body+"\n</enip>"), 0o644)
+		p, err := profiles.LoadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = protocol{}.Configure(p.Sections[Name])
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want %q", tc.body, err, tc.want)
+		}
+	}
+}
