@@ -19,9 +19,12 @@ run: build
 	./$(BIN)/icsnare run $(ARGS)
 
 # Unit, protocol and end-to-end tests. Under CI=true a test that lacks a client or root fails.
+# Every package runs under the race detector except cmd/, whose tests drive the built binary.
+RACE_PKGS = $(shell $(GO) list ./... | grep -v /cmd/)
 test:
 	$(GO) vet ./...
-	$(GO) test -count=1 -timeout 14m ./...
+	$(GO) test -count=1 -timeout 20m -race $(RACE_PKGS)
+	$(GO) test -count=1 -timeout 20m ./cmd/...
 
 # Codec benchmarks, then the load generator against a freshly started sensor.
 bench: build
