@@ -287,3 +287,44 @@ func TestConfiguredSeedWinsAndNoSeedFile(t *testing.T) {
 		t.Fatal("seeds collide")
 	}
 }
+
+// TestFullStoreIsCountedNotFatal: past max_bytes a write is refused, counted in
+// icsnare_state_writes_refused_total{reason="store_full"}, and the host keeps serving it.
+func TestFullStoreIsCountedNotFatal(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Hosts = []HostRule{{Addresses: []string{"198.18.0.0/24"}, Profile: "default"}}
+	cfg.State = StateConfig{Dir: t.TempDir(), MaxBytes: 200}
+	s, err := New(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.store.Close()
+	for i := 1; i <= 4; i++ {
+		h, _ := s.hosts.get(addr4(198, 18, 0, i))
+		h.Databus.Set("sysLocation", fmt.Sprintf("%060d", i))
+		s.store.Flush()
+		if v, _ := h.Databus.GetString("sysLocation"); v != fmt.Sprintf("%060d", i) {
+			t.Fatalf("host %d does not show its write", i)
+		}
+	}
+	mfs, err := s.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "icsnare_state_writes_refused_total" && mf.GetName() != "icsnare_state_writes_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			key := mf.GetName()
+			for _, l := range m.GetLabel() {
+				key += "/" + l.GetValue()
+			}
+			got[key] = m.GetCounter().GetValue()
+		}
+	}
+	if got["icsnare_state_writes_total"] < 1 || got["icsnare_state_writes_refused_total/store_full"] < 1 {
+		t.Fatalf("state metrics %v", got)
+	}
+}
