@@ -120,6 +120,7 @@ func (c snmpClient) value(t *testing.T, oid string) string {
 const (
 	oidSysUpTime   = ".1.3.6.1.2.1.1.3.0"
 	oidSysLocation = ".1.3.6.1.2.1.1.6.0"
+	oidEngineBoots = ".1.3.6.1.6.3.10.2.1.2.0"
 )
 
 // ticks reads sysUpTime printed with -Oqvt (hundredths of a second).
@@ -139,7 +140,8 @@ func (c snmpClient) ticks(t *testing.T) int64 {
 // TestSNMPSetSurvivesEvictionAndRestart: an SNMP SET of sysLocation on one host of a /24
 // is still there after 100,000 contacts with other hosts evicted it (max_hosts 1000), and
 // after a SIGTERM and a restart of the binary on the same state directory; sysUpTime
-// goes on from where it was.
+// goes on from where it was; a restart configured as a reboot shows uptime near 0 and
+// snmpEngineBoots + 1.
 func TestSNMPSetSurvivesEvictionAndRestart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("100,000 host contacts")
@@ -239,6 +241,7 @@ dir = %q
 		t.Fatal("the target host was still in memory: it was never evicted")
 	}
 	upBefore := c.ticks(t)
+	boots := c.value(t, oidEngineBoots)
 	if p.metric(t, "icsnare_state_writes_total") < 1 {
 		t.Fatal("no state write committed")
 	}
@@ -253,6 +256,27 @@ dir = %q
 	t.Logf("sysUpTime %d before the restart, %d after", upBefore, upAfter)
 	if upAfter < upBefore {
 		t.Fatalf("sysUpTime ran backwards across the restart: %d, then %d", upBefore, upAfter)
+	}
+	if got := c.value(t, oidEngineBoots); got != boots {
+		t.Fatalf("snmpEngineBoots %s after a restart that continues, was %s", got, boots)
+	}
+	p2.stop(t)
+
+	// on_restart = "reboot": the host looks freshly rebooted, its write still there.
+	if err := os.WriteFile(cfgPath, []byte(cfg+"on_restart = \"reboot\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	start()
+	waitListening(t, fmt.Sprintf("127.40.1.7:%d", 502+off))
+	n0, _ := strconv.Atoi(boots)
+	if got := c.value(t, oidEngineBoots); got != strconv.Itoa(n0+1) {
+		t.Fatalf("snmpEngineBoots %s after a simulated reboot, was %s", got, boots)
+	}
+	if up := c.ticks(t); up > 60*100 {
+		t.Fatalf("sysUpTime %d ticks after a simulated reboot, want under a minute", up)
+	}
+	if got := c.value(t, oidSysLocation); !strings.Contains(got, where) {
+		t.Fatalf("sysLocation after a simulated reboot: %q", got)
 	}
 	fi, err := os.Stat(stateDir + "/seed")
 	if err != nil || fi.Mode().Perm() != 0o600 {
