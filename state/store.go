@@ -136,14 +136,18 @@ func Open(dir string, lim Limits, log *slog.Logger) (*Store, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	path := filepath.Join(dir, DBFile)
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 500 * time.Millisecond})
+	lim = lim.withDefaults()
+	// Map the file's whole bounded size at once: bbolt then never remaps while a reader
+	// (a host being regenerated on the packet path) holds the map. Address space, not memory.
+	mmap := int(min(2*lim.TotalBytes+1<<20, 4<<30))
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 500 * time.Millisecond, InitialMmapSize: mmap})
 	if err != nil {
 		if errors.Is(err, berrors.ErrTimeout) {
 			return nil, fmt.Errorf("state: %s is in use by another process", path)
 		}
 		return nil, fmt.Errorf("state: open %s: %w", path, err)
 	}
-	s := &Store{db: db, lim: lim.withDefaults(), log: log, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	s := &Store{db: db, lim: lim, log: log, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	for i := range s.shards {
 		s.shards[i].pending = map[string]map[string][]byte{}
 		s.shards[i].has = map[string]struct{}{}
