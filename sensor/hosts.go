@@ -40,7 +40,6 @@ type host struct {
 	conns    atomic.Int32
 	lastSeen atomic.Int64 // unix nanoseconds
 	ref      atomic.Bool  // seen again since the clock hand last passed (CLOCK's reference bit)
-	slot     int          // index in its shard's ring; guarded by the shard's lock
 }
 
 // hostRegistry maps destination addresses to hosts. Hosts are created on first contact
@@ -184,11 +183,9 @@ func (r *hostRegistry) get(addr netip.Addr) (*host, bool) {
 		if i, ok := sh.victimLocked(); ok {
 			old := sh.ring[i]
 			delete(sh.m, old.Addr)
-			old.slot = -1
 			r.evicted.Add(1)
 			// The newcomer takes the victim's place just behind the hand: it is looked at
 			// last in the next pass.
-			h.slot = i
 			sh.ring[i] = h
 			sh.m[addr] = h
 			r.created.Add(1)
@@ -197,7 +194,6 @@ func (r *hostRegistry) get(addr netip.Addr) (*host, bool) {
 		// Every host of the shard has open connections (bounded by the connection caps),
 		// or the shard is empty: go over the cap rather than evict one elsewhere.
 	}
-	h.slot = len(sh.ring)
 	sh.ring = append(sh.ring, h)
 	sh.m[addr] = h
 	r.n.Add(1)
@@ -244,11 +240,9 @@ func (sh *hostShard) removeLocked(i int) {
 	h := sh.ring[i]
 	last := len(sh.ring) - 1
 	sh.ring[i] = sh.ring[last]
-	sh.ring[i].slot = i
 	sh.ring[last] = nil
 	sh.ring = sh.ring[:last]
 	delete(sh.m, h.Addr)
-	h.slot = -1
 }
 
 // sweepChunk bounds how many hosts an idle sweep looks at per lock hold.
