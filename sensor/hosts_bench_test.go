@@ -206,6 +206,8 @@ func BenchmarkHostGet(b *testing.B) {
 			r.get(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}))
 		}
 		var n atomic.Uint32
+		b.ReportAllocs()
+		b.ResetTimer()
 		b.RunParallel(func(pb *testing.PB) {
 			i := n.Add(1 << 12)
 			for pb.Next() {
@@ -217,6 +219,7 @@ func BenchmarkHostGet(b *testing.B) {
 	b.Run("miss-evicting", func(b *testing.B) {
 		r := newHostRegistry(rules, 1, 1<<12, time.Hour)
 		var n atomic.Uint32
+		b.ReportAllocs()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
 				i := n.Add(1)
