@@ -1,6 +1,7 @@
 package sensor
 
 import (
+	"context"
 	"encoding/binary"
 	"hash/fnv"
 	"math/bits"
@@ -245,14 +246,27 @@ func (sh *hostShard) removeLocked(i int) {
 	delete(sh.m, h.Addr)
 }
 
-// sweepChunk bounds how many hosts an idle sweep looks at per lock hold.
-const sweepChunk = 512
+// sweepChunk bounds how many hosts an idle sweep looks at per lock hold; it yields between
+// chunks and sleeps every sweepSleepEvery chunks. Sleeping, not only yielding, lets the
+// processor go idle so the Go scheduler polls the network: a loop that only yields can
+// delay a socket's readiness until sysmon's next poll (up to 10 ms) on a machine with few
+// cores.
+const (
+	sweepChunk      = 512
+	sweepSleepEvery = 8
+	sweepPause      = 10 * time.Microsecond
+)
 
 // sweep evicts hosts idle for longer than the idle time, one shard and at most sweepChunk
-// hosts at a time: the packet path waits for at most one chunk of one shard.
-func (r *hostRegistry) sweep() {
+// hosts at a time: the packet path waits for at most one chunk of one shard. It stops
+// early when ctx is done.
+func (r *hostRegistry) sweep(ctx context.Context) {
 	cut := time.Now().UnixNano() - int64(r.idle)
+	chunks := 0
 	for i := range r.shards {
+		if ctx.Err() != nil {
+			return
+		}
 		sh := &r.shards[i]
 		sh.mu.RLock()
 		j := len(sh.ring) - 1
@@ -270,7 +284,11 @@ func (r *hostRegistry) sweep() {
 				}
 			}
 			sh.mu.Unlock()
-			runtime.Gosched()
+			if chunks++; chunks%sweepSleepEvery == 0 {
+				time.Sleep(sweepPause)
+			} else {
+				runtime.Gosched()
+			}
 		}
 	}
 }

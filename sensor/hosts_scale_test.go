@@ -1,6 +1,7 @@
 package sensor
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -97,7 +98,7 @@ func TestNeverEvictsHostsWithConnections(t *testing.T) {
 	b.conns.Add(1)
 	r.get(addr4(198, 18, 0, 3)) // nothing evictable: the shard goes over its cap
 	time.Sleep(time.Millisecond)
-	r.sweep() // idle, but connected
+	r.sweep(context.Background()) // idle, but connected
 	for _, h := range []*host{a, b} {
 		if got, _ := r.get(h.Addr); got != h {
 			t.Fatalf("%s with a connection was evicted", h.Addr)
@@ -113,7 +114,7 @@ func TestNeverEvictsHostsWithConnections(t *testing.T) {
 		t.Fatal("host without connections kept past the cap")
 	}
 	time.Sleep(time.Millisecond)
-	r.sweep()
+	r.sweep(context.Background())
 	if r.count() != 1 {
 		t.Fatalf("after the idle sweep %d hosts, want the connected one", r.count())
 	}
@@ -173,7 +174,7 @@ func TestRegistryConcurrentUse(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		for range 20 {
-			r.sweep()
+			r.sweep(context.Background())
 		}
 	}()
 	wg.Wait()

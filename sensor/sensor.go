@@ -313,7 +313,7 @@ loop:
 			break loop
 		case <-tick.C:
 			s.m.udpFlows.Set(float64(s.flows.sweep(time.Now())))
-			s.hosts.sweep()
+			s.hosts.sweep(ctx)
 		}
 	}
 	s.log.Info("shutting down")
