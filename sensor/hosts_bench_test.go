@@ -27,6 +27,7 @@ func TestEvictionStallAt1MHosts(t *testing.T) {
 		t.Skip("materialises a million hosts")
 	}
 	const maxHosts = 1 << 20
+	const evictRate = 100_000 // new hosts a second while the clients poll
 	cfg := DefaultConfig()
 	cfg.Hosts = []HostRule{{Addresses: []string{"10.0.0.0/8", "127.40.3.1"}, Profile: "default"}}
 	cfg.Bind.Address = "127.40.3.1"
@@ -52,8 +53,11 @@ func TestEvictionStallAt1MHosts(t *testing.T) {
 
 	// Fill to the cap on every core.
 	fillStart := time.Now()
-	fill := func(from, to, workers int) {
+	// fill creates hosts from..to-1 on workers goroutines, at most perSecond hosts a second
+	// in all (0: as fast as they can).
+	fill := func(from, to, workers, perSecond int) {
 		var wg sync.WaitGroup
+		t0 := time.Now()
 		for w := range workers {
 			wg.Add(1)
 			go func() {
@@ -64,7 +68,11 @@ func TestEvictionStallAt1MHosts(t *testing.T) {
 						// now and then instead. Without it, two such loops on two cores would
 						// keep the scheduler from polling the network until sysmon does (up
 						// to 10 ms): the test would measure that, not the registry.
-						time.Sleep(time.Microsecond)
+						wait := time.Microsecond
+						if perSecond > 0 {
+							wait = max(wait, time.Until(t0.Add(time.Duration(i-from)*time.Second/time.Duration(perSecond))))
+						}
+						time.Sleep(wait)
 					}
 					if _, ok := s.hosts.get(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})); !ok {
 						t.Error("no host")
@@ -75,7 +83,7 @@ func TestEvictionStallAt1MHosts(t *testing.T) {
 		}
 		wg.Wait()
 	}
-	fill(1, maxHosts+1, runtime.GOMAXPROCS(0)) // 10.0.0.1 up: only 10/8's own network and broadcast are not hosts
+	fill(1, maxHosts+1, runtime.GOMAXPROCS(0), 0) // 10.0.0.1 up: only 10/8's own network and broadcast are not hosts
 	runtime.GC()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
@@ -214,14 +222,13 @@ func TestEvictionStallAt1MHosts(t *testing.T) {
 			s.hosts.sweep(context.Background())
 			sweepTook = time.Since(t0)
 		}()
-		// One goroutine creates hosts as fast as it can (the packet path of a scan): on a
-		// two-core machine that leaves a core for the Modbus clients and their handlers.
-		fill(1<<21, 1<<21+1<<19, 1)
+		// Half a million new hosts, each evicting one, at 100,000 a second: a fast scan.
+		fill(1<<21, 1<<21+1<<19, 1, evictRate)
 		sweeping.Wait()
 		created = s.hosts.evicted.Load() - before
 	})
-	t.Logf("eviction: %d hosts evicted (each by a new one) in %v; idle sweep over %d hosts took %v",
-		created, time.Since(evictStart).Round(time.Millisecond), maxHosts, sweepTook.Round(time.Millisecond))
+	t.Logf("eviction: %d hosts evicted (each by a new one, %d a second asked) in %v; idle sweep over %d hosts took %v",
+		created, evictRate, time.Since(evictStart).Round(time.Millisecond), maxHosts, sweepTook.Round(time.Millisecond))
 	report("Modbus latency during eviction, one connection", kept)
 	report("Modbus latency during eviction, a connection per request", fresh)
 	report("control echo latency during eviction", control)
