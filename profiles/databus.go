@@ -190,12 +190,68 @@ var ErrNoKey = errors.New("no such databus key")
 
 // Databus is one host's key/value store. Reads and writes are safe for concurrent use; every
 // protocol of the host sees the same values. Values are materialised on first read.
+//
+// Set and Update are writes (what attackers change); the write hook, when set, sees each
+// one so the sensor can keep it across eviction and restarts. Restore puts a kept value
+// back, and Init is for a protocol's own start-up values, which never replace a write.
 type Databus struct {
 	schema *Schema
 	env    EngineEnv
+	hook   WriteHook
 
-	mu   sync.RWMutex
-	vals map[string]any
+	mu      sync.RWMutex
+	vals    map[string]any
+	written map[string]struct{} // keys set by Set, Update or Restore; nil until the first
+}
+
+// WriteHook is told about every Set and Update, with the value now stored. It runs under
+// the databus lock, so writes of one key reach it in order; it must not block (queue the
+// value and return).
+type WriteHook func(key string, v any)
+
+// SetWriteHook sets the hook for later writes. Call it before the databus is shared.
+func (d *Databus) SetWriteHook(h WriteHook) { d.hook = h }
+
+// Restore stores a kept value as written, without telling the hook.
+func (d *Databus) Restore(key string, v any) {
+	d.mu.Lock()
+	d.vals[key] = v
+	d.markLocked(key)
+	d.mu.Unlock()
+}
+
+// Init stores a protocol's start-up value for key (an SNMP literal or engine) unless key
+// was written or restored: an attacker's SET survives the protocol's first contact after
+// the host was regenerated.
+func (d *Databus) Init(key string, v any) {
+	d.mu.Lock()
+	if _, w := d.written[key]; !w {
+		d.vals[key] = v
+	}
+	d.mu.Unlock()
+}
+
+// Written reports whether key was written or restored.
+func (d *Databus) Written(key string) bool {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	_, w := d.written[key]
+	return w
+}
+
+func (d *Databus) markLocked(key string) {
+	if d.written == nil {
+		d.written = make(map[string]struct{})
+	}
+	d.written[key] = struct{}{}
+}
+
+// wroteLocked records a write and hands it to the hook.
+func (d *Databus) wroteLocked(key string, v any) {
+	d.markLocked(key)
+	if d.hook != nil {
+		d.hook(key, v)
+	}
 }
 
 // NewDatabus returns a host's databus for this schema.
@@ -251,6 +307,7 @@ func (d *Databus) Get(key string) (any, error) {
 func (d *Databus) Set(key string, v any) {
 	d.mu.Lock()
 	d.vals[key] = v
+	d.wroteLocked(key, v)
 	d.mu.Unlock()
 }
 
@@ -271,6 +328,7 @@ func (d *Databus) Update(key string, fn func(cur any) (any, error)) error {
 		return err
 	}
 	d.vals[key] = nv
+	d.wroteLocked(key, nv)
 	return nil
 }
 

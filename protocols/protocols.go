@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -115,14 +116,79 @@ type Host struct {
 	Profile *profiles.Profile
 	Seed    uint64 // stable per host; derive identity values from it, never from the machine
 	Databus *profiles.Databus
+	// Boots counts the reboots the sensor simulated for this host (0 until a restart is
+	// configured to look like one); SNMP adds it to snmpEngineBoots.
+	Boots int64
 
+	store HostStore
 	state sync.Map
 }
 
-// NewHost creates a host of profile p at addr with the given seed.
+// HostStore keeps what attackers changed on one host (databus writes, an S7 CPU's mode …)
+// across eviction and sensor restarts. The sensor provides it; protocols reach it through
+// Host.Persist and Host.Persisted and never see the disk.
+type HostStore interface {
+	// Save queues value under key and returns at once; it never waits on the disk. It
+	// reports false when the write is refused (a bound of the host or of the store, a full
+	// queue); the sensor counts and logs refusals.
+	Save(key string, value []byte) bool
+	// Saved returns the value kept under key when the host was created.
+	Saved(key string) ([]byte, bool)
+	// SavedKeys lists the keys kept for the host when it was created.
+	SavedKeys() []string
+}
+
+// databusPrefix namespaces databus keys among a host's stored keys.
+const databusPrefix = "db/"
+
+// NewHost creates a host of profile p at addr with the given seed, keeping nothing.
 func NewHost(addr netip.Addr, p *profiles.Profile, seed uint64, start time.Time) *Host {
-	return &Host{Addr: addr, Profile: p, Seed: seed,
+	return NewStoredHost(addr, p, seed, start, 0, nil)
+}
+
+// NewStoredHost creates a host whose writes go to store (nil: kept in memory only). The
+// databus values store kept are put back first, so a regenerated host shows what attackers
+// wrote; later Set and Update calls are saved.
+func NewStoredHost(addr netip.Addr, p *profiles.Profile, seed uint64, start time.Time, boots int64, store HostStore) *Host {
+	h := &Host{Addr: addr, Profile: p, Seed: seed, Boots: boots, store: store,
 		Databus: p.Schema.NewDatabus(profiles.EngineEnv{Seed: seed, Addr: addr, Start: start})}
+	if store == nil {
+		return h
+	}
+	for _, k := range store.SavedKeys() {
+		key, ok := strings.CutPrefix(k, databusPrefix)
+		if !ok {
+			continue
+		}
+		b, _ := store.Saved(k)
+		if v, err := profiles.DecodeValue(b); err == nil {
+			h.Databus.Restore(key, v)
+		}
+	}
+	h.Databus.SetWriteHook(func(key string, v any) {
+		if b, err := profiles.AppendValue(nil, v); err == nil {
+			store.Save(databusPrefix+key, b)
+		}
+	})
+	return h
+}
+
+// Persist keeps value under key for this host across eviction and restarts (a protocol's
+// state outside the databus, e.g. "s7comm.mode"); keys are prefixed with the protocol's
+// name. It never blocks and reports false when the value was not kept.
+func (h *Host) Persist(key string, value []byte) bool {
+	if h.store == nil {
+		return false
+	}
+	return h.store.Save(key, value)
+}
+
+// Persisted returns what Persist kept under key, from before the host was last created.
+func (h *Host) Persisted(key string) ([]byte, bool) {
+	if h.store == nil {
+		return nil, false
+	}
+	return h.store.Saved(key)
 }
 
 // State returns the host's state stored under key, creating it with init on first use.

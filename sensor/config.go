@@ -20,7 +20,8 @@ import (
 type Config struct {
 	SensorID string `toml:"sensor_id"`
 	// Seed makes every host's identity (serials, names, random registers) stable across
-	// restarts and different from another deployment's. Set it to a secret of your own.
+	// restarts and different from another deployment's. Empty: a random one generated on
+	// first start and kept in the state directory.
 	Seed    string       `toml:"seed"`
 	Hosts   []HostRule   `toml:"hosts"`
 	Bind    BindConfig   `toml:"bind"`
@@ -37,6 +38,7 @@ type Config struct {
 	} `toml:"privileges"`
 	Netcfg NetcfgConfig `toml:"netcfg"`
 	XDP    XDPConfig    `toml:"xdp"`
+	State  StateConfig  `toml:"state"`
 	SNMP   struct {
 		MIBPath []string `toml:"mibpath"`
 	} `toml:"snmp"`
@@ -321,6 +323,9 @@ func (c *Config) Validate() error {
 		return bad("xdp.mode %q: want auto, native or generic", c.XDP.Mode)
 	}
 	if err := c.validateXDPRules(); err != nil {
+		return bad("%v", err)
+	}
+	if err := c.State.validate(); err != nil {
 		return bad("%v", err)
 	}
 	l := &c.Limits

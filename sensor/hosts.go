@@ -1,10 +1,12 @@
 package sensor
 
 import (
+	"context"
 	"encoding/binary"
-	"fmt"
 	"hash/fnv"
+	"math/bits"
 	"net/netip"
+	"runtime"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/icsnare/icsnare/profiles"
 	"github.com/icsnare/icsnare/protocols"
+	"github.com/icsnare/icsnare/state"
 )
 
 // deviceProfile is a loaded profile with its configured services.
@@ -37,135 +40,299 @@ type host struct {
 	dev      *deviceProfile
 	conns    atomic.Int32
 	lastSeen atomic.Int64 // unix nanoseconds
+	ref      atomic.Bool  // seen again since the clock hand last passed (CLOCK's reference bit)
 }
 
 // hostRegistry maps destination addresses to hosts. Hosts are created on first contact
 // from the sensor seed, so a /8 costs nothing until addresses are touched, and an evicted
-// host comes back identical.
+// host comes back identical, with what attackers wrote restored from the state store.
+//
+// The hosts live in shards picked by a hash of the address; each shard has its own lock,
+// map and CLOCK ring, so the packet path only ever takes one shard's lock (a read lock
+// when the host exists) and eviction at max_hosts costs amortised O(1): the shard's clock
+// hand passes over hosts seen again since its last pass (clearing their bit) and hosts
+// with open connections, and replaces the first other one. A host contacted once (a
+// scanner's sweep) goes before one an attacker keeps coming back to.
 type hostRegistry struct {
 	rules    []rule // longest prefix first
 	seed     uint64
-	start    time.Time
+	boot     bootRecord
 	maxHosts int
 	idle     time.Duration
+	store    *state.Store // nil: writes live as long as the host object
 
-	mu    sync.RWMutex
-	hosts map[netip.Addr]*host
+	shards    []hostShard
+	shardBits uint
+	n         atomic.Int64
 
 	created, evicted atomic.Int64
 }
 
-func newHostRegistry(rules []rule, seed uint64, maxHosts int, idle time.Duration) *hostRegistry {
-	sort.SliceStable(rules, func(i, j int) bool { return rules[i].prefix.Bits() > rules[j].prefix.Bits() })
-	return &hostRegistry{rules: rules, seed: seed, start: time.Now(), maxHosts: maxHosts, idle: idle,
-		hosts: make(map[netip.Addr]*host)}
+type hostShard struct {
+	mu   sync.RWMutex
+	m    map[netip.Addr]*host
+	ring []*host
+	hand int
+	_    [48]byte // keep neighbouring shards' locks off one cache line
 }
 
-// match returns the rule covering addr.
+// shardTarget is the number of hosts a shard holds on average when the registry is full
+// (shards are not capped one by one: the cap is the registry's).
+const (
+	shardTarget = 2048
+	maxShards   = 1024
+)
+
+func newHostRegistry(rules []rule, seed uint64, maxHosts int, idle time.Duration) *hostRegistry {
+	sort.SliceStable(rules, func(i, j int) bool { return rules[i].prefix.Bits() > rules[j].prefix.Bits() })
+	maxHosts = max(maxHosts, 1)
+	nb := uint(0)
+	for nb < 10 && (maxHosts>>nb)/shardTarget >= 2 {
+		nb++
+	}
+	r := &hostRegistry{rules: rules, seed: seed, boot: bootRecord{Epoch: time.Now()}, maxHosts: maxHosts, idle: idle,
+		shards: make([]hostShard, 1<<nb), shardBits: nb}
+	for i := range r.shards {
+		r.shards[i].m = make(map[netip.Addr]*host)
+	}
+	return r
+}
+
+// shard returns the shard of addr.
+func (r *hostRegistry) shard(addr netip.Addr) *hostShard { return &r.shards[r.shardIndex(addr)] }
+
+func (r *hostRegistry) shardIndex(addr netip.Addr) int {
+	if r.shardBits == 0 {
+		return 0
+	}
+	a := addr.As16()
+	x := binary.BigEndian.Uint64(a[:8]) ^ bits.RotateLeft64(binary.BigEndian.Uint64(a[8:]), 17)
+	x *= 0x9e3779b97f4a7c15
+	return int(x >> (64 - r.shardBits))
+}
+
+// match returns the rule covering addr. The network and broadcast addresses of an IPv4
+// prefix shorter than /31 are not hosts (a real subnet has no device there) unless a
+// longer rule, such as a single address, lists them.
 func (r *hostRegistry) match(addr netip.Addr) (*deviceProfile, bool) {
 	for _, ru := range r.rules {
 		if ru.prefix.Contains(addr) {
+			if subnetEdge(ru.prefix, addr) {
+				return nil, false
+			}
 			return ru.dev, true
 		}
 	}
 	return nil, false
 }
 
-// configured reports how many addresses the rules cover (saturating).
+// subnetEdge reports whether addr is the network or broadcast address of p, an IPv4
+// prefix shorter than /31.
+func subnetEdge(p netip.Prefix, addr netip.Addr) bool {
+	if !addr.Is4() || !p.Addr().Is4() || p.Bits() >= 31 {
+		return false
+	}
+	a := binary.BigEndian.Uint32(addr.AsSlice())
+	hostMask := uint32(1)<<(32-p.Bits()) - 1
+	return a&hostMask == 0 || a&hostMask == hostMask
+}
+
+// configured reports how many addresses the rules cover (saturating), less the network
+// and broadcast addresses of IPv4 subnets.
 func (r *hostRegistry) configured() float64 {
 	var n float64
 	for _, ru := range r.rules {
 		n += float64(uint64(1) << min(63, uint(ru.prefix.Addr().BitLen()-ru.prefix.Bits())))
+		if ru.prefix.Addr().Is4() && ru.prefix.Bits() < 31 {
+			n -= 2
+		}
 	}
 	return n
 }
 
 // get returns the host at addr, creating it on first contact; ok is false when no rule
-// covers addr.
+// covers addr. It takes one shard's read lock when the host exists; creating a host (and
+// reading its kept state) happens outside any lock, inserting it under its shard's lock.
 func (r *hostRegistry) get(addr netip.Addr) (*host, bool) {
 	addr = addr.Unmap()
 	now := time.Now().UnixNano()
-	r.mu.RLock()
-	h, ok := r.hosts[addr]
-	r.mu.RUnlock()
+	sh := r.shard(addr)
+	sh.mu.RLock()
+	h, ok := sh.m[addr]
+	sh.mu.RUnlock()
 	if ok {
 		h.lastSeen.Store(now)
+		if !h.ref.Load() {
+			h.ref.Store(true)
+		}
 		return h, true
 	}
 	dev, ok := r.match(addr)
 	if !ok {
 		return nil, false
 	}
-	seed := hostSeed(r.seed, addr, dev.profile.Name)
-	h = &host{Host: protocols.NewHost(addr, dev.profile, seed, r.hostStart(seed)), dev: dev}
+	h = r.newHost(addr, dev)
 	h.lastSeen.Store(now)
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if old, ok := r.hosts[addr]; ok {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if old, ok := sh.m[addr]; ok {
 		return old, true
 	}
-	if len(r.hosts) >= r.maxHosts {
-		r.evictLocked(now)
+	if r.n.Load() >= int64(r.maxHosts) {
+		// Full: the newcomer replaces a host of its own shard, so the cap holds across
+		// shards of uneven size and no other shard's lock is taken.
+		if i, ok := sh.victimLocked(); ok {
+			old := sh.ring[i]
+			delete(sh.m, old.Addr)
+			r.evicted.Add(1)
+			// The newcomer takes the victim's place just behind the hand: it is looked at
+			// last in the next pass.
+			sh.ring[i] = h
+			sh.m[addr] = h
+			r.created.Add(1)
+			return h, true
+		}
+		// Every host of the shard has open connections (bounded by the connection caps),
+		// or the shard is empty: go over the cap rather than evict one elsewhere.
 	}
-	r.hosts[addr] = h
+	sh.ring = append(sh.ring, h)
+	sh.m[addr] = h
+	r.n.Add(1)
 	r.created.Add(1)
 	return h, true
 }
 
-// hostStart gives each host its own boot time: between 3 and 200 days before the sensor
-// started, so uptimes differ between hosts and look like plant equipment.
+// newHost builds the host at addr from the seed and puts back what the store kept for it.
+func (r *hostRegistry) newHost(addr netip.Addr, dev *deviceProfile) *host {
+	seed := hostSeed(r.seed, addr, dev.profile.Name)
+	var hs protocols.HostStore
+	if r.store != nil {
+		id := hostID(addr, dev.profile.Name)
+		hs = &hostStore{s: r.store, id: id, saved: r.store.Load(id)}
+	}
+	return &host{Host: protocols.NewStoredHost(addr, dev.profile, seed, r.hostStart(seed), r.boot.Boots, hs), dev: dev}
+}
+
+// victimLocked advances the clock hand to a host it may evict: no open connections and
+// not seen since the hand's last pass. It looks at most twice round the ring.
+func (sh *hostShard) victimLocked() (int, bool) {
+	n := len(sh.ring)
+	for range 2 * n {
+		if sh.hand >= n {
+			sh.hand = 0
+		}
+		i := sh.hand
+		sh.hand++
+		h := sh.ring[i]
+		if h.conns.Load() > 0 {
+			continue
+		}
+		if h.ref.Load() {
+			h.ref.Store(false) // a second chance
+			continue
+		}
+		return i, true
+	}
+	return 0, false
+}
+
+// removeLocked drops the host at ring index i, moving the last host into its place.
+func (sh *hostShard) removeLocked(i int) {
+	h := sh.ring[i]
+	last := len(sh.ring) - 1
+	sh.ring[i] = sh.ring[last]
+	sh.ring[last] = nil
+	sh.ring = sh.ring[:last]
+	delete(sh.m, h.Addr)
+}
+
+// sweepChunk bounds how many hosts an idle sweep looks at per lock hold; it yields between
+// chunks and sleeps every sweepSleepEvery chunks. Sleeping, not only yielding, lets the
+// processor go idle so the Go scheduler polls the network: a loop that only yields can
+// delay a socket's readiness until sysmon's next poll (up to 10 ms) on a machine with few
+// cores.
+const (
+	sweepChunk      = 512
+	sweepSleepEvery = 8
+	sweepPause      = 10 * time.Microsecond
+)
+
+// sweep evicts hosts idle for longer than the idle time, one shard and at most sweepChunk
+// hosts at a time: the packet path waits for at most one chunk of one shard. It stops
+// early when ctx is done.
+func (r *hostRegistry) sweep(ctx context.Context) {
+	cut := time.Now().UnixNano() - int64(r.idle)
+	chunks := 0
+	for i := range r.shards {
+		if ctx.Err() != nil {
+			return
+		}
+		sh := &r.shards[i]
+		sh.mu.RLock()
+		j := len(sh.ring) - 1
+		sh.mu.RUnlock()
+		for j >= 0 {
+			sh.mu.Lock()
+			j = min(j, len(sh.ring)-1)
+			// Backwards: the host moved into a freed slot comes from the end, already seen.
+			for stop := j - sweepChunk; j >= 0 && j > stop; j-- {
+				h := sh.ring[j]
+				if h.conns.Load() == 0 && h.lastSeen.Load() < cut {
+					sh.removeLocked(j)
+					r.n.Add(-1)
+					r.evicted.Add(1)
+				}
+			}
+			sh.mu.Unlock()
+			if chunks++; chunks%sweepSleepEvery == 0 {
+				time.Sleep(sweepPause)
+			} else {
+				runtime.Gosched()
+			}
+		}
+	}
+}
+
+func (r *hostRegistry) count() int { return int(r.n.Load()) }
+
+// hostStart gives each host its own boot time. Until a restart simulated a reboot, that
+// is between 3 and 200 days before the deployment first started (the epoch kept in the
+// state directory, so uptimes continue across restarts); after one, a few seconds before
+// that restart.
 func (r *hostRegistry) hostStart(seed uint64) time.Time {
+	if !r.boot.Rebooted.IsZero() {
+		return r.boot.Rebooted.Add(-time.Duration(1+seed%30) * time.Second)
+	}
 	days := 3 + seed%197
 	secs := (seed >> 12) % 86400
-	return r.start.Add(-time.Duration(days)*24*time.Hour - time.Duration(secs)*time.Second)
+	return r.boot.Epoch.Add(-time.Duration(days)*24*time.Hour - time.Duration(secs)*time.Second)
 }
 
-// evictLocked drops idle hosts with no connections; when none is idle it drops the least
-// recently seen tenth so the map stays bounded.
-func (r *hostRegistry) evictLocked(now int64) {
-	r.evictIdleLocked(now)
-	if len(r.hosts) < r.maxHosts {
-		return
-	}
-	type aged struct {
-		a netip.Addr
-		t int64
-	}
-	all := make([]aged, 0, len(r.hosts))
-	for a, h := range r.hosts {
-		if h.conns.Load() == 0 {
-			all = append(all, aged{a, h.lastSeen.Load()})
-		}
-	}
-	sort.Slice(all, func(i, j int) bool { return all[i].t < all[j].t })
-	for _, x := range all[:max(1, len(all)/10)] {
-		delete(r.hosts, x.a)
-		r.evicted.Add(1)
-	}
+// hostID names a host in the state store: its address and its profile, so a host that
+// changes profile starts afresh.
+func hostID(addr netip.Addr, profile string) string {
+	a := addr.As16()
+	return string(a[:]) + profile
 }
 
-// sweep evicts hosts idle for longer than the idle time.
-func (r *hostRegistry) sweep() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.evictIdleLocked(time.Now().UnixNano())
+// hostStore is one host's view of the state store (protocols.HostStore).
+type hostStore struct {
+	s     *state.Store
+	id    string
+	saved map[string][]byte
 }
 
-// evictIdleLocked drops hosts with no connections that were last seen before the idle time.
-func (r *hostRegistry) evictIdleLocked(now int64) {
-	cut := now - int64(r.idle)
-	for a, h := range r.hosts {
-		if h.conns.Load() == 0 && h.lastSeen.Load() < cut {
-			delete(r.hosts, a)
-			r.evicted.Add(1)
-		}
+func (h *hostStore) Save(key string, value []byte) bool { return h.s.Put(h.id, key, value) }
+
+func (h *hostStore) Saved(key string) ([]byte, bool) { v, ok := h.saved[key]; return v, ok }
+
+func (h *hostStore) SavedKeys() []string {
+	out := make([]string, 0, len(h.saved))
+	for k := range h.saved {
+		out = append(out, k)
 	}
-}
-
-func (r *hostRegistry) count() int {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	return len(r.hosts)
+	sort.Strings(out)
+	return out
 }
 
 // hostSeed derives a host's seed from the deployment seed, its address and its profile.
@@ -187,13 +354,9 @@ func hostSeed(seed uint64, addr netip.Addr, profile string) uint64 {
 	return x
 }
 
-// deploymentSeed turns the configured seed text (or the sensor id) into a number.
-func deploymentSeed(seed, sensorID string) uint64 {
+// deploymentSeed turns the seed text into a number.
+func deploymentSeed(seed string) uint64 {
 	h := fnv.New64a()
-	if seed == "" {
-		fmt.Fprintf(h, "sensor:%s", sensorID)
-	} else {
-		h.Write([]byte(seed))
-	}
+	h.Write([]byte(seed))
 	return h.Sum64()
 }

@@ -96,8 +96,8 @@ func TestPrefixInNetnsServesTwoProfiles(t *testing.T) {
 	for _, c := range []struct {
 		addr, vendor string
 	}{
-		{"198.19.5.1", "Siemens"}, {"198.19.5.64", "Siemens"}, {"198.19.5.127", "Siemens"},
-		{"198.19.5.128", "Schneider Electric"}, {"198.19.5.200", "Schneider Electric"}, {"198.19.5.254", "Schneider Electric"},
+		{"198.19.5.1", "Siemens"}, {"198.19.5.64", "Siemens"}, {"198.19.5.126", "Siemens"},
+		{"198.19.5.129", "Schneider Electric"}, {"198.19.5.200", "Schneider Electric"}, {"198.19.5.254", "Schneider Electric"},
 	} {
 		cctx, ccancel := context.WithTimeout(ctx, 30*time.Second)
 		out, err := clientNS.Command(cctx, py, "../protocols/modbus/testdata/pymodbus_client.py", c.addr, "502", "1").Output()

@@ -22,6 +22,7 @@ import (
 	"github.com/icsnare/icsnare/profiles"
 	"github.com/icsnare/icsnare/protocols"
 	"github.com/icsnare/icsnare/protocols/ratelimit"
+	"github.com/icsnare/icsnare/state"
 )
 
 // Sensor is a configured, not yet running, set of emulated hosts.
@@ -54,6 +55,7 @@ type Sensor struct {
 	xdp           *bpf.Limiter
 	limits        []limitRule        // every UDP rate limit (planLimits)
 	limiter       *ratelimit.Limiter // userspace limits, for ports the kernel does not enforce
+	store         *state.Store       // nil without a state directory
 
 	pcMu     sync.Mutex
 	pcByName map[string]*protoCounters
@@ -124,11 +126,22 @@ func New(cfg Config, log *slog.Logger) (*Sensor, error) {
 			rules = append(rules, rule{prefix: p, dev: devs[hr.Profile]})
 		}
 	}
+	limits, limiter, limitWarnings, err := planLimits(cfg, devs)
+	if err != nil {
+		return nil, err
+	}
+	// Last: nothing is written to the state directory for a configuration New refuses.
+	store, seed, boot, err := openState(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	hosts := newHostRegistry(rules, deploymentSeed(seed), cfg.Limits.MaxHosts, cfg.Limits.HostIdle.Duration)
+	hosts.boot, hosts.store = boot, store
 	var rb [4]byte
 	rand.Read(rb[:])
 	s := &Sensor{
-		cfg: cfg, log: log, profiles: devs,
-		hosts:      newHostRegistry(rules, deploymentSeed(cfg.Seed, cfg.SensorID), cfg.Limits.MaxHosts, cfg.Limits.HostIdle.Duration),
+		cfg: cfg, log: log, profiles: devs, store: store, limits: limits, limiter: limiter,
+		hosts:      hosts,
 		m:          newMetrics(),
 		sources:    newSourceCaps(cfg.Limits.MaxConnsPerSource, cfg.Limits.MaxConnsPerSourcePrefix),
 		fanRate:    newMinuteCounter(cfg.Limits.BroadcastPerSourcePerMinute, cfg.Limits.BroadcastPerMinute),
@@ -139,15 +152,14 @@ func New(cfg Config, log *slog.Logger) (*Sensor, error) {
 	}
 	s.flows = newFlowTable(cfg.Limits.MaxUDPFlows, cfg.Limits.UDPFlowIdle.Duration, cfg.Limits.UDPFlowLifetime.Duration,
 		func(sess *protocols.Session, why string) { s.m.flowsEnded.WithLabelValues(sess.Protocol, why).Inc() })
-	var limitWarnings []string
-	if s.limits, s.limiter, limitWarnings, err = planLimits(cfg, devs); err != nil {
-		return nil, err
-	}
 	for _, w := range limitWarnings {
 		log.Warn("rate limit", "warning", w)
 	}
 	s.tellServices(nil)
 	s.m.hostGauges(s.hosts)
+	if store != nil {
+		s.m.stateMetrics(store)
+	}
 	s.SetBus(NewBus(1)) // no sinks until the caller sets its own
 	return s, nil
 }
@@ -269,6 +281,10 @@ func (s *Sensor) Run(ctx context.Context, metricsLn net.Listener) error {
 	}
 	busCtx, stopBus := context.WithCancel(context.Background())
 	go s.bus.Run(busCtx, 300*time.Millisecond)
+	stCtx, stopStore := context.WithCancel(context.Background())
+	if s.store != nil {
+		go s.store.Run(stCtx)
+	}
 	mctx, stopMetrics := context.WithCancel(context.Background())
 	if metricsLn != nil {
 		go serveMetrics(mctx, metricsLn, s.m.reg, s.log)
@@ -297,7 +313,7 @@ loop:
 			break loop
 		case <-tick.C:
 			s.m.udpFlows.Set(float64(s.flows.sweep(time.Now())))
-			s.hosts.sweep()
+			s.hosts.sweep(ctx)
 		}
 	}
 	s.log.Info("shutting down")
@@ -312,6 +328,13 @@ loop:
 		s.log.Warn("handlers still running at shutdown; not waiting for them")
 	}
 	stopMetrics()
+	stopStore()
+	if s.store != nil {
+		s.store.Wait() // commits what handlers wrote
+		if err := s.store.Close(); err != nil {
+			s.log.Error("state: close", "err", err)
+		}
+	}
 	stopBus()
 	s.bus.Wait()
 	return nil

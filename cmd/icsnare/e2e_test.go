@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -46,6 +47,9 @@ func buildStatic(t *testing.T) string {
 func startBinaryIn(t *testing.T, ns *netnstest.NS, args ...string) (*exec.Cmd, *syncLog) {
 	t.Helper()
 	bin := buildStatic(t)
+	if !slices.Contains(args, "--state") && len(args) > 0 && args[0] == "run" {
+		args = append(args, "--state", t.TempDir()) // not the machine's /var/lib/icsnare
+	}
 	cmd := exec.Command(bin, args...)
 	if ns != nil {
 		cmd = ns.Command(context.Background(), bin, args...)

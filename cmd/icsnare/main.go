@@ -94,7 +94,7 @@ type runFlags struct {
 	fs                                          *flag.FlagSet
 	config, profile, events, format, metrics    string
 	user, seed, sensorID, bind, logLevel, xdpIf string
-	xdpPin                                      string
+	xdpPin, stateDir                            string
 	listen, mibpath                             listFlag
 	cpuProfile                                  string
 	portOffset                                  int
@@ -112,7 +112,8 @@ func newRunFlags(name string, stderr io.Writer) *runFlags {
 	f.fs.StringVar(&f.metrics, "metrics", "", "serve Prometheus /metrics on `addr` (\"off\" disables)")
 	f.fs.IntVar(&f.portOffset, "port-offset", -1, "add `N` to every standard port (for unprivileged runs)")
 	f.fs.StringVar(&f.user, "user", "", "drop privileges to this `user` after binding (\"root\" keeps root)")
-	f.fs.StringVar(&f.seed, "seed", "", "deployment `secret` that derives every host's identity")
+	f.fs.StringVar(&f.seed, "seed", "", "deployment `secret` that derives every host's identity (default: generated and kept in the state directory)")
+	f.fs.StringVar(&f.stateDir, "state", "", "keep the seed and what attackers changed in this `directory` (default "+sensor.DefaultStateDir+")")
 	f.fs.StringVar(&f.sensorID, "sensor-id", "", "sensor `name` written in every event")
 	f.fs.StringVar(&f.bind, "bind", "", "bind sockets to this `address` instead of the wildcard")
 	f.fs.Var(&f.mibpath, "mibpath", "add a `directory` of MIB files for SNMP profiles (repeatable; also -a)")
@@ -168,6 +169,12 @@ func (f *runFlags) load() (sensor.Config, error) {
 	if set["seed"] {
 		cfg.Seed = f.seed
 	}
+	if set["state"] {
+		cfg.State.Dir = f.stateDir
+	}
+	if cfg.State.Dir == "" {
+		cfg.State.Dir = sensor.DefaultStateDir
+	}
 	if set["sensor-id"] {
 		cfg.SensorID = f.sensorID
 	}
@@ -214,6 +221,10 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "warning: %s\n", w)
 	}
 	if err != nil {
+		fmt.Fprintf(stderr, "icsnare check: %v\n", err)
+		return exitUsage
+	}
+	if err := sensor.CheckState(cfg); err != nil {
 		fmt.Fprintf(stderr, "icsnare check: %v\n", err)
 		return exitUsage
 	}

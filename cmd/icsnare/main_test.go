@@ -12,12 +12,18 @@ func TestCheckReportsFileAndLine(t *testing.T) {
 	dir := t.TempDir()
 	os.MkdirAll(filepath.Join(dir, "modbus"), 0o755)
 	os.WriteFile(filepath.Join(dir, "template.xml"), []byte("<core>\n<databus><key_value_mappings>\n<key name=\"x\">\n<value type=\"value\">[1, 2</value></key>\n</key_value_mappings></databus></core>\n"), 0o644)
+	notDir := filepath.Join(dir, "template.xml")
+	openSeed := t.TempDir()
+	os.WriteFile(filepath.Join(openSeed, "seed"), []byte(strings.Repeat("5", 64)), 0o644)
 	cases := []struct {
 		name string
 		args []string
 		code int
 		want string
 	}{
+		{"state dir is a file", []string{"check", "--state", notDir}, 2, "is not a directory"},
+		{"readable seed file", []string{"check", "--state", openSeed}, 2, "chmod 600"},
+		{"new state dir ok", []string{"check", "--state", filepath.Join(t.TempDir(), "new")}, 0, "ok"},
 		{"broken template", []string{"check", "--profile", dir}, 2, dir + "/template.xml:4: <value>"},
 		{"missing profile", []string{"check", "--profile", "no-such-profile"}, 2, "no embedded profile"},
 		{"bad listen", []string{"check", "--listen", "10.0.0.1/33"}, 2, "10.0.0.1/33"},

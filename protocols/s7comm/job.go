@@ -245,10 +245,11 @@ func (c *conn) writeVar(p *PDU, frame []byte, ref protocols.Field) {
 		protocols.F("flagged", true))
 }
 
-// setMode changes the host's operating mode.
+// setMode changes the host's operating mode and keeps it in the host's state.
 func (c *conn) setMode(mode byte) {
 	c.cpu.mu.Lock()
 	c.cpu.prev, c.cpu.mode, c.cpu.changed = c.cpu.mode, mode, time.Now()
+	c.host.Persist(modeKey, []byte{c.cpu.mode, c.cpu.prev}) // under the lock: saved in order
 	c.cpu.mu.Unlock()
 }
 

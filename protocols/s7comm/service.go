@@ -62,6 +62,9 @@ type cpuState struct {
 
 const cpuStateKey = "s7comm.cpu"
 
+// modeKey is where a host's operating mode is kept across eviction and restarts.
+const modeKey = "s7comm.mode"
+
 func (s *Service) cpu(h *protocols.Host) *cpuState {
 	return h.State(cpuStateKey, func() any {
 		start := time.Now()
@@ -69,6 +72,9 @@ func (s *Service) cpu(h *protocols.Host) *cpuState {
 			start = h.Databus.Env().Start
 		}
 		st := &cpuState{mode: s.cfg.Mode, changed: start}
+		if b, ok := h.Persisted(modeKey); ok && len(b) == 2 {
+			st.mode, st.prev = b[0], b[1] // an attacker's STOP (or START) outlives eviction and restarts
+		}
 		// source references continue from a per-host value, as on a CPU that has been up a while
 		st.ref.Store(uint32(0x0100 + h.Seed%0x3F00))
 		return st

@@ -63,7 +63,8 @@ func (s *service) host(h *protocols.Host) *hostState {
 func (s *service) newHostState(h *protocols.Host) *hostState {
 	env := h.Databus.Env()
 	r := env.Rand("snmp-engine")
-	hs := &hostState{start: env.Start, boots: int32(1 + r.IntN(40)), keys: map[*user]*localKeys{}}
+	// snmpEngineBoots: a per-host base plus the reboots the sensor simulated at restarts.
+	hs := &hostState{start: env.Start, boots: int32(min(1+int64(r.IntN(40))+h.Boots, 0x7fffffff)), keys: map[*user]*localKeys{}}
 	hs.salt.Store(r.Uint64())
 	hs.engineID = s.engineID(h, r.Uint64())
 	return hs

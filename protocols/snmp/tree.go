@@ -85,7 +85,8 @@ func (t *tree) typeKnown(oid []uint32) *object {
 	return nil
 }
 
-// initHost stores the host's literal and engine values in its databus.
+// initHost stores the host's literal and engine values in its databus, leaving alone what
+// was written (an SNMP SET kept across eviction or a restart).
 func (t *tree) initHost(h *protocols.Host) {
 	env := h.Databus.Env()
 	for _, o := range t.objs {
@@ -99,12 +100,12 @@ func (t *tree) initHost(h *protocols.Host) {
 			}
 			d, err := o.engine.New(env, o.name, initial)
 			if err != nil {
-				h.Databus.Set(o.key, initial)
+				h.Databus.Init(o.key, initial)
 				continue
 			}
-			h.Databus.Set(o.key, d)
+			h.Databus.Init(o.key, d)
 		case o.literal != nil:
-			h.Databus.Set(o.key, o.literal)
+			h.Databus.Init(o.key, o.literal)
 		}
 	}
 }
