@@ -29,6 +29,7 @@ test:
 # Codec benchmarks, then the load generator against a freshly started sensor.
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 1s ./protocols/... ./sensor/...
+	$(GO) test -tags bench -count=1 -run TestEvictionStallAt1MHosts -v ./sensor
 	./scripts/bench.sh
 
 # A short run of every fuzz target (FUZZTIME each).
