@@ -1,0 +1,80 @@
+package ipmi
+
+import (
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/icsnare/icsnare/protocols"
+)
+
+const hostStateKey = "ipmi.bmc"
+
+// hostState is one emulated BMC: identity drawn from the host's seed, and what clients
+// changed (chassis power, identify).
+type hostState struct {
+	guid     [16]byte
+	mac      [6]byte
+	gwMAC    [6]byte
+	start    time.Time
+	seed     uint64
+	sensors  []sensor
+	sel      []selEntry
+	powerOff bool // a server's BMC reports its host powered on until told otherwise
+
+	mu        sync.Mutex
+	sessions  int       // RMCP+ sessions (opened or active) on this BMC
+	lastEvent byte      // Get Chassis Status "last power event"
+	lastPower time.Time // when power last changed
+	resv      uint16    // SDR and SEL reservation counter
+}
+
+func (s *service) host(h *protocols.Host) *hostState {
+	return h.State(hostStateKey, func() any { return s.newHostState(h) }).(*hostState)
+}
+
+func (s *service) newHostState(h *protocols.Host) *hostState {
+	env := h.Databus.Env()
+	r := env.Rand("ipmi.identity")
+	hs := &hostState{start: env.Start, seed: h.Seed}
+	for i := range hs.guid {
+		hs.guid[i] = byte(r.Uint32())
+	}
+	hs.guid[6] = hs.guid[6]&0x0F | 0x40 // RFC 4122 version 4, as BMC firmware generates them
+	hs.guid[8] = hs.guid[8]&0x3F | 0x80
+	copy(hs.mac[:3], s.cfg.macOUI[:])
+	for i := 3; i < 6; i++ {
+		hs.mac[i] = byte(r.Uint32())
+	}
+	gwOUIs := [][3]byte{{0x00, 0x1B, 0x21}, {0x00, 0x0C, 0x29}, {0x3C, 0x8A, 0xB0}, {0x00, 0x1E, 0x49}, {0xF4, 0xCF, 0xE2}}
+	o := gwOUIs[r.IntN(len(gwOUIs))]
+	copy(hs.gwMAC[:3], o[:])
+	for i := 3; i < 6; i++ {
+		hs.gwMAC[i] = byte(r.Uint32())
+	}
+	hs.sensors = newSensors(r)
+	hs.sel = newSEL(r, env.Start)
+	hs.lastPower = env.Start
+	return hs
+}
+
+// reserve returns a new SDR/SEL reservation id (never 0).
+func (hs *hostState) reserve() uint16 {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	hs.resv++
+	if hs.resv == 0 {
+		hs.resv = 1
+	}
+	return hs.resv
+}
+
+// jitter returns a stable pseudo-random value in [0, n) for one sensor in one time slot.
+func (hs *hostState) jitter(sensor byte, now time.Time, n int) int {
+	if n <= 0 {
+		return 0
+	}
+	slot := uint64(now.Unix() / 10)
+	r := rand.New(rand.NewPCG(hs.seed^slot, uint64(sensor)|0x9e3779b97f4a7c15))
+	return r.IntN(n)
+}

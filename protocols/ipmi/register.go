@@ -1,0 +1,35 @@
+// Package ipmi is an IPMI v2.0 BMC on 623/udp: RMCP presence ping, IPMI v1.5 session-less
+// framing, RMCP+ sessions (Open Session, RAKP 1–4 with HMAC-SHA1 and HMAC-SHA256,
+// HMAC-SHA1-96 and HMAC-SHA256-128 integrity, AES-CBC-128 confidentiality) held per UDP
+// flow, and the commands ipmitool and scanners use, configured from Conpot's ipmi.xml.
+// See README.md.
+package ipmi
+
+import (
+	"github.com/icsnare/icsnare/profiles"
+	"github.com/icsnare/icsnare/protocols"
+)
+
+// Name is the protocol's name and template directory.
+const Name = "ipmi"
+
+// Port is the standard RMCP port.
+const Port = 623
+
+func init() { protocols.Register(Protocol{}) }
+
+// Protocol is the registered IPMI implementation.
+type Protocol struct{}
+
+// Name implements protocols.Protocol.
+func (Protocol) Name() string { return Name }
+
+// Configure implements protocols.Protocol: it parses <ipmi> (device_info, user_list and
+// icsnare's cipher_suites, session_timeout, max_sessions, mac_oui).
+func (Protocol) Configure(sec *profiles.Section) (protocols.Service, error) {
+	c, err := parseConfig(sec)
+	if err != nil {
+		return nil, err
+	}
+	return newService(c), nil
+}
