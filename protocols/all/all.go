@@ -6,6 +6,7 @@ import (
 	_ "github.com/icsnare/icsnare/protocols/enip"   // EtherNet/IP (CIP), TCP and UDP
 	_ "github.com/icsnare/icsnare/protocols/http"   // HTTP web HMI
 	_ "github.com/icsnare/icsnare/protocols/iec104" // IEC 60870-5-104
+	_ "github.com/icsnare/icsnare/protocols/ipmi"   // IPMI v2.0 / RMCP+ BMC
 	_ "github.com/icsnare/icsnare/protocols/modbus" // Modbus/TCP
 	_ "github.com/icsnare/icsnare/protocols/s7comm" // S7comm (ISO-on-TCP)
 	_ "github.com/icsnare/icsnare/protocols/snmp"   // SNMP v1/v2c/v3

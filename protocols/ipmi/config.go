@@ -248,15 +248,6 @@ func (c *config) lookupUser(name []byte) *user {
 	return nil
 }
 
-func (c *config) hasSuite(id byte) bool {
-	for _, s := range c.suites {
-		if s.id == id {
-			return true
-		}
-	}
-	return false
-}
-
 func (c *config) String() string {
 	ids := make([]string, len(c.suites))
 	for i, s := range c.suites {

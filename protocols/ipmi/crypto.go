@@ -71,17 +71,6 @@ func rakp4Len(alg byte) int {
 	return 0
 }
 
-// integLen is the length of a packet's integrity code.
-func integLen(alg byte) int {
-	switch alg {
-	case integHMACSHA1_96:
-		return 12
-	case integHMACSHA256128:
-		return 16
-	}
-	return 0
-}
-
 func hmacSum(h func() hash.Hash, key []byte, parts ...[]byte) []byte {
 	m := hmac.New(h, key)
 	for _, p := range parts {
@@ -107,9 +96,10 @@ func deriveKeys(s suite, kg, rc, rm []byte, role byte, name []byte) (*keys, erro
 		return k, nil
 	}
 	k.sik = hmacSum(h, kg, rc, rm, []byte{role, byte(len(name))}, name)
-	size := h().Size()
-	k.k1 = hmacSum(h, k.sik, repeat(0x01, size))
-	k.k2 = hmacSum(h, k.sik, repeat(0x02, size))
+	// The constants are 20 bytes whatever the hash (IPMI v2.0 §13.32; ipmitool and BMC
+	// firmware agree on this for HMAC-SHA256 too).
+	k.k1 = hmacSum(h, k.sik, repeat(0x01, 20))
+	k.k2 = hmacSum(h, k.sik, repeat(0x02, 20))
 	switch s.integ {
 	case integHMACSHA1_96:
 		k.integ, k.integLen = sha1.New, 12

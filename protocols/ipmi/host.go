@@ -1,6 +1,7 @@
 package ipmi
 
 import (
+	"encoding/binary"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -37,11 +38,6 @@ func (s *service) newHostState(h *protocols.Host) *hostState {
 	env := h.Databus.Env()
 	r := env.Rand("ipmi.identity")
 	hs := &hostState{start: env.Start, seed: h.Seed}
-	for i := range hs.guid {
-		hs.guid[i] = byte(r.Uint32())
-	}
-	hs.guid[6] = hs.guid[6]&0x0F | 0x40 // RFC 4122 version 4, as BMC firmware generates them
-	hs.guid[8] = hs.guid[8]&0x3F | 0x80
 	copy(hs.mac[:3], s.cfg.macOUI[:])
 	for i := 3; i < 6; i++ {
 		hs.mac[i] = byte(r.Uint32())
@@ -52,10 +48,31 @@ func (s *service) newHostState(h *protocols.Host) *hostState {
 	for i := 3; i < 6; i++ {
 		hs.gwMAC[i] = byte(r.Uint32())
 	}
+	// The GUID dates from the board's manufacture, 2019–2024, drawn from the seed alone so
+	// a host keeps it across restarts.
+	made := time.Date(2019, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(r.IntN(6*365*24*3600)) * time.Second)
+	hs.guid = timeGUID(made, uint16(r.Uint32()), hs.mac)
 	hs.sensors = newSensors(r)
 	hs.sel = newSEL(r, env.Start)
 	hs.lastPower = env.Start
 	return hs
+}
+
+// timeGUID returns a time-based (version 1) GUID made at t on the BMC's MAC, as BMC
+// firmware makes its system GUID, in IPMI's wire order (least significant byte first).
+func timeGUID(t time.Time, clockSeq uint16, node [6]byte) [16]byte {
+	ts := uint64(t.UnixNano()/100) + 0x01B21DD213814000 // 100 ns intervals since 1582-10-15
+	var u [16]byte                                      // RFC 4122 byte order first
+	binary.BigEndian.PutUint32(u[0:], uint32(ts))
+	binary.BigEndian.PutUint16(u[4:], uint16(ts>>32))
+	binary.BigEndian.PutUint16(u[6:], uint16(ts>>48)&0x0FFF|0x1000)
+	binary.BigEndian.PutUint16(u[8:], clockSeq&0x3FFF|0x8000)
+	copy(u[10:], node[:])
+	var g [16]byte
+	for i := range u {
+		g[i] = u[15-i]
+	}
+	return g
 }
 
 // reserve returns a new SDR/SEL reservation id (never 0).

@@ -304,6 +304,13 @@ func (s *service) removeLocked(sess *protocols.Session, hs *hostState, f *flow, 
 	hs.sessions--
 	hs.mu.Unlock()
 	s.counts.release(srcKey(sess))
+	if rs.state == stateRAKP2 {
+		// The client took RAKP 2 and went: it could not verify the HMAC with its password,
+		// or it came only for the hash (ipmi_dumphashes and the like).
+		sess.Emit("auth", nil, nil, protocols.F("user", string(rs.name)), protocols.F("user_known", true),
+			protocols.F("password_ok", false), protocols.F("result", "abandoned after RAKP 2"),
+			protocols.F("hash_disclosed", rs.suite.auth != authRAKPNone), protocols.F("cipher_suite", rs.suite.id))
+	}
 	if rs.state == stateActive {
 		sess.Emit("session_close", nil, nil, protocols.F("session", rs.bmcID), protocols.F("user", string(rs.name)),
 			protocols.F("reason", why), protocols.F("commands", rs.commands))
@@ -313,7 +320,11 @@ func (s *service) removeLocked(sess *protocols.Session, hs *hostState, f *flow, 
 // expireLocked ends the flow's sessions idle longer than the session timeout.
 func (s *service) expireLocked(sess *protocols.Session, hs *hostState, f *flow, now time.Time) {
 	for _, rs := range f.sessions {
-		if now.Sub(rs.last) > s.cfg.timeout {
+		limit := s.cfg.timeout
+		if rs.state != stateActive {
+			limit = min(limit, handshakeTimeout)
+		}
+		if now.Sub(rs.last) > limit {
 			s.removeLocked(sess, hs, f, rs, "timeout")
 		}
 	}

@@ -124,6 +124,13 @@ func (s *service) openSession(r *request, sess *protocols.Session, hs *hostState
 	return remember(rs, p, appendV2(nil, payloadOpenResp, 0, 0, resp, nil))
 }
 
+// authEvent reports how a RAKP exchange with a known user ended.
+func (s *service) authEvent(sess *protocols.Session, rs *rsession, passwordOK bool, result string) {
+	sess.Emit("auth", nil, nil, protocols.F("user", string(rs.name)), protocols.F("user_known", true),
+		protocols.F("password_ok", passwordOK), protocols.F("result", result),
+		protocols.F("hash_disclosed", rs.suite.auth != authRAKPNone), protocols.F("cipher_suite", rs.suite.id))
+}
+
 // negotiate finds the enabled cipher suite made of the proposed algorithms.
 func (s *service) negotiate(alg [3]byte) (suite, byte) {
 	var authOK, integOK, confOK bool
@@ -232,6 +239,10 @@ func (s *service) rakp1(r *request, sess *protocols.Session, hs *hostState, f *f
 	u := s.cfg.lookupUser(name)
 	if u == nil || !u.active {
 		r.add(protocols.F("user_known", u != nil))
+		sess.Emit("auth", nil, nil, protocols.F("user", string(name)), protocols.F("user_known", u != nil),
+			protocols.F("user_active", u != nil && u.active), protocols.F("password_ok", false),
+			protocols.F("result", "unauthorized name"), protocols.F("hash_disclosed", false),
+			protocols.F("cipher_suite", rs.suite.id))
 		return fail(rmcpUnauthorizedName, rs.consoleID)
 	}
 	r.add(protocols.F("user_known", true))
@@ -297,6 +308,8 @@ func (s *service) rakp3(r *request, sess *protocols.Session, hs *hostState, f *f
 		r.failed = true
 		r.add(protocols.F("password_ok", false), protocols.F("client_status", statusNames[status]))
 		r.drop = "client aborted the handshake"
+		s.authEvent(sess, rs, false, "client rejected RAKP 2")
+		rs.state = stateOpened // reported here, not again on removal
 		s.removeLocked(sess, hs, f, rs, "handshake aborted")
 		return nil
 	}
@@ -308,6 +321,8 @@ func (s *service) rakp3(r *request, sess *protocols.Session, hs *hostState, f *f
 		if !hmac.Equal(want, p[8:]) {
 			r.failed = true
 			r.add(protocols.F("password_ok", false), protocols.F("status", statusNames[rmcpInvalidICV]))
+			s.authEvent(sess, rs, false, "wrong password in RAKP 3")
+			rs.state = stateOpened
 			s.removeLocked(sess, hs, f, rs, "bad RAKP 3")
 			return reply(rmcpInvalidICV, nil)
 		}
@@ -326,9 +341,15 @@ func (s *service) rakp3(r *request, sess *protocols.Session, hs *hostState, f *f
 		binary.LittleEndian.PutUint32(sid[:], rs.bmcID)
 		icv = hmacSum(h, k.sik, rs.rc[:], sid[:], hs.guid[:])[:rakp4Len(rs.suite.auth)]
 	}
-	// Cipher suite 0 checks no password at all: whoever names a user gets in.
-	r.add(protocols.F("password_ok", h != nil), protocols.F("password_checked", h != nil),
-		protocols.F("privilege_limit", rs.limit), protocols.F("status", "ok"))
+	r.add(protocols.F("privilege_limit", rs.limit), protocols.F("status", "ok"))
+	if h != nil {
+		r.add(protocols.F("password_ok", true))
+		s.authEvent(sess, rs, true, "session established")
+	} else {
+		// Cipher suite 0 checks no password at all: whoever names a user gets in.
+		r.add(protocols.F("password_checked", false))
+		s.authEvent(sess, rs, false, "session established without a password (cipher suite 0)")
+	}
 	sess.Emit("session_open", nil, nil, protocols.F("session", rs.bmcID), protocols.F("user", string(rs.name)),
 		protocols.F("cipher_suite", rs.suite.id), protocols.F("privilege_limit", rs.limit))
 	return remember(rs, p, reply(rmcpOK, icv))

@@ -12,6 +12,7 @@ const (
 	maxEventsPerFlow     = 256
 	seqAhead             = 32 // sequence numbers accepted ahead of the highest seen
 	seqBehind            = 16 // and behind it, once each
+	handshakeTimeout     = 10 * time.Second
 )
 
 type sessionState uint8
