@@ -1,15 +1,19 @@
 package ipmi
 
 import (
+	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/icsnare/icsnare/protocols/protocoltest"
 )
 
-// ipmitool runs ipmitool -I lanplus against srv with cipher suite cs as Administrator.
+// ipmitool runs ipmitool -I lanplus against srv with cipher suite cs (-1: ipmitool picks)
+// as Administrator.
 func ipmitool(t *testing.T, srv *server, cs int, args ...string) (string, error) {
 	t.Helper()
 	return ipmitoolAs(t, srv, cs, "Administrator", "Password", args...)
@@ -26,10 +30,189 @@ func ipmitoolAs(t *testing.T, srv *server, cs int, user, pass string, args ...st
 	return protocoltest.Run(t, 60*time.Second, bin, append(a, args...)...)
 }
 
-func TestIpmitoolSmoke(t *testing.T) {
+// mustIpmitool runs ipmitool and fails the test unless it succeeds and prints every line
+// of want (regular expressions, each matched against a whole line).
+func mustIpmitool(t *testing.T, srv *server, cs int, want []string, args ...string) string {
+	t.Helper()
+	out, err := ipmitool(t, srv, cs, args...)
+	if err != nil {
+		t.Fatalf("ipmitool %s: %v", strings.Join(args, " "), err)
+	}
+	for _, w := range want {
+		if !regexp.MustCompile(`(?m)^` + w + `$`).MatchString(out) {
+			t.Errorf("ipmitool %s: no line matching %q", strings.Join(args, " "), w)
+		}
+	}
+	return out
+}
+
+var chassisOn = []string{
+	`System Power         : on`, `Power Overload       : false`, `Power Interlock      : inactive`,
+	`Main Power Fault     : false`, `Power Control Fault  : false`, `Power Restore Policy : previous`,
+	`Chassis Intrusion    : inactive`, `Front-Panel Lockout  : inactive`, `Drive Fault          : false`,
+	`Cooling/Fan Fault    : false`,
+}
+
+func TestIpmitoolLanplus(t *testing.T) {
+	for _, cs := range []int{3, 17} {
+		t.Run(fmt.Sprintf("C%d", cs), func(t *testing.T) {
+			srv, svc := startBMC(t, nil)
+			hs := svc.host(srv.Host)
+			mustIpmitool(t, srv, cs, chassisOn, "chassis", "status")
+			mustIpmitool(t, srv, cs, []string{`Chassis Power Control: Down/Off`}, "power", "off")
+			mustIpmitool(t, srv, cs, []string{`Chassis Power is off`}, "power", "status")
+			mustIpmitool(t, srv, cs, []string{`System Power         : off`, `Last Power Event     : command`}, "chassis", "status")
+			out, _ := ipmitool(t, srv, cs, "power", "cycle")
+			if !strings.Contains(out, "Command not supported in present state") {
+				t.Error("power cycle while off did not fail as a BMC's does")
+			}
+			mustIpmitool(t, srv, cs, []string{`Chassis Power Control: Up/On`}, "power", "on")
+			mustIpmitool(t, srv, cs, []string{`Chassis Power Control: Cycle`}, "power", "cycle")
+			mustIpmitool(t, srv, cs, []string{`Chassis Power is on`}, "power", "status")
+			mustIpmitool(t, srv, cs, []string{
+				`Device ID                 : 32`, `Firmware Revision         : 1.74`, `IPMI Version              : 2.0`,
+				`Manufacturer ID           : 10876`, `Manufacturer Name         : Super Micro Computer Inc.`,
+				`Product ID                : 6922 \(0x1b0a\)`, `Provides Device SDRs      : no`,
+			}, "mc", "info")
+			mustIpmitool(t, srv, cs, []string{
+				`ID  Name\s+Callin  Link Auth\s+IPMI Msg   Channel Priv Limit`,
+				`1   Administrator    true    true       true       ADMINISTRATOR`,
+				`2   Operator         true    false      false      OPERATOR`,
+				`3   User1            true    true       true       USER`,
+				`4   User2            true    false      false      USER`,
+				`5   User3            true    true       true       CALLBACK`,
+				`10                   true    false      false      NO ACCESS`,
+			}, "user", "list")
+			mac := fmt.Sprintf("%02x:%02x:%02x:%02x:%02x:%02x", hs.mac[0], hs.mac[1], hs.mac[2], hs.mac[3], hs.mac[4], hs.mac[5])
+			mustIpmitool(t, srv, cs, []string{
+				`IP Address Source       : Static Address`, `IP Address              : 192.0.2.23`,
+				`Subnet Mask             : 255.255.255.0`, `MAC Address             : ` + mac,
+				`Default Gateway IP      : 192.0.2.1`, `802.1q VLAN ID          : Disabled`,
+				`RMCP\+ Cipher Suites     : 1,2,3,15,16,17`,
+			}, "lan", "print", "1")
+			out = mustIpmitool(t, srv, cs, []string{
+				`CPU1 Temp        \| \d+ degrees C      \| ok`, `FAN1             \| \d+ RPM \s+\| ok`,
+				`12V              \| 1\d(\.\d+)? Volts \s+\| ok`, `VBAT             \| \d\.\d+ Volts \s+\| ok`,
+			}, "sdr", "list")
+			if n := strings.Count(out, "| ok"); n != len(hs.sensors) {
+				t.Errorf("sdr list shows %d sensors ok, want %d", n, len(hs.sensors))
+			}
+			out = mustIpmitool(t, srv, cs, []string{
+				`\s+1 \| \d\d/\d\d/\d\d \| \d\d:\d\d:\d\d UTC \| Event Logging Disabled \| Log area reset/cleared \(\) \| Asserted`,
+				fmt.Sprintf(`\s+%d \| .* \| System ACPI Power State #0x99 \| S0/G0: working \(\) \| Asserted`, len(hs.sel)),
+			}, "sel", "list")
+			if n := strings.Count(out, "\n"); n != len(hs.sel) {
+				t.Errorf("sel list: %d lines, want %d", n, len(hs.sel))
+			}
+			mustIpmitool(t, srv, cs, []string{
+				`ID   IANA    Auth Alg        Integrity Alg   Confidentiality Alg`,
+				`3    N/A     hmac_sha1       hmac_sha1_96    aes_cbc_128\s*`,
+				`17   N/A     hmac_sha256     sha256_128      aes_cbc_128\s*`,
+			}, "channel", "getciphers", "ipmi")
+			mustIpmitool(t, srv, cs, []string{`GUID Encoding : IPMI`, `GUID Version  : Time-based`}, "mc", "guid")
+			ok := 0
+			for _, e := range srv.Events.OfType("ipmi.auth") {
+				if fieldOf(e, "password_ok") == true && fieldOf(e, "user") == "Administrator" && fieldOf(e, "cipher_suite") == byte(cs) {
+					ok++
+				}
+			}
+			if ok != 15 {
+				t.Errorf("%d successful auth events, want one per ipmitool run (15)", ok)
+			}
+			if n := len(srv.Events.OfType("ipmi.session_close")); n != 15 {
+				t.Errorf("%d session_close events, want 15", n)
+			}
+		})
+	}
+}
+
+func TestIpmitoolWrongCredentials(t *testing.T) {
 	srv, _ := startBMC(t, nil)
-	out, err := ipmitool(t, srv, 3, "chassis", "status")
+	for _, tc := range []struct {
+		user, pass, result string
+		known              bool
+	}{
+		{"Administrator", "admin", "abandoned after RAKP 2", true},
+		{"ADMIN", "ADMIN", "unauthorized name", false},
+		{"Operator", "OpPassword", "unauthorized name", true}, // inactive
+	} {
+		out, err := ipmitoolAs(t, srv, 17, tc.user, tc.pass, "chassis", "status")
+		if err == nil || !strings.Contains(out, "Error: Unable to establish IPMI v2 / RMCP+ session") {
+			t.Errorf("%s/%s: ipmitool did not fail as against a real BMC: %v", tc.user, tc.pass, err)
+		}
+	}
+	srv.closeFlows()
+	auth := srv.Events.OfType("ipmi.auth")
+	if len(auth) != 3 {
+		t.Fatalf("%d auth events, want 3", len(auth))
+	}
+	want := map[string]string{"Administrator": "abandoned after RAKP 2", "ADMIN": "unauthorized name", "Operator": "unauthorized name"}
+	for _, e := range auth {
+		u, _ := fieldOf(e, "user").(string)
+		if fieldOf(e, "password_ok") != false || fieldOf(e, "result") != want[u] {
+			t.Errorf("auth event %+v", e.Fields)
+		}
+	}
+	// A USER-level account gets in at its own level and is refused administrator.
+	out, err := ipmitoolAs(t, srv, 3, "User1", "U1Password", "-L", "USER", "chassis", "status")
 	if err != nil || !strings.Contains(out, "System Power         : on") {
-		t.Fatalf("chassis status: %v\n%s", err, out)
+		t.Errorf("User1 at USER level: %v", err)
+	}
+	out, err = ipmitoolAs(t, srv, 3, "User1", "U1Password", "chassis", "power", "off")
+	if err == nil || !strings.Contains(out, "Set Session Privilege Level to ADMINISTRATOR failed") {
+		t.Errorf("User1 at ADMINISTRATOR level: %v", err)
+	}
+}
+
+func TestIpmitoolCipherZero(t *testing.T) {
+	srv, _ := startBMC(t, withSuites("0,1,2,3,15,16,17"))
+	// Suite 0 takes any password, as on a misconfigured BMC.
+	out, err := ipmitoolAs(t, srv, 0, "Administrator", "not-the-password", "chassis", "status")
+	if err != nil || !strings.Contains(out, "System Power         : on") {
+		t.Fatalf("cipher zero login: %v", err)
+	}
+	auth := srv.Events.OfType("ipmi.auth")
+	if len(auth) != 1 || fieldOf(auth[0], "result") != "session established without a password (cipher suite 0)" {
+		t.Fatalf("auth events %+v", auth)
+	}
+	mustIpmitool(t, srv, 0, []string{`0    N/A     none            none            none\s*`}, "channel", "getciphers", "ipmi")
+	// Without suite 0 (the default profile) ipmitool is refused.
+	def, _ := startBMC(t, nil)
+	out, err = ipmitoolAs(t, def, 0, "Administrator", "Password", "chassis", "status")
+	if err == nil || !strings.Contains(out, "invalid authentication algorithm") {
+		t.Fatalf("cipher zero on the default profile: %v", err)
+	}
+}
+
+// TestIpmitoolConcurrent runs ipmitool sessions at once on one host and on two hosts of
+// the same profile: each keeps its own keys, and power state stays per host.
+func TestIpmitoolConcurrent(t *testing.T) {
+	svc, p := testService(t, nil)
+	a := serve(t, svc, protocoltest.Host(p, loopback(), 1), loopback().String()+":0")
+	b := serve(t, svc, protocoltest.Host(p, loopback(), 2), loopback().String()+":0")
+	mustIpmitool(t, a, 17, []string{`Chassis Power Control: Down/Off`}, "power", "off")
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	run := func(srv *server, cs int, want string, args ...string) {
+		defer wg.Done()
+		for range 3 {
+			out, err := ipmitool(t, srv, cs, args...)
+			if err != nil || !strings.Contains(out, want) {
+				errs <- fmt.Errorf("%s %v on %s: %v\n%s", args, cs, srv.Addr, err, out)
+				return
+			}
+		}
+	}
+	wg.Add(6)
+	go run(a, 3, "System Power         : off", "chassis", "status")
+	go run(a, 17, "System Power         : off", "chassis", "status")
+	go run(a, 17, "VBAT", "sdr", "list")
+	go run(b, 3, "System Power         : on", "chassis", "status")
+	go run(b, 17, "System Power         : on", "chassis", "status")
+	go run(b, 3, "Log area reset/cleared", "sel", "list")
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }
