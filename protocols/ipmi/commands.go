@@ -14,6 +14,8 @@ const (
 	netFnApp       = 0x06
 	netFnStorage   = 0x0A
 	netFnTransport = 0x0C
+	netFnGroup     = 0x2C
+	netFnOEMGroup  = 0x2E
 )
 
 // Completion codes (IPMI v2.0 table 5-2).
@@ -118,6 +120,14 @@ func (c *cmdCtx) run(m *lanRequest) (byte, []byte) {
 	if cc != ccOK {
 		c.r.failed = true
 		data = nil
+		// Group extension and OEM/group responses start with the defining body (one byte)
+		// or IANA number (three) of the request, errors included (IPMI v2.0 §5.1).
+		switch m.netFn {
+		case netFnGroup:
+			data = append(data, m.data[:min(1, len(m.data))]...)
+		case netFnOEMGroup:
+			data = append(data, m.data[:min(3, len(m.data))]...)
+		}
 	}
 	c.r.add(protocols.F("completion_code", cc))
 	return cc, data
