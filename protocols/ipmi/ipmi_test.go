@@ -33,7 +33,7 @@ func TestPresencePing(t *testing.T) {
 	f := newFlow(t, svc, h, "198.51.100.7:40000")
 	for _, tc := range []struct {
 		name, req string
-		replies  []string
+		replies   []string
 	}{
 		{"ping", "0600ff06 000011be 802a0000", []string{"0600ff06 000011be 402a0010 000011be 00000000 8100 000000000000"}},
 		{"ping wanting an ACK", "06000506 000011be 80070000", []string{"06000586", "06000506 000011be 40070010 000011be 00000000 8100 000000000000"}},
