@@ -123,13 +123,13 @@ func serve(t testing.TB, svc protocols.PacketService, h *protocols.Host, addr st
 				sess = &protocols.Session{ID: fmt.Sprintf("flow-%d", len(srv.flows)+1), Protocol: Name,
 					Transport: protocols.UDP, Local: srv.Addr, Remote: from, Host: h, Sensor: "test",
 					Log:    slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-					Events: srv.Events, MaxPayload: 4096}
+					Events: srv.Events, MaxPayload: 4096, Amplification: 10} // the sensor's default bound
 				to := from
 				sess.Open(ctx, func(b []byte) error { _, err := uc.WriteToUDPAddrPort(b, to); return err })
 				srv.flows[from] = sess
 			}
 			srv.mu.Unlock()
-			sess.Received()
+			sess.Received(n)
 			func() {
 				defer func() {
 					if r := recover(); r != nil {
@@ -141,6 +141,10 @@ func serve(t testing.TB, svc protocols.PacketService, h *protocols.Host, addr st
 				svc.ServePacket(ctx, sess, buf[:n], func(resp []byte) {
 					if replies++; replies > protocols.MaxRepliesPerRequest {
 						t.Errorf("more than %d replies to one request", protocols.MaxRepliesPerRequest)
+						return
+					}
+					if !sess.TakeReply(len(resp)) {
+						t.Errorf("a %d-byte answer passes the amplification bound", len(resp))
 						return
 					}
 					uc.WriteToUDPAddrPort(resp, from)

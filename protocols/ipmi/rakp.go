@@ -228,6 +228,8 @@ func (s *service) rakp1(r *request, sess *protocols.Session, hs *hostState, f *f
 	if rs.state != stateOpened {
 		return fail(rmcpInvalidSession, rs.consoleID)
 	}
+	// The client echoed the session id this BMC drew: its source address is real.
+	sess.Verify()
 	r.add(protocols.F("cipher_suite", rs.suite.id))
 	if nlen > maxNameLen || len(p) < rakp1MinLen+nlen {
 		return fail(rmcpInvalidNameLen, rs.consoleID)
