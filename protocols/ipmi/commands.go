@@ -82,10 +82,16 @@ func init() {
 	add(netFnApp, 0x42, "get_channel_info", privUser, 1, 1, (*cmdCtx).getChannelInfo)
 	add(netFnApp, 0x44, "get_user_access", privOperator, 2, 2, (*cmdCtx).getUserAccess)
 	add(netFnApp, 0x46, "get_user_name", privOperator, 1, 1, (*cmdCtx).getUserName)
+	add(netFnApp, 0x43, "set_user_access", privAdmin, 3, 4, (*cmdCtx).setUserAccess)
+	add(netFnApp, 0x45, "set_user_name", privAdmin, 17, 17, (*cmdCtx).setUserName)
+	add(netFnApp, 0x47, "set_user_password", privAdmin, 2, 22, (*cmdCtx).setUserPassword)
 	add(netFnApp, 0x48, "activate_payload", privUser, 6, 6, (*cmdCtx).activatePayload)
 	add(netFnApp, 0x54, "get_channel_cipher_suites", 0, 3, 3, (*cmdCtx).getCipherSuites)
 	add(netFnChassis, 0x01, "get_chassis_status", privUser, 0, 0, (*cmdCtx).chassisStatus)
 	add(netFnChassis, 0x02, "chassis_control", privOperator, 1, 1, (*cmdCtx).chassisControl)
+	add(netFnChassis, 0x08, "set_boot_options", privOperator, 1, 6, (*cmdCtx).setBootOptions)
+	add(netFnChassis, 0x09, "get_boot_options", privOperator, 3, 3, (*cmdCtx).getBootOptions)
+	add(netFnApp, 0x3D, "get_session_info", privUser, 1, 5, (*cmdCtx).getSessionInfo)
 	add(netFnChassis, 0x04, "chassis_identify", privOperator, 0, 2, func(*cmdCtx, []byte) (byte, []byte) { return ccOK, nil })
 	add(netFnSensor, 0x27, "get_sensor_thresholds", privUser, 1, 1, (*cmdCtx).getThresholds)
 	add(netFnSensor, 0x2D, "get_sensor_reading", privUser, 1, 1, (*cmdCtx).getSensorReading)
@@ -268,57 +274,6 @@ func (c *cmdCtx) getChannelInfo(d []byte) (byte, []byte) {
 		return ccOK, []byte{0x0F, 0x0C, 0x05, 0x00, 0xF2, 0x1B, 0x00, 0x00, 0x00}
 	}
 	return ccInvalidField, nil
-}
-
-func (c *cmdCtx) userByID(id byte) (*user, bool) {
-	if id == 0 || int(id) > c.s.cfg.userSlots {
-		return nil, false
-	}
-	if int(id) <= len(c.s.cfg.users) {
-		return c.s.cfg.users[id-1], true
-	}
-	return nil, true
-}
-
-func (c *cmdCtx) getUserAccess(d []byte) (byte, []byte) {
-	if _, ok := c.channel(d[0]); !ok {
-		return ccInvalidField, nil
-	}
-	u, ok := c.userByID(d[1] & 0x3F)
-	if !ok {
-		return ccInvalidField, nil
-	}
-	var enabled, fixed byte
-	for _, o := range c.s.cfg.users {
-		if o.active {
-			enabled++
-		}
-		if o.fixed {
-			fixed++
-		}
-	}
-	access, status := byte(privNoAccess), byte(0)
-	if u != nil {
-		access = u.priv
-		status = 0x80 // disabled
-		if u.active {
-			access |= 0x30 // link authentication, IPMI messaging
-			status = 0x40
-		}
-	}
-	return ccOK, []byte{byte(c.s.cfg.userSlots), status | enabled, fixed, access}
-}
-
-func (c *cmdCtx) getUserName(d []byte) (byte, []byte) {
-	u, ok := c.userByID(d[0] & 0x3F)
-	if !ok {
-		return ccInvalidField, nil
-	}
-	name := make([]byte, maxNameLen)
-	if u != nil {
-		copy(name, u.name)
-	}
-	return ccOK, name
 }
 
 func (c *cmdCtx) activatePayload(d []byte) (byte, []byte) {

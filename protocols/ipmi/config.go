@@ -238,16 +238,6 @@ func parseUsers(sec *profiles.Section, ul *profiles.Node, c *config) error {
 	return nil
 }
 
-// lookupUser finds an active user by name.
-func (c *config) lookupUser(name []byte) *user {
-	for _, u := range c.users {
-		if u.name == string(name) {
-			return u
-		}
-	}
-	return nil
-}
-
 func (c *config) String() string {
 	ids := make([]string, len(c.suites))
 	for i, s := range c.suites {

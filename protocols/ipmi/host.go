@@ -20,6 +20,7 @@ type hostState struct {
 	start    time.Time
 	seed     uint64
 	sensors  []sensor
+	users    []user // guarded by mu
 	sel      []selEntry
 	powerOff bool // a server's BMC reports its host powered on until told otherwise
 
@@ -28,6 +29,8 @@ type hostState struct {
 	lastEvent byte      // Get Chassis Status "last power event"
 	lastPower time.Time // when power last changed
 	resv      uint16    // SDR and SEL reservation counter
+	bootFlags [5]byte   // boot options parameter 5
+	handles   byte      // session handle counter
 }
 
 func (s *service) host(h *protocols.Host) *hostState {
@@ -52,6 +55,7 @@ func (s *service) newHostState(h *protocols.Host) *hostState {
 	// a host keeps it across restarts.
 	made := time.Date(2019, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(r.IntN(6*365*24*3600)) * time.Second)
 	hs.guid = timeGUID(made, uint16(r.Uint32()), hs.mac)
+	hs.users = newUserTable(s.cfg)
 	hs.sensors = newSensors(r)
 	hs.sel = newSEL(r, env.Start)
 	hs.lastPower = env.Start
@@ -73,6 +77,17 @@ func timeGUID(t time.Time, clockSeq uint16, node [6]byte) [16]byte {
 		g[i] = u[15-i]
 	}
 	return g
+}
+
+// nextHandle returns a session handle (1–255).
+func (hs *hostState) nextHandle() byte {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	hs.handles++
+	if hs.handles == 0 {
+		hs.handles = 1
+	}
+	return hs.handles
 }
 
 // reserve returns a new SDR/SEL reservation id (never 0).

@@ -216,3 +216,57 @@ func TestIpmitoolConcurrent(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestIpmitoolAttackerActions plants an account and a PXE boot as an intruder would, then
+// logs in with the new account; the changes stay on that host and show in events.
+func TestIpmitoolAttackerActions(t *testing.T) {
+	svc, p := testService(t, nil)
+	srv := serve(t, svc, protocoltest.Host(p, loopback(), 1), loopback().String()+":0")
+	other := serve(t, svc, protocoltest.Host(p, loopback(), 2), loopback().String()+":0")
+	mustIpmitool(t, srv, 3, nil, "user", "set", "name", "6", "backdoor")
+	mustIpmitool(t, srv, 3, []string{`Set User Password command successful \(user 6\)`}, "user", "set", "password", "6", "s3cret")
+	mustIpmitool(t, srv, 3, []string{`Set User Access \(channel 1 id 6\) successful.`},
+		"channel", "setaccess", "1", "6", "link=on", "ipmi=on", "callin=on", "privilege=4")
+	mustIpmitool(t, srv, 17, []string{`6   backdoor         true    true       true       ADMINISTRATOR`}, "user", "list")
+	mustIpmitool(t, srv, 3, []string{`Success`}, "user", "test", "1", "16", "Password")
+	out, _ := ipmitool(t, srv, 3, "user", "test", "1", "16", "nope")
+	if !strings.Contains(out, "Failure: password incorrect") {
+		t.Error("user test with a wrong password did not fail")
+	}
+	out, _ = ipmitool(t, srv, 3, "user", "set", "name", "1", "x")
+	if !strings.Contains(out, "Invalid data field in request") {
+		t.Error("renaming a fixed user did not fail")
+	}
+	mustIpmitool(t, srv, 3, []string{`Set Boot Device to pxe`}, "chassis", "bootdev", "pxe")
+	mustIpmitool(t, srv, 3, []string{`\s+- Boot Device Selector : Force PXE`}, "chassis", "bootparam", "get", "5")
+	mustIpmitool(t, srv, 3, []string{`user id                       : 1`, `privilege level               : ADMINISTRATOR`,
+		`session type                  : IPMIv2/RMCP\+`, `console ip                    : 127.0.0.1`}, "session", "info", "active")
+	out, err := ipmitoolAs(t, srv, 17, "backdoor", "s3cret", "chassis", "power", "status")
+	if err != nil || !strings.Contains(out, "Chassis Power is on") {
+		t.Fatalf("login with the planted account: %v", err)
+	}
+	out, err = ipmitoolAs(t, other, 17, "backdoor", "s3cret", "chassis", "power", "status")
+	if err == nil || !strings.Contains(out, "Unable to establish IPMI v2 / RMCP+ session") {
+		t.Fatalf("the planted account works on another host: %v", err)
+	}
+	var names, passwords, boots int
+	for _, e := range srv.Events.OfType("ipmi.request") {
+		switch fieldOf(e, "kind") {
+		case "set_user_name":
+			if fieldOf(e, "new_name") == "backdoor" {
+				names++
+			}
+		case "set_user_password":
+			if fieldOf(e, "new_password") == "s3cret" {
+				passwords++
+			}
+		case "set_boot_options":
+			if fieldOf(e, "boot_device") == "pxe" {
+				boots++
+			}
+		}
+	}
+	if names != 1 || passwords != 1 || boots != 1 {
+		t.Errorf("events: %d user names, %d passwords, %d boot devices; want one each", names, passwords, boots)
+	}
+}

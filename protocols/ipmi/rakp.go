@@ -238,17 +238,17 @@ func (s *service) rakp1(r *request, sess *protocols.Session, hs *hostState, f *f
 	if priv < privCallback || priv > privOEM {
 		return fail(rmcpInvalidRole, rs.consoleID)
 	}
-	u := s.cfg.lookupUser(name)
-	if u == nil || !u.active {
-		r.add(protocols.F("user_known", u != nil))
-		sess.Emit("auth", nil, nil, protocols.F("user", string(name)), protocols.F("user_known", u != nil),
-			protocols.F("user_active", u != nil && u.active), protocols.F("password_ok", false),
+	u, known := hs.lookupUser(name)
+	if !known || !u.active {
+		r.add(protocols.F("user_known", known))
+		sess.Emit("auth", nil, nil, protocols.F("user", string(name)), protocols.F("user_known", known),
+			protocols.F("user_active", u.active), protocols.F("password_ok", false),
 			protocols.F("result", "unauthorized name"), protocols.F("hash_disclosed", false),
 			protocols.F("cipher_suite", rs.suite.id))
 		return fail(rmcpUnauthorizedName, rs.consoleID)
 	}
 	r.add(protocols.F("user_known", true))
-	if priv > u.priv && role&roleNameOnly == 0 {
+	if u.priv == privNoAccess || priv > u.priv && role&roleNameOnly == 0 {
 		return fail(rmcpUnauthorizedRole, rs.consoleID)
 	}
 	if rs.reqPriv != 0 && priv > rs.reqPriv {
@@ -336,6 +336,7 @@ func (s *service) rakp3(r *request, sess *protocols.Session, hs *hostState, f *f
 		return nil
 	}
 	rs.keys, rs.state, rs.last = k, stateActive, now
+	rs.handle = hs.nextHandle()
 	rs.priv = min(privUser, rs.limit)
 	var icv []byte
 	if h != nil {

@@ -26,11 +26,12 @@ const (
 // rsession is one RMCP+ session of a flow.
 type rsession struct {
 	bmcID, consoleID uint32
+	handle           byte
 	suite            suite
 	state            sessionState
 	reqPriv          byte // requested in Open Session (0: highest the algorithms allow)
 	role             byte // RAKP 1's role byte as sent (privilege and lookup bit)
-	user             *user
+	user             user // as it was at RAKP 1
 	name             []byte
 	rc, rm           [16]byte
 	limit            byte // the session's privilege limit
