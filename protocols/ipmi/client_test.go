@@ -22,6 +22,7 @@ type flowT struct {
 	svc    *service
 	sess   *protocols.Session
 	events *protocoltest.Recorder
+	via    func([]byte) []byte // when set, datagrams go through a socket instead
 }
 
 func newFlow(t testing.TB, svc *service, h *protocols.Host, src string) *flowT {
@@ -36,6 +37,9 @@ func newFlow(t testing.TB, svc *service, h *protocols.Host, src string) *flowT {
 
 // send serves one datagram and returns the replies.
 func (f *flowT) send(pkt []byte) [][]byte {
+	if f.via != nil {
+		return [][]byte{f.via(pkt)}
+	}
 	var out [][]byte
 	f.svc.ServePacket(context.Background(), f.sess, pkt, func(b []byte) { out = append(out, append([]byte(nil), b...)) })
 	return out

@@ -175,11 +175,15 @@ func (s *server) closeFlows() {
 	}
 }
 
+// hostFor returns a host of p at a fixed address and seed.
+func hostFor(p *profiles.Profile) *protocols.Host {
+	return protocoltest.Host(p, netip.MustParseAddr("192.0.2.23"), 4242)
+}
+
 // startBMC configures the test profile (edited by edit) and serves one host on a fresh
 // loopback address and kernel-picked port.
 func startBMC(t testing.TB, edit func(string) string) (*server, *service) {
 	t.Helper()
 	svc, p := testService(t, edit)
-	h := protocoltest.Host(p, netip.MustParseAddr("192.0.2.23"), 4242)
-	return serve(t, svc, h, loopback().String()+":0"), svc
+	return serve(t, svc, hostFor(p), loopback().String()+":0"), svc
 }
