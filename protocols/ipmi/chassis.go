@@ -84,7 +84,11 @@ func (c *cmdCtx) getSessionInfo(d []byte) (byte, []byte) {
 	c.hs.mu.Lock()
 	active := min(c.hs.sessions, 0x3F)
 	c.hs.mu.Unlock()
-	out := []byte{c.rs.handle, byte(c.s.cfg.maxPerHost) & 0x3F, byte(active), byte(c.rs.user.id), c.rs.priv, 0x10 | lanChannel}
+	typ := byte(0x10) // IPMI v2.0/RMCP+
+	if c.rs.v15 {
+		typ = 0x00
+	}
+	out := []byte{c.rs.handle, byte(c.s.cfg.maxPerHost) & 0x3F, byte(active), byte(c.rs.user.id), c.rs.priv, typ | lanChannel}
 	ip := c.sess.Remote.Addr().Unmap()
 	if ip.Is4() {
 		a := ip.As4()

@@ -76,6 +76,7 @@ func init() {
 	add(netFnApp, 0x08, "get_device_guid", privUser, 0, 0, func(c *cmdCtx, _ []byte) (byte, []byte) { return ccOK, c.hs.deviceGUID() })
 	add(netFnApp, 0x37, "get_system_guid", 0, 0, 0, func(c *cmdCtx, _ []byte) (byte, []byte) { return ccOK, c.hs.guid[:] })
 	add(netFnApp, 0x38, "get_channel_auth_caps", 0, 2, 2, (*cmdCtx).getAuthCaps)
+	add(netFnApp, 0x39, "get_session_challenge", 0, 17, 17, (*cmdCtx).getSessionChallenge)
 	add(netFnApp, 0x3B, "set_session_privilege", privCallback, 1, 1, (*cmdCtx).setPrivilege)
 	add(netFnApp, 0x3C, "close_session", privCallback, 4, 5, (*cmdCtx).closeSession)
 	add(netFnApp, 0x41, "get_channel_access", privUser, 2, 2, (*cmdCtx).getChannelAccess)
@@ -187,9 +188,14 @@ func (c *cmdCtx) getAuthCaps(d []byte) (byte, []byte) {
 		return ccInvalidField, nil
 	}
 	c.r.add(protocols.F("v2_data", d[0]&0x80 != 0))
-	// No IPMI v1.5 authentication type, IPMI v2.0 extended data; non-null user names only,
-	// per-message and user-level authentication on; the channel does IPMI v2.0 (RMCP+).
-	return ccOK, []byte{ch, 0x80, 0x04, 0x02, 0x00, 0x00, 0x00, 0x00}
+	// The profile's IPMI v1.5 authentication types and IPMI v2.0 extended data; non-null
+	// user names only, per-message and user-level authentication on; the channel does
+	// IPMI v2.0 (RMCP+), and v1.5 sessions when any v1.5 type is on.
+	ext := byte(0x02)
+	if len(c.s.cfg.v15Auth) > 0 {
+		ext |= 0x01
+	}
+	return ccOK, []byte{ch, 0x80 | c.s.cfg.v15AuthBits(), 0x04, ext, 0x00, 0x00, 0x00, 0x00}
 }
 
 func (c *cmdCtx) getCipherSuites(d []byte) (byte, []byte) {

@@ -2,6 +2,7 @@ package ipmi
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -53,6 +54,7 @@ type config struct {
 	maxPerHost    int
 	macOUI        [3]byte
 	userSlots     int
+	v15Auth       []byte // IPMI v1.5 authentication types offered; none: v1.5 sessions off
 	users         []*user
 }
 
@@ -71,7 +73,7 @@ func defaultConfig() *config {
 func parseConfig(sec *profiles.Section) (*config, error) {
 	c := defaultConfig()
 	root := sec.Root
-	sec.CheckChildren(root, "device_info", "user_list", "cipher_suites", "session_timeout", "max_sessions", "mac_oui")
+	sec.CheckChildren(root, "device_info", "user_list", "cipher_suites", "auth_types", "session_timeout", "max_sessions", "mac_oui")
 	if di := root.Child("device_info"); di != nil {
 		if err := parseDeviceInfo(sec, di, c); err != nil {
 			return nil, err
@@ -97,6 +99,26 @@ func parseConfig(sec *profiles.Section) (*config, error) {
 		}
 		if len(c.suites) == 0 {
 			return nil, n.Errorf("no cipher suite")
+		}
+	}
+	if n := root.Child("auth_types"); n != nil {
+		for f := range strings.SplitSeq(n.TextTrim(), ",") {
+			var t byte
+			switch strings.ToLower(strings.TrimSpace(f)) {
+			case "":
+				continue
+			case "none":
+				t = authNone
+			case "md5":
+				t = authMD5
+			case "password":
+				t = authPassword
+			default:
+				return nil, n.Errorf("IPMI v1.5 auth type %q: want none, md5 or password", strings.TrimSpace(f))
+			}
+			if !slices.Contains(c.v15Auth, t) {
+				c.v15Auth = append(c.v15Auth, t)
+			}
 		}
 	}
 	if n := root.Child("session_timeout"); n != nil {

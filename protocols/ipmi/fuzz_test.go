@@ -2,6 +2,7 @@ package ipmi
 
 import (
 	"encoding/binary"
+	"strings"
 	"testing"
 )
 
@@ -21,17 +22,25 @@ func checkReplies(t *testing.T, req []byte, out [][]byte) {
 }
 
 // FuzzPacket feeds arbitrary datagrams to a flow that holds an RMCP+ session without
-// integrity (suite 1), so random bytes reach every layer: RMCP, ASF, IPMI v1.5, RMCP+
-// framing, the handshake and the command handlers.
+// integrity (suite 1) and an IPMI v1.5 session without authentication, so random bytes
+// reach every layer: RMCP, ASF, IPMI v1.5, RMCP+ framing, the handshakes and the command
+// handlers.
 func FuzzPacket(f *testing.F) {
-	svc, h := unitBMC(f, withSuites("0,1,2,3,15,16,17"))
+	svc, h := unitBMC(f, func(s string) string {
+		return withSuites("0,1,2,3,15,16,17")(strings.Replace(s, "<user_list>", "<auth_types>none,md5</auth_types><user_list>", 1))
+	})
 	fl := newFlow(f, svc, h, "198.51.100.7:40000")
 	c := login(f, fl, 1, "Administrator", "Password", privAdmin)
+	v15, _ := v15Login(f, fl, authNone, "Administrator", "Password", privAdmin)
+	if v15 == nil || v15.seq == 0 {
+		f.Fatal("v1.5 login failed")
+	}
 	seeds := [][]byte{
 		unhex(f, "0600ff06 000011be 802a0000"),
 		unhex(f, "06000506 000011be 80070000"),
 		unhex(f, "0600ff07 00 00000000 00000000 09 2018c8 81 00 38 8e04 b5"),
 		unhex(f, "0600ff07 02 01000000 02000000 00112233445566778899aabbccddeeff 09 2018c8 81 00 38 8e04 b5"),
+		appendV15NoAuth(nil, lanMsg(netFnApp, 0x39, 1, append([]byte{authMD5}, "Administrator\x00\x00\x00"...)...)),
 		v2Packet(payloadIPMI, 0, 0, lanMsg(netFnApp, 0x54, 0, 0x0e, 0x00, 0x80)),
 		v2Packet(payloadOpenReq, 0, 0, unhex(f, "01000000 04030201 00000008 01000000 01000008 01000000 02000008 01000000")),
 		v2Packet(payloadRAKP1, 0, 0, append(unhex(f, "02000000 04030201 00112233445566778899aabbccddeeff 14 0000 0d"), "Administrator"...)),
@@ -45,7 +54,7 @@ func FuzzPacket(f *testing.F) {
 		{netFnStorage, 0x43, []byte{0, 0, 0xff, 0xff, 0, 0xff}}, {netFnTransport, 0x02, []byte{1, 3, 0, 0}},
 		{netFnApp, 0x44, []byte{1, 1}}, {netFnApp, 0x3B, []byte{4}}, {netFnSensor, 0x2D, []byte{1}},
 	} {
-		seeds = append(seeds, c.packet(m.netFn, m.cmd, m.data...))
+		seeds = append(seeds, c.packet(m.netFn, m.cmd, m.data...), v15.packet(m.netFn, m.cmd, m.data...))
 	}
 	for _, s := range seeds {
 		f.Add(s)

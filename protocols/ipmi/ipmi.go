@@ -83,7 +83,7 @@ func (s *service) ServePacket(ctx context.Context, sess *protocols.Session, pkt 
 		if len(rest) > 0 && rest[0]&0x0F == authRMCPPlus {
 			resp = s.serveV2(&r, sess, hs, f, rest, now)
 		} else {
-			resp = s.serveV15(&r, sess, hs, rest)
+			resp = s.serveV15(&r, sess, hs, f, rest, now)
 		}
 	default:
 		r.kind, r.drop = "invalid", "RMCP class not served"
@@ -137,19 +137,23 @@ func (s *service) serveASF(r *request, h rmcpHeader, b []byte, reply func([]byte
 	return appendPong(nil, h.seq, m.tag)
 }
 
-// serveV15 answers an IPMI v1.5 packet. Only session-less commands are served: this BMC
-// offers no v1.5 authentication types, so no v1.5 session can exist.
-func (s *service) serveV15(r *request, sess *protocols.Session, hs *hostState, b []byte) []byte {
+// serveV15 answers an IPMI v1.5 packet: a session-less command, or a message of a v1.5
+// session when the profile enables v1.5 authentication types.
+func (s *service) serveV15(r *request, sess *protocols.Session, hs *hostState, f *flow, b []byte, now time.Time) []byte {
 	h, msg, err := parseV15(b)
 	if err != nil {
 		r.drop = "IPMI v1.5: " + err.Error()
 		return nil
 	}
-	if h.authType != authNone || h.id != 0 {
-		r.kind, r.drop = "v15_session", "IPMI v1.5 session messages not served"
+	if h.id != 0 {
+		r.kind = "v15_session"
+		return s.serveV15Session(r, sess, hs, f, h, msg, now)
+	}
+	if h.authType != authNone {
+		r.kind, r.drop = "v15_session", "session-less message with an authentication code"
 		return nil
 	}
-	out := s.sessionless(r, sess, hs, msg)
+	out := s.sessionless(r, sess, hs, f, msg)
 	if out == nil {
 		return nil
 	}
@@ -160,7 +164,7 @@ func (s *service) serveV15(r *request, sess *protocols.Session, hs *hostState, b
 func (s *service) serveV2(r *request, sess *protocols.Session, hs *hostState, f *flow, b []byte, now time.Time) []byte {
 	h, err := parseV2(b, func(id uint32) (int, bool) {
 		rs := f.sessions[id]
-		if rs == nil || rs.state != stateActive {
+		if rs == nil || rs.v15 || rs.state != stateActive {
 			return 0, false
 		}
 		return rs.keys.integLen, true
@@ -189,7 +193,7 @@ func (s *service) serveV2(r *request, sess *protocols.Session, hs *hostState, f 
 				r.drop = "session-less message with integrity or confidentiality"
 				return nil
 			}
-			out := s.sessionless(r, sess, hs, h.payload)
+			out := s.sessionless(r, sess, hs, nil, h.payload)
 			if out == nil {
 				return nil
 			}
@@ -207,7 +211,7 @@ func (s *service) serveV2(r *request, sess *protocols.Session, hs *hostState, f 
 // inSession checks and opens a message of an active session and answers it.
 func (s *service) inSession(r *request, sess *protocols.Session, hs *hostState, f *flow, h *v2Session, now time.Time) []byte {
 	rs := f.sessions[h.id]
-	if rs == nil || rs.state != stateActive {
+	if rs == nil || rs.v15 || rs.state != stateActive {
 		r.drop = "no such session"
 		r.add(protocols.F("session", h.id))
 		return nil
@@ -276,13 +280,13 @@ func (s *service) inSession(r *request, sess *protocols.Session, hs *hostState, 
 }
 
 // sessionless answers the commands a BMC takes outside a session; it drops the others.
-func (s *service) sessionless(r *request, sess *protocols.Session, hs *hostState, b []byte) []byte {
+func (s *service) sessionless(r *request, sess *protocols.Session, hs *hostState, f *flow, b []byte) []byte {
 	msg, err := parseLANRequest(b)
 	if err != nil {
 		r.drop = "IPMI message: " + err.Error()
 		return nil
 	}
-	c := cmdCtx{s: s, sess: sess, hs: hs, r: r, now: time.Now()}
+	c := cmdCtx{s: s, sess: sess, hs: hs, f: f, r: r, now: time.Now()}
 	cmd, ok := commands[uint16(msg.netFn)<<8|uint16(msg.cmd)]
 	if !ok || cmd.priv != 0 || msg.netFn&1 != 0 {
 		r.kind = "sessionless"

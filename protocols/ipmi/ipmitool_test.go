@@ -270,3 +270,59 @@ func TestIpmitoolAttackerActions(t *testing.T) {
 		t.Errorf("events: %d user names, %d passwords, %d boot devices; want one each", names, passwords, boots)
 	}
 }
+
+// withV15 enables IPMI v1.5 sessions with MD5 and straight-password authentication.
+func withV15(s string) string {
+	return strings.Replace(s, "<user_list>", "<auth_types>md5,password</auth_types>\n    <user_list>", 1)
+}
+
+func ipmitoolLan(t *testing.T, srv *server, user, pass string, args ...string) (string, error) {
+	t.Helper()
+	bin := protocoltest.NeedTool(t, "ipmitool")
+	a := []string{"-I", "lan", "-H", srv.Addr.Addr().String(), "-p", strconv.Itoa(int(srv.Addr.Port())),
+		"-U", user, "-P", pass, "-R", "2", "-N", "1"}
+	return protocoltest.Run(t, 60*time.Second, bin, append(a, args...)...)
+}
+
+func TestIpmitoolLanV15(t *testing.T) {
+	srv, _ := startBMC(t, withV15)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"chassis", "status"}, "System Power         : on"},
+		{[]string{"-A", "PASSWORD", "mc", "info"}, "IPMI Version              : 2.0"},
+		{[]string{"-A", "MD5", "power", "off"}, "Chassis Power Control: Down/Off"},
+		{[]string{"session", "info", "active"}, "session type                  : IPMIv1.5"},
+		{[]string{"lan", "print", "1"}, "Auth Type Support       : MD5 PASSWORD "},
+		{[]string{"user", "list"}, "3   User1            true    true       true       USER"},
+		{[]string{"sdr", "list"}, "VBAT "},
+	} {
+		out, err := ipmitoolLan(t, srv, "Administrator", "Password", tc.args...)
+		if err != nil || !strings.Contains(out, tc.want) {
+			t.Errorf("ipmitool -I lan %s: %v", strings.Join(tc.args, " "), err)
+		}
+	}
+	// The v1.5 power change is seen over RMCP+.
+	mustIpmitool(t, srv, 17, []string{`Chassis Power is off`}, "power", "status")
+	out, err := ipmitoolLan(t, srv, "Administrator", "wrong", "chassis", "status")
+	if err == nil || !strings.Contains(out, "Activate Session command failed") {
+		t.Errorf("wrong password: %v", err)
+	}
+	out, err = ipmitoolLan(t, srv, "nobody", "x", "chassis", "status")
+	if err == nil || !strings.Contains(out, "Invalid user name") {
+		t.Errorf("unknown user: %v", err)
+	}
+	results := map[string]int{}
+	for _, e := range srv.Events.OfType("ipmi.auth") {
+		results[fmt.Sprint(fieldOf(e, "result"))]++
+	}
+	if results["session established (IPMI v1.5)"] != 7 || results["wrong password (IPMI v1.5)"] != 1 || results["invalid user name (IPMI v1.5)"] != 1 {
+		t.Errorf("auth results %v", results)
+	}
+	// Without auth_types (the default) v1.5 is off, as on most current BMCs.
+	def, _ := startBMC(t, nil)
+	if out, err := ipmitoolLan(t, def, "Administrator", "Password", "chassis", "status"); err == nil {
+		t.Errorf("ipmitool -I lan got in with v1.5 off:\n%s", out)
+	}
+}

@@ -34,10 +34,11 @@ func (c *cmdCtx) getLANConfig(d []byte) (byte, []byte) {
 	switch d[1] {
 	case 0: // set in progress
 		return ccOK, append(out, 0x00)
-	case 1: // authentication type support: none of v1.5's
-		return ccOK, append(out, 0x00)
-	case 2: // authentication type enables per privilege
-		return ccOK, append(out, 0x00, 0x00, 0x00, 0x00, 0x00)
+	case 1: // IPMI v1.5 authentication type support
+		return ccOK, append(out, c.s.cfg.v15AuthBits())
+	case 2: // authentication type enables: callback, user, operator, administrator, OEM
+		a := c.s.cfg.v15AuthBits()
+		return ccOK, append(out, a, a, a, a, 0x00)
 	case 3:
 		return ccOK, append(out, ip[:]...)
 	case 4: // address source: static

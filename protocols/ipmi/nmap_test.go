@@ -21,15 +21,20 @@ func serve623(t *testing.T, edit func(string) string) *server {
 func TestNmapIPMIScripts(t *testing.T) {
 	nmap := protocoltest.NeedTool(t, "nmap")
 	for _, tc := range []struct {
-		name, suites, state string
+		name, suites, state, userAuth, level string
+		v15                                  bool
 	}{
-		{"default", "", "State: NOT VULNERABLE"},
-		{"cipher zero enabled", "0,1,2,3,15,16,17", "State: VULNERABLE"},
+		{"default", "", "State: NOT VULNERABLE", "|   UserAuth: \n", "  Level: 2.0\n", false},
+		{"cipher zero enabled", "0,1,2,3,15,16,17", "State: VULNERABLE", "|   UserAuth: \n", "  Level: 2.0\n", false},
+		{"v1.5 enabled", "", "State: NOT VULNERABLE", "|   UserAuth: password, md5\n", "  Level: 1.5, 2.0\n", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var edit func(string) string
+			edit := func(s string) string { return s }
 			if tc.suites != "" {
 				edit = withSuites(tc.suites)
+			}
+			if tc.v15 {
+				edit = withV15
 			}
 			srv := serve623(t, edit)
 			out, err := protocoltest.Run(t, 90*time.Second, nmap, "-Pn", "-n", "-sU", "-p", "623",
@@ -38,8 +43,8 @@ func TestNmapIPMIScripts(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, want := range []string{"623/udp open  asf-rmcp", "| ipmi-version: ", "|     IPMI-2.0",
-				"|   PassAuth: auth_msg, auth_user, non_null_user", "|_  Level: 2.0", "| ipmi-cipher-zero: ",
-				"IPMI 2.0 RAKP Cipher Zero Authentication Bypass", tc.state} {
+				"|   PassAuth: auth_msg, auth_user, non_null_user", tc.level, "| ipmi-cipher-zero: ",
+				"IPMI 2.0 RAKP Cipher Zero Authentication Bypass", tc.state, tc.userAuth} {
 				if !strings.Contains(out, want) {
 					t.Errorf("nmap output lacks %q", want)
 				}

@@ -27,6 +27,8 @@ const (
 type rsession struct {
 	bmcID, consoleID uint32
 	handle           byte
+	v15              bool // an IPMI v1.5 session
+	v15Auth          byte // its authentication type
 	suite            suite
 	state            sessionState
 	reqPriv          byte // requested in Open Session (0: highest the algorithms allow)

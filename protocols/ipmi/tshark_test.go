@@ -15,15 +15,15 @@ import (
 	"github.com/icsnare/icsnare/protocols/protocoltest"
 )
 
-// TestTsharkDecodes captures ipmitool sessions (suites 3 and 17, a wrong password, an
-// unknown user), nmap's IPMI scripts and presence pings on 623/udp and has tshark dissect
+// TestTsharkDecodes captures ipmitool sessions (RMCP+ suites 0, 1, 3, 16 and 17, IPMI v1.5
+// with MD5 and straight password, a wrong password, an unknown user), nmap's IPMI scripts and presence pings on 623/udp and has tshark dissect
 // them: RMCP, ASF, IPMI session and RMCP+ handshake layers, no malformed packet, no
 // expert warning or error.
 func TestTsharkDecodes(t *testing.T) {
 	tshark := protocoltest.NeedTool(t, "tshark")
 	dumpcap := protocoltest.NeedTool(t, "dumpcap")
 	nmap := protocoltest.NeedTool(t, "nmap")
-	srv := serve623(t, withSuites("0,1,2,3,15,16,17"))
+	srv := serve623(t, func(s string) string { return withSuites("0,1,2,3,15,16,17")(withV15(s)) })
 	host := srv.Addr.Addr().String()
 	pcap := filepath.Join(t.TempDir(), "ipmi.pcapng")
 	if d := os.Getenv("IPMI_KEEP_PCAP"); d != "" {
@@ -38,6 +38,13 @@ func TestTsharkDecodes(t *testing.T) {
 	mustIpmitool(t, srv, -1, []string{`3    N/A     hmac_sha1       hmac_sha1_96    aes_cbc_128\s*`}, "channel", "getciphers", "ipmi")
 	ipmitoolAs(t, srv, 17, "Administrator", "wrong", "chassis", "status")
 	ipmitoolAs(t, srv, 3, "nobody", "x", "chassis", "status")
+	if _, err := ipmitoolLan(t, srv, "Administrator", "Password", "chassis", "status"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ipmitoolLan(t, srv, "Administrator", "Password", "-A", "PASSWORD", "sel", "list"); err != nil {
+		t.Fatal(err)
+	}
+	ipmitoolLan(t, srv, "Administrator", "wrong", "chassis", "status")
 	if _, err := protocoltest.Run(t, 90*time.Second, nmap, "-Pn", "-n", "-sU", "-p", "623",
 		"--script", "ipmi-version,ipmi-cipher-zero", host); err != nil {
 		t.Fatal(err)
