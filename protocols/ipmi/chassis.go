@@ -26,6 +26,7 @@ func (c *cmdCtx) setBootOptions(d []byte) (byte, []byte) {
 	defer c.hs.mu.Unlock()
 	if p == 5 {
 		copy(c.hs.bootFlags[:], d[1:])
+		c.hs.saveBoot(c.sess.Host.Databus)
 		c.r.add(protocols.F("boot_device", bootDevice(c.hs.bootFlags)))
 	}
 	return ccOK, nil

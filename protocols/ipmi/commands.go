@@ -324,6 +324,7 @@ func (c *cmdCtx) chassisControl(d []byte) (byte, []byte) {
 	case 4:
 		return ccInvalidField, nil
 	}
+	c.hs.savePower(c.sess.Host.Databus)
 	c.hs.lastEvent = 0x10 // last power event: by IPMI command
 	c.hs.lastPower = c.now
 	c.r.add(protocols.F("power_on", !c.hs.powerOff))

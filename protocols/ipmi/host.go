@@ -59,6 +59,7 @@ func (s *service) newHostState(h *protocols.Host) *hostState {
 	hs.sensors = newSensors(r)
 	hs.sel = newSEL(r, env.Start)
 	hs.lastPower = env.Start
+	hs.restore(h.Databus)
 	return hs
 }
 

@@ -555,3 +555,59 @@ func TestIdentityPerHost(t *testing.T) {
 		t.Errorf("MAC %x lacks the vendor OUI", a.mac)
 	}
 }
+
+// TestStateInDatabus: what clients change is written to the host's databus, and a host
+// whose databus holds such values (a template's, or restored ones) starts from them.
+func TestStateInDatabus(t *testing.T) {
+	svc, p := testService(t, nil)
+	h := protocoltest.Host(p, netip.MustParseAddr("192.0.2.1"), 1)
+	c := login(t, newFlow(t, svc, h, "198.51.100.7:40000"), 3, "Administrator", "Password", privAdmin)
+	name := append([]byte{7}, make([]byte, 16)...)
+	copy(name[1:], "intruder")
+	pw := append([]byte{7, 2}, make([]byte, 16)...)
+	copy(pw[2:], "hunter2")
+	for _, m := range []struct {
+		netFn, cmd byte
+		data       []byte
+	}{
+		{netFnChassis, 0x02, []byte{0}},
+		{netFnChassis, 0x08, []byte{5, 0x80, 0x04, 0, 0, 0}},
+		{netFnApp, 0x45, name},
+		{netFnApp, 0x47, pw},
+		{netFnApp, 0x43, []byte{0x91, 7, 4}},
+	} {
+		if cc, _, ok := c.cmd(m.netFn, m.cmd, m.data...); !ok || cc != 0 {
+			t.Fatalf("netfn %#x cmd %#x: %v %#x", m.netFn, m.cmd, ok, cc)
+		}
+	}
+	if v, _ := h.Databus.Get(keyPowerOn); v != false {
+		t.Errorf("%s = %v", keyPowerOn, v)
+	}
+	if v, _ := h.Databus.GetString(keyBootFlags); v != "8004000000" {
+		t.Errorf("%s = %v", keyBootFlags, v)
+	}
+	// A new host object with those databus values, as after eviction with durable state.
+	h2 := protocoltest.Host(p, netip.MustParseAddr("192.0.2.1"), 1)
+	for _, k := range []string{keyPowerOn, keyBootFlags, keyUsers} {
+		v, err := h.Databus.Get(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h2.Databus.Set(k, v)
+	}
+	c2 := login(t, newFlow(t, svc, h2, "198.51.100.7:40001"), 17, "intruder", "hunter2", privAdmin)
+	if cc, d, _ := c2.cmd(netFnChassis, 0x01); cc != 0 || d[0]&1 != 0 {
+		t.Errorf("restored power state: %#x %x", cc, d)
+	}
+	if cc, d, _ := c2.cmd(netFnChassis, 0x09, 5, 0, 0); cc != 0 || !bytes.Equal(d[2:], []byte{0x80, 0x04, 0, 0, 0}) {
+		t.Errorf("restored boot flags: %#x %x", cc, d)
+	}
+	// A template may start a host powered off.
+	p3 := testProfile(t, nil)
+	h3 := protocoltest.Host(p3, netip.MustParseAddr("192.0.2.3"), 3)
+	h3.Databus.Set(keyPowerOn, false)
+	c3 := login(t, newFlow(t, svc, h3, "198.51.100.7:40002"), 3, "Administrator", "Password", privUser)
+	if cc, d, _ := c3.cmd(netFnChassis, 0x01); cc != 0 || d[0]&1 != 0 {
+		t.Errorf("power state from the databus: %#x %x", cc, d)
+	}
+}

@@ -113,6 +113,7 @@ func (c *cmdCtx) setUserName(d []byte) (byte, []byte) {
 		}
 	}
 	hs.users[id-1].name = name
+	hs.saveUsers(c.sess.Host.Databus)
 	return ccOK, nil
 }
 
@@ -158,7 +159,9 @@ func (c *cmdCtx) setUserPassword(d []byte) (byte, []byte) {
 		if !ok {
 			return ccParamUnsupported, nil // 80h: password test failed
 		}
+		return ccOK, nil
 	}
+	hs.saveUsers(c.sess.Host.Databus)
 	return ccOK, nil
 }
 
@@ -185,5 +188,6 @@ func (c *cmdCtx) setUserAccess(d []byte) (byte, []byte) {
 	if d[0]&0x80 != 0 { // the messaging bits are to be changed
 		u.active = d[0]&0x10 != 0 && priv != privNoAccess
 	}
+	hs.saveUsers(c.sess.Host.Databus)
 	return ccOK, nil
 }

@@ -1,0 +1,76 @@
+package ipmi
+
+import (
+	"encoding/hex"
+
+	"github.com/icsnare/icsnare/profiles"
+)
+
+// Databus keys of the BMC state clients change. They live in the host's databus like any
+// other write, so they persist as those do, and a template may set them (a BMC whose
+// server is off: IPMIPowerOn False).
+const (
+	keyPowerOn   = "IPMIPowerOn"   // bool
+	keyBootFlags = "IPMIBootFlags" // hex of boot options parameter 5
+	keyUsers     = "IPMIUsers"     // list of {id, name, password, privilege, active, fixed}
+)
+
+// restore takes what the databus holds over the drawn state; values it cannot read are
+// ignored (the profile's state stands).
+func (hs *hostState) restore(db *profiles.Databus) {
+	if v, err := db.Get(keyPowerOn); err == nil {
+		if b, ok := v.(bool); ok {
+			hs.powerOff = !b
+		}
+	}
+	if s, err := db.GetString(keyBootFlags); err == nil {
+		if b, err := hex.DecodeString(s); err == nil && len(b) == len(hs.bootFlags) {
+			copy(hs.bootFlags[:], b)
+		}
+	}
+	if v, err := db.Get(keyUsers); err == nil {
+		if l, ok := v.([]any); ok {
+			for _, e := range l {
+				if u, ok := userFromValue(e); ok && u.id >= 1 && u.id <= len(hs.users) {
+					hs.users[u.id-1] = u
+				}
+			}
+		}
+	}
+}
+
+func userFromValue(v any) (user, bool) {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return user{}, false
+	}
+	id, err1 := profiles.ToInt(m["id"])
+	priv, err2 := profiles.ToInt(m["privilege"])
+	name, ok1 := m["name"].(string)
+	pw, ok2 := m["password"].(string)
+	active, ok3 := m["active"].(bool)
+	fixed, ok4 := m["fixed"].(bool)
+	if err1 != nil || err2 != nil || !ok1 || !ok2 || !ok3 || !ok4 || len(name) > maxNameLen || len(pw) > maxPasswordLen {
+		return user{}, false
+	}
+	return user{id: int(id), name: name, password: []byte(pw), priv: byte(priv), active: active, fixed: fixed}, true
+}
+
+// savePower and the others write the changed state to the databus; hs.mu is held.
+func (hs *hostState) savePower(db *profiles.Databus) { db.Set(keyPowerOn, !hs.powerOff) }
+
+func (hs *hostState) saveBoot(db *profiles.Databus) {
+	db.Set(keyBootFlags, hex.EncodeToString(hs.bootFlags[:]))
+}
+
+func (hs *hostState) saveUsers(db *profiles.Databus) {
+	l := make([]any, 0, len(hs.users))
+	for _, u := range hs.users {
+		if u.name == "" && !u.active && u.priv == privNoAccess && len(u.password) == 0 {
+			continue
+		}
+		l = append(l, map[string]any{"id": int64(u.id), "name": u.name, "password": string(u.password),
+			"privilege": int64(u.priv), "active": u.active, "fixed": u.fixed})
+	}
+	db.Set(keyUsers, l)
+}
