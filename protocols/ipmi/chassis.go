@@ -70,6 +70,12 @@ func bootDevice(f [5]byte) string {
 	return "other"
 }
 
+// pohCounter is Get POH Counter: hours powered on since the board was made, most of them.
+func (c *cmdCtx) pohCounter([]byte) (byte, []byte) {
+	hours := uint32(c.now.Sub(c.hs.made).Hours() * 0.93)
+	return ccOK, binary.LittleEndian.AppendUint32([]byte{60}, hours)
+}
+
 // getSessionInfo is Get Session Info (IPMI v2.0 §22.20) about the caller's own session;
 // a BMC shows no other client's address.
 func (c *cmdCtx) getSessionInfo(d []byte) (byte, []byte) {

@@ -58,10 +58,11 @@ type config struct {
 	users         []*user
 }
 
-// Defaults: a Supermicro X11-class BMC, which is what most exposed BMCs look like.
+// Defaults: the BMC of a Supermicro X11DPi-N(T) board (product 0x0917), which is what
+// many exposed BMCs look like.
 func defaultConfig() *config {
 	c := &config{deviceID: 0x20, deviceRev: 0x01, fwMajor: 1, fwMinor: 0x74,
-		manufacturer: 10876, product: 0x1B0A, timeout: defaultTimeout,
+		manufacturer: 10876, product: 0x0917, timeout: defaultTimeout,
 		maxPerHost: defaultMaxPerHost, macOUI: [3]byte{0x0C, 0xC4, 0x7A}, userSlots: 10}
 	for _, id := range []int{1, 2, 3, 15, 16, 17} {
 		s, _ := lookupSuite(id)

@@ -18,8 +18,10 @@ type hostState struct {
 	mac      [6]byte
 	gwMAC    [6]byte
 	start    time.Time
+	made     time.Time // the board's manufacture
 	seed     uint64
 	sensors  []sensor
+	fru      []byte
 	users    []user // guarded by mu
 	sel      []selEntry
 	powerOff bool // a server's BMC reports its host powered on until told otherwise
@@ -55,6 +57,8 @@ func (s *service) newHostState(h *protocols.Host) *hostState {
 	// a host keeps it across restarts.
 	made := time.Date(2019, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(r.IntN(6*365*24*3600)) * time.Second)
 	hs.guid = timeGUID(made, uint16(r.Uint32()), hs.mac)
+	hs.fru = newFRU(r, made)
+	hs.made = made
 	hs.users = newUserTable(s.cfg)
 	hs.sensors = newSensors(r)
 	hs.sel = newSEL(r, env.Start)

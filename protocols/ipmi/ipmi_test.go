@@ -132,7 +132,7 @@ func TestHandshakeEverySuite(t *testing.T) {
 			f := newFlow(t, svc, h, fmt.Sprintf("198.51.100.7:%d", 41000+id))
 			c := login(t, f, id, "Administrator", "Password", privAdmin)
 			cc, d, ok := c.cmd(netFnApp, 0x01)
-			want := unhex(t, "20 01 01 74 02 9f 7c2a00 0a1b 00000000")
+			want := unhex(t, "20 01 01 74 02 9f 7c2a00 1709 00000000")
 			if !ok || cc != 0 || !bytes.Equal(d, want) {
 				t.Fatalf("Get Device ID: %v %#x %x, want %x", ok, cc, d, want)
 			}
@@ -609,5 +609,47 @@ func TestStateInDatabus(t *testing.T) {
 	c3 := login(t, newFlow(t, svc, h3, "198.51.100.7:40002"), 3, "Administrator", "Password", privUser)
 	if cc, d, _ := c3.cmd(netFnChassis, 0x01); cc != 0 || d[0]&1 != 0 {
 		t.Errorf("power state from the databus: %#x %x", cc, d)
+	}
+}
+
+func TestFRUAreas(t *testing.T) {
+	svc, h := unitBMC(t, nil)
+	fru := svc.host(h).fru
+	sum := func(b []byte) (s byte) {
+		for _, c := range b {
+			s += c
+		}
+		return s
+	}
+	if fru[0] != 1 || sum(fru[:8]) != 0 {
+		t.Fatalf("common header %x", fru[:8])
+	}
+	for i, off := range []byte{fru[2], fru[3], fru[4]} {
+		a := int(off) * 8
+		n := int(fru[a+1]) * 8
+		if fru[a] != 1 || a+n > len(fru) || sum(fru[a:a+n]) != 0 {
+			t.Errorf("area %d at %d: %x", i, a, fru[a:min(a+n, len(fru))])
+		}
+	}
+	c := login(t, newFlow(t, svc, h, "198.51.100.7:40000"), 3, "Administrator", "Password", privUser)
+	if cc, d, _ := c.cmd(netFnStorage, 0x10, 0); cc != 0 || int(binary.LittleEndian.Uint16(d)) != len(fru) {
+		t.Fatalf("FRU info %#x %x", cc, d)
+	}
+	var read []byte
+	for off := 0; off < len(fru); off += maxFRURead {
+		cc, d, _ := c.cmd(netFnStorage, 0x11, 0, byte(off), byte(off>>8), maxFRURead)
+		if cc != 0 || int(d[0]) != len(d)-1 {
+			t.Fatalf("read at %d: %#x %x", off, cc, d)
+		}
+		read = append(read, d[1:]...)
+	}
+	if !bytes.Equal(read, fru) {
+		t.Error("FRU read back differs")
+	}
+	if cc, _, _ := c.cmd(netFnStorage, 0x11, 0, 0, 0, maxFRURead+1); cc != ccCannotReturn {
+		t.Errorf("oversized read: %#x", cc)
+	}
+	if cc, _, _ := c.cmd(netFnStorage, 0x10, 1); cc != ccNotPresent {
+		t.Errorf("FRU device 1: %#x", cc)
 	}
 }

@@ -72,7 +72,7 @@ func TestIpmitoolLanplus(t *testing.T) {
 			mustIpmitool(t, srv, cs, []string{
 				`Device ID                 : 32`, `Firmware Revision         : 1.74`, `IPMI Version              : 2.0`,
 				`Manufacturer ID           : 10876`, `Manufacturer Name         : Super Micro Computer Inc.`,
-				`Product ID                : 6922 \(0x1b0a\)`, `Provides Device SDRs      : no`,
+				`Product ID                : 2327 \(0x0917\)`, `Product Name              : X11DPi-N\(T\)`, `Provides Device SDRs      : no`,
 			}, "mc", "info")
 			mustIpmitool(t, srv, cs, []string{
 				`ID  Name\s+Callin  Link Auth\s+IPMI Msg   Channel Priv Limit`,
@@ -325,4 +325,15 @@ func TestIpmitoolLanV15(t *testing.T) {
 	if out, err := ipmitoolLan(t, def, "Administrator", "Password", "chassis", "status"); err == nil {
 		t.Errorf("ipmitool -I lan got in with v1.5 off:\n%s", out)
 	}
+}
+
+func TestIpmitoolInventory(t *testing.T) {
+	srv, _ := startBMC(t, nil)
+	mustIpmitool(t, srv, 17, []string{
+		`FRU Device Description : Builtin FRU Device \(ID 0\)`, ` Chassis Type          : Rack Mount Chassis`,
+		` Board Mfg             : Supermicro`, ` Board Product         : X11DPi-N`, ` Board Serial          : ZM[0-9A-Z]{8}`,
+		` Product Name          : SYS-6019P-MT`, ` Product Serial        : S[0-9A-Z]{9}`,
+	}, "fru", "print")
+	mustIpmitool(t, srv, 17, []string{`POH Counter  : \d+ days, \d+ hours`}, "chassis", "poh")
+	mustIpmitool(t, srv, 17, []string{`CPU1 Temp        \| [0-9.]+ +\| degrees C  \| ok .*`}, "sensor", "list")
 }
