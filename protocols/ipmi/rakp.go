@@ -67,7 +67,7 @@ func (s *service) openSession(r *request, sess *protocols.Session, hs *hostState
 	}
 	tag, reqPriv, consoleID := p[0], p[1]&roleMask, le32(p[4:])
 	for _, rs := range f.sessions {
-		if rs.consoleID == consoleID && rs.state == stateOpened {
+		if !rs.v15 && rs.consoleID == consoleID && rs.state == stateOpened {
 			if resp := retransmitted(rs, p); resp != nil {
 				r.add(protocols.F("retransmission", true))
 				return resp
@@ -206,6 +206,9 @@ func (s *service) rakp1(r *request, sess *protocols.Session, hs *hostState, f *f
 	r.add(protocols.F("session", bmcID), protocols.F("user", string(name)), protocols.F("role", role&roleMask),
 		protocols.F("name_only_lookup", role&roleNameOnly != 0))
 	rs := f.sessions[bmcID]
+	if rs != nil && rs.v15 {
+		rs = nil // an IPMI v1.5 session has no RAKP
+	}
 	fail := func(status byte, consoleID uint32) []byte {
 		r.failed = true
 		r.add(protocols.F("status", statusNames[status]), protocols.F("hash_disclosed", false))
@@ -284,6 +287,9 @@ func (s *service) rakp3(r *request, sess *protocols.Session, hs *hostState, f *f
 	tag, status, bmcID := p[0], p[1], le32(p[4:])
 	r.add(protocols.F("session", bmcID))
 	rs := f.sessions[bmcID]
+	if rs != nil && rs.v15 {
+		rs = nil
+	}
 	if rs != nil && rs.state == stateActive {
 		if resp := retransmitted(rs, p); resp != nil {
 			r.add(protocols.F("retransmission", true))

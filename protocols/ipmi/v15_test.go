@@ -137,3 +137,28 @@ func TestV15OffByDefault(t *testing.T) {
 		t.Fatalf("v1.5 challenge with v1.5 off: %#x", cc)
 	}
 }
+
+// TestV15SessionIsNoRAKPSession: RAKP messages naming a v1.5 challenge's session id are
+// refused, so the RMCP+ handshake cannot complete a session that never chose a suite.
+func TestV15SessionIsNoRAKPSession(t *testing.T) {
+	svc, h := unitBMC(t, withV15)
+	f := newFlow(t, svc, h, "198.51.100.7:40000")
+	name := make([]byte, 16)
+	copy(name, "Administrator")
+	out := f.one(appendV15NoAuth(nil, lanMsg(netFnApp, 0x39, 1, append([]byte{authMD5}, name...)...)))
+	_, msg, _ := parseV15(out[rmcpHeaderLen:])
+	id := le32(msg[7:])
+	r1 := binary.LittleEndian.AppendUint32([]byte{2, 0, 0, 0}, id)
+	r1 = append(r1, make([]byte, 16)...)
+	r1 = append(r1, 0x14, 0, 0, 13)
+	r1 = append(r1, "Administrator"...)
+	_, _, p := v2Payload(t, f.one(v2Packet(payloadRAKP1, 0, 0, r1)), 0)
+	if p[1] != rmcpInvalidSession {
+		t.Fatalf("RAKP 1 for a v1.5 session: status %#x", p[1])
+	}
+	r3 := binary.LittleEndian.AppendUint32([]byte{3, 0, 0, 0}, id)
+	_, _, p = v2Payload(t, f.one(v2Packet(payloadRAKP3, 0, 0, r3)), 0)
+	if p[1] != rmcpInvalidSession {
+		t.Fatalf("RAKP 3 for a v1.5 session: status %#x", p[1])
+	}
+}
