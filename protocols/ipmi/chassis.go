@@ -106,3 +106,45 @@ func (c *cmdCtx) getSessionInfo(d []byte) (byte, []byte) {
 	out = append(out, 0, 0, 0, 0, 0, 0) // the console's MAC: not known behind a router
 	return ccOK, binary.LittleEndian.AppendUint16(out, c.sess.Remote.Port())
 }
+
+// restartCause is Get System Restart Cause: a chassis control command once one was sent,
+// else the power-up after AC returned under the "restore previous state" policy.
+func (c *cmdCtx) restartCause([]byte) (byte, []byte) {
+	c.hs.mu.Lock()
+	defer c.hs.mu.Unlock()
+	if c.hs.lastEvent&0x10 != 0 {
+		return ccOK, []byte{0x01, lanChannel}
+	}
+	return ccOK, []byte{0x07, 0x00}
+}
+
+// solConfig is Get SOL Configuration Parameters (IPMI v2.0 §26.3) of a BMC whose SOL is
+// disabled.
+func (c *cmdCtx) solConfig(d []byte) (byte, []byte) {
+	if _, ok := c.channel(d[0]); !ok {
+		return ccInvalidField, nil
+	}
+	out := []byte{0x01} // parameter revision
+	if d[0]&0x80 != 0 {
+		return ccOK, out
+	}
+	switch d[1] {
+	case 0: // set in progress
+		return ccOK, append(out, 0x00)
+	case 1: // SOL enable: disabled
+		return ccOK, append(out, 0x00)
+	case 2: // authentication: forced encryption and authentication, USER level
+		return ccOK, append(out, 0xC2)
+	case 3: // character accumulate interval (5 ms units), send threshold
+		return ccOK, append(out, 0x0C, 0x60)
+	case 4: // retry count, retry interval (10 ms units)
+		return ccOK, append(out, 0x07, 0x32)
+	case 5, 6: // bit rate: 115.2 kbps
+		return ccOK, append(out, 0x0A)
+	case 7: // payload channel
+		return ccOK, append(out, lanChannel)
+	case 8: // payload port
+		return ccOK, binary.LittleEndian.AppendUint16(out, Port)
+	}
+	return ccParamUnsupported, nil
+}

@@ -98,6 +98,11 @@ func init() {
 	add(netFnSensor, 0x2D, "get_sensor_reading", privUser, 1, 1, (*cmdCtx).getSensorReading)
 	add(netFnStorage, 0x10, "get_fru_inventory_area_info", privUser, 1, 1, (*cmdCtx).fruInfo)
 	add(netFnStorage, 0x11, "read_fru_data", privUser, 4, 4, (*cmdCtx).readFRU)
+	add(netFnChassis, 0x07, "get_restart_cause", privUser, 0, 0, (*cmdCtx).restartCause)
+	add(netFnApp, 0x2F, "get_bmc_global_enables", privUser, 0, 0, func(*cmdCtx, []byte) (byte, []byte) {
+		return ccOK, []byte{0x0D} // SEL logging, event message buffer, receive queue interrupt
+	})
+	add(netFnTransport, 0x22, "get_sol_config", privUser, 4, 4, (*cmdCtx).solConfig)
 	add(netFnChassis, 0x0F, "get_poh_counter", privUser, 0, 0, (*cmdCtx).pohCounter)
 	add(netFnStorage, 0x20, "get_sdr_repository_info", privUser, 0, 0, (*cmdCtx).sdrInfo)
 	add(netFnStorage, 0x22, "reserve_sdr_repository", privUser, 0, 0, (*cmdCtx).reserve)

@@ -336,4 +336,12 @@ func TestIpmitoolInventory(t *testing.T) {
 	}, "fru", "print")
 	mustIpmitool(t, srv, 17, []string{`POH Counter  : \d+ days, \d+ hours`}, "chassis", "poh")
 	mustIpmitool(t, srv, 17, []string{`CPU1 Temp        \| [0-9.]+ +\| degrees C  \| ok .*`}, "sensor", "list")
+	mustIpmitool(t, srv, 17, []string{`System Event Logging                     : enabled`}, "mc", "getenables")
+	mustIpmitool(t, srv, 17, []string{`System restart cause: power-up due to restore-previous power policy`}, "chassis", "restart_cause")
+	mustIpmitool(t, srv, 17, []string{`Enabled                         : false`, `Payload Port                    : 623`}, "sol", "info")
+	if out, _ := ipmitool(t, srv, 17, "sol", "activate"); !strings.Contains(out, "Info: SOL payload disabled") {
+		t.Error("sol activate was not refused as on a BMC with SOL off")
+	}
+	mustIpmitool(t, srv, 17, []string{`Selftest: passed`}, "mc", "selftest")
+	mustIpmitool(t, srv, 17, []string{`\s+4 \| .* \| Temperature CPU1 Temp \| Upper Non-critical going high \| Asserted \| Reading 86 > Threshold 85 degrees C`}, "sel", "elist")
 }
