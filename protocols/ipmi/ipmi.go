@@ -29,7 +29,7 @@ const flowStateKey = "ipmi.flow"
 func (s *service) flow(sess *protocols.Session) *flow {
 	f := sess.State(flowStateKey, func() any { return &flow{sessions: map[uint32]*rsession{}} }).(*flow)
 	f.once.Do(func() {
-		if !sess.OnClose(func() { s.closeFlow(sess, f) }) {
+		if !sess.OnClose(func() { s.closeFlow(sess, f) }) && sess.Log != nil {
 			sess.Log.Warn("ipmi: no close hook left; sessions of this flow end by timeout only")
 		}
 	})

@@ -95,7 +95,8 @@ func (c *cmdCtx) getSessionChallenge(d []byte) (byte, []byte) {
 		return ccInvalidUserName, nil
 	}
 	if !c.s.admit(c.sess, c.hs, c.f) {
-		return 0x81, nil // no session slot available … reported as a bad name by many BMCs
+		// Get Session Challenge has no code for a full session table; BMCs answer 81h.
+		return ccInvalidUserName, nil
 	}
 	rs := &rsession{bmcID: c.s.newSessionID(c.f), v15: true, v15Auth: t, state: stateOpened, user: u,
 		name: append([]byte(nil), name...), last: c.now}
