@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
+	"sync"
 	"testing"
 
 	"github.com/icsnare/icsnare/protocols"
@@ -652,4 +653,61 @@ func TestFRUAreas(t *testing.T) {
 	if cc, _, _ := c.cmd(netFnStorage, 0x10, 1); cc != ccNotPresent {
 		t.Errorf("FRU device 1: %#x", cc)
 	}
+}
+
+// TestConcurrentFlows runs sessions on many flows of one host at once, and datagrams of
+// one flow from several goroutines, for the race detector.
+func TestConcurrentFlows(t *testing.T) {
+	svc, h := unitBMC(t, withV15)
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for i := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f := newFlow(t, svc, h, fmt.Sprintf("198.51.100.%d:4000", i+1))
+			su := []int{3, 17}[i%2]
+			c := &console{f: f, su: standardSuite(su), user: []byte("Administrator"), pass: []byte("Password")}
+			if !c.handshake() {
+				errs <- fmt.Errorf("flow %d: handshake", i)
+				return
+			}
+			if cc, _, ok := c.cmd(netFnApp, 0x3B, privAdmin); !ok || cc != 0 {
+				errs <- fmt.Errorf("flow %d: set privilege %v %#x", i, ok, cc)
+				return
+			}
+			for j := range 20 {
+				op := byte(j % 2)
+				if cc, _, ok := c.cmd(netFnChassis, 0x02, op); !ok || cc != 0 {
+					errs <- fmt.Errorf("flow %d: chassis control %v %#x", i, ok, cc)
+					return
+				}
+				c.cmd(netFnApp, 0x44, 1, byte(1+j%10))
+				c.cmd(netFnStorage, 0x23, 0, 0, 0, 0, 0, 0xFF)
+			}
+		}()
+	}
+	// One flow, hammered from several goroutines with pings and pre-session requests.
+	f := newFlow(t, svc, h, "198.51.100.99:4000")
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 50 {
+				f.send(unhex(t, "0600ff06 000011be 802a0000"))
+				f.send(appendV15NoAuth(nil, lanMsg(netFnApp, 0x38, 0, 0x8e, 0x04)))
+				f.send(v2Packet(payloadOpenReq, 0, 0, unhex(t, "01000000 04030201 00000008 01000000 01000008 01000000 02000008 01000000")))
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+func standardSuite(id int) suite {
+	s, _ := lookupSuite(id)
+	return s
 }
