@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/icsnare/icsnare/protocols"
 	"github.com/icsnare/icsnare/protocols/protocoltest"
@@ -710,4 +711,46 @@ func TestConcurrentFlows(t *testing.T) {
 func standardSuite(id int) suite {
 	s, _ := lookupSuite(id)
 	return s
+}
+
+// TestSessionTimeouts ages sessions by hand (no clock in the test): a half-open handshake
+// ends after handshakeTimeout, an idle session after the profile's session timeout.
+func TestSessionTimeouts(t *testing.T) {
+	svc, h := unitBMC(t, nil)
+	f := newFlow(t, svc, h, "198.51.100.7:40000")
+	c := login(t, f, 3, "Administrator", "Password", privAdmin)
+	req := unhex(t, "01000000 04030201 00000008 01000000 01000008 01000000 02000008 01000000")
+	_, _, p := v2Payload(t, f.one(v2Packet(payloadOpenReq, 0, 0, req)), 0)
+	halfOpen := le32(p[8:])
+	fl := f.sess.State(flowStateKey, nil).(*flow)
+	age := func(id uint32, d time.Duration) {
+		fl.mu.Lock()
+		fl.sessions[id].last = time.Now().Add(-d)
+		fl.mu.Unlock()
+	}
+	age(halfOpen, handshakeTimeout+time.Second)
+	age(c.bmcID, handshakeTimeout+time.Second)
+	if cc, _, ok := c.cmd(netFnChassis, 0x01); !ok || cc != 0 {
+		t.Fatal("an active session ended after the handshake timeout")
+	}
+	fl.mu.Lock()
+	_, alive := fl.sessions[halfOpen]
+	fl.mu.Unlock()
+	if alive {
+		t.Error("a half-open handshake outlived the handshake timeout")
+	}
+	age(c.bmcID, svc.cfg.timeout+time.Second)
+	if _, _, ok := c.cmd(netFnChassis, 0x01); ok {
+		t.Error("an idle session outlived the session timeout")
+	}
+	var reasons []any
+	for _, e := range f.events.OfType("ipmi.session_close") {
+		reasons = append(reasons, fieldOf(e, "reason"))
+	}
+	if len(reasons) != 1 || reasons[0] != "timeout" {
+		t.Errorf("close reasons %v", reasons)
+	}
+	if n := svc.host(h).sessions; n != 0 {
+		t.Errorf("%d sessions left", n)
+	}
 }
