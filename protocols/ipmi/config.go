@@ -54,7 +54,8 @@ type config struct {
 	maxPerHost    int
 	macOUI        [3]byte
 	userSlots     int
-	v15Auth       []byte // IPMI v1.5 authentication types offered; none: v1.5 sessions off
+	v15Auth       []byte            // IPMI v1.5 authentication types offered; none: v1.5 sessions off
+	limits        map[string][2]int // rate class → per source, global (requests per minute)
 	users         []*user
 }
 
@@ -74,7 +75,7 @@ func defaultConfig() *config {
 func parseConfig(sec *profiles.Section) (*config, error) {
 	c := defaultConfig()
 	root := sec.Root
-	sec.CheckChildren(root, "device_info", "user_list", "cipher_suites", "auth_types", "session_timeout", "max_sessions", "mac_oui")
+	sec.CheckChildren(root, "device_info", "user_list", "cipher_suites", "auth_types", "session_timeout", "max_sessions", "mac_oui", "rate_limit")
 	if di := root.Child("device_info"); di != nil {
 		if err := parseDeviceInfo(sec, di, c); err != nil {
 			return nil, err
@@ -148,6 +149,9 @@ func parseConfig(sec *profiles.Section) (*config, error) {
 			}
 			c.macOUI[i] = byte(v)
 		}
+	}
+	if err := parseRateLimits(sec, root, c); err != nil {
+		return nil, err
 	}
 	if ul := root.Child("user_list"); ul != nil {
 		if err := parseUsers(sec, ul, c); err != nil {

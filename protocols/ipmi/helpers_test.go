@@ -73,7 +73,7 @@ func withSuites(list string) func(string) string {
 func testService(t testing.TB, edit func(string) string) (*service, *profiles.Profile) {
 	t.Helper()
 	p := testProfile(t, edit)
-	return protocoltest.Configure(t, Protocol{}, p).(*service), p
+	return protocoltest.Configure(t, protocol{}, p).(*service), p
 }
 
 // loopback returns an address of 127.60.0.0/16, which this package's tests own.

@@ -16,17 +16,17 @@ const Name = "ipmi"
 // Port is the standard RMCP port.
 const Port = 623
 
-func init() { protocols.Register(Protocol{}) }
+func init() { protocols.Register(protocol{}) }
 
-// Protocol is the registered IPMI implementation.
-type Protocol struct{}
+// protocol is the registered IPMI implementation.
+type protocol struct{}
 
 // Name implements protocols.Protocol.
-func (Protocol) Name() string { return Name }
+func (protocol) Name() string { return Name }
 
 // Configure implements protocols.Protocol: it parses <ipmi> (device_info, user_list and
-// icsnare's cipher_suites, session_timeout, max_sessions, mac_oui).
-func (Protocol) Configure(sec *profiles.Section) (protocols.Service, error) {
+// icsnare's cipher_suites, auth_types, session_timeout, max_sessions, mac_oui, rate_limit).
+func (protocol) Configure(sec *profiles.Section) (protocols.Service, error) {
 	c, err := parseConfig(sec)
 	if err != nil {
 		return nil, err
