@@ -110,6 +110,7 @@ func init() {
 	add(netFnStorage, 0x40, "get_sel_info", privUser, 0, 0, (*cmdCtx).selInfo)
 	add(netFnStorage, 0x42, "reserve_sel", privUser, 0, 0, (*cmdCtx).reserve)
 	add(netFnStorage, 0x43, "get_sel_entry", privUser, 6, 6, (*cmdCtx).getSELEntry)
+	add(netFnStorage, 0x47, "clear_sel", privOperator, 6, 6, (*cmdCtx).clearSEL)
 	add(netFnStorage, 0x48, "get_sel_time", privUser, 0, 0, func(c *cmdCtx, _ []byte) (byte, []byte) {
 		return ccOK, binary.LittleEndian.AppendUint32(nil, uint32(c.now.Unix()))
 	})
@@ -423,6 +424,8 @@ func (c *cmdCtx) getSDR(d []byte) (byte, []byte) {
 }
 
 func (c *cmdCtx) selRecords() [][]byte {
+	c.hs.mu.Lock()
+	defer c.hs.mu.Unlock()
 	out := make([][]byte, len(c.hs.sel))
 	for i := range c.hs.sel {
 		out[i] = c.hs.sel[i].record(uint16(i + 1))
@@ -431,6 +434,8 @@ func (c *cmdCtx) selRecords() [][]byte {
 }
 
 func (c *cmdCtx) selInfo([]byte) (byte, []byte) {
+	c.hs.mu.Lock()
+	defer c.hs.mu.Unlock()
 	n := len(c.hs.sel)
 	d := []byte{sdrVersion}
 	d = binary.LittleEndian.AppendUint16(d, uint16(n))

@@ -22,9 +22,9 @@ type hostState struct {
 	seed     uint64
 	sensors  []sensor
 	fru      []byte
-	users    []user // guarded by mu
-	sel      []selEntry
-	powerOff bool // a server's BMC reports its host powered on until told otherwise
+	users    []user     // guarded by mu
+	sel      []selEntry // guarded by mu
+	powerOff bool       // a server's BMC reports its host powered on until told otherwise
 
 	mu        sync.Mutex
 	sessions  int       // RMCP+ sessions (opened or active) on this BMC

@@ -577,6 +577,7 @@ func TestStateInDatabus(t *testing.T) {
 		{netFnApp, 0x45, name},
 		{netFnApp, 0x47, pw},
 		{netFnApp, 0x43, []byte{0x91, 7, 4}},
+		{netFnStorage, 0x47, []byte{1, 0, 'C', 'L', 'R', 0xAA}},
 	} {
 		if cc, _, ok := c.cmd(m.netFn, m.cmd, m.data...); !ok || cc != 0 {
 			t.Fatalf("netfn %#x cmd %#x: %v %#x", m.netFn, m.cmd, ok, cc)
@@ -590,7 +591,7 @@ func TestStateInDatabus(t *testing.T) {
 	}
 	// A new host object with those databus values, as after eviction with durable state.
 	h2 := protocoltest.Host(p, netip.MustParseAddr("192.0.2.1"), 1)
-	for _, k := range []string{keyPowerOn, keyBootFlags, keyUsers} {
+	for _, k := range []string{keyPowerOn, keyBootFlags, keyUsers, keySELCleared} {
 		v, err := h.Databus.Get(k)
 		if err != nil {
 			t.Fatal(err)
@@ -603,6 +604,9 @@ func TestStateInDatabus(t *testing.T) {
 	}
 	if cc, d, _ := c2.cmd(netFnChassis, 0x09, 5, 0, 0); cc != 0 || !bytes.Equal(d[2:], []byte{0x80, 0x04, 0, 0, 0}) {
 		t.Errorf("restored boot flags: %#x %x", cc, d)
+	}
+	if cc, d, _ := c2.cmd(netFnStorage, 0x40); cc != 0 || binary.LittleEndian.Uint16(d[1:]) != 1 {
+		t.Errorf("restored SEL after a clear: %#x %x", cc, d)
 	}
 	// A template may start a host powered off.
 	p3 := testProfile(t, nil)

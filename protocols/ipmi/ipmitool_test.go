@@ -241,6 +241,11 @@ func TestIpmitoolAttackerActions(t *testing.T) {
 	mustIpmitool(t, srv, 3, []string{`\s+- Boot Device Selector : Force PXE`}, "chassis", "bootparam", "get", "5")
 	mustIpmitool(t, srv, 3, []string{`user id                       : 1`, `privilege level               : ADMINISTRATOR`,
 		`session type                  : IPMIv2/RMCP\+`, `console ip                    : 127.0.0.1`}, "session", "info", "active")
+	mustIpmitool(t, srv, 3, []string{`Clearing SEL.  Please allow a few seconds to erase.`}, "sel", "clear")
+	out = mustIpmitool(t, srv, 3, []string{`\s+1 \| .* \| Event Logging Disabled \| Log area reset/cleared \(\) \| Asserted`}, "sel", "list")
+	if strings.Count(out, "\n") != 1 {
+		t.Errorf("the SEL holds more than the clearing entry after sel clear")
+	}
 	out, err := ipmitoolAs(t, srv, 17, "backdoor", "s3cret", "chassis", "power", "status")
 	if err != nil || !strings.Contains(out, "Chassis Power is on") {
 		t.Fatalf("login with the planted account: %v", err)
@@ -249,7 +254,7 @@ func TestIpmitoolAttackerActions(t *testing.T) {
 	if err == nil || !strings.Contains(out, "Unable to establish IPMI v2 / RMCP+ session") {
 		t.Fatalf("the planted account works on another host: %v", err)
 	}
-	var names, passwords, boots int
+	var names, passwords, boots, clears int
 	for _, e := range srv.Events.OfType("ipmi.request") {
 		switch fieldOf(e, "kind") {
 		case "set_user_name":
@@ -260,14 +265,18 @@ func TestIpmitoolAttackerActions(t *testing.T) {
 			if fieldOf(e, "new_password") == "s3cret" {
 				passwords++
 			}
+		case "clear_sel":
+			if fieldOf(e, "entries_erased") != nil {
+				clears++
+			}
 		case "set_boot_options":
 			if fieldOf(e, "boot_device") == "pxe" {
 				boots++
 			}
 		}
 	}
-	if names != 1 || passwords != 1 || boots != 1 {
-		t.Errorf("events: %d user names, %d passwords, %d boot devices; want one each", names, passwords, boots)
+	if names != 1 || passwords != 1 || boots != 1 || clears != 1 {
+		t.Errorf("events: %d user names, %d passwords, %d boot devices, %d SEL clears; want one each", names, passwords, boots, clears)
 	}
 }
 

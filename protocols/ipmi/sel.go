@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"math/rand/v2"
 	"time"
+
+	"github.com/icsnare/icsnare/protocols"
 )
 
 // selEntry is one System Event Log record (IPMI v2.0 §32.1).
@@ -47,6 +49,36 @@ func newSEL(r *rand.Rand, boot time.Time) []selEntry {
 	// System ACPI Power State: S0/G0 working, at the boot.
 	sel = append(sel, selEntry{at: boot.Truncate(time.Second), sensorType: 0x22, sensorNum: 0x99, dirType: 0x6F, data: [3]byte{0x00, 0xFF, 0xFF}})
 	return sel
+}
+
+// clearedSEL is the log right after Clear SEL: the one entry saying so.
+func clearedSEL(at time.Time) []selEntry {
+	return []selEntry{{at: at.Truncate(time.Second), sensorType: 0x10, sensorNum: 0x00, dirType: 0x6F, data: [3]byte{0x02, 0xFF, 0xFF}}}
+}
+
+// clearSEL is Clear SEL (IPMI v2.0 §31.9): "CLR" and AAh erase the log, 00h asks how far
+// the erasure got (done at once here). Wiping the log is an intruder's move: always an event.
+func (c *cmdCtx) clearSEL(d []byte) (byte, []byte) {
+	c.r.must = true
+	if string(d[2:5]) != "CLR" {
+		return ccInvalidField, nil
+	}
+	switch d[5] {
+	case 0x00:
+		return ccOK, []byte{0x01}
+	case 0xAA:
+	default:
+		return ccInvalidField, nil
+	}
+	if binary.LittleEndian.Uint16(d) == 0 {
+		return ccReservation, nil
+	}
+	c.hs.mu.Lock()
+	defer c.hs.mu.Unlock()
+	c.r.add(protocols.F("entries_erased", len(c.hs.sel)))
+	c.hs.sel = clearedSEL(c.now)
+	c.sess.Host.Databus.Set(keySELCleared, c.now.Unix())
+	return ccOK, []byte{0x01}
 }
 
 // record encodes the entry as record id (1-based index).

@@ -2,6 +2,7 @@ package ipmi
 
 import (
 	"encoding/hex"
+	"time"
 
 	"github.com/icsnare/icsnare/profiles"
 )
@@ -10,9 +11,10 @@ import (
 // other write, so they persist as those do, and a template may set them (a BMC whose
 // server is off: IPMIPowerOn False).
 const (
-	keyPowerOn   = "IPMIPowerOn"   // bool
-	keyBootFlags = "IPMIBootFlags" // hex of boot options parameter 5
-	keyUsers     = "IPMIUsers"     // list of {id, name, password, privilege, active, fixed}
+	keyPowerOn    = "IPMIPowerOn"    // bool
+	keyBootFlags  = "IPMIBootFlags"  // hex of boot options parameter 5
+	keyUsers      = "IPMIUsers"      // list of {id, name, password, privilege, active, fixed}
+	keySELCleared = "IPMISELCleared" // unix seconds of the last Clear SEL
 )
 
 // restore takes what the databus holds over the drawn state; values it cannot read are
@@ -26,6 +28,11 @@ func (hs *hostState) restore(db *profiles.Databus) {
 	if s, err := db.GetString(keyBootFlags); err == nil {
 		if b, err := hex.DecodeString(s); err == nil && len(b) == len(hs.bootFlags) {
 			copy(hs.bootFlags[:], b)
+		}
+	}
+	if v, err := db.Get(keySELCleared); err == nil {
+		if t, err := profiles.ToInt(v); err == nil && t > 0 {
+			hs.sel = clearedSEL(time.Unix(t, 0))
 		}
 	}
 	if v, err := db.Get(keyUsers); err == nil {
