@@ -57,10 +57,9 @@ const (
 
 // IPMB addresses of a LAN message.
 const (
-	bmcSlaveAddr   = 0x20
-	remoteSWID     = 0x81
-	minLANMsgLen   = 7 // rsAddr netfn chk rqAddr rqSeq cmd chk
-	maxRequestData = 255
+	bmcSlaveAddr = 0x20
+	remoteSWID   = 0x81
+	minLANMsgLen = 7 // rsAddr netfn chk rqAddr rqSeq cmd chk
 )
 
 var (
