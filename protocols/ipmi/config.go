@@ -90,7 +90,7 @@ func parseConfig(sec *profiles.Section) (*config, error) {
 			}
 			s, ok := lookupSuite(id)
 			if !ok {
-				return nil, n.Errorf("cipher suite %d is not supported (have 0, 1, 2, 3, 15, 16, 17)", id)
+				return nil, n.Errorf("cipher suite %d is not supported (have 0, 1, 2, 3, 6, 7, 8, 15, 16, 17)", id)
 			}
 			for _, have := range c.suites {
 				if have.id == s.id {

@@ -63,7 +63,7 @@ func TestConfigErrors(t *testing.T) {
 		{"long name", "<user_name>User3</user_name>", "<user_name>" + strings.Repeat("x", 17) + "</user_name>", "user_name"},
 		{"long password", "<password>Password</password>", "<password>" + strings.Repeat("p", 21) + "</password>", "password"},
 		{"duplicate user", "<user_name>User3</user_name>", "<user_name>User1</user_name>", "twice"},
-		{"unknown suite", "<user_list>", "<cipher_suites>3,8</cipher_suites><user_list>", "cipher suite 8"},
+		{"unknown suite", "<user_list>", "<cipher_suites>3,11</cipher_suites><user_list>", "cipher suite 11"},
 		{"bad firmware", "</device_info>", "<firmware>1.7</firmware></device_info>", "firmware"},
 		{"bad timeout", "<user_list>", "<session_timeout>0</session_timeout><user_list>", "session timeout"},
 		{"bad OUI", "<user_list>", "<mac_oui>zz:00:00</mac_oui><user_list>", "OUI"},

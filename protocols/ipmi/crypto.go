@@ -4,6 +4,7 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hmac"
+	"crypto/md5"
 	"crypto/sha1"
 	"crypto/sha256"
 	"hash"
@@ -13,10 +14,12 @@ import (
 const (
 	authRAKPNone       = 0x00
 	authRAKPHMACSHA1   = 0x01
+	authRAKPHMACMD5    = 0x02
 	authRAKPHMACSHA256 = 0x03
 
 	integNone          = 0x00
 	integHMACSHA1_96   = 0x01
+	integHMACMD5128    = 0x02
 	integHMACSHA256128 = 0x04
 
 	confNone      = 0x00
@@ -35,6 +38,9 @@ var standardSuites = []suite{
 	{1, authRAKPHMACSHA1, integNone, confNone},
 	{2, authRAKPHMACSHA1, integHMACSHA1_96, confNone},
 	{3, authRAKPHMACSHA1, integHMACSHA1_96, confAESCBC128},
+	{6, authRAKPHMACMD5, integNone, confNone},
+	{7, authRAKPHMACMD5, integHMACMD5128, confNone},
+	{8, authRAKPHMACMD5, integHMACMD5128, confAESCBC128},
 	{15, authRAKPHMACSHA256, integNone, confNone},
 	{16, authRAKPHMACSHA256, integHMACSHA256128, confNone},
 	{17, authRAKPHMACSHA256, integHMACSHA256128, confAESCBC128},
@@ -54,6 +60,8 @@ func authHash(alg byte) func() hash.Hash {
 	switch alg {
 	case authRAKPHMACSHA1:
 		return sha1.New
+	case authRAKPHMACMD5:
+		return md5.New
 	case authRAKPHMACSHA256:
 		return sha256.New
 	}
@@ -65,7 +73,7 @@ func rakp4Len(alg byte) int {
 	switch alg {
 	case authRAKPHMACSHA1:
 		return 12
-	case authRAKPHMACSHA256:
+	case authRAKPHMACMD5, authRAKPHMACSHA256:
 		return 16
 	}
 	return 0
@@ -103,6 +111,8 @@ func deriveKeys(s suite, kg, rc, rm []byte, role byte, name []byte) (*keys, erro
 	switch s.integ {
 	case integHMACSHA1_96:
 		k.integ, k.integLen = sha1.New, 12
+	case integHMACMD5128:
+		k.integ, k.integLen = md5.New, 16
 	case integHMACSHA256128:
 		k.integ, k.integLen = sha256.New, 16
 	}

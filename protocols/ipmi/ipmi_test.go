@@ -128,8 +128,8 @@ func TestGetChannelCipherSuites(t *testing.T) {
 }
 
 func TestHandshakeEverySuite(t *testing.T) {
-	svc, h := unitBMC(t, withSuites("0,1,2,3,15,16,17"))
-	for _, id := range []int{0, 1, 2, 3, 15, 16, 17} {
+	svc, h := unitBMC(t, withSuites("0,1,2,3,6,7,8,15,16,17"))
+	for _, id := range []int{0, 1, 2, 3, 6, 7, 8, 15, 16, 17} {
 		t.Run(fmt.Sprint(id), func(t *testing.T) {
 			f := newFlow(t, svc, h, fmt.Sprintf("198.51.100.7:%d", 41000+id))
 			c := login(t, f, id, "Administrator", "Password", privAdmin)

@@ -164,6 +164,20 @@ func TestIpmitoolWrongCredentials(t *testing.T) {
 	}
 }
 
+// TestIpmitoolMD5Suites: the RMCP+ HMAC-MD5 suites an older BMC offers, when the profile
+// enables them.
+func TestIpmitoolMD5Suites(t *testing.T) {
+	srv, _ := startBMC(t, withSuites("1,2,3,6,7,8,15,16,17"))
+	for _, cs := range []int{6, 7, 8} {
+		mustIpmitool(t, srv, cs, chassisOn, "chassis", "status")
+		if out, err := ipmitoolAs(t, srv, cs, "Administrator", "bad", "chassis", "status"); err == nil ||
+			!strings.Contains(out, "Unable to establish IPMI v2 / RMCP+ session") {
+			t.Errorf("-C %d with a wrong password: %v", cs, err)
+		}
+	}
+	mustIpmitool(t, srv, -1, []string{`8    N/A     hmac_md5        hmac_md5_128    aes_cbc_128\s*`}, "channel", "getciphers", "ipmi")
+}
+
 func TestIpmitoolCipherZero(t *testing.T) {
 	srv, _ := startBMC(t, withSuites("0,1,2,3,15,16,17"))
 	// Suite 0 takes any password, as on a misconfigured BMC.
