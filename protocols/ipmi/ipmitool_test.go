@@ -92,7 +92,7 @@ func TestIpmitoolLanplus(t *testing.T) {
 			}, "lan", "print", "1")
 			out = mustIpmitool(t, srv, cs, []string{
 				`CPU1 Temp        \| \d+ degrees C      \| ok`, `FAN1             \| \d+ RPM \s+\| ok`,
-				`12V              \| 1\d(\.\d+)? Volts \s+\| ok`, `VBAT             \| \d\.\d+ Volts \s+\| ok`,
+				`12V              \| 1\d(\.\d+)? Volts \s+\| ok`, `VBAT             \| \d(\.\d+)? Volts \s+\| ok`,
 			}, "sdr", "list")
 			if n := strings.Count(out, "| ok"); n != len(hs.sensors) {
 				t.Errorf("sdr list shows %d sensors ok, want %d", n, len(hs.sensors))
