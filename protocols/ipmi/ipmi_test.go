@@ -562,7 +562,8 @@ func TestIdentityPerHost(t *testing.T) {
 // whose databus holds such values (a template's, or restored ones) starts from them.
 func TestStateInDatabus(t *testing.T) {
 	svc, p := testService(t, nil)
-	h := protocoltest.Host(p, netip.MustParseAddr("192.0.2.1"), 1)
+	store := &memStore{kept: map[string][]byte{}}
+	h := protocols.NewStoredHost(netip.MustParseAddr("192.0.2.1"), p, 1, time.Now(), 0, store)
 	c := login(t, newFlow(t, svc, h, "198.51.100.7:40000"), 3, "Administrator", "Password", privAdmin)
 	name := append([]byte{7}, make([]byte, 16)...)
 	copy(name[1:], "intruder")
@@ -589,15 +590,8 @@ func TestStateInDatabus(t *testing.T) {
 	if v, _ := h.Databus.GetString(keyBootFlags); v != "8004000000" {
 		t.Errorf("%s = %v", keyBootFlags, v)
 	}
-	// A new host object with those databus values, as after eviction with durable state.
-	h2 := protocoltest.Host(p, netip.MustParseAddr("192.0.2.1"), 1)
-	for _, k := range []string{keyPowerOn, keyBootFlags, keyUsers, keySELCleared} {
-		v, err := h.Databus.Get(k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		h2.Databus.Set(k, v)
-	}
+	// The same host regenerated from a store that kept its writes (eviction, restart).
+	h2 := protocols.NewStoredHost(netip.MustParseAddr("192.0.2.1"), p, 1, time.Now(), 0, store)
 	c2 := login(t, newFlow(t, svc, h2, "198.51.100.7:40001"), 17, "intruder", "hunter2", privAdmin)
 	if cc, d, _ := c2.cmd(netFnChassis, 0x01); cc != 0 || d[0]&1 != 0 {
 		t.Errorf("restored power state: %#x %x", cc, d)
@@ -757,4 +751,35 @@ func TestSessionTimeouts(t *testing.T) {
 	if n := svc.host(h).sessions; n != 0 {
 		t.Errorf("%d sessions left", n)
 	}
+}
+
+// memStore is a protocols.HostStore in memory: what the sensor's state directory does for
+// one host, without the disk.
+type memStore struct {
+	mu   sync.Mutex
+	kept map[string][]byte
+}
+
+func (m *memStore) Save(key string, value []byte) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.kept[key] = append([]byte(nil), value...)
+	return true
+}
+
+func (m *memStore) Saved(key string) ([]byte, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	v, ok := m.kept[key]
+	return v, ok
+}
+
+func (m *memStore) SavedKeys() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []string
+	for k := range m.kept {
+		out = append(out, k)
+	}
+	return out
 }

@@ -13,7 +13,7 @@ import (
 const (
 	keyPowerOn    = "IPMIPowerOn"    // bool
 	keyBootFlags  = "IPMIBootFlags"  // hex of boot options parameter 5
-	keyUsers      = "IPMIUsers"      // list of {id, name, password, privilege, active, fixed}
+	keyUsers      = "IPMIUsers"      // list of [id, name, password, privilege, active, fixed]
 	keySELCleared = "IPMISELCleared" // unix seconds of the last Clear SEL
 )
 
@@ -46,17 +46,19 @@ func (hs *hostState) restore(db *profiles.Databus) {
 	}
 }
 
+// userFromValue reads one [id, name, password, privilege, active, fixed] entry; lists are
+// what the databus can keep on disk.
 func userFromValue(v any) (user, bool) {
-	m, ok := v.(map[string]any)
-	if !ok {
+	l, ok := v.([]any)
+	if !ok || len(l) != 6 {
 		return user{}, false
 	}
-	id, err1 := profiles.ToInt(m["id"])
-	priv, err2 := profiles.ToInt(m["privilege"])
-	name, ok1 := m["name"].(string)
-	pw, ok2 := m["password"].(string)
-	active, ok3 := m["active"].(bool)
-	fixed, ok4 := m["fixed"].(bool)
+	id, err1 := profiles.ToInt(l[0])
+	priv, err2 := profiles.ToInt(l[3])
+	name, ok1 := l[1].(string)
+	pw, ok2 := l[2].(string)
+	active, ok3 := l[4].(bool)
+	fixed, ok4 := l[5].(bool)
 	if err1 != nil || err2 != nil || !ok1 || !ok2 || !ok3 || !ok4 || len(name) > maxNameLen || len(pw) > maxPasswordLen {
 		return user{}, false
 	}
@@ -76,8 +78,7 @@ func (hs *hostState) saveUsers(db *profiles.Databus) {
 		if u.name == "" && !u.active && u.priv == privNoAccess && len(u.password) == 0 {
 			continue
 		}
-		l = append(l, map[string]any{"id": int64(u.id), "name": u.name, "password": string(u.password),
-			"privilege": int64(u.priv), "active": u.active, "fixed": u.fixed})
+		l = append(l, []any{int64(u.id), u.name, string(u.password), int64(u.priv), u.active, u.fixed})
 	}
 	db.Set(keyUsers, l)
 }
