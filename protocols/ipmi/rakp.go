@@ -103,7 +103,8 @@ func (s *service) openSession(r *request, sess *protocols.Session, hs *hostState
 	resp = binary.LittleEndian.AppendUint32(resp, consoleID)
 	if status != rmcpOK {
 		r.failed = true
-		// The managed system session id is zero, as real BMCs send it; scanners read it.
+		// Refusals still carry a (zero) managed system session id: nmap's ipmi-cipher-zero
+		// reads 12 bytes and fails on fewer.
 		resp = append(resp, 0, 0, 0, 0)
 		return appendV2(nil, payloadOpenResp, 0, 0, resp, nil)
 	}
