@@ -38,8 +38,10 @@ type Protocol interface {
 	Name() string
 	// Configure parses the protocol's profile section and returns the service that serves
 	// every host of that profile. Errors are *profiles.Error values naming file, line and
-	// element; unknown elements are reported with sec.Warnf and ignored.
-	Configure(sec *profiles.Section) (Service, error)
+	// element; unknown elements are reported with sec.Warnf and ignored. opts is the value
+	// NewOptions returned, decoded from this sensor's [protocols.<name>] table, for a
+	// protocol that is Configurable; nil otherwise.
+	Configure(sec *profiles.Section, opts any) (Service, error)
 }
 
 // Service is a protocol configured for one profile.
@@ -87,6 +89,7 @@ func Register(p Protocol) {
 	if _, dup := registry[p.Name()]; dup {
 		panic("protocols: registered twice: " + p.Name())
 	}
+	checkFlags(p)
 	registry[p.Name()] = p
 }
 

@@ -8,11 +8,13 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"sort"
 	"strings"
 	"time"
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/icsnare/icsnare/protocols"
 	"github.com/icsnare/icsnare/protocols/ratelimit"
 )
 
@@ -39,11 +41,14 @@ type Config struct {
 	Netcfg NetcfgConfig `toml:"netcfg"`
 	XDP    XDPConfig    `toml:"xdp"`
 	State  StateConfig  `toml:"state"`
-	SNMP   struct {
-		MIBPath []string `toml:"mibpath"`
-	} `toml:"snmp"`
+	// Protocols holds the options of protocols that take some (protocols.Configurable),
+	// by protocol name: their [protocols.<name>] tables, then their command-line flags.
+	// A protocol with no entry gets its defaults (see ProtocolOptions).
+	Protocols map[string]any `toml:"-"`
 
-	file string // where it was read from, for messages
+	file   string            // where it was read from, for messages
+	src    string            // its text, to find the line of a key
+	byFlag map[string]string // keys a command-line flag set, and that flag
 }
 
 // HostRule maps addresses (single addresses or CIDR prefixes) to a profile.
@@ -62,6 +67,10 @@ type BindConfig struct {
 	// EphemeralPorts is where services' ephemeral endpoints (TFTP transfers, FTP passive
 	// data) are bound on the host's address.
 	EphemeralPorts PortRange `toml:"ephemeral_ports"`
+	// TemplatePorts serves each protocol on its template's port attribute (Conpot's
+	// templates say 5020, 16100 …) instead of the standard port. Ports still wins;
+	// PortOffset applies to either.
+	TemplatePorts bool `toml:"template_ports"`
 }
 
 // LimitsConfig bounds what attackers can make the sensor hold.
@@ -241,10 +250,30 @@ func DefaultConfig() Config {
 	c.Bind.EphemeralPorts = PortRange{Lo: 49152, Hi: 65535}
 	c.Netcfg.Device = "lo"
 	c.XDP.Mode = "auto"
+	c.Protocols = map[string]any{}
 	return c
 }
 
-// LoadConfig reads a TOML file over the defaults. Unknown keys are errors, with their names.
+// ProtocolOptions returns the options of the protocol registered under name, creating
+// its defaults on first use: nil for a protocol that takes none, an error for a name no
+// protocol is registered under.
+func (c *Config) ProtocolOptions(name string) (any, error) {
+	if o, ok := c.Protocols[name]; ok {
+		return o, nil
+	}
+	o, err := protocols.NewOptions(name)
+	if err != nil || o == nil {
+		return nil, err
+	}
+	if c.Protocols == nil {
+		c.Protocols = map[string]any{}
+	}
+	c.Protocols[name] = o
+	return o, nil
+}
+
+// LoadConfig reads a TOML file over the defaults. Unknown keys are errors, with their
+// names; each [protocols.<name>] table is decoded by its protocol's options type.
 func LoadConfig(path string) (Config, error) {
 	c := DefaultConfig()
 	c.Hosts = nil
@@ -252,26 +281,115 @@ func LoadConfig(path string) (Config, error) {
 	if err != nil {
 		return c, fmt.Errorf("config: %w", err)
 	}
-	md, err := toml.Decode(string(b), &c)
+	src := string(b)
+	md, err := toml.Decode(src, &c)
 	if err != nil {
-		var pe toml.ParseError
-		if errors.As(err, &pe) {
-			return c, fmt.Errorf("%s:%d: %s", path, pe.Position.Line, pe.Message)
-		}
-		return c, fmt.Errorf("%s: %w", path, err)
+		return c, tomlError(path, err)
 	}
-	if und := md.Undecoded(); len(und) > 0 {
-		keys := make([]string, len(und))
-		for i, k := range und {
-			keys[i] = k.String()
+	// The protocols' tables, decoded by the types the protocols registered.
+	var tables struct {
+		Protocols map[string]toml.Primitive `toml:"protocols"`
+	}
+	pmd, err := toml.Decode(src, &tables)
+	if err != nil {
+		return c, tomlError(path, err)
+	}
+	names := make([]string, 0, len(tables.Protocols))
+	for name := range tables.Protocols {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		at := keyPos(path, src, "protocols", name)
+		opts, err := protocols.NewOptions(name)
+		if err != nil {
+			return c, fmt.Errorf("%s: [protocols.%s]: %w", at, name, err)
 		}
-		return c, fmt.Errorf("%s: unknown keys: %s", path, strings.Join(keys, ", "))
+		if opts == nil {
+			return c, fmt.Errorf("%s: [protocols.%s]: protocol %s takes no options", at, name, name)
+		}
+		if err := pmd.PrimitiveDecode(tables.Protocols[name], opts); err != nil {
+			return c, fmt.Errorf("%s: [protocols.%s]: %w", at, name, err)
+		}
+		c.Protocols[name] = opts
+	}
+	var unknown []string
+	for _, k := range md.Undecoded() {
+		if k[0] != "protocols" {
+			unknown = append(unknown, k.String())
+		}
+	}
+	for _, k := range pmd.Undecoded() {
+		if k[0] == "protocols" && len(k) > 2 {
+			unknown = append(unknown, k.String())
+		}
+	}
+	if len(unknown) > 0 {
+		return c, fmt.Errorf("%s: unknown keys: %s", keyPos(path, src, strings.Split(unknown[0], ".")...),
+			strings.Join(unknown, ", "))
 	}
 	if len(c.Hosts) == 0 {
 		c.Hosts = DefaultConfig().Hosts
 	}
-	c.file = path
+	c.file, c.src = path, src
 	return c, c.Validate()
+}
+
+// tomlError positions a TOML decoding error at its line.
+func tomlError(path string, err error) error {
+	var pe toml.ParseError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("%s:%d: %s", path, pe.Position.Line, pe.Message)
+	}
+	return fmt.Errorf("%s: %w", path, err)
+}
+
+// keyPos returns "path:line" for the line that defines key (a table header or a
+// key = value line), or just path when it cannot tell.
+func keyPos(path, src string, key ...string) string {
+	want := strings.Join(key, ".")
+	table := ""
+	for i, line := range strings.Split(src, "\n") {
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, "[") {
+			h := strings.Trim(line, "[] \t")
+			if j := strings.Index(h, "#"); j >= 0 {
+				h = strings.TrimRight(strings.TrimSpace(h[:j]), "] \t")
+			}
+			table = unquoteKey(h)
+			if table == want {
+				return fmt.Sprintf("%s:%d", path, i+1)
+			}
+			continue
+		}
+		if k, _, ok := strings.Cut(line, "="); ok && !strings.HasPrefix(line, "#") {
+			full := unquoteKey(strings.TrimSpace(k))
+			if table != "" {
+				full = table + "." + full
+			}
+			if full == want {
+				return fmt.Sprintf("%s:%d", path, i+1)
+			}
+		}
+	}
+	return path
+}
+
+// unquoteKey normalises a dotted TOML key: no spaces around dots, no quotes.
+func unquoteKey(k string) string {
+	parts := strings.Split(k, ".")
+	for i, p := range parts {
+		parts[i] = strings.Trim(strings.TrimSpace(p), `"'`)
+	}
+	return strings.Join(parts, ".")
+}
+
+// protocolOptions is ProtocolOptions without recording the defaults it creates.
+func (c *Config) protocolOptions(name string) (any, error) {
+	if o, ok := c.Protocols[name]; ok {
+		return o, nil
+	}
+	return protocols.NewOptions(name)
 }
 
 // Validate checks values that TOML's types do not.
@@ -355,6 +473,21 @@ func (c *Config) Validate() error {
 	}
 	if c.Events.Buffer <= 0 {
 		c.Events.Buffer = 65536
+	}
+	names := make([]string, 0, len(c.Protocols))
+	for name := range c.Protocols {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if _, ok := protocols.Lookup(name); !ok {
+			return bad("protocols.%s: no protocol %q in this icsnare (have %s)", name, name, strings.Join(protocols.Names(), ", "))
+		}
+		if v, ok := c.Protocols[name].(protocols.Validator); ok {
+			if err := v.Validate(); err != nil {
+				return bad("protocols.%s: %v", name, err)
+			}
+		}
 	}
 	return nil
 }

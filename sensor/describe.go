@@ -12,8 +12,9 @@ type ConfigError struct{ Err error }
 func (e *ConfigError) Error() string { return e.Err.Error() }
 func (e *ConfigError) Unwrap() error { return e.Err }
 
-// Describe summarises what a configuration serves, for `icsnare check`.
-func Describe(cfg Config, devs map[string]*deviceProfile) []string {
+// Describe summarises what the checked configuration serves, for `icsnare check`.
+func (r *Report) Describe() []string {
+	cfg, devs := r.cfg, r.profiles
 	var out []string
 	for _, h := range cfg.Hosts {
 		d := devs[h.Profile]

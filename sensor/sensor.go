@@ -19,7 +19,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/icsnare/icsnare/bpf"
-	"github.com/icsnare/icsnare/profiles"
 	"github.com/icsnare/icsnare/protocols"
 	"github.com/icsnare/icsnare/protocols/ratelimit"
 	"github.com/icsnare/icsnare/state"
@@ -61,62 +60,15 @@ type Sensor struct {
 	pcByName map[string]*protoCounters
 }
 
-// LoadProfiles opens every profile the config names and configures its protocols. The
-// returned errors name file, line and element. Warnings are returned separately.
-func LoadProfiles(cfg Config) (map[string]*deviceProfile, []string, error) {
-	out := map[string]*deviceProfile{}
-	var warnings []string
-	for _, h := range cfg.Hosts {
-		if _, done := out[h.Profile]; done {
-			continue
-		}
-		p, err := profiles.Open(h.Profile)
-		if err != nil {
-			return nil, warnings, err
-		}
-		dev := &deviceProfile{profile: p, services: map[protocols.Endpoint]deviceService{}}
-		for _, name := range p.ProtocolNames() {
-			proto, ok := protocols.Lookup(name)
-			if !ok {
-				warnings = append(warnings, fmt.Sprintf("%s: protocol %q is not implemented by this icsnare; section ignored",
-					p.Sections[name].File, name))
-				continue
-			}
-			svc, err := proto.Configure(p.Sections[name])
-			if err != nil {
-				return nil, warnings, err
-			}
-			for _, ep := range svc.Endpoints() {
-				bound := protocols.Endpoint{Transport: ep.Transport, Port: boundPort(cfg, name, ep.Port)}
-				if other, dup := dev.services[bound]; dup {
-					return nil, warnings, fmt.Errorf("profile %s: %s and %s both want %s", p.Name, other.protocol, name, bound)
-				}
-				dev.services[bound] = deviceService{protocol: name, svc: svc}
-			}
-		}
-		warnings = append(warnings, p.Warnings()...)
-		out[h.Profile] = dev
-	}
-	return out, warnings, nil
-}
-
-func boundPort(cfg Config, proto string, std int) int {
-	if p, ok := cfg.Bind.Ports[proto]; ok {
-		return p
-	}
-	return std + cfg.Bind.PortOffset
-}
-
-// New loads the profiles and prepares the sensor. It binds nothing yet.
+// New loads the profiles and prepares the sensor. It binds nothing yet. It refuses
+// exactly what Check refuses.
 func New(cfg Config, log *slog.Logger) (*Sensor, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	devs, warnings, err := LoadProfiles(cfg)
+	rep, err := Check(cfg)
 	if err != nil {
 		return nil, err
 	}
-	for _, w := range warnings {
+	devs := rep.profiles
+	for _, w := range rep.Warnings {
 		log.Warn("profile", "warning", w)
 	}
 	var rules []rule

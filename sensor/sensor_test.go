@@ -27,7 +27,7 @@ import (
 type echoProto struct{}
 
 func (echoProto) Name() string { return "echotest" }
-func (echoProto) Configure(sec *profiles.Section) (protocols.Service, error) {
+func (echoProto) Configure(sec *profiles.Section, _ any) (protocols.Service, error) {
 	sec.CheckChildren(sec.Root, "greeting")
 	g, _ := sec.Root.ChildText("greeting")
 	return &echoService{greeting: g}, nil

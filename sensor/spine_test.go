@@ -35,7 +35,7 @@ import (
 type spineProto struct{}
 
 func (spineProto) Name() string { return "spinetest" }
-func (spineProto) Configure(sec *profiles.Section) (protocols.Service, error) {
+func (spineProto) Configure(sec *profiles.Section, _ any) (protocols.Service, error) {
 	return &spineService{}, nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/icsnare/icsnare/bpf"
+	"github.com/icsnare/icsnare/profiles"
 	"github.com/icsnare/icsnare/protocols"
 	"github.com/icsnare/icsnare/protocols/ratelimit"
 )
@@ -68,15 +69,16 @@ func planLimits(cfg Config, devs map[string]*deviceProfile) (_ []limitRule, _ *r
 	}
 	sort.Strings(names)
 	type bound struct {
-		ep protocols.Endpoint
-		ds deviceService
+		ep  protocols.Endpoint
+		ds  deviceService
+		sec *profiles.Section // the service's template section, for its port
 	}
 	var services []bound
 	for _, n := range names {
 		var eps []bound
 		for ep, ds := range devs[n].services {
 			if ep.Transport == protocols.UDP {
-				eps = append(eps, bound{ep, ds})
+				eps = append(eps, bound{ep, ds, devs[n].profile.Sections[ds.protocol]})
 			}
 		}
 		sort.Slice(eps, func(i, j int) bool { return eps[i].ep.Port < eps[j].ep.Port })
@@ -111,7 +113,7 @@ func planLimits(cfg Config, devs map[string]*deviceProfile) (_ []limitRule, _ *r
 		}
 		self, _ := b.ds.svc.(protocols.RateLimiter)
 		for _, l := range rl.RateLimits() {
-			port := uint16(boundPort(cfg, b.ds.protocol, l.Port))
+			port := uint16(boundPort(cfg, b.sec, l.Port))
 			if port != uint16(b.ep.Port) {
 				continue
 			}

@@ -214,7 +214,7 @@ type toyProto struct{}
 const toyPort = 47808
 
 func (toyProto) Name() string { return "xdptoy" }
-func (toyProto) Configure(sec *profiles.Section) (protocols.Service, error) {
+func (toyProto) Configure(sec *profiles.Section, _ any) (protocols.Service, error) {
 	return &toyService{got: map[string]int{}}, nil
 }
 

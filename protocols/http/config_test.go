@@ -13,7 +13,7 @@ import (
 func configure(t *testing.T, xml string, files map[string]string) (*service, []string, error) {
 	t.Helper()
 	p := testProfile(t, xml, files)
-	svc, err := proto{}.Configure(p.Sections["http"])
+	svc, err := protocol{}.Configure(p.Sections["http"], nil)
 	if err != nil {
 		return nil, p.Warnings(), err
 	}
@@ -120,7 +120,7 @@ func TestSymlinkNotServed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := proto{}.Configure(p.Sections["http"])
+	svc, err := protocol{}.Configure(p.Sections["http"], nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +139,7 @@ func TestDefaultProfileClean(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := (proto{}).Configure(p.Sections["http"]); err != nil {
+	if _, err := (protocol{}).Configure(p.Sections["http"], nil); err != nil {
 		t.Fatal(err)
 	}
 	if w := p.Warnings(); len(w) > 0 {

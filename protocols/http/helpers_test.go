@@ -26,7 +26,7 @@ func start(t testing.TB) (*protocoltest.Server, *service) {
 // startProfile serves p on addr; tweak, if given, adjusts the service before it serves.
 func startProfile(t testing.TB, p *profiles.Profile, addr string, tweak ...func(*service)) (*protocoltest.Server, *service) {
 	t.Helper()
-	svc := protocoltest.Configure(t, proto{}, p).(*service)
+	svc := protocoltest.Configure(t, protocol{}, p).(*service)
 	for _, f := range tweak {
 		f(svc)
 	}
@@ -117,7 +117,7 @@ func (c *memConn) SetWriteDeadline(t time.Time) error { return nil }
 func memService(t testing.TB) (*service, *protocols.Session) {
 	t.Helper()
 	p := protocoltest.Profile(t, "default")
-	svc := protocoltest.Configure(t, proto{}, p).(*service)
+	svc := protocoltest.Configure(t, protocol{}, p).(*service)
 	for _, n := range allNodes(svc.cfg) {
 		n.tarpit = nil
 	}

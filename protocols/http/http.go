@@ -15,12 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/icsnare/icsnare/profiles"
 	"github.com/icsnare/icsnare/protocols"
 )
-
-// Name is the protocol's template directory name.
-const Name = "http"
 
 // Port is the standard HTTP port.
 const Port = 80
@@ -31,36 +27,6 @@ const (
 	bodyTimeout   = 10 * time.Second // a whole request body
 	maxRequests   = 100              // per connection (keep-alive)
 )
-
-func init() { protocols.Register(proto{}) }
-
-type proto struct{}
-
-func (proto) Name() string { return Name }
-
-// Configure parses the <http> section and loads every page it names.
-func (proto) Configure(sec *profiles.Section) (protocols.Service, error) {
-	cfg, err := parseConfig(sec)
-	if err != nil {
-		return nil, err
-	}
-	if err := loadContent(sec, cfg); err != nil {
-		return nil, err
-	}
-	s := &service{cfg: cfg, headerTimeout: headerTimeout, bodyTimeout: bodyTimeout, maxRequests: maxRequests}
-	for _, n := range allNodes(cfg) {
-		if n.proxy != nil {
-			if s.proxyClient == nil {
-				s.proxyClient = newProxyClient()
-			}
-			n.proxy.client = s.proxyClient
-		}
-		if len(n.chunks) > 0 && cfg.version == "HTTP/1.0" {
-			sec.Warnf(nodeAt(sec, n), "chunks need protocol_version HTTP/1.1; sent with Content-Length")
-		}
-	}
-	return s, nil
-}
 
 type service struct {
 	cfg           *config

@@ -104,7 +104,7 @@ func TestTemplate(t *testing.T) {
 <node name="/sub"><triggers><entity appendix="on">a=1;b=2</entity></triggers></node>
 </htdocs><statuscodes><status name="404"/></statuscodes></http>`
 	p := testProfile(t, xml, files)
-	svc, err := proto{}.Configure(p.Sections["http"])
+	svc, err := protocol{}.Configure(p.Sections["http"], nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -40,7 +40,7 @@ func testService(t testing.TB, edit func(string) string) (*Service, *protocols.H
 	if edit != nil {
 		p = editedProfile(t, edit)
 	}
-	svc := protocoltest.Configure(t, Protocol{}, p).(*Service)
+	svc := protocoltest.Configure(t, protocol{}, p).(*Service)
 	h := protocoltest.Host(p, netip.MustParseAddr("192.0.2.10"), 42)
 	// Deterministic memory for golden replies.
 	h.Databus.Set("memoryModbusCoils", seq(128, func(i int) any { return int64(i % 3 % 2) }))

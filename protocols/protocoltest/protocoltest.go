@@ -65,15 +65,26 @@ func Profile(t testing.TB, nameOrDir string) *profiles.Profile {
 	return p
 }
 
-// Configure configures proto from p's section of the same name, failing the test on error
-// or on template warnings.
+// Configure configures proto from p's section of the same name with the protocol's default
+// options, failing the test on error or on template warnings.
 func Configure(t testing.TB, proto protocols.Protocol, p *profiles.Profile) protocols.Service {
+	t.Helper()
+	var opts any
+	if c, ok := proto.(protocols.Configurable); ok {
+		opts = c.NewOptions()
+	}
+	return ConfigureWith(t, proto, p, opts)
+}
+
+// ConfigureWith is Configure with the given protocol options (what the sensor would decode
+// from [protocols.<name>]).
+func ConfigureWith(t testing.TB, proto protocols.Protocol, p *profiles.Profile, opts any) protocols.Service {
 	t.Helper()
 	sec, ok := p.Sections[proto.Name()]
 	if !ok {
 		t.Fatalf("profile %s has no enabled %s section", p.Name, proto.Name())
 	}
-	svc, err := proto.Configure(sec)
+	svc, err := proto.Configure(sec, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -63,7 +63,7 @@ func TestConpotFormatSection(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "template.xml"), []byte(tpl), 0o644)
 	os.WriteFile(filepath.Join(dir, "s7comm", "s7comm.xml"), []byte(sec), 0o644)
 	p := protocoltest.Profile(t, dir)
-	svc, err := protocol{}.Configure(p.Sections[Name])
+	svc, err := protocol{}.Configure(p.Sections[Name], nil)
 	if err != nil {
 		t.Fatal(err)
 	}

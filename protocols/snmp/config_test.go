@@ -51,7 +51,7 @@ func TestConfigErrors(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, err = proto{}.Configure(p.Sections["snmp"])
+			_, err = protocol{}.Configure(p.Sections["snmp"], testOptions())
 			if err == nil {
 				t.Fatal("Configure succeeded")
 			}
@@ -88,7 +88,7 @@ func TestConfigEntities(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, err = proto{}.Configure(p.Sections["snmp"])
+			_, err = protocol{}.Configure(p.Sections["snmp"], testOptions())
 			if err == nil || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), "snmp.xml:3:") {
 				t.Fatalf("error %v, want %q at snmp.xml:3", err, tt.want)
 			}

@@ -23,7 +23,7 @@ type agent struct {
 func newAgent(t testing.TB, profile string) *agent {
 	t.Helper()
 	p := protocoltest.Profile(t, profile)
-	svc := protocoltest.Configure(t, proto{}, p).(*service)
+	svc := protocoltest.ConfigureWith(t, protocol{}, p, testOptions()).(*service)
 	h := protocoltest.Host(p, netip.MustParseAddr("192.0.2.10"), 7)
 	rec := &protocoltest.Recorder{}
 	return &agent{svc: svc, host: h, rec: rec, sess: &protocols.Session{Protocol: "snmp", Transport: protocols.UDP, Host: h,

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/sleepinggenius2/gosmi"
@@ -15,48 +16,47 @@ import (
 	"github.com/icsnare/icsnare/profiles"
 )
 
-// gosmi keeps one global module table, so every use of it is serialised here.
+// gosmi keeps one global module table, so every use of it is serialised here, and the
+// table is dropped whenever the search path changes: a module loaded for one profile or
+// one sensor's mibpath never answers for another.
 var (
-	mibMu    sync.Mutex
-	mibInit  bool
-	mibPaths []string // directories added with AddMIBPath, searched in order
+	mibMu   sync.Mutex
+	mibInit bool
+	mibKey  string // the search path the loaded modules came from
 )
 
-// maxMIBDirs bounds the directories a recursive --mibpath may add.
+// maxMIBDirs bounds the directories a recursive mibpath may add.
 const maxMIBDirs = 4096
 
-// AddMIBPath adds dir and every directory below it to the places MIB modules are looked
-// up (Conpot's -a / --mibpath). Call it before profiles are configured. Files are found by
-// module name, with no extension or .mib, .my, .mi2 or .txt. The directories added first
-// are searched first, before the profile's snmp/mibs and the base MIBs shipped in profiles/.
-func AddMIBPath(dir string) error {
-	st, err := os.Stat(dir)
-	if err != nil {
-		return fmt.Errorf("mibpath: %w", err)
-	}
-	if !st.IsDir() {
-		return fmt.Errorf("mibpath %s: not a directory", dir)
-	}
+// mibDirs expands the configured mibpath: every directory and every directory below it,
+// in order. Files are found by module name, with no extension or .mib, .my, .mi2 or .txt.
+func (o *options) mibDirs() ([]string, error) {
 	var dirs []string
-	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+	for _, dir := range o.MIBPath {
+		st, err := os.Stat(dir)
 		if err != nil {
-			return err
+			return nil, fmt.Errorf("mibpath: %w", err)
 		}
-		if d.IsDir() {
-			if len(dirs) >= maxMIBDirs {
-				return fmt.Errorf("more than %d directories", maxMIBDirs)
+		if !st.IsDir() {
+			return nil, fmt.Errorf("mibpath %s: not a directory", dir)
+		}
+		err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
 			}
-			dirs = append(dirs, p)
+			if d.IsDir() {
+				if len(dirs) >= maxMIBDirs {
+					return fmt.Errorf("more than %d directories", maxMIBDirs)
+				}
+				dirs = append(dirs, p)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("mibpath %s: %w", dir, err)
 		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("mibpath %s: %w", dir, err)
 	}
-	mibMu.Lock()
-	defer mibMu.Unlock()
-	mibPaths = append(mibPaths, dirs...)
-	return nil
+	return dirs, nil
 }
 
 // mibObject is what the agent needs to know about one MIB object type.
@@ -74,23 +74,22 @@ type mibObject struct {
 
 // mibResolver resolves symbols of one profile's MIB modules.
 type mibResolver struct {
-	profileMIBs fs.FS // the profile's snmp/mibs directory, or nil
+	profileMIBs fs.FS    // the profile's snmp/mibs directory, or nil
+	profileName string   // where profileMIBs comes from, naming it in the search path
+	userDirs    []string // the sensor's expanded mibpath
 }
 
 // setSearchPath points gosmi at the profile's MIBs, the user's directories and the base
-// MIBs, in that order. mibMu must be held.
+// MIBs, in that order, dropping the loaded modules when that list changed. mibMu must be
+// held.
 func (r *mibResolver) setSearchPath() {
-	if !mibInit {
-		gosmi.Init()
-		mibInit = true
-	}
 	var list []smi.NamedFS
 	if r.profileMIBs != nil {
 		if rd, ok := r.profileMIBs.(smi.FS); ok {
-			list = append(list, gosmi.NamedFS("profile", rd))
+			list = append(list, gosmi.NamedFS("profile "+r.profileName, rd))
 		}
 	}
-	for _, d := range mibPaths {
+	for _, d := range r.userDirs {
 		list = append(list, gosmi.NamedFS(d, os.DirFS(d).(smi.FS)))
 	}
 	base, err := fs.Sub(profiles.BaseMIBs, "mibs")
@@ -99,6 +98,20 @@ func (r *mibResolver) setSearchPath() {
 			list = append(list, gosmi.NamedFS("base", rd))
 		}
 	}
+	names := make([]string, len(list))
+	for i, n := range list {
+		names[i] = n.Name
+	}
+	key := strings.Join(names, "\x00")
+	if mibInit && key != mibKey {
+		gosmi.Exit()
+		mibInit = false
+	}
+	if !mibInit {
+		gosmi.Init()
+		mibInit = true
+	}
+	mibKey = key
 	gosmi.SetFS(list...)
 }
 

@@ -4,7 +4,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/netip"
-	"os"
 	"time"
 
 	"github.com/icsnare/icsnare/protocols/protocoltest"
@@ -45,12 +44,9 @@ func TestWalksAgree(t *testing.T) {
 	}
 }
 
-func TestMain(m *testing.M) {
-	if err := AddMIBPath("testdata/mibs"); err != nil {
-		panic(err)
-	}
-	os.Exit(m.Run())
-}
+// testOptions are the options the tests configure the agent with: the test MIBs on the
+// mibpath, as --mibpath testdata/mibs would add them.
+func testOptions() *options { return &options{MIBPath: []string{"testdata/mibs"}} }
 
 func TestGetThreeOIDs(t *testing.T) {
 	srv, _ := serve(t, "default", "127.0.0.1:0")

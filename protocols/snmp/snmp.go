@@ -10,7 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/icsnare/icsnare/profiles"
 	"github.com/icsnare/icsnare/protocols"
 )
 
@@ -19,44 +18,6 @@ const Port = 161
 
 // maxPendingTarpit bounds the replies waiting in a tarpit; requests beyond it are dropped.
 const maxPendingTarpit = 1 << 14
-
-func init() { protocols.Register(proto{}) }
-
-type proto struct{}
-
-func (proto) Name() string { return "snmp" }
-
-// Configure parses <snmp>: <config> entities (tarpit, evasion, community, user, engine_id,
-// max_message_size) and <mibs>/<mib name>/<symbol name instance> with <value> (a databus
-// key or a literal) and an optional <engine type>.
-func (proto) Configure(sec *profiles.Section) (protocols.Service, error) {
-	root := sec.Root
-	sec.CheckChildren(root, "config", "mibs")
-	cfg, err := parseConfig(sec, root)
-	if err != nil {
-		return nil, err
-	}
-	if len(cfg.communities) == 0 && len(cfg.users) == 0 {
-		sec.Warnf(root, "no community and no user: the agent answers nobody")
-	}
-	t, err := buildTree(sec, root)
-	if err != nil {
-		return nil, err
-	}
-	for _, o := range t.objs {
-		if o.name == "snmpEngineMaxMessageSize.0" {
-			n := int64(cfg.maxMsg)
-			o.builtin = func(b []byte, _ *hostState, _ time.Time) []byte { return appendInt(b, tagInteger, n) }
-		}
-	}
-	lim, err := newLimiter(cfg.evasion)
-	if err != nil {
-		return nil, err
-	}
-	s := &service{cfg: cfg, tree: t, lim: lim}
-	s.pool.New = func() any { return &reqState{} }
-	return s, nil
-}
 
 // service is the agent for one profile; it serves every host of that profile.
 type service struct {

@@ -17,7 +17,7 @@ import (
 func serve(t testing.TB, profile, addr string) (*protocoltest.Server, *service) {
 	t.Helper()
 	p := protocoltest.Profile(t, profile)
-	svc := protocoltest.Configure(t, proto{}, p).(*service)
+	svc := protocoltest.ConfigureWith(t, protocol{}, p, testOptions()).(*service)
 	h := protocoltest.Host(p, netip.MustParseAddr("192.0.2.10"), 42)
 	return protocoltest.ServeUDP(t, "snmp", svc, h, addr), svc
 }

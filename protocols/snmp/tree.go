@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"path"
 	"sort"
 	"strings"
 	"time"
@@ -111,9 +112,9 @@ func (t *tree) initHost(h *protocols.Host) {
 }
 
 // buildTree reads <mibs> and adds the built-in objects.
-func buildTree(sec *profiles.Section, root *profiles.Node) (*tree, error) {
+func buildTree(sec *profiles.Section, root *profiles.Node, mibDirs []string) (*tree, error) {
 	t := &tree{}
-	res := &mibResolver{profileMIBs: profileMIBs(sec)}
+	res := &mibResolver{profileMIBs: profileMIBs(sec), profileName: path.Join(path.Dir(sec.File), "mibs"), userDirs: mibDirs}
 	if mibs := root.Child("mibs"); mibs != nil {
 		for _, m := range mibs.Children {
 			if m.Name != "mib" {

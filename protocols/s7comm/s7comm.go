@@ -10,29 +10,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/icsnare/icsnare/profiles"
 	"github.com/icsnare/icsnare/protocols"
 )
 
-// Name is the protocol's template directory name.
-const Name = "s7comm"
-
 // Port is ISO-TSAP's standard port.
 const Port = 102
-
-type protocol struct{}
-
-func (protocol) Name() string { return Name }
-
-func (protocol) Configure(sec *profiles.Section) (protocols.Service, error) {
-	cfg, err := ParseConfig(sec)
-	if err != nil {
-		return nil, err
-	}
-	return &Service{cfg: cfg}, nil
-}
-
-func init() { protocols.Register(protocol{}) }
 
 // Service serves one profile's S7 CPU on every host of that profile.
 type Service struct {
