@@ -3,6 +3,7 @@ package protocols
 import (
 	"fmt"
 	"sort"
+	"strings"
 )
 
 // Configurable is a Protocol that owns a table of the sensor configuration,
@@ -66,7 +67,7 @@ func Flags() []ProtocolFlag {
 func NewOptions(name string) (any, error) {
 	p, ok := Lookup(name)
 	if !ok {
-		return nil, fmt.Errorf("no protocol %q in this icsnare (have %v)", name, Names())
+		return nil, fmt.Errorf("no protocol %q in this icsnare (have %s)", name, strings.Join(Names(), ", "))
 	}
 	c, ok := p.(Configurable)
 	if !ok {

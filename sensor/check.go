@@ -38,26 +38,27 @@ type Report struct {
 }
 
 // Check validates cfg and everything it names. Errors name file and line where a file is
-// the cause (a template, the config file).
+// the cause (a template, the config file). On an error the report, when not nil, holds
+// the warnings found so far.
 func Check(cfg Config) (*Report, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	devs, warnings, err := LoadProfiles(cfg)
-	if err != nil {
-		return nil, err
-	}
 	r := &Report{cfg: cfg, profiles: devs, Warnings: warnings}
+	if err != nil {
+		return r, err
+	}
 	for _, check := range []func(*Config) error{checkPrivileges, checkEvents, checkMetrics, checkBindAddress} {
 		if err := check(&cfg); err != nil {
-			return nil, err
+			return r, err
 		}
 	}
 	if err := checkPorts(devs); err != nil {
-		return nil, err
+		return r, err
 	}
 	if r.Network, err = NetworkPlan(cfg); err != nil {
-		return nil, err
+		return r, err
 	}
 	return r, nil
 }

@@ -309,6 +309,10 @@ func LoadConfig(path string) (Config, error) {
 			return c, fmt.Errorf("%s: [protocols.%s]: protocol %s takes no options", at, name, name)
 		}
 		if err := pmd.PrimitiveDecode(tables.Protocols[name], opts); err != nil {
+			var pe toml.ParseError
+			if errors.As(err, &pe) {
+				return c, fmt.Errorf("%s:%d: [protocols.%s]: %s", path, pe.Position.Line, name, pe.Message)
+			}
 			return c, fmt.Errorf("%s: [protocols.%s]: %w", at, name, err)
 		}
 		c.Protocols[name] = opts
@@ -485,7 +489,7 @@ func (c *Config) Validate() error {
 		}
 		if v, ok := c.Protocols[name].(protocols.Validator); ok {
 			if err := v.Validate(); err != nil {
-				return bad("protocols.%s: %v", name, err)
+				return fmt.Errorf("%s: protocols.%s: %w", c.pos("protocols."+name), name, err)
 			}
 		}
 	}

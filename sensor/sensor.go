@@ -64,13 +64,15 @@ type Sensor struct {
 // exactly what Check refuses.
 func New(cfg Config, log *slog.Logger) (*Sensor, error) {
 	rep, err := Check(cfg)
+	if rep != nil {
+		for _, w := range rep.Warnings {
+			log.Warn("profile", "warning", w)
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
 	devs := rep.profiles
-	for _, w := range rep.Warnings {
-		log.Warn("profile", "warning", w)
-	}
 	var rules []rule
 	for _, hr := range cfg.Hosts {
 		for _, a := range hr.Addresses {

@@ -24,6 +24,7 @@ import (
 	"github.com/icsnare/icsnare/bpf"
 	"github.com/icsnare/icsnare/netcfg"
 	"github.com/icsnare/icsnare/profiles"
+	"github.com/icsnare/icsnare/protocols"
 	_ "github.com/icsnare/icsnare/protocols/all"
 	"github.com/icsnare/icsnare/sensor"
 )
@@ -95,10 +96,18 @@ type runFlags struct {
 	config, profile, events, format, metrics    string
 	user, seed, sensorID, bind, logLevel, xdpIf string
 	xdpPin, stateDir                            string
-	listen, mibpath                             listFlag
+	listen                                      listFlag
 	cpuProfile                                  string
 	portOffset                                  int
-	anyIP                                       bool
+	anyIP, templatePorts                        bool
+	// protoArgs are the protocol flags given, in order, applied over the config file.
+	protoArgs []protoArg
+}
+
+// protoArg is one occurrence of a flag a protocol registered.
+type protoArg struct {
+	flag  protocols.ProtocolFlag
+	value string
 }
 
 func newRunFlags(name string, stderr io.Writer) *runFlags {
@@ -116,13 +125,22 @@ func newRunFlags(name string, stderr io.Writer) *runFlags {
 	f.fs.StringVar(&f.stateDir, "state", "", "keep the seed and what attackers changed in this `directory` (default "+sensor.DefaultStateDir+")")
 	f.fs.StringVar(&f.sensorID, "sensor-id", "", "sensor `name` written in every event")
 	f.fs.StringVar(&f.bind, "bind", "", "bind sockets to this `address` instead of the wildcard")
-	f.fs.Var(&f.mibpath, "mibpath", "add a `directory` of MIB files for SNMP profiles (repeatable; also -a)")
-	f.fs.Var(&f.mibpath, "a", "short for --mibpath")
+	f.fs.BoolVar(&f.templatePorts, "template-ports", false, "serve each protocol on its template's port attribute instead of the standard port")
 	f.fs.BoolVar(&f.anyIP, "anyip", false, "add AnyIP local routes for the configured prefixes (needs CAP_NET_ADMIN)")
 	f.fs.StringVar(&f.xdpIf, "xdp", "", "attach the XDP rate limiter to `interface`")
 	f.fs.StringVar(&f.xdpPin, "xdp-pin", "", "pin the XDP maps in this bpffs `directory` for `icsnare xdp stats`")
 	f.fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile to `file` (for performance work)")
+	for _, pf := range protocols.Flags() {
+		set := func(v string) error {
+			f.protoArgs = append(f.protoArgs, protoArg{flag: pf, value: v})
+			return nil
+		}
+		f.fs.Func(pf.Name, pf.Usage, set)
+		for _, a := range pf.Aliases {
+			f.fs.Func(a, "short for --"+pf.Name, set)
+		}
+	}
 	return f
 }
 
@@ -148,13 +166,20 @@ func (f *runFlags) load() (sensor.Config, error) {
 	}
 	set := map[string]bool{}
 	f.fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
-	if set["events"] {
+	// byFlag records which config keys a flag set, so errors name the flag.
+	byFlag := func(flagName, key string) bool {
+		if set[flagName] {
+			cfg.SetByFlag(key, "--"+flagName)
+		}
+		return set[flagName]
+	}
+	if byFlag("events", "events.file") {
 		cfg.Events.File = f.events
 	}
 	if set["events-format"] {
 		cfg.Events.Format = f.format
 	}
-	if set["metrics"] {
+	if byFlag("metrics", "metrics.listen") {
 		cfg.Metrics.Listen = f.metrics
 		if f.metrics == "off" {
 			cfg.Metrics.Listen = ""
@@ -163,7 +188,7 @@ func (f *runFlags) load() (sensor.Config, error) {
 	if f.portOffset >= 0 {
 		cfg.Bind.PortOffset = f.portOffset
 	}
-	if set["user"] {
+	if byFlag("user", "privileges.user") {
 		cfg.Privileges.User = f.user
 	}
 	if set["seed"] {
@@ -178,7 +203,7 @@ func (f *runFlags) load() (sensor.Config, error) {
 	if set["sensor-id"] {
 		cfg.SensorID = f.sensorID
 	}
-	if set["bind"] {
+	if byFlag("bind", "bind.address") {
 		cfg.Bind.Address = f.bind
 	}
 	if set["anyip"] {
@@ -190,35 +215,61 @@ func (f *runFlags) load() (sensor.Config, error) {
 	if set["xdp-pin"] {
 		cfg.XDP.PinPath = f.xdpPin
 	}
-	cfg.SNMP.MIBPath = append(cfg.SNMP.MIBPath, f.mibpath...)
+	if set["template-ports"] {
+		cfg.Bind.TemplatePorts = f.templatePorts
+	}
+	for _, a := range f.protoArgs {
+		opts, err := cfg.ProtocolOptions(a.flag.Protocol)
+		if err != nil {
+			return cfg, err
+		}
+		if err := a.flag.Set(opts, a.value); err != nil {
+			return cfg, fmt.Errorf("--%s %s: %w", a.flag.Name, a.value, err)
+		}
+		cfg.SetByFlag("protocols."+a.flag.Protocol, "--"+a.flag.Name)
+	}
 	return cfg, cfg.Validate()
 }
 
-func newLogger(w io.Writer, level string) (*slog.Logger, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("--log-level: %w", err)
+// prepare reads the flags and the configuration and checks them and everything they name,
+// the same way for `check` and `run`: what one refuses, the other refuses.
+func (f *runFlags) prepare(args []string) (sensor.Config, *slog.Level, error) {
+	if err := f.fs.Parse(args); err != nil {
+		return sensor.Config{}, nil, errFlags
 	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+	if f.fs.NArg() > 0 {
+		return sensor.Config{}, nil, fmt.Errorf("unexpected arguments %q", f.fs.Args())
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
+		return sensor.Config{}, nil, fmt.Errorf("--log-level: %w", err)
+	}
+	if f.cpuProfile != "" {
+		if err := sensor.CheckWritable(f.cpuProfile); err != nil {
+			return sensor.Config{}, nil, fmt.Errorf("--cpuprofile %s: %w", f.cpuProfile, err)
+		}
+	}
+	cfg, err := f.load()
+	return cfg, &level, err
 }
+
+// errFlags is a command line the flag package already complained about.
+var errFlags = errors.New("bad flags")
 
 func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	f := newRunFlags("check", stderr)
-	if err := f.fs.Parse(args); err != nil {
+	cfg, _, err := f.prepare(args)
+	var rep *sensor.Report
+	if err == nil {
+		rep, err = sensor.Check(cfg)
+	}
+	if errors.Is(err, errFlags) {
 		return exitUsage
 	}
-	cfg, err := f.load()
-	if err != nil {
-		fmt.Fprintf(stderr, "icsnare check: %v\n", err)
-		return exitUsage
-	}
-	if err := applyMIBPath(cfg); err != nil {
-		fmt.Fprintf(stderr, "icsnare check: %v\n", err)
-		return exitUsage
-	}
-	devs, warnings, err := sensor.LoadProfiles(cfg)
-	for _, w := range warnings {
-		fmt.Fprintf(stderr, "warning: %s\n", w)
+	if rep != nil {
+		for _, w := range rep.Warnings {
+			fmt.Fprintf(stderr, "warning: %s\n", w)
+		}
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "icsnare check: %v\n", err)
@@ -228,25 +279,10 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "icsnare check: %v\n", err)
 		return exitUsage
 	}
-	for _, line := range sensor.Describe(cfg, devs) {
+	for _, line := range rep.Describe() {
 		fmt.Fprintln(stdout, line)
 	}
-	limits, warnings, err := sensor.RateLimitPlan(cfg, devs)
-	for _, w := range warnings {
-		fmt.Fprintf(stderr, "warning: %s\n", w)
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "icsnare check: %v\n", err)
-		return exitUsage
-	}
-	for _, line := range limits {
-		fmt.Fprintln(stdout, line)
-	}
-	plan, err := sensor.NetworkPlan(cfg)
-	if err != nil {
-		fmt.Fprintf(stderr, "icsnare check: %v\n", err)
-		return exitUsage
-	}
+	plan := rep.Network
 	if len(plan.Routes)+len(plan.Aliases)+len(plan.MACs) > 0 {
 		nc, err := netcfg.New(netcfg.Options{})
 		if err == nil {
@@ -317,27 +353,15 @@ func cmdExport(name, dir string, stderr io.Writer) int {
 
 func cmdRun(args []string, stdout, stderr io.Writer) int {
 	f := newRunFlags("run", stderr)
-	if err := f.fs.Parse(args); err != nil {
+	cfg, level, err := f.prepare(args)
+	if errors.Is(err, errFlags) {
 		return exitUsage
 	}
-	if f.fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "icsnare run: unexpected arguments %q\n", f.fs.Args())
-		return exitUsage
-	}
-	log, err := newLogger(stderr, f.logLevel)
 	if err != nil {
 		fmt.Fprintf(stderr, "icsnare run: %v\n", err)
 		return exitUsage
 	}
-	cfg, err := f.load()
-	if err != nil {
-		fmt.Fprintf(stderr, "icsnare run: %v\n", err)
-		return exitUsage
-	}
-	if err := applyMIBPath(cfg); err != nil {
-		fmt.Fprintf(stderr, "icsnare run: %v\n", err)
-		return exitUsage
-	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	if f.cpuProfile != "" {
 		pf, err := os.Create(f.cpuProfile)
 		if err != nil {
