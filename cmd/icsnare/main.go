@@ -378,11 +378,12 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := serve(ctx, cfg, log, stdout); err != nil {
-		log.Error("sensor stopped", "err", err)
 		var ce *sensor.ConfigError
 		if errors.As(err, &ce) {
+			fmt.Fprintf(stderr, "icsnare run: %v\n", err)
 			return exitUsage
 		}
+		log.Error("sensor stopped", "err", err)
 		return 1
 	}
 	return 0
