@@ -1,6 +1,7 @@
 package sensor
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -30,8 +31,10 @@ type Report struct {
 	// Warnings are non-fatal findings: template warnings, template ports served
 	// elsewhere, template host attributes that are ignored.
 	Warnings []string
-	// Network is what run would change with netlink (AnyIP routes, aliases, a MAC).
+	// Network is what run would change with netlink (AnyIP routes, aliases, a MAC), and
+	// Changes the part of it this machine does not have yet.
 	Network netcfg.Plan
+	Changes netcfg.Changes
 
 	cfg      Config
 	profiles map[string]*deviceProfile
@@ -60,7 +63,27 @@ func Check(cfg Config) (*Report, error) {
 	if r.Network, err = NetworkPlan(cfg); err != nil {
 		return r, err
 	}
+	if r.Changes, err = diffNetwork(r.Network); err != nil {
+		return r, err
+	}
 	return r, nil
+}
+
+// diffNetwork compares the network plan with this machine, read-only, the way run's
+// Apply starts: an interface that does not exist fails here as it would there.
+func diffNetwork(plan netcfg.Plan) (netcfg.Changes, error) {
+	if len(plan.Routes)+len(plan.Aliases)+len(plan.MACs)+len(plan.Sysctls) == 0 {
+		return nil, nil
+	}
+	if !hasCapability(capNetAdmin) {
+		return nil, errors.New("netcfg: the configuration changes the network (AnyIP routes, aliases or a MAC), which needs root or CAP_NET_ADMIN")
+	}
+	nc, err := netcfg.New(netcfg.Options{})
+	if err != nil {
+		return nil, err
+	}
+	defer nc.Close()
+	return nc.Diff(context.Background(), plan)
 }
 
 // LoadProfiles opens every profile the config names and configures its protocols with the
@@ -332,21 +355,30 @@ var canBindBelow = func() (bool, int) {
 			start = n
 		}
 	}
+	return hasCapability(capNetBindService), start
+}
+
+// Capabilities Check looks for.
+const (
+	capNetBindService = 10 // CAP_NET_BIND_SERVICE
+	capNetAdmin       = 12 // CAP_NET_ADMIN
+)
+
+// hasCapability reports whether capability c is in this process's effective set (true
+// when that cannot be read: the kernel then decides at run time).
+func hasCapability(c uint) bool {
 	b, err := os.ReadFile("/proc/self/status")
 	if err != nil {
-		return true, start // cannot tell: let bind decide
+		return true
 	}
 	for _, line := range strings.Split(string(b), "\n") {
 		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
 			caps, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
-			return err != nil || caps&(1<<capNetBindService) != 0, start
+			return err != nil || caps&(1<<c) != 0
 		}
 	}
-	return true, start
+	return true
 }
-
-// capNetBindService is CAP_NET_BIND_SERVICE.
-const capNetBindService = 10
 
 // checkPorts refuses privileged ports this process may not bind.
 func checkPorts(devs map[string]*deviceProfile) error {

@@ -65,6 +65,8 @@ func TestRunRefusesWhatCheckRefuses(t *testing.T) {
 		{"unknown option", []string{"--config", conf("opt", "[protocols.snmp]\nmibpath = []\nmib_path = []\n")}, "opt.toml:3: unknown keys: protocols.snmp.mib_path"},
 		{"missing mibpath in config", []string{"--config", conf("mib", "\n[protocols.snmp]\nmibpath = [\"/nonexistent/mibs\"]\n")}, "mib.toml:2: protocols.snmp: mibpath"},
 		{"missing mibpath flag", []string{"-a", "/nonexistent/mibs"}, "--mibpath: protocols.snmp: mibpath"},
+		{"AnyIP routes on a missing device", []string{"--listen", "198.51.100.0/24", "--anyip",
+			"--config", conf("netcfg", "[netcfg]\ndevice = \"icsnare-nodev0\"\n")}, "netcfg: device icsnare-nodev0: Link not found"},
 		{"bad log level", []string{"--log-level", "loud"}, "--log-level"},
 		{"extra argument", []string{"serve"}, "unexpected arguments"},
 		{"unwritable cpu profile", []string{"--cpuprofile", filepath.Join(regular, "cpu.prof")}, "--cpuprofile"},

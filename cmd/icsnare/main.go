@@ -22,7 +22,6 @@ import (
 	"syscall"
 
 	"github.com/icsnare/icsnare/bpf"
-	"github.com/icsnare/icsnare/netcfg"
 	"github.com/icsnare/icsnare/profiles"
 	"github.com/icsnare/icsnare/protocols"
 	_ "github.com/icsnare/icsnare/protocols/all"
@@ -282,20 +281,8 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	for _, line := range rep.Describe() {
 		fmt.Fprintln(stdout, line)
 	}
-	plan := rep.Network
-	if len(plan.Routes)+len(plan.Aliases)+len(plan.MACs) > 0 {
-		nc, err := netcfg.New(netcfg.Options{})
-		if err == nil {
-			var changes netcfg.Changes
-			changes, err = nc.Diff(context.Background(), plan)
-			nc.Close()
-			if err == nil {
-				fmt.Fprintf(stdout, "network changes run would make:\n%s", changes)
-			}
-		}
-		if err != nil {
-			fmt.Fprintf(stderr, "warning: cannot compare the network plan with this machine: %v\n", err)
-		}
+	if len(rep.Changes) > 0 {
+		fmt.Fprintf(stdout, "network changes run would make:\n%s", rep.Changes)
 	}
 	fmt.Fprintln(stdout, "ok")
 	return 0
