@@ -155,3 +155,34 @@ func TestTemplatePorts(t *testing.T) {
 		})
 	}
 }
+
+// TestProtocolFlags checks that flags a protocol registers (SNMP's --mibpath and -a) reach
+// that protocol's options, over the config file's [protocols.snmp] table.
+func TestProtocolFlags(t *testing.T) {
+	const profile = "../../protocols/snmp/testdata/usermib"
+	const mibs = "../../protocols/snmp/testdata/mibs"
+	emptyTable := writeFile(t, t.TempDir(), "snmp.toml", "[protocols.snmp]\nmibpath = []\n")
+	cases := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"no mibpath", nil, exitUsage, "MIB module ICSNARE-TANK-MIB not found"},
+		{"--mibpath", []string{"--mibpath", mibs}, 0, "serves snmp udp/30161"},
+		{"-a", []string{"-a", mibs}, 0, "serves snmp udp/30161"},
+		{"-a over an empty table", []string{"--config", emptyTable, "-a", mibs}, 0, "serves snmp udp/30161"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			args := append([]string{"check", "--profile", profile, "--port-offset", "30000", "--metrics", "off"}, c.args...)
+			var out, errb bytes.Buffer
+			if code := run(args, &out, &errb); code != c.code {
+				t.Fatalf("exit %d, want %d\nstdout: %s\nstderr: %s", code, c.code, out.String(), errb.String())
+			}
+			if !strings.Contains(out.String()+errb.String(), c.want) {
+				t.Fatalf("output lacks %q\nstdout: %s\nstderr: %s", c.want, out.String(), errb.String())
+			}
+		})
+	}
+}

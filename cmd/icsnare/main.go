@@ -136,8 +136,14 @@ func newRunFlags(name string, stderr io.Writer) *runFlags {
 			return nil
 		}
 		f.fs.Func(pf.Name, pf.Usage, set)
+		alias := "short for --" + pf.Name
+		if _, rest, ok := strings.Cut(pf.Usage, "`"); ok {
+			if arg, _, ok := strings.Cut(rest, "`"); ok {
+				alias = "`" + arg + "`: " + alias
+			}
+		}
 		for _, a := range pf.Aliases {
-			f.fs.Func(a, "short for --"+pf.Name, set)
+			f.fs.Func(a, alias, set)
 		}
 	}
 	return f
