@@ -428,6 +428,9 @@ func (c *Config) Validate() error {
 		if port < 1 || port > 65535 {
 			return bad("bind.ports.%s = %d is not a port", p, port)
 		}
+		if _, ok := protocols.Lookup(p); !ok {
+			return bad("bind.ports.%s: no protocol %q in this icsnare (have %s)", p, p, strings.Join(protocols.Names(), ", "))
+		}
 	}
 	if c.Bind.Address != "" {
 		if _, err := netip.ParseAddr(c.Bind.Address); err != nil {

@@ -67,6 +67,7 @@ func TestRunRefusesWhatCheckRefuses(t *testing.T) {
 		{"missing mibpath flag", []string{"-a", "/nonexistent/mibs"}, "--mibpath: protocols.snmp: mibpath"},
 		{"AnyIP routes on a missing device", []string{"--listen", "198.51.100.0/24", "--anyip",
 			"--config", conf("netcfg", "[netcfg]\ndevice = \"icsnare-nodev0\"\n")}, "netcfg: device icsnare-nodev0: Link not found"},
+		{"port override of no protocol", []string{"--config", conf("ports", "[bind]\nports = { modbsu = 5020 }\n")}, `bind.ports.modbsu: no protocol "modbsu"`},
 		{"bad log level", []string{"--log-level", "loud"}, "--log-level"},
 		{"extra argument", []string{"serve"}, "unexpected arguments"},
 		{"unwritable cpu profile", []string{"--cpuprofile", filepath.Join(regular, "cpu.prof")}, "--cpuprofile"},
