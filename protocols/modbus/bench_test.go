@@ -138,7 +138,7 @@ func BenchmarkTCP16(b *testing.B) {
 
 // serveLoad serves svc like the sensor does (TimeoutConn, events to a non-blocking
 // emitter) until stop is called.
-func serveLoad(tb testing.TB, svc *Service, h *protocols.Host, addr string) (string, func()) {
+func serveLoad(tb testing.TB, svc *service, h *protocols.Host, addr string) (string, func()) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		tb.Fatal(err)

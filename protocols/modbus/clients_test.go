@@ -18,7 +18,7 @@ func serveStandard(t *testing.T) (*protocoltest.Server, *protocols.Host) {
 	t.Helper()
 	protocoltest.NeedRoot(t)
 	p := protocoltest.Profile(t, "default")
-	svc := protocoltest.Configure(t, protocol{}, p).(*Service)
+	svc := protocoltest.Configure(t, protocol{}, p).(*service)
 	addr := protocoltest.LoopbackAddr()
 	h := protocoltest.Host(p, addr, 7)
 	srv := protocoltest.ServeTCP(t, Name, svc, h, netip.AddrPortFrom(addr, Port).String())

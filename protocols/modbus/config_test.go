@@ -101,7 +101,7 @@ func TestTCPModeUnits(t *testing.T) {
 	p := editedProfile(t, func(s string) string {
 		return strings.NewReplacer("<mode>serial", "<mode>tcp", `<slave id="1">`, `<slave id="0">`).Replace(s)
 	})
-	svc := protocoltest.Configure(t, protocol{}, p).(*Service)
+	svc := protocoltest.Configure(t, protocol{}, p).(*service)
 	h := protocoltest.Host(p, protocoltest.LoopbackAddr(), 1)
 	c := &fakeConn{chunks: [][]byte{adu(1, 0, 3, 0, 0, 0, 1), adu(2, 255, 3, 0, 0, 0, 1), adu(3, 1, 3, 0, 0, 0, 1), adu(4, 255, 0x11)}}
 	svc.ServeConn(context.Background(), testSession(h, nil), c)
@@ -154,7 +154,7 @@ func TestConpotStyleTemplate(t *testing.T) {
   </slaves>
 </modbus>`)
 	p := protocoltest.Profile(t, dir)
-	svc := protocoltest.Configure(t, protocol{}, p).(*Service)
+	svc := protocoltest.Configure(t, protocol{}, p).(*service)
 	h := protocoltest.Host(p, protocoltest.LoopbackAddr(), 3)
 	c := &fakeConn{chunks: [][]byte{adu(1, 255, 1, 0, 0, 0, 4), adu(2, 0, 4, 0, 1, 0, 2), adu(3, 255, 4, 0x75, 0x31, 0, 1)}}
 	svc.ServeConn(context.Background(), testSession(h, nil), c)

@@ -34,13 +34,13 @@ func adu(tid uint16, unit uint8, pdu ...byte) []byte {
 
 // testService configures the default profile, optionally rewriting its modbus.xml with
 // edit (applied to the XML text), and returns the service and a fresh host.
-func testService(t testing.TB, edit func(string) string) (*Service, *protocols.Host) {
+func testService(t testing.TB, edit func(string) string) (*service, *protocols.Host) {
 	t.Helper()
 	p := protocoltest.Profile(t, "default")
 	if edit != nil {
 		p = editedProfile(t, edit)
 	}
-	svc := protocoltest.Configure(t, protocol{}, p).(*Service)
+	svc := protocoltest.Configure(t, protocol{}, p).(*service)
 	h := protocoltest.Host(p, netip.MustParseAddr("192.0.2.10"), 42)
 	// Deterministic memory for golden replies.
 	h.Databus.Set("memoryModbusCoils", seq(128, func(i int) any { return int64(i % 3 % 2) }))

@@ -19,18 +19,18 @@ import (
 // Port is the standard Modbus/TCP port.
 const Port = 502
 
-// Service serves one profile's Modbus/TCP section for every host of that profile.
-type Service struct {
+// service serves one profile's Modbus/TCP section for every host of that profile.
+type service struct {
 	cfg *config
 	// units maps a unit id to the slave that answers it; nil means nobody answers
 	// (silence, or exception 0x0B when the profile asks for gateway behaviour).
 	units [256]*slave
 }
 
-var _ protocols.StreamService = (*Service)(nil)
+var _ protocols.StreamService = (*service)(nil)
 
-func newService(c *config) *Service {
-	s := &Service{cfg: c}
+func newService(c *config) *service {
+	s := &service{cfg: c}
 	byID := map[uint8]*slave{}
 	for _, sl := range c.slaves {
 		byID[sl.id] = sl
@@ -64,7 +64,7 @@ func newService(c *config) *Service {
 }
 
 // Endpoints implements protocols.Service.
-func (s *Service) Endpoints() []protocols.Endpoint {
+func (s *service) Endpoints() []protocols.Endpoint {
 	return []protocols.Endpoint{{Transport: protocols.TCP, Port: Port}}
 }
 
@@ -78,7 +78,7 @@ const (
 
 // conn is the per-connection state; pooled so a connection flood does not churn buffers.
 type conn struct {
-	svc  *Service
+	svc  *service
 	sess *protocols.Session
 	db   *profiles.Databus
 	nc   net.Conn
@@ -92,7 +92,7 @@ var connPool = sync.Pool{New: func() any { return &conn{out: make([]byte, 0, out
 // ServeConn implements protocols.StreamService: it reads MBAP frames until the peer
 // closes, the idle timeout fires or the framing breaks, answering every complete frame in
 // each read and writing the replies of one read together.
-func (s *Service) ServeConn(ctx context.Context, sess *protocols.Session, nc net.Conn) {
+func (s *service) ServeConn(ctx context.Context, sess *protocols.Session, nc net.Conn) {
 	c := connPool.Get().(*conn)
 	c.svc, c.sess, c.nc, c.out = s, sess, nc, c.out[:0]
 	if sess.Host != nil {

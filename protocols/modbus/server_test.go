@@ -85,7 +85,7 @@ func goldenStream(t *testing.T) (req, want []byte) {
 	return req, want
 }
 
-func newTestService(t testing.TB) (*Service, *protocols.Host) {
+func newTestService(t testing.TB) (*service, *protocols.Host) {
 	svc, h := testService(t, nil)
 	h.Databus.Set("FirmwareVersion", "V2.2.1")
 	return svc, h

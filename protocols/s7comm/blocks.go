@@ -59,7 +59,7 @@ var langNames = map[string]byte{"STL": LangAWL, "AWL": LangAWL, "LAD": LangKOP, 
 // maxBlocks bounds the block list of a profile.
 const maxBlocks = 512
 
-func parseBlocks(sec *profiles.Section, n *profiles.Node, cfg *Config) error {
+func parseBlocks(sec *profiles.Section, n *profiles.Node, cfg *config) error {
 	sec.CheckChildren(n, "block")
 	for _, b := range n.ChildrenNamed("block") {
 		if len(cfg.Blocks) == maxBlocks {
@@ -131,7 +131,7 @@ func (b Block) String() string {
 }
 
 // addAreaBlocks lists every DB memory area as a DB block unless the profile lists it.
-func (c *Config) addAreaBlocks() {
+func (c *config) addAreaBlocks() {
 	for _, a := range c.Areas {
 		if a.Code != AreaDB {
 			continue
@@ -143,7 +143,7 @@ func (c *Config) addAreaBlocks() {
 	}
 }
 
-func (c *Config) block(t byte, nr uint16) *Block {
+func (c *config) block(t byte, nr uint16) *Block {
 	for i := range c.Blocks {
 		if c.Blocks[i].Type == t && c.Blocks[i].Number == nr {
 			return &c.Blocks[i]
@@ -153,7 +153,7 @@ func (c *Config) block(t byte, nr uint16) *Block {
 }
 
 // blockCounts encodes the "list blocks" answer: one 4-byte entry per block type.
-func (c *Config) blockCounts() []byte {
+func (c *config) blockCounts() []byte {
 	out := make([]byte, 0, 4*len(blockOrder))
 	for _, t := range blockOrder {
 		n := 0
@@ -168,7 +168,7 @@ func (c *Config) blockCounts() []byte {
 }
 
 // blocksOfType encodes the "list blocks of type" answer, at most max entries.
-func (c *Config) blocksOfType(t byte, max int) []byte {
+func (c *config) blocksOfType(t byte, max int) []byte {
 	var out []byte
 	for _, b := range c.Blocks {
 		if b.Type == t && len(out)/4 < max {

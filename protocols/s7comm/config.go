@@ -26,8 +26,8 @@ const (
 	SwitchStop = 3
 )
 
-// Config is the parsed s7comm section of a profile.
-type Config struct {
+// config is the parsed s7comm section of a profile.
+type config struct {
 	Rack, Slot     int
 	PDUSize        uint16 // the CPU's maximum PDU size, offered in Setup Communication
 	MaxAmq         uint16 // parallel jobs the CPU accepts (calling and called)
@@ -46,10 +46,10 @@ type Config struct {
 	Blocks         []Block
 }
 
-// DefaultConfig is what a section without icsnare knobs gets: an S7-300-class CPU in
+// defaultConfig is what a section without icsnare knobs gets: an S7-300-class CPU in
 // rack 0 slot 2 with a 240-byte PDU.
-func DefaultConfig() *Config {
-	return &Config{
+func defaultConfig() *config {
+	return &config{
 		Slot: 2, PDUSize: 240, MaxAmq: 1, MaxConnections: 12, MaxTPDUCode: 0x0A, ModuleType: 0x00C0,
 		Protection: 1, Switch: SwitchRun, Mode: ModeRun, MPIRate: 187500, BusRate: 1500000,
 	}
@@ -77,9 +77,9 @@ func intChild(n *profiles.Node, name string, lo, hi int, dst *int) error {
 	return nil
 }
 
-// ParseConfig reads an s7comm profile section.
-func ParseConfig(sec *profiles.Section) (*Config, error) {
-	cfg := DefaultConfig()
+// parseConfig reads an s7comm profile section.
+func parseConfig(sec *profiles.Section) (*config, error) {
+	cfg := defaultConfig()
 	root := sec.Root
 	sec.CheckChildren(root, "system_status_lists", "cpu", "memory", "blocks")
 	if ssl := root.Child("system_status_lists"); ssl != nil {
@@ -106,7 +106,7 @@ func ParseConfig(sec *profiles.Section) (*Config, error) {
 	return cfg, nil
 }
 
-func parseSSL(sec *profiles.Section, n *profiles.Node, cfg *Config) error {
+func parseSSL(sec *profiles.Section, n *profiles.Node, cfg *config) error {
 	sec.CheckChildren(n, "ssl")
 	for _, l := range n.ChildrenNamed("ssl") {
 		id, _ := l.Attr("id")
@@ -146,7 +146,7 @@ func parseSSL(sec *profiles.Section, n *profiles.Node, cfg *Config) error {
 	return nil
 }
 
-func parseCPU(sec *profiles.Section, n *profiles.Node, cfg *Config) error {
+func parseCPU(sec *profiles.Section, n *profiles.Node, cfg *config) error {
 	sec.CheckChildren(n, "rack", "slot", "pdu_size", "max_amq", "max_connections", "tpdu_size", "module_type",
 		"protection_level", "password", "mode_switch", "operating_mode", "mpi_rate", "bus_rate")
 	var pdu, amq, conns, tpdu, mtype, mpi, bus = int(cfg.PDUSize), int(cfg.MaxAmq), int(cfg.MaxConnections),

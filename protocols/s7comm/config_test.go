@@ -11,8 +11,8 @@ import (
 
 func TestDefaultProfileConfig(t *testing.T) {
 	p := protocoltest.Profile(t, "default")
-	svc := protocoltest.Configure(t, protocol{}, p).(*Service)
-	cfg := svc.Config()
+	svc := protocoltest.Configure(t, protocol{}, p).(*service)
+	cfg := svc.config()
 	if cfg.PDUSize != 240 || cfg.Rack != 0 || cfg.Slot != 2 || cfg.Mode != ModeRun {
 		t.Fatalf("cpu knobs: %+v", cfg)
 	}
@@ -67,7 +67,7 @@ func TestConpotFormatSection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := svc.(*Service).Config()
+	cfg := svc.(*service).config()
 	if len(cfg.Ident1C) != 7 || len(cfg.Ident11) != 2 || cfg.PDUSize != 240 || cfg.Slot != 2 {
 		t.Fatalf("config %+v", cfg)
 	}

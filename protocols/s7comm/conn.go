@@ -13,8 +13,8 @@ import (
 
 // conn is one ISO-on-TCP connection.
 type conn struct {
-	svc  *Service
-	cfg  *Config
+	svc  *service
+	cfg  *config
 	s    *protocols.Session
 	nc   net.Conn
 	host *protocols.Host

@@ -61,7 +61,7 @@ func areaName(code byte) string {
 	return fmt.Sprintf("0x%02x", code)
 }
 
-func parseMemory(sec *profiles.Section, n *profiles.Node, cfg *Config) error {
+func parseMemory(sec *profiles.Section, n *profiles.Node, cfg *config) error {
 	sec.CheckChildren(n, "area")
 	for _, a := range n.ChildrenNamed("area") {
 		t, _ := a.Attr("type")
@@ -117,7 +117,7 @@ func parseMemory(sec *profiles.Section, n *profiles.Node, cfg *Config) error {
 }
 
 // area returns the area an item addresses, or nil.
-func (c *Config) area(code byte, db uint16) *Area {
+func (c *config) area(code byte, db uint16) *Area {
 	if code != AreaDB {
 		db = 0
 	}

@@ -15,7 +15,7 @@ func TestNmapS7Info(t *testing.T) {
 	nmap := protocoltest.NeedTool(t, "nmap")
 	protocoltest.NeedRoot(t)
 	p := protocoltest.Profile(t, "default")
-	svc := protocoltest.Configure(t, protocol{}, p).(*Service)
+	svc := protocoltest.Configure(t, protocol{}, p).(*service)
 	addr := protocoltest.LoopbackAddr()
 	h := protocoltest.Host(p, addr, 7)
 	protocoltest.ServeTCP(t, Name, svc, h, netip.AddrPortFrom(addr, Port).String())

@@ -18,9 +18,9 @@ func (protocol) Name() string { return Name }
 
 // Configure implements protocols.Protocol. S7comm takes no sensor-wide options.
 func (protocol) Configure(sec *profiles.Section, _ any) (protocols.Service, error) {
-	cfg, err := ParseConfig(sec)
+	cfg, err := parseConfig(sec)
 	if err != nil {
 		return nil, err
 	}
-	return &Service{cfg: cfg}, nil
+	return &service{cfg: cfg}, nil
 }

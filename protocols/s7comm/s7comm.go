@@ -16,19 +16,16 @@ import (
 // Port is ISO-TSAP's standard port.
 const Port = 102
 
-// Service serves one profile's S7 CPU on every host of that profile.
-type Service struct {
-	cfg *Config
+// service serves one profile's S7 CPU on every host of that profile.
+type service struct {
+	cfg *config
 }
 
-// NewService returns a service for an already parsed configuration.
-func NewService(cfg *Config) *Service { return &Service{cfg: cfg} }
-
-// Config returns the service's configuration.
-func (s *Service) Config() *Config { return s.cfg }
+// config returns the service's configuration.
+func (s *service) config() *config { return s.cfg }
 
 // Endpoints implements protocols.Service.
-func (s *Service) Endpoints() []protocols.Endpoint {
+func (s *service) Endpoints() []protocols.Endpoint {
 	return []protocols.Endpoint{{Transport: protocols.TCP, Port: Port}}
 }
 
@@ -47,7 +44,7 @@ const cpuStateKey = "s7comm.cpu"
 // modeKey is where a host's operating mode is kept across eviction and restarts.
 const modeKey = "s7comm.mode"
 
-func (s *Service) cpu(h *protocols.Host) *cpuState {
+func (s *service) cpu(h *protocols.Host) *cpuState {
 	return h.State(cpuStateKey, func() any {
 		start := time.Now()
 		if h.Databus != nil {
@@ -71,7 +68,7 @@ const (
 )
 
 // ServeConn implements protocols.StreamService.
-func (s *Service) ServeConn(ctx context.Context, sess *protocols.Session, nc net.Conn) {
+func (s *service) ServeConn(ctx context.Context, sess *protocols.Session, nc net.Conn) {
 	c := &conn{svc: s, cfg: s.cfg, s: sess, nc: nc, host: sess.Host, tpdu: TPDUSize(defaultTPDUSizeCod),
 		pdu: s.cfg.PDUSize, amq: s.cfg.MaxAmq}
 	if c.host == nil {

@@ -28,7 +28,7 @@ func (d *diskStore) SavedKeys() (out []string) {
 // created again (after eviction or a restart).
 func TestStopOutlivesTheHost(t *testing.T) {
 	p := protocoltest.Profile(t, "default")
-	svc := protocoltest.Configure(t, protocol{}, p).(*Service)
+	svc := protocoltest.Configure(t, protocol{}, p).(*service)
 	disk := &diskStore{kept: map[string][]byte{}}
 	addr := netip.MustParseAddr("192.0.2.10")
 	mode := func(h *protocols.Host) byte {

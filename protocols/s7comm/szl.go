@@ -84,7 +84,7 @@ func parseVersion(s string) [3]byte {
 }
 
 // record11 builds one 28-byte SZL 0x0011 record.
-func (c *Config) record11(r identRec, id *identity) []byte {
+func (c *config) record11(r identRec, id *identity) []byte {
 	out := binary.BigEndian.AppendUint16(make([]byte, 0, 28), r.Index)
 	mlfb := ""
 	for _, x := range c.Ident11 {
@@ -148,7 +148,7 @@ func record1C(r identRec, id *identity) []byte {
 }
 
 // szl answers one SZL read: the answer payload (SZL header and records) or an error code.
-func (c *Config) szl(req SZLRequest, id *identity) ([]byte, uint16) {
+func (c *config) szl(req SZLRequest, id *identity) ([]byte, uint16) {
 	switch req.ID {
 	case SZLList, SZLListHead:
 		if req.ID == SZLListHead {
@@ -213,7 +213,7 @@ func (c *Config) szl(req SZLRequest, id *identity) ([]byte, uint16) {
 }
 
 // component returns the 0x001C records in index order with the fixed 0x0009 record added.
-func (c *Config) component() []identRec {
+func (c *config) component() []identRec {
 	out := make([]identRec, 0, len(c.Ident1C)+1)
 	added := false
 	for _, r := range c.Ident1C {
@@ -232,7 +232,7 @@ func (c *Config) component() []identRec {
 	return out
 }
 
-func (c *Config) identList(req SZLRequest, recs []identRec, recLen int, build func(identRec) []byte) ([]byte, uint16) {
+func (c *config) identList(req SZLRequest, recs []identRec, recLen int, build func(identRec) []byte) ([]byte, uint16) {
 	switch req.ID & 0xFF00 {
 	case 0x0F00:
 		return szlHeader(req.ID, req.Index, recLen, len(recs)), 0

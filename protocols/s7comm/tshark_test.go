@@ -55,7 +55,7 @@ func TestTsharkDissects(t *testing.T) {
 	tshark := protocoltest.NeedTool(t, "tshark")
 	protocoltest.NeedRoot(t)
 	p := protocoltest.Profile(t, "default")
-	svc := protocoltest.Configure(t, protocol{}, p).(*Service)
+	svc := protocoltest.Configure(t, protocol{}, p).(*service)
 	addr := protocoltest.LoopbackAddr()
 	srv := protocoltest.ServeTCP(t, Name, svc, protocoltest.Host(p, addr, 11), netip.AddrPortFrom(addr, Port).String())
 
