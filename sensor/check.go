@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 
+	seccomp "github.com/elastic/go-seccomp-bpf"
 	"golang.org/x/sys/unix"
 
 	"github.com/icsnare/icsnare/netcfg"
@@ -52,7 +53,7 @@ func Check(cfg Config) (*Report, error) {
 	if err != nil {
 		return r, err
 	}
-	for _, check := range []func(*Config) error{checkPrivileges, checkEvents, checkMetrics, checkBindAddress} {
+	for _, check := range []func(*Config) error{checkPrivileges, checkSeccomp, checkEvents, checkMetrics, checkBindAddress} {
 		if err := check(&cfg); err != nil {
 			return r, err
 		}
@@ -232,6 +233,16 @@ func checkPrivileges(c *Config) error {
 		if _, err := user.LookupGroup(g); err != nil {
 			return fmt.Errorf("%s: privileges.group %q: %w", c.pos("privileges.group"), g, err)
 		}
+	}
+	return nil
+}
+
+// checkSeccomp refuses privileges.seccomp on a kernel without seccomp, which Confine
+// would refuse after binding.
+func checkSeccomp(c *Config) error {
+	if c.Privileges.Seccomp && !seccomp.Supported() {
+		return fmt.Errorf("%s: privileges.seccomp: seccomp is not supported by this kernel (set privileges.seccomp = false to run without it)",
+			c.pos("privileges.seccomp"))
 	}
 	return nil
 }
