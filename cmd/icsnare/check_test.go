@@ -38,6 +38,11 @@ func TestRunRefusesWhatCheckRefuses(t *testing.T) {
 	writeFile(t, farPort, "modbus/modbus.xml", "<!-- Conpot style -->\n<modbus enabled=\"True\" host=\"0.0.0.0\" port=\"15020\">\n</modbus>\n")
 	regular := writeFile(t, dir, "regular-file", "")
 	conf := func(name, body string) string { return writeFile(t, dir, name+".toml", body) }
+	// Without CAP_NET_ADMIN the network plan is refused before the device is looked up.
+	netcfgWant := "netcfg: device icsnare-nodev0: Link not found"
+	if os.Geteuid() != 0 {
+		netcfgWant = "needs root or CAP_NET_ADMIN"
+	}
 
 	cases := []struct {
 		name string
@@ -66,7 +71,7 @@ func TestRunRefusesWhatCheckRefuses(t *testing.T) {
 		{"missing mibpath in config", []string{"--config", conf("mib", "\n[protocols.snmp]\nmibpath = [\"/nonexistent/mibs\"]\n")}, "mib.toml:2: protocols.snmp: mibpath"},
 		{"missing mibpath flag", []string{"-a", "/nonexistent/mibs"}, "--mibpath: protocols.snmp: mibpath"},
 		{"AnyIP routes on a missing device", []string{"--listen", "198.51.100.0/24", "--anyip",
-			"--config", conf("netcfg", "[netcfg]\ndevice = \"icsnare-nodev0\"\n")}, "netcfg: device icsnare-nodev0: Link not found"},
+			"--config", conf("netcfg", "[netcfg]\ndevice = \"icsnare-nodev0\"\n")}, netcfgWant},
 		{"port override of no protocol", []string{"--config", conf("ports", "[bind]\nports = { modbsu = 5020 }\n")}, `bind.ports.modbsu: no protocol "modbsu"`},
 		{"bad log level", []string{"--log-level", "loud"}, "--log-level"},
 		{"extra argument", []string{"serve"}, "unexpected arguments"},
@@ -107,7 +112,8 @@ func TestRunRefusesWhatCheckRefuses(t *testing.T) {
 
 // TestTemplatePorts checks that a template's port attribute is reported when standard
 // ports are served, honoured with --template-ports (or bind.template_ports) and beaten by
-// bind.ports, and that a template host attribute is reported as ignored.
+// bind.ports, port_offset applying to both, and that a template host attribute is
+// reported as ignored.
 func TestTemplatePorts(t *testing.T) {
 	dir := t.TempDir()
 	prof := filepath.Join(dir, "conpotstyle")
@@ -124,19 +130,20 @@ func TestTemplatePorts(t *testing.T) {
 		serves     string
 		warns, not []string
 	}{
-		{"standard ports", nil, "modbus tcp/502, s7comm tcp/102",
-			[]string{"template " + modbusFile + " asks for port 5020; serving 502 (use --template-ports)", hostWarning}, nil},
-		{"--template-ports", []string{"--template-ports"}, "modbus tcp/5020, s7comm tcp/102",
+		{"standard ports", nil, "modbus tcp/30502, s7comm tcp/30102",
+			[]string{"template " + modbusFile + " asks for port 5020; serving 30502 (use --template-ports)", hostWarning}, nil},
+		{"--template-ports", []string{"--template-ports"}, "modbus tcp/35020, s7comm tcp/30102",
 			[]string{hostWarning}, []string{"asks for port"}},
-		{"config template_ports with offset", []string{"--config", cfg, "--port-offset", "10000"}, "modbus tcp/15020, s7comm tcp/10102",
+		{"config template_ports", []string{"--config", cfg}, "modbus tcp/35020, s7comm tcp/30102",
 			nil, []string{"asks for port"}},
-		{"bind.ports wins", []string{"--config", override}, "modbus tcp/1502, s7comm tcp/102",
+		{"bind.ports wins", []string{"--config", override}, "modbus tcp/1502, s7comm tcp/30102",
 			[]string{"template " + modbusFile + " asks for port 5020; serving 1502 (bind.ports.modbus)"}, nil},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			var out, errb bytes.Buffer
-			args := append([]string{"check", "--profile", prof, "--metrics", "off"}, c.args...)
+			// An offset keeps every port unprivileged, so the test passes as any user.
+			args := append([]string{"check", "--profile", prof, "--metrics", "off", "--port-offset", "30000"}, c.args...)
 			if code := run(args, &out, &errb); code != 0 {
 				t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, out.String(), errb.String())
 			}
