@@ -21,6 +21,7 @@ import (
 	"github.com/icsnare/icsnare/netcfg"
 	"github.com/icsnare/icsnare/profiles"
 	"github.com/icsnare/icsnare/protocols"
+	"github.com/icsnare/icsnare/protocols/ratelimit"
 )
 
 // Report is a configuration checked as far as possible without binding a port or
@@ -39,6 +40,8 @@ type Report struct {
 
 	cfg      Config
 	profiles map[string]*deviceProfile
+	limits   []limitRule        // every UDP rate limit (planLimits), for New
+	limiter  *ratelimit.Limiter // their userspace twin
 }
 
 // Check validates cfg and everything it names. Errors name file and line where a file is
@@ -53,6 +56,12 @@ func Check(cfg Config) (*Report, error) {
 	if err != nil {
 		return r, err
 	}
+	limits, limiter, limitWarnings, err := planLimits(cfg, devs)
+	r.Warnings = append(r.Warnings, limitWarnings...)
+	if err != nil {
+		return r, err
+	}
+	r.limits, r.limiter = limits, limiter
 	for _, check := range []func(*Config) error{checkPrivileges, checkSeccomp, checkEvents, checkMetrics, checkBindAddress} {
 		if err := check(&cfg); err != nil {
 			return r, err

@@ -12,7 +12,8 @@ type ConfigError struct{ Err error }
 func (e *ConfigError) Error() string { return e.Err.Error() }
 func (e *ConfigError) Unwrap() error { return e.Err }
 
-// Describe summarises what the checked configuration serves, for `icsnare check`.
+// Describe summarises what the checked configuration serves and the UDP rate limits it
+// applies, for `icsnare check`.
 func (r *Report) Describe() []string {
 	cfg, devs := r.cfg, r.profiles
 	var out []string
@@ -26,5 +27,6 @@ func (r *Report) Describe() []string {
 		out = append(out, fmt.Sprintf("hosts %s: profile %s (%s) serves %s", strings.Join(h.Addresses, ", "),
 			d.profile.Name, d.profile.Source, strings.Join(eps, ", ")))
 	}
-	return out
+	limits, _, _ := RateLimitPlan(cfg, devs) // Check already planned them without error
+	return append(out, limits...)
 }

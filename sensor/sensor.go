@@ -80,10 +80,6 @@ func New(cfg Config, log *slog.Logger) (*Sensor, error) {
 			rules = append(rules, rule{prefix: p, dev: devs[hr.Profile]})
 		}
 	}
-	limits, limiter, limitWarnings, err := planLimits(cfg, devs)
-	if err != nil {
-		return nil, err
-	}
 	// Last: nothing is written to the state directory for a configuration New refuses.
 	store, seed, boot, err := openState(cfg, log)
 	if err != nil {
@@ -94,7 +90,7 @@ func New(cfg Config, log *slog.Logger) (*Sensor, error) {
 	var rb [4]byte
 	rand.Read(rb[:])
 	s := &Sensor{
-		cfg: cfg, log: log, profiles: devs, store: store, limits: limits, limiter: limiter,
+		cfg: cfg, log: log, profiles: devs, store: store, limits: rep.limits, limiter: rep.limiter,
 		hosts:      hosts,
 		m:          newMetrics(),
 		sources:    newSourceCaps(cfg.Limits.MaxConnsPerSource, cfg.Limits.MaxConnsPerSourcePrefix),
@@ -106,9 +102,6 @@ func New(cfg Config, log *slog.Logger) (*Sensor, error) {
 	}
 	s.flows = newFlowTable(cfg.Limits.MaxUDPFlows, cfg.Limits.UDPFlowIdle.Duration, cfg.Limits.UDPFlowLifetime.Duration,
 		func(sess *protocols.Session, why string) { s.m.flowsEnded.WithLabelValues(sess.Protocol, why).Inc() })
-	for _, w := range limitWarnings {
-		log.Warn("rate limit", "warning", w)
-	}
 	s.tellServices(nil)
 	s.m.hostGauges(s.hosts)
 	if store != nil {

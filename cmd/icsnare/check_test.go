@@ -73,6 +73,8 @@ func TestRunRefusesWhatCheckRefuses(t *testing.T) {
 		{"AnyIP routes on a missing device", []string{"--listen", "198.51.100.0/24", "--anyip",
 			"--config", conf("netcfg", "[netcfg]\ndevice = \"icsnare-nodev0\"\n")}, netcfgWant},
 		{"port override of no protocol", []string{"--config", conf("ports", "[bind]\nports = { modbsu = 5020 }\n")}, `bind.ports.modbsu: no protocol "modbsu"`},
+		{"rate limit for a protocol without UDP", []string{"--config", conf("xdp", "[[xdp.rules]]\nprotocol = \"modbus\"\nper_source_per_minute = 1\n")},
+			`xdp.rules[0]: protocol "modbus" serves no UDP port`},
 		{"bad log level", []string{"--log-level", "loud"}, "--log-level"},
 		{"extra argument", []string{"serve"}, "unexpected arguments"},
 		{"unwritable cpu profile", []string{"--cpuprofile", filepath.Join(regular, "cpu.prof")}, "--cpuprofile"},
