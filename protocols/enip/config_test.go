@@ -48,7 +48,7 @@ func TestConfigErrors(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = protocol{}.Configure(p.Sections[Name])
+		_, err = protocol{}.Configure(p.Sections[Name], nil)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: error %v, want %q", tc.body, err, tc.want)
 		}

@@ -27,7 +27,7 @@ func testAddr() netip.Addr {
 func configure(t testing.TB, dir string) (*service, *profiles.Profile) {
 	t.Helper()
 	p := protocoltest.Profile(t, "testdata/"+dir)
-	svc, err := protocol{}.Configure(p.Sections[Name])
+	svc, err := protocol{}.Configure(p.Sections[Name], nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -52,7 +52,7 @@ func TestConfigErrors(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = protocol{}.Configure(p.Sections[Name])
+		_, err = protocol{}.Configure(p.Sections[Name], nil)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: error %v, want %q", tc.body, err, tc.want)
 		}
@@ -72,7 +72,7 @@ func TestCommonAddressPerHost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := protocol{}.Configure(p.Sections[Name])
+	svc, err := protocol{}.Configure(p.Sections[Name], nil)
 	if err != nil {
 		t.Fatal(err)
 	}
