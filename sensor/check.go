@@ -70,6 +70,9 @@ func Check(cfg Config) (*Report, error) {
 	if err := checkPorts(devs); err != nil {
 		return r, err
 	}
+	if err := CheckState(cfg); err != nil {
+		return r, fmt.Errorf("%s: state.dir: %w", cfg.pos("state.dir"), err)
+	}
 	if r.Network, err = NetworkPlan(cfg); err != nil {
 		return r, err
 	}

@@ -75,6 +75,7 @@ func TestRunRefusesWhatCheckRefuses(t *testing.T) {
 		{"port override of no protocol", []string{"--config", conf("ports", "[bind]\nports = { modbsu = 5020 }\n")}, `bind.ports.modbsu: no protocol "modbsu"`},
 		{"rate limit for a protocol without UDP", []string{"--config", conf("xdp", "[[xdp.rules]]\nprotocol = \"modbus\"\nper_source_per_minute = 1\n")},
 			`xdp.rules[0]: protocol "modbus" serves no UDP port`},
+		{"state directory under a regular file", []string{"--state", filepath.Join(regular, "state")}, "--state: state.dir: state:"},
 		{"bad log level", []string{"--log-level", "loud"}, "--log-level"},
 		{"extra argument", []string{"serve"}, "unexpected arguments"},
 		{"unwritable cpu profile", []string{"--cpuprofile", filepath.Join(regular, "cpu.prof")}, "--cpuprofile"},

@@ -199,7 +199,7 @@ func (f *runFlags) load() (sensor.Config, error) {
 	if set["seed"] {
 		cfg.Seed = f.seed
 	}
-	if set["state"] {
+	if byFlag("state", "state.dir") {
 		cfg.State.Dir = f.stateDir
 	}
 	if cfg.State.Dir == "" {
@@ -277,10 +277,6 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "icsnare check: %v\n", err)
-		return exitUsage
-	}
-	if err := sensor.CheckState(cfg); err != nil {
 		fmt.Fprintf(stderr, "icsnare check: %v\n", err)
 		return exitUsage
 	}
