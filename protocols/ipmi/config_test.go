@@ -70,7 +70,7 @@ func TestConfigErrors(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := testProfile(t, func(s string) string { return strings.Replace(s, tc.old, tc.new, 1) })
-			_, err := protocol{}.Configure(p.Sections[Name])
+			_, err := protocol{}.Configure(p.Sections[Name], nil)
 			var pe *profiles.Error
 			if err == nil || !errors.As(err, &pe) || !strings.Contains(err.Error(), tc.want) || pe.Line == 0 {
 				t.Fatalf("error %v, want a *profiles.Error with a line mentioning %q", err, tc.want)
@@ -84,7 +84,7 @@ func TestConfigWarnings(t *testing.T) {
 		s = strings.Replace(s, "<device_name>SystemName</device_name>", "<device_name>NoSuchKey</device_name>", 1)
 		return strings.Replace(s, "<user_list>", "<oem_magic>1</oem_magic><user_list>", 1)
 	})
-	if _, err := (protocol{}).Configure(p.Sections[Name]); err != nil {
+	if _, err := (protocol{}).Configure(p.Sections[Name], nil); err != nil {
 		t.Fatal(err)
 	}
 	w := strings.Join(p.Warnings(), "\n")

@@ -63,7 +63,7 @@ func TestRateLimitKnob(t *testing.T) {
 	}
 	for _, bad := range []string{`<rate_limit class="bulk">1;1</rate_limit>`, `<rate_limit class="ping">60</rate_limit>`} {
 		p := testProfile(t, func(s string) string { return strings.Replace(s, "<user_list>", bad+"<user_list>", 1) })
-		if _, err := (protocol{}).Configure(p.Sections[Name]); err == nil {
+		if _, err := (protocol{}).Configure(p.Sections[Name], nil); err == nil {
 			t.Errorf("%s accepted", bad)
 		}
 	}

@@ -26,7 +26,8 @@ func (protocol) Name() string { return Name }
 
 // Configure implements protocols.Protocol: it parses <ipmi> (device_info, user_list and
 // icsnare's cipher_suites, auth_types, session_timeout, max_sessions, mac_oui, rate_limit).
-func (protocol) Configure(sec *profiles.Section) (protocols.Service, error) {
+// IPMI takes no sensor-wide options.
+func (protocol) Configure(sec *profiles.Section, _ any) (protocols.Service, error) {
 	c, err := parseConfig(sec)
 	if err != nil {
 		return nil, err
