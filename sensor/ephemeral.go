@@ -255,9 +255,11 @@ type tcpEndpoint struct {
 	sess    *protocols.Session
 	release func()
 
-	mu     sync.Mutex
-	conn   *net.TCPConn
-	closed bool
+	mu        sync.Mutex
+	conn      *net.TCPConn
+	closed    bool
+	closeOnce sync.Once // concurrent Close calls return only once the slot is free
+	closeErr  error
 }
 
 func (e *tcpEndpoint) Port() int { return e.port }
@@ -309,25 +311,23 @@ func (e *tcpEndpoint) Accept(ctx context.Context) (net.Conn, error) {
 }
 
 // Close closes the listener and the accepted connection, if any, and frees the slot.
+// Every caller returns only once that is done.
 func (e *tcpEndpoint) Close() error {
-	e.mu.Lock()
-	if e.closed {
+	e.closeOnce.Do(func() {
+		e.mu.Lock()
+		e.closed = true
+		c := e.conn
 		e.mu.Unlock()
-		return nil
-	}
-	e.closed = true
-	c := e.conn
-	e.mu.Unlock()
-	err := e.ln.Close()
-	if errors.Is(err, net.ErrClosed) {
-		err = nil
-	}
-	if c != nil {
-		c.Close()
-		e.s.trackConn(c, nil)
-	}
-	e.release()
-	return err
+		if err := e.ln.Close(); !errors.Is(err, net.ErrClosed) {
+			e.closeErr = err
+		}
+		if c != nil {
+			c.Close()
+			e.s.trackConn(c, nil)
+		}
+		e.release()
+	})
+	return e.closeErr
 }
 
 // endpointConn is the connection an ephemeral TCP endpoint accepted; closing it closes the
