@@ -3,8 +3,6 @@ package sensor
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -33,20 +31,13 @@ func TestNoReflectorForSpoofedGetBulk(t *testing.T) {
 	cfg := DefaultConfig()
 	net24 := fmt.Sprintf("127.11.%d", rand.IntN(256))
 	cfg.Hosts = []HostRule{{Addresses: []string{net24 + ".0/24"}, Profile: "default"}}
-	cfg.Bind.PortOffset = freePortPair(t) - 161
 	cfg.Privileges.User, cfg.Metrics.Listen = "", ""
 	cfg.Limits.UDPAmplification = amp
 	cfg.Limits.UDPBytesPerSource = srcBudget
 	cfg.Limits.UDPBytesPerPort = portBudget
-	s, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if err := s.Bind(ctx); err != nil {
-		t.Fatal(err)
-	}
+	s, cfg := newBound(t, ctx, cfg, func() int { return freePortPair(t) - 161 }, nil)
 	done := make(chan struct{})
 	go func() { s.Run(ctx, nil); close(done) }()
 	defer func() { cancel(); <-done }()

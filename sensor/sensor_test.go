@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -113,23 +112,15 @@ func startSensor(t *testing.T, mutate func(*Config)) *running {
 		{Addresses: []string{net24 + ".0/25"}, Profile: writeProfile(t, "alpha")},
 		{Addresses: []string{net24 + ".128/25"}, Profile: writeProfile(t, "bravo")},
 	}
-	cfg.Bind.PortOffset = 20000 + rand.IntN(30000)
 	cfg.Privileges.User = ""
 	cfg.Metrics.Listen = ""
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	s, err := New(cfg, log)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ev := &syncBuffer{}
-	s.SetBus(NewBus(1024, NewJSONSink("test", ev, nil, false)))
 	ctx, cancel := context.WithCancel(context.Background())
-	if err := s.Bind(ctx); err != nil {
-		t.Fatal(err)
-	}
+	s, cfg := newBound(t, ctx, cfg, func() int { return 20000 + rand.IntN(30000) },
+		func(s *Sensor) { s.SetBus(NewBus(1024, NewJSONSink("test", ev, nil, false))) })
 	done := make(chan struct{})
 	go func() { s.Run(ctx, nil); close(done) }()
 	r := &running{s: s, port: 7 + cfg.Bind.PortOffset, events: ev}

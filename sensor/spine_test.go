@@ -3,6 +3,7 @@ package sensor
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -116,6 +118,32 @@ func (*spineService) ServePacket(ctx context.Context, s *protocols.Session, req 
 
 func init() { protocols.Register(spineProto{}) }
 
+// newBound creates a sensor for cfg and binds it. The sensor shares the wildcard with the
+// rest of the machine, so when one of its ports is taken (by another test binary, say) it
+// tries again at another offset, which pick chooses: at most 8 times.
+func newBound(t *testing.T, ctx context.Context, cfg Config, pick func() int, setup func(*Sensor)) (*Sensor, Config) {
+	t.Helper()
+	var err error
+	for range 8 {
+		cfg.Bind.PortOffset = pick()
+		var s *Sensor
+		if s, err = New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
+			t.Fatal(err)
+		}
+		if setup != nil {
+			setup(s)
+		}
+		if err = s.Bind(ctx); err == nil {
+			return s, cfg
+		}
+		if !errors.Is(err, syscall.EADDRINUSE) {
+			t.Fatal(err)
+		}
+	}
+	t.Fatalf("no free port offset in 8 tries: %v", err)
+	return nil, cfg
+}
+
 // freePortPair asks the kernel for a port free for both TCP and UDP on the wildcard.
 func freePortPair(t *testing.T) int {
 	t.Helper()
@@ -156,25 +184,17 @@ func startSpine(t *testing.T, mutate func(*Config)) *spineSensor {
 	cfg := DefaultConfig()
 	net24 := fmt.Sprintf("127.10.%d", rand.IntN(256))
 	cfg.Hosts = []HostRule{{Addresses: []string{net24 + ".0/24"}, Profile: dir}}
-	port := freePortPair(t)
-	cfg.Bind.PortOffset = port - spinePort
 	cfg.Privileges.User = ""
 	cfg.Metrics.Listen = ""
 	cfg.Limits.UDPAmplification = 0 // TestAmplificationBound covers it
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	s, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithCancel(context.Background())
-	if err := s.Bind(ctx); err != nil {
-		t.Fatal(err)
-	}
+	s, cfg := newBound(t, ctx, cfg, func() int { return freePortPair(t) - spinePort }, nil)
 	done := make(chan struct{})
 	go func() { s.Run(ctx, nil); close(done) }()
-	r := &spineSensor{s: s, net: net24, port: port}
+	r := &spineSensor{s: s, net: net24, port: spinePort + cfg.Bind.PortOffset}
 	var stopped atomic.Bool
 	r.stop = func() {
 		if stopped.Swap(true) {
