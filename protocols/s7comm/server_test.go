@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/icsnare/icsnare/protocols"
 	"github.com/icsnare/icsnare/protocols/protocoltest"
@@ -475,14 +476,18 @@ func TestEvents(t *testing.T) {
 	c.readVar(dbItem(1, TSWord, 2, 0))
 	c.writeVar([]VarItem{dbItem(10, TSByte, 2, 0)}, []DataItem{{TS: DTSByte, Data: []byte{0xAB, 0xCD}}})
 	var szl, read, write *protocols.Event
-	for _, e := range srv.Events.Events() {
-		switch {
-		case e.Type == "s7comm.request" && hasField(e, "function", "szl_read"):
-			szl = e
-		case e.Type == "s7comm.request" && hasField(e, "function", "read_var"):
-			read = e
-		case e.Type == "s7comm.write":
-			write = e
+	// The server emits an event after it has answered, so the last one may lag the answer:
+	// look again for a bounded while.
+	for deadline := time.Now().Add(3 * time.Second); write == nil && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		for _, e := range srv.Events.Events() {
+			switch {
+			case e.Type == "s7comm.request" && hasField(e, "function", "szl_read"):
+				szl = e
+			case e.Type == "s7comm.request" && hasField(e, "function", "read_var"):
+				read = e
+			case e.Type == "s7comm.write":
+				write = e
+			}
 		}
 	}
 	if szl == nil || !hasField(szl, "szl_id", "0x0011") || !hasField(szl, "szl_index", "0x0001") || len(szl.Request) == 0 || len(szl.Response) < 125 {
