@@ -33,10 +33,11 @@ type conn struct {
 	frag      *fragment
 	errors    int
 
-	rbuf  []byte
-	dt    []byte // DT user data being reassembled
-	dtRaw []byte // the frames that carried it
-	out   []byte
+	rbuf    []byte
+	dt      []byte // DT user data being reassembled
+	dtRaw   []byte // the frames that carried it
+	out     []byte
+	pending []byte // the answer not yet written: it goes out once its event is emitted
 }
 
 // fragment is the rest of a userdata answer that did not fit one PDU.
@@ -59,7 +60,9 @@ func (c *conn) run(ctx context.Context) {
 			}
 			return
 		}
-		if !c.handleTPDU(tpdu, frame) {
+		ok := c.handleTPDU(tpdu, frame)
+		c.flush()
+		if !ok {
 			return
 		}
 	}
@@ -181,13 +184,15 @@ func (c *conn) sendTPDU(t *TPDU) []byte {
 	body := t.Append(nil)
 	out := AppendTPKT(make([]byte, 0, len(body)+tpktHeaderLen), len(body))
 	out = append(out, body...)
-	c.nc.Write(out)
+	c.flush()
+	c.pending = out
 	return out
 }
 
 // sendS7 writes an S7 PDU in as many DT TPDUs as the TPDU size requires and returns the
 // bytes written.
 func (c *conn) sendS7(pdu []byte) []byte {
+	c.flush() // c.out is reused below
 	out := c.out[:0]
 	chunk := max(c.tpdu-3, 16)
 	for first := true; first || len(pdu) > 0; first = false {
@@ -198,12 +203,22 @@ func (c *conn) sendS7(pdu []byte) []byte {
 		pdu = pdu[n:]
 	}
 	c.out = out
-	c.nc.Write(out)
+	c.pending = out
 	return out
 }
 
-// emit sends one event and counts one request.
+// flush writes the pending answer.
+func (c *conn) flush() {
+	if len(c.pending) > 0 {
+		c.nc.Write(c.pending)
+		c.pending = nil
+	}
+}
+
+// emit sends one event, counts one request and then writes the answer, so whoever reads
+// the answer finds the request's event already emitted.
 func (c *conn) emit(typ, kind string, failed bool, req, resp []byte, fields ...protocols.Field) {
 	c.s.Emit(typ, req, resp, fields...)
 	c.s.Request(kind, failed)
+	c.flush()
 }
