@@ -46,6 +46,7 @@ type apdu struct {
 	fn       byte
 	typ, cot byte
 	negative bool
+	objects  int // information objects (the VSQ's number)
 }
 
 func parseAPDU(b []byte) (apdu, error) {
@@ -61,7 +62,7 @@ func parseAPDU(b []byte) (apdu, error) {
 		if len(b) < 10 {
 			return a, fmt.Errorf("iec104: I-frame without an ASDU: % x", b)
 		}
-		a.typ, a.cot, a.negative = b[6], b[8]&0x3f, b[8]&0x40 != 0
+		a.typ, a.objects, a.cot, a.negative = b[6], int(b[7]&0x7f), b[8]&0x3f, b[8]&0x40 != 0
 	case b[2]&3 == 1:
 		a.format = 'S'
 		a.nr = uint16(b[4])>>1 | uint16(b[5])<<7
@@ -105,6 +106,7 @@ type iecConn struct {
 	ns, nr uint16 // next send number, next expected receive number
 	unack  int    // I-frames received since we last acknowledged
 	frames int64  // I-frames received in all
+	points int    // information objects of the last interrogation
 }
 
 // next reads the next APDU, answering TESTFR act and acknowledging I-frames as it goes.
@@ -154,6 +156,7 @@ func (ic *iecConn) interrogate(ca uint16) error {
 	ic.ns = (ic.ns + 1) & 0x7fff
 	ic.unack = 0 // the interrogation's receive number acknowledged them
 	confirmed := false
+	ic.points = 0
 	for {
 		a, err := ic.next()
 		if err != nil {
@@ -166,6 +169,7 @@ func (ic *iecConn) interrogate(ca uint16) error {
 			if !confirmed {
 				return fmt.Errorf("iec104: type %d before the act con", a.typ)
 			}
+			ic.points += a.objects
 			continue
 		}
 		switch {

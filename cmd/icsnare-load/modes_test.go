@@ -1,13 +1,16 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"math/rand/v2"
+	"net"
 	"net/netip"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/icsnare/icsnare/protocols"
 	_ "github.com/icsnare/icsnare/protocols/enip"
@@ -113,4 +116,38 @@ func TestNewModeFlagsChecked(t *testing.T) {
 			t.Errorf("%v: exit %d, want 2 (%s)", args, code, errb.String())
 		}
 	}
+}
+
+// TestIECInterrogationComplete runs interrogations on one connection past the k and w
+// windows (so the S-frames must keep the station sending) and checks each returns every
+// monitored point of the profile: 59, as nmap's iec-identify counts them.
+func TestIECInterrogationComplete(t *testing.T) {
+	a := testAddr()
+	svc, h := service(t, "IEC104", "../../protocols/iec104/testdata/IEC104", a)
+	srv := protocoltest.ServeTCP(t, "IEC104", svc.(protocols.StreamService), h, netip.AddrPortFrom(a, 0).String())
+	c, err := net.Dial("tcp", srv.Addr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	ic := &iecConn{c: c, br: bufio.NewReader(c), buf: make([]byte, 260)}
+	if _, err := c.Write(uFrame(iecStartDTAct)); err != nil {
+		t.Fatal(err)
+	}
+	if f, err := ic.next(); err != nil || f.fn != iecStartDTCon {
+		t.Fatalf("STARTDT: %+v %v", f, err)
+	}
+	for i := 0; i < 40; i++ {
+		if err := ic.interrogate(0xFFFF); err != nil {
+			t.Fatalf("interrogation %d: %v", i, err)
+		}
+		if ic.points != 59 {
+			t.Fatalf("interrogation %d returned %d points, want 59", i, ic.points)
+		}
+	}
+	if ic.frames < 40*3 {
+		t.Fatalf("%d I-frames for 40 interrogations", ic.frames)
+	}
+	t.Logf("%d I-frames for 40 interrogations", ic.frames)
 }
