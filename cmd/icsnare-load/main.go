@@ -76,7 +76,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	maxReq := fs.Int64("max-requests", 50_000_000, "stop after this many requests")
 	pid := fs.Int("pid", 0, "sensor `pid`, to report its CPU time")
 	var o opts
-	fs.IntVar(&o.depth, "depth", 1, "requests in flight per connection")
+	fs.IntVar(&o.depth, "depth", 1, "requests in flight per connection (modbus, enip-identity over tcp, enip-readtag)")
 	fs.IntVar(&o.quantity, "quantity", 10, "registers per Modbus FC3 read")
 	fs.IntVar(&o.unit, "unit", 255, "Modbus unit id")
 	fs.StringVar(&o.oid, "oid", "1.3.6.1.2.1.1.1.0", "SNMP OID to GET")
