@@ -5,6 +5,11 @@
 //
 //	icsnare-load -mode modbus -target 127.0.0.1:10502 -conns 16 -duration 10s -pid 1234
 //	icsnare-load -mode snmp -target 127.0.0.1:10161 -conns 16 -duration 10s
+//	icsnare-load -mode enip-identity -target 127.0.0.1:54818 -conns 16 -duration 10s
+//	icsnare-load -mode enip-readtag -tag SCADA -target 127.0.0.1:54818 -conns 16 -duration 10s
+//	icsnare-load -mode iec104-gi -target 127.0.0.1:12404 -conns 8 -duration 10s
+//	icsnare-load -mode ipmi-session -target 127.0.0.1:10623 -conns 8 -duration 10s
+//	icsnare-load -mode ipmi-chassis -target 127.0.0.1:10623 -conns 8 -duration 10s
 package main
 
 import (
@@ -30,8 +35,13 @@ type workload interface {
 }
 
 var workloads = map[string]func(opts) workload{
-	"modbus": newModbus,
-	"snmp":   newSNMP,
+	"modbus":        newModbus,
+	"snmp":          newSNMP,
+	"enip-identity": newENIPIdentity,
+	"enip-readtag":  newENIPReadTag,
+	"iec104-gi":     newIECGI,
+	"ipmi-session":  newIPMISession,
+	"ipmi-chassis":  newIPMIChassis,
 }
 
 type opts struct {
@@ -40,6 +50,13 @@ type opts struct {
 	unit     int
 	oid      string
 	comm     string
+	// EtherNet/IP
+	transport string // enip-identity: udp or tcp
+	tag       string // enip-readtag: the tag to read
+	// IEC 60870-5-104
+	ca int // common address of the interrogation
+	// IPMI
+	user, password string
 }
 
 func main() {
@@ -49,19 +66,26 @@ func main() {
 func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("icsnare-load", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	mode := fs.String("mode", "modbus", "workload: modbus (FC3 reads) or snmp (v2c GET)")
+	mode := fs.String("mode", "modbus", "workload: modbus (FC3 reads), snmp (v2c GET), enip-identity (ListIdentity), enip-readtag\n"+
+		"(RegisterSession, then Read Tag), iec104-gi (STARTDT, then station interrogations), ipmi-session\n"+
+		"(RMCP+ suite 3 open, RAKP 1-4, close) or ipmi-chassis (a suite 3 session, then Get Chassis Status)")
 	target := fs.String("target", "127.0.0.1:502", "sensor `host:port` (loopback or 198.18.0.0/15 / fd00::/8 only)")
-	conns := fs.Int("conns", 16, "parallel connections (UDP sockets for snmp)")
+	conns := fs.Int("conns", 16, "parallel connections (UDP sockets for snmp, enip-identity over udp, ipmi-*)")
 	duration := fs.Duration("duration", 10*time.Second, "measured time (at most 5m)")
 	warmup := fs.Duration("warmup", 2*time.Second, "unmeasured time before it")
 	maxReq := fs.Int64("max-requests", 50_000_000, "stop after this many requests")
 	pid := fs.Int("pid", 0, "sensor `pid`, to report its CPU time")
 	var o opts
-	fs.IntVar(&o.depth, "depth", 1, "requests in flight per connection")
+	fs.IntVar(&o.depth, "depth", 1, "requests in flight per connection (modbus, enip-identity over tcp, enip-readtag)")
 	fs.IntVar(&o.quantity, "quantity", 10, "registers per Modbus FC3 read")
 	fs.IntVar(&o.unit, "unit", 255, "Modbus unit id")
 	fs.StringVar(&o.oid, "oid", "1.3.6.1.2.1.1.1.0", "SNMP OID to GET")
 	fs.StringVar(&o.comm, "community", "public", "SNMP community")
+	fs.StringVar(&o.transport, "transport", "udp", "enip-identity: `udp` (one request outstanding per socket) or tcp")
+	fs.StringVar(&o.tag, "tag", "SCADA", "enip-readtag: the Logix tag to read (one element)")
+	fs.IntVar(&o.ca, "ca", 0xFFFF, "iec104-gi: common address (65535: broadcast)")
+	fs.StringVar(&o.user, "user", "Administrator", "ipmi-*: user name (1-16 octets)")
+	fs.StringVar(&o.password, "password", "Password", "ipmi-*: password (at most 20 octets)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -76,6 +100,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if *conns < 1 || *conns > 4096 || *duration <= 0 || *duration > 5*time.Minute || *warmup < 0 || *warmup > time.Minute || o.depth < 1 || o.depth > 64 {
 		fmt.Fprintln(stderr, "icsnare-load: -conns 1..4096, -duration up to 5m, -warmup up to 1m, -depth 1..64")
+		return 2
+	}
+	if (o.transport != "udp" && o.transport != "tcp") || len(o.tag) == 0 || len(o.tag) > 255 || o.ca < 0 || o.ca > 0xFFFF ||
+		len(o.user) == 0 || len(o.user) > 16 || len(o.password) > 20 {
+		fmt.Fprintln(stderr, "icsnare-load: -transport udp or tcp, -tag 1..255 octets, -ca 0..65535, -user 1..16 octets, -password at most 20")
 		return 2
 	}
 	res, err := measure(mk(o), *target, *conns, *warmup, *duration, *maxReq, *pid)
