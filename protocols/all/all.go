@@ -4,6 +4,7 @@ package all
 
 import (
 	_ "github.com/icsnare/icsnare/protocols/enip"   // EtherNet/IP (CIP), TCP and UDP
+	_ "github.com/icsnare/icsnare/protocols/ftp"    // FTP with the host's virtual filesystem
 	_ "github.com/icsnare/icsnare/protocols/http"   // HTTP web HMI
 	_ "github.com/icsnare/icsnare/protocols/iec104" // IEC 60870-5-104
 	_ "github.com/icsnare/icsnare/protocols/ipmi"   // IPMI v2.0 / RMCP+ BMC

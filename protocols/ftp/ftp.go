@@ -241,7 +241,18 @@ func parseCommand(line []byte) (verb, arg string) {
 	if len(v) > 8 {
 		v = v[:8]
 	}
-	return strings.ToUpper(v), a
+	return asciiUpper(v), a
+}
+
+// asciiUpper upper-cases ASCII letters only, so the verb never changes length.
+func asciiUpper(s string) string {
+	b := []byte(s)
+	for i, x := range b {
+		if 'a' <= x && x <= 'z' {
+			b[i] = x - 32
+		}
+	}
+	return string(b)
 }
 
 func (c *conn) handle(line []byte) {

@@ -2,10 +2,12 @@ package ftp
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
+	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -27,6 +29,12 @@ type testServer struct {
 
 func startProfile(t *testing.T, profile string, host *protocols.Host) *testServer {
 	t.Helper()
+	return startWith(t, profile, host, nil)
+}
+
+// startWith is startProfile with a change to the service before it serves.
+func startWith(t *testing.T, profile string, host *protocols.Host, mutate func(*service)) *testServer {
+	t.Helper()
 	p := protocoltest.Profile(t, "testdata/"+profile)
 	svc := protocoltest.Configure(t, protocol{}, p).(*service)
 	dir := t.TempDir()
@@ -35,6 +43,9 @@ func startProfile(t *testing.T, profile string, host *protocols.Host) *testServe
 		t.Fatal(err)
 	}
 	svc.store = st
+	if mutate != nil {
+		mutate(svc)
+	}
 	addr := vfstest.Addr()
 	if host == nil {
 		host = protocoltest.Host(p, addr, 1)
@@ -177,4 +188,17 @@ func (c *client) storeData(command, data string) string {
 	d.Close()
 	_, done := c.read()
 	return done
+}
+
+// runIn runs a client in dir with a timeout and returns its combined output.
+func runIn(t *testing.T, dir, name string, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir = dir
+	cmd.WaitDelay = 2 * time.Second
+	out, err := cmd.CombinedOutput()
+	t.Logf("$ %s %s\n%s", name, strings.Join(args, " "), out)
+	return string(out), err
 }

@@ -200,7 +200,8 @@ func TestPerHostIsolation(t *testing.T) {
 	}
 	a := protocols.NewHost(netip.MustParseAddr("192.0.2.1"), p, 1, time.Now())
 	b := protocols.NewHost(netip.MustParseAddr("192.0.2.2"), p, 2, time.Now())
-	if ForHost(a) != ForHost(a) || ForHost(a) == ForHost(b) {
+	fa, fa2, fb := ForHost(a), ForHost(a), ForHost(b)
+	if fa != fa2 || fa == fb {
 		t.Fatal("ForHost must give one filesystem per host")
 	}
 	seed := []byte("shared seed")
