@@ -11,4 +11,5 @@ import (
 	_ "github.com/icsnare/icsnare/protocols/modbus" // Modbus/TCP
 	_ "github.com/icsnare/icsnare/protocols/s7comm" // S7comm (ISO-on-TCP)
 	_ "github.com/icsnare/icsnare/protocols/snmp"   // SNMP v1/v2c/v3
+	_ "github.com/icsnare/icsnare/protocols/tftp"   // TFTP with the host's virtual filesystem
 )
