@@ -412,12 +412,29 @@ func (c *conn) receive(max int64, what string) ([]byte, int, bool) {
 		return nil, c.reply(425, "Can't open data connection."), false
 	}
 	defer dc.Close()
-	b, err := io.ReadAll(io.LimitReader(dc, max+1))
-	if err != nil {
-		return nil, c.reply(426, "Connection closed; transfer aborted."), false
-	}
-	if int64(len(b)) > max {
-		return nil, c.reply(552, "Requested file action aborted. Exceeded storage allocation."), false
+	// Every byte held counts against the process-wide in-flight budget until it is stored.
+	var b []byte
+	var held int64
+	chunk := make([]byte, 32<<10)
+	defer func() { vfs.InFlight.Give(held) }()
+	for {
+		n, err := dc.Read(chunk)
+		if n > 0 {
+			if int64(len(b)+n) > max {
+				return nil, c.reply(552, "Requested file action aborted. Exceeded storage allocation."), false
+			}
+			if !vfs.InFlight.Take(int64(n)) {
+				return nil, c.reply(452, "Insufficient storage space."), false
+			}
+			held += int64(n)
+			b = append(b, chunk[:n]...)
+		}
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, c.reply(426, "Connection closed; transfer aborted."), false
+		}
 	}
 	if !c.binary {
 		b = bytes.ReplaceAll(b, []byte("\r\n"), []byte("\n"))

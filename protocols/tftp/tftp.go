@@ -112,10 +112,15 @@ func (sv *service) ServePacket(ctx context.Context, s *protocols.Session, req []
 	for _, o := range r.options {
 		fields = append(fields, protocols.F("option_"+printableOpt(o.name), o.value))
 	}
-	active := s.State("tftp.active", func() any { return new(atomic.Bool) }).(*atomic.Bool)
-	if active.Load() {
-		// The client repeated its request while the transfer it started runs: not a new one.
+	active := s.State("tftp.active", func() any { return new(atomic.Pointer[transfer]) }).(*atomic.Pointer[transfer])
+	if cur := active.Load(); cur != nil {
+		// The client repeated its request while the transfer it started runs: not a new
+		// one. Until the client has answered on the transfer port, its repeat is the only
+		// thing that makes the server send the first packet again.
 		s.Request(kind, false)
+		if !s.Verified() {
+			cur.resend()
+		}
 		return
 	}
 	if r.mode != "octet" && r.mode != "netascii" {
@@ -173,7 +178,7 @@ func (sv *service) ServePacket(ctx context.Context, s *protocols.Session, req []
 		fail(kind, errUndefined, "Server busy", fields...)
 		return
 	}
-	active.Store(true)
+	active.Store(t)
 	s.Request(kind, false)
 	s.Emit("request", req, nil, fields...)
 	t.ep = ep
@@ -181,7 +186,7 @@ func (sv *service) ServePacket(ctx context.Context, s *protocols.Session, req []
 		defer func() {
 			ep.Close()
 			release()
-			active.Store(false)
+			active.Store(nil)
 		}()
 		t.run()
 	}()
@@ -240,6 +245,14 @@ type transfer struct {
 	oack    []option
 	foreign int
 	ignored int
+	cur     atomic.Pointer[[]byte] // the packet last sent, for resend
+}
+
+// resend repeats the packet last sent (the client repeated its request).
+func (t *transfer) resend() {
+	if p := t.cur.Load(); p != nil {
+		t.write(*p)
+	}
 }
 
 // negotiate applies the RFC 2347 options the server knows and prepares the OACK.
@@ -308,6 +321,9 @@ func (t *transfer) next(buf []byte, deadline time.Time) (packet, error) {
 		if err != nil {
 			return packet{}, errBadPacket
 		}
+		// The client learnt the transfer port, so it receives what the host sends: its
+		// answers are no longer bound by the amplification factor.
+		t.s.Verify()
 		if p.op == opERROR {
 			return p, errAborted
 		}
@@ -321,11 +337,15 @@ func isTimeout(err error) bool {
 }
 
 // exchange sends pkt and waits for the packet accept takes, retransmitting on timeout
-// only: a stale duplicate never triggers a resend (no sorcerer's apprentice).
+// only: a stale duplicate never triggers a resend (no sorcerer's apprentice). Before the
+// client has answered once (a spoofed source cannot), nothing is retransmitted.
 func (t *transfer) exchange(pkt []byte, buf []byte, accept func(p packet) (bool, error)) (packet, error) {
+	t.cur.Store(&pkt)
 	for try := 0; try <= t.sv.cfg.retries; try++ {
-		if err := t.write(pkt); err != nil {
-			return packet{}, err
+		if try == 0 || t.s.Verified() {
+			if err := t.write(pkt); err != nil {
+				return packet{}, err
+			}
 		}
 		deadline := time.Now().Add(t.timeout)
 		for {
@@ -414,6 +434,8 @@ func (t *transfer) receive() error {
 		first = encodeOACK(t.oack)
 	}
 	var data []byte
+	var held int64
+	defer func() { vfs.InFlight.Give(held) }()
 	expect := uint16(1)
 	last := first
 	received := false
@@ -437,10 +459,11 @@ func (t *transfer) receive() error {
 			t.abort(errIllegal, "Illegal TFTP operation")
 			return errBadPacket
 		}
-		if len(data)+len(p.data) > maxFileBytes {
+		if len(data)+len(p.data) > maxFileBytes || !vfs.InFlight.Take(int64(len(p.data))) {
 			t.abort(errDiskFull, "Disk full or allocation exceeded")
-			return fmt.Errorf("upload larger than %d bytes", maxFileBytes)
+			return fmt.Errorf("upload over %d bytes or the in-flight budget", maxFileBytes)
 		}
+		held += int64(len(p.data))
 		data = append(data, p.data...)
 		if len(p.data) < t.blksize {
 			return t.finish(data, p.block, buf)

@@ -351,3 +351,34 @@ func runIn(t *testing.T, dir, name string, args ...string) (string, error) {
 	t.Logf("$ %s %s\n%s", name, strings.Join(args, " "), out)
 	return string(out), err
 }
+
+func TestUnverifiedSourceGetsNoRetransmissions(t *testing.T) {
+	p := protocoltest.Profile(t, "testdata/conpot")
+	svc := protocoltest.Configure(t, protocol{}, p).(*service)
+	addr := vfstest.Addr()
+	srv := vfstest.ServeUDP(t, Name, svc, protocoltest.Host(p, addr, 1), netip.AddrPortFrom(addr, 0).String(),
+		vfstest.Amplification(10))
+	c := newClient(t)
+	// A spoofed source never answers: it gets the first DATA once, and again only when it
+	// repeats its request, never by the server's own retransmission.
+	req := encodeRequest(opRRQ, "tftp_data.txt", "octet", option{"timeout", "1"})
+	c.send(srv.Addr, req)
+	p1, tid := c.recv()
+	if p1.op != opOACK {
+		t.Fatalf("first packet %+v", p1)
+	}
+	c.c.SetReadDeadline(time.Now().Add(2500 * time.Millisecond))
+	if n, _, err := c.c.ReadFromUDPAddrPort(c.buf); err == nil {
+		t.Fatalf("retransmission to an unverified source: % x", c.buf[:n])
+	}
+	c.send(srv.Addr, req) // the client's own retry
+	if p2, from := c.recv(); p2.op != opOACK || from != tid {
+		t.Fatalf("resend after the repeated request: %+v from %s", p2, from)
+	}
+	// Once the client answers on the transfer port it is verified: the transfer completes.
+	c.send(tid, encodeACK(0))
+	if d, _ := c.recv(); d.op != opDATA || string(d.data) != testFile {
+		t.Fatalf("DATA %+v", d)
+	}
+	c.send(tid, encodeACK(1))
+}

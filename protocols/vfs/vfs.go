@@ -8,6 +8,7 @@ package vfs
 import (
 	"errors"
 	"io/fs"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -60,6 +61,12 @@ func NewPool(max int64) *Pool { return &Pool{max: max} }
 // Used returns the bytes in use.
 func (p *Pool) Used() int64 { return p.used.Load() }
 
+// Take reserves n bytes; false (and nothing reserved) when the pool has no room.
+func (p *Pool) Take(n int64) bool { return p.take(n) }
+
+// Give returns n bytes taken before.
+func (p *Pool) Give(n int64) { p.give(n) }
+
 func (p *Pool) take(n int64) bool {
 	if p == nil || n <= 0 {
 		return true
@@ -79,6 +86,10 @@ func (p *Pool) give(n int64) {
 
 // DefaultPool bounds what attackers write across every host of the process.
 var DefaultPool = NewPool(256 << 20)
+
+// InFlight bounds the upload bytes being received (not yet stored) across every host and
+// protocol of the process, so many slow uploads cannot add up to unbounded memory.
+var InFlight = NewPool(128 << 20)
 
 // Meta is a node's Unix metadata.
 type Meta struct {
@@ -114,18 +125,41 @@ type FS struct {
 	mu     sync.RWMutex
 	root   *node
 	lim    Limits
-	pool   *Pool
+	acct   *acct
 	bytes  int64
 	nodes  int
 	seeded map[string]bool
 }
 
-// New returns an empty filesystem (a root directory owned by uid 0, mode 0755).
+// acct is what a filesystem holds of its pool. It lives apart from the FS so that a
+// filesystem dropped without Close (an evicted host) still gives its bytes back.
+type acct struct {
+	pool  *Pool
+	owned atomic.Int64
+}
+
+func (a *acct) take(n int64) bool {
+	if !a.pool.take(n) {
+		return false
+	}
+	a.owned.Add(n)
+	return true
+}
+
+func (a *acct) give(n int64) {
+	a.pool.give(n)
+	a.owned.Add(-n)
+}
+
+// New returns an empty filesystem (a root directory owned by uid 0, mode 0755). The bytes
+// written into it count against pool until it is closed or garbage-collected.
 func New(lim Limits, pool *Pool) *FS {
 	now := time.Now()
-	return &FS{lim: lim, pool: pool, nodes: 1, seeded: map[string]bool{},
+	f := &FS{lim: lim, acct: &acct{pool: pool}, nodes: 1, seeded: map[string]bool{},
 		root: &node{name: "/", dir: true, children: map[string]*node{},
 			meta: Meta{Perm: 0o755, ModTime: now, ATime: now}}}
+	runtime.AddCleanup(f, func(a *acct) { a.pool.give(a.owned.Swap(0)) }, f.acct)
+	return f
 }
 
 // stateKey is the Host.State key of a host's filesystem.
@@ -336,12 +370,12 @@ func (f *FS) put(dir *node, name string, data []byte, meta Meta, owned bool) err
 	var take int64
 	if owned {
 		take = size
-		if !f.pool.take(take) {
+		if !f.acct.take(take) {
 			return ErrNoSpace
 		}
 	}
 	if exists {
-		f.pool.give(old.owned)
+		f.acct.give(old.owned)
 	} else {
 		f.nodes++
 	}
@@ -354,7 +388,7 @@ func (f *FS) put(dir *node, name string, data []byte, meta Meta, owned bool) err
 func (f *FS) release(n *node) {
 	f.nodes--
 	f.bytes -= int64(len(n.data))
-	f.pool.give(n.owned)
+	f.acct.give(n.owned)
 	for _, c := range n.children {
 		f.release(c)
 	}

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -317,5 +318,24 @@ func TestStore(t *testing.T) {
 	mem, _ := OpenStore("", DefaultQuotas)
 	if got, err := mem.Save(a, []byte("hello")); err != nil || got.Path != "" || got.SHA256 != sum {
 		t.Fatalf("memory store: %+v %v", got, err)
+	}
+}
+
+func TestPoolReturnedWhenDropped(t *testing.T) {
+	pool := NewPool(1 << 20)
+	func() {
+		f := New(DefaultLimits, pool)
+		v, _ := f.View("/")
+		v.WriteFile("x", make([]byte, 1000), false, false, m644)
+	}()
+	if pool.Used() != 1000 {
+		t.Fatalf("pool used %d", pool.Used())
+	}
+	for i := 0; i < 50 && pool.Used() != 0; i++ {
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond)
+	}
+	if pool.Used() != 0 {
+		t.Fatalf("a dropped filesystem kept %d pool bytes", pool.Used())
 	}
 }

@@ -221,8 +221,15 @@ func ServeTCP(t testing.TB, proto string, svc protocols.StreamService, h *protoc
 	return srv
 }
 
-// ServeUDP serves svc for h on addr until the test ends, one session per source.
-func ServeUDP(t testing.TB, proto string, svc protocols.PacketService, h *protocols.Host, addr string) *Server {
+// Option changes a session before it serves (the sensor's limits, say).
+type Option func(*protocols.Session)
+
+// Amplification sets the sessions' amplification bound, as the sensor's limits do.
+func Amplification(f float64) Option { return func(s *protocols.Session) { s.Amplification = f } }
+
+// ServeUDP serves svc for h on addr until the test ends, one session per source. Answers
+// through reply are held to the session's amplification bound, as in the sensor.
+func ServeUDP(t testing.TB, proto string, svc protocols.PacketService, h *protocols.Host, addr string, opts ...Option) *Server {
 	t.Helper()
 	pc, err := net.ListenPacket("udp", addr)
 	if err != nil {
@@ -248,15 +255,18 @@ func ServeUDP(t testing.TB, proto string, svc protocols.PacketService, h *protoc
 			sess, ok := sessions[from]
 			if !ok {
 				sess = srv.session(proto, protocols.UDP, srv.Addr, from)
+				for _, o := range opts {
+					o(sess)
+				}
 				to := from
 				sess.Open(ctx, func(b []byte) error { _, err := uc.WriteToUDPAddrPort(b, to); return err })
 				sessions[from] = sess
 			}
-			sess.Received()
+			sess.Received(n)
 			func() {
 				defer failPanic(t)
 				svc.ServePacket(ctx, sess, buf[:n], func(resp []byte) {
-					if ctx.Err() == nil {
+					if ctx.Err() == nil && sess.TakeReply(len(resp)) {
 						uc.WriteToUDPAddrPort(resp, from)
 					}
 				})
