@@ -67,6 +67,7 @@ type config struct {
 	uploadPerms  int
 	mkdirPerms   int
 	overrides    []override
+	generated    []vfs.Generated
 	names        map[int]string // uid → user name for listings
 	captureDir   string
 	captureQuota vfs.Quotas
@@ -283,7 +284,7 @@ func parseEpoch(n *profiles.Node, v string) (time.Time, error) {
 
 func (c *config) parseVFS(sec *profiles.Section, n *profiles.Node) error {
 	sec.CheckChildren(n, "path", "add_src", "data_fs_subdir", "default_owner", "default_perms",
-		"upload_file_perms", "mkdir_directory_perms", "file", "dir")
+		"upload_file_perms", "mkdir_directory_perms", "file", "dir", "generated")
 	var addSrc string
 	for _, e := range n.Children {
 		v := e.TextTrim()
@@ -310,6 +311,14 @@ func (c *config) parseVFS(sec *profiles.Section, n *profiles.Node) error {
 			c.mkdirPerms, err = parsePerm(e, v)
 		case "file", "dir":
 			err = c.parseOverride(sec, e)
+		case "generated":
+			var g vfs.Generated
+			if g, err = vfs.ParseGenerated(e); err == nil {
+				if len(c.generated) >= vfs.MaxGeneratedFiles {
+					return e.Errorf("more than %d generated files", vfs.MaxGeneratedFiles)
+				}
+				c.generated = append(c.generated, g)
+			}
 		}
 		if err != nil {
 			return err

@@ -74,6 +74,13 @@ func (sv *service) view(h *protocols.Host) (*vfs.View, error) {
 				return err
 			}
 		}
+		for _, g := range c.generated {
+			full, _ := vfs.Join(c.root, "."+g.Path)
+			fm := vfs.Meta{Perm: modeBits(c.perms), UID: c.owner, GID: c.gid, ModTime: now, ATime: now}
+			if err := s.File(full, vfs.Generate(g.Kind, h.Seed, g.Path, g.Size, now), fm, dm); err != nil {
+				return err
+			}
+		}
 		for _, o := range c.overrides {
 			full, _ := vfs.Join(c.root, "."+o.path)
 			err := s.SetMeta(full, o.recursive, func(m *vfs.Meta) {

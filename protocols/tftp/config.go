@@ -34,6 +34,7 @@ type config struct {
 	perHost      int
 	perSource    int
 	readOnly     bool
+	generated    []vfs.Generated
 	captureDir   string
 	captureQuota vfs.Quotas
 }
@@ -44,7 +45,7 @@ func parseConfig(sec *profiles.Section) (*config, error) {
 		return nil, root.Errorf("root element must be <tftp>")
 	}
 	sec.CheckChildren(root, "tftp_root_path", "add_src", "data_fs_subdir", "timeout", "retries",
-		"max_transfers_per_host", "max_transfers_per_source", "read_only", "capture_dir")
+		"max_transfers_per_host", "max_transfers_per_source", "read_only", "capture_dir", "generated")
 	c := &config{root: "/", timeout: defaultTimeout, retries: defaultRetries, perHost: defaultPerHost,
 		perSource: defaultPerSource, readOnly: defaultReadOnly, captureQuota: vfs.DefaultQuotas}
 	var addSrc *profiles.Node
@@ -96,6 +97,15 @@ func parseConfig(sec *profiles.Section) (*config, error) {
 			c.readOnly = b
 		case "capture_dir":
 			c.captureDir = v
+		case "generated":
+			g, err := vfs.ParseGenerated(e)
+			if err != nil {
+				return nil, err
+			}
+			if len(c.generated) >= vfs.MaxGeneratedFiles {
+				return nil, e.Errorf("more than %d generated files", vfs.MaxGeneratedFiles)
+			}
+			c.generated = append(c.generated, g)
 		}
 	}
 	if addSrc != nil {

@@ -73,6 +73,13 @@ func (sv *service) view(h *protocols.Host) (*vfs.View, error) {
 				return err
 			}
 		}
+		for _, g := range c.generated {
+			full, _ := vfs.Join(c.root, "."+g.Path)
+			data := vfs.Generate(g.Kind, h.Seed, g.Path, g.Size, now)
+			if err := s.File(full, data, vfs.Meta{Perm: defaultWritePerms, ModTime: now, ATime: now}, dm); err != nil {
+				return err
+			}
+		}
 		return nil
 	})
 	if err != nil {

@@ -1,6 +1,7 @@
 package vfs
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -337,5 +338,22 @@ func TestPoolReturnedWhenDropped(t *testing.T) {
 	}
 	if pool.Used() != 0 {
 		t.Fatalf("a dropped filesystem kept %d pool bytes", pool.Used())
+	}
+}
+
+func TestGenerate(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	a := Generate(KindLog, 1, "/LOG/events.log", 2048, now)
+	if !bytes.Equal(a, Generate(KindLog, 1, "/LOG/events.log", 2048, now)) {
+		t.Fatal("not deterministic")
+	}
+	if bytes.Equal(a, Generate(KindLog, 2, "/LOG/events.log", 2048, now)) {
+		t.Fatal("two hosts share a log")
+	}
+	if len(a) == 0 || len(a) > 2048 || !bytes.HasSuffix(a, []byte("\n")) {
+		t.Fatalf("log of %d bytes:\n%s", len(a), a)
+	}
+	if b := Generate(KindBinary, 1, "fw.bin", 1<<30, now); len(b) != MaxGeneratedSize {
+		t.Fatalf("binary of %d bytes", len(b))
 	}
 }

@@ -1,0 +1,86 @@
+package ftp
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/icsnare/icsnare/profiles"
+	"github.com/icsnare/icsnare/protocols/protocoltest"
+)
+
+func TestConpotTemplateParsed(t *testing.T) {
+	p := protocoltest.Profile(t, "testdata/conpot")
+	c, err := parseConfig(p.Sections[Name])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.banner != "FTP server ready." || c.maxAttempts != 3 || c.idle.Seconds() != 40 || !c.anon || c.anonUID != 32 ||
+		c.gid != 45 || c.groupName != "ftp" || len(c.users) != 2 || c.root != "/data/ftp" || c.perms != 0o777 ||
+		c.uploadPerms != 0o755 || c.owner != 13 || len(c.overrides) != 1 || c.overrides[0].perm != 0o777 ||
+		c.stouPrefix != "conpot_test" || !c.enabled["STOU"] || c.enabled["MLSD"] || len(c.seed) != 1 {
+		t.Fatalf("%+v", c)
+	}
+	if !strings.HasPrefix(c.motd, "Technodrome") {
+		t.Fatalf("motd %q", c.motd)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	for _, tc := range []struct{ xml, want string }{
+		{`<ftp enabled="True"><device_info><max_login_attempts>0</max_login_attempts></device_info></ftp>`, "max_login_attempts"},
+		{`<ftp enabled="True"><device_info><banner>a&#13;&#10;200 fake</banner></device_info></ftp>`, "one line"},
+		{`<ftp enabled="True"><device_info><enabled_commands>"USER", "EXEC"</enabled_commands></device_info></ftp>`, "EXEC"},
+		{`<ftp enabled="True"><ftp_users><anon_login enabled="Maybe"/></ftp_users></ftp>`, "anon_login"},
+		{`<ftp enabled="True"><ftp_users><users><user uid="x"><uname>a</uname></user></users></ftp_users></ftp>`, "uid"},
+		{`<ftp enabled="True"><ftp_vfs><default_perms>0o999</default_perms></ftp_vfs></ftp>`, "octal"},
+		{`<ftp enabled="True"><ftp_vfs><add_src>../../../etc</add_src></ftp_vfs></ftp>`, "add_src"},
+		{`<ftp enabled="True"><ftp_vfs><add_src>/etc</add_src></ftp_vfs></ftp>`, "add_src"},
+		{`<ftp enabled="True"><ftp_vfs><path>/../x</path></ftp_vfs></ftp>`, "path"},
+		{`<ftp enabled="True"><ftp_vfs><file path="../x"/></ftp_vfs></ftp>`, "file"},
+		{`<ftp enabled="True"><ftp_vfs><generated path="a" kind="exe"/></ftp_vfs></ftp>`, "generated"},
+		{`<ftp enabled="True"><ftp_vfs><generated path="a" size="99999999"/></ftp_vfs></ftp>`, "generated"},
+	} {
+		dir := t.TempDir()
+		os.MkdirAll(filepath.Join(dir, "ftp"), 0o755)
+		os.WriteFile(filepath.Join(dir, "template.xml"), []byte(`<core><databus/></core>`), 0o644)
+		os.WriteFile(filepath.Join(dir, "ftp", "ftp.xml"), []byte(tc.xml), 0o644)
+		p, err := profiles.LoadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = parseConfig(p.Sections[Name])
+		var pe *profiles.Error
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !asProfileError(err, &pe) || pe.Line == 0 {
+			t.Errorf("%s: error %v, want one naming %q with file and line", tc.xml, err, tc.want)
+		}
+	}
+}
+
+func asProfileError(err error, pe **profiles.Error) bool {
+	e, ok := err.(*profiles.Error)
+	*pe = e
+	return ok
+}
+
+func TestGeneratedFilesPerHost(t *testing.T) {
+	p := protocoltest.Profile(t, "testdata/noanon")
+	a := startProfile(t, "noanon", nil)
+	b := startProfile(t, "noanon", protocoltest.Host(p, a.Host.Addr.Next(), 99))
+	read := func(srv *testServer) string {
+		c := dial(t, srv)
+		c.read()
+		c.login("admin", "s7cp443")
+		c.cmd("TYPE I")
+		body, _ := c.retrieve("RETR LOG/events.log")
+		return body
+	}
+	la, lb := read(a), read(b)
+	if la == "" || la == lb || !strings.Contains(la, "CPU: ") && !strings.Contains(la, "CP: ") && !strings.Contains(la, ": ") {
+		t.Fatalf("generated logs:\n%s\n---\n%s", la, lb)
+	}
+	if again := read(a); again != la {
+		t.Fatal("a host's generated log changed between sessions")
+	}
+}
