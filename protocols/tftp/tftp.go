@@ -1,6 +1,7 @@
 package tftp
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -28,6 +29,9 @@ const (
 	maxDally     = 3   // re-ACKs of a repeated final DATA
 	maxSources   = 65536
 	maxFileBytes = 8 << 20
+	// maxErrorEvents bounds the error events of one flow; the flow's request metrics count
+	// the rest.
+	maxErrorEvents = 64
 )
 
 // service is TFTP configured for one profile.
@@ -98,7 +102,10 @@ func (sv *service) ServePacket(ctx context.Context, s *protocols.Session, req []
 	fail := func(kind string, code uint16, msg string, fields ...protocols.Field) {
 		resp := encodeError(code, msg)
 		s.Request(kind, true)
-		s.Emit("error", req, resp, append(fields, protocols.F("error_code", code), protocols.F("error", msg))...)
+		// A flood of refused requests is summarised: full events for the first ones of a flow.
+		if n := s.State("tftp.errors", func() any { return new(atomic.Int64) }).(*atomic.Int64).Add(1); n <= maxErrorEvents {
+			s.Emit("error", req, resp, append(fields, protocols.F("error_code", code), protocols.F("error", msg))...)
+		}
 		reply(resp)
 	}
 	op := binary.BigEndian.Uint16(req)
@@ -120,7 +127,7 @@ func (sv *service) ServePacket(ctx context.Context, s *protocols.Session, req []
 		fields = append(fields, protocols.F("option_"+printableOpt(o.name), o.value))
 	}
 	active := s.State("tftp.active", func() any { return new(atomic.Pointer[transfer]) }).(*atomic.Pointer[transfer])
-	if cur := active.Load(); cur != nil {
+	if cur := active.Load(); cur != nil && bytes.Equal(cur.raw, req) {
 		// The client repeated its request while the transfer it started runs: not a new
 		// one. Until the client has answered on the transfer port, its repeat is the only
 		// thing that makes the server send the first packet again.
@@ -145,7 +152,7 @@ func (sv *service) ServePacket(ctx context.Context, s *protocols.Session, req []
 		fail(kind, errAccess, "Access violation", fields...)
 		return
 	}
-	t := &transfer{sv: sv, s: s, req: r, path: p, view: view, blksize: defBlksize, timeout: sv.cfg.timeout}
+	t := &transfer{sv: sv, s: s, req: r, raw: bytes.Clone(req), path: p, view: view, blksize: defBlksize, timeout: sv.cfg.timeout}
 	if op == opRRQ {
 		data, inf, err := view.ReadFile(p)
 		if err != nil || inf.Dir {
@@ -193,7 +200,7 @@ func (sv *service) ServePacket(ctx context.Context, s *protocols.Session, req []
 		defer func() {
 			ep.Close()
 			release()
-			active.Store(nil)
+			active.CompareAndSwap(t, nil)
 		}()
 		t.run()
 	}()
@@ -243,6 +250,7 @@ type transfer struct {
 	sv      *service
 	s       *protocols.Session
 	req     *request
+	raw     []byte // the request as received, to recognise its repeats
 	path    string
 	view    *vfs.View
 	ep      protocols.PacketEndpoint
