@@ -157,16 +157,24 @@ func TestThroughSensor(t *testing.T) {
 		t.Fatalf("FTP listing of the TFTP upload: %v %q", err, out)
 	}
 	// The event stream carries the uploads with their hashes.
+	wants := []string{`"event_type":"ftp.upload"`, `"event_type":"tftp.upload"`, `"event_type":"ftp.login"`,
+		`"sha256":"` + hex.EncodeToString(sum[:])}
+	has := func(stream string) bool {
+		for _, w := range wants {
+			if !strings.Contains(stream, w) {
+				return false
+			}
+		}
+		return true
+	}
 	var stream string
-	for range 100 {
-		if stream = events.String(); strings.Count(stream, `"sha256":"`+hex.EncodeToString(sum[:])) >= 2 {
+	for range 250 {
+		if stream = events.String(); has(stream) {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	for _, want := range []string{`"event_type":"ftp.upload"`, `"event_type":"tftp.upload"`, `"event_type":"ftp.login"`} {
-		if !strings.Contains(stream, want) {
-			t.Errorf("events lack %s", want)
-		}
+	if !has(stream) {
+		t.Errorf("events lack one of %v:\n%s", wants, stream)
 	}
 }
