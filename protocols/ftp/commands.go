@@ -374,7 +374,7 @@ func (c *conn) cmdSTAT(arg string) int {
 			dc = "Active data channel ready."
 		}
 		return c.replyLines(211, "FTP server status:", []string{
-			" Connected to: " + c.s.Local.String(), " " + login,
+			" Connected to: " + c.s.Remote.String(), " " + login,
 			" TYPE: " + typ + "; STRUcture: File; MODE: Stream", " " + dc,
 		}, "End of status.")
 	}

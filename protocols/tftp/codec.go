@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"strconv"
-	"strings"
 )
 
 // Opcodes (RFC 1350, RFC 2347).
@@ -71,7 +70,7 @@ func parseRequest(b []byte) (*request, error) {
 		return nil, errMalformed
 	}
 	fields = fields[:len(fields)-1]
-	r := &request{op: op, filename: string(fields[0]), mode: strings.ToLower(string(fields[1]))}
+	r := &request{op: op, filename: string(fields[0]), mode: asciiLower(fields[1])}
 	if r.filename == "" || len(r.filename) > maxFilename || r.mode == "" {
 		return nil, errMalformed
 	}
@@ -80,9 +79,20 @@ func parseRequest(b []byte) (*request, error) {
 		return nil, errMalformed
 	}
 	for i := 0; i < len(rest); i += 2 {
-		r.options = append(r.options, option{name: strings.ToLower(string(rest[i])), value: string(rest[i+1])})
+		r.options = append(r.options, option{name: asciiLower(rest[i]), value: string(rest[i+1])})
 	}
 	return r, nil
+}
+
+// asciiLower lower-cases ASCII letters only, so a name never changes length.
+func asciiLower(b []byte) string {
+	out := []byte(string(b))
+	for i, c := range out {
+		if 'A' <= c && c <= 'Z' {
+			out[i] = c + 32
+		}
+	}
+	return string(out)
 }
 
 func encodeRequest(op uint16, filename, mode string, opts ...option) []byte {
