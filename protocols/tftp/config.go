@@ -25,6 +25,12 @@ const (
 	maxTimeoutDuration = 60 * time.Second
 )
 
+// rateLimit is a request limit in requests per minute (0: none).
+type rateLimit struct{ perSource, global int }
+
+// Default request limits per minute of the RRQ ("read") and WRQ ("write") classes.
+var defaultLimits = map[string]rateLimit{"read": {perSource: 120, global: 3000}, "write": {perSource: 30, global: 300}}
+
 // config is a parsed tftp.xml.
 type config struct {
 	root         string // VFS mount point
@@ -35,6 +41,7 @@ type config struct {
 	perSource    int
 	readOnly     bool
 	generated    []vfs.Generated
+	limits       map[string]rateLimit // "read" (RRQ), "write" (WRQ)
 	captureDir   string
 	captureQuota vfs.Quotas
 }
@@ -45,9 +52,10 @@ func parseConfig(sec *profiles.Section) (*config, error) {
 		return nil, root.Errorf("root element must be <tftp>")
 	}
 	sec.CheckChildren(root, "tftp_root_path", "add_src", "data_fs_subdir", "timeout", "retries",
-		"max_transfers_per_host", "max_transfers_per_source", "read_only", "capture_dir", "generated")
+		"max_transfers_per_host", "max_transfers_per_source", "read_only", "capture_dir", "generated", "rate_limit")
 	c := &config{root: "/", timeout: defaultTimeout, retries: defaultRetries, perHost: defaultPerHost,
-		perSource: defaultPerSource, readOnly: defaultReadOnly, captureQuota: vfs.DefaultQuotas}
+		perSource: defaultPerSource, readOnly: defaultReadOnly, captureQuota: vfs.DefaultQuotas,
+		limits: map[string]rateLimit{"read": defaultLimits["read"], "write": defaultLimits["write"]}}
 	var addSrc *profiles.Node
 	for _, e := range root.Children {
 		v := e.TextTrim()
@@ -97,6 +105,27 @@ func parseConfig(sec *profiles.Section) (*config, error) {
 			c.readOnly = b
 		case "capture_dir":
 			c.captureDir = v
+		case "rate_limit":
+			class, _ := e.Attr("class")
+			if _, ok := defaultLimits[class]; !ok {
+				return nil, e.Errorf("class %q is neither read nor write", class)
+			}
+			var rl rateLimit
+			for _, a := range []struct {
+				name string
+				to   *int
+			}{{"per_source", &rl.perSource}, {"global", &rl.global}} {
+				v, ok := e.Attr(a.name)
+				if !ok {
+					continue
+				}
+				n, err := strconv.Atoi(strings.TrimSpace(v))
+				if err != nil || n < 0 || n > 1_000_000 {
+					return nil, e.Errorf("%s %q is not a number of requests per minute (0: none)", a.name, v)
+				}
+				*a.to = n
+			}
+			c.limits[class] = rl
 		case "generated":
 			g, err := vfs.ParseGenerated(e)
 			if err != nil {

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/icsnare/icsnare/protocols"
+	"github.com/icsnare/icsnare/protocols/ratelimit"
 	"github.com/icsnare/icsnare/protocols/vfs"
 )
 
@@ -54,6 +55,31 @@ func newService(c *config) (*service, error) {
 // Endpoints implements protocols.Service.
 func (*service) Endpoints() []protocols.Endpoint {
 	return []protocols.Endpoint{{Transport: protocols.UDP, Port: Port}}
+}
+
+// Payload patterns of the request classes: the opcode.
+var (
+	rrqPattern = ratelimit.MustParsePattern("0:0001")
+	wrqPattern = ratelimit.MustParsePattern("0:0002")
+)
+
+// RateLimits implements protocols.RateLimited: RRQ ("read") and WRQ ("write") on port 69
+// are limited per source and in total, in the kernel when XDP runs, else by the sensor.
+// Transfer packets go to the transfer ports and are not counted.
+func (sv *service) RateLimits() []protocols.RateLimit {
+	var out []protocols.RateLimit
+	for _, c := range []struct {
+		class string
+		p     protocols.Pattern
+	}{{"read", rrqPattern}, {"write", wrqPattern}} {
+		l := sv.cfg.limits[c.class]
+		if l.perSource == 0 && l.global == 0 {
+			continue
+		}
+		out = append(out, protocols.RateLimit{Port: Port, Class: c.class, Match: []protocols.Pattern{c.p},
+			PerSource: l.perSource, Global: l.global})
+	}
+	return out
 }
 
 // view returns the host's filesystem seen from the TFTP root, seeding it on first use.
