@@ -503,8 +503,8 @@ func (c *conn) store(verb, arg string) int {
 		reason := "capture failed"
 		if errors.Is(err, vfs.ErrQuota) {
 			reason = "quota"
-		} else {
-			c.s.Log.Warn("ftp: capture", slog.Any("err", err))
+		} else if c.sv.store.FirstFailure() {
+			c.s.Log.Warn("ftp: cannot write captures; uploads are refused as disk full", slog.Any("err", err))
 		}
 		c.s.EmitText("upload_refused", nil, nil, append(fields, protocols.F("reason", reason))...)
 		return c.reply(452, "Insufficient storage space.")

@@ -530,8 +530,8 @@ func (t *transfer) finish(data []byte, block uint16, buf []byte) error {
 	}
 	if err != nil {
 		reason := err.Error()
-		if !errors.Is(err, vfs.ErrQuota) && !errors.Is(err, vfs.ErrNoSpace) {
-			t.s.Log.Warn("tftp: store upload", slog.Any("err", err))
+		if !errors.Is(err, vfs.ErrQuota) && !errors.Is(err, vfs.ErrNoSpace) && t.sv.store.FirstFailure() {
+			t.s.Log.Warn("tftp: cannot write captures; uploads are refused as disk full", slog.Any("err", err))
 		}
 		t.abort(errDiskFull, "Disk full or allocation exceeded")
 		t.s.Emit("upload_refused", nil, nil, append(fields, protocols.F("reason", reason))...)

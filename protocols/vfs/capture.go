@@ -5,10 +5,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 )
 
 // ErrQuota is returned by Store.Save when the source's or the store's quota is spent: the
@@ -40,6 +42,8 @@ type Store struct {
 	dir string
 	q   Quotas
 
+	warned atomic.Bool
+
 	mu        sync.Mutex
 	total     int64
 	perSource map[netip.Addr]int64
@@ -52,8 +56,9 @@ var (
 )
 
 // OpenStore returns the store for dir, shared by every protocol and profile that names the
-// same directory (so they share its quotas). The directory is created (mode 0700) and the
-// files already in it count against the total.
+// same directory (so they share its quotas). The files already in it count against the
+// total. The directory is created (mode 0700) on the first upload, so after the sensor has
+// dropped its privileges: it belongs to the sensor's user.
 func OpenStore(dir string, q Quotas) (*Store, error) {
 	key := dir
 	if dir != "" {
@@ -70,11 +75,8 @@ func OpenStore(dir string, q Quotas) (*Store, error) {
 	}
 	s := &Store{dir: key, q: q, perSource: map[netip.Addr]int64{}, known: map[string]bool{}}
 	if key != "" {
-		if err := os.MkdirAll(key, 0o700); err != nil {
-			return nil, fmt.Errorf("capture directory: %w", err)
-		}
 		ents, err := os.ReadDir(key)
-		if err != nil {
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("capture directory: %w", err)
 		}
 		for _, e := range ents {
@@ -90,6 +92,10 @@ func OpenStore(dir string, q Quotas) (*Store, error) {
 	stores[key] = s
 	return s, nil
 }
+
+// FirstFailure reports true once per store: callers log the first failure to write a
+// capture (a full or read-only disk) and count the rest, so a broken disk cannot flood the log.
+func (s *Store) FirstFailure() bool { return !s.warned.Swap(true) }
 
 // Dir returns the capture directory ("" when none).
 func (s *Store) Dir() string { return s.dir }
@@ -125,6 +131,9 @@ func (s *Store) Save(src netip.Addr, data []byte) (Capture, error) {
 	}
 	if s.dir != "" {
 		c.Path = filepath.Join(s.dir, c.SHA256)
+		if err := os.MkdirAll(s.dir, 0o700); err != nil {
+			return c, fmt.Errorf("capture directory: %w", err)
+		}
 		if err := writeNew(s.dir, c.Path, data); err != nil {
 			return c, err
 		}

@@ -357,3 +357,21 @@ func TestGenerate(t *testing.T) {
 		t.Fatalf("binary of %d bytes", len(b))
 	}
 }
+
+func TestStoreUnwritable(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "captures")
+	s, err := OpenStore(dir, DefaultQuotas)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(dir, nil, 0o644) // a file where the directory was to be created
+	if _, err := s.Save(netip.MustParseAddr("192.0.2.9"), []byte("x")); err == nil || errors.Is(err, ErrQuota) {
+		t.Fatalf("save into an impossible directory: %v", err)
+	}
+	if !s.FirstFailure() || s.FirstFailure() {
+		t.Fatal("FirstFailure must be true exactly once")
+	}
+	if s.Allowed(netip.MustParseAddr("192.0.2.9")) != true {
+		t.Fatal("a failed save must not take quota")
+	}
+}
