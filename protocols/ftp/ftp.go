@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"path/filepath"
@@ -462,11 +463,19 @@ func (c *conn) store(verb, arg string) int {
 	}
 	var p string
 	if verb == "STOU" {
-		name := c.cfg.stouPrefix + strconv.FormatInt(time.Now().UnixNano()%1e9, 36) + c.cfg.stouSuffix
-		var code int
-		var ok bool
-		if p, code, ok = c.path(verb, name); !ok {
-			return code
+		for try := 0; ; try++ {
+			name := c.cfg.stouPrefix + strconv.FormatUint(rand.Uint64()%(1<<40), 36) + c.cfg.stouSuffix
+			var code int
+			var ok bool
+			if p, code, ok = c.path(verb, name); !ok {
+				return code
+			}
+			if _, err := c.view.Stat(p); errors.Is(err, vfs.ErrNotExist) {
+				break
+			}
+			if try == 8 {
+				return c.reply(450, "No usable unique file name found.")
+			}
 		}
 	} else {
 		var code int

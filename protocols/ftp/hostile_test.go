@@ -188,3 +188,41 @@ func TestParseCommand(t *testing.T) {
 		}
 	}
 }
+
+func TestIPv6Host(t *testing.T) {
+	p := protocoltest.Profile(t, "testdata/conpot")
+	svc := protocoltest.Configure(t, protocol{}, p).(*service)
+	ln, err := net.Listen("tcp6", "[::1]:0")
+	if err != nil {
+		if protocoltest.InCI() {
+			t.Fatalf("no IPv6 loopback: %v", err)
+		}
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	ln.Close()
+	srv := &testServer{svc: svc, Server: vfstest.ServeTCP(t, Name, svc, protocoltest.Host(p, netip.IPv6Loopback(), 3), "[::1]:0")}
+	c := dial(t, srv)
+	c.read()
+	c.login("nobody", "nobody")
+	c.expect("PASV", "425 Can't open passive connection: use EPSV.")
+	c.expect("EPRT |1|127.0.0.1|5000|", "501 Rejected data connection to foreign address.")
+	code, text := c.cmd("EPSV")
+	if code != 229 {
+		t.Fatalf("EPSV: %s", text)
+	}
+	var port int
+	fmt.Sscanf(text[strings.Index(text, "|||")+3:], "%d", &port)
+	d, err := net.Dial("tcp6", fmt.Sprintf("[::1]:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	c.cmd("NLST")
+	b, _ := io.ReadAll(d)
+	if string(b) != "ftp_data.txt\r\n" {
+		t.Fatalf("NLST over EPSV on IPv6: %q", b)
+	}
+	if code, _ := c.read(); code != 226 {
+		t.Fatalf("NLST end: %s", c.last)
+	}
+}
