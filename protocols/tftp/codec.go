@@ -185,6 +185,11 @@ func toNetascii(b []byte) []byte {
 	return out
 }
 
+// netasciiLen is len(toNetascii(b)) without converting.
+func netasciiLen(b []byte) int {
+	return len(b) + bytes.Count(b, []byte{'\n'}) + bytes.Count(b, []byte{'\r'})
+}
+
 // fromNetascii reverses toNetascii: CR LF → LF, CR NUL → CR.
 func fromNetascii(b []byte) []byte {
 	out := make([]byte, 0, len(b))

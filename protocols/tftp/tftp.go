@@ -185,10 +185,7 @@ func (sv *service) ServePacket(ctx context.Context, s *protocols.Session, req []
 			fail(kind, errNotFound, "File not found", fields...)
 			return
 		}
-		if r.mode == "netascii" {
-			data = toNetascii(data)
-		}
-		t.data = data
+		t.data = data // converted to netascii once the transfer has its slot
 	} else {
 		if sv.cfg.readOnly {
 			fail(kind, errAccess, "Access violation", fields...)
@@ -211,6 +208,18 @@ func (sv *service) ServePacket(ctx context.Context, s *protocols.Session, req []
 	if !ok {
 		fail(kind, errUndefined, "Too many transfers, try again later", fields...)
 		return
+	}
+	var held int64
+	if op == opRRQ && r.mode == "netascii" {
+		// The converted copy is this transfer's own: it counts against the in-flight budget.
+		if held = int64(netasciiLen(t.data)); !vfs.InFlight.Take(held) {
+			release()
+			fail(kind, errUndefined, "Server busy", fields...)
+			return
+		}
+		t.data = toNetascii(t.data)
+		inner := release
+		release = func() { inner(); vfs.InFlight.Give(held) }
 	}
 	ep, err := s.OpenUDP()
 	if err != nil {
@@ -316,7 +325,11 @@ func (t *transfer) negotiate() (uint16, string) {
 				continue
 			}
 			if t.req.op == opRRQ {
-				t.oack = append(t.oack, option{"tsize", strconv.Itoa(len(t.data))})
+				size := len(t.data)
+				if t.req.mode == "netascii" {
+					size = netasciiLen(t.data)
+				}
+				t.oack = append(t.oack, option{"tsize", strconv.Itoa(size)})
 			} else {
 				if n > maxFileBytes {
 					return errDiskFull, "Disk full or allocation exceeded"

@@ -382,3 +382,26 @@ func TestUnverifiedSourceGetsNoRetransmissions(t *testing.T) {
 	}
 	c.send(tid, encodeACK(1))
 }
+
+func TestNetasciiDownloadTsize(t *testing.T) {
+	srv := start(t, nil)
+	c := newClient(t)
+	c.send(srv.Addr, encodeRequest(opRRQ, "tftp_data.txt", "netascii", option{"tsize", "0"}))
+	p, tid := c.recv()
+	if p.op != opOACK || string(p.data) != "tsize\x0051\x00" {
+		t.Fatalf("OACK %q", p.data)
+	}
+	c.send(tid, encodeACK(0))
+	if p, _ = c.recv(); p.op != opDATA || string(p.data) != strings.ReplaceAll(testFile, "\n", "\r\n") {
+		t.Fatalf("DATA %q", p.data)
+	}
+	c.send(tid, encodeACK(1))
+	waitEvents(t, srv, "tftp.download", 1)
+	for range 500 {
+		if vfs.InFlight.Used() == 0 {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("in-flight bytes not given back: %d", vfs.InFlight.Used())
+}
