@@ -226,3 +226,24 @@ func TestIPv6Host(t *testing.T) {
 		t.Fatalf("NLST end: %s", c.last)
 	}
 }
+
+func TestTransferTimeout(t *testing.T) {
+	srv := startWith(t, "conpot", nil, func(s *service) { s.cfg.transfer = 300 * time.Millisecond })
+	c := dial(t, srv)
+	c.read()
+	c.login("nobody", "nobody")
+	// The client opens the data connection for an upload and then sends nothing.
+	d := c.pasv()
+	defer d.Close()
+	if code, _ := c.cmd("STOR stalled.bin"); code != 150 {
+		t.Fatalf("STOR: %s", c.last)
+	}
+	if code, text := c.read(); code != 426 {
+		t.Fatalf("stalled upload: %q", text)
+	}
+	// The session goes on.
+	c.expect("NOOP", "200 I successfully done nothin'.")
+	if n := len(srv.Events.OfType("ftp.upload")); n != 0 {
+		t.Fatalf("%d uploads recorded for an aborted transfer", n)
+	}
+}

@@ -405,3 +405,23 @@ func TestNetasciiDownloadTsize(t *testing.T) {
 	}
 	t.Fatalf("in-flight bytes not given back: %d", vfs.InFlight.Used())
 }
+
+func TestTransfersPerHostBounded(t *testing.T) {
+	srv := start(t, func(s *service) { s.cfg.perHost, s.cfg.perSource = 2, 10 })
+	var busy, data int
+	for range 4 {
+		c := newClient(t)
+		c.send(srv.Addr, encodeRequest(opRRQ, "tftp_data.txt", "octet"))
+		switch p, _ := c.recv(); {
+		case p.op == opDATA:
+			data++
+		case p.op == opERROR && p.block == errUndefined:
+			busy++
+		default:
+			t.Fatalf("answer %+v", p)
+		}
+	}
+	if data != 2 || busy != 2 {
+		t.Fatalf("%d transfers, %d refused; want 2 and 2", data, busy)
+	}
+}
