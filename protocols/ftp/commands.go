@@ -686,8 +686,10 @@ func (c *conn) sendFramed(b []byte, start, done string) (int, bool) {
 	if err != nil {
 		return c.reply(425, "Can't open data connection."), false
 	}
+	stop := c.watch(dc)
 	_, err = dc.Write(b)
 	dc.Close()
+	c.aborted = stop()
 	if err != nil {
 		return c.reply(426, "Connection closed; transfer aborted."), false
 	}

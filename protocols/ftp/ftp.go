@@ -150,6 +150,12 @@ type conn struct {
 	rnfr        string
 	data        *dataChan
 
+	// Read by the watcher while a transfer runs (see watch), consumed by serve after it.
+	pending [][]byte // complete command lines that came during a transfer
+	partial []byte   // the start of a line that came during a transfer (≤ maxLine+1 bytes)
+	ctlErr  error    // the control connection ended during a transfer
+	aborted bool     // ABOR came during the last transfer
+
 	replyBuf []byte // the current command's replies, for its event
 	commands int
 	dropped  int
@@ -166,6 +172,18 @@ func (c *conn) serve() {
 	c.reply(220, c.cfg.banner)
 	c.flush()
 	for !c.quit {
+		if len(c.pending) > 0 {
+			line := c.pending[0]
+			c.pending = c.pending[1:]
+			c.handle(line)
+			if len(c.pending) == 0 && c.r.Buffered() == 0 {
+				c.flush()
+			}
+			continue
+		}
+		if c.ctlErr != nil {
+			break
+		}
 		if err := c.nc.SetReadDeadline(time.Now().Add(c.cfg.idle)); err != nil {
 			return
 		}
@@ -188,7 +206,7 @@ func (c *conn) serve() {
 		}
 		c.handle(line)
 		// Pipelined commands get their replies in one segment; flush when none is waiting.
-		if c.r.Buffered() == 0 || c.quit {
+		if (c.r.Buffered() == 0 && len(c.pending) == 0) || c.quit {
 			if c.flush() != nil {
 				break
 			}
@@ -201,10 +219,72 @@ func (c *conn) serve() {
 
 var errLineTooLong = errors.New("command line too long")
 
-// readLine returns one command line without its line end. A line longer than maxLine is
-// skipped (up to maxDiscard bytes, else the connection ends) and errLineTooLong returned
-// with its first bytes.
+// readLine returns one command line without its line end, completing the start of one that
+// came during a transfer. A line longer than maxLine is skipped (up to maxDiscard bytes, else
+// the connection ends) and errLineTooLong returned with its first bytes.
 func (c *conn) readLine() ([]byte, error) {
+	if len(c.partial) == 0 {
+		return c.readLine1()
+	}
+	head := c.partial
+	c.partial = nil
+	rest, err := c.readLine1()
+	if err != nil && !errors.Is(err, errLineTooLong) {
+		return nil, err
+	}
+	if err != nil || len(head)+len(rest) > maxLine {
+		return head[:min(64, len(head))], errLineTooLong
+	}
+	return append(head, rest...), nil
+}
+
+// maxPending bounds the command lines kept while a transfer runs; the watcher stops
+// reading past it.
+const maxPending = 32
+
+// watch reads the control connection while a transfer runs on dc, as RFC 959 wants: ABOR
+// closes dc (the transfer ends with 426) and other commands wait for the transfer. The
+// returned stop ends the watch and reports whether ABOR came.
+func (c *conn) watch(dc net.Conn) (stop func() bool) {
+	done := make(chan struct{})
+	aborted := false
+	c.nc.SetReadDeadline(time.Now().Add(c.cfg.transfer + c.cfg.idle))
+	go func() {
+		defer close(done)
+		for len(c.pending) < maxPending {
+			b, err := c.r.ReadSlice('\n')
+			if err != nil {
+				// Stopped (a deadline in the past), the sensor's idle timeout, a line too
+				// long, or the end: keep what came of the line for serve.
+				c.partial = append(c.partial, b[:min(len(b), maxLine+1-len(c.partial))]...)
+				var ne net.Error
+				if !errors.As(err, &ne) && !errors.Is(err, bufio.ErrBufferFull) {
+					c.ctlErr = err
+				}
+				return
+			}
+			line := bytes.TrimRight(append(c.partial, b...), "\r\n")
+			c.partial = nil
+			if len(line) > maxLine {
+				line = line[:maxLine]
+			}
+			if verb, _ := parseCommand(line); verb == "ABOR" {
+				aborted = true
+				dc.Close()
+				return
+			}
+			c.pending = append(c.pending, line)
+		}
+	}()
+	return func() bool {
+		c.nc.SetReadDeadline(time.Unix(1, 0))
+		<-done
+		return aborted
+	}
+}
+
+// readLine1 reads one line from the buffered control connection.
+func (c *conn) readLine1() ([]byte, error) {
 	b, err := c.r.ReadSlice('\n')
 	if err == nil {
 		return bytes.TrimRight(b, "\r\n"), nil
@@ -274,6 +354,12 @@ func (c *conn) handle(line []byte) {
 	}
 	code := c.dispatch(verb, arg)
 	c.event(verb, arg, line, code)
+	if c.aborted {
+		// ABOR came during this command's transfer.
+		c.aborted = false
+		c.replyBuf = c.replyBuf[:0]
+		c.event("ABOR", "", []byte("ABOR"), c.reply(226, "ABOR command successful."))
+	}
 }
 
 func (c *conn) dispatch(verb, arg string) int {
@@ -419,7 +505,11 @@ func (c *conn) receive(max int64, what string) ([]byte, int, bool) {
 	if err != nil {
 		return nil, c.reply(425, "Can't open data connection."), false
 	}
-	defer dc.Close()
+	stop := c.watch(dc)
+	defer func() {
+		dc.Close()
+		c.aborted = stop()
+	}()
 	// Every byte held counts against the process-wide in-flight budget until it is stored.
 	var b []byte
 	var held int64

@@ -247,3 +247,47 @@ func TestTransferTimeout(t *testing.T) {
 		t.Fatalf("%d uploads recorded for an aborted transfer", n)
 	}
 }
+
+func TestAbortDuringTransfer(t *testing.T) {
+	srv := startProfile(t, "conpot", nil)
+	c := dial(t, srv)
+	c.read()
+	c.login("nobody", "nobody")
+	c.cmd("TYPE I")
+	// An upload in progress: the server waits for more data when ABOR comes.
+	d := c.pasv()
+	defer d.Close()
+	if code, _ := c.cmd("STOR big.bin"); code != 150 {
+		t.Fatalf("STOR: %s", c.last)
+	}
+	d.Write([]byte("partial data"))
+	io.WriteString(c.c, "\xff\xf4\xff\xf2ABOR\r\nPWD\r\n") // Telnet IP, DM, as clients send it
+	for _, want := range []int{426, 226, 257} {
+		if code, text := c.read(); code != want {
+			t.Fatalf("after ABOR: %q, want %d", text, want)
+		}
+	}
+	c.expect("SIZE big.bin", "550 /big.bin is not retrievable.")
+	// A command pipelined behind a completed transfer waits for it and is answered after.
+	d = c.pasv()
+	io.WriteString(c.c, "RETR ftp_data.txt\r\nNOOP\r\n")
+	body, _ := io.ReadAll(d)
+	d.Close()
+	for _, want := range []int{150, 226, 200} {
+		if code, text := c.read(); code != want {
+			t.Fatalf("pipelined behind RETR: %q, want %d", text, want)
+		}
+	}
+	if string(body) != "This is just a test file for Conpot's FTP server\n" {
+		t.Fatalf("RETR %q", body)
+	}
+	var abor bool
+	for _, e := range srv.Events.OfType("ftp.command") {
+		if e.Fields[0].Value == "ABOR" && e.Fields[2].Value == 226 {
+			abor = true
+		}
+	}
+	if !abor {
+		t.Fatal("no ABOR command event")
+	}
+}
