@@ -170,8 +170,9 @@ func TestConpotTransfers(t *testing.T) {
 	if body != "This is just a test!\nThis is another test\n" {
 		t.Fatalf("after APPE %q", body)
 	}
-	// Both uploads are in the capture directory under their hashes.
-	for _, data := range []string{"This is just a test!\n", "This is another test\n"} {
+	// Both uploads are in the capture directory under their hashes: the file as stored after
+	// each (so APPE's capture is the whole file).
+	for _, data := range []string{"This is just a test!\n", "This is just a test!\nThis is another test\n"} {
 		b, err := os.ReadFile(filepath.Join(srv.capture, sum([]byte(data))))
 		if err != nil || string(b) != data {
 			t.Errorf("capture of %q: %q %v", data, b, err)

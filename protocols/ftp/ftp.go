@@ -595,6 +595,28 @@ func (c *conn) store(verb, arg string) int {
 	if !ok {
 		return code
 	}
+	now := time.Now().UTC()
+	meta := vfs.Meta{Perm: modeBits(c.cfg.uploadPerms), UID: c.uid, GID: c.cfg.gid, ModTime: now, ATime: now}
+	// The file as stored (after APPE or REST) is what is captured, so the capture of that
+	// name is the file's content.
+	if verb == "APPE" || rest > 0 {
+		old, inf, err := c.view.ReadFile(p)
+		switch {
+		case rest > 0 && (err != nil || int64(len(old)) < rest):
+			return c.reply(554, "Invalid REST parameter.")
+		case rest > 0:
+			old = old[:rest]
+		}
+		if err == nil {
+			if int64(len(old))+int64(len(b)) > vfs.DefaultLimits.MaxFileSize {
+				return c.reply(552, "Requested file action aborted. Exceeded storage allocation.")
+			}
+			if verb == "APPE" {
+				meta.Perm, meta.UID, meta.GID = inf.Perm, inf.UID, inf.GID
+			}
+			b = append(append(make([]byte, 0, len(old)+len(b)), old...), b...)
+		}
+	}
 	cp, err := c.sv.store.Save(src, b)
 	fields := []protocols.Field{protocols.F("direction", "upload"), protocols.F("name", p),
 		protocols.F("bytes", len(b)), protocols.F("sha256", cp.SHA256), protocols.F("command", verb)}
@@ -608,17 +630,7 @@ func (c *conn) store(verb, arg string) int {
 		c.s.EmitText("upload_refused", nil, nil, append(fields, protocols.F("reason", reason))...)
 		return c.reply(452, "Insufficient storage space.")
 	}
-	now := time.Now().UTC()
-	meta := vfs.Meta{Perm: modeBits(c.cfg.uploadPerms), UID: c.uid, GID: c.cfg.gid, ModTime: now, ATime: now}
-	appendTo := verb == "APPE"
-	if rest > 0 {
-		old, _, err := c.view.ReadFile(p)
-		if err != nil || int64(len(old)) < rest {
-			return c.reply(554, "Invalid REST parameter.")
-		}
-		b = append(append(make([]byte, 0, rest+int64(len(b))), old[:rest]...), b...)
-	}
-	if err := c.view.WriteFile(p, b, appendTo, false, meta); err != nil {
+	if err := c.view.WriteFile(p, b, false, false, meta); err != nil {
 		c.s.EmitText("upload_refused", nil, nil, append(fields, protocols.F("reason", err.Error()))...)
 		if errors.Is(err, vfs.ErrNoSpace) {
 			return c.reply(452, "Insufficient storage space.")

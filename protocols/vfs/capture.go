@@ -5,10 +5,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 )
@@ -142,6 +144,39 @@ func (s *Store) Save(src netip.Addr, data []byte) (Capture, error) {
 	s.perSource[src] += c.Size
 	s.total += c.Size
 	return c, nil
+}
+
+// Load returns the captured content named sha (hex SHA-256), checked against its name.
+func (s *Store) Load(sha string) ([]byte, bool) {
+	if s.dir == "" || len(sha) != 64 || strings.Trim(sha, "0123456789abcdef") != "" {
+		return nil, false
+	}
+	f, err := os.Open(filepath.Join(s.dir, sha))
+	if err != nil {
+		return nil, false
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, DefaultLimits.MaxFileSize+1))
+	if err != nil || int64(len(b)) > DefaultLimits.MaxFileSize || hashHex(b) != sha {
+		return nil, false
+	}
+	return b, true
+}
+
+// LoadCapture finds the content named sha in any capture store of the process.
+func LoadCapture(sha string) ([]byte, bool) {
+	storesMu.Lock()
+	list := make([]*Store, 0, len(stores))
+	for _, s := range stores {
+		list = append(list, s)
+	}
+	storesMu.Unlock()
+	for _, s := range list {
+		if b, ok := s.Load(sha); ok {
+			return b, true
+		}
+	}
+	return nil, false
 }
 
 // writeNew writes data to a temporary file in dir and renames it to path.

@@ -112,6 +112,9 @@ type node struct {
 	dir      bool
 	data     []byte // never modified once stored; replaced on write
 	owned    int64  // bytes of data counted against the pool
+	sha      string // hex SHA-256 of data for files clients wrote (their capture name)
+	seeded   bool   // from the profile, not a client
+	origin   string // a seeded file's path when it was seeded (it may have been renamed)
 	meta     Meta
 	children map[string]*node
 }
@@ -129,6 +132,12 @@ type FS struct {
 	bytes  int64
 	nodes  int
 	seeded map[string]bool
+
+	seeding bool            // inside SeedOnce: new nodes are the profile's
+	tomb    map[string]bool // seeded paths clients removed or moved away
+	save    func([]byte) bool
+	saved   []byte // the manifest kept for the host (see persist.go)
+	last    []byte // the manifest last handed to save
 }
 
 // acct is what a filesystem holds of its pool. It lives apart from the FS so that a
@@ -155,7 +164,7 @@ func (a *acct) give(n int64) {
 // written into it count against pool until it is closed or garbage-collected.
 func New(lim Limits, pool *Pool) *FS {
 	now := time.Now()
-	f := &FS{lim: lim, acct: &acct{pool: pool}, nodes: 1, seeded: map[string]bool{},
+	f := &FS{lim: lim, acct: &acct{pool: pool}, nodes: 1, seeded: map[string]bool{}, tomb: map[string]bool{},
 		root: &node{name: "/", dir: true, children: map[string]*node{},
 			meta: Meta{Perm: 0o755, ModTime: now, ATime: now}}}
 	runtime.AddCleanup(f, func(a *acct) { a.pool.give(a.owned.Swap(0)) }, f.acct)
@@ -166,14 +175,24 @@ func New(lim Limits, pool *Pool) *FS {
 const stateKey = "vfs"
 
 // ForHost returns the host's filesystem, creating it empty with DefaultLimits and
-// DefaultPool on first use. Every protocol of the host sees the same one.
+// DefaultPool on first use. Every protocol of the host sees the same one; what clients
+// change in it is kept in the host's state (see persist.go).
 func ForHost(h *protocols.Host) *FS {
-	return h.State(stateKey, func() any { return New(DefaultLimits, DefaultPool) }).(*FS)
+	return h.State(stateKey, func() any {
+		f := New(DefaultLimits, DefaultPool)
+		if b, ok := h.Persisted(persistKey); ok {
+			f.saved, f.last = b, b
+		}
+		f.save = func(b []byte) bool { return h.Persist(persistKey, b) }
+		return f
+	}).(*FS)
 }
 
 // SeedOnce runs fn on the filesystem the first time it is called with key (a protocol
 // seeding its directory), so several protocols can each seed their part exactly once.
-// Seeded content is not counted against the pool.
+// Seeded content is not counted against the pool. Then what clients changed before the
+// host was last evicted or the sensor restarted is put back (see persist.go), the files
+// they wrote read by content from the capture stores.
 func (f *FS) SeedOnce(key string, fn func(s *Seeder) error) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -181,7 +200,14 @@ func (f *FS) SeedOnce(key string, fn func(s *Seeder) error) error {
 		return nil
 	}
 	f.seeded[key] = true
-	return fn(&Seeder{f: f})
+	f.seeding = true
+	err := fn(&Seeder{f: f})
+	f.seeding = false
+	if err != nil {
+		return err
+	}
+	f.restore(LoadCapture)
+	return nil
 }
 
 // Seeder adds the profile's files; it is valid only inside SeedOnce.
@@ -211,7 +237,12 @@ func (s *Seeder) File(p string, data []byte, meta Meta, dirMeta Meta) error {
 	if err != nil {
 		return err
 	}
-	return s.f.put(dir, parts[len(parts)-1], data, meta, false)
+	name := parts[len(parts)-1]
+	if err := s.f.put(dir, name, data, meta, false); err != nil {
+		return err
+	}
+	dir.children[name].origin = "/" + strings.Join(parts, "/")
+	return nil
 }
 
 // SetMeta changes p's metadata; apply is given the current one.
@@ -334,7 +365,7 @@ func (f *FS) mkdirAll(parts []string, meta Meta, setLast bool) (*node, error) {
 			if f.nodes >= f.lim.MaxNodes {
 				return nil, ErrNoSpace
 			}
-			next = &node{name: c, dir: true, meta: meta, children: map[string]*node{}}
+			next = &node{name: c, dir: true, meta: meta, children: map[string]*node{}, seeded: f.seeding}
 			n.children[c] = next
 			f.nodes++
 		} else if !next.dir {
@@ -380,8 +411,33 @@ func (f *FS) put(dir *node, name string, data []byte, meta Meta, owned bool) err
 		f.nodes++
 	}
 	f.bytes += size - oldSize
-	dir.children[name] = &node{name: name, data: data, owned: take, meta: meta}
+	n := &node{name: name, data: data, owned: take, meta: meta, seeded: f.seeding}
+	if owned {
+		n.sha = hashHex(data)
+	}
+	if exists && old.seeded {
+		f.tomb[old.origin] = true
+	}
+	dir.children[name] = n
 	return nil
+}
+
+// vacate records that the profile's nodes at and below n (now at p) left their seeded
+// places. Callers hold f.mu.
+func (f *FS) vacate(n *node, p string) {
+	if !n.seeded {
+		return
+	}
+	if n.dir {
+		f.tomb[p] = true
+		for name, c := range n.children {
+			f.vacate(c, strings.TrimSuffix(p, "/")+"/"+name)
+		}
+		return
+	}
+	if n.origin != "" {
+		f.tomb[n.origin] = true
+	}
 }
 
 // release gives back what n and everything below it hold. Callers hold f.mu.
@@ -547,7 +603,11 @@ func (v *View) WriteFile(p string, data []byte, appendTo, mkParents bool, meta M
 			meta.Perm, meta.UID, meta.GID = old.meta.Perm, old.meta.UID, old.meta.GID
 		}
 	}
-	return v.fs.put(dir, name, data, meta, true)
+	if err := v.fs.put(dir, name, data, meta, true); err != nil {
+		return err
+	}
+	v.fs.persist()
+	return nil
 }
 
 // Mkdir creates the directory p; its parent must exist (the jail's root is created).
@@ -576,6 +636,7 @@ func (v *View) Mkdir(p string, meta Meta) error {
 	}
 	dir.children[name] = &node{name: name, dir: true, meta: meta, children: map[string]*node{}}
 	v.fs.nodes++
+	v.fs.persist()
 	return nil
 }
 
@@ -606,7 +667,9 @@ func (v *View) Remove(p string, dir bool) error {
 		return ErrNotEmpty
 	}
 	delete(parent.children, name)
+	v.fs.vacate(n, "/"+strings.Join(parts, "/"))
 	v.fs.release(n)
+	v.fs.persist()
 	return nil
 }
 
@@ -647,11 +710,14 @@ func (v *View) Rename(from, to string) error {
 		if old.dir || n.dir {
 			return ErrExist
 		}
+		v.fs.vacate(old, "/"+strings.Join(dst, "/"))
 		v.fs.release(old)
 	}
 	delete(sp.children, sname)
+	v.fs.vacate(n, "/"+strings.Join(src, "/"))
 	n.name = dname
 	dp.children[dname] = n
+	v.fs.persist()
 	return nil
 }
 
@@ -668,5 +734,6 @@ func (v *View) SetMeta(p string, apply func(m *Meta)) error {
 		return err
 	}
 	apply(&n.meta)
+	v.fs.persist()
 	return nil
 }
