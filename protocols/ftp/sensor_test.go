@@ -89,26 +89,9 @@ func TestThroughSensor(t *testing.T) {
 	cfg.Bind.PortOffset = off
 	cfg.Privileges.User = ""
 	cfg.Metrics.Listen = ""
-	s, err := sensor.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg.State.Dir = filepath.Join(dir, "state")
 	events := &syncBuffer{}
-	s.SetBus(sensor.NewBus(1024, sensor.NewJSONSink("test", events, nil, false)))
-	ctx, cancel := context.WithCancel(context.Background())
-	if err := s.Bind(ctx); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { s.Run(ctx, nil); close(done) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			t.Error("sensor did not stop")
-		}
-	})
+	stop := startSensor(t, cfg, events)
 	hostA, hostB := net24+".5", net24+".6"
 	ftpURL := func(host, path string) string { return fmt.Sprintf("ftp://%s:%d%s", host, ftp.Port+off, path) }
 	curl := func(args ...string) (string, error) {
@@ -177,4 +160,44 @@ func TestThroughSensor(t *testing.T) {
 	if !has(stream) {
 		t.Errorf("events lack one of %v:\n%s", wants, stream)
 	}
+
+	// The sensor restarts with the same state directory: host A still has both files.
+	stop()
+	startSensor(t, cfg, &syncBuffer{})
+	out, err = curl("-u", "admin:cp443", ftpURL(hostA, "/"))
+	if err != nil || !strings.Contains(out, "fw.bin") || !strings.Contains(out, "cfg") {
+		t.Fatalf("listing on A after a restart: %v %q", err, out)
+	}
+	if out, err := curl("-u", "admin:cp443", ftpURL(hostA, "/cfg/startup.cfg")); err != nil || out != string(payload) {
+		t.Fatalf("TFTP upload after a restart: %v %q", err, out)
+	}
+}
+
+// startSensor runs a sensor until the returned stop (or the test's end).
+func startSensor(t *testing.T, cfg sensor.Config, events io.Writer) (stop func()) {
+	t.Helper()
+	s, err := sensor.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.SetBus(sensor.NewBus(1024, sensor.NewJSONSink("test", events, nil, false)))
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := s.Bind(ctx); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { s.Run(ctx, nil); close(done) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case <-done:
+			case <-time.After(5 * time.Second):
+				t.Error("sensor did not stop")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
 }
