@@ -110,7 +110,7 @@ func parseConfig(sec *profiles.Section) (*config, error) {
 
 func (c *config) parseDeviceInfo(sec *profiles.Section, n *profiles.Node) error {
 	sec.CheckChildren(n, "enabled_commands", "device_type", "banner", "max_login_attempts", "sever_timeout",
-		"motd", "stou_suffix", "stou_prefix", "syst", "transfer_timeout", "capture_dir")
+		"motd", "stou_suffix", "stou_prefix", "syst", "transfer_timeout")
 	for _, e := range n.Children {
 		v := e.TextTrim()
 		switch e.Name {
@@ -166,8 +166,6 @@ func (c *config) parseDeviceInfo(sec *profiles.Section, n *profiles.Node) error 
 			} else {
 				c.stouSuffix = v
 			}
-		case "capture_dir":
-			c.captureDir = v
 		}
 	}
 	return nil

@@ -1,6 +1,7 @@
 package ftp
 
 import (
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -82,5 +83,45 @@ func TestGeneratedFilesPerHost(t *testing.T) {
 	}
 	if again := read(a); again != la {
 		t.Fatal("a host's generated log changed between sessions")
+	}
+}
+
+func TestOptions(t *testing.T) {
+	p := protocoltest.Profile(t, "testdata/conpot")
+	dir := filepath.Join(t.TempDir(), "captures")
+	svc := protocoltest.ConfigureWith(t, protocol{}, p, &options{CaptureDir: dir, CaptureMaxBytesPerSource: 5}).(*service)
+	if svc.store.Dir() != dir {
+		t.Fatalf("capture dir %q, want %q", svc.store.Dir(), dir)
+	}
+	if _, err := svc.store.Save(netip.MustParseAddr("192.0.2.1"), []byte("123456")); err == nil {
+		t.Fatal("per-source quota from the options not applied")
+	}
+	file := filepath.Join(t.TempDir(), "f")
+	os.WriteFile(file, nil, 0o644)
+	for _, o := range []*options{{CaptureMaxBytes: -1}, {CaptureMaxBytesPerSource: -5}, {CaptureDir: file}} {
+		if o.Validate() == nil {
+			t.Errorf("%+v validated", o)
+		}
+	}
+	if (&options{CaptureDir: dir}).Validate() != nil {
+		t.Error("a capture dir still to be made must validate")
+	}
+}
+
+func TestCaptureDirIsNotAProfileKnob(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "ftp"), 0o755)
+	os.WriteFile(filepath.Join(dir, "template.xml"), []byte(`<core><databus/></core>`), 0o644)
+	os.WriteFile(filepath.Join(dir, "ftp", "ftp.xml"), []byte(`<ftp enabled="True"><device_info><capture_dir>/etc</capture_dir></device_info></ftp>`), 0o644)
+	p, err := profiles.LoadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := parseConfig(p.Sections[Name])
+	if err != nil || c.captureDir != "" {
+		t.Fatalf("%v %q", err, c.captureDir)
+	}
+	if w := p.Warnings(); len(w) != 1 || !strings.Contains(w[0], "capture_dir") {
+		t.Fatalf("warnings %v", w)
 	}
 }

@@ -75,16 +75,32 @@ func TestThroughSensor(t *testing.T) {
 	os.MkdirAll(filepath.Join(prof, "tftp"), 0o755)
 	os.WriteFile(filepath.Join(prof, "template.xml"), []byte(`<core><template><entity name="unit">CP 443-1</entity></template><databus/></core>`), 0o644)
 	os.WriteFile(filepath.Join(prof, "ftp", "ftp.xml"), []byte(`<ftp enabled="True">
-  <device_info><banner>VxWorks (5.4.2) FTP server ready</banner><capture_dir>`+capture+`</capture_dir></device_info>
+  <device_info><banner>VxWorks (5.4.2) FTP server ready</banner></device_info>
   <ftp_users><users group="0:root"><user uid="0"><uname>admin</uname><password>cp443</password></user></users>
     <anon_login enabled="False"/></ftp_users>
   <ftp_vfs><path>/</path></ftp_vfs>
 </ftp>`), 0o644)
-	os.WriteFile(filepath.Join(prof, "tftp", "tftp.xml"), []byte(`<tftp enabled="True"><tftp_root_path>/</tftp_root_path><capture_dir>`+capture+`</capture_dir></tftp>`), 0o644)
+	os.WriteFile(filepath.Join(prof, "tftp", "tftp.xml"), []byte(`<tftp enabled="True"><tftp_root_path>/</tftp_root_path></tftp>`), 0o644)
 
-	cfg := sensor.DefaultConfig()
+	// Both protocols copy uploads to one capture directory, set in the sensor's configuration.
 	net24 := fmt.Sprintf("127.80.%d", rand.IntN(256))
-	cfg.Hosts = []sensor.HostRule{{Addresses: []string{net24 + ".0/24"}, Profile: prof}}
+	conf := filepath.Join(dir, "icsnare.toml")
+	os.WriteFile(conf, []byte(fmt.Sprintf(`
+[[hosts]]
+addresses = ["%s.0/24"]
+profile = %q
+
+[protocols.ftp]
+capture_dir = %q
+
+[protocols.tftp]
+capture_dir = %q
+capture_max_bytes_per_source = 1048576
+`, net24, prof, capture, capture)), 0o644)
+	cfg, err := sensor.LoadConfig(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
 	off := freeOffset(t)
 	cfg.Bind.PortOffset = off
 	cfg.Privileges.User = ""

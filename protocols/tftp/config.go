@@ -52,7 +52,7 @@ func parseConfig(sec *profiles.Section) (*config, error) {
 		return nil, root.Errorf("root element must be <tftp>")
 	}
 	sec.CheckChildren(root, "tftp_root_path", "add_src", "data_fs_subdir", "timeout", "retries",
-		"max_transfers_per_host", "max_transfers_per_source", "read_only", "capture_dir", "generated", "rate_limit")
+		"max_transfers_per_host", "max_transfers_per_source", "read_only", "generated", "rate_limit")
 	c := &config{root: "/", timeout: defaultTimeout, retries: defaultRetries, perHost: defaultPerHost,
 		perSource: defaultPerSource, readOnly: defaultReadOnly, captureQuota: vfs.DefaultQuotas,
 		limits: map[string]rateLimit{"read": defaultLimits["read"], "write": defaultLimits["write"]}}
@@ -103,8 +103,6 @@ func parseConfig(sec *profiles.Section) (*config, error) {
 				return nil, e.Errorf("%v", err)
 			}
 			c.readOnly = b
-		case "capture_dir":
-			c.captureDir = v
 		case "rate_limit":
 			class, _ := e.Attr("class")
 			if _, ok := defaultLimits[class]; !ok {
