@@ -20,9 +20,9 @@ import (
 // persistKey is the host-state key of the manifest.
 const persistKey = "vfs.manifest"
 
-// maxManifest bounds the manifest (the host's state record is bounded too); past it the
-// latest changes live in memory only.
-const maxManifest = 48 << 10
+// maxManifest bounds the manifest to a fair share of the host's state record (64 KiB for
+// every protocol together by default); past it the latest changes live in memory only.
+const maxManifest = 16 << 10
 
 // Entry kinds.
 const (
