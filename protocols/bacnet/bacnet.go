@@ -1,0 +1,613 @@
+package bacnet
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"net/netip"
+	"time"
+
+	"github.com/icsnare/icsnare/protocols"
+)
+
+// Bounds of one request.
+const (
+	maxRPMObjects    = 64  // read access specifications in one ReadPropertyMultiple
+	maxRPMProperties = 512 // property results in one ReadPropertyMultiple answer
+	maxIHave         = 8   // I-Have answers to one Who-Has
+)
+
+// service serves one profile's BACnet/IP devices.
+type service struct {
+	cfg   *config
+	types [numObjectTypesBitLen]bool // protocol-object-types-supported
+}
+
+func newService(c *config) *service {
+	sv := &service{cfg: c}
+	sv.types[objDevice] = true
+	for _, o := range c.objects {
+		if int(o.id.typ) < len(sv.types) {
+			sv.types[o.id.typ] = true
+		}
+	}
+	return sv
+}
+
+// Endpoints implements protocols.Service.
+func (sv *service) Endpoints() []protocols.Endpoint {
+	return []protocols.Endpoint{{Transport: protocols.UDP, Port: Port}}
+}
+
+// ServePacket implements protocols.PacketService.
+func (sv *service) ServePacket(ctx context.Context, s *protocols.Session, req []byte, reply func([]byte)) {
+	sv.serve(ctx, s, req, reply, false)
+}
+
+// ServeBroadcast implements protocols.BroadcastService: a datagram sent to the prefix's
+// broadcast address. Only unconfirmed requests (Who-Is, Who-Has, time synchronisation) are
+// served; the answers go to the requester, from this host's address.
+func (sv *service) ServeBroadcast(ctx context.Context, s *protocols.Session, to netip.Addr, req []byte, reply func([]byte)) {
+	sv.serve(ctx, s, req, reply, true)
+}
+
+// exchange collects what one request did, for its event.
+type exchange struct {
+	kind   string
+	failed bool
+	fields []protocols.Field
+	out    []byte // the first answer datagram
+}
+
+func (x *exchange) add(k string, v any) { x.fields = append(x.fields, protocols.F(k, v)) }
+
+func (sv *service) serve(ctx context.Context, s *protocols.Session, req []byte, reply func([]byte), broadcast bool) {
+	x := &exchange{}
+	send := func(b []byte) {
+		if x.out == nil {
+			x.out = b
+		}
+		reply(b)
+	}
+	sv.handle(ctx, s, req, send, broadcast, x)
+	if x.kind == "" {
+		x.kind = "ignored"
+	}
+	s.Request(x.kind, x.failed)
+	if broadcast {
+		x.add("broadcast", true)
+	}
+	s.Emit("request", req, x.out, append([]protocols.Field{protocols.F("service", x.kind)}, x.fields...)...)
+}
+
+func (sv *service) handle(ctx context.Context, s *protocols.Session, req []byte, reply func([]byte), broadcast bool, x *exchange) {
+	m, err := decodeMessage(req)
+	if err != nil {
+		x.kind, x.failed = "invalid", true
+		x.add("error", err.Error())
+		if errors.Is(err, errAPDU) && !broadcast {
+			sv.rejectMalformed(&m, reply)
+		}
+		return
+	}
+	if code, ok := nakFor[m.bvlc.function]; ok {
+		x.kind = "bvlc"
+		x.add("bvlc_function", int(m.bvlc.function))
+		if !broadcast {
+			reply(bvlcResultFrame(code))
+		}
+		return
+	}
+	if !m.hasAPDU {
+		x.kind = "bvlc"
+		x.add("bvlc_function", int(m.bvlc.function))
+		if m.npdu.networkMessage() {
+			x.kind = "network"
+			x.add("network_message", int(m.npdu.msgType))
+		}
+		return // a device that is not a router ignores network layer messages
+	}
+	if !m.npdu.forUs() {
+		x.kind = "routed"
+		x.add("dnet", int(m.npdu.dnet))
+		return
+	}
+	a := &m.apdu
+	switch a.typ {
+	case pduConfirmed:
+		x.kind = serviceName(true, a.service)
+		x.add("invoke_id", int(a.invokeID))
+		if broadcast {
+			return
+		}
+		sv.confirmed(ctx, s, &m, reply, x)
+	case pduUnconfirmed:
+		x.kind = serviceName(false, a.service)
+		sv.unconfirmed(s, &m, reply, x)
+	case pduSegmentACK:
+		x.kind = "segment-ack"
+		x.add("invoke_id", int(a.invokeID))
+		x.add("sequence", int(a.seq))
+		if !broadcast {
+			sv.segmentACK(s, a, reply)
+		}
+	case pduAbort:
+		x.kind = "abort"
+		x.add("invoke_id", int(a.invokeID))
+		x.add("abort_reason", int(a.reason))
+		sv.cancel(s, a.invokeID)
+	default:
+		x.kind = "ack"
+		x.add("pdu_type", int(a.typ))
+	}
+}
+
+// rejectMalformed answers a confirmed request whose header decoded but whose body did not.
+func (sv *service) rejectMalformed(m *message, reply func([]byte)) {
+	b := m.npdu.apdu
+	if m.bvlc.function == 0 || len(b) < 3 || b[0]>>4 != pduConfirmed {
+		return
+	}
+	reply(frame(&m.npdu, appendReject(nil, b[2], rejectInvalidTag)))
+}
+
+// confirmed serves a confirmed request.
+func (sv *service) confirmed(ctx context.Context, s *protocols.Session, m *message, reply func([]byte), x *exchange) {
+	a := &m.apdu
+	answer := func(apdu []byte) { reply(frame(&m.npdu, apdu)) }
+	if a.segmented() {
+		// Segmented requests are not accepted (segmentation-supported says transmit only).
+		x.failed = true
+		x.add("abort_reason", abortSegmentationNotSupport)
+		answer(appendAbort(nil, a.invokeID, abortSegmentationNotSupport))
+		return
+	}
+	v := sv.view(s.Host)
+	var res result
+	switch a.service {
+	case svcReadProperty:
+		res = sv.readProperty(v, a.data, x)
+	case svcReadPropertyMultiple:
+		res = sv.readPropertyMultiple(v, a.data, x)
+	case svcWriteProperty:
+		res = sv.writeProperty(v, a.data, x)
+	case svcDeviceCommControl:
+		res = sv.deviceCommunicationControl(a.data, x)
+	case svcReinitializeDevice:
+		res = sv.reinitializeDevice(a.data, x)
+	default:
+		res = rejected(rejectUnrecognizedService)
+	}
+	switch res.typ {
+	case pduSimpleACK:
+		answer(appendSimpleACK(nil, a.invokeID, a.service))
+	case pduComplexACK:
+		sv.sendComplexACK(s, m, res.data, reply, x)
+	case pduError:
+		x.failed = true
+		x.add("error_class", int(res.err.class))
+		x.add("error_code", int(res.err.code))
+		answer(appendErrorPDU(nil, a.invokeID, a.service, res.err.class, res.err.code))
+	case pduReject:
+		x.failed = true
+		x.add("reject_reason", int(res.reason))
+		answer(appendReject(nil, a.invokeID, res.reason))
+	case pduAbort:
+		x.failed = true
+		x.add("abort_reason", int(res.reason))
+		answer(appendAbort(nil, a.invokeID, res.reason))
+	}
+}
+
+// result is the outcome of a confirmed service.
+type result struct {
+	typ    byte
+	data   []byte // ComplexACK service data
+	err    *bacError
+	reason byte
+}
+
+func rejected(reason byte) result   { return result{typ: pduReject, reason: reason} }
+func failed(e *bacError) result     { return result{typ: pduError, err: e} }
+func complexACK(data []byte) result { return result{typ: pduComplexACK, data: data} }
+func simpleACK() result             { return result{typ: pduSimpleACK} }
+func rejectFor(r *reader, _ error) result {
+	if r.done() {
+		return rejected(rejectMissingParameter)
+	}
+	return rejected(rejectInvalidTag)
+}
+
+func (sv *service) readProperty(v *view, data []byte, x *exchange) result {
+	r := reader{b: data}
+	oid, err := r.ctxObjectID(0)
+	if err != nil {
+		return rejectFor(&r, err)
+	}
+	prop, err := r.ctxUnsigned(1)
+	if err != nil {
+		return rejectFor(&r, err)
+	}
+	idx := int64(-1)
+	if i, ok, err := r.optCtxUnsigned(2); err != nil {
+		return rejected(rejectInvalidTag)
+	} else if ok {
+		idx = int64(i)
+	}
+	if !r.done() {
+		return rejected(rejectTooManyArguments)
+	}
+	x.add("object", oid.String())
+	x.add("property", int(prop))
+	if idx >= 0 {
+		x.add("array_index", idx)
+	}
+	o := v.lookup(oid)
+	if o == nil {
+		return failed(errUnknownObject)
+	}
+	b := appendCtxObjectID(nil, 0, v.idOf(o))
+	b = appendCtxUnsigned(b, 1, prop)
+	if idx >= 0 {
+		b = appendCtxUnsigned(b, 2, uint32(idx))
+	}
+	b = appendOpen(b, 3)
+	b, e := v.readProperty(b, o, prop, idx)
+	if e != nil {
+		return failed(e)
+	}
+	return complexACK(appendClose(b, 3))
+}
+
+func (sv *service) readPropertyMultiple(v *view, data []byte, x *exchange) result {
+	r := reader{b: data}
+	var b []byte
+	specs, results := 0, 0
+	var objs []string
+	if r.done() {
+		return rejected(rejectMissingParameter)
+	}
+	for !r.done() {
+		if specs++; specs > maxRPMObjects {
+			return result{typ: pduAbort, reason: abortBufferOverflow}
+		}
+		oid, err := r.ctxObjectID(0)
+		if err != nil {
+			return rejectFor(&r, err)
+		}
+		if err := r.expectOpen(1); err != nil {
+			return rejectFor(&r, err)
+		}
+		objs = append(objs, oid.String())
+		o := v.lookup(oid)
+		id := oid
+		if o != nil {
+			id = v.idOf(o)
+		}
+		b = appendCtxObjectID(b, 0, id)
+		b = appendOpen(b, 1)
+		refs := 0
+		for {
+			t, ok := r.peek()
+			if !ok {
+				return rejectFor(&r, nil)
+			}
+			if t.close && t.num == 1 {
+				r.next()
+				break
+			}
+			prop, err := r.ctxUnsigned(0)
+			if err != nil {
+				return rejectFor(&r, err)
+			}
+			idx := int64(-1)
+			if i, ok, err := r.optCtxUnsigned(1); err != nil {
+				return rejected(rejectInvalidTag)
+			} else if ok {
+				idx = int64(i)
+			}
+			refs++
+			var props []uint32
+			switch {
+			case o == nil:
+				props = []uint32{prop}
+			case prop == propAll:
+				props = allProperties(o)
+			case prop == propRequired:
+				props = append([]uint32{propObjectIdentifier, propObjectName, propObjectType}, o.required...)
+				props = append(props, propPropertyList)
+			case prop == propOptional:
+				props = o.optional
+			default:
+				props = []uint32{prop}
+			}
+			special := prop == propAll || prop == propRequired || prop == propOptional
+			for _, p := range props {
+				if results++; results > maxRPMProperties {
+					return result{typ: pduAbort, reason: abortBufferOverflow}
+				}
+				b = appendCtxUnsigned(b, 2, p)
+				if idx >= 0 && !special {
+					b = appendCtxUnsigned(b, 3, uint32(idx))
+				}
+				var e *bacError
+				if o == nil {
+					e = errUnknownObject
+				} else {
+					b = appendOpen(b, 4)
+					var nb []byte
+					if nb, e = v.readProperty(b, o, p, idx); e == nil {
+						b = appendClose(nb, 4)
+						continue
+					}
+					b = b[:len(b)-1] // drop the opening tag 4
+				}
+				b = appendOpen(b, 5)
+				b = appendEnumerated(appendEnumerated(b, e.class), e.code)
+				b = appendClose(b, 5)
+			}
+		}
+		if refs == 0 {
+			return rejected(rejectMissingParameter)
+		}
+		b = appendClose(b, 1)
+	}
+	x.add("objects", objs)
+	return complexACK(b)
+}
+
+func (sv *service) writeProperty(v *view, data []byte, x *exchange) result {
+	r := reader{b: data}
+	oid, err := r.ctxObjectID(0)
+	if err != nil {
+		return rejectFor(&r, err)
+	}
+	prop, err := r.ctxUnsigned(1)
+	if err != nil {
+		return rejectFor(&r, err)
+	}
+	idx := int64(-1)
+	if i, ok, err := r.optCtxUnsigned(2); err != nil {
+		return rejected(rejectInvalidTag)
+	} else if ok {
+		idx = int64(i)
+	}
+	if err := r.expectOpen(3); err != nil {
+		return rejectFor(&r, err)
+	}
+	value, err := r.enclosed(3)
+	if err != nil {
+		return rejectFor(&r, err)
+	}
+	priority := uint32(16)
+	if p, ok, err := r.optCtxUnsigned(4); err != nil {
+		return rejected(rejectInvalidTag)
+	} else if ok {
+		if p < 1 || p > 16 {
+			return rejected(rejectParameterOutOfRange)
+		}
+		priority = p
+	}
+	if !r.done() {
+		return rejected(rejectTooManyArguments)
+	}
+	x.add("object", oid.String())
+	x.add("property", int(prop))
+	x.add("value", hex.EncodeToString(value))
+	x.add("priority", int(priority))
+	if idx >= 0 {
+		x.add("array_index", idx)
+	}
+	o := v.lookup(oid)
+	if o == nil {
+		return failed(errUnknownObject)
+	}
+	if e := v.writeProperty(o, prop, idx, value, priority); e != nil {
+		return failed(e)
+	}
+	return simpleACK()
+}
+
+// deviceCommunicationControl is refused as a password-protected controller refuses it.
+func (sv *service) deviceCommunicationControl(data []byte, x *exchange) result {
+	r := reader{b: data}
+	if d, ok, err := r.optCtxUnsigned(0); err != nil {
+		return rejected(rejectInvalidTag)
+	} else if ok {
+		x.add("duration", int(d))
+	}
+	state, err := r.ctxUnsigned(1)
+	if err != nil {
+		return rejectFor(&r, err)
+	}
+	if state > 2 {
+		return rejected(rejectParameterOutOfRange)
+	}
+	x.add("enable_disable", int(state))
+	if res, ok := password(&r, 2, x); !ok {
+		return res
+	}
+	return failed(errPassword)
+}
+
+// reinitializeDevice is refused like deviceCommunicationControl.
+func (sv *service) reinitializeDevice(data []byte, x *exchange) result {
+	r := reader{b: data}
+	state, err := r.ctxUnsigned(0)
+	if err != nil {
+		return rejectFor(&r, err)
+	}
+	if state > 6 {
+		return rejected(rejectParameterOutOfRange)
+	}
+	x.add("reinitialized_state", int(state))
+	if res, ok := password(&r, 1, x); !ok {
+		return res
+	}
+	return failed(errPassword)
+}
+
+// password reads an optional context-tagged password (1-20 characters) into the event.
+func password(r *reader, n uint32, x *exchange) (result, bool) {
+	if r.done() {
+		return result{}, true
+	}
+	t, err := r.next()
+	if err != nil || !t.isCtx(n) {
+		return rejected(rejectInvalidTag), false
+	}
+	v, err := decodeApp(tag{num: tagCharString, data: t.data})
+	if err != nil {
+		return rejected(rejectInvalidParameterType), false
+	}
+	x.add("password", v.s)
+	if len(v.s) < 1 || len(v.s) > 20 {
+		return rejected(rejectParameterOutOfRange), false
+	}
+	if !r.done() {
+		return rejected(rejectTooManyArguments), false
+	}
+	return result{}, true
+}
+
+// unconfirmed serves an unconfirmed request.
+func (sv *service) unconfirmed(s *protocols.Session, m *message, reply func([]byte), x *exchange) {
+	a := &m.apdu
+	v := sv.view(s.Host)
+	r := reader{b: a.data}
+	switch a.service {
+	case svcWhoIs:
+		low, hasLow, err1 := r.optCtxUnsigned(0)
+		high, hasHigh, err2 := r.optCtxUnsigned(1)
+		if err1 != nil || err2 != nil || hasLow != hasHigh || !r.done() {
+			x.failed = true
+			return
+		}
+		if hasLow {
+			x.add("low", int(low))
+			x.add("high", int(high))
+			if v.st.instance < low || v.st.instance > high {
+				return
+			}
+		}
+		reply(frame(&m.npdu, sv.iAm(v)))
+	case svcWhoHas:
+		low, hasLow, err1 := r.optCtxUnsigned(0)
+		high, hasHigh, err2 := r.optCtxUnsigned(1)
+		if err1 != nil || err2 != nil || hasLow != hasHigh {
+			x.failed = true
+			return
+		}
+		if hasLow && (v.st.instance < low || v.st.instance > high) {
+			return
+		}
+		t, err := r.next()
+		if err != nil || !r.done() {
+			x.failed = true
+			return
+		}
+		var match func(o *objectConfig) bool
+		switch {
+		case t.isCtx(2) && len(t.data) == 4:
+			oid := decodeObjectID(uint32(t.data[0])<<24 | uint32(t.data[1])<<16 | uint32(t.data[2])<<8 | uint32(t.data[3]))
+			x.add("object", oid.String())
+			match = func(o *objectConfig) bool { return v.idOf(o) == oid }
+		case t.isCtx(3):
+			name, err := decodeApp(tag{num: tagCharString, data: t.data})
+			if err != nil {
+				x.failed = true
+				return
+			}
+			x.add("object_name", name.s)
+			match = func(o *objectConfig) bool { return v.objectName(o) == name.s }
+		default:
+			x.failed = true
+			return
+		}
+		sent := 0
+		for _, o := range append([]*objectConfig{sv.cfg.device}, sv.cfg.objects...) {
+			if sent < maxIHave && match(o) {
+				sent++
+				b := []byte{pduUnconfirmed << 4, svcIHave}
+				b = appendObjectID(b, v.deviceID())
+				b = appendObjectID(b, v.idOf(o))
+				b = appendCharString(b, v.objectName(o))
+				reply(frame(&m.npdu, b))
+			}
+		}
+	case svcTimeSynchronization, svcUTCTimeSynchronizaton:
+		set, ok := decodeDateTime(&r, a.service == svcUTCTimeSynchronizaton)
+		if !ok {
+			x.failed = true
+			return
+		}
+		x.add("time", set.Format(time.RFC3339))
+		off := time.Until(set)
+		if off > 10*365*24*time.Hour || off < -10*365*24*time.Hour {
+			return
+		}
+		v.st.mu.Lock()
+		v.st.clock = off
+		v.st.mu.Unlock()
+	}
+}
+
+// objectName is an object's current name.
+func (v *view) objectName(o *objectConfig) string {
+	b, e := v.readProperty(nil, o, propObjectName, -1)
+	if e != nil {
+		return ""
+	}
+	t, _, err := decodeTag(b)
+	if err != nil {
+		return ""
+	}
+	val, err := decodeApp(t)
+	if err != nil {
+		return ""
+	}
+	return val.s
+}
+
+// iAm is the I-Am APDU of the host.
+func (sv *service) iAm(v *view) []byte {
+	b := []byte{pduUnconfirmed << 4, svcIAm}
+	b = appendObjectID(b, v.deviceID())
+	b = appendUnsigned(b, uint32(sv.cfg.maxAPDU))
+	b = appendEnumerated(b, sv.cfg.segmentation)
+	vendor := uint32(260)
+	if vb, e := v.readProperty(nil, sv.cfg.device, propVendorIdentifier, -1); e == nil {
+		if t, _, err := decodeTag(vb); err == nil {
+			if val, err := decodeApp(t); err == nil {
+				vendor = val.u
+			}
+		}
+	}
+	return appendUnsigned(b, vendor)
+}
+
+// decodeDateTime reads an application date and time.
+func decodeDateTime(r *reader, utc bool) (time.Time, bool) {
+	d, err := r.next()
+	if err != nil || !d.isApp(tagDate) || len(d.data) != 4 {
+		return time.Time{}, false
+	}
+	t, err := r.next()
+	if err != nil || !t.isApp(tagTime) || len(t.data) != 4 || !r.done() {
+		return time.Time{}, false
+	}
+	if d.data[0] == 0xFF || d.data[1] < 1 || d.data[1] > 12 || d.data[2] < 1 || d.data[2] > 31 ||
+		t.data[0] > 23 || t.data[1] > 59 || t.data[2] > 59 {
+		return time.Time{}, false
+	}
+	loc := time.Local
+	if utc {
+		loc = time.UTC
+	}
+	cs := int(t.data[3])
+	if cs > 99 {
+		cs = 0
+	}
+	return time.Date(1900+int(d.data[0]), time.Month(d.data[1]), int(d.data[2]),
+		int(t.data[0]), int(t.data[1]), int(t.data[2]), cs*1e7, loc), true
+}

@@ -1,0 +1,172 @@
+package bacnet
+
+import (
+	"sync"
+	"time"
+
+	"github.com/icsnare/icsnare/protocols"
+)
+
+// Segmentation of answers (5.2, 5.4.4): the first segment goes out at once, then a window
+// of segments per Segment-ACK the client sends; an unacknowledged window is sent again
+// after the segment timeout, a bounded number of times.
+const (
+	maxSegments      = 64   // segments of one answer (max-segments-accepted)
+	segmentTimeoutMS = 2000 // apdu-segment-timeout
+	proposedWindow   = 16   // our proposed window size
+	maxTransfers     = 4    // segmented answers in progress per flow
+	segmentHeaderLen = 5    // ComplexACK with SEG: type, invoke, sequence, window, service
+)
+
+// transfer is one segmented answer in progress.
+type transfer struct {
+	segs    [][]byte // framed datagrams
+	next    int      // first segment not acknowledged
+	window  int
+	retries int
+	timer   *time.Timer
+}
+
+// transfers are a flow's segmented answers, by invoke id.
+type transfers struct {
+	mu     sync.Mutex
+	m      map[byte]*transfer
+	closed bool
+}
+
+func (sv *service) transfers(s *protocols.Session) *transfers {
+	return s.State("bacnet.tsm", func() any {
+		ts := &transfers{m: map[byte]*transfer{}}
+		s.OnClose(func() {
+			ts.mu.Lock()
+			defer ts.mu.Unlock()
+			ts.closed = true
+			for id, t := range ts.m {
+				t.timer.Stop()
+				delete(ts.m, id)
+			}
+		})
+		return ts
+	}).(*transfers)
+}
+
+// sendComplexACK sends an answer, segmented when it does not fit the client's max APDU.
+func (sv *service) sendComplexACK(s *protocols.Session, m *message, data []byte, reply func([]byte), x *exchange) {
+	a := &m.apdu
+	maxAPDU := sv.cfg.maxAPDU
+	if a.maxAPDU > 0 && a.maxAPDU < maxAPDU {
+		maxAPDU = a.maxAPDU
+	}
+	if 3+len(data) <= maxAPDU {
+		reply(frame(&m.npdu, append(appendComplexACKHeader(nil, a.invokeID, a.service), data...)))
+		return
+	}
+	abort := func(reason byte) {
+		x.failed = true
+		x.add("abort_reason", int(reason))
+		reply(frame(&m.npdu, appendAbort(nil, a.invokeID, reason)))
+	}
+	if sv.cfg.segmentation == segNone || a.flags&flagSA == 0 {
+		abort(abortSegmentationNotSupport)
+		return
+	}
+	chunk := maxAPDU - segmentHeaderLen
+	n := (len(data) + chunk - 1) / chunk
+	limit := maxSegments
+	if a.maxSegs > 0 && a.maxSegs < limit {
+		limit = a.maxSegs
+	}
+	if n > limit {
+		abort(abortBufferOverflow)
+		return
+	}
+	t := &transfer{segs: make([][]byte, n), window: 1}
+	for i := range n {
+		part := data[i*chunk : min(len(data), (i+1)*chunk)]
+		h := appendSegmentedACKHeader(nil, a.invokeID, a.service, byte(i), proposedWindow, i < n-1)
+		t.segs[i] = frame(&m.npdu, append(h, part...))
+	}
+	ts := sv.transfers(s)
+	ts.mu.Lock()
+	if old, ok := ts.m[a.invokeID]; ok {
+		old.timer.Stop()
+		delete(ts.m, a.invokeID)
+	}
+	if ts.closed || len(ts.m) >= maxTransfers {
+		ts.mu.Unlock()
+		abort(abortOutOfResources)
+		return
+	}
+	ts.m[a.invokeID] = t
+	id := a.invokeID
+	t.timer = time.AfterFunc(segmentTimeoutMS*time.Millisecond, func() { sv.retransmit(s, ts, id, t) })
+	ts.mu.Unlock()
+	x.add("segments", n)
+	reply(t.segs[0])
+}
+
+// segmentACK sends the next window of a segmented answer.
+func (sv *service) segmentACK(s *protocols.Session, a *apdu, reply func([]byte)) {
+	ts := sv.transfers(s)
+	ts.mu.Lock()
+	t, ok := ts.m[a.invokeID]
+	if !ok {
+		ts.mu.Unlock()
+		return
+	}
+	seq := int(a.seq)
+	if seq < t.next-1 || seq >= len(t.segs) {
+		ts.mu.Unlock()
+		return // a duplicate or an acknowledgement of what was never sent
+	}
+	if seq == len(t.segs)-1 {
+		t.timer.Stop()
+		delete(ts.m, a.invokeID)
+		ts.mu.Unlock()
+		return
+	}
+	t.window = max(1, min(int(a.window), proposedWindow))
+	t.next = seq + 1
+	t.retries = 0
+	end := min(len(t.segs), t.next+t.window)
+	out := t.segs[t.next:end]
+	t.timer.Reset(segmentTimeoutMS * time.Millisecond)
+	ts.mu.Unlock()
+	for _, seg := range out {
+		reply(seg)
+	}
+}
+
+// retransmit sends the unacknowledged window again, up to the retry count.
+func (sv *service) retransmit(s *protocols.Session, ts *transfers, id byte, t *transfer) {
+	ts.mu.Lock()
+	if ts.m[id] != t {
+		ts.mu.Unlock()
+		return
+	}
+	if t.retries++; t.retries > defaultRetries {
+		delete(ts.m, id)
+		ts.mu.Unlock()
+		return
+	}
+	end := min(len(t.segs), t.next+t.window)
+	out := t.segs[t.next:end]
+	t.timer.Reset(segmentTimeoutMS * time.Millisecond)
+	ts.mu.Unlock()
+	for _, seg := range out {
+		if s.Send(seg) != nil {
+			return
+		}
+	}
+}
+
+// cancel ends a segmented answer the client aborted.
+func (sv *service) cancel(s *protocols.Session, id byte) {
+	ts := sv.transfers(s)
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	if t, ok := ts.m[id]; ok {
+		t.timer.Stop()
+		delete(ts.m, id)
+	}
+}
