@@ -211,8 +211,8 @@ func rejected(reason byte) result   { return result{typ: pduReject, reason: reas
 func failed(e *bacError) result     { return result{typ: pduError, err: e} }
 func complexACK(data []byte) result { return result{typ: pduComplexACK, data: data} }
 func simpleACK() result             { return result{typ: pduSimpleACK} }
-func rejectFor(r *reader, _ error) result {
-	if r.done() {
+func rejectFor(err error) result {
+	if errors.Is(err, errMissing) {
 		return rejected(rejectMissingParameter)
 	}
 	return rejected(rejectInvalidTag)
@@ -222,11 +222,11 @@ func (sv *service) readProperty(v *view, data []byte, x *exchange) result {
 	r := reader{b: data}
 	oid, err := r.ctxObjectID(0)
 	if err != nil {
-		return rejectFor(&r, err)
+		return rejectFor(err)
 	}
 	prop, err := r.ctxUnsigned(1)
 	if err != nil {
-		return rejectFor(&r, err)
+		return rejectFor(err)
 	}
 	idx := int64(-1)
 	if i, ok, err := r.optCtxUnsigned(2); err != nil {
@@ -273,10 +273,10 @@ func (sv *service) readPropertyMultiple(v *view, data []byte, x *exchange) resul
 		}
 		oid, err := r.ctxObjectID(0)
 		if err != nil {
-			return rejectFor(&r, err)
+			return rejectFor(err)
 		}
 		if err := r.expectOpen(1); err != nil {
-			return rejectFor(&r, err)
+			return rejectFor(err)
 		}
 		objs = append(objs, oid.String())
 		o := v.lookup(oid)
@@ -290,7 +290,7 @@ func (sv *service) readPropertyMultiple(v *view, data []byte, x *exchange) resul
 		for {
 			t, ok := r.peek()
 			if !ok {
-				return rejectFor(&r, nil)
+				return rejectFor(errMissing)
 			}
 			if t.close && t.num == 1 {
 				r.next()
@@ -298,7 +298,7 @@ func (sv *service) readPropertyMultiple(v *view, data []byte, x *exchange) resul
 			}
 			prop, err := r.ctxUnsigned(0)
 			if err != nil {
-				return rejectFor(&r, err)
+				return rejectFor(err)
 			}
 			idx := int64(-1)
 			if i, ok, err := r.optCtxUnsigned(1); err != nil {
@@ -360,11 +360,11 @@ func (sv *service) writeProperty(v *view, data []byte, x *exchange) result {
 	r := reader{b: data}
 	oid, err := r.ctxObjectID(0)
 	if err != nil {
-		return rejectFor(&r, err)
+		return rejectFor(err)
 	}
 	prop, err := r.ctxUnsigned(1)
 	if err != nil {
-		return rejectFor(&r, err)
+		return rejectFor(err)
 	}
 	idx := int64(-1)
 	if i, ok, err := r.optCtxUnsigned(2); err != nil {
@@ -373,11 +373,11 @@ func (sv *service) writeProperty(v *view, data []byte, x *exchange) result {
 		idx = int64(i)
 	}
 	if err := r.expectOpen(3); err != nil {
-		return rejectFor(&r, err)
+		return rejectFor(err)
 	}
 	value, err := r.enclosed(3)
 	if err != nil {
-		return rejectFor(&r, err)
+		return rejectFor(err)
 	}
 	priority := uint32(16)
 	if p, ok, err := r.optCtxUnsigned(4); err != nil {
@@ -418,7 +418,7 @@ func (sv *service) deviceCommunicationControl(data []byte, x *exchange) result {
 	}
 	state, err := r.ctxUnsigned(1)
 	if err != nil {
-		return rejectFor(&r, err)
+		return rejectFor(err)
 	}
 	if state > 2 {
 		return rejected(rejectParameterOutOfRange)
@@ -435,7 +435,7 @@ func (sv *service) reinitializeDevice(data []byte, x *exchange) result {
 	r := reader{b: data}
 	state, err := r.ctxUnsigned(0)
 	if err != nil {
-		return rejectFor(&r, err)
+		return rejectFor(err)
 	}
 	if state > 6 {
 		return rejected(rejectParameterOutOfRange)

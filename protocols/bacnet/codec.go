@@ -388,7 +388,7 @@ func decodeMessage(b []byte) (message, error) {
 		return m, err
 	}
 	switch m.bvlc.function {
-	case bvlcOriginalUnicast, bvlcOriginalBroadcast, bvlcForwardedNPDU, bvlcDistributeBcast:
+	case bvlcOriginalUnicast, bvlcOriginalBroadcast, bvlcForwardedNPDU:
 	default:
 		return m, nil
 	}

@@ -148,14 +148,30 @@ func (r *reader) next() (tag, error) {
 	return t, nil
 }
 
-// ctxUnsigned reads the primitive context tag n holding an unsigned value.
-func (r *reader) ctxUnsigned(n uint32) (uint32, error) {
-	t, err := r.next()
+// errMissing is a required parameter missing at the end of a request.
+var errMissing = errors.New("missing parameter")
+
+// want consumes the next tag if it is the primitive context tag n.
+func (r *reader) want(n uint32) (tag, error) {
+	if r.done() {
+		return tag{}, errMissing
+	}
+	t, l, err := decodeTag(r.b[r.pos:])
 	if err != nil {
-		return 0, err
+		return tag{}, err
 	}
 	if !t.isCtx(n) {
-		return 0, fmt.Errorf("want context tag %d: %w", n, errTagForm)
+		return tag{}, fmt.Errorf("want context tag %d: %w", n, errTagForm)
+	}
+	r.pos += l
+	return t, nil
+}
+
+// ctxUnsigned reads the primitive context tag n holding an unsigned value.
+func (r *reader) ctxUnsigned(n uint32) (uint32, error) {
+	t, err := r.want(n)
+	if err != nil {
+		return 0, err
 	}
 	return decodeUnsigned(t.data)
 }
@@ -172,11 +188,11 @@ func (r *reader) optCtxUnsigned(n uint32) (uint32, bool, error) {
 
 // ctxObjectID reads the context tag n holding an object identifier.
 func (r *reader) ctxObjectID(n uint32) (objectID, error) {
-	t, err := r.next()
+	t, err := r.want(n)
 	if err != nil {
 		return objectID{}, err
 	}
-	if !t.isCtx(n) || len(t.data) != 4 {
+	if len(t.data) != 4 {
 		return objectID{}, fmt.Errorf("want object identifier in context tag %d: %w", n, errTagForm)
 	}
 	return decodeObjectID(binary.BigEndian.Uint32(t.data)), nil
@@ -184,6 +200,9 @@ func (r *reader) ctxObjectID(n uint32) (objectID, error) {
 
 // expectOpen consumes the opening tag n.
 func (r *reader) expectOpen(n uint32) error {
+	if r.done() {
+		return errMissing
+	}
 	t, err := r.next()
 	if err != nil {
 		return err

@@ -1,0 +1,710 @@
+package bacnet
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/icsnare/icsnare/protocols"
+	"github.com/icsnare/icsnare/protocols/protocoltest"
+)
+
+func TestWhoIsIAm(t *testing.T) {
+	sv, h := testService(t, "conpot")
+	f := newFlow(t, sv, h)
+	check := func(m message) {
+		t.Helper()
+		a := m.apdu
+		if a.typ != pduUnconfirmed || a.service != svcIAm {
+			t.Fatalf("answer %+v", a)
+		}
+		vals, err := decodeValues(a.data)
+		if err != nil || len(vals) != 4 {
+			t.Fatalf("I-Am values %v: %v", vals, err)
+		}
+		if vals[0].oid != (objectID{objDevice, 36113}) || vals[1].u != 1024 || vals[2].u != segTransmit || vals[3].u != 15 {
+			t.Fatalf("I-Am %+v", vals)
+		}
+	}
+	check(f.ask1(broadcastFrame(whoIs(-1, 0))))
+	check(f.ask1(unicast(whoIs(36000, 37000))))
+	check(f.ask1(unicast(whoIs(36113, 36113))))
+	for _, r := range [][2]int64{{0, 36112}, {36114, 4194303}} {
+		if out := f.ask(unicast(whoIs(r[0], r[1]))); len(out) != 0 {
+			t.Fatalf("Who-Is %v answered %x", r, out)
+		}
+	}
+	// Only a low limit is malformed: silence.
+	if out := f.ask(unicast(appendCtxUnsigned([]byte{0x10, 0x08}, 0, 1))); len(out) != 0 {
+		t.Fatalf("Who-Is with a low limit only answered %x", out)
+	}
+	// Broadcast through the spine's fan-out: answered like a unicast one.
+	var out [][]byte
+	sv.ServeBroadcast(t.Context(), f.s, netip.MustParseAddr("127.50.0.255"), broadcastFrame(whoIs(-1, 0)), func(b []byte) { out = append(out, b) })
+	if len(out) != 1 {
+		t.Fatalf("broadcast Who-Is: %d answers", len(out))
+	}
+	// A confirmed request to a broadcast address is not answered.
+	out = nil
+	sv.ServeBroadcast(t.Context(), f.s, netip.MustParseAddr("127.50.0.255"), unicast(confirmedReq(1, svcReadProperty, 5, rpData(testDevice, propObjectName, -1))), func(b []byte) { out = append(out, b) })
+	if len(out) != 0 {
+		t.Fatal("broadcast ReadProperty answered")
+	}
+}
+
+// TestNmapBacnetInfoBytes replays nmap's bacnet-info requests and checks the answers at the
+// offsets the script reads.
+func TestNmapBacnetInfoBytes(t *testing.T) {
+	sv, h := testService(t, "conpot")
+	f := newFlow(t, sv, h)
+	name, _ := h.Databus.GetString("SystemName")
+	for _, tc := range []struct {
+		prop byte
+		want string
+	}{
+		{0x4b, ""}, {0x78, ""}, {0x79, "Alerton Technologies, Inc."}, {0x46, "VAV-DD Controller"}, {0x4d, name},
+		{0x2c, ""}, {0x0c, ""},
+	} {
+		req := unhex(t, "810a001101040005010c0c023fffff19"+fmt.Sprintf("%02x", tc.prop))
+		out := f.ask(req)
+		if len(out) != 1 {
+			t.Fatalf("property %#x: %d answers", tc.prop, len(out))
+		}
+		r := out[0]
+		if r[0] != 0x81 || r[6] != 0x30 {
+			t.Fatalf("property %#x: answer %x is not a ComplexACK at byte 7", tc.prop, r)
+		}
+		switch tc.prop {
+		case 0x4b:
+			if inst := uint32(r[19])<<16 | uint32(r[20])<<8 | uint32(r[21]); inst != 36113 || r[17] != 0xc4 {
+				t.Fatalf("object identifier answer %x", r)
+			}
+		case 0x78:
+			if r[17] != 0x21 || r[18] != 15 {
+				t.Fatalf("vendor id answer %x", r)
+			}
+		default:
+			l := int(r[17]&7) - 1
+			off := 18
+			if r[17]&7 == 5 {
+				l, off = int(r[18])-1, 19
+			}
+			if r[off] != 0 {
+				t.Fatalf("charset %d", r[off])
+			}
+			got := string(r[off+1 : off+1+l])
+			if tc.want != "" && got != tc.want {
+				t.Fatalf("property %#x: %q, want %q", tc.prop, got, tc.want)
+			}
+			if got == "" {
+				t.Fatalf("property %#x is empty", tc.prop)
+			}
+		}
+	}
+}
+
+func TestReadEveryDeviceProperty(t *testing.T) {
+	sv, h := testService(t, "controller")
+	f := newFlow(t, sv, h)
+	st := sv.state(h)
+	for _, p := range allProperties(sv.cfg.device) {
+		vals, m := f.readValue(objectID{objDevice, st.instance}, p, -1)
+		if m.apdu.typ != pduComplexACK {
+			t.Fatalf("property %d: answer type %d (%d/%d)", p, m.apdu.typ, m.apdu.errorClass, m.apdu.errorCode)
+		}
+		if p != propDeviceAddressBinding && len(vals) == 0 {
+			t.Fatalf("property %d: no value", p)
+		}
+	}
+	if v := f.readOne(testDevice, propObjectIdentifier); v.oid != (objectID{objDevice, st.instance}) {
+		t.Fatalf("object identifier %v", v.oid)
+	}
+	loc, _ := h.Databus.GetString("SiteLocation")
+	for p, want := range map[uint32]string{propModelName: "EX-BC 200", propFirmwareRevision: "4.2.1", propLocation: loc,
+		propDescription: "Air handling unit 1", propApplicationSoftware: "AHU sequence 2.3", propVendorName: "Example Controls"} {
+		if v := f.readOne(testDevice, p); v.s != want {
+			t.Errorf("property %d: %q, want %q", p, v.s, want)
+		}
+	}
+	// object-list: whole, size, one element, beyond.
+	vals, _ := f.readValue(testDevice, propObjectList, -1)
+	if len(vals) != 6 || vals[0].oid.typ != objDevice || vals[2].oid != (objectID{objAnalogValue, 2}) {
+		t.Fatalf("object-list %+v", vals)
+	}
+	if v, _ := f.readValue(testDevice, propObjectList, 0); len(v) != 1 || v[0].u != 6 {
+		t.Fatalf("object-list[0] %+v", v)
+	}
+	if v, _ := f.readValue(testDevice, propObjectList, 5); len(v) != 1 || v[0].oid != (objectID{objBinaryOutput, 4}) {
+		t.Fatalf("object-list[5] %+v", v)
+	}
+	_, m := f.readValue(testDevice, propObjectList, 7)
+	if m.apdu.typ != pduError || m.apdu.errorCode != errCodeInvalidArrayIndex {
+		t.Fatalf("object-list[7]: %+v", m.apdu)
+	}
+	_, m = f.readValue(testDevice, propModelName, 1)
+	if m.apdu.typ != pduError || m.apdu.errorCode != errCodePropertyNotArray {
+		t.Fatalf("model-name[1]: %+v", m.apdu)
+	}
+	// Services and object types supported match what is implemented.
+	v := f.readOne(testDevice, propProtocolServices)
+	if len(v.bits) != 7 || v.bits[0] != 7 || v.bits[2]&0x0a != 0x0a { // readProperty (12), readPropertyMultiple (14)
+		t.Fatalf("services supported %x", v.bits)
+	}
+	v = f.readOne(testDevice, propProtocolObjectTypes)
+	if v.bits[1] != 0xe8 || v.bits[2] != 0x80 || v.bits[3] != 0x10 { // AI, AO, AV, BO; device, MSV (19)
+		t.Fatalf("object types supported %x", v.bits)
+	}
+}
+
+func TestReadErrors(t *testing.T) {
+	sv, h := testService(t, "conpot")
+	f := newFlow(t, sv, h)
+	for _, tc := range []struct {
+		name        string
+		req         []byte
+		typ         byte
+		class, code uint32
+		reason      byte
+	}{
+		{"unknown object", rpData(objectID{objAnalogInput, 99}, propPresentValue, -1), pduError, errClassObject, errCodeUnknownObject, 0},
+		{"other device", rpData(objectID{objDevice, 1}, propObjectName, -1), pduError, errClassObject, errCodeUnknownObject, 0},
+		{"unknown property", rpData(objectID{objBinaryInput, 12}, propUnits, -1), pduError, errClassProperty, errCodeUnknownProperty, 0},
+		{"ALL in ReadProperty", rpData(testDevice, propAll, -1), pduError, errClassProperty, errCodeUnknownProperty, 0},
+		{"missing property", appendCtxObjectID(nil, 0, testDevice), pduReject, 0, 0, rejectMissingParameter},
+		{"wrong tag", appendCtxUnsigned(nil, 1, 77), pduReject, 0, 0, rejectInvalidTag},
+		{"extra argument", append(rpData(testDevice, propObjectName, -1), 0x49, 0x01), pduReject, 0, 0, rejectTooManyArguments},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := f.ask1(unicast(confirmedReq(9, svcReadProperty, 5, tc.req)))
+			a := m.apdu
+			if a.typ != tc.typ || a.invokeID != 9 || a.errorClass != tc.class || a.errorCode != tc.code || a.reason != tc.reason {
+				t.Fatalf("answer %+v", a)
+			}
+		})
+	}
+	for _, svc := range []byte{svcSubscribeCOV, 0, 26, 28, 200} {
+		m := f.ask1(unicast(confirmedReq(3, svc, 5, nil)))
+		if m.apdu.typ != pduReject || m.apdu.reason != rejectUnrecognizedService {
+			t.Fatalf("service %d: %+v", svc, m.apdu)
+		}
+	}
+	// A segmented request is aborted: this device does not receive segments.
+	m := f.ask1(unicast([]byte{0x0e, 0x05, 4, 0, 1, svcWriteProperty, 0x0c}))
+	if m.apdu.typ != pduAbort || m.apdu.reason != abortSegmentationNotSupport {
+		t.Fatalf("segmented request: %+v", m.apdu)
+	}
+	// Password-protected services are refused, and the password is recorded.
+	pw := appendTagHeader(nil, 2, true, 7)
+	pw = append(append(pw, 0), "secret"...)
+	dcc := append(appendCtxUnsigned(nil, 1, 1), pw...)
+	m = f.ask1(unicast(confirmedReq(5, svcDeviceCommControl, 5, dcc)))
+	if m.apdu.typ != pduError || m.apdu.errorClass != errClassSecurity || m.apdu.errorCode != errCodePasswordFailure {
+		t.Fatalf("DCC: %+v", m.apdu)
+	}
+	ev := f.rec.Events()
+	last := ev[len(ev)-1]
+	found := false
+	for _, fl := range last.Fields {
+		if fl.Key == "password" && fl.Value == "secret" {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("DCC event fields %+v", last.Fields)
+	}
+	m = f.ask1(unicast(confirmedReq(6, svcReinitializeDevice, 5, appendCtxUnsigned(nil, 0, 0))))
+	if m.apdu.typ != pduError || m.apdu.errorCode != errCodePasswordFailure {
+		t.Fatalf("reinitialize: %+v", m.apdu)
+	}
+	// ACKs, errors and other PDUs a server receives get no answer.
+	for _, req := range [][]byte{appendSimpleACK(nil, 1, 15), appendErrorPDU(nil, 1, 12, 1, 31), appendReject(nil, 1, 1), {0x10, 0x00}, {0x10, 0x01}} {
+		if out := f.ask(unicast(req)); len(out) != 0 {
+			t.Fatalf("%x answered %x", req, out)
+		}
+	}
+}
+
+func TestBVLCAndNetworkLayer(t *testing.T) {
+	sv, h := testService(t, "conpot")
+	f := newFlow(t, sv, h)
+	// BBMD functions get the NAK of a device that is not a BBMD.
+	for fn, code := range nakFor {
+		req := appendBVLC(nil, fn, 2)
+		req = append(req, 0, 60)
+		out := f.ask(req)
+		if len(out) != 1 || !bytes.Equal(out[0], bvlcResultFrame(code)) {
+			t.Fatalf("BVLC function %#x answered %x", fn, out)
+		}
+	}
+	for _, in := range []string{
+		"810b0007018000",               // Who-Is-Router-To-Network
+		"810a000e01240007020102ff1008", // Who-Is for network 7
+		"810600040000",                 // BVLC-Result received
+		"0c023fffff",                   // a bare APDU (what Conpot expected)
+		"810a000a0104",                 // length mismatch
+	} {
+		if out := f.ask(unhex(t, in)); len(out) != 0 {
+			t.Fatalf("%s answered %x", in, out)
+		}
+	}
+	// A request through a router is answered back through it.
+	out := f.ask(unhex(t, "810a0017010c000503aabbcc0005010c0c023fffff194b"))
+	if len(out) != 1 || !bytes.HasPrefix(out[0][4:], unhex(t, "01200005 03aabbcc ff 30 01 0c")) {
+		t.Fatalf("routed answer %x", out)
+	}
+	// A malformed confirmed request is rejected.
+	m := f.ask1(unicast([]byte{0x00, 0x05, 0x44, svcReadProperty, 0x0c, 0x02}))
+	if m.apdu.typ != pduReject || m.apdu.invokeID != 0x44 {
+		t.Fatalf("malformed: %+v", m.apdu)
+	}
+}
+
+func TestReadPropertyMultiple(t *testing.T) {
+	sv, h := testService(t, "controller")
+	f := newFlow(t, sv, h)
+	objs := []objectID{testDevice}
+	specs := map[objectID][]uint32{testDevice: {propAll}}
+	for _, o := range sv.cfg.objects {
+		objs = append(objs, o.id)
+		specs[o.id] = []uint32{propAll}
+	}
+	unknown := objectID{objBinaryValue, 77}
+	objs = append(objs, unknown)
+	specs[unknown] = []uint32{propAll}
+	m := f.ask1(unicast(confirmedReq(4, svcReadPropertyMultiple, 5, rpmData(specs, objs))))
+	if m.apdu.typ != pduComplexACK {
+		t.Fatalf("answer %+v", m.apdu)
+	}
+	res := parseRPMAck(t, m.apdu.data)
+	if len(res) != len(objs) {
+		t.Fatalf("%d results, want %d", len(res), len(objs))
+	}
+	for i, o := range objs {
+		got := res[i]
+		if o == unknown {
+			if len(got.errs) != 1 || got.errs[propAll] != errCodeUnknownObject {
+				t.Fatalf("unknown object: %+v", got)
+			}
+			continue
+		}
+		oc := sv.cfg.byID[o]
+		if o == testDevice {
+			oc = sv.cfg.device
+		}
+		if len(got.errs) != 0 || len(got.props) != len(allProperties(oc)) {
+			t.Fatalf("%s: %d properties, %d errors, want %d", o, len(got.props), len(got.errs), len(allProperties(oc)))
+		}
+	}
+	// REQUIRED and OPTIONAL split ALL.
+	m = f.ask1(unicast(confirmedReq(5, svcReadPropertyMultiple, 5, rpmData(map[objectID][]uint32{testDevice: {propRequired, propOptional}}, []objectID{testDevice}))))
+	res = parseRPMAck(t, m.apdu.data)
+	if len(res[0].props) != len(allProperties(sv.cfg.device)) {
+		t.Fatalf("REQUIRED+OPTIONAL %d properties, ALL %d", len(res[0].props), len(allProperties(sv.cfg.device)))
+	}
+	// A property the object lacks is an error inside the ACK.
+	m = f.ask1(unicast(confirmedReq(6, svcReadPropertyMultiple, 5, rpmData(map[objectID][]uint32{{objAnalogInput, 1}: {propPresentValue, propPolarity}}, []objectID{{objAnalogInput, 1}}))))
+	res = parseRPMAck(t, m.apdu.data)
+	if len(res[0].props) != 1 || res[0].errs[propPolarity] != errCodeUnknownProperty {
+		t.Fatalf("%+v", res[0])
+	}
+	// Empty and malformed requests are rejected.
+	for _, data := range [][]byte{nil, appendCtxObjectID(nil, 0, testDevice), append(appendOpen(appendCtxObjectID(nil, 0, testDevice), 1), appendClose(nil, 1)...)} {
+		m = f.ask1(unicast(confirmedReq(7, svcReadPropertyMultiple, 5, data)))
+		if m.apdu.typ != pduReject {
+			t.Fatalf("%x: %+v", data, m.apdu)
+		}
+	}
+}
+
+type rpmResult struct {
+	oid   objectID
+	props map[uint32][]appValue
+	errs  map[uint32]uint32
+}
+
+func parseRPMAck(t *testing.T, b []byte) []rpmResult {
+	t.Helper()
+	r := reader{b: b}
+	var out []rpmResult
+	for !r.done() {
+		oid, err := r.ctxObjectID(0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res := rpmResult{oid: oid, props: map[uint32][]appValue{}, errs: map[uint32]uint32{}}
+		if err := r.expectOpen(1); err != nil {
+			t.Fatal(err)
+		}
+		for {
+			tg, _ := r.peek()
+			if tg.close && tg.num == 1 {
+				r.next()
+				break
+			}
+			p, err := r.ctxUnsigned(2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.optCtxUnsigned(3)
+			tg, err = r.next()
+			if err != nil || !tg.open {
+				t.Fatalf("want opening tag: %v", err)
+			}
+			raw, err := r.enclosed(tg.num)
+			if err != nil {
+				t.Fatal(err)
+			}
+			vals, err := decodeValues(raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tg.num == 5 {
+				res.errs[p] = vals[1].u
+			} else {
+				res.props[p] = vals
+			}
+		}
+		out = append(out, res)
+	}
+	return out
+}
+
+func TestWriteProperty(t *testing.T) {
+	sv, h := testService(t, "controller")
+	f := newFlow(t, sv, h)
+	write := func(o objectID, p uint32, val []byte, prio uint32) apdu {
+		t.Helper()
+		return f.ask1(unicast(confirmedReq(11, svcWriteProperty, 5, wpData(o, p, val, prio)))).apdu
+	}
+	ok := func(a apdu) {
+		t.Helper()
+		if a.typ != pduSimpleACK || a.service != svcWriteProperty || a.invokeID != 11 {
+			t.Fatalf("answer %+v", a)
+		}
+	}
+	deny := func(a apdu, code uint32) {
+		t.Helper()
+		if a.typ != pduError || a.errorCode != code {
+			t.Fatalf("answer %+v, want error code %d", a, code)
+		}
+	}
+	av := objectID{objAnalogValue, 2}
+	ok(write(av, propPresentValue, appendReal(nil, 17.5), 0))
+	if v := f.readOne(av, propPresentValue); v.f != 17.5 {
+		t.Fatalf("read back %v", v.f)
+	}
+	deny(write(av, propPresentValue, appendUnsigned(nil, 17), 0), errCodeInvalidDataType)
+	deny(write(av, propUnits, appendEnumerated(nil, 64), 0), errCodeWriteAccessDenied)
+	deny(write(av, propPolarity, appendEnumerated(nil, 1), 0), errCodeUnknownProperty)
+	deny(write(objectID{objAnalogValue, 99}, propPresentValue, appendReal(nil, 1), 0), errCodeUnknownObject)
+	deny(write(testDevice, propVendorName, appendCharString(nil, "x"), 0), errCodeWriteAccessDenied)
+	deny(write(testDevice, propObjectList, appendUnsigned(nil, 1), 0), errCodeWriteAccessDenied)
+
+	// An input is written only while out of service; the value goes to its databus key.
+	ai := objectID{objAnalogInput, 1}
+	deny(write(ai, propPresentValue, appendReal(nil, 99), 0), errCodeWriteAccessDenied)
+	ok(write(ai, propOutOfService, appendBoolean(nil, true), 0))
+	if v := f.readOne(ai, propStatusFlags); len(v.bits) != 2 || v.bits[1] != 0x10 {
+		t.Fatalf("status flags %x, want out-of-service set", v.bits)
+	}
+	ok(write(ai, propPresentValue, appendReal(nil, 99), 0))
+	if got, _ := h.Databus.Get("SupplyAirTemp"); got != float64(99) {
+		t.Fatalf("databus SupplyAirTemp = %v", got)
+	}
+	if v := f.readOne(ai, propPresentValue); v.f != 99 {
+		t.Fatalf("read back %v", v.f)
+	}
+
+	// A commandable output: priorities, the priority array, relinquishing.
+	ao := objectID{objAnalogOutput, 3}
+	if v := f.readOne(ao, propPresentValue); v.f != 20 {
+		t.Fatalf("relinquish default %v", v.f)
+	}
+	ok(write(ao, propPresentValue, appendReal(nil, 55), 8))
+	ok(write(ao, propPresentValue, appendReal(nil, 70), 12))
+	if v := f.readOne(ao, propPresentValue); v.f != 55 {
+		t.Fatalf("commanded %v", v.f)
+	}
+	pa, _ := f.readValue(ao, propPriorityArray, -1)
+	if len(pa) != 16 || pa[7].f != 55 || pa[11].f != 70 || pa[0].tag != tagNull {
+		t.Fatalf("priority array %+v", pa)
+	}
+	ok(write(ao, propPresentValue, appendNull(nil), 8))
+	if v := f.readOne(ao, propPresentValue); v.f != 70 {
+		t.Fatalf("after relinquishing 8: %v", v.f)
+	}
+	deny(write(ao, propPresentValue, appendReal(nil, 1), 6), errCodeWriteAccessDenied)
+	if a := write(ao, propPresentValue, appendReal(nil, 1), 17); a.typ != pduReject || a.reason != rejectParameterOutOfRange {
+		t.Fatalf("priority 17: %+v", a)
+	}
+	bo := objectID{objBinaryOutput, 4}
+	deny(write(bo, propPresentValue, appendEnumerated(nil, 2), 0), errCodeValueOutOfRange)
+
+	// Names persist in the host state and bump the database revision.
+	rev := f.readOne(testDevice, propDatabaseRevision).u
+	ok(write(testDevice, propObjectName, appendCharString(nil, "pwned"), 0))
+	if v := f.readOne(testDevice, propObjectName); v.s != "pwned" {
+		t.Fatalf("name %q", v.s)
+	}
+	if v := f.readOne(testDevice, propDatabaseRevision); v.u != rev+1 {
+		t.Fatalf("database revision %d after %d", v.u, rev)
+	}
+	// Another flow of the same host sees the write; another host does not.
+	g := newFlow(t, sv, h)
+	if v := g.readOne(testDevice, propObjectName); v.s != "pwned" {
+		t.Fatalf("other flow reads %q", v.s)
+	}
+	_, h2 := testService(t, "controller")
+	if v := newFlow(t, sv, h2).readOne(testDevice, propObjectName); v.s == "pwned" {
+		t.Fatal("another host sees the write")
+	}
+	// Deep or malformed values are refused.
+	var deep []byte
+	for range 20 {
+		deep = appendOpen(deep, 0)
+	}
+	for range 20 {
+		deep = appendClose(deep, 0)
+	}
+	if a := write(av, propPresentValue, deep, 0); a.typ != pduReject {
+		t.Fatalf("deep value: %+v", a)
+	}
+}
+
+func TestPerHostIdentity(t *testing.T) {
+	p := protocoltest.Profile(t, "testdata/controller")
+	sv := protocoltest.Configure(t, Protocol{}, p).(*service)
+	seen := map[uint32]bool{}
+	for i := range 20 {
+		h := protocoltest.Host(p, netip.AddrFrom4([4]byte{127, 50, 0, byte(i + 1)}), uint64(i)*7919+1)
+		f := newFlow(t, sv, h)
+		inst := f.readOne(testDevice, propObjectIdentifier).oid.inst
+		if inst == 0 || inst >= wildcardInstance {
+			t.Fatalf("instance %d", inst)
+		}
+		if name := f.readOne(testDevice, propObjectName).s; name != fmt.Sprintf("BAC-%d", inst) {
+			t.Fatalf("name %q for instance %d", name, inst)
+		}
+		seen[inst] = true
+		// The same seed gives the same device.
+		h2 := protocoltest.Host(p, h.Addr, uint64(i)*7919+1)
+		if again := newFlow(t, sv, h2).readOne(testDevice, propObjectIdentifier).oid.inst; again != inst {
+			t.Fatalf("same seed, instance %d then %d", inst, again)
+		}
+	}
+	if len(seen) < 19 {
+		t.Fatalf("20 hosts share instances: %d distinct", len(seen))
+	}
+}
+
+func TestWhoHas(t *testing.T) {
+	sv, h := testService(t, "conpot")
+	f := newFlow(t, sv, h)
+	byName := func(s string) []byte {
+		b := []byte{0x10, svcWhoHas}
+		b = appendTagHeader(b, 3, true, len(s)+1)
+		return append(append(b, 0), s...)
+	}
+	byID := func(o objectID) []byte { return appendCtxObjectID([]byte{0x10, svcWhoHas}, 2, o) }
+	for _, req := range [][]byte{byName("Door 01"), byID(objectID{objAccessDoor, 16})} {
+		m := f.ask1(broadcastFrame(req))
+		vals, err := decodeValues(m.apdu.data)
+		if err != nil || m.apdu.service != svcIHave || len(vals) != 3 {
+			t.Fatalf("I-Have %+v %v", vals, err)
+		}
+		if vals[0].oid != (objectID{objDevice, 36113}) || vals[1].oid != (objectID{objAccessDoor, 16}) || vals[2].s != "Door 01" {
+			t.Fatalf("I-Have %+v", vals)
+		}
+	}
+	name, _ := h.Databus.GetString("SystemName")
+	if m := f.ask1(broadcastFrame(byName(name))); m.apdu.service != svcIHave {
+		t.Fatal("device not found by name")
+	}
+	for _, req := range [][]byte{byName("nothing"), byID(objectID{objAccessDoor, 17}), {0x10, svcWhoHas}} {
+		if out := f.ask(broadcastFrame(req)); len(out) != 0 {
+			t.Fatalf("%x answered", req)
+		}
+	}
+}
+
+func TestTimeSynchronization(t *testing.T) {
+	sv, h := testService(t, "conpot")
+	f := newFlow(t, sv, h)
+	req := appendTime(appendDate([]byte{0x10, svcUTCTimeSynchronizaton}, 2031, 5, 17, 6), 10, 20, 30, 0)
+	if out := f.ask(broadcastFrame(req)); len(out) != 0 {
+		t.Fatal("time synchronisation answered")
+	}
+	d := f.readOne(testDevice, propLocalDate)
+	if d.raw[0] != 131 || d.raw[1] != 5 {
+		t.Fatalf("local date after synchronisation %x", d.raw)
+	}
+}
+
+// largeProfile writes a template whose object list needs several segments.
+func largeProfile(t testing.TB, objects int) string {
+	dir := filepath.Join(t.TempDir(), "large")
+	os.MkdirAll(filepath.Join(dir, "bacnet"), 0o755)
+	os.WriteFile(filepath.Join(dir, "template.xml"), []byte(`<core><template><entity name="unit">big</entity></template><databus/></core>`), 0o644)
+	var b strings.Builder
+	b.WriteString(`<bacnet enabled="True"><device_info><device_identifier>4711</device_identifier><model_name>Big</model_name></device_info><object_list>`)
+	for i := range objects {
+		fmt.Fprintf(&b, `<object name="AV%d"><properties><object_identifier>%d</object_identifier><object_type>Analog Value</object_type><present_value>%d.5</present_value></properties></object>`, i, i, i)
+	}
+	b.WriteString(`</object_list></bacnet>`)
+	os.WriteFile(filepath.Join(dir, "bacnet", "bacnet.xml"), []byte(b.String()), 0o644)
+	return dir
+}
+
+func TestSegmentedObjectList(t *testing.T) {
+	p := protocoltest.Profile(t, largeProfile(t, 300))
+	sv := protocoltest.Configure(t, Protocol{}, p).(*service)
+	h := protocoltest.Host(p, netip.MustParseAddr("127.50.0.9"), 3)
+	f := newFlow(t, sv, h)
+	req := unicast(confirmedReq(21, svcReadProperty, 3, rpData(testDevice, propObjectList, -1))) // 480 octets
+	out := f.ask(req)
+	if len(out) != 1 {
+		t.Fatalf("%d datagrams before the first Segment-ACK, want 1", len(out))
+	}
+	var data []byte
+	collect := func(seg []byte, seq int) bool {
+		t.Helper()
+		m, err := decodeMessage(seg)
+		if err != nil || m.apdu.typ != pduComplexACK || !m.apdu.segmented() || int(m.apdu.seq) != seq || m.apdu.invokeID != 21 {
+			t.Fatalf("segment %d: %+v %v", seq, m.apdu, err)
+		}
+		if len(seg)-6 > 480 {
+			t.Fatalf("segment %d is %d octets", seq, len(seg)-6)
+		}
+		data = append(data, m.apdu.data...)
+		return m.apdu.flags&flagMOR != 0
+	}
+	more := collect(out[0], 0)
+	seq, rounds := 0, 0
+	for more {
+		if rounds++; rounds > 100 {
+			t.Fatal("no end")
+		}
+		out = f.ask(unicast(appendSegmentACK(nil, 21, byte(seq), 2, false)))
+		if len(out) == 0 || len(out) > 2 {
+			t.Fatalf("window of 2 gave %d segments", len(out))
+		}
+		for _, seg := range out {
+			seq++
+			more = collect(seg, seq)
+		}
+	}
+	if out := f.ask(unicast(appendSegmentACK(nil, 21, byte(seq), 2, false))); len(out) != 0 {
+		t.Fatal("answered the final Segment-ACK")
+	}
+	vals := decodeAll(t, data)
+	if len(vals) != 301 || vals[300].oid != (objectID{objAnalogValue, 299}) {
+		t.Fatalf("reassembled object list: %d values", len(vals))
+	}
+	// A retransmission timer resends the unacknowledged window through the session.
+	f.ask(req)
+	ts := sv.transfers(f.s)
+	ts.mu.Lock()
+	tr := ts.m[21]
+	ts.mu.Unlock()
+	sv.retransmit(f.s, ts, 21, tr)
+	f.mu.Lock()
+	if len(f.sent) != 1 || !bytes.Equal(f.sent[0], out0(t, sv, h, req)) {
+		t.Fatalf("retransmitted %d datagrams", len(f.sent))
+	}
+	f.mu.Unlock()
+	// The client's Abort ends the transfer.
+	f.ask(unicast(appendAbort(nil, 21, abortOther)[:3:3]))
+	ts.mu.Lock()
+	if len(ts.m) != 0 {
+		t.Fatal("transfer survives the client's abort")
+	}
+	ts.mu.Unlock()
+
+	// A client that does not accept segments gets an Abort; so does one that accepts too few.
+	noSA := append([]byte{pduConfirmed << 4, 0x03, 22, svcReadProperty}, rpData(testDevice, propObjectList, -1)...)
+	if m := f.ask1(unicast(noSA)); m.apdu.typ != pduAbort || m.apdu.reason != abortSegmentationNotSupport {
+		t.Fatalf("no segmentation accepted: %+v", m.apdu)
+	}
+	few := append([]byte{pduConfirmed<<4 | flagSA, 0x13, 23, svcReadProperty}, rpData(testDevice, propObjectList, -1)...)
+	if m := f.ask1(unicast(few)); m.apdu.typ != pduAbort || m.apdu.reason != abortBufferOverflow {
+		t.Fatalf("two segments accepted: %+v", m.apdu)
+	}
+	// Transfers per flow are bounded.
+	for i := range maxTransfers + 2 {
+		f.ask(unicast(confirmedReq(byte(100+i), svcReadProperty, 3, rpData(testDevice, propObjectList, -1))))
+	}
+	ts.mu.Lock()
+	if len(ts.m) > maxTransfers {
+		t.Fatalf("%d transfers in progress", len(ts.m))
+	}
+	ts.mu.Unlock()
+	// Closing the session stops every timer.
+	f.s.Close()
+	ts.mu.Lock()
+	if len(ts.m) != 0 {
+		t.Fatal("transfers survive the session")
+	}
+	ts.mu.Unlock()
+}
+
+// out0 is the first segment a fresh flow gets for req.
+func out0(t *testing.T, sv *service, h *protocols.Host, req []byte) []byte {
+	out := newFlow(t, sv, h).ask(req)
+	return out[0]
+}
+
+func TestEventsAndMetrics(t *testing.T) {
+	sv, h := testService(t, "conpot")
+	f := newFlow(t, sv, h)
+	f.ask(unhex(t, "810a001101040005010c0c023fffff194d"))
+	f.ask(unicast(confirmedReq(2, svcReadProperty, 5, rpData(objectID{objAnalogInput, 5}, propPresentValue, -1))))
+	ev := f.rec.OfType("bacnet.request")
+	if len(ev) != 2 {
+		t.Fatalf("%d events", len(ev))
+	}
+	fields := func(e *protocols.Event) map[string]any {
+		m := map[string]any{}
+		for _, fl := range e.Fields {
+			m[fl.Key] = fl.Value
+		}
+		return m
+	}
+	f0, f1 := fields(ev[0]), fields(ev[1])
+	if f0["service"] != "read-property" || f0["object"] != "device,4194303" || f0["property"] != 77 || f0["invoke_id"] != 1 || len(ev[0].Response) == 0 {
+		t.Fatalf("event %+v", f0)
+	}
+	if f1["error_class"] != errClassObject || f1["error_code"] != errCodeUnknownObject {
+		t.Fatalf("event %+v", f1)
+	}
+	_ = binary.BigEndian
+	_ = time.Now
+}
+
+// decodeAll decodes every application value of a reassembled answer, without the bounds
+// the server applies to requests.
+func decodeAll(t *testing.T, b []byte) []appValue {
+	t.Helper()
+	var out []appValue
+	for pos := 0; pos < len(b); {
+		tg, n, err := decodeTag(b[pos:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		pos += n
+		if tg.context || tg.open || tg.close {
+			continue
+		}
+		v, err := decodeApp(tg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, v)
+	}
+	return out
+}
