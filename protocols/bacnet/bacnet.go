@@ -12,9 +12,10 @@ import (
 
 // Bounds of one request.
 const (
-	maxRPMObjects    = 64  // read access specifications in one ReadPropertyMultiple
-	maxRPMProperties = 512 // property results in one ReadPropertyMultiple answer
-	maxIHave         = 8   // I-Have answers to one Who-Has
+	maxRPMObjects    = 256  // read access specifications in one ReadPropertyMultiple
+	maxRPMProperties = 4096 // property results in one ReadPropertyMultiple answer
+	maxAnswer        = maxSegments * ourMaxAPDU
+	maxIHave         = 8 // I-Have answers to one Who-Has
 )
 
 // service serves one profile's BACnet/IP devices.
@@ -323,7 +324,7 @@ func (sv *service) readPropertyMultiple(v *view, data []byte, x *exchange) resul
 			}
 			special := prop == propAll || prop == propRequired || prop == propOptional
 			for _, p := range props {
-				if results++; results > maxRPMProperties {
+				if results++; results > maxRPMProperties || len(b) > maxAnswer {
 					return result{typ: pduAbort, reason: abortBufferOverflow}
 				}
 				b = appendCtxUnsigned(b, 2, p)
