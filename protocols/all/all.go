@@ -3,6 +3,7 @@
 package all
 
 import (
+	_ "github.com/icsnare/icsnare/protocols/bacnet" // BACnet/IP
 	_ "github.com/icsnare/icsnare/protocols/enip"   // EtherNet/IP (CIP), TCP and UDP
 	_ "github.com/icsnare/icsnare/protocols/ftp"    // FTP with the host's virtual filesystem
 	_ "github.com/icsnare/icsnare/protocols/http"   // HTTP web HMI
