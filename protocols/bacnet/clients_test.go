@@ -233,3 +233,5 @@ func TestNmapBacnetInfo(t *testing.T) {
 		t.Error("bacnet-info reported an error")
 	}
 }
+
+func discardLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
