@@ -54,6 +54,7 @@ func (sv *service) ServeBroadcast(ctx context.Context, s *protocols.Session, to 
 
 // exchange collects what one request did, for its event.
 type exchange struct {
+	reqLen int
 	kind   string
 	failed bool
 	fields []protocols.Field
@@ -63,7 +64,7 @@ type exchange struct {
 func (x *exchange) add(k string, v any) { x.fields = append(x.fields, protocols.F(k, v)) }
 
 func (sv *service) serve(ctx context.Context, s *protocols.Session, req []byte, reply func([]byte), broadcast bool) {
-	x := &exchange{}
+	x := &exchange{reqLen: len(req)}
 	send := func(b []byte) {
 		if x.out == nil {
 			x.out = b
@@ -130,7 +131,7 @@ func (sv *service) handle(ctx context.Context, s *protocols.Session, req []byte,
 		x.add("invoke_id", int(a.invokeID))
 		x.add("sequence", int(a.seq))
 		if !broadcast {
-			sv.segmentACK(s, a, reply)
+			sv.segmentACK(s, a, len(req), reply)
 		}
 	case pduAbort:
 		x.kind = "abort"

@@ -49,7 +49,7 @@ func newFlow(t testing.TB, sv *service, h *protocols.Host) *flow {
 // ask sends one datagram and returns the answers.
 func (f *flow) ask(req []byte) [][]byte {
 	var out [][]byte
-	f.s.Received()
+	f.s.Received(len(req))
 	f.sv.ServePacket(context.Background(), f.s, req, func(b []byte) { out = append(out, append([]byte(nil), b...)) })
 	return out
 }

@@ -57,14 +57,24 @@ func (sv *service) sendComplexACK(s *protocols.Session, m *message, data []byte,
 	if a.maxAPDU > 0 && a.maxAPDU < maxAPDU {
 		maxAPDU = a.maxAPDU
 	}
-	if 3+len(data) <= maxAPDU {
-		reply(frame(&m.npdu, append(appendComplexACKHeader(nil, a.invokeID, a.service), data...)))
-		return
-	}
 	abort := func(reason byte) {
 		x.failed = true
 		x.add("abort_reason", int(reason))
 		reply(frame(&m.npdu, appendAbort(nil, a.invokeID, reason)))
+	}
+	// Answers to a source that has not proved it receives them stay within the sensor's
+	// amplification bound: what does not fit is refused the way a device that cannot
+	// segment refuses it (clients then read arrays element by element).
+	budget := s.MaxReply(x.reqLen)
+	if 3+len(data) <= maxAPDU {
+		out := frame(&m.npdu, append(appendComplexACKHeader(nil, a.invokeID, a.service), data...))
+		if len(out) > budget {
+			x.add("amplification_bound", budget)
+			abort(abortSegmentationNotSupport)
+			return
+		}
+		reply(out)
+		return
 	}
 	if sv.cfg.segmentation == segNone || a.flags&flagSA == 0 {
 		abort(abortSegmentationNotSupport)
@@ -72,6 +82,11 @@ func (sv *service) sendComplexACK(s *protocols.Session, m *message, data []byte,
 	}
 	chunk := maxAPDU - segmentHeaderLen
 	n := (len(data) + chunk - 1) / chunk
+	if len(data)+n*(segmentHeaderLen+bvlcHeaderLen+2) > budget {
+		x.add("amplification_bound", budget)
+		abort(abortSegmentationNotSupport)
+		return
+	}
 	limit := maxSegments
 	if a.maxSegs > 0 && a.maxSegs < limit {
 		limit = a.maxSegs
@@ -105,8 +120,9 @@ func (sv *service) sendComplexACK(s *protocols.Session, m *message, data []byte,
 	reply(t.segs[0])
 }
 
-// segmentACK sends the next window of a segmented answer.
-func (sv *service) segmentACK(s *protocols.Session, a *apdu, reply func([]byte)) {
+// segmentACK sends the next window of a segmented answer (as much of it as the
+// amplification bound for the Segment-ACK of reqLen octets allows).
+func (sv *service) segmentACK(s *protocols.Session, a *apdu, reqLen int, reply func([]byte)) {
 	ts := sv.transfers(s)
 	ts.mu.Lock()
 	t, ok := ts.m[a.invokeID]
@@ -126,6 +142,9 @@ func (sv *service) segmentACK(s *protocols.Session, a *apdu, reply func([]byte))
 		return
 	}
 	t.window = max(1, min(int(a.window), proposedWindow))
+	if fit := s.MaxReply(reqLen) / len(t.segs[0]); fit < t.window {
+		t.window = max(1, fit)
+	}
 	t.next = seq + 1
 	t.retries = 0
 	end := min(len(t.segs), t.next+t.window)

@@ -708,3 +708,37 @@ func decodeAll(t *testing.T, b []byte) []appValue {
 	}
 	return out
 }
+
+// TestAmplificationBound: for a source that has not proved it receives answers, what passes
+// the sensor's bound is refused as a device that cannot segment refuses it; small answers
+// and arrays read element by element still come.
+func TestAmplificationBound(t *testing.T) {
+	p := protocoltest.Profile(t, largeProfile(t, 300))
+	sv := protocoltest.Configure(t, Protocol{}, p).(*service)
+	h := protocoltest.Host(p, netip.MustParseAddr("127.50.0.9"), 3)
+	f := newFlow(t, sv, h)
+	f.s.Amplification = 10
+	for _, req := range [][]byte{
+		unicast(confirmedReq(1, svcReadProperty, 5, rpData(testDevice, propObjectList, -1))),
+		unicast(confirmedReq(2, svcReadPropertyMultiple, 5, rpmData(map[objectID][]uint32{testDevice: {propAll}}, []objectID{testDevice}))),
+	} {
+		m := f.ask1(req)
+		if m.apdu.typ != pduAbort || m.apdu.reason != abortSegmentationNotSupport {
+			t.Fatalf("%x: %+v", req, m.apdu)
+		}
+	}
+	if v, _ := f.readValue(testDevice, propObjectList, 0); len(v) != 1 || v[0].u != 301 {
+		t.Fatalf("object-list[0] %+v", v)
+	}
+	if v, _ := f.readValue(testDevice, propObjectList, 301); len(v) != 1 || v[0].oid != (objectID{objAnalogValue, 299}) {
+		t.Fatalf("object-list[301] %+v", v)
+	}
+	if v := f.readOne(testDevice, propModelName); v.s != "Big" {
+		t.Fatalf("model name %q", v.s)
+	}
+	// A verified session has no bound.
+	f.s.Verify()
+	if out := f.ask(unicast(confirmedReq(3, svcReadProperty, 5, rpData(testDevice, propObjectList, -1)))); len(out) != 1 || out[0][6]>>4 != pduComplexACK {
+		t.Fatalf("verified: %x", out)
+	}
+}

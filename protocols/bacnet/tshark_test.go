@@ -50,7 +50,7 @@ func TestTsharkDissects(t *testing.T) {
 	node := protocoltest.NeedTool(t, "node")
 	mods := nodeModules(t)
 	protocoltest.NeedRoot(t)
-	r := startSensor(t, plantProfile(t, 120), nil)
+	r := startSensor(t, plantProfile(t, 120), unbounded)
 	host := r.host(10)
 	pcap := filepath.Join(t.TempDir(), "bacnet.pcapng")
 	if d := os.Getenv("BACNET_KEEP_PCAP"); d != "" {
