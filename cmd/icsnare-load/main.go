@@ -10,6 +10,7 @@
 //	icsnare-load -mode iec104-gi -target 127.0.0.1:12404 -conns 8 -duration 10s
 //	icsnare-load -mode ipmi-session -target 127.0.0.1:10623 -conns 8 -duration 10s
 //	icsnare-load -mode ipmi-chassis -target 127.0.0.1:10623 -conns 8 -duration 10s
+//	icsnare-load -mode bacnet -target 127.0.0.1:47808 -conns 16 -duration 10s
 package main
 
 import (
@@ -42,6 +43,7 @@ var workloads = map[string]func(opts) workload{
 	"iec104-gi":     newIECGI,
 	"ipmi-session":  newIPMISession,
 	"ipmi-chassis":  newIPMIChassis,
+	"bacnet":        newBACnet,
 }
 
 type opts struct {
@@ -57,6 +59,8 @@ type opts struct {
 	ca int // common address of the interrogation
 	// IPMI
 	user, password string
+	// BACnet
+	property int // bacnet: the device property to read
 }
 
 func main() {
@@ -68,9 +72,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	mode := fs.String("mode", "modbus", "workload: modbus (FC3 reads), snmp (v2c GET), enip-identity (ListIdentity), enip-readtag\n"+
 		"(RegisterSession, then Read Tag), iec104-gi (STARTDT, then station interrogations), ipmi-session\n"+
-		"(RMCP+ suite 3 open, RAKP 1-4, close) or ipmi-chassis (a suite 3 session, then Get Chassis Status)")
+		"(RMCP+ suite 3 open, RAKP 1-4, close), ipmi-chassis (a suite 3 session, then Get Chassis Status)\n"+
+		"or bacnet (ReadProperty of a device property)")
 	target := fs.String("target", "127.0.0.1:502", "sensor `host:port` (loopback or 198.18.0.0/15 / fd00::/8 only)")
-	conns := fs.Int("conns", 16, "parallel connections (UDP sockets for snmp, enip-identity over udp, ipmi-*)")
+	conns := fs.Int("conns", 16, "parallel connections (UDP sockets for snmp, enip-identity over udp, ipmi-*, bacnet)")
 	duration := fs.Duration("duration", 10*time.Second, "measured time (at most 5m)")
 	warmup := fs.Duration("warmup", 2*time.Second, "unmeasured time before it")
 	maxReq := fs.Int64("max-requests", 50_000_000, "stop after this many requests")
@@ -86,6 +91,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.ca, "ca", 0xFFFF, "iec104-gi: common address (65535: broadcast)")
 	fs.StringVar(&o.user, "user", "Administrator", "ipmi-*: user name (1-16 octets)")
 	fs.StringVar(&o.password, "password", "Password", "ipmi-*: password (at most 20 octets)")
+	fs.IntVar(&o.property, "property", 77, "bacnet: the device property to read (77: object-name)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}

@@ -1,0 +1,46 @@
+package bacnet
+
+import (
+	"context"
+	"testing"
+)
+
+func benchServe(b *testing.B, req []byte) {
+	sv, h := testService(b, "controller")
+	f := newFlow(b, sv, h)
+	ctx := context.Background()
+	n := 0
+	reply := func(resp []byte) { n += len(resp) }
+	sv.ServePacket(ctx, f.s, req, reply)
+	if n == 0 {
+		b.Fatal("no answer")
+	}
+	f.s.Events = nil
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		sv.ServePacket(ctx, f.s, req, reply)
+	}
+}
+
+func BenchmarkReadPropertyObjectName(b *testing.B) {
+	benchServe(b, unicast(confirmedReq(1, svcReadProperty, 5, rpData(testDevice, propObjectName, -1))))
+}
+
+func BenchmarkReadPropertyMultipleDeviceAll(b *testing.B) {
+	benchServe(b, unicast(confirmedReq(1, svcReadPropertyMultiple, 5, rpmData(map[objectID][]uint32{testDevice: {propAll}}, []objectID{testDevice}))))
+}
+
+func BenchmarkWhoIs(b *testing.B) {
+	benchServe(b, broadcastFrame(whoIs(-1, 0)))
+}
+
+func BenchmarkDecodeMessage(b *testing.B) {
+	req := unhexT("810a001101040005010c0c023fffff194d")
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := decodeMessage(req); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
