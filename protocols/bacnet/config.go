@@ -165,7 +165,8 @@ func parseDeviceInfo(sec *profiles.Section, n *profiles.Node, c *config) error {
 			}
 			c.maxAPDU = min(m, ourMaxAPDU)
 			continue
-		case propObjectIdentifier, propObjectType, propObjectList, propProtocolServices, propProtocolObjectTypes:
+		}
+		if computed(p) {
 			return e.Errorf("%s is computed and cannot be set", e.Name)
 		}
 		if err := checkLiteral(e, p, kindOf(objDevice, p), v); err != nil {
@@ -214,6 +215,9 @@ func parseObject(sec *profiles.Section, n *profiles.Node) (*objectConfig, error)
 		if !ok {
 			sec.Warnf(e, "unknown BACnet property inside <properties>, ignored")
 			continue
+		}
+		if computed(p) {
+			return nil, e.Errorf("%s is computed and cannot be set", e.Name)
 		}
 		v, err := parseSource(sec, e)
 		if err != nil {

@@ -226,6 +226,18 @@ var propertyNames = map[string]uint32{
 	"feedback-value": propFeedbackValue, "alarm-value": propAlarmValue, "device-type": propDeviceType,
 	"update-interval": propUpdateInterval, "backup-failure-timeout": propBackupFailureTimeout,
 	"last-restart-reason": propLastRestartReason, "max-apdu-length": propMaxAPDULengthAccepted,
+	"object-list": propObjectList, "property-list": propPropertyList, "priority-array": propPriorityArray,
+	"protocol-services-supported": propProtocolServices, "protocol-object-types-supported": propProtocolObjectTypes,
+}
+
+// computed reports whether a property's value is derived, never configured.
+func computed(p uint32) bool {
+	switch p {
+	case propObjectIdentifier, propObjectType, propObjectList, propPropertyList, propPriorityArray,
+		propProtocolServices, propProtocolObjectTypes:
+		return true
+	}
+	return false
 }
 
 // propKind is how a property's value is encoded.

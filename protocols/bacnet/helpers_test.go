@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/icsnare/icsnare/profiles"
 	"github.com/icsnare/icsnare/protocols"
 	"github.com/icsnare/icsnare/protocols/protocoltest"
 )
@@ -180,3 +181,7 @@ func (f *flow) readOne(o objectID, prop uint32) appValue {
 var (
 	testDevice = objectID{typ: objDevice, inst: wildcardInstance}
 )
+
+func testHost(p *profiles.Profile) *protocols.Host {
+	return protocoltest.Host(p, netip.MustParseAddr("127.50.0.11"), 11)
+}
