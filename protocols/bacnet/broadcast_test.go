@@ -134,7 +134,8 @@ func TestBroadcastWhoIsLoopback(t *testing.T) {
 }
 
 // TestBroadcastWhoIsNetns sends a Who-Is from another network namespace to the broadcast
-// address of a /24 made local with AnyIP: as many I-Ams as hosts.
+// address of a /24 made local with AnyIP: as many I-Ams as hosts, up to the fan-out cap, and
+// the metric counts the cap.
 func TestBroadcastWhoIsNetns(t *testing.T) {
 	sensorNS, clientNS := netnstest.NewPair(t,
 		[]netip.Prefix{netip.MustParsePrefix("198.18.51.1/30")},
@@ -142,34 +143,6 @@ func TestBroadcastWhoIsNetns(t *testing.T) {
 	if err := clientNS.AddRoute(netip.MustParsePrefix("198.18.50.0/24"), netip.MustParseAddr("198.18.51.1")); err != nil {
 		t.Fatal(err)
 	}
-	cfg := sensor.DefaultConfig()
-	cfg.Hosts = []sensor.HostRule{{Addresses: []string{"198.18.50.0/24"}, Profile: "testdata/controller"}}
-	cfg.Netcfg.AnyIP = true
-	cfg.Metrics.Listen = ""
-	cfg.Privileges.User = ""
-	cfg.Events.File = ""
-	s, err := sensor.New(cfg, discardLog())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var teardown func()
-	err = sensorNS.Do(func() error {
-		var err error
-		if teardown, err = s.SetupNetwork(ctx); err != nil {
-			return err
-		}
-		return s.Bind(ctx)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer teardown()
-	done := make(chan struct{})
-	go func() { s.Run(ctx, nil); close(done) }()
-	defer func() { cancel(); <-done }()
-
 	var c net.PacketConn
 	if err := clientNS.Do(func() error {
 		var err error
@@ -179,18 +152,55 @@ func TestBroadcastWhoIsNetns(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if _, err := c.WriteTo(globalWhoIs, &net.UDPAddr{IP: net.ParseIP("198.18.50.255"), Port: 47808}); err != nil {
-		t.Fatal(err)
+	for _, tc := range []struct{ cap, want int }{{300, 254}, {50, 50}} {
+		func() {
+			cfg := sensor.DefaultConfig()
+			cfg.Hosts = []sensor.HostRule{{Addresses: []string{"198.18.50.0/24"}, Profile: "testdata/controller"}}
+			cfg.Netcfg.AnyIP = true
+			cfg.Metrics.Listen = ""
+			cfg.Privileges.User = ""
+			cfg.Events.File = ""
+			cfg.Limits.BroadcastMaxHosts = tc.cap
+			s, err := sensor.New(cfg, discardLog())
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			var teardown func()
+			err = sensorNS.Do(func() error {
+				var err error
+				if teardown, err = s.SetupNetwork(ctx); err != nil {
+					return err
+				}
+				return s.Bind(ctx)
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer teardown()
+			done := make(chan struct{})
+			go func() { s.Run(ctx, nil); close(done) }()
+			defer func() { cancel(); <-done }()
+
+			if _, err := c.WriteTo(globalWhoIs, &net.UDPAddr{IP: net.ParseIP("198.18.50.255"), Port: 47808}); err != nil {
+				t.Fatal(err)
+			}
+			got := collect(c, tc.want, 500*time.Millisecond)
+			if len(got) != tc.want {
+				t.Fatalf("cap %d: %d I-Ams through the veth, want %d", tc.cap, len(got), tc.want)
+			}
+			for a, b := range got {
+				if !netip.MustParsePrefix("198.18.50.0/24").Contains(a) {
+					t.Fatalf("answer from %s", a)
+				}
+				iAm(t, b)
+			}
+			capped := metric(t, s, "icsnare_broadcast_capped_total", map[string]string{"reason": "hosts"})
+			if want := float64(map[bool]int{true: 1}[tc.cap < 254]); capped != want {
+				t.Fatalf("cap %d: capped metric %v, want %v", tc.cap, capped, want)
+			}
+			t.Logf("a Who-Is to 198.18.50.255 from another namespace, fan-out cap %d: %d I-Ams, each from its own address; icsnare_broadcast_capped_total{reason=\"hosts\"} = %v", tc.cap, len(got), capped)
+		}()
 	}
-	got := collect(c, 254, 500*time.Millisecond)
-	if len(got) != 254 {
-		t.Fatalf("%d I-Ams through the veth, want 254", len(got))
-	}
-	for a, b := range got {
-		if !netip.MustParsePrefix("198.18.50.0/24").Contains(a) {
-			t.Fatalf("answer from %s", a)
-		}
-		iAm(t, b)
-	}
-	t.Logf("a Who-Is to 198.18.50.255 from another namespace: %d I-Ams, each from its own address", len(got))
 }
