@@ -577,15 +577,7 @@ func (sv *service) iAm(v *view) []byte {
 	b = appendObjectID(b, v.deviceID())
 	b = appendUnsigned(b, uint32(sv.cfg.maxAPDU))
 	b = appendEnumerated(b, sv.cfg.segmentation)
-	vendor := uint32(260)
-	if vb, e := v.readProperty(nil, sv.cfg.device, propVendorIdentifier, -1); e == nil {
-		if t, _, err := decodeTag(vb); err == nil {
-			if val, err := decodeApp(t); err == nil {
-				vendor = val.u
-			}
-		}
-	}
-	return appendUnsigned(b, vendor)
+	return appendUnsigned(b, v.unsigned(sv.cfg.device, propVendorIdentifier))
 }
 
 // decodeDateTime reads an application date and time.

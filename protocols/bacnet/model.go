@@ -376,6 +376,9 @@ func (v *view) writeProperty(o *objectConfig, p uint32, idx int64, value []byte,
 	if e := checkWrite(o, p, kind, val); e != nil {
 		return e
 	}
+	if p == propPresentValue && o.has(propNumberOfStates) && val.u > v.unsigned(o, propNumberOfStates) {
+		return errOutOfRange
+	}
 	enc := encodeApp(val)
 	if p == propPresentValue && o.commandable {
 		return v.command(o, priority, enc)
@@ -465,6 +468,23 @@ func checkWrite(o *objectConfig, p uint32, kind propKind, val appValue) *bacErro
 		return errWriteDenied
 	}
 	return nil
+}
+
+// unsigned reads an unsigned property of o (0 when it is not one).
+func (v *view) unsigned(o *objectConfig, p uint32) uint32 {
+	b, e := v.readProperty(nil, o, p, -1)
+	if e != nil {
+		return 0
+	}
+	t, _, err := decodeTag(b)
+	if err != nil {
+		return 0
+	}
+	val, err := decodeApp(t)
+	if err != nil {
+		return 0
+	}
+	return val.u
 }
 
 // encodeApp re-encodes a decoded primitive application value.

@@ -443,6 +443,9 @@ func TestWriteProperty(t *testing.T) {
 	if a := write(ao, propPresentValue, appendReal(nil, 1), 17); a.typ != pduReject || a.reason != rejectParameterOutOfRange {
 		t.Fatalf("priority 17: %+v", a)
 	}
+	msv := objectID{objMultiStateValue, 5}
+	ok(write(msv, propPresentValue, appendUnsigned(nil, 4), 0))
+	deny(write(msv, propPresentValue, appendUnsigned(nil, 5), 0), errCodeValueOutOfRange)
 	bo := objectID{objBinaryOutput, 4}
 	deny(write(bo, propPresentValue, appendEnumerated(nil, 2), 0), errCodeValueOutOfRange)
 
