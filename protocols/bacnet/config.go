@@ -101,7 +101,7 @@ func parseConfig(sec *profiles.Section) (*config, error) {
 		propProtocolServices, propProtocolObjectTypes, propObjectList, propMaxAPDULengthAccepted,
 		propSegmentationSupported, propAPDUTimeout, propNumberOfAPDURetries, propDeviceAddressBinding,
 		propDatabaseRevision}
-	c.device.optional = []uint32{propLocalDate, propLocalTime, propUTCOffset, propDaylightSavingsStatus}
+	c.device.optional = []uint32{propLocalDate, propLocalTime, propUTCOffset, propDaylightSavingsStatus, propSerialNumber}
 	if c.segmentation != segNone {
 		c.device.required = append(c.device.required, propMaxSegmentsAccepted, propAPDUSegmentTimeout)
 	}

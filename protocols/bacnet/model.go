@@ -45,6 +45,7 @@ type hostState struct {
 	instance uint32
 	name     string // object-name when the profile sets none
 	firmware string
+	serial   string
 
 	mu       sync.Mutex
 	written  map[propKey][]byte // encoded application values
@@ -77,6 +78,7 @@ func (sv *service) state(h *protocols.Host) *hostState {
 		}
 		st.name = fmt.Sprintf("BAC-%d", st.instance)
 		st.firmware = fmt.Sprintf("%d.%d.%d", 1+r>>8%4, r>>16%10, r>>24%40)
+		st.serial = fmt.Sprintf("%d%07d", 1+r>>4%9, r>>32%10000000)
 		return st
 	}).(*hostState)
 }
@@ -241,6 +243,8 @@ func (v *view) defaultValue(b []byte, o *objectConfig, p uint32) []byte {
 		return appendCharString(b, "BACnet Controller")
 	case propFirmwareRevision:
 		return appendCharString(b, v.st.firmware)
+	case propSerialNumber:
+		return appendCharString(b, v.st.serial)
 	case propApplicationSoftware:
 		return appendCharString(b, "1.0")
 	case propProtocolVersion:

@@ -484,6 +484,7 @@ func TestPerHostIdentity(t *testing.T) {
 	p := protocoltest.Profile(t, "testdata/controller")
 	sv := protocoltest.Configure(t, Protocol{}, p).(*service)
 	seen := map[uint32]bool{}
+	serials := map[string]bool{}
 	for i := range 20 {
 		h := protocoltest.Host(p, netip.AddrFrom4([4]byte{127, 50, 0, byte(i + 1)}), uint64(i)*7919+1)
 		f := newFlow(t, sv, h)
@@ -494,6 +495,11 @@ func TestPerHostIdentity(t *testing.T) {
 		if name := f.readOne(testDevice, propObjectName).s; name != fmt.Sprintf("BAC-%d", inst) {
 			t.Fatalf("name %q for instance %d", name, inst)
 		}
+		serial := f.readOne(testDevice, propSerialNumber).s
+		if len(serial) != 8 || serials[serial] {
+			t.Fatalf("serial %q (seen before: %v)", serial, serials[serial])
+		}
+		serials[serial] = true
 		seen[inst] = true
 		// The same seed gives the same device.
 		h2 := protocoltest.Host(p, h.Addr, uint64(i)*7919+1)
