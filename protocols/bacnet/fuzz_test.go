@@ -106,3 +106,35 @@ func FuzzServe(f *testing.F) {
 		}
 	})
 }
+
+// FuzzSegmentedFlow starts a segmented answer and then feeds the flow the fuzzed
+// datagrams (split at "||"): Segment-ACKs with any sequence and window, aborts, new
+// requests. The transfer state stays bounded and nothing panics.
+func FuzzSegmentedFlow(f *testing.F) {
+	f.Add(unicast(appendSegmentACK(nil, 9, 0, 16, false)))
+	f.Add(bytes.Join([][]byte{unicast(appendSegmentACK(nil, 9, 0, 255, false)), unicast(appendSegmentACK(nil, 9, 3, 0, true)), unicast(appendAbort(nil, 9, 0))}, []byte("||")))
+	f.Add(unicast(appendSegmentACK(nil, 9, 200, 1, false)))
+	sv, h := testService(f, "controller")
+	start := unicast(confirmedReq(9, svcReadPropertyMultiple, 0, rpmData(map[objectID][]uint32{testDevice: {propAll}}, []objectID{testDevice})))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		fl := newFlow(t, sv, h)
+		if out := fl.ask(start); len(out) != 1 {
+			t.Fatalf("first segment: %d datagrams", len(out))
+		}
+		for i, part := range bytes.Split(b, []byte("||")) {
+			if i >= 16 {
+				break
+			}
+			if out := fl.ask(part); len(out) > proposedWindow {
+				t.Fatalf("%d datagrams for one request", len(out))
+			}
+		}
+		ts := sv.transfers(fl.s)
+		ts.mu.Lock()
+		n := len(ts.m)
+		ts.mu.Unlock()
+		if n > maxTransfers {
+			t.Fatalf("%d transfers", n)
+		}
+	})
+}
