@@ -751,3 +751,51 @@ func TestAmplificationBound(t *testing.T) {
 		t.Fatalf("verified: %x", out)
 	}
 }
+
+// TestHostileRequests: truncated tags, lengths beyond the datagram, deep nesting and
+// segmented requests with absurd windows get a Reject, an Abort or silence.
+func TestHostileRequests(t *testing.T) {
+	sv, h := testService(t, "controller")
+	f := newFlow(t, sv, h)
+	var deep []byte
+	for range 64 {
+		deep = appendOpen(deep, 3)
+	}
+	for _, tc := range []struct {
+		name string
+		req  []byte
+		want byte // 0xff: silence
+	}{
+		{"truncated object identifier", unicast(confirmedReq(1, svcReadProperty, 5, unhex(t, "0c0200"))), pduReject},
+		{"length beyond the datagram", unicast(confirmedReq(1, svcReadProperty, 5, unhex(t, "0d7f0200"))), pduReject},
+		{"four-octet length", unicast(confirmedReq(1, svcWriteProperty, 5, unhex(t, "0c00800002 1955 3e 75ff7fffffff"))), pduReject},
+		{"deep nesting", unicast(confirmedReq(1, svcWriteProperty, 5, append(unhex(t, "0c00800002 1955 3e"), deep...))), pduReject},
+		{"unclosed value", unicast(confirmedReq(1, svcWriteProperty, 5, unhex(t, "0c00800002 1955 3e 4441b00000"))), pduReject},
+		{"RPM without closing tag", unicast(confirmedReq(1, svcReadPropertyMultiple, 5, unhex(t, "0c023fffff 1e 0908"))), pduReject},
+		{"segmented request, window 0", unicast([]byte{0x0e, 0x05, 7, 0, 0, svcWriteProperty, 0x0c}), pduAbort},
+		{"segmented request, window 255", unicast([]byte{0x0e, 0x05, 7, 0, 255, svcWriteProperty, 0x0c}), pduAbort},
+		{"segmented request cut short", unicast([]byte{0x0e, 0x05, 7, 0}), pduReject},
+		{"Segment-ACK for nothing", unicast(appendSegmentACK(nil, 99, 200, 255, false)), 0xff},
+		{"Who-Is with a four-octet range", unicast(unhex(t, "1008 0cffffffff 1cffffffff")), 0xff},
+		{"Who-Has without a choice", unicast(unhex(t, "1007 0900 1901")), 0xff},
+		{"time synchronisation with a bad date", unicast(unhex(t, "1006 a4ff0d2001 b4190000ff")), 0xff},
+		{"empty APDU", unhex(t, "810a0006 0104"), 0xff},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := f.ask(tc.req)
+			if tc.want == 0xff {
+				if len(out) != 0 {
+					t.Fatalf("answered %x", out)
+				}
+				return
+			}
+			if len(out) != 1 {
+				t.Fatalf("%d answers", len(out))
+			}
+			m, err := decodeMessage(out[0])
+			if err != nil || m.apdu.typ != tc.want {
+				t.Fatalf("answer %x (%v), want type %d", out[0], err, tc.want)
+			}
+		})
+	}
+}
