@@ -129,11 +129,13 @@ type nodeResult struct {
 		ID    int
 		Value []map[string]any
 	}
-	Write       float64
-	WriteDenied string
-	Segmented   []string
-	RPMAll      int
-	Error       string
+	Write         float64
+	WriteDenied   string
+	Refused       map[string]string
+	DateAfterSync string
+	Segmented     []string
+	RPMAll        int
+	Error         string
 }
 
 // TestNodeBacnetClient drives @bacnet-js/client against a host of a /24 served by the
@@ -190,6 +192,17 @@ func TestNodeBacnetClient(t *testing.T) {
 	}
 	if !strings.Contains(res.WriteDenied, "Class:2 - Code:40") {
 		t.Errorf("writing vendor-name: %q, want write-access-denied", res.WriteDenied)
+	}
+	// (bacnet-js reports a Reject as "BacnetAbort - Reason:N"; the reason is the Reject's,
+	// 9 unrecognized-service.)
+	for name, want := range map[string]string{"dcc": "Class:4 - Code:26", "reinitialize": "Class:4 - Code:26",
+		"subscribeCov": "Reason:9", "unknownObject": "Class:1 - Code:31"} {
+		if !strings.Contains(res.Refused[name], want) {
+			t.Errorf("%s: %q, want %q", name, res.Refused[name], want)
+		}
+	}
+	if !strings.HasPrefix(res.DateAfterSync, "2031-05-1") {
+		t.Errorf("local-date after UTC-TimeSynchronization to 2031-05-17: %s", res.DateAfterSync)
 	}
 	if len(res.Segmented) != 6+extra || res.Segmented[6+extra-1] != fmt.Sprintf("2,%d", 100+extra-1) {
 		t.Errorf("segmented object list: %d entries", len(res.Segmented))

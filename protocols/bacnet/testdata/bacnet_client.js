@@ -76,6 +76,21 @@ async function main() {
     out.writeDenied = e.message;
   }
 
+  // Password-protected services are refused; SubscribeCOV is not a service this device has.
+  const refused = async (name, fn) => {
+    try { await fn(); out.refused[name] = 'accepted'; } catch (e) { out.refused[name] = e.message; }
+  };
+  out.refused = {};
+  await refused('dcc', () => client.deviceCommunicationControl(receiver, 5, 1, { password: 'admin' }));
+  await refused('reinitialize', () => client.reinitializeDevice(receiver, 1, { password: 'admin' }));
+  await refused('subscribeCov', () => client.subscribeCov(receiver, { type: 0, instance: 1 }, 7, false, false, 60));
+  await refused('unknownObject', () => client.readProperty(receiver, { type: 5, instance: 77 }, 85));
+  // A time synchronisation is accepted silently and moves the device's clock.
+  client.timeSyncUTC(receiver, new Date(Date.UTC(2031, 4, 17, 10, 20, 30)));
+  await sleep(300);
+  const date = await client.readProperty(receiver, device, 56);
+  out.dateAfterSync = date.values[0].value.toISOString();
+
   // The object list in 480-octet segments, and every object's ALL in one segmented answer.
   const seg = await client.readProperty(receiver, device, 76, { maxApdu: 3 });
   out.segmented = seg.values.map((v) => `${v.value.type},${v.value.instance}`);
