@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -49,6 +50,7 @@ type running struct {
 	s      *sensor.Sensor
 	net    string // "127.50.N"
 	events string // the events file
+	stop   func() // stops the sensor (flushing events); also run at cleanup
 }
 
 func (r *running) host(last int) string { return fmt.Sprintf("%s.%d", r.net, last) }
@@ -71,6 +73,11 @@ func startSensor(t *testing.T, dir string, mutate func(*sensor.Config)) *running
 	if err != nil {
 		t.Fatal(err)
 	}
+	sink, err := sensor.OpenJSONSink(r.events, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.SetBus(sensor.NewBus(cfg.Events.Buffer, sink))
 	ctx, cancel := context.WithCancel(context.Background())
 	if err := s.Bind(ctx); err != nil {
 		cancel()
@@ -78,14 +85,18 @@ func startSensor(t *testing.T, dir string, mutate func(*sensor.Config)) *running
 	}
 	done := make(chan struct{})
 	go func() { s.Run(ctx, nil); close(done) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			t.Error("sensor did not stop")
-		}
-	})
+	var once sync.Once
+	r.stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case <-done:
+			case <-time.After(5 * time.Second):
+				t.Error("sensor did not stop")
+			}
+		})
+	}
+	t.Cleanup(r.stop)
 	r.s = s
 	return r
 }
@@ -211,6 +222,28 @@ func TestNodeBacnetClient(t *testing.T) {
 		t.Errorf("ReadPropertyMultiple of every object: %d results", res.RPMAll)
 	}
 	t.Logf("I-Am %+v; model %v; %d objects; object list in segments of 480 octets: %d entries", res.IAm[0], res.Device["70"], len(res.RPM), len(res.Segmented))
+
+	// The sensor's events record the write with its object, property, priority and value.
+	r.stop()
+	b, err := os.ReadFile(r.events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := 0
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var e map[string]any
+		if err := json.Unmarshal([]byte(l), &e); err != nil {
+			t.Fatalf("event %q: %v", l, err)
+		}
+		if e["event_type"] == "bacnet.request" && e["service"] == "write-property" && e["object"] == "analog-value,2" &&
+			e["property"] == 85.0 && e["priority"] == 8.0 && e["value"] == "4441ac0000" && e["dst_ip"] == host {
+			found++
+			t.Logf("write event: %s", l)
+		}
+	}
+	if found != 1 {
+		t.Fatalf("%d write events for analog-value,2", found)
+	}
 }
 
 // TestNmapBacnetInfo runs nmap's bacnet-info script against a host of a /24.
