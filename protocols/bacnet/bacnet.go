@@ -22,6 +22,7 @@ const (
 type service struct {
 	cfg   *config
 	types [numObjectTypesBitLen]bool // protocol-object-types-supported
+	held  held                       // octets of segmented requests in reassembly
 }
 
 func newService(c *config) *service {
@@ -158,11 +159,18 @@ func (sv *service) confirmed(ctx context.Context, s *protocols.Session, m *messa
 	a := &m.apdu
 	answer := func(apdu []byte) { reply(frame(&m.npdu, apdu)) }
 	if a.segmented() {
-		// Segmented requests are not accepted (segmentation-supported says transmit only).
-		x.failed = true
-		x.add("abort_reason", abortSegmentationNotSupport)
-		answer(appendAbort(nil, a.invokeID, abortSegmentationNotSupport))
-		return
+		if !sv.cfg.receives() {
+			x.failed = true
+			x.add("abort_reason", abortSegmentationNotSupport)
+			answer(appendAbort(nil, a.invokeID, abortSegmentationNotSupport))
+			return
+		}
+		data, done := sv.receiveSegment(s, m, reply, x)
+		if !done {
+			return
+		}
+		a.data = data
+		a.flags &^= flagSEG | flagMOR
 	}
 	v := sv.view(s.Host)
 	var res result

@@ -170,7 +170,7 @@ func TestNodeBacnetClient(t *testing.T) {
 	if err != nil || res.Error != "" {
 		t.Fatalf("client: %v %s", err, res.Error)
 	}
-	if len(res.IAm) != 1 || res.IAm[0].Address != host || res.IAm[0].VendorID != 999 || res.IAm[0].MaxApdu != 1476 || res.IAm[0].Segmentation != 1 {
+	if len(res.IAm) != 1 || res.IAm[0].Address != host || res.IAm[0].VendorID != 999 || res.IAm[0].MaxApdu != 1476 || res.IAm[0].Segmentation != 0 {
 		t.Fatalf("I-Am %+v", res.IAm)
 	}
 	if len(res.IAmInRange) != 1 || len(res.IAmOutOfRange) != 0 {

@@ -58,6 +58,12 @@ type config struct {
 	byID          map[objectID]*objectConfig
 }
 
+// transmits reports whether the device sends segmented answers.
+func (c *config) transmits() bool { return c.segmentation == segBoth || c.segmentation == segTransmit }
+
+// receives reports whether the device takes segmented requests.
+func (c *config) receives() bool { return c.segmentation == segBoth || c.segmentation == segReceive }
+
 // deviceAliases maps Conpot's device_info element names to properties.
 var deviceAliases = map[string]uint32{
 	"device-name": propObjectName, "vendor-identification": propVendorIdentifier,
@@ -72,7 +78,7 @@ func parseConfig(sec *profiles.Section) (*config, error) {
 	sec.CheckChildren(root, "device_info", "object_list")
 	c := &config{
 		device:        &objectConfig{name: "device", id: objectID{typ: objDevice}, props: map[uint32]source{}},
-		fixedInstance: -1, segmentation: segTransmit, maxAPDU: ourMaxAPDU, byID: map[objectID]*objectConfig{},
+		fixedInstance: -1, segmentation: segBoth, maxAPDU: ourMaxAPDU, byID: map[objectID]*objectConfig{},
 	}
 	if n := root.Child("device_info"); n != nil {
 		if err := parseDeviceInfo(sec, n, c); err != nil {
@@ -149,11 +155,7 @@ func parseDeviceInfo(sec *profiles.Section, n *profiles.Node, c *config) error {
 			if !ok {
 				return e.Errorf("segmentation %q is none of segmentedBoth, segmentedTransmit, segmentedReceive, noSegmentation", v.literal)
 			}
-			// Only transmitting segmented answers is implemented; advertise what is served.
-			c.segmentation = segTransmit
-			if seg == segReceive || seg == segNone {
-				c.segmentation = segNone
-			}
+			c.segmentation = seg
 			continue
 		case propMaxAPDULengthAccepted:
 			if v.key != "" {

@@ -76,7 +76,7 @@ func (sv *service) sendComplexACK(s *protocols.Session, m *message, data []byte,
 		reply(out)
 		return
 	}
-	if sv.cfg.segmentation == segNone || a.flags&flagSA == 0 {
+	if !sv.cfg.transmits() || a.flags&flagSA == 0 {
 		abort(abortSegmentationNotSupport)
 		return
 	}

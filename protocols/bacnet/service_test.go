@@ -28,7 +28,7 @@ func TestWhoIsIAm(t *testing.T) {
 		if err != nil || len(vals) != 4 {
 			t.Fatalf("I-Am values %v: %v", vals, err)
 		}
-		if vals[0].oid != (objectID{objDevice, 36113}) || vals[1].u != 1024 || vals[2].u != segTransmit || vals[3].u != 15 {
+		if vals[0].oid != (objectID{objDevice, 36113}) || vals[1].u != 1024 || vals[2].u != segBoth || vals[3].u != 15 {
 			t.Fatalf("I-Am %+v", vals)
 		}
 	}
@@ -194,16 +194,11 @@ func TestReadErrors(t *testing.T) {
 			t.Fatalf("service %d: %+v", svc, m.apdu)
 		}
 	}
-	// A segmented request is aborted: this device does not receive segments.
-	m := f.ask1(unicast([]byte{0x0e, 0x05, 4, 0, 1, svcWriteProperty, 0x0c}))
-	if m.apdu.typ != pduAbort || m.apdu.reason != abortSegmentationNotSupport {
-		t.Fatalf("segmented request: %+v", m.apdu)
-	}
 	// Password-protected services are refused, and the password is recorded.
 	pw := appendTagHeader(nil, 2, true, 7)
 	pw = append(append(pw, 0), "secret"...)
 	dcc := append(appendCtxUnsigned(nil, 1, 1), pw...)
-	m = f.ask1(unicast(confirmedReq(5, svcDeviceCommControl, 5, dcc)))
+	m := f.ask1(unicast(confirmedReq(5, svcDeviceCommControl, 5, dcc)))
 	if m.apdu.typ != pduError || m.apdu.errorClass != errClassSecurity || m.apdu.errorCode != errCodePasswordFailure {
 		t.Fatalf("DCC: %+v", m.apdu)
 	}
@@ -797,5 +792,91 @@ func TestHostileRequests(t *testing.T) {
 				t.Fatalf("answer %x (%v), want type %d", out[0], err, tc.want)
 			}
 		})
+	}
+}
+
+// segmentedReq is segment seq of a confirmed request with proposed window 4.
+func segmentedReq(invoke, seq byte, more bool, service byte, part []byte) []byte {
+	h := byte(pduConfirmed<<4 | flagSEG | flagSA)
+	if more {
+		h |= flagMOR
+	}
+	return unicast(append([]byte{h, 0x05, invoke, seq, 4, service}, part...))
+}
+
+// TestSegmentedRequest sends a WriteProperty of a long description in segments: each is
+// acknowledged with a window of one, a gap gets a negative Segment-ACK, the last completes
+// the write.
+func TestSegmentedRequest(t *testing.T) {
+	sv, h := testService(t, "controller")
+	f := newFlow(t, sv, h)
+	long := strings.Repeat("Supply air handling unit serving floors 1 to 3; ", 4)
+	req := wpData(objectID{objAnalogInput, 1}, propDescription, appendCharString(nil, long), 0)
+	parts := [][]byte{req[:60], req[60:120], req[120:]}
+	segAck := func(out [][]byte, seq byte, nak bool) {
+		t.Helper()
+		if len(out) != 1 {
+			t.Fatalf("%d answers, want a Segment-ACK", len(out))
+		}
+		m, err := decodeMessage(out[0])
+		want := byte(flagSRV)
+		if nak {
+			want |= flagNAK
+		}
+		if err != nil || m.apdu.typ != pduSegmentACK || m.apdu.seq != seq || m.apdu.window != 1 || m.apdu.flags != want || m.apdu.invokeID != 30 {
+			t.Fatalf("answer %x: %+v %v", out[0], m.apdu, err)
+		}
+	}
+	segAck(f.ask(segmentedReq(30, 0, true, svcWriteProperty, parts[0])), 0, false)
+	segAck(f.ask(segmentedReq(30, 0, true, svcWriteProperty, parts[0])), 0, false) // a duplicate
+	segAck(f.ask(segmentedReq(30, 2, false, svcWriteProperty, parts[2])), 0, true) // a gap
+	segAck(f.ask(segmentedReq(30, 1, true, svcWriteProperty, parts[1])), 1, false)
+	m := f.ask1(segmentedReq(30, 2, false, svcWriteProperty, parts[2]))
+	if m.apdu.typ != pduSimpleACK || m.apdu.invokeID != 30 {
+		t.Fatalf("last segment: %+v", m.apdu)
+	}
+	if v := f.readOne(objectID{objAnalogInput, 1}, propDescription); v.s != long {
+		t.Fatalf("description %q", v.s)
+	}
+	if n := sv.held.n.Load(); n != 0 {
+		t.Fatalf("%d octets still held", n)
+	}
+	// A segment of nothing in progress, and a request past the bound, are aborted.
+	if m := f.ask1(segmentedReq(31, 3, true, svcWriteProperty, parts[1])); m.apdu.typ != pduAbort || m.apdu.reason != abortInvalidAPDUInThisState {
+		t.Fatalf("stray segment: %+v", m.apdu)
+	}
+	big := make([]byte, 1400)
+	f.ask(segmentedReq(32, 0, true, svcWriteProperty, big))
+	var last message
+	for i := 1; i < 10; i++ {
+		out := f.ask(segmentedReq(32, byte(i), true, svcWriteProperty, big))
+		last, _ = decodeMessage(out[0])
+		if last.apdu.typ == pduAbort {
+			break
+		}
+	}
+	if last.apdu.typ != pduAbort || last.apdu.reason != abortBufferOverflow {
+		t.Fatalf("request past %d octets: %+v", maxRequestLen, last.apdu)
+	}
+	// Reassemblies per flow are bounded, and released when the flow ends.
+	for i := range maxReassembliesPF + 1 {
+		out := f.ask(segmentedReq(byte(40+i), 0, true, svcWriteProperty, parts[0]))
+		m, _ := decodeMessage(out[0])
+		if i == maxReassembliesPF && (m.apdu.typ != pduAbort || m.apdu.reason != abortOutOfResources) {
+			t.Fatalf("reassembly %d: %+v", i, m.apdu)
+		}
+	}
+	f.s.Close()
+	if n := sv.held.n.Load(); n != 0 {
+		t.Fatalf("%d octets held after the flow ended", n)
+	}
+	// A device that does not receive segments aborts them.
+	sv2, _, err := section(t, "", `<bacnet enabled="True"><device_info><segmentation_supported>segmentedTransmit</segmentation_supported></device_info></bacnet>`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := newFlow(t, sv2, h)
+	if m := g.ask1(segmentedReq(1, 0, true, svcWriteProperty, parts[0])); m.apdu.typ != pduAbort || m.apdu.reason != abortSegmentationNotSupport {
+		t.Fatalf("transmit-only device: %+v", m.apdu)
 	}
 }
