@@ -114,6 +114,7 @@ func FuzzSegmentedFlow(f *testing.F) {
 	f.Add(unicast(appendSegmentACK(nil, 9, 0, 16, false)))
 	f.Add(bytes.Join([][]byte{unicast(appendSegmentACK(nil, 9, 0, 255, false)), unicast(appendSegmentACK(nil, 9, 3, 0, true)), unicast(appendAbort(nil, 9, 0))}, []byte("||")))
 	f.Add(unicast(appendSegmentACK(nil, 9, 200, 1, false)))
+	f.Add(bytes.Join([][]byte{segmentedReq(5, 0, true, svcWriteProperty, unhexT("0c00000001191c3e7500")), segmentedReq(5, 1, false, svcWriteProperty, unhexT("41423f"))}, []byte("||")))
 	sv, h := testService(f, "controller")
 	start := unicast(confirmedReq(9, svcReadPropertyMultiple, 0, rpmData(map[objectID][]uint32{testDevice: {propAll}}, []objectID{testDevice})))
 	f.Fuzz(func(t *testing.T, b []byte) {
