@@ -14,7 +14,11 @@ import (
 // its ComplexACK.
 func TestBACnetLoad(t *testing.T) {
 	p := protocoltest.Profile(t, "../../protocols/bacnet/testdata/controller")
-	svc := protocoltest.Configure(t, bacnet.Protocol{}, p).(protocols.PacketService)
+	proto, ok := protocols.Lookup(bacnet.Name)
+	if !ok {
+		t.Fatal("bacnet is not registered")
+	}
+	svc := protocoltest.Configure(t, proto, p).(protocols.PacketService)
 	h := protocoltest.Host(p, netip.MustParseAddr("127.0.0.1"), 1)
 	srv := protocoltest.ServeUDP(t, bacnet.Name, svc, h, "127.0.0.1:0")
 	res, err := measure(newBACnet(opts{property: 77}), srv.Addr.String(), 2, 0, 30*time.Second, 200, 0)

@@ -18,7 +18,7 @@ import (
 func testService(t testing.TB, dir string) (*service, *protocols.Host) {
 	t.Helper()
 	p := protocoltest.Profile(t, "testdata/"+dir)
-	svc := protocoltest.Configure(t, Protocol{}, p).(*service)
+	svc := protocoltest.Configure(t, protocol{}, p).(*service)
 	return svc, protocoltest.Host(p, netip.MustParseAddr("127.50.0.10"), 7)
 }
 

@@ -15,16 +15,16 @@ const Name = "bacnet"
 // Port is the standard BACnet/IP port (0xBAC0).
 const Port = 47808
 
-func init() { protocols.Register(Protocol{}) }
+func init() { protocols.Register(protocol{}) }
 
-// Protocol is the registered BACnet/IP implementation.
-type Protocol struct{}
+// protocol is the registered BACnet/IP implementation.
+type protocol struct{}
 
 // Name implements protocols.Protocol.
-func (Protocol) Name() string { return Name }
+func (protocol) Name() string { return Name }
 
 // Configure implements protocols.Protocol.
-func (Protocol) Configure(sec *profiles.Section) (protocols.Service, error) {
+func (protocol) Configure(sec *profiles.Section) (protocols.Service, error) {
 	c, err := parseConfig(sec)
 	if err != nil {
 		return nil, err

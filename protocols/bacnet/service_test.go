@@ -477,7 +477,7 @@ func TestWriteProperty(t *testing.T) {
 
 func TestPerHostIdentity(t *testing.T) {
 	p := protocoltest.Profile(t, "testdata/controller")
-	sv := protocoltest.Configure(t, Protocol{}, p).(*service)
+	sv := protocoltest.Configure(t, protocol{}, p).(*service)
 	seen := map[uint32]bool{}
 	serials := map[string]bool{}
 	for i := range 20 {
@@ -567,7 +567,7 @@ func largeProfile(t testing.TB, objects int) string {
 
 func TestSegmentedObjectList(t *testing.T) {
 	p := protocoltest.Profile(t, largeProfile(t, 300))
-	sv := protocoltest.Configure(t, Protocol{}, p).(*service)
+	sv := protocoltest.Configure(t, protocol{}, p).(*service)
 	h := protocoltest.Host(p, netip.MustParseAddr("127.50.0.9"), 3)
 	f := newFlow(t, sv, h)
 	req := unicast(confirmedReq(21, svcReadProperty, 3, rpData(testDevice, propObjectList, -1))) // 480 octets
@@ -718,7 +718,7 @@ func decodeAll(t *testing.T, b []byte) []appValue {
 // and arrays read element by element still come.
 func TestAmplificationBound(t *testing.T) {
 	p := protocoltest.Profile(t, largeProfile(t, 300))
-	sv := protocoltest.Configure(t, Protocol{}, p).(*service)
+	sv := protocoltest.Configure(t, protocol{}, p).(*service)
 	h := protocoltest.Host(p, netip.MustParseAddr("127.50.0.9"), 3)
 	f := newFlow(t, sv, h)
 	f.s.Amplification = 10
