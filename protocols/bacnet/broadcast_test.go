@@ -6,6 +6,9 @@ import (
 	"encoding/hex"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -202,5 +205,48 @@ func TestBroadcastWhoIsNetns(t *testing.T) {
 			}
 			t.Logf("a Who-Is to 198.18.50.255 from another namespace, fan-out cap %d: %d I-Ams, each from its own address; icsnare_broadcast_capped_total{reason=\"hosts\"} = %v", tc.cap, len(got), capped)
 		}()
+	}
+}
+
+// TestRateLimitThroughSensor: a profile's confirmed class limit is enforced by the sensor
+// (in userspace here, no XDP program attached); discovery is a class of its own.
+func TestRateLimitThroughSensor(t *testing.T) {
+	dir := plantProfile(t, 0)
+	file := filepath.Join(dir, "bacnet", "bacnet.xml")
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := strings.Replace(string(b), "<device_info>", `<rate_limit class="confirmed">5;0</rate_limit><device_info>`, 1)
+	if err := os.WriteFile(file, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := startSensor(t, dir, nil)
+	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	to := &net.UDPAddr{IP: net.ParseIP(r.host(20)), Port: 47808}
+	rp, _ := hex.DecodeString("810a001101040005010c0c023fffff194d")
+	answered := 0
+	for range 8 {
+		if _, err := c.WriteTo(rp, to); err != nil {
+			t.Fatal(err)
+		}
+		// An answer on loopback comes within milliseconds; a dropped request gets none.
+		c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		if _, _, err := c.ReadFrom(make([]byte, 1500)); err == nil {
+			answered++
+		}
+	}
+	if answered != 5 {
+		t.Fatalf("%d of 8 ReadProperty answered, want 5", answered)
+	}
+	if _, err := c.WriteTo(globalWhoIs, to); err != nil {
+		t.Fatal(err)
+	}
+	if got := collect(c, 1, 200*time.Millisecond); len(got) != 1 {
+		t.Fatalf("Who-Is after the confirmed limit: %d answers", len(got))
 	}
 }

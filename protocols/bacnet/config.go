@@ -56,6 +56,7 @@ type config struct {
 	maxAPDU       int
 	objects       []*objectConfig // the non-device objects, in profile order
 	byID          map[objectID]*objectConfig
+	limits        map[string][2]int // rate class -> per source, global requests per minute
 }
 
 // transmits reports whether the device sends segmented answers.
@@ -75,7 +76,7 @@ func parseConfig(sec *profiles.Section) (*config, error) {
 	if root.Name != Name {
 		return nil, root.Errorf("root element must be <%s>", Name)
 	}
-	sec.CheckChildren(root, "device_info", "object_list")
+	sec.CheckChildren(root, "device_info", "object_list", "rate_limit")
 	c := &config{
 		device:        &objectConfig{name: "device", id: objectID{typ: objDevice}, props: map[uint32]source{}},
 		fixedInstance: -1, segmentation: segBoth, maxAPDU: ourMaxAPDU, byID: map[objectID]*objectConfig{},
@@ -84,6 +85,9 @@ func parseConfig(sec *profiles.Section) (*config, error) {
 		if err := parseDeviceInfo(sec, n, c); err != nil {
 			return nil, err
 		}
+	}
+	if err := parseRateLimits(root, c); err != nil {
+		return nil, err
 	}
 	if n := root.Child("object_list"); n != nil {
 		sec.CheckChildren(n, "object")
