@@ -558,6 +558,7 @@ func (sv *service) unconfirmed(s *protocols.Session, m *message, reply func([]by
 		}
 		v.st.mu.Lock()
 		v.st.clock = off
+		v.persistLocked()
 		v.st.mu.Unlock()
 	}
 }

@@ -79,6 +79,9 @@ func (sv *service) state(h *protocols.Host) *hostState {
 		st.name = fmt.Sprintf("BAC-%d", st.instance)
 		st.firmware = fmt.Sprintf("%d.%d.%d", 1+r>>8%4, r>>16%10, r>>24%40)
 		st.serial = fmt.Sprintf("%d%07d", 1+r>>4%9, r>>32%10000000)
+		if b, ok := h.Persisted(stateKey); ok {
+			sv.restore(st, b)
+		}
 		return st
 	}).(*hostState)
 }
@@ -401,6 +404,7 @@ func (v *view) writeProperty(o *objectConfig, p uint32, idx int64, value []byte,
 	if p == propObjectName {
 		v.st.dbRev++
 	}
+	v.persistLocked()
 	return nil
 }
 
@@ -423,6 +427,7 @@ func (v *view) command(o *objectConfig, priority uint32, enc []byte) *bacError {
 		v.st.priority[o.id] = pa
 	}
 	pa[priority-1] = enc
+	v.persistLocked()
 	return nil
 }
 

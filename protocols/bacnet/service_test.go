@@ -880,3 +880,72 @@ func TestSegmentedRequest(t *testing.T) {
 		t.Fatalf("transmit-only device: %+v", m.apdu)
 	}
 }
+
+// memStore stands for the sensor's state store: every host made from it sees what the
+// earlier ones saved.
+type memStore struct{ kept map[string][]byte }
+
+func (d *memStore) Save(k string, v []byte) bool  { d.kept[k] = append([]byte(nil), v...); return true }
+func (d *memStore) Saved(k string) ([]byte, bool) { v, ok := d.kept[k]; return v, ok }
+func (d *memStore) SavedKeys() (out []string) {
+	for k := range d.kept {
+		out = append(out, k)
+	}
+	return out
+}
+
+// TestWritesOutliveTheHost: names, commanded outputs, databus-backed values, the database
+// revision and a time synchronisation are there again when the host is created anew (after
+// eviction or a restart); garbage in the store is skipped.
+func TestWritesOutliveTheHost(t *testing.T) {
+	p := protocoltest.Profile(t, "testdata/controller")
+	sv := protocoltest.Configure(t, protocol{}, p).(*service)
+	disk := &memStore{kept: map[string][]byte{}}
+	addr := netip.MustParseAddr("127.50.0.30")
+	h := protocols.NewStoredHost(addr, p, 5, time.Now(), 0, disk)
+	f := newFlow(t, sv, h)
+	write := func(o objectID, prop uint32, val []byte, prio uint32) {
+		t.Helper()
+		if a := f.ask1(unicast(confirmedReq(1, svcWriteProperty, 5, wpData(o, prop, val, prio)))).apdu; a.typ != pduSimpleACK {
+			t.Fatalf("write: %+v", a)
+		}
+	}
+	ao, ai := objectID{objAnalogOutput, 3}, objectID{objAnalogInput, 1}
+	write(testDevice, propObjectName, appendCharString(nil, "owned"), 0)
+	write(ao, propPresentValue, appendReal(nil, 66), 9)
+	write(ai, propOutOfService, appendBoolean(nil, true), 0)
+	write(ai, propPresentValue, appendReal(nil, 42), 0) // the databus key SupplyAirTemp
+	f.ask(broadcastFrame(appendTime(appendDate([]byte{0x10, svcUTCTimeSynchronizaton}, 2031, 5, 17, 6), 10, 20, 30, 0)))
+	rev := f.readOne(testDevice, propDatabaseRevision).u
+
+	g := newFlow(t, sv, protocols.NewStoredHost(addr, p, 5, time.Now(), 0, disk))
+	if v := g.readOne(testDevice, propObjectName); v.s != "owned" {
+		t.Fatalf("name %q", v.s)
+	}
+	if v := g.readOne(ao, propPresentValue); v.f != 66 {
+		t.Fatalf("commanded output %v", v.f)
+	}
+	if pa, _ := g.readValue(ao, propPriorityArray, 9); len(pa) != 1 || pa[0].f != 66 {
+		t.Fatalf("priority 9: %+v", pa)
+	}
+	if v := g.readOne(ai, propPresentValue); v.f != 42 {
+		t.Fatalf("databus-backed value %v", v.f)
+	}
+	if v := g.readOne(testDevice, propDatabaseRevision); v.u != rev {
+		t.Fatalf("database revision %d, want %d", v.u, rev)
+	}
+	if d := g.readOne(testDevice, propLocalDate); d.raw[0] != 131 {
+		t.Fatalf("local date %x after a restart", d.raw)
+	}
+	// A host without the store starts fresh; a corrupt or hostile store is skipped.
+	if v := newFlow(t, sv, protocols.NewHost(addr, p, 5, time.Now())).readOne(testDevice, propObjectName); v.s == "owned" {
+		t.Fatal("a host without the store sees the write")
+	}
+	for _, bad := range []string{`{`, `{"w":[{"o":0,"p":77,"v":"3g=="}]}`, `{"w":[{"o":8388608,"p":121,"v":"dQQAeHh4"}],"p":[{"o":8388608,"s":[]}]}`, `{"c":99999999999999999999}`} {
+		disk.kept[stateKey] = []byte(bad)
+		h := newFlow(t, sv, protocols.NewStoredHost(addr, p, 5, time.Now(), 0, disk))
+		if v := h.readOne(testDevice, propVendorName); v.s != "Example Controls" {
+			t.Fatalf("%s: vendor name %q", bad, v.s)
+		}
+	}
+}
