@@ -139,3 +139,17 @@ func FuzzSegmentedFlow(f *testing.F) {
 		}
 	})
 }
+
+// FuzzRestore reads whatever the state store holds for a host: bounded, never a panic.
+func FuzzRestore(f *testing.F) {
+	f.Add([]byte(`{"w":[{"o":12582916,"p":77,"v":"dQYAb3duZWQ="}],"p":[{"o":4194307,"s":[null,null,null,null,null,null,null,null,"REKEAAA="]}],"r":7,"c":5}`))
+	f.Add([]byte(`{"p":[{"o":33554432,"s":[]}]}`))
+	sv, _ := testService(f, "controller")
+	f.Fuzz(func(t *testing.T, b []byte) {
+		st := &hostState{instance: 77, written: map[propKey][]byte{}, priority: map[objectID]*[16][]byte{}}
+		sv.restore(st, b)
+		if len(st.written) > maxWrittenValues || len(st.priority) > maxWrittenValues {
+			t.Fatalf("%d values, %d priority arrays", len(st.written), len(st.priority))
+		}
+	})
+}
