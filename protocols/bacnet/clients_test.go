@@ -3,6 +3,7 @@ package bacnet_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -69,19 +71,32 @@ func startSensor(t *testing.T, dir string, mutate func(*sensor.Config)) *running
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	s, err := sensor.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sink, err := sensor.OpenJSONSink(r.events, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.SetBus(sensor.NewBus(cfg.Events.Buffer, sink))
 	ctx, cancel := context.WithCancel(context.Background())
-	if err := s.Bind(ctx); err != nil {
-		cancel()
-		t.Fatalf("bind (is UDP 47808 free?): %v", err)
+	var s *sensor.Sensor
+	// The standard port is needed (nmap's bacnet-info runs on 47808 only). Another test
+	// binary's kernel-picked port may hold it for a moment: try again, boundedly.
+	for attempt := 0; ; attempt++ {
+		var err error
+		if s, err = sensor.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
+			cancel()
+			t.Fatal(err)
+		}
+		sink, err := sensor.OpenJSONSink(r.events, false)
+		if err != nil {
+			cancel()
+			t.Fatal(err)
+		}
+		s.SetBus(sensor.NewBus(cfg.Events.Buffer, sink))
+		err = s.Bind(ctx)
+		if err == nil {
+			break
+		}
+		s.Close()
+		if !errors.Is(err, syscall.EADDRINUSE) || attempt == 50 {
+			cancel()
+			t.Fatalf("bind UDP 47808: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 	done := make(chan struct{})
 	go func() { s.Run(ctx, nil); close(done) }()

@@ -20,7 +20,7 @@ func section(t *testing.T, databus, body string) (*service, *profiles.Profile, e
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := protocol{}.Configure(p.Sections[Name])
+	svc, err := protocol{}.Configure(p.Sections[Name], nil)
 	if err != nil {
 		return nil, p, err
 	}

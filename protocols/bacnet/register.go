@@ -23,8 +23,8 @@ type protocol struct{}
 // Name implements protocols.Protocol.
 func (protocol) Name() string { return Name }
 
-// Configure implements protocols.Protocol.
-func (protocol) Configure(sec *profiles.Section) (protocols.Service, error) {
+// Configure implements protocols.Protocol. BACnet takes no sensor-wide options.
+func (protocol) Configure(sec *profiles.Section, _ any) (protocols.Service, error) {
 	c, err := parseConfig(sec)
 	if err != nil {
 		return nil, err
