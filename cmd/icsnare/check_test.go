@@ -29,7 +29,7 @@ func TestRunRefusesWhatCheckRefuses(t *testing.T) {
 	dir := t.TempDir()
 	unknownProto := filepath.Join(dir, "unknownproto")
 	writeFile(t, unknownProto, "template.xml", "<core/>\n")
-	writeFile(t, unknownProto, "bacnet/bacnet.xml", `<bacnet enabled="True"/>`+"\n")
+	writeFile(t, unknownProto, "nosuchproto/nosuchproto.xml", `<nosuchproto enabled="True"/>`+"\n")
 	allDisabled := filepath.Join(dir, "alldisabled")
 	writeFile(t, allDisabled, "template.xml", "<core/>\n")
 	writeFile(t, allDisabled, "modbus/modbus.xml", `<modbus enabled="False"/>`+"\n")
@@ -62,10 +62,10 @@ func TestRunRefusesWhatCheckRefuses(t *testing.T) {
 		{"metrics on a foreign address", []string{"--metrics", "192.0.2.1:9108"}, "not an address of this machine"},
 		{"metrics in config", []string{"--config", conf("metrics", "[metrics]\nlisten = \"nonsense\"\n")}, "metrics.toml:2: metrics.listen"},
 		{"bind on a foreign address", []string{"--bind", "192.0.2.1"}, "--bind: bind.address"},
-		{"profile of unknown protocols", []string{"--profile", unknownProto}, unknownProto + "/template.xml: profile unknownproto serves nothing: its protocols (bacnet)"},
+		{"profile of unknown protocols", []string{"--profile", unknownProto}, unknownProto + "/template.xml: profile unknownproto serves nothing: its protocols (nosuchproto)"},
 		{"profile with every section disabled", []string{"--profile", allDisabled}, allDisabled + "/template.xml: profile alldisabled serves nothing: every protocol section is disabled (modbus)"},
 		{"template port past 65535", []string{"--profile", farPort, "--template-ports", "--port-offset", "60000"}, farPort + "/modbus/modbus.xml:2: <modbus>: port 75020"},
-		{"unknown protocol table", []string{"--config", conf("proto", "sensor_id = \"x\"\n[protocols.bacnet]\nport = 1\n")}, "proto.toml:2: [protocols.bacnet]: no protocol \"bacnet\""},
+		{"unknown protocol table", []string{"--config", conf("proto", "sensor_id = \"x\"\n[protocols.nosuchproto]\nport = 1\n")}, "proto.toml:2: [protocols.nosuchproto]: no protocol \"nosuchproto\""},
 		{"protocol without options", []string{"--config", conf("modbus", "[protocols.modbus]\nx = 1\n")}, "modbus.toml:1: [protocols.modbus]: protocol modbus takes no options"},
 		{"unknown option", []string{"--config", conf("opt", "[protocols.snmp]\nmibpath = []\nmib_path = []\n")}, "opt.toml:3: unknown keys: protocols.snmp.mib_path"},
 		{"missing mibpath in config", []string{"--config", conf("mib", "\n[protocols.snmp]\nmibpath = [\"/nonexistent/mibs\"]\n")}, "mib.toml:2: protocols.snmp: mibpath"},
