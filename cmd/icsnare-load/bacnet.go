@@ -19,10 +19,13 @@ func newBACnet(o opts) workload { return &bacnetLoad{o} }
 // property prop of device 4194303 with invoke id.
 func readPropertyRequest(invoke byte, prop int) []byte {
 	apdu := []byte{0x00, 0x05, invoke, 0x0c, 0x0c, 0x02, 0x3f, 0xff, 0xff}
-	if prop < 0x100 {
+	switch {
+	case prop < 0x100:
 		apdu = append(apdu, 0x19, byte(prop))
-	} else {
+	case prop < 0x10000:
 		apdu = append(apdu, 0x1a, byte(prop>>8), byte(prop))
+	default:
+		apdu = append(apdu, 0x1b, byte(prop>>16), byte(prop>>8), byte(prop))
 	}
 	n := 4 + 2 + len(apdu)
 	return append([]byte{0x81, 0x0a, byte(n >> 8), byte(n), 0x01, 0x04}, apdu...)

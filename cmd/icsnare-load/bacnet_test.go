@@ -19,8 +19,9 @@ func TestBACnetLoad(t *testing.T) {
 		t.Fatal("bacnet is not registered")
 	}
 	svc := protocoltest.Configure(t, proto, p).(protocols.PacketService)
-	h := protocoltest.Host(p, netip.MustParseAddr("127.0.0.1"), 1)
-	srv := protocoltest.ServeUDP(t, bacnet.Name, svc, h, "127.0.0.1:0")
+	a := testAddr()
+	h := protocoltest.Host(p, a, 1)
+	srv := protocoltest.ServeUDP(t, bacnet.Name, svc, h, netip.AddrPortFrom(a, 0).String())
 	res, err := measure(newBACnet(opts{property: 77}), srv.Addr.String(), 2, 0, 30*time.Second, 200, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -36,7 +37,9 @@ func TestBACnetLoad(t *testing.T) {
 	if res.ok != 0 || res.failed < 5 {
 		t.Fatalf("unknown property: %d answered, %d failed", res.ok, res.failed)
 	}
-	if b := readPropertyRequest(1, 371); len(b) != int(b[2])<<8|int(b[3]) {
-		t.Fatalf("BVLC length of %x", b)
+	for _, prop := range []int{77, 371, 0x12345} {
+		if b := readPropertyRequest(1, prop); len(b) != int(b[2])<<8|int(b[3]) {
+			t.Fatalf("BVLC length of %x", b)
+		}
 	}
 }

@@ -113,6 +113,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "icsnare-load: -transport udp or tcp, -tag 1..255 octets, -ca 0..65535, -user 1..16 octets, -password at most 20")
 		return 2
 	}
+	if o.property < 0 || o.property > 0x3FFFFF {
+		fmt.Fprintln(stderr, "icsnare-load: -property 0..4194303")
+		return 2
+	}
 	res, err := measure(mk(o), *target, *conns, *warmup, *duration, *maxReq, *pid)
 	if err != nil {
 		fmt.Fprintf(stderr, "icsnare-load: %v\n", err)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/icsnare/icsnare/protocols"
+	_ "github.com/icsnare/icsnare/protocols/bacnet"
 	_ "github.com/icsnare/icsnare/protocols/enip"
 	_ "github.com/icsnare/icsnare/protocols/iec104"
 	_ "github.com/icsnare/icsnare/protocols/ipmi"
@@ -66,6 +67,8 @@ func TestModesAgainstServices(t *testing.T) {
 		{"iec104-gi", "IEC104", "../../protocols/iec104/testdata/IEC104", "tcp", []string{"-ca", "7720"}},
 		{"ipmi-session", "ipmi", "../../protocols/ipmi/testdata/bmc", "udp", nil},
 		{"ipmi-chassis", "ipmi", "../../protocols/ipmi/testdata/bmc", "udp", []string{"-user", "User1", "-password", "U1Password"}},
+		{"bacnet", "bacnet", "../../protocols/bacnet/testdata/controller", "udp", nil},
+		{"bacnet", "bacnet", "../../protocols/bacnet/testdata/controller", "udp", []string{"-property", "70"}},
 	}
 	for _, c := range cases {
 		t.Run(c.mode+"/"+c.transport+"/"+strings.Join(c.args, ""), func(t *testing.T) {
@@ -110,6 +113,7 @@ func TestNewModeFlagsChecked(t *testing.T) {
 		{"-mode", "ipmi-session", "-user", "a-user-name-longer-than-16"},
 		{"-mode", "ipmi-session", "-password", "a-password-longer-than-20-octets"},
 		{"-mode", "ipmi-chassis", "-target", "10.1.2.3:623"},
+		{"-mode", "bacnet", "-property", "4194304"},
 	} {
 		var out, errb bytes.Buffer
 		if code := run(args, &out, &errb); code != 2 {
