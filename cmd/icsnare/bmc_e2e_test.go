@@ -96,6 +96,10 @@ func TestBMCProfileThroughSensor(t *testing.T) {
 		want("Product Name", field(mc, "Product Name"), "X11DPi-N(T)")
 		want("Firmware Revision", field(mc, "Firmware Revision"), "1.74")
 
+		v15 := exe(ipmitool, "-I", "lan", "-H", host, "-p", strconv.Itoa(623+off), "-A", "MD5", "-U", "ADMIN", "-P", "ADMIN",
+			"-N", "2", "-R", "3", "chassis", "status")
+		want("System Power (IPMI v1.5, MD5)", field(v15, "System Power"), "on")
+
 		cs := ipmi("operator", "Operat0r!", "-L", "OPERATOR", "chassis", "status")
 		want("System Power", field(cs, "System Power"), "on")
 
