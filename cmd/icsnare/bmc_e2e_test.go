@@ -154,11 +154,15 @@ func TestBMCProfileThroughSensor(t *testing.T) {
 	}
 
 	a, b := probe(prefix+".1"), probe(prefix+".2")
-	// ipmi draws the MAC of `lan print` and the FRU serials itself (protocols/ipmi/host.go,
-	// fru.go) and does not read the databus keys SNMP serves, so ipmiMAC and snmpMAC are not
-	// asserted equal: both are logged, and both must differ between the hosts.
+	// One host, one MAC: IPMI's lan print and SNMP's ifPhysAddress both come from the
+	// profile's MacAddress key.
 	t.Logf("host 1: %+v", a)
 	t.Logf("host 2: %+v", b)
+	for _, id := range []bmcIdentity{a, b} {
+		if id.ipmiMAC != id.snmpMAC {
+			t.Errorf("IPMI says MAC %s, SNMP %s for the same host", id.ipmiMAC, id.snmpMAC)
+		}
+	}
 	if a.ipmiMAC == b.ipmiMAC || a.snmpMAC == b.snmpMAC {
 		t.Errorf("two hosts share a MAC: %+v %+v", a, b)
 	}

@@ -30,26 +30,39 @@ func fruArea(b []byte) []byte {
 	return append(b, checksum(b))
 }
 
+// The databus keys whose values, when the profile defines them, are the host's FRU serial
+// numbers and BMC MAC, so IPMI shows what SNMP and HTTP show for the same host.
+const (
+	keyChassisSerial = "ChassisSerial"
+	keyBoardSerial   = "BoardSerial"
+	keySystemSerial  = "SystemSerial"
+	keyMAC           = "MacAddress"
+)
+
 // newFRU builds FRU device 0 (Platform Management FRU Information Storage Definition 1.0):
-// chassis, board and product areas of a 1U server, serial numbers from the seed.
-func newFRU(r *rand.Rand, made time.Time) []byte {
-	serial := func(prefix string, n int) string {
+// chassis, board and product areas of a 1U server. Serial numbers come from the databus
+// keys above when the profile defines them, else from the seed.
+func newFRU(r *rand.Rand, made time.Time, fromDatabus func(key string) (string, bool)) []byte {
+	serial := func(key, prefix string, n int) string {
 		const digits = "0123456789ABCDEFGHJKLMNPRSTUVWXYZ"
 		b := []byte(prefix)
 		for range n {
 			b = append(b, digits[r.IntN(len(digits))])
 		}
+		if v, ok := fromDatabus(key); ok && v != "" && len(v) <= 63 { // one FRU type/length byte
+			return v
+		}
 		return string(b)
 	}
 	chassis := fruField([]byte{0x01, 0, 0x17}, "CSE-813MFTQC-505CB") // rack mount chassis
-	chassis = fruField(chassis, serial("C8130", 8))
+	chassis = fruField(chassis, serial(keyChassisSerial, "C8130", 8))
 	chassis = fruArea(chassis)
 
 	mins := uint32(made.Sub(fruEpoch) / time.Minute)
 	board := []byte{0x01, 0, 0x00, byte(mins), byte(mins >> 8), byte(mins >> 16)}
 	board = fruField(board, "Supermicro")
 	board = fruField(board, "X11DPi-N")
-	board = fruField(board, serial("ZM", 8))
+	board = fruField(board, serial(keyBoardSerial, "ZM", 8))
 	board = fruField(board, "X11DPi-N")
 	board = fruField(board, "")
 	board = fruArea(board)
@@ -59,7 +72,7 @@ func newFRU(r *rand.Rand, made time.Time) []byte {
 	product = fruField(product, "SYS-6019P-MT")
 	product = fruField(product, "SYS-6019P-MT")
 	product = fruField(product, "0123456789")
-	product = fruField(product, serial("S", 9))
+	product = fruField(product, serial(keySystemSerial, "S", 9))
 	product = fruField(product, "To be filled by O.E.M.")
 	product = fruField(product, "")
 	product = fruArea(product)

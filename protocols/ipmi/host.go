@@ -3,6 +3,8 @@ package ipmi
 import (
 	"encoding/binary"
 	"math/rand/v2"
+	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -56,8 +58,21 @@ func (s *service) newHostState(h *protocols.Host) *hostState {
 	// The GUID dates from the board's manufacture, 2019–2024, drawn from the seed alone so
 	// a host keeps it across restarts.
 	made := time.Date(2019, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(r.IntN(6*365*24*3600)) * time.Second)
+	fromDatabus := func(key string) (string, bool) {
+		if h.Databus == nil || h.Profile == nil || h.Profile.Schema == nil || !h.Profile.Schema.Has(key) {
+			return "", false
+		}
+		v, err := h.Databus.GetString(key)
+		return strings.TrimSpace(v), err == nil
+	}
+	// The profile's MAC, when it defines one, is the BMC's on every protocol.
+	if v, ok := fromDatabus(keyMAC); ok {
+		if m, err := net.ParseMAC(v); err == nil && len(m) == 6 {
+			copy(hs.mac[:], m)
+		}
+	}
 	hs.guid = timeGUID(made, uint16(r.Uint32()), hs.mac)
-	hs.fru = newFRU(r, made)
+	hs.fru = newFRU(r, made, fromDatabus)
 	hs.made = made
 	hs.users = newUserTable(s.cfg)
 	hs.sensors = newSensors(r)
