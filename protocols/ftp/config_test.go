@@ -9,6 +9,7 @@ import (
 
 	"github.com/icsnare/icsnare/profiles"
 	"github.com/icsnare/icsnare/protocols/protocoltest"
+	"github.com/icsnare/icsnare/protocols/vfs"
 )
 
 func TestConpotTemplateParsed(t *testing.T) {
@@ -89,7 +90,7 @@ func TestGeneratedFilesPerHost(t *testing.T) {
 func TestOptions(t *testing.T) {
 	p := protocoltest.Profile(t, "testdata/conpot")
 	dir := filepath.Join(t.TempDir(), "captures")
-	svc := protocoltest.ConfigureWith(t, protocol{}, p, &options{CaptureDir: dir, CaptureMaxBytesPerSource: 5}).(*service)
+	svc := protocoltest.ConfigureWith(t, protocol{}, p, &vfs.CaptureOptions{CaptureDir: dir, CaptureMaxBytesPerSource: 5}).(*service)
 	if svc.store.Dir() != dir {
 		t.Fatalf("capture dir %q, want %q", svc.store.Dir(), dir)
 	}
@@ -98,12 +99,12 @@ func TestOptions(t *testing.T) {
 	}
 	file := filepath.Join(t.TempDir(), "f")
 	os.WriteFile(file, nil, 0o644)
-	for _, o := range []*options{{CaptureMaxBytes: -1}, {CaptureMaxBytesPerSource: -5}, {CaptureDir: file}} {
+	for _, o := range []*vfs.CaptureOptions{{CaptureMaxBytes: -1}, {CaptureMaxBytesPerSource: -5}, {CaptureDir: file}} {
 		if o.Validate() == nil {
 			t.Errorf("%+v validated", o)
 		}
 	}
-	if (&options{CaptureDir: dir}).Validate() != nil {
+	if (&vfs.CaptureOptions{CaptureDir: dir}).Validate() != nil {
 		t.Error("a capture dir still to be made must validate")
 	}
 }

@@ -7,10 +7,6 @@
 package ftp
 
 import (
-	"errors"
-	"fmt"
-	"os"
-
 	"github.com/icsnare/icsnare/profiles"
 	"github.com/icsnare/icsnare/protocols"
 	"github.com/icsnare/icsnare/protocols/vfs"
@@ -30,59 +26,23 @@ type protocol struct{}
 // Name implements protocols.Protocol.
 func (protocol) Name() string { return Name }
 
-// options are the sensor-wide options of the [protocols.ftp] table.
-type options struct {
-	// CaptureDir receives every upload as a file named by its SHA-256 ("" keeps only the
-	// hashes and events). FTP and TFTP naming one directory share it and its quotas.
-	CaptureDir string `toml:"capture_dir"`
-	// CaptureMaxBytes bounds the directory, CaptureMaxBytesPerSource what one source address
-	// may store in it (0: the defaults, 1 GiB and 64 MiB).
-	CaptureMaxBytes          int64 `toml:"capture_max_bytes"`
-	CaptureMaxBytesPerSource int64 `toml:"capture_max_bytes_per_source"`
-}
-
 // NewOptions implements protocols.Configurable.
-func (protocol) NewOptions() any { return &options{} }
+func (protocol) NewOptions() any { return &vfs.CaptureOptions{} }
 
 // Flags implements protocols.Configurable: the options are set in the configuration file.
 func (protocol) Flags() []protocols.Flag { return nil }
 
-// Validate implements protocols.Validator.
-func (o *options) Validate() error {
-	if o.CaptureMaxBytes < 0 || o.CaptureMaxBytesPerSource < 0 {
-		return errors.New("capture_max_bytes and capture_max_bytes_per_source must not be negative")
-	}
-	if o.CaptureDir != "" {
-		if st, err := os.Stat(o.CaptureDir); err == nil && !st.IsDir() {
-			return fmt.Errorf("capture_dir %s is not a directory", o.CaptureDir)
-		}
-	}
-	return nil
-}
-
-// quotas returns the capture quotas the options set.
-func (o *options) quotas() vfs.Quotas {
-	q := vfs.DefaultQuotas
-	if o.CaptureMaxBytes > 0 {
-		q.Total = o.CaptureMaxBytes
-	}
-	if o.CaptureMaxBytesPerSource > 0 {
-		q.PerSource = o.CaptureMaxBytesPerSource
-	}
-	return q
-}
-
-// Configure implements protocols.Protocol. opts is the sensor's *options, or nil for the
+// Configure implements protocols.Protocol. opts is the sensor's *vfs.CaptureOptions, or nil for the
 // defaults.
 func (protocol) Configure(sec *profiles.Section, opts any) (protocols.Service, error) {
-	o, _ := opts.(*options)
+	o, _ := opts.(*vfs.CaptureOptions)
 	if o == nil {
-		o = &options{}
+		o = &vfs.CaptureOptions{}
 	}
 	c, err := parseConfig(sec)
 	if err != nil {
 		return nil, err
 	}
-	c.captureDir, c.captureQuota = o.CaptureDir, o.quotas()
+	c.captureDir, c.captureQuota = o.CaptureDir, o.Quotas()
 	return newService(c)
 }
