@@ -50,7 +50,7 @@ func TestBMCProfileThroughSensor(t *testing.T) {
 	snmpget := protocoltest.NeedTool(t, "snmpget")
 	curl := protocoltest.NeedTool(t, "curl")
 	prefix := fmt.Sprintf("127.90.%d", 1+rand.IntN(250))
-	off := 20000 + rand.IntN(30000)
+	off := protocoltest.FreeOffset(t)
 	startBinary(t, "run", "--profile", "bmc", "--listen", prefix+".0/28", "--port-offset", strconv.Itoa(off),
 		"--user", "root", "--metrics", "off", "--state", t.TempDir())
 	waitListening(t, fmt.Sprintf("%s.1:%d", prefix, 80+off))

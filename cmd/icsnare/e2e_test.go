@@ -143,7 +143,7 @@ func TestFloodOfConnectionsLeavesOtherHostsAnswering(t *testing.T) {
 		t.Skip("20,000 connections")
 	}
 	net24 := fmt.Sprintf("127.%d.%d", 100+rand.IntN(100), rand.IntN(256))
-	off := 20000 + rand.IntN(30000)
+	off := protocoltest.FreeOffset(t)
 	cmd, logs := startBinary(t, "run", "--listen", net24+".0/24", "--port-offset", strconv.Itoa(off),
 		"--metrics", "off", "--events", os.DevNull, "--user", "root", "--log-level", "warn")
 	victim := fmt.Sprintf("%s.10:%d", net24, 502+off)
@@ -224,7 +224,7 @@ func TestRunServesAndStopsOnSIGTERM(t *testing.T) {
 	protocoltest.NeedTool(t, "go")
 	events := filepath.Join(t.TempDir(), "events.jsonl")
 	addr := fmt.Sprintf("127.%d.%d.%d", 100+rand.IntN(100), rand.IntN(256), 1+rand.IntN(250))
-	off := 20000 + rand.IntN(30000)
+	off := protocoltest.FreeOffset(t)
 	cmd, _ := startBinary(t, "run", "--listen", addr, "--port-offset", strconv.Itoa(off), "--metrics", "off",
 		"--events", events, "--user", "root")
 	target := fmt.Sprintf("%s:%d", addr, 502+off)
@@ -253,7 +253,7 @@ func TestSNMPThroughSensor(t *testing.T) {
 	snmpget := protocoltest.NeedTool(t, "snmpget")
 	snmpset := protocoltest.NeedTool(t, "snmpset")
 	net24 := fmt.Sprintf("127.%d.%d", 100+rand.IntN(100), rand.IntN(256))
-	off := 20000 + rand.IntN(30000)
+	off := protocoltest.FreeOffset(t)
 	events := filepath.Join(t.TempDir(), "events.jsonl")
 	startBinary(t, "run", "--listen", net24+".0/24", "--port-offset", strconv.Itoa(off),
 		"--metrics", "off", "--events", events, "--user", "root")
@@ -298,7 +298,7 @@ func TestSNMPThroughSensor(t *testing.T) {
 // CAP_NET_ADMIN it kept.
 func TestAnyIPAsNobody(t *testing.T) {
 	ns := netnstest.New(t)
-	off := 20000 + rand.IntN(30000)
+	off := protocoltest.FreeOffset(t)
 	cmd, logs := startBinaryIn(t, ns, "run", "--listen", "198.19.9.0/24", "--anyip", "--user", "nobody",
 		"--port-offset", strconv.Itoa(off), "--metrics", "off", "--events", os.DevNull)
 	routes := func() string {

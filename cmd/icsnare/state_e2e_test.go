@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -150,7 +149,7 @@ func TestSNMPSetSurvivesEvictionAndRestart(t *testing.T) {
 	snmpset := protocoltest.NeedTool(t, "snmpset")
 	bin := buildStatic(t)
 	stateDir := t.TempDir()
-	off := 20000 + rand.IntN(30000)
+	off := protocoltest.FreeOffset(t)
 	cfgPath := t.TempDir() + "/icsnare.toml"
 	cfg := fmt.Sprintf(`sensor_id = "state-e2e"
 [[hosts]]
@@ -289,7 +288,7 @@ dir = %q
 func TestSubnetEdgesAreNotModbusHosts(t *testing.T) {
 	mbpoll := protocoltest.NeedTool(t, "mbpoll")
 	bin := buildStatic(t)
-	off := 20000 + rand.IntN(30000)
+	off := protocoltest.FreeOffset(t)
 	p := launch(t, bin, "127.40.255.1", "run", "--listen", "127.40.2.0/24", "--port-offset", strconv.Itoa(off),
 		"--events", os.DevNull, "--user", "root", "--state", t.TempDir())
 	waitListening(t, fmt.Sprintf("127.40.2.1:%d", 502+off))

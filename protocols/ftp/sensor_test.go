@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -45,21 +44,7 @@ func (s *syncBuffer) String() string {
 // freeOffset finds a port offset at which FTP's TCP port and TFTP's UDP port are free.
 func freeOffset(t *testing.T) int {
 	t.Helper()
-	for range 50 {
-		off := 20000 + rand.IntN(20000)
-		ln, err := net.Listen("tcp4", fmt.Sprintf("0.0.0.0:%d", ftp.Port+off))
-		if err != nil {
-			continue
-		}
-		pc, err := net.ListenPacket("udp4", fmt.Sprintf("0.0.0.0:%d", tftp.Port+off))
-		ln.Close()
-		if err == nil {
-			pc.Close()
-			return off
-		}
-	}
-	t.Fatal("no free port offset")
-	return 0
+	return protocoltest.FreeOffset(t, ftp.Port, tftp.Port)
 }
 
 // TestThroughSensor serves FTP and TFTP of one profile on a /24 of hosts through the real

@@ -313,3 +313,45 @@ func ExpertProblems(t testing.TB, tshark, pcap string, protos ...string) []strin
 	}
 	return bad
 }
+
+// FreeOffset returns a port offset at which every one of ports is free on the wildcard for
+// TCP and UDP right now, for tests that must run a sensor on standard ports plus an offset.
+// The offsets keep ports up to 502 below the kernel's ephemeral range (32768 and up), where
+// client sockets of other tests could take them between the check and the bind.
+func FreeOffset(t testing.TB, ports ...int) int {
+	t.Helper()
+	if len(ports) == 0 {
+		ports = []int{21, 69, 80, 102, 161, 502, 623, 2404, 44818, 47808}
+	}
+	for range 100 {
+		off := 10000 + rand.IntN(32768-10000-1000)
+		ok := true
+		var closers []func() error
+		for _, p := range ports {
+			if p+off > 65535 {
+				continue
+			}
+			addr := fmt.Sprintf("0.0.0.0:%d", p+off)
+			ln, err := net.Listen("tcp4", addr)
+			if err != nil {
+				ok = false
+				break
+			}
+			closers = append(closers, ln.Close)
+			pc, err := net.ListenPacket("udp4", addr)
+			if err != nil {
+				ok = false
+				break
+			}
+			closers = append(closers, pc.Close)
+		}
+		for _, c := range closers {
+			c()
+		}
+		if ok {
+			return off
+		}
+	}
+	t.Fatal("protocoltest: no free port offset in 100 tries")
+	return 0
+}
