@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/icsnare/icsnare/profiles"
+	"github.com/icsnare/icsnare/protocols/ratelimit"
 )
 
 // Limits of the profile section.
@@ -56,7 +57,7 @@ type config struct {
 	maxAPDU       int
 	objects       []*objectConfig // the non-device objects, in profile order
 	byID          map[objectID]*objectConfig
-	limits        map[string][2]int // rate class -> per source, global requests per minute
+	limits        ratelimit.ProfileLimits // rate class -> per source, global requests per minute
 }
 
 // transmits reports whether the device sends segmented answers.

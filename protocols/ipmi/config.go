@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/icsnare/icsnare/profiles"
+	"github.com/icsnare/icsnare/protocols/ratelimit"
 )
 
 // Privilege levels.
@@ -54,8 +55,8 @@ type config struct {
 	maxPerHost    int
 	macOUI        [3]byte
 	userSlots     int
-	v15Auth       []byte            // IPMI v1.5 authentication types offered; none: v1.5 sessions off
-	limits        map[string][2]int // rate class → per source, global (requests per minute)
+	v15Auth       []byte                  // IPMI v1.5 authentication types offered; none: v1.5 sessions off
+	limits        ratelimit.ProfileLimits // rate class → per source, global (requests per minute)
 	users         []*user
 }
 
@@ -150,7 +151,7 @@ func parseConfig(sec *profiles.Section) (*config, error) {
 			c.macOUI[i] = byte(v)
 		}
 	}
-	if err := parseRateLimits(sec, root, c); err != nil {
+	if err := parseRateLimits(root, c); err != nil {
 		return nil, err
 	}
 	if ul := root.Child("user_list"); ul != nil {
