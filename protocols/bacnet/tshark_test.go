@@ -1,8 +1,6 @@
 package bacnet_test
 
 import (
-	"bufio"
-	"context"
 	"encoding/hex"
 	"net"
 	"os"
@@ -61,7 +59,11 @@ func TestTsharkDissects(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	stop := capture(t, dumpcap, "udp and net "+r.net+".0/24", pcap, c, host)
+	whoIs, _ := hex.DecodeString("810a000601001008")
+	stop := protocoltest.Capture(t, dumpcap, "udp and net "+r.net+".0/24", pcap, func() {
+		c.WriteToUDP(whoIs, &net.UDPAddr{IP: net.ParseIP(host), Port: 47808})
+		drain(c, 100*time.Millisecond)
+	})
 
 	dst := &net.UDPAddr{IP: net.ParseIP(host), Port: 47808}
 	bcast := &net.UDPAddr{IP: net.ParseIP(r.host(255)), Port: 47808}
@@ -105,7 +107,7 @@ func TestTsharkDissects(t *testing.T) {
 		t.Fatalf("tshark -V: %v", err)
 	}
 	if strings.Contains(string(verbose), "Malformed") {
-		t.Errorf("tshark reports a malformed packet:\n%s", grepContext(string(verbose), "Malformed"))
+		t.Errorf("tshark reports a malformed packet:\n%s", protocoltest.GrepContext(string(verbose), "Malformed"))
 	}
 	expert, err := protocoltest.Run(t, 60*time.Second, tshark, "-r", pcap, "-q", "-z", "expert,warn")
 	if err != nil {
@@ -128,83 +130,4 @@ func drain(c *net.UDPConn, wait time.Duration) int {
 		n++
 	}
 	return n
-}
-
-// capture starts dumpcap on lo and returns once a probe Who-Is to host shows in the file.
-func capture(t *testing.T, dumpcap, filter, file string, c *net.UDPConn, host string) (stop func()) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	cmd := exec.CommandContext(ctx, dumpcap, "-i", "lo", "-f", filter, "-w", file)
-	cmd.WaitDelay = 5 * time.Second
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		cancel()
-		t.Fatalf("dumpcap: %v", err)
-	}
-	ready := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		once := false
-		for sc.Scan() {
-			t.Log("dumpcap: " + sc.Text())
-			if !once && strings.Contains(sc.Text(), "Capturing on") {
-				once = true
-				close(ready)
-			}
-		}
-		if !once {
-			close(ready)
-		}
-	}()
-	select {
-	case <-ready:
-	case <-time.After(20 * time.Second):
-		t.Fatal("dumpcap did not start capturing")
-	}
-	size := func() int64 {
-		st, err := os.Stat(file)
-		if err != nil {
-			return 0
-		}
-		return st.Size()
-	}
-	probe, _ := hex.DecodeString("810a000601001008") // Who-Is
-	before := size()
-	for deadline := time.Now().Add(20 * time.Second); size() == before; {
-		if time.Now().After(deadline) {
-			t.Fatal("dumpcap captures nothing")
-		}
-		c.WriteToUDP(probe, &net.UDPAddr{IP: net.ParseIP(host), Port: 47808})
-		drain(c, 100*time.Millisecond)
-	}
-	done := false
-	stop = func() {
-		if done {
-			return
-		}
-		done = true
-		time.Sleep(500 * time.Millisecond) // let the last packets reach the capture
-		cmd.Process.Signal(os.Interrupt)
-		cmd.Wait()
-		cancel()
-	}
-	t.Cleanup(stop)
-	return stop
-}
-
-func grepContext(s, word string) string {
-	var out []string
-	lines := strings.Split(s, "\n")
-	for i, l := range lines {
-		if strings.Contains(l, word) {
-			out = append(out, lines[max(0, i-30):min(len(lines), i+3)]...)
-			if len(out) > 300 {
-				break
-			}
-		}
-	}
-	return strings.Join(out, "\n")
 }

@@ -1,8 +1,6 @@
 package ipmi
 
 import (
-	"bufio"
-	"context"
 	"net"
 	"os"
 	"os/exec"
@@ -29,7 +27,15 @@ func TestTsharkDecodes(t *testing.T) {
 	if d := os.Getenv("IPMI_KEEP_PCAP"); d != "" {
 		pcap = d
 	}
-	stop := capture(t, dumpcap, "udp port 623 and host "+host, pcap, srv.Addr.String())
+	ping := unhex(t, "0600ff06 000011be 80010000") // ASF presence ping
+	stop := protocoltest.Capture(t, dumpcap, "udp port 623 and host "+host, pcap, func() {
+		if c, err := net.Dial("udp", srv.Addr.String()); err == nil {
+			c.Write(ping)
+			c.SetReadDeadline(time.Now().Add(time.Second))
+			c.Read(make([]byte, 64))
+			c.Close()
+		}
+	})
 	mustIpmitool(t, srv, 3, chassisOn, "chassis", "status")
 	mustIpmitool(t, srv, 17, []string{`Chassis Power Control: Down/Off`}, "power", "off")
 	mustIpmitool(t, srv, 1, []string{`Chassis Power is off`}, "power", "status")
@@ -81,7 +87,7 @@ func TestTsharkDecodes(t *testing.T) {
 		t.Fatalf("tshark -V: %v", err)
 	}
 	if strings.Contains(string(verbose), "Malformed") {
-		t.Errorf("tshark reports a malformed packet:\n%s", grepContext(string(verbose), "Malformed"))
+		t.Errorf("tshark reports a malformed packet:\n%s", protocoltest.GrepContext(string(verbose), "Malformed"))
 	}
 	expert, err := tsh("-q", "-z", "expert,warn")
 	if err != nil {
@@ -90,88 +96,4 @@ func TestTsharkDecodes(t *testing.T) {
 	if regexp.MustCompile(`(?m)^\s*(Errors|Warns) \(\d+\)`).MatchString(expert) {
 		t.Errorf("tshark expert info has warnings or errors")
 	}
-}
-
-// capture starts dumpcap on lo and returns a function that stops it once the packets are
-// written. It returns once a presence ping to probe shows in the file.
-func capture(t *testing.T, dumpcap, filter, file, probe string) (stop func()) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	cmd := exec.CommandContext(ctx, dumpcap, "-i", "lo", "-f", filter, "-w", file)
-	cmd.WaitDelay = 5 * time.Second
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		cancel()
-		t.Fatalf("dumpcap: %v", err)
-	}
-	ready := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		once := false
-		for sc.Scan() {
-			if !once && strings.Contains(sc.Text(), "Capturing on") {
-				once = true
-				close(ready)
-			}
-		}
-		if !once {
-			close(ready)
-		}
-	}()
-	select {
-	case <-ready:
-	case <-time.After(20 * time.Second):
-		t.Fatal("dumpcap did not start capturing")
-	}
-	size := func() int64 {
-		st, err := os.Stat(file)
-		if err != nil {
-			return 0
-		}
-		return st.Size()
-	}
-	before := size()
-	ping := unhex(t, "0600ff06 000011be 80010000")
-	for deadline := time.Now().Add(20 * time.Second); size() == before; {
-		if time.Now().After(deadline) {
-			t.Fatal("dumpcap captures nothing")
-		}
-		if c, err := net.Dial("udp", probe); err == nil {
-			c.Write(ping)
-			c.SetReadDeadline(time.Now().Add(time.Second))
-			c.Read(make([]byte, 64))
-			c.Close()
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	done := false
-	stop = func() {
-		if done {
-			return
-		}
-		done = true
-		time.Sleep(500 * time.Millisecond) // let the last packets reach the capture
-		cmd.Process.Signal(os.Interrupt)
-		cmd.Wait()
-		cancel()
-	}
-	t.Cleanup(stop)
-	return stop
-}
-
-func grepContext(s, word string) string {
-	var out []string
-	lines := strings.Split(s, "\n")
-	for i, l := range lines {
-		if strings.Contains(l, word) {
-			out = append(out, lines[max(0, i-30):min(len(lines), i+3)]...)
-			if len(out) > 300 {
-				break
-			}
-		}
-	}
-	return strings.Join(out, "\n")
 }

@@ -1,8 +1,6 @@
 package modbus
 
 import (
-	"bufio"
-	"context"
 	"net"
 	"os"
 	"os/exec"
@@ -27,7 +25,11 @@ func TestTsharkDecodes(t *testing.T) {
 	if d := os.Getenv("MODBUS_KEEP_PCAP"); d != "" {
 		pcap = d
 	}
-	stop := capture(t, dumpcap, "tcp port 502 and host "+host, pcap, srv.Addr.String())
+	stop := protocoltest.Capture(t, dumpcap, "tcp port 502 and host "+host, pcap, func() {
+		if c, err := net.Dial("tcp", srv.Addr.String()); err == nil {
+			c.Close()
+		}
+	})
 
 	// Every well-formed exchange of the golden table (reads, writes, exceptions, device id,
 	// broadcast), pipelined into one segment and then one by one. (The deliberately
@@ -92,91 +94,9 @@ func TestTsharkDecodes(t *testing.T) {
 		t.Fatalf("tshark -V: %v", err)
 	}
 	if strings.Contains(string(verbose), "Malformed") {
-		t.Errorf("tshark reports a malformed packet:\n%s", grepContext(string(verbose), "Malformed"))
+		t.Errorf("tshark reports a malformed packet:\n%s", protocoltest.GrepContext(string(verbose), "Malformed"))
 	}
 	if bad := protocoltest.ExpertProblems(t, tshark, pcap, "Modbus/TCP", "Modbus"); len(bad) > 0 {
 		t.Errorf("tshark expert warnings or errors of Modbus:\n%s", strings.Join(bad, "\n"))
 	}
-}
-
-// capture starts dumpcap on lo and returns a function that stops it once the packets are
-// written. It returns once a probe connection to probe shows in the file, so no packet
-// of the test is missed.
-func capture(t *testing.T, dumpcap, filter, file, probe string) (stop func()) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	cmd := exec.CommandContext(ctx, dumpcap, "-i", "lo", "-f", filter, "-w", file)
-	cmd.WaitDelay = 5 * time.Second
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		cancel()
-		t.Fatalf("dumpcap: %v", err)
-	}
-	ready := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		once := false
-		for sc.Scan() {
-			t.Log("dumpcap: " + sc.Text())
-			if !once && strings.Contains(sc.Text(), "Capturing on") {
-				once = true
-				close(ready)
-			}
-		}
-		if !once {
-			close(ready)
-		}
-	}()
-	select {
-	case <-ready:
-	case <-time.After(20 * time.Second):
-		t.Fatal("dumpcap did not start capturing")
-	}
-	size := func() int64 {
-		st, err := os.Stat(file)
-		if err != nil {
-			return 0
-		}
-		return st.Size()
-	}
-	before := size()
-	for deadline := time.Now().Add(20 * time.Second); size() == before; {
-		if time.Now().After(deadline) {
-			t.Fatal("dumpcap captures nothing")
-		}
-		if c, err := net.Dial("tcp", probe); err == nil {
-			c.Close()
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	done := false
-	stop = func() {
-		if done {
-			return
-		}
-		done = true
-		time.Sleep(500 * time.Millisecond) // let the last packets reach the capture
-		cmd.Process.Signal(os.Interrupt)
-		cmd.Wait()
-		cancel()
-	}
-	t.Cleanup(stop)
-	return stop
-}
-
-func grepContext(s, word string) string {
-	var out []string
-	lines := strings.Split(s, "\n")
-	for i, l := range lines {
-		if strings.Contains(l, word) {
-			out = append(out, lines[max(0, i-20):min(len(lines), i+3)]...)
-			if len(out) > 200 {
-				break
-			}
-		}
-	}
-	return strings.Join(out, "\n")
 }

@@ -3,6 +3,7 @@
 package protocoltest
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -354,4 +355,88 @@ func FreeOffset(t testing.TB, ports ...int) int {
 	}
 	t.Fatal("protocoltest: no free port offset in 100 tries")
 	return 0
+}
+
+// Capture starts dumpcap on lo with a capture filter and returns a function that stops it
+// once the packets are written (it also runs at cleanup). It returns only after a packet
+// that probe sends shows in the file, so no packet of the test is missed; probe is called
+// repeatedly, about every 100 ms, for at most 20 s.
+func Capture(t testing.TB, dumpcap, filter, file string, probe func()) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	cmd := exec.CommandContext(ctx, dumpcap, "-i", "lo", "-f", filter, "-w", file)
+	cmd.WaitDelay = 5 * time.Second
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		cancel()
+		t.Fatalf("dumpcap: %v", err)
+	}
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		once := false
+		for sc.Scan() {
+			t.Log("dumpcap: " + sc.Text())
+			if !once && strings.Contains(sc.Text(), "Capturing on") {
+				once = true
+				close(ready)
+			}
+		}
+		if !once {
+			close(ready)
+		}
+	}()
+	done := false
+	stop = func() {
+		if done {
+			return
+		}
+		done = true
+		time.Sleep(500 * time.Millisecond) // let the last packets reach the capture
+		cmd.Process.Signal(os.Interrupt)
+		cmd.Wait()
+		cancel()
+	}
+	t.Cleanup(stop)
+	select {
+	case <-ready:
+	case <-time.After(20 * time.Second):
+		t.Fatal("dumpcap did not start capturing")
+	}
+	size := func() int64 {
+		st, err := os.Stat(file)
+		if err != nil {
+			return 0
+		}
+		return st.Size()
+	}
+	before := size()
+	for deadline := time.Now().Add(20 * time.Second); size() == before; {
+		if time.Now().After(deadline) {
+			t.Fatal("dumpcap captures nothing")
+		}
+		probe()
+		time.Sleep(100 * time.Millisecond)
+	}
+	return stop
+}
+
+// GrepContext returns the lines of s that contain word, each with the 30 lines before it
+// (tshark -V puts the layers above a finding there), at most about 300 lines.
+func GrepContext(s, word string) string {
+	var out []string
+	lines := strings.Split(s, "\n")
+	for i, l := range lines {
+		if strings.Contains(l, word) {
+			out = append(out, lines[max(0, i-30):min(len(lines), i+3)]...)
+			if len(out) > 300 {
+				break
+			}
+		}
+	}
+	return strings.Join(out, "\n")
 }
