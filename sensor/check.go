@@ -37,6 +37,8 @@ type Report struct {
 	// Changes the part of it this machine does not have yet.
 	Network netcfg.Plan
 	Changes netcfg.Changes
+	// Hosts is how many hosts the sensor keeps in memory, and why.
+	Hosts HostBudget
 
 	cfg      Config
 	profiles map[string]*deviceProfile
@@ -70,6 +72,11 @@ func Check(cfg Config) (*Report, error) {
 	if err := checkPorts(devs); err != nil {
 		return r, err
 	}
+	avail, err := AvailableMemory()
+	if err != nil && cfg.Limits.MaxHosts == 0 {
+		return r, fmt.Errorf("%s: limits.max_hosts is 0 (derive from memory): %w", cfg.pos("limits.max_hosts"), err)
+	}
+	r.Hosts = cfg.Limits.hostBudget(avail)
 	if err := CheckState(cfg); err != nil {
 		return r, fmt.Errorf("%s: state.dir: %w", cfg.pos("state.dir"), err)
 	}

@@ -87,8 +87,12 @@ type LimitsConfig struct {
 	RequestTimeout Duration `toml:"request_timeout"`
 	// EvictIdleAfter: when a cap is reached, the connection whose last complete request is
 	// the oldest, and at least this old, is closed to admit the new one.
-	EvictIdleAfter  Duration `toml:"evict_idle_after"`
-	MaxHosts        int      `toml:"max_hosts"` // materialised hosts kept in memory
+	EvictIdleAfter Duration `toml:"evict_idle_after"`
+	// MaxHosts bounds the materialised hosts kept in memory; 0 derives it from HostMemory.
+	MaxHosts int `toml:"max_hosts"`
+	// HostMemory is the memory hosts may take (0, "auto": a quarter of what the machine or
+	// the sensor's cgroup allows); max_hosts = HostMemory / HostCost.
+	HostMemory      ByteSize `toml:"host_memory"`
 	HostIdle        Duration `toml:"host_idle"` // an idle host may be evicted (and regenerated identically)
 	UDPFlowIdle     Duration `toml:"udp_flow_idle"`
 	UDPFlowLifetime Duration `toml:"udp_flow_lifetime"` // a UDP session ends this long after it began, busy or not
@@ -231,7 +235,6 @@ func DefaultConfig() Config {
 		MaxConnsPerSourcePrefix: 1024,
 		RequestTimeout:          Duration{15 * time.Second},
 		EvictIdleAfter:          Duration{10 * time.Second},
-		MaxHosts:                1 << 20,
 		HostIdle:                Duration{30 * time.Minute},
 		UDPFlowIdle:             Duration{60 * time.Second},
 		UDPFlowLifetime:         Duration{30 * time.Minute},
@@ -455,11 +458,14 @@ func (c *Config) Validate() error {
 	}
 	l := &c.Limits
 	for name, v := range map[string]int{"max_connections": l.MaxConnections, "max_connections_per_host": l.MaxConnsPerHost,
-		"max_hosts": l.MaxHosts, "max_udp_flows": l.MaxUDPFlows, "broadcast_max_hosts": l.BroadcastMaxHosts,
+		"max_udp_flows": l.MaxUDPFlows, "broadcast_max_hosts": l.BroadcastMaxHosts,
 		"broadcast_max_bytes": l.BroadcastMaxBytes} {
 		if v <= 0 {
 			return bad("limits.%s must be positive", name)
 		}
+	}
+	if l.MaxHosts < 0 {
+		return bad("limits.max_hosts must not be negative (0: from limits.host_memory)")
 	}
 	if l.BroadcastPerSourcePerMinute < 0 || l.BroadcastPerMinute < 0 {
 		return bad("limits.broadcast_per_source_per_minute and limits.broadcast_per_minute must not be negative")

@@ -27,6 +27,8 @@ func (r *Report) Describe() []string {
 		out = append(out, fmt.Sprintf("hosts %s: profile %s (%s) serves %s", strings.Join(h.Addresses, ", "),
 			d.profile.Name, d.profile.Source, strings.Join(eps, ", ")))
 	}
+	out = append(out, fmt.Sprintf("hosts kept in memory: at most %d (%s); idle ones are evicted and regenerated",
+		r.Hosts.MaxHosts, r.Hosts.Reason))
 	limits, _, _ := RateLimitPlan(cfg, devs) // Check already planned them without error
 	return append(out, limits...)
 }

@@ -85,7 +85,11 @@ func New(cfg Config, log *slog.Logger) (*Sensor, error) {
 	if err != nil {
 		return nil, err
 	}
-	hosts := newHostRegistry(rules, deploymentSeed(seed), cfg.Limits.MaxHosts, cfg.Limits.HostIdle.Duration)
+	log.Info("host budget", "max_hosts", rep.Hosts.MaxHosts, "from", rep.Hosts.Reason)
+	if lim := applyGoMemoryLimit(rep.Hosts.Available); lim > 0 {
+		log.Info("go memory limit set from the cgroup", "bytes", lim, "cgroup", rep.Hosts.Available.Source)
+	}
+	hosts := newHostRegistry(rules, deploymentSeed(seed), rep.Hosts.MaxHosts, cfg.Limits.HostIdle.Duration)
 	hosts.boot, hosts.store = boot, store
 	var rb [4]byte
 	rand.Read(rb[:])
