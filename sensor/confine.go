@@ -38,6 +38,10 @@ var allowedSyscalls = []string{
 	"bpf",
 }
 
+// AllowedSyscalls returns the seccomp allow-list Confine loads (for the systemd unit's
+// SystemCallFilter, which must admit at least these).
+func AllowedSyscalls() []string { return append([]string(nil), allowedSyscalls...) }
+
 // Confine loads the seccomp allow-list on every thread of the process (and sets
 // no_new_privs, which it needs). Call it after the sockets are bound, the privileges
 // dropped and the XDP program loaded.
