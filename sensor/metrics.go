@@ -12,6 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/icsnare/icsnare/protocols"
 )
 
 // Version is the sensor's version, set at build time with -ldflags "-X ...sensor.Version=…".
@@ -129,16 +131,32 @@ func (m *metrics) hostGauges(r *hostRegistry) {
 		Help: "Idle hosts evicted from memory."}, func() float64 { return float64(r.evicted.Load()) }))
 }
 
-// serveMetrics serves /metrics on ln until ctx is done.
-func serveMetrics(ctx context.Context, ln net.Listener, reg *prometheus.Registry, log *slog.Logger) {
+// serveMetrics serves /metrics, /healthz and /readyz on ln until ctx is done. ready says
+// whether the sensor serves its sockets now.
+func serveMetrics(ctx context.Context, ln net.Listener, reg *prometheus.Registry, ready func() bool, log *slog.Logger) {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{MaxRequestsInFlight: 4, Timeout: 10 * time.Second}))
+	// /healthz: the process is alive and answers (a supervisor restarts it otherwise).
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Write([]byte("ok\n"))
+	})
+	// /readyz: the sockets are bound and served; 503 before and while shutting down.
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if !ready() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			w.Write([]byte("not serving\n"))
+			return
+		}
+		w.Write([]byte("ready\n"))
+	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/" {
 			http.NotFound(w, r)
 			return
 		}
-		w.Write([]byte("icsnare: metrics at /metrics\n"))
+		w.Write([]byte("icsnare: /metrics, /healthz, /readyz\n"))
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
 		WriteTimeout: 15 * time.Second, MaxHeaderBytes: 16 << 10}
@@ -150,5 +168,60 @@ func serveMetrics(ctx context.Context, ln net.Listener, reg *prometheus.Registry
 	}()
 	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		log.Error("metrics server stopped", "err", err)
+	}
+}
+
+// Label values known before any traffic, so that their series read 0 from the first scrape
+// instead of appearing at their first increment (rate() and absent() alerts need them).
+var (
+	tcpRejectReasons   = []string{"global_cap", "host_cap", "source_cap", "source_prefix_cap"}
+	udpRejectReasons   = []string{"no_service", "rate_limited"}
+	flowEndReasons     = []string{"idle", "lifetime", "evicted", "shutdown"}
+	answerDropReasons  = []string{"replies", "amplification", "source_bytes", "port_bytes"}
+	evictReasons       = []string{"global_cap", "host_cap"}
+	broadcastCapReason = []string{"hosts", "bytes", "rate"}
+)
+
+// initSeries creates the series of every served protocol (protocol → its transports) with
+// the fixed label values above.
+func (m *metrics) initSeries(served map[string]map[string]bool) {
+	m.rejected.WithLabelValues("none", "unknown_host")
+	m.rejected.WithLabelValues("none", "no_service")
+	for p, transports := range served {
+		for _, dir := range []string{"in", "out"} {
+			m.bytes.WithLabelValues(p, dir)
+		}
+		m.panics.WithLabelValues(p)
+		if transports[protocols.TCP] {
+			m.connections.WithLabelValues(p, protocols.TCP)
+			m.active.WithLabelValues(p)
+			m.closed.WithLabelValues(p, "request_timeout")
+			for _, r := range tcpRejectReasons {
+				m.rejected.WithLabelValues(p, r)
+			}
+			for _, r := range evictReasons {
+				m.evicted.WithLabelValues(p, r)
+			}
+		}
+		if transports[protocols.UDP] {
+			m.connections.WithLabelValues(p, protocols.UDP)
+			for _, dir := range []string{"in", "out"} {
+				m.packets.WithLabelValues(p, dir)
+			}
+			for _, r := range udpRejectReasons {
+				m.rejected.WithLabelValues(p, r)
+			}
+			for _, r := range flowEndReasons {
+				m.flowsEnded.WithLabelValues(p, r)
+			}
+			for _, r := range answerDropReasons {
+				m.repliesDropped.WithLabelValues(p, r)
+			}
+			for _, r := range broadcastCapReason {
+				m.broadcastCapped.WithLabelValues(p, r)
+			}
+			m.broadcasts.WithLabelValues(p)
+			m.broadcastHosts.WithLabelValues(p)
+		}
 	}
 }

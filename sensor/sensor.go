@@ -31,6 +31,7 @@ type Sensor struct {
 	profiles map[string]*deviceProfile
 	hosts    *hostRegistry
 	m        *metrics
+	serving  atomic.Bool // sockets bound and served (/readyz)
 	bus      *Bus
 	flows    *flowTable
 	sources  *sourceCaps
@@ -107,6 +108,16 @@ func New(cfg Config, log *slog.Logger) (*Sensor, error) {
 	s.flows = newFlowTable(cfg.Limits.MaxUDPFlows, cfg.Limits.UDPFlowIdle.Duration, cfg.Limits.UDPFlowLifetime.Duration,
 		func(sess *protocols.Session, why string) { s.m.flowsEnded.WithLabelValues(sess.Protocol, why).Inc() })
 	s.tellServices(nil)
+	served := map[string]map[string]bool{}
+	for _, d := range devs {
+		for ep, ds := range d.services {
+			if served[ds.protocol] == nil {
+				served[ds.protocol] = map[string]bool{}
+			}
+			served[ds.protocol][ep.Transport] = true
+		}
+	}
+	s.m.initSeries(served)
 	s.m.hostGauges(s.hosts)
 	if store != nil {
 		s.m.stateMetrics(store)
@@ -221,6 +232,10 @@ func (s *Sensor) SetBus(b *Bus) {
 	b.onDrop = s.m.eventsDropped.Inc
 	b.onWrite = func(sink string) { s.m.eventsWritten.WithLabelValues(sink).Inc() }
 	b.onFail = func(sink string) { s.m.eventsFailed.WithLabelValues(sink).Inc() }
+	for _, sk := range b.sinks {
+		s.m.eventsWritten.WithLabelValues(sk.Name())
+		s.m.eventsFailed.WithLabelValues(sk.Name())
+	}
 }
 
 // Run serves until ctx is done, then stops within about two seconds: it closes the
@@ -238,7 +253,7 @@ func (s *Sensor) Run(ctx context.Context, metricsLn net.Listener) error {
 	}
 	mctx, stopMetrics := context.WithCancel(context.Background())
 	if metricsLn != nil {
-		go serveMetrics(mctx, metricsLn, s.m.reg, s.log)
+		go serveMetrics(mctx, metricsLn, s.m.reg, s.serving.Load, s.log)
 	}
 	for _, l := range s.tcp {
 		s.wg.Add(1)
@@ -254,6 +269,7 @@ func (s *Sensor) Run(ctx context.Context, metricsLn net.Listener) error {
 			go s.readLoop(ctx, l)
 		}
 	}
+	s.serving.Store(true)
 	s.log.Info("sensor running", "sockets", s.Addrs, "profiles", len(s.profiles), "hosts_configured", s.hosts.configured())
 	tick := time.NewTicker(10 * time.Second)
 	defer tick.Stop()
@@ -268,6 +284,7 @@ loop:
 		}
 	}
 	s.log.Info("shutting down")
+	s.serving.Store(false)
 	s.Close()
 	s.flows.closeAll()
 	s.closeConns()
