@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -155,18 +156,8 @@ func TestSensorRunsWithTheUnitsCapabilities(t *testing.T) {
 	}
 	list := strings.Join(set, ",")
 
-	dir, err := os.MkdirTemp("", "icsnare-unit-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	os.Chmod(dir, 0o755) // the sensor's user must reach the binary and its state directory
-	bin := filepath.Join(dir, "icsnare")
-	build := exec.Command("go", "build", "-o", bin, "../cmd/icsnare")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := buildSensor(t)
+	dir := filepath.Dir(bin)
 	state := filepath.Join(dir, "state")
 	os.Mkdir(state, 0o700)
 	os.Chown(state, 65534, 65534)
@@ -182,6 +173,7 @@ func TestSensorRunsWithTheUnitsCapabilities(t *testing.T) {
 	defer func() { cmd.Process.Signal(os.Interrupt); cmd.Wait() }()
 
 	var c net.Conn
+	var err error
 	for range 50 {
 		if c, err = net.DialTimeout("tcp", addr+":502", time.Second); err == nil {
 			break
@@ -223,4 +215,42 @@ func TestSensorRunsWithTheUnitsCapabilities(t *testing.T) {
 var capNumbers = map[string]uint{
 	"CAP_NET_BIND_SERVICE": 10, "CAP_NET_ADMIN": 12, "CAP_NET_RAW": 13, "CAP_SYS_ADMIN": 21,
 	"CAP_PERFMON": 38, "CAP_BPF": 39,
+}
+
+var (
+	buildOnce sync.Once
+	builtBin  string
+	buildErr  error
+)
+
+// buildSensor builds the static binary once per test run, in a directory any user can read
+// (the unit test runs it as nobody), and returns its path.
+func buildSensor(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "icsnare-packaging-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		os.Chmod(dir, 0o755)
+		builtBin = filepath.Join(dir, "icsnare")
+		cmd := exec.Command("go", "build", "-o", builtBin, "../cmd/icsnare")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return builtBin
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if builtBin != "" {
+		os.RemoveAll(filepath.Dir(builtBin))
+	}
+	os.Exit(code)
 }

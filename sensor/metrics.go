@@ -113,8 +113,10 @@ func newMetrics() *metrics {
 // Request implements protocols.Metrics.
 func (m *metrics) Request(protocol, kind string, failed bool) {
 	m.requests.WithLabelValues(protocol, kind).Inc()
+	// The error series exists from the kind's first request, at zero when it succeeded.
+	errs := m.requestErrors.WithLabelValues(protocol, kind)
 	if failed {
-		m.requestErrors.WithLabelValues(protocol, kind).Inc()
+		errs.Inc()
 	}
 }
 
@@ -187,6 +189,8 @@ var (
 func (m *metrics) initSeries(served map[string]map[string]bool) {
 	m.rejected.WithLabelValues("none", "unknown_host")
 	m.rejected.WithLabelValues("none", "no_service")
+	m.endpointsActive.WithLabelValues(protocols.TCP)
+	m.endpointsActive.WithLabelValues(protocols.UDP)
 	for p, transports := range served {
 		for _, dir := range []string{"in", "out"} {
 			m.bytes.WithLabelValues(p, dir)
@@ -224,4 +228,21 @@ func (m *metrics) initSeries(served map[string]map[string]bool) {
 			m.broadcastHosts.WithLabelValues(p)
 		}
 	}
+}
+
+// configGauges exports what the configuration set, for alerts that compare with it.
+func (m *metrics) configGauges(budget HostBudget, xdpConfigured bool) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "icsnare_hosts_max",
+		Help: "Hosts kept in memory at most (limits.max_hosts, or derived from limits.host_memory)."},
+		func() float64 { return float64(budget.MaxHosts) }))
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "icsnare_memory_available_bytes",
+		Help: "Memory the sensor may use: the smallest cgroup limit on its path, or the machine's MemTotal."},
+		func() float64 { return float64(budget.Available.Bytes) }))
+	xdp := 0.0
+	if xdpConfigured {
+		xdp = 1
+	}
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "icsnare_xdp_configured",
+		Help: "1 when xdp.interface is set (icsnare_xdp_loaded says whether the program is attached)."},
+		func() float64 { return xdp }))
 }

@@ -119,6 +119,7 @@ func New(cfg Config, log *slog.Logger) (*Sensor, error) {
 	}
 	s.m.initSeries(served)
 	s.m.hostGauges(s.hosts)
+	s.m.configGauges(rep.Hosts, cfg.XDP.Interface != "")
 	if store != nil {
 		s.m.stateMetrics(store)
 	}
