@@ -114,11 +114,15 @@ func diffNetwork(plan netcfg.Plan) (netcfg.Changes, error) {
 func LoadProfiles(cfg Config) (map[string]*deviceProfile, []string, error) {
 	out := map[string]*deviceProfile{}
 	var warnings []string
+	var names []string
 	for _, h := range cfg.Hosts {
-		if _, done := out[h.Profile]; done {
+		names = append(names, h.ProfileNames()...)
+	}
+	for _, name := range names {
+		if _, done := out[name]; done {
 			continue
 		}
-		p, err := profiles.Open(h.Profile)
+		p, err := profiles.Open(name)
 		if err != nil {
 			return nil, warnings, err
 		}
@@ -159,7 +163,7 @@ func LoadProfiles(cfg Config) (map[string]*deviceProfile, []string, error) {
 			return nil, warnings, servesNothing(p, unknown)
 		}
 		warnings = append(warnings, p.Warnings()...)
-		out[h.Profile] = dev
+		out[name] = dev
 	}
 	return out, warnings, nil
 }

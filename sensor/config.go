@@ -51,10 +51,32 @@ type Config struct {
 	byFlag map[string]string // keys a command-line flag set, and that flag
 }
 
-// HostRule maps addresses (single addresses or CIDR prefixes) to a profile.
+// HostRule maps addresses (single addresses or CIDR prefixes) to a profile, or to a mix of
+// profiles, of which a fraction (Density) are live devices.
 type HostRule struct {
 	Addresses []string `toml:"addresses"`
 	Profile   string   `toml:"profile"` // an embedded profile name or a template directory
+	// Profiles is a weighted mix instead of Profile (profile → weight): each address gets
+	// one of them, chosen from the seed and the address, so a prefix looks like a plant
+	// with several kinds of device.
+	Profiles map[string]float64 `toml:"profiles"`
+	// Density is the fraction of the addresses that are devices (0 < d ≤ 1; 0 means 1),
+	// chosen from the seed and the address; the others are not hosts, as most addresses
+	// of a real subnet are not.
+	Density float64 `toml:"density"`
+}
+
+// ProfileNames lists the profiles the rule uses, sorted.
+func (h HostRule) ProfileNames() []string {
+	if len(h.Profiles) == 0 {
+		return []string{h.Profile}
+	}
+	names := make([]string, 0, len(h.Profiles))
+	for n := range h.Profiles {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
 }
 
 // BindConfig says where sockets are bound.
@@ -420,8 +442,19 @@ func (c *Config) Validate() error {
 				return bad("hosts[%d]: %v", i, err)
 			}
 		}
-		if h.Profile == "" {
+		switch {
+		case h.Profile == "" && len(h.Profiles) == 0:
 			return bad("hosts[%d]: no profile", i)
+		case h.Profile != "" && len(h.Profiles) > 0:
+			return bad("hosts[%d]: give profile or profiles, not both", i)
+		}
+		for name, w := range h.Profiles {
+			if name == "" || !(w > 0) || w > 1e6 {
+				return bad("hosts[%d]: profiles: weight of %q must be a number above 0 (and at most 1e6)", i, name)
+			}
+		}
+		if !(h.Density >= 0 && h.Density <= 1) {
+			return bad("hosts[%d]: density %v must be in 0..1 (0: every address)", i, h.Density)
 		}
 	}
 	if c.Bind.PortOffset < 0 || c.Bind.PortOffset > 60000 {

@@ -28,10 +28,58 @@ type deviceService struct {
 	svc      protocols.Service
 }
 
-// rule maps a prefix to a profile.
+// rule maps a prefix to a profile, or to a weighted mix of profiles of which a fraction of
+// the addresses are live (HostRule.Profiles, HostRule.Density).
 type rule struct {
 	prefix netip.Prefix
-	dev    *deviceProfile
+	dev    *deviceProfile // the single profile; nil with mix
+	mix    []*deviceProfile
+	cum    []uint64 // cumulative weights of mix, scaled so that the last is 1<<32
+	// live: an address is a host when its draw (32 bits) is below this; 0: every address.
+	live uint64
+}
+
+// newRule builds the rule of one prefix of hr; devs holds the loaded profiles by name.
+func newRule(prefix netip.Prefix, hr HostRule, devs map[string]*deviceProfile) rule {
+	ru := rule{prefix: prefix}
+	if hr.Density > 0 && hr.Density < 1 {
+		ru.live = max(1, uint64(hr.Density*(1<<32)))
+	}
+	if len(hr.Profiles) == 0 {
+		ru.dev = devs[hr.Profile]
+		return ru
+	}
+	var total float64
+	for _, w := range hr.Profiles {
+		total += w
+	}
+	var acc float64
+	for _, name := range hr.ProfileNames() {
+		acc += hr.Profiles[name]
+		ru.mix = append(ru.mix, devs[name])
+		ru.cum = append(ru.cum, uint64(acc/total*(1<<32)))
+	}
+	ru.cum[len(ru.cum)-1] = 1 << 32
+	return ru
+}
+
+// pick returns the profile of addr under ru, or false when addr is not a live host: both
+// drawn from the deployment seed and the address, so every sensor with the same seed
+// shows the same population.
+func (ru *rule) pick(seed uint64, addr netip.Addr) (*deviceProfile, bool) {
+	if ru.live != 0 && hostSeed(seed, addr, "\x00live")>>32 >= ru.live {
+		return nil, false
+	}
+	if ru.dev != nil {
+		return ru.dev, true
+	}
+	x := hostSeed(seed, addr, "\x00profile") >> 32
+	for i, c := range ru.cum {
+		if x < c {
+			return ru.mix[i], true
+		}
+	}
+	return ru.mix[len(ru.mix)-1], true
 }
 
 // host is one materialised emulated host.
@@ -115,12 +163,13 @@ func (r *hostRegistry) shardIndex(addr netip.Addr) int {
 // prefix shorter than /31 are not hosts (a real subnet has no device there) unless a
 // longer rule, such as a single address, lists them.
 func (r *hostRegistry) match(addr netip.Addr) (*deviceProfile, bool) {
-	for _, ru := range r.rules {
+	for i := range r.rules {
+		ru := &r.rules[i]
 		if ru.prefix.Contains(addr) {
 			if subnetEdge(ru.prefix, addr) {
 				return nil, false
 			}
-			return ru.dev, true
+			return ru.pick(r.seed, addr)
 		}
 	}
 	return nil, false
@@ -137,15 +186,19 @@ func subnetEdge(p netip.Prefix, addr netip.Addr) bool {
 	return a&hostMask == 0 || a&hostMask == hostMask
 }
 
-// configured reports how many addresses the rules cover (saturating), less the network
-// and broadcast addresses of IPv4 subnets.
+// configured reports how many hosts the rules cover (saturating): the addresses less the
+// network and broadcast addresses of IPv4 subnets, times the rules' densities.
 func (r *hostRegistry) configured() float64 {
 	var n float64
 	for _, ru := range r.rules {
-		n += float64(uint64(1) << min(63, uint(ru.prefix.Addr().BitLen()-ru.prefix.Bits())))
+		c := float64(uint64(1) << min(63, uint(ru.prefix.Addr().BitLen()-ru.prefix.Bits())))
 		if ru.prefix.Addr().Is4() && ru.prefix.Bits() < 31 {
-			n -= 2
+			c -= 2
 		}
+		if ru.live != 0 {
+			c *= float64(ru.live) / (1 << 32) // the expected number of live hosts
+		}
+		n += c
 	}
 	return n
 }

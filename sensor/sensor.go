@@ -78,7 +78,7 @@ func New(cfg Config, log *slog.Logger) (*Sensor, error) {
 	for _, hr := range cfg.Hosts {
 		for _, a := range hr.Addresses {
 			p, _ := ParseAddrOrPrefix(a)
-			rules = append(rules, rule{prefix: p, dev: devs[hr.Profile]})
+			rules = append(rules, newRule(p, hr, devs))
 		}
 	}
 	// Last: nothing is written to the state directory for a configuration New refuses.

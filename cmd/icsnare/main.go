@@ -166,7 +166,7 @@ func (f *runFlags) load() (sensor.Config, error) {
 		cfg.Hosts = []sensor.HostRule{{Addresses: f.listen, Profile: prof}}
 	} else if f.profile != "" {
 		for i := range cfg.Hosts {
-			cfg.Hosts[i].Profile = f.profile
+			cfg.Hosts[i].Profile, cfg.Hosts[i].Profiles = f.profile, nil
 		}
 	}
 	set := map[string]bool{}
