@@ -2,8 +2,8 @@ package sensor
 
 import (
 	"math"
-	"strings"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 )
