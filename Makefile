@@ -7,21 +7,21 @@ ARGS      ?=
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 APT_PKGS  := nmap tshark mbpoll snmp ipmitool python3-pymodbus curl wrk iproute2 clang llvm libbpf-dev bpftool lftp tftp-hpa systemd prometheus podman runc
 
-.PHONY: build run test bench fuzz lint generate check-generated deps clean
+.PHONY: build run test test-deps bench fuzz lint generate check-generated deps clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
 
 # Runs the embedded default profile on every local address at the standard ports
 # (ports below 1024 need root; privileges drop to nobody after binding).
-# Unprivileged: make run ARGS="--port-offset 10000 --user root"
+# As an ordinary user: make run ARGS="--port-offset 10000 --state $$HOME/.local/state/icsnare"
 run: build
 	./$(BIN)/icsnare run $(ARGS)
 
 # Unit, protocol and end-to-end tests. Under CI=true a test that lacks a client or root fails.
 # Every package runs under the race detector except cmd/, whose tests drive the built binary.
 RACE_PKGS = $(shell $(GO) list ./... | grep -v /cmd/)
-test:
+test: test-deps
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m -race $(RACE_PKGS)
 	$(GO) test -count=1 -timeout 20m ./cmd/...
@@ -49,6 +49,11 @@ generate:
 # Fails when the committed XDP object differs from a fresh build.
 check-generated: generate
 	git diff --exit-code -- bpf/ratelimit_bpfel.go bpf/ratelimit_bpfel.o
+
+# Quick when every test client is there; as root installs what is missing (make deps),
+# otherwise names it and the command that installs it.
+test-deps:
+	@./scripts/test-deps.sh "$(APT_PKGS)"
 
 # Installs what the tests need (Debian packages, the npm test clients).
 deps:
