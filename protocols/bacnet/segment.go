@@ -1,6 +1,7 @@
 package bacnet
 
 import (
+	"math"
 	"sync"
 	"time"
 
@@ -11,11 +12,14 @@ import (
 // of segments per Segment-ACK the client sends; an unacknowledged window is sent again
 // after the segment timeout, a bounded number of times.
 const (
-	maxSegments      = 64   // segments of one answer (max-segments-accepted)
-	segmentTimeoutMS = 2000 // apdu-segment-timeout
-	proposedWindow   = 16   // our proposed window size
-	maxTransfers     = 4    // segmented answers in progress per flow
-	segmentHeaderLen = 5    // ComplexACK with SEG: type, invoke, sequence, window, service
+	maxSegments       = 64   // segments of one request we take (max-segments-accepted)
+	maxSentSegments   = 255  // segments of one answer (sequence numbers 0-254, no wrap)
+	minSegmentPayload = 32   // smallest segment worth sending under the amplification bound
+	segmentACKLen     = 4    // a Segment-ACK APDU
+	segmentTimeoutMS  = 2000 // apdu-segment-timeout
+	proposedWindow    = 16   // our proposed window size
+	maxTransfers      = 4    // segmented answers in progress per flow
+	segmentHeaderLen  = 5    // ComplexACK with SEG: type, invoke, sequence, window, service
 )
 
 // transfer is one segmented answer in progress.
@@ -63,31 +67,44 @@ func (sv *service) sendComplexACK(s *protocols.Session, m *message, data []byte,
 		reply(frame(&m.npdu, appendAbort(nil, a.invokeID, reason)))
 	}
 	// Answers to a source that has not proved it receives them stay within the sensor's
-	// amplification bound: what does not fit is refused the way a device that cannot
-	// segment refuses it (clients then read arrays element by element).
+	// amplification bound datagram by datagram: an answer that passes it is segmented (as a
+	// device segments an answer that passes the client's max APDU) into segments small
+	// enough that the first one fits the bound of the request and each later one, sent one
+	// per Segment-ACK, the bound of that Segment-ACK. So a spoofed request reflects at most
+	// the bound, and a client that really asks gets the whole answer.
 	budget := s.MaxReply(x.reqLen)
 	if 3+len(data) <= maxAPDU {
 		out := frame(&m.npdu, append(appendComplexACKHeader(nil, a.invokeID, a.service), data...))
-		if len(out) > budget {
-			x.add("amplification_bound", budget)
-			abort(abortSegmentationNotSupport)
+		if len(out) <= budget {
+			reply(out)
 			return
 		}
-		reply(out)
-		return
 	}
+	bounded := budget != math.MaxInt
 	if !sv.cfg.transmits() || a.flags&flagSA == 0 {
+		if bounded {
+			x.add("amplification_bound", budget)
+		}
 		abort(abortSegmentationNotSupport)
 		return
 	}
 	chunk := maxAPDU - segmentHeaderLen
-	n := (len(data) + chunk - 1) / chunk
-	if len(data)+n*(segmentHeaderLen+bvlcHeaderLen+2) > budget {
-		x.add("amplification_bound", budget)
-		abort(abortSegmentationNotSupport)
-		return
+	if bounded {
+		overhead := len(frame(&m.npdu, nil)) + segmentHeaderLen
+		ackLen := x.reqLen - len(m.npdu.apdu) + segmentACKLen // the client's Segment-ACK, framed alike
+		per := min(budget, s.MaxReply(ackLen))
+		if per-overhead < minSegmentPayload {
+			x.add("amplification_bound", budget)
+			abort(abortSegmentationNotSupport)
+			return
+		}
+		if per-overhead < chunk {
+			chunk = per - overhead
+			x.add("amplification_bound", budget)
+		}
 	}
-	limit := maxSegments
+	n := (len(data) + chunk - 1) / chunk
+	limit := maxSentSegments
 	if a.maxSegs > 0 && a.maxSegs < limit {
 		limit = a.maxSegs
 	}

@@ -713,23 +713,97 @@ func decodeAll(t *testing.T, b []byte) []appValue {
 	return out
 }
 
-// TestAmplificationBound: for a source that has not proved it receives answers, what passes
-// the sensor's bound is refused as a device that cannot segment refuses it; small answers
-// and arrays read element by element still come.
+// TestAmplificationBound: for a source that has not proved it receives answers, an answer
+// that passes the sensor's bound comes in segments small enough that every datagram's
+// answers stay within the bound of that datagram (the request, then each Segment-ACK), and
+// the reassembled answer is whole. A client that does not take segments is refused as a
+// device that cannot segment refuses it, and reads arrays element by element.
 func TestAmplificationBound(t *testing.T) {
 	p := protocoltest.Profile(t, largeProfile(t, 300))
 	sv := protocoltest.Configure(t, protocol{}, p).(*service)
 	h := protocoltest.Host(p, netip.MustParseAddr("127.50.0.9"), 3)
 	f := newFlow(t, sv, h)
 	f.s.Amplification = 10
-	for _, req := range [][]byte{
-		unicast(confirmedReq(1, svcReadProperty, 5, rpData(testDevice, propObjectList, -1))),
-		unicast(confirmedReq(2, svcReadPropertyMultiple, 5, rpmData(map[objectID][]uint32{testDevice: {propAll}}, []objectID{testDevice}))),
-	} {
-		m := f.ask1(req)
-		if m.apdu.typ != pduAbort || m.apdu.reason != abortSegmentationNotSupport {
-			t.Fatalf("%x: %+v", req, m.apdu)
+	within := func(req []byte, out [][]byte) {
+		t.Helper()
+		n := 0
+		for _, b := range out {
+			n += len(b)
 		}
+		if n > 10*len(req) {
+			t.Fatalf("%d octets answer %d octets", n, len(req))
+		}
+	}
+	for i, tc := range []struct {
+		data  []byte
+		svc   byte
+		check func(vals []appValue)
+	}{
+		{rpData(testDevice, propObjectList, -1), svcReadProperty, func(vals []appValue) {
+			if len(vals) != 301 || vals[300].oid != (objectID{objAnalogValue, 299}) {
+				t.Fatalf("object list: %d values", len(vals))
+			}
+		}},
+		{rpmData(map[objectID][]uint32{testDevice: {propAll}}, []objectID{testDevice}), svcReadPropertyMultiple, func(vals []appValue) {
+			if len(vals) < 40 {
+				t.Fatalf("RPM ALL of the device: %d values", len(vals))
+			}
+		}},
+	} {
+		invoke := byte(30 + i)
+		req := unicast(confirmedReq(invoke, tc.svc, 5, tc.data))
+		out := f.ask(req)
+		within(req, out)
+		var data []byte
+		seq, more := -1, true
+		for rounds := 0; more; rounds++ {
+			if rounds > maxSentSegments {
+				t.Fatal("no end")
+			}
+			if len(out) == 0 {
+				t.Fatalf("no segment after %d", seq)
+			}
+			for _, seg := range out {
+				m, err := decodeMessage(seg)
+				if err != nil || m.apdu.typ != pduComplexACK || !m.apdu.segmented() || m.apdu.invokeID != invoke || int(m.apdu.seq) != seq+1 {
+					t.Fatalf("segment after %d: %+v %v", seq, m.apdu, err)
+				}
+				seq++
+				data = append(data, m.apdu.data...)
+				more = m.apdu.flags&flagMOR != 0
+			}
+			if more {
+				ack := unicast(appendSegmentACK(nil, invoke, byte(seq), 16, false))
+				out = f.ask(ack)
+				within(ack, out)
+			}
+		}
+		if seq < 2 {
+			t.Fatalf("%d segments", seq+1)
+		}
+		var vals []appValue
+		for pos := 0; pos < len(data); {
+			tg, n, err := decodeTag(data[pos:])
+			if err != nil {
+				t.Fatal(err)
+			}
+			pos += n
+			if tg.context || tg.open || tg.close {
+				continue
+			}
+			v, err := decodeApp(tg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			vals = append(vals, v)
+		}
+		tc.check(vals)
+	}
+	// A client that does not take segments is refused; so is every client when the bound
+	// leaves no room for a segment.
+	noSA := unicast(append([]byte{pduConfirmed << 4, 0x05, 40, svcReadProperty}, rpData(testDevice, propObjectList, -1)...))
+	if m := f.ask1(noSA); m.apdu.typ != pduAbort || m.apdu.reason != abortSegmentationNotSupport {
+		t.Fatalf("no segments taken: %+v", m.apdu)
 	}
 	if v, _ := f.readValue(testDevice, propObjectList, 0); len(v) != 1 || v[0].u != 301 {
 		t.Fatalf("object-list[0] %+v", v)
@@ -740,9 +814,13 @@ func TestAmplificationBound(t *testing.T) {
 	if v := f.readOne(testDevice, propModelName); v.s != "Big" {
 		t.Fatalf("model name %q", v.s)
 	}
+	f.s.Amplification = 2
+	if m := f.ask1(unicast(confirmedReq(41, svcReadProperty, 5, rpData(testDevice, propObjectList, -1)))); m.apdu.typ != pduAbort || m.apdu.reason != abortSegmentationNotSupport {
+		t.Fatalf("bound 2: %+v", m.apdu)
+	}
 	// A verified session has no bound.
 	f.s.Verify()
-	if out := f.ask(unicast(confirmedReq(3, svcReadProperty, 5, rpData(testDevice, propObjectList, -1)))); len(out) != 1 || out[0][6]>>4 != pduComplexACK {
+	if out := f.ask(unicast(confirmedReq(42, svcReadProperty, 5, rpData(testDevice, propObjectList, -1)))); len(out) != 1 || out[0][6]>>4 != pduComplexACK || out[0][6]&flagSEG == 0 || len(out[0]) < 1000 {
 		t.Fatalf("verified: %x", out)
 	}
 }
