@@ -24,11 +24,12 @@ const (
 
 // transfer is one segmented answer in progress.
 type transfer struct {
-	segs    [][]byte // framed datagrams
-	next    int      // first segment not acknowledged
-	window  int
-	retries int
-	timer   *time.Timer
+	segs     [][]byte // framed datagrams
+	next     int      // first segment not acknowledged
+	window   int      // the client's actual window
+	proposed int      // the window our segments propose
+	retries  int
+	timer    *time.Timer
 }
 
 // transfers are a flow's segmented answers, by invoke id.
@@ -89,6 +90,7 @@ func (sv *service) sendComplexACK(s *protocols.Session, m *message, data []byte,
 		return
 	}
 	chunk := maxAPDU - segmentHeaderLen
+	window := proposedWindow
 	if bounded {
 		overhead := len(frame(&m.npdu, nil)) + segmentHeaderLen
 		ackLen := x.reqLen - len(m.npdu.apdu) + segmentACKLen // the client's Segment-ACK, framed alike
@@ -102,6 +104,9 @@ func (sv *service) sendComplexACK(s *protocols.Session, m *message, data []byte,
 			chunk = per - overhead
 			x.add("amplification_bound", budget)
 		}
+		// The client acknowledges a window at once (5.4): propose no more segments than one
+		// Segment-ACK's bound lets follow it.
+		window = max(1, min(window, s.MaxReply(ackLen)/(chunk+overhead)))
 	}
 	n := (len(data) + chunk - 1) / chunk
 	limit := maxSentSegments
@@ -112,10 +117,10 @@ func (sv *service) sendComplexACK(s *protocols.Session, m *message, data []byte,
 		abort(abortBufferOverflow)
 		return
 	}
-	t := &transfer{segs: make([][]byte, n), window: 1}
+	t := &transfer{segs: make([][]byte, n), window: 1, proposed: window}
 	for i := range n {
 		part := data[i*chunk : min(len(data), (i+1)*chunk)]
-		h := appendSegmentedACKHeader(nil, a.invokeID, a.service, byte(i), proposedWindow, i < n-1)
+		h := appendSegmentedACKHeader(nil, a.invokeID, a.service, byte(i), byte(window), i < n-1)
 		t.segs[i] = frame(&m.npdu, append(h, part...))
 	}
 	ts := sv.transfers(s)
@@ -158,7 +163,7 @@ func (sv *service) segmentACK(s *protocols.Session, a *apdu, reqLen int, reply f
 		ts.mu.Unlock()
 		return
 	}
-	t.window = max(1, min(int(a.window), proposedWindow))
+	t.window = max(1, min(int(a.window), t.proposed))
 	if fit := s.MaxReply(reqLen) / len(t.segs[0]); fit < t.window {
 		t.window = max(1, fit)
 	}

@@ -768,6 +768,9 @@ func TestAmplificationBound(t *testing.T) {
 				if err != nil || m.apdu.typ != pduComplexACK || !m.apdu.segmented() || m.apdu.invokeID != invoke || int(m.apdu.seq) != seq+1 {
 					t.Fatalf("segment after %d: %+v %v", seq, m.apdu, err)
 				}
+				if m.apdu.window != 1 {
+					t.Fatalf("proposed window %d: a client would wait for segments the bound holds back", m.apdu.window)
+				}
 				seq++
 				data = append(data, m.apdu.data...)
 				more = m.apdu.flags&flagMOR != 0
