@@ -68,6 +68,8 @@ type bacnetControllerRead struct {
 	Setpoint     float64
 	FanCommand   float64
 	FanPriority8 float64
+	DCC          string
+	Reinitialize string
 }
 
 // TestBACnetControllerThroughSensor runs the binary with --profile bacnet-controller on a
@@ -202,6 +204,8 @@ func TestBACnetControllerThroughSensor(t *testing.T) {
 		want("setpoint read back", r.Setpoint, 22.5)
 		want("fan command", r.FanCommand, 0)
 		want("fan priority-array[8]", r.FanPriority8, 0)
+		want("DeviceCommunicationControl with a guessed password", r.DCC, "BacnetError - Class:4 - Code:26")
+		want("ReinitializeDevice with a guessed password", r.Reinitialize, "BacnetError - Class:4 - Code:26")
 
 		// net-snmp
 		snmp := exe(snmpget, "-v2c", "-c", "public", "-On", "-r", "3", "-t", "2", host,

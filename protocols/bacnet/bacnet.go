@@ -116,6 +116,14 @@ func (sv *service) handle(ctx context.Context, s *protocols.Session, req []byte,
 		return
 	}
 	a := &m.apdu
+	if why, ok := sv.state(s.Host).silenced(a, time.Now()); ok {
+		x.kind = serviceName(a.typ == pduConfirmed, a.service)
+		if a.typ != pduConfirmed && a.typ != pduUnconfirmed {
+			x.kind = "ignored"
+		}
+		x.add("silenced", why)
+		return
+	}
 	switch a.typ {
 	case pduConfirmed:
 		x.kind = serviceName(true, a.service)
@@ -182,9 +190,9 @@ func (sv *service) confirmed(ctx context.Context, s *protocols.Session, m *messa
 	case svcWriteProperty:
 		res = sv.writeProperty(v, a.data, x)
 	case svcDeviceCommControl:
-		res = sv.deviceCommunicationControl(a.data, x)
+		res = sv.deviceCommunicationControl(v, a.data, x)
 	case svcReinitializeDevice:
-		res = sv.reinitializeDevice(a.data, x)
+		res = sv.reinitializeDevice(v, a.data, x)
 	default:
 		res = rejected(rejectUnrecognizedService)
 	}
@@ -418,66 +426,166 @@ func (sv *service) writeProperty(v *view, data []byte, x *exchange) result {
 	return simpleACK()
 }
 
-// deviceCommunicationControl is refused as a password-protected controller refuses it.
-func (sv *service) deviceCommunicationControl(data []byte, x *exchange) result {
+// Limits of DeviceCommunicationControl and ReinitializeDevice.
+const (
+	maxDCCMinutes = 65535            // time-duration is an Unsigned16
+	restartTime   = 15 * time.Second // a cold or warm start answers nothing for this long
+)
+
+// deviceCommunicationControl checks the password (16.1): a wrong or missing one gets
+// security/password-failure; the right one is obeyed as a device obeys it: disable
+// silences the host to everything but DeviceCommunicationControl and ReinitializeDevice,
+// disable-initiation stops what the host initiates (COV notifications), for time-duration
+// minutes or until enabled or restarted.
+func (sv *service) deviceCommunicationControl(v *view, data []byte, x *exchange) result {
 	r := reader{b: data}
+	minutes := uint32(0)
 	if d, ok, err := r.optCtxUnsigned(0); err != nil {
 		return rejected(rejectInvalidTag)
 	} else if ok {
+		if d > maxDCCMinutes {
+			return rejected(rejectParameterOutOfRange)
+		}
+		minutes = d
 		x.add("duration", int(d))
 	}
 	state, err := r.ctxUnsigned(1)
 	if err != nil {
 		return rejectFor(err)
 	}
-	if state > 2 {
+	if state > dccDisableInitiation {
 		return rejected(rejectParameterOutOfRange)
 	}
 	x.add("enable_disable", int(state))
-	if res, ok := password(&r, 2, x); !ok {
+	pw, res, ok := password(&r, 2, x)
+	if !ok {
 		return res
 	}
-	return failed(errPassword)
+	if !sv.passwordOK(v, pw) {
+		return failed(errPassword)
+	}
+	x.add("accepted", true)
+	until := time.Time{} // no duration: until enabled or restarted
+	if minutes > 0 {
+		until = time.Now().Add(time.Duration(minutes) * time.Minute)
+	}
+	v.st.mu.Lock()
+	v.st.dcc, v.st.dccUntil = state, until
+	v.st.mu.Unlock()
+	return simpleACK()
 }
 
-// reinitializeDevice is refused like deviceCommunicationControl.
-func (sv *service) reinitializeDevice(data []byte, x *exchange) result {
+// reinitializeDevice checks the password like deviceCommunicationControl; a cold or warm
+// start is acknowledged, then the host restarts: it answers nothing for restartTime and
+// comes back with communication enabled (what was written stays, as in a controller's
+// flash). Backup and restore need file objects this device does not have.
+func (sv *service) reinitializeDevice(v *view, data []byte, x *exchange) result {
 	r := reader{b: data}
 	state, err := r.ctxUnsigned(0)
 	if err != nil {
 		return rejectFor(err)
 	}
-	if state > 6 {
+	if state > reinitActivateChanges {
 		return rejected(rejectParameterOutOfRange)
 	}
 	x.add("reinitialized_state", int(state))
-	if res, ok := password(&r, 1, x); !ok {
+	pw, res, ok := password(&r, 1, x)
+	if !ok {
 		return res
 	}
-	return failed(errPassword)
+	if !sv.passwordOK(v, pw) {
+		return failed(errPassword)
+	}
+	switch state {
+	case reinitColdstart, reinitWarmstart:
+		x.add("accepted", true)
+		v.st.mu.Lock()
+		v.st.dcc, v.st.dccUntil = dccEnable, time.Time{}
+		v.st.restartUntil = time.Now().Add(restartTime)
+		v.st.mu.Unlock()
+	case reinitActivateChanges:
+		x.add("accepted", true)
+	default:
+		return failed(errOptionalFunctionality)
+	}
+	return simpleACK()
 }
 
-// password reads an optional context-tagged password (1-20 characters) into the event.
-func password(r *reader, n uint32, x *exchange) (result, bool) {
+// passwordOK compares a request's password with the device's (the profile's <password>); a
+// device without one refuses every password, as a controller whose password nobody knows.
+func (sv *service) passwordOK(v *view, pw *string) bool {
+	src := sv.cfg.password
+	want := src.literal
+	if src.key != "" {
+		if v.h.Databus == nil {
+			return false
+		}
+		s, err := v.h.Databus.GetString(src.key)
+		if err != nil {
+			return false
+		}
+		want = s
+	}
+	return want != "" && pw != nil && *pw == want
+}
+
+// silenced reports whether the host answers nothing to this request: it is restarting, or
+// communication is disabled and the request is neither DeviceCommunicationControl nor
+// ReinitializeDevice.
+func (st *hostState) silenced(a *apdu, now time.Time) (string, bool) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if now.Before(st.restartUntil) {
+		return "restarting", true
+	}
+	if st.dcc != dccEnable && !st.dccUntil.IsZero() && !now.Before(st.dccUntil) {
+		st.dcc, st.dccUntil = dccEnable, time.Time{}
+	}
+	if st.dcc != dccDisable {
+		return "", false
+	}
+	if a.typ == pduConfirmed && (a.service == svcDeviceCommControl || a.service == svcReinitializeDevice) {
+		return "", false
+	}
+	return "communication-disabled", true
+}
+
+// initiates reports whether the host may initiate messages (DeviceCommunicationControl
+// disable-initiation stops it).
+func (st *hostState) initiates(now time.Time) bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if now.Before(st.restartUntil) {
+		return false
+	}
+	if st.dcc == dccEnable || (!st.dccUntil.IsZero() && !now.Before(st.dccUntil)) {
+		return true
+	}
+	return false
+}
+
+// password reads an optional context-tagged password (1-20 characters) into the event; nil
+// when the request has none.
+func password(r *reader, n uint32, x *exchange) (*string, result, bool) {
 	if r.done() {
-		return result{}, true
+		return nil, result{}, true
 	}
 	t, err := r.next()
 	if err != nil || !t.isCtx(n) {
-		return rejected(rejectInvalidTag), false
+		return nil, rejected(rejectInvalidTag), false
 	}
 	v, err := decodeApp(tag{num: tagCharString, data: t.data})
 	if err != nil {
-		return rejected(rejectInvalidParameterType), false
+		return nil, rejected(rejectInvalidParameterType), false
 	}
 	x.add("password", v.s)
 	if len(v.s) < 1 || len(v.s) > 20 {
-		return rejected(rejectParameterOutOfRange), false
+		return nil, rejected(rejectParameterOutOfRange), false
 	}
 	if !r.done() {
-		return rejected(rejectTooManyArguments), false
+		return nil, rejected(rejectTooManyArguments), false
 	}
-	return result{}, true
+	return &v.s, result{}, true
 }
 
 // unconfirmed serves an unconfirmed request.

@@ -58,6 +58,9 @@ type config struct {
 	objects       []*objectConfig // the non-device objects, in profile order
 	byID          map[objectID]*objectConfig
 	limits        ratelimit.ProfileLimits // rate class -> per source, global requests per minute
+	// password is what DeviceCommunicationControl and ReinitializeDevice take (empty:
+	// none is right).
+	password source
 }
 
 // transmits reports whether the device sends segmented answers.
@@ -77,7 +80,7 @@ func parseConfig(sec *profiles.Section) (*config, error) {
 	if root.Name != Name {
 		return nil, root.Errorf("root element must be <%s>", Name)
 	}
-	sec.CheckChildren(root, "device_info", "object_list", "rate_limit")
+	sec.CheckChildren(root, "device_info", "object_list", "rate_limit", "password")
 	c := &config{
 		device:        &objectConfig{name: "device", id: objectID{typ: objDevice}, props: map[uint32]source{}},
 		fixedInstance: -1, segmentation: segBoth, maxAPDU: ourMaxAPDU, byID: map[objectID]*objectConfig{},
@@ -89,6 +92,16 @@ func parseConfig(sec *profiles.Section) (*config, error) {
 	}
 	if err := parseRateLimits(root, c); err != nil {
 		return nil, err
+	}
+	if n := root.Child("password"); n != nil {
+		pw, err := parseSource(sec, n)
+		if err != nil {
+			return nil, err
+		}
+		if pw.key == "" && (len(pw.literal) < 1 || len(pw.literal) > 20) {
+			return nil, n.Errorf("password must be 1-20 characters")
+		}
+		c.password = pw
 	}
 	if n := root.Child("object_list"); n != nil {
 		sec.CheckChildren(n, "object")

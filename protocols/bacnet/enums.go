@@ -365,16 +365,17 @@ const (
 	errClassServices = 5
 	errClassSecurity = 4
 
-	errCodeOther                = 0
-	errCodeInvalidDataType      = 9
-	errCodePasswordFailure      = 26
-	errCodeServiceRequestDenied = 29
-	errCodeUnknownObject        = 31
-	errCodeUnknownProperty      = 32
-	errCodeValueOutOfRange      = 37
-	errCodeWriteAccessDenied    = 40
-	errCodeInvalidArrayIndex    = 42
-	errCodePropertyNotArray     = 50
+	errCodeOther                             = 0
+	errCodeInvalidDataType                   = 9
+	errCodePasswordFailure                   = 26
+	errCodeOptionalFunctionalityNotSupported = 45
+	errCodeServiceRequestDenied              = 29
+	errCodeUnknownObject                     = 31
+	errCodeUnknownProperty                   = 32
+	errCodeValueOutOfRange                   = 37
+	errCodeWriteAccessDenied                 = 40
+	errCodeInvalidArrayIndex                 = 42
+	errCodePropertyNotArray                  = 50
 )
 
 // Reject reasons.
@@ -393,6 +394,17 @@ const (
 	abortWindowSizeOutOfRange   = 7
 	abortOutOfResources         = 9
 	abortAPDUTooLong            = 11
+)
+
+// DeviceCommunicationControl enable-disable and ReinitializeDevice reinitialized-state.
+const (
+	dccEnable            = 0
+	dccDisable           = 1
+	dccDisableInitiation = 2
+
+	reinitColdstart       = 0
+	reinitWarmstart       = 1
+	reinitActivateChanges = 7
 )
 
 // Segmentation enumeration (BACnetSegmentation).

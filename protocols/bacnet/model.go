@@ -24,15 +24,16 @@ type bacError struct{ class, code uint32 }
 func (e *bacError) Error() string { return fmt.Sprintf("error class %d code %d", e.class, e.code) }
 
 var (
-	errUnknownObject   = &bacError{errClassObject, errCodeUnknownObject}
-	errUnknownProperty = &bacError{errClassProperty, errCodeUnknownProperty}
-	errNotArray        = &bacError{errClassProperty, errCodePropertyNotArray}
-	errBadIndex        = &bacError{errClassProperty, errCodeInvalidArrayIndex}
-	errWriteDenied     = &bacError{errClassProperty, errCodeWriteAccessDenied}
-	errBadDataType     = &bacError{errClassProperty, errCodeInvalidDataType}
-	errOutOfRange      = &bacError{errClassProperty, errCodeValueOutOfRange}
-	errPassword        = &bacError{errClassSecurity, errCodePasswordFailure}
-	errOtherDevice     = &bacError{errClassDevice, errCodeOther}
+	errUnknownObject         = &bacError{errClassObject, errCodeUnknownObject}
+	errUnknownProperty       = &bacError{errClassProperty, errCodeUnknownProperty}
+	errNotArray              = &bacError{errClassProperty, errCodePropertyNotArray}
+	errBadIndex              = &bacError{errClassProperty, errCodeInvalidArrayIndex}
+	errWriteDenied           = &bacError{errClassProperty, errCodeWriteAccessDenied}
+	errBadDataType           = &bacError{errClassProperty, errCodeInvalidDataType}
+	errOutOfRange            = &bacError{errClassProperty, errCodeValueOutOfRange}
+	errPassword              = &bacError{errClassSecurity, errCodePasswordFailure}
+	errOptionalFunctionality = &bacError{errClassServices, errCodeOptionalFunctionalityNotSupported}
+	errOtherDevice           = &bacError{errClassDevice, errCodeOther}
 )
 
 type propKey struct {
@@ -52,6 +53,11 @@ type hostState struct {
 	priority map[objectID]*[16][]byte
 	dbRev    uint32
 	clock    time.Duration // offset set by TimeSynchronization
+
+	// Not kept across restarts, as a device forgets them when it restarts.
+	dcc          uint32    // DeviceCommunicationControl state (dccEnable …)
+	dccUntil     time.Time // when a timed disable ends (zero: until enabled or restarted)
+	restartUntil time.Time // a ReinitializeDevice restart answers nothing until then
 }
 
 // mix is SplitMix64, to spread a host seed into identity values.

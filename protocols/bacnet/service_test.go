@@ -1030,3 +1030,129 @@ func TestWritesOutliveTheHost(t *testing.T) {
 		}
 	}
 }
+
+// dccReq and reinitReq build the two password-checked requests (minutes < 0: no duration).
+func dccReq(invoke byte, minutes int64, state uint32, pw string) []byte {
+	var b []byte
+	if minutes >= 0 {
+		b = appendCtxUnsigned(b, 0, uint32(minutes))
+	}
+	b = appendCtxUnsigned(b, 1, state)
+	if pw != "" {
+		b = append(appendTagHeader(b, 2, true, len(pw)+1), 0)
+		b = append(b, pw...)
+	}
+	return unicast(confirmedReq(invoke, svcDeviceCommControl, 5, b))
+}
+
+func reinitReq(invoke byte, state uint32, pw string) []byte {
+	b := appendCtxUnsigned(nil, 0, state)
+	if pw != "" {
+		b = append(appendTagHeader(b, 1, true, len(pw)+1), 0)
+		b = append(b, pw...)
+	}
+	return unicast(confirmedReq(invoke, svcReinitializeDevice, 5, b))
+}
+
+// TestPasswordCheckedServices: DeviceCommunicationControl and ReinitializeDevice check the
+// profile's password and, given the right one, do what a device does: disable silences the
+// host to everything but these two services until enabled, timed out or restarted; a cold
+// or warm start answers nothing for a while; backup and restore are not supported.
+func TestPasswordCheckedServices(t *testing.T) {
+	sv, h := testService(t, "controller")
+	f := newFlow(t, sv, h)
+	const pw = "Hvac!2024"
+	read := unicast(confirmedReq(40, svcReadProperty, 5, rpData(testDevice, propObjectName, -1)))
+	answered := func() bool { return len(f.ask(read)) == 1 }
+	simple := func(what string, req []byte) {
+		t.Helper()
+		if m := f.ask1(req); m.apdu.typ != pduSimpleACK {
+			t.Fatalf("%s: %+v", what, m.apdu)
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		req  []byte
+		typ  byte
+		code uint32 // error code or reject reason
+	}{
+		{"DCC, wrong password", dccReq(1, 5, dccDisable, "admin"), pduError, errCodePasswordFailure},
+		{"DCC, no password", dccReq(2, 5, dccDisable, ""), pduError, errCodePasswordFailure},
+		{"DCC, password too long", dccReq(3, 5, dccDisable, "012345678901234567890"), pduReject, rejectParameterOutOfRange},
+		{"DCC, duration past Unsigned16", dccReq(4, 70000, dccDisable, pw), pduReject, rejectParameterOutOfRange},
+		{"DCC, state 3", dccReq(5, 5, 3, pw), pduReject, rejectParameterOutOfRange},
+		{"reinitialize, wrong password", reinitReq(6, reinitWarmstart, "password"), pduError, errCodePasswordFailure},
+		{"reinitialize, state 8", reinitReq(7, 8, pw), pduReject, rejectParameterOutOfRange},
+		{"reinitialize, start backup", reinitReq(8, 2, pw), pduError, errCodeOptionalFunctionalityNotSupported},
+	} {
+		m := f.ask1(tc.req)
+		got := m.apdu.errorCode
+		if m.apdu.typ == pduReject {
+			got = uint32(m.apdu.reason)
+		}
+		if m.apdu.typ != tc.typ || got != tc.code {
+			t.Errorf("%s: %+v, want type %d code %d", tc.name, m.apdu, tc.typ, tc.code)
+		}
+	}
+	if !answered() {
+		t.Fatal("a refused request changed the host")
+	}
+
+	// Disable without a duration: silence to everything else, until enabled.
+	simple("DCC disable", dccReq(10, -1, dccDisable, pw))
+	if answered() || len(f.ask(unicast(whoIs(-1, -1)))) != 0 {
+		t.Fatal("a disabled device answers")
+	}
+	if ev := f.rec.Events(); !hasField(ev[len(ev)-1], "silenced", "communication-disabled") {
+		t.Fatalf("silenced request's event: %+v", ev[len(ev)-1].Fields)
+	}
+	if m := f.ask1(dccReq(11, -1, dccEnable, "wrong")); m.apdu.typ != pduError {
+		t.Fatalf("DCC enable with a wrong password while disabled: %+v", m.apdu)
+	}
+	simple("DCC enable", dccReq(12, -1, dccEnable, pw))
+	if !answered() {
+		t.Fatal("enabled again, the device does not answer")
+	}
+	// A timed disable ends by itself.
+	simple("DCC disable 5 min", dccReq(13, 5, dccDisable, pw))
+	st := sv.state(h)
+	if answered() {
+		t.Fatal("a disabled device answers")
+	}
+	st.mu.Lock()
+	st.dccUntil = time.Now().Add(-time.Second)
+	st.mu.Unlock()
+	if !answered() {
+		t.Fatal("the device stays disabled past the duration")
+	}
+	// Disable-initiation keeps answering, and stops initiating.
+	simple("DCC disable-initiation", dccReq(14, -1, dccDisableInitiation, pw))
+	if !answered() || st.initiates(time.Now()) {
+		t.Fatal("disable-initiation")
+	}
+	// A warm start: acknowledged, silent while restarting, back with communication enabled.
+	simple("DCC disable", dccReq(15, -1, dccDisable, pw))
+	simple("warm start", reinitReq(16, reinitWarmstart, pw))
+	if answered() || len(f.ask(dccReq(17, -1, dccEnable, pw))) != 0 {
+		t.Fatal("a restarting device answers")
+	}
+	st.mu.Lock()
+	st.restartUntil = time.Now().Add(-time.Second)
+	st.mu.Unlock()
+	if !answered() || !st.initiates(time.Now()) {
+		t.Fatal("after the restart, communication is not enabled")
+	}
+	simple("activate changes", reinitReq(18, reinitActivateChanges, pw))
+	if !answered() {
+		t.Fatal("activate-changes restarted the device")
+	}
+}
+
+func hasField(e *protocols.Event, key string, val any) bool {
+	for _, f := range e.Fields {
+		if f.Key == key && f.Value == val {
+			return true
+		}
+	}
+	return false
+}

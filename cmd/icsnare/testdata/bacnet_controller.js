@@ -64,6 +64,11 @@ async function main() {
   out.setpoint = plain((await client.readProperty(receiver, { type: 2, instance: 2 }, 85)).values)[0];
   await client.writeProperty(receiver, { type: 4, instance: 1 }, 85, [{ type: 9, value: 0 }], { priority: 8 });
   out.fanCommand = plain((await client.readProperty(receiver, { type: 4, instance: 1 }, 85)).values)[0];
+  // Password-checked services: a guessed password is refused.
+  for (const [name, fn] of [['dcc', () => client.deviceCommunicationControl(receiver, 5, 1, { password: 'admin' })],
+    ['reinitialize', () => client.reinitializeDevice(receiver, 1, { password: 'admin' })]]) {
+    try { await fn(); out[name] = 'accepted'; } catch (e) { out[name] = e.message; }
+  }
   out.fanPriority8 = plain((await client.readProperty(receiver, { type: 4, instance: 1 }, 87, { arrayIndex: 8 })).values)[0];
 }
 
