@@ -193,12 +193,17 @@ func (sv *service) confirmed(ctx context.Context, s *protocols.Session, m *messa
 		res = sv.deviceCommunicationControl(v, a.data, x)
 	case svcReinitializeDevice:
 		res = sv.reinitializeDevice(v, a.data, x)
+	case svcSubscribeCOV:
+		res = sv.subscribeCOV(s, v, m, x)
 	default:
 		res = rejected(rejectUnrecognizedService)
 	}
 	switch res.typ {
 	case pduSimpleACK:
 		answer(appendSimpleACK(nil, a.invokeID, a.service))
+		if a.service == svcSubscribeCOV {
+			sv.covInitial(s, m, reply)
+		}
 	case pduComplexACK:
 		sv.sendComplexACK(s, m, res.data, reply, x)
 	case pduError:

@@ -159,6 +159,12 @@ type nodeResult struct {
 	WriteDenied   string
 	Refused       map[string]string
 	DateAfterSync string
+	COV           *struct {
+		Process       int
+		Object        string
+		TimeRemaining int
+		Values        []int
+	}
 	Segmented     []string
 	RPMAll        int
 	Error         string
@@ -219,13 +225,15 @@ func TestNodeBacnetClient(t *testing.T) {
 	if !strings.Contains(res.WriteDenied, "Class:2 - Code:40") {
 		t.Errorf("writing vendor-name: %q, want write-access-denied", res.WriteDenied)
 	}
-	// (bacnet-js reports a Reject as "BacnetAbort - Reason:N"; the reason is the Reject's,
-	// 9 unrecognized-service.)
 	for name, want := range map[string]string{"dcc": "Class:4 - Code:26", "reinitialize": "Class:4 - Code:26",
-		"subscribeCov": "Reason:9", "unknownObject": "Class:1 - Code:31"} {
+		"subscribeCov": "accepted", "unknownObject": "Class:1 - Code:31"} {
 		if !strings.Contains(res.Refused[name], want) {
 			t.Errorf("%s: %q, want %q", name, res.Refused[name], want)
 		}
+	}
+	if c := res.COV; c == nil || c.Process != 7 || c.Object != "0,1" || c.TimeRemaining < 55 || c.TimeRemaining > 60 ||
+		fmt.Sprint(c.Values) != "[85 111]" {
+		t.Errorf("COV notification after SubscribeCOV: %+v", c)
 	}
 	if !strings.HasPrefix(res.DateAfterSync, "2031-05-1") {
 		t.Errorf("local-date after UTC-TimeSynchronization to 2031-05-17: %s", res.DateAfterSync)

@@ -298,18 +298,20 @@ func presentValueKind(t uint16) propKind {
 
 // Services (BACnetConfirmedServiceChoice, BACnetUnconfirmedServiceChoice).
 const (
-	svcSubscribeCOV          = 5
-	svcReadProperty          = 12
-	svcReadPropertyMultiple  = 14
-	svcWriteProperty         = 15
-	svcDeviceCommControl     = 17
-	svcReinitializeDevice    = 20
-	svcIAm                   = 0
-	svcIHave                 = 1
-	svcTimeSynchronization   = 6
-	svcWhoHas                = 7
-	svcWhoIs                 = 8
-	svcUTCTimeSynchronizaton = 9
+	svcSubscribeCOV               = 5
+	svcConfirmedCOVNotification   = 1
+	svcReadProperty               = 12
+	svcReadPropertyMultiple       = 14
+	svcWriteProperty              = 15
+	svcDeviceCommControl          = 17
+	svcReinitializeDevice         = 20
+	svcIAm                        = 0
+	svcIHave                      = 1
+	svcTimeSynchronization        = 6
+	svcWhoHas                     = 7
+	svcWhoIs                      = 8
+	svcUTCTimeSynchronizaton      = 9
+	svcUnconfirmedCOVNotification = 2
 )
 
 var confirmedNames = [...]string{"acknowledge-alarm", "confirmed-cov-notification", "confirmed-event-notification",
@@ -343,6 +345,7 @@ func serviceName(confirmed bool, s byte) string {
 var servicesSupportedBits = []int{
 	12, // readProperty
 	14, // readPropertyMultiple
+	5,  // subscribeCOV
 	15, // writeProperty
 	17, // deviceCommunicationControl
 	20, // reinitializeDevice
@@ -359,14 +362,16 @@ const servicesSupportedLen = 41
 
 // Error classes and codes.
 const (
-	errClassDevice   = 0
-	errClassObject   = 1
-	errClassProperty = 2
-	errClassServices = 5
-	errClassSecurity = 4
+	errClassDevice    = 0
+	errClassObject    = 1
+	errClassProperty  = 2
+	errClassServices  = 5
+	errClassSecurity  = 4
+	errClassResources = 3
 
 	errCodeOther                             = 0
 	errCodeInvalidDataType                   = 9
+	errCodeNoSpaceToAddListElement           = 19
 	errCodePasswordFailure                   = 26
 	errCodeOptionalFunctionalityNotSupported = 45
 	errCodeServiceRequestDenied              = 29

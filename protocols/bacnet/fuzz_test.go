@@ -3,6 +3,9 @@ package bacnet
 import (
 	"bytes"
 	"testing"
+	"time"
+
+	"github.com/icsnare/icsnare/protocols"
 )
 
 // seedRequests are real-format requests (the ones the tests and real clients send).
@@ -23,6 +26,10 @@ func seedRequests() [][]byte {
 		unicast(appendSegmentACK(nil, 4, 0, 16, false)),
 		unicast([]byte{0x0e, 0x05, 4, 0, 127, svcWriteProperty, 0x0c}),
 		unicast(appendTime(appendDate([]byte{0x10, svcTimeSynchronization}, 2030, 1, 2, 3), 1, 2, 3, 4)),
+		covReq(5, 7, objectID{objAnalogInput, 1}, 1, 300),
+		covReq(6, 7, objectID{objAnalogInput, 1}, -1, -1),
+		dccReq(7, 5, dccDisable, "Hvac!2024"),
+		reinitReq(8, reinitWarmstart, "Hvac!2024"),
 	}
 	return s
 }
@@ -94,6 +101,7 @@ func FuzzServe(f *testing.F) {
 	}
 	sv, h := testService(f, "controller")
 	f.Fuzz(func(t *testing.T, b []byte) {
+		restarted(sv, h)
 		fl := newFlow(t, sv, h)
 		out := fl.ask(b)
 		if len(out) > maxIHave {
@@ -118,6 +126,7 @@ func FuzzSegmentedFlow(f *testing.F) {
 	sv, h := testService(f, "controller")
 	start := unicast(confirmedReq(9, svcReadPropertyMultiple, 0, rpmData(map[objectID][]uint32{testDevice: {propAll}}, []objectID{testDevice})))
 	f.Fuzz(func(t *testing.T, b []byte) {
+		restarted(sv, h)
 		fl := newFlow(t, sv, h)
 		if out := fl.ask(start); len(out) != 1 {
 			t.Fatalf("first segment: %d datagrams", len(out))
@@ -152,4 +161,13 @@ func FuzzRestore(f *testing.F) {
 			t.Fatalf("%d values, %d priority arrays", len(st.written), len(st.priority))
 		}
 	})
+}
+
+// restarted undoes what a DeviceCommunicationControl or ReinitializeDevice of an earlier
+// input did to the shared host, so every input meets a device that answers.
+func restarted(sv *service, h *protocols.Host) {
+	st := sv.state(h)
+	st.mu.Lock()
+	st.dcc, st.dccUntil, st.restartUntil = dccEnable, time.Time{}, time.Time{}
+	st.mu.Unlock()
 }

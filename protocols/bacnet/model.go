@@ -33,6 +33,9 @@ var (
 	errOutOfRange            = &bacError{errClassProperty, errCodeValueOutOfRange}
 	errPassword              = &bacError{errClassSecurity, errCodePasswordFailure}
 	errOptionalFunctionality = &bacError{errClassServices, errCodeOptionalFunctionalityNotSupported}
+	errCOVNotSupported       = &bacError{errClassObject, errCodeOptionalFunctionalityNotSupported}
+	errNoSpace               = &bacError{errClassResources, errCodeNoSpaceToAddListElement}
+	errValueOutOfRange       = &bacError{errClassServices, errCodeValueOutOfRange}
 	errOtherDevice           = &bacError{errClassDevice, errCodeOther}
 )
 

@@ -188,7 +188,7 @@ func TestReadErrors(t *testing.T) {
 			}
 		})
 	}
-	for _, svc := range []byte{svcSubscribeCOV, 0, 26, 28, 200} {
+	for _, svc := range []byte{0, 26, 28, 200} {
 		m := f.ask1(unicast(confirmedReq(3, svc, 5, nil)))
 		if m.apdu.typ != pduReject || m.apdu.reason != rejectUnrecognizedService {
 			t.Fatalf("service %d: %+v", svc, m.apdu)
@@ -1155,4 +1155,159 @@ func hasField(e *protocols.Event, key string, val any) bool {
 		}
 	}
 	return false
+}
+
+// covReq is a SubscribeCOV (confirmed < 0: a cancellation; lifetime < 0: none).
+func covReq(invoke byte, process uint32, o objectID, confirmed int, lifetime int64) []byte {
+	b := appendCtxUnsigned(nil, 0, process)
+	b = appendCtxObjectID(b, 1, o)
+	if confirmed >= 0 {
+		b = append(appendTagHeader(b, 2, true, 1), byte(confirmed))
+	}
+	if lifetime >= 0 {
+		b = appendCtxUnsigned(b, 3, uint32(lifetime))
+	}
+	return unicast(confirmedReq(invoke, svcSubscribeCOV, 5, b))
+}
+
+// TestSubscribeCOV: a subscription is acknowledged and followed at once by a notification
+// of present-value and status-flags; later changes (past the cov-increment) are notified,
+// small ones not; lifetimes end subscriptions, cancellations remove them, and everything is
+// bounded.
+func TestSubscribeCOV(t *testing.T) {
+	sv, h := testService(t, "controller")
+	f := newFlow(t, sv, h)
+	av := objectID{objAnalogValue, 2}
+	out := f.ask(covReq(1, 9, av, 0, 120))
+	if len(out) != 2 {
+		t.Fatalf("%d datagrams, want the SimpleACK and a notification", len(out))
+	}
+	if m, _ := decodeMessage(out[0]); m.apdu.typ != pduSimpleACK || m.apdu.service != svcSubscribeCOV {
+		t.Fatalf("first answer %x", out[0])
+	}
+	note := func(b []byte) (message, []appValue) {
+		t.Helper()
+		m, err := decodeMessage(b)
+		if err != nil {
+			t.Fatalf("notification %x: %v", b, err)
+		}
+		r := reader{b: m.apdu.data}
+		if p, err := r.ctxUnsigned(0); err != nil || p != 9 {
+			t.Fatalf("process %d %v", p, err)
+		}
+		if d, err := r.ctxObjectID(1); err != nil || d.typ != objDevice || d.inst != sv.state(h).instance {
+			t.Fatalf("initiating device %v %v", d, err)
+		}
+		if o, err := r.ctxObjectID(2); err != nil || o != av {
+			t.Fatalf("monitored object %v %v", o, err)
+		}
+		if left, err := r.ctxUnsigned(3); err != nil || left < 118 || left > 120 {
+			t.Fatalf("time remaining %d %v", left, err)
+		}
+		rest := m.apdu.data[r.pos:]
+		if !bytes.HasPrefix(rest, []byte{0x4e, 0x09, 0x55, 0x2e}) || !bytes.Contains(rest, []byte{0x09, 0x6f, 0x2e, 0x82, 0x04}) {
+			t.Fatalf("list of values %x", rest)
+		}
+		return m, decodeAll(t, rest)
+	}
+	m, vals := note(out[1])
+	if m.apdu.typ != pduUnconfirmed || m.apdu.service != svcUnconfirmedCOVNotification || len(vals) != 2 || vals[0].f != 14.5 {
+		t.Fatalf("initial notification %+v %+v", m.apdu, vals)
+	}
+	ct := sv.covTable(f.s)
+	sent := func() [][]byte {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		s := f.sent
+		f.sent = nil
+		return s
+	}
+	// Nothing changed: no notification. A change under the default increment: none either.
+	sv.covCheck(f.s, ct)
+	f.ask(unicast(confirmedReq(2, svcWriteProperty, 5, wpData(av, propPresentValue, appendReal(nil, 14.7), 16))))
+	sv.covCheck(f.s, ct)
+	if s := sent(); len(s) != 0 {
+		t.Fatalf("notified %d times without a change past the increment", len(s))
+	}
+	f.ask(unicast(confirmedReq(3, svcWriteProperty, 5, wpData(av, propPresentValue, appendReal(nil, 19.0), 16))))
+	sv.covCheck(f.s, ct)
+	s := sent()
+	if len(s) != 1 {
+		t.Fatalf("%d notifications after a change", len(s))
+	}
+	if _, vals := note(s[0]); vals[0].f != 19 {
+		t.Fatalf("notified %+v", vals)
+	}
+	// Confirmed notifications ask for a reply.
+	out = f.ask(covReq(4, 9, av, 1, 120))
+	if len(out) != 2 {
+		t.Fatalf("%d datagrams", len(out))
+	}
+	if m, _ := note(out[1]); m.apdu.typ != pduConfirmed || m.apdu.service != svcConfirmedCOVNotification || out[1][5]&npduExpectReply == 0 {
+		t.Fatalf("confirmed notification %x", out[1])
+	}
+	// Disable-initiation stops notifications.
+	simpleACK := func(req []byte) {
+		t.Helper()
+		if m := f.ask1(req); m.apdu.typ != pduSimpleACK {
+			t.Fatalf("%x: %+v", req, m.apdu)
+		}
+	}
+	simpleACK(dccReq(5, -1, dccDisableInitiation, "Hvac!2024"))
+	f.ask(unicast(confirmedReq(6, svcWriteProperty, 5, wpData(av, propPresentValue, appendReal(nil, 25.0), 16))))
+	sv.covCheck(f.s, ct)
+	if s := sent(); len(s) != 0 {
+		t.Fatal("notified while initiation is disabled")
+	}
+	simpleACK(dccReq(7, -1, dccEnable, "Hvac!2024"))
+	// A lifetime ends the subscription; a cancellation removes one.
+	ct.mu.Lock()
+	ct.subs[covKey{9, av}].expires = time.Now().Add(-time.Second)
+	ct.mu.Unlock()
+	sv.covCheck(f.s, ct)
+	ct.mu.Lock()
+	n := len(ct.subs)
+	ct.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("%d subscriptions after the lifetime", n)
+	}
+	f.ask(covReq(8, 10, av, 0, 0))
+	simpleACK(covReq(9, 10, av, -1, -1))
+	simpleACK(covReq(10, 11, av, -1, -1)) // cancelling what does not exist
+	ct.mu.Lock()
+	n = len(ct.subs)
+	ct.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("%d subscriptions after the cancellation", n)
+	}
+	// Errors and bounds.
+	for _, tc := range []struct {
+		name        string
+		req         []byte
+		class, code uint32
+	}{
+		{"unknown object", covReq(20, 1, objectID{objAnalogInput, 999}, 0, 60), errClassObject, errCodeUnknownObject},
+		{"the device object", covReq(21, 1, testDevice, 0, 60), errClassObject, errCodeOptionalFunctionalityNotSupported},
+		{"lifetime past 8 h", covReq(22, 1, av, 0, maxLifetime+1), errClassServices, errCodeValueOutOfRange},
+	} {
+		if m := f.ask1(tc.req); m.apdu.typ != pduError || m.apdu.errorClass != tc.class || m.apdu.errorCode != tc.code {
+			t.Errorf("%s: %+v", tc.name, m.apdu)
+		}
+	}
+	if m := f.ask1(covReq(23, 1, av, -1, 60)); m.apdu.typ != pduReject {
+		t.Errorf("a lifetime without issue-confirmed-notifications: %+v", m.apdu)
+	}
+	for i := range maxSubscriptions {
+		f.ask(covReq(byte(30+i), uint32(100+i), av, 0, 60))
+	}
+	if m := f.ask1(covReq(60, 999, av, 0, 60)); m.apdu.typ != pduError || m.apdu.errorClass != errClassResources {
+		t.Fatalf("subscription %d: %+v", maxSubscriptions+1, m.apdu)
+	}
+	// The flow's end ends its subscriptions and their timer.
+	f.s.Close()
+	ct.mu.Lock()
+	defer ct.mu.Unlock()
+	if len(ct.subs) != 0 || !ct.closed {
+		t.Fatal("subscriptions outlive the flow")
+	}
 }

@@ -23,7 +23,9 @@ var wellFormed = []struct {
 }{
 	{"ReadProperty of an unknown object (Error)", "810a0011 0104 0005100c 0c00000063 1955", false},
 	{"ReadProperty of an unknown property (Error)", "810a0011 0104 0005110c 0c023fffff 19c8", false},
-	{"SubscribeCOV (Reject)", "810a0015 0104 00051205 0901 1c00000001 2900 393c", false},
+	{"SubscribeCOV (SimpleACK, then a COV notification)", "810a0015 0104 00051205 0901 1c00000001 2900 393c", false},
+	{"SubscribeCOV with confirmed notifications", "810a0015 0104 00051905 0902 1c00000001 2901 393c", false},
+	{"SubscribeCOV cancellation", "810a0011 0104 00051a05 0902 1c00000001", false},
 	{"ReadPropertyMultiple ALL, known and unknown object", "810a001c 0104 0005130e 0c023fffff 1e09081f 0c0140004d 1e09081f", false},
 	{"WriteProperty (SimpleACK)", "810a001a 0104 0005140f 0c00800002 1955 3e4441b000003f 4908", false},
 	{"WriteProperty of vendor-name (Error)", "810a0017 0104 0005150f 0c023fffff 1979 3e730078783f", false},

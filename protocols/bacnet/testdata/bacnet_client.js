@@ -76,14 +76,18 @@ async function main() {
     out.writeDenied = e.message;
   }
 
-  // Password-protected services are refused; SubscribeCOV is not a service this device has.
+  // Password-protected services are refused.
   const refused = async (name, fn) => {
     try { await fn(); out.refused[name] = 'accepted'; } catch (e) { out.refused[name] = e.message; }
   };
   out.refused = {};
   await refused('dcc', () => client.deviceCommunicationControl(receiver, 5, 1, { password: 'admin' }));
   await refused('reinitialize', () => client.reinitializeDevice(receiver, 1, { password: 'admin' }));
+  // SubscribeCOV: acknowledged, then the initial notification (present-value, status-flags).
+  const notified = new Promise((resolve) => client.once('covNotifyUnconfirmed', (msg) => resolve(msg.payload)));
   await refused('subscribeCov', () => client.subscribeCov(receiver, { type: 0, instance: 1 }, 7, false, false, 60));
+  const cov = await Promise.race([notified, sleep(2000).then(() => null)]);
+  out.cov = cov && { process: cov.subscriberProcessId, object: `${cov.monitoredObjectId.type},${cov.monitoredObjectId.instance}`, timeRemaining: cov.timeRemaining, values: cov.values.map((v) => v.property.id) };
   await refused('unknownObject', () => client.readProperty(receiver, { type: 5, instance: 77 }, 85));
   // A time synchronisation is accepted silently and moves the device's clock.
   client.timeSyncUTC(receiver, new Date(Date.UTC(2031, 4, 17, 10, 20, 30)));
