@@ -70,6 +70,11 @@ type bacnetControllerRead struct {
 	FanPriority8 float64
 	DCC          string
 	Reinitialize string
+	COV          *struct {
+		Process        int
+		Device, Object string
+		Values         [][]any
+	}
 }
 
 // TestBACnetControllerThroughSensor runs the binary with --profile bacnet-controller on a
@@ -204,6 +209,10 @@ func TestBACnetControllerThroughSensor(t *testing.T) {
 		want("setpoint read back", r.Setpoint, 22.5)
 		want("fan command", r.FanCommand, 0)
 		want("fan priority-array[8]", r.FanPriority8, 0)
+		if c := r.COV; c == nil || c.Process != 42 || c.Device != fmt.Sprintf("8,%d", id.instance) || c.Object != "0,1" ||
+			len(c.Values) != 2 || fmt.Sprint(c.Values[0][0]) != "85" || fmt.Sprint(c.Values[1][0]) != "111" {
+			t.Errorf("COV notification: %+v", c)
+		}
 		want("DeviceCommunicationControl with a guessed password", r.DCC, "BacnetError - Class:4 - Code:26")
 		want("ReinitializeDevice with a guessed password", r.Reinitialize, "BacnetError - Class:4 - Code:26")
 

@@ -165,9 +165,9 @@ type nodeResult struct {
 		TimeRemaining int
 		Values        []int
 	}
-	Segmented     []string
-	RPMAll        int
-	Error         string
+	Segmented []string
+	RPMAll    int
+	Error     string
 }
 
 // TestNodeBacnetClient drives @bacnet-js/client against a host of a /24 served by the

@@ -64,6 +64,13 @@ async function main() {
   out.setpoint = plain((await client.readProperty(receiver, { type: 2, instance: 2 }, 85)).values)[0];
   await client.writeProperty(receiver, { type: 4, instance: 1 }, 85, [{ type: 9, value: 0 }], { priority: 8 });
   out.fanCommand = plain((await client.readProperty(receiver, { type: 4, instance: 1 }, 85)).values)[0];
+  // SubscribeCOV to the supply air temperature: acknowledged, then the initial notification.
+  const notified = new Promise((resolve) => client.once('covNotifyUnconfirmed', (msg) => resolve(msg.payload)));
+  await client.subscribeCov(receiver, { type: 0, instance: 1 }, 42, false, false, 300);
+  const cov = await Promise.race([notified, sleep(2000).then(() => null)]);
+  out.cov = cov && { process: cov.subscriberProcessId, device: `${cov.initiatingDeviceId.type},${cov.initiatingDeviceId.instance}`,
+    object: `${cov.monitoredObjectId.type},${cov.monitoredObjectId.instance}`, values: cov.values.map((v) => [v.property.id, plain(v.value)[0]]) };
+
   // Password-checked services: a guessed password is refused.
   for (const [name, fn] of [['dcc', () => client.deviceCommunicationControl(receiver, 5, 1, { password: 'admin' })],
     ['reinitialize', () => client.reinitializeDevice(receiver, 1, { password: 'admin' })]]) {
