@@ -48,7 +48,15 @@ func TestProcessFunction(t *testing.T) {
 	if a(t0) != mk(1)(t0) {
 		t.Fatal("the same host seed gives another value")
 	}
-	for _, bad := range [][]any{{}, {"x"}, {1.0, -1.0}, {1.0, 0.0, 1.0, 0.0}, {1.0, 0.0, 0.0, 60.0, 0.0, 9.0}, {1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0}} {
+	gated, err := ctor(EngineEnv{Seed: 1}, []any{72.0, 0.0, 0.0, 3600.0, 0.0, 1.0, int64(5), int64(22)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if on, off := gated.(DynamicFunc)(t0), gated.(DynamicFunc)(t0.Add(-10*time.Hour)); on != 72.0 || off != 0.0 {
+		t.Fatalf("gated by 05-22: %v at noon, %v at 02:00", on, off)
+	}
+	for _, bad := range [][]any{{}, {"x"}, {1.0, -1.0}, {1.0, 0.0, 1.0, 0.0}, {1.0, 0.0, 0.0, 60.0, 0.0, 9.0},
+		{1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0}, {1.0, 0.0, 0.0, 60.0, 0.0, 1.0, 5.0, 25.0}, {1.0, 0.0, 0.0, 60.0, 0.0, 1.0, 5.0, 6.0, 7.0}} {
 		if _, err := ctor(EngineEnv{}, bad); err == nil {
 			t.Errorf("params %v accepted", bad)
 		}
@@ -76,7 +84,14 @@ func TestScheduleFunction(t *testing.T) {
 			t.Errorf("schedule %d-%d at %02d:30 = %v, want %d", tc.on, tc.off, tc.hour, got, tc.want)
 		}
 	}
-	for _, bad := range [][]any{{int64(6)}, {int64(-1), int64(5)}, {"a", int64(5)}} {
+	v, err := ctor(EngineEnv{Seed: 7}, []any{int64(6), int64(19), int64(1), int64(2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if day, night := v.(DynamicFunc)(time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)), v.(DynamicFunc)(time.Date(2026, 1, 1, 2, 0, 0, 0, time.UTC)); day != int64(1) || night != int64(2) {
+		t.Errorf("occupancy schedule: day %v, night %v", day, night)
+	}
+	for _, bad := range [][]any{{int64(6)}, {int64(-1), int64(5)}, {"a", int64(5)}, {int64(1), int64(2), int64(3)}} {
 		if _, err := ctor(EngineEnv{}, bad); err == nil {
 			t.Errorf("params %v accepted", bad)
 		}

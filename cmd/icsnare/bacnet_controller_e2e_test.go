@@ -199,11 +199,31 @@ func TestBACnetControllerThroughSensor(t *testing.T) {
 				t.Errorf("object %s has no present-value: %v", oid, props)
 			}
 		}
-		for oid, lim := range map[string][2]float64{"0,1": {10, 16}, "0,2": {18, 27}, "0,5": {18, 26}, "0,7": {200, 300}} {
+		num := func(oid string) float64 {
+			t.Helper()
 			v, ok := r.Objects[oid]["85"][0].(float64)
-			if !ok || v < lim[0] || v > lim[1] {
-				t.Errorf("%s present-value %v is not in %v", oid, r.Objects[oid]["85"], lim)
+			if !ok {
+				t.Fatalf("%s present-value %v", oid, r.Objects[oid]["85"])
 			}
+			return v
+		}
+		for oid, lim := range map[string][2]float64{"0,1": {10, 16}, "0,2": {18, 27}, "0,5": {18, 26}} {
+			if v := num(oid); v < lim[0] || v > lim[1] {
+				t.Errorf("%s present-value %v is not in %v", oid, v, lim)
+			}
+		}
+		// The unit runs on a schedule: fan status, fan speed and duct pressure agree.
+		switch fan := num("3,1"); fan {
+		case 1:
+			if p, s := num("0,7"), num("1,4"); p < 200 || p > 300 || s < 50 || s > 95 {
+				t.Errorf("fan on, duct pressure %v Pa, fan speed %v %%", p, s)
+			}
+		case 0:
+			if p, s := num("0,7"), num("1,4"); p != 0 || s != 0 {
+				t.Errorf("fan off, duct pressure %v Pa, fan speed %v %%", p, s)
+			}
+		default:
+			t.Errorf("fan status %v", fan)
 		}
 		id.supplyAir, _ = r.Objects["0,1"]["85"][0].(float64)
 		want("setpoint read back", r.Setpoint, 22.5)
