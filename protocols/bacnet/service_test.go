@@ -856,6 +856,14 @@ func TestHostileRequests(t *testing.T) {
 		{"Who-Has without a choice", unicast(unhex(t, "1007 0900 1901")), 0xff},
 		{"time synchronisation with a bad date", unicast(unhex(t, "1006 a4ff0d2001 b4190000ff")), 0xff},
 		{"empty APDU", unhex(t, "810a0006 0104"), 0xff},
+		{"SubscribeCOV, object identifier cut", unicast(confirmedReq(1, svcSubscribeCOV, 5, unhex(t, "0907 1c0000"))), pduReject},
+		{"SubscribeCOV, two-octet boolean", unicast(confirmedReq(1, svcSubscribeCOV, 5, unhex(t, "0907 1c00000001 2a0001 393c"))), pduReject},
+		{"SubscribeCOV, five-octet lifetime", unicast(confirmedReq(1, svcSubscribeCOV, 5, unhex(t, "0907 1c00000001 2900 3d05ffffffffff"))), pduReject},
+		{"SubscribeCOV, trailing tag", unicast(confirmedReq(1, svcSubscribeCOV, 5, unhex(t, "0907 1c00000001 2900 393c 4901"))), pduReject},
+		{"SubscribeCOV, no object", unicast(confirmedReq(1, svcSubscribeCOV, 5, unhex(t, "0907"))), pduReject},
+		{"DCC, duration of four octets", unicast(confirmedReq(1, svcDeviceCommControl, 5, unhex(t, "0cffffffff 1901"))), pduReject},
+		{"DCC, password as an unsigned", unicast(confirmedReq(1, svcDeviceCommControl, 5, unhex(t, "1901 2907"))), pduReject},
+		{"ReinitializeDevice, password of 300 octets", unicast(confirmedReq(1, svcReinitializeDevice, 5, append(unhex(t, "0901 1d ff012d 00"), bytes.Repeat([]byte("a"), 300)...))), pduReject},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out := f.ask(tc.req)
