@@ -159,6 +159,7 @@ type nodeResult struct {
 	WriteDenied   string
 	Refused       map[string]string
 	DateAfterSync string
+	COVChanges    []float64
 	COV           *struct {
 		Process       int
 		Object        string
@@ -234,6 +235,9 @@ func TestNodeBacnetClient(t *testing.T) {
 	if c := res.COV; c == nil || c.Process != 7 || c.Object != "0,1" || c.TimeRemaining < 55 || c.TimeRemaining > 60 ||
 		fmt.Sprint(c.Values) != "[85 111]" {
 		t.Errorf("COV notification after SubscribeCOV: %+v", c)
+	}
+	if len(res.COVChanges) != 2 || res.COVChanges[0] != 21.5 || res.COVChanges[1] != 30 {
+		t.Errorf("COV notifications of analog-value,2 around a write of 30: %v, want [21.5 30]", res.COVChanges)
 	}
 	if !strings.HasPrefix(res.DateAfterSync, "2031-05-1") {
 		t.Errorf("local-date after UTC-TimeSynchronization to 2031-05-17: %s", res.DateAfterSync)

@@ -88,6 +88,17 @@ async function main() {
   await refused('subscribeCov', () => client.subscribeCov(receiver, { type: 0, instance: 1 }, 7, false, false, 60));
   const cov = await Promise.race([notified, sleep(2000).then(() => null)]);
   out.cov = cov && { process: cov.subscriberProcessId, object: `${cov.monitoredObjectId.type},${cov.monitoredObjectId.instance}`, timeRemaining: cov.timeRemaining, values: cov.values.map((v) => v.property.id) };
+  // A change after the subscription comes as a later notification (sent by the device on
+  // its own, through the sensor).
+  const av = { type: 2, instance: 2 };
+  const changes = [];
+  const onChange = (msg) => { if (msg.payload.subscriberProcessId === 8) changes.push(msg.payload.values[0].value[0].value); };
+  client.on('covNotifyUnconfirmed', onChange);
+  await client.subscribeCov(receiver, av, 8, false, false, 60);
+  await client.writeProperty(receiver, av, 85, [{ type: 4, value: 30 }], { priority: 8 });
+  for (let i = 0; i < 40 && changes.length < 2; i++) await sleep(100);
+  client.removeListener('covNotifyUnconfirmed', onChange);
+  out.covChanges = changes;
   await refused('unknownObject', () => client.readProperty(receiver, { type: 5, instance: 77 }, 85));
   // A time synchronisation is accepted silently and moves the device's clock.
   client.timeSyncUTC(receiver, new Date(Date.UTC(2031, 4, 17, 10, 20, 30)));
