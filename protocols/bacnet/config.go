@@ -251,6 +251,11 @@ func parseObject(sec *profiles.Section, n *profiles.Node) (*objectConfig, error)
 	if _, ok := o.props[propObjectName]; !ok {
 		o.props[propObjectName] = source{literal: name}
 	}
+	if st, ok := o.props[propStateText]; ok && st.key == "" {
+		if ns, ok := o.props[propNumberOfStates]; ok && ns.key == "" && ns.literal != strconv.Itoa(len(splitTexts(st.literal))) {
+			return nil, pn.Child("state_text").Errorf("%d state texts for number_of_states %s", len(splitTexts(st.literal)), ns.literal)
+		}
+	}
 	standardProperties(o)
 	return o, nil
 }
@@ -396,6 +401,15 @@ func encodeText(b []byte, k propKind, s string) ([]byte, error) {
 			return nil, err
 		}
 		return appendBoolean(b, bv), nil
+	case kindCharsArray:
+		parts := splitTexts(s)
+		for _, part := range parts {
+			if part == "" {
+				return nil, fmt.Errorf("an empty text in the list")
+			}
+			b = appendCharString(b, part)
+		}
+		return b, nil
 	case kindBits4:
 		s = strings.Trim(s, "[]() ")
 		parts := strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' })
@@ -413,6 +427,15 @@ func encodeText(b []byte, k propKind, s string) ([]byte, error) {
 		return appendBitString(b, 4, func(i int) bool { return set[i] }), nil
 	}
 	return nil, fmt.Errorf("unsupported datatype")
+}
+
+// splitTexts splits a configured list of texts ("Occupied;Unoccupied;Standby").
+func splitTexts(s string) []string {
+	parts := strings.Split(s, ";")
+	for i := range parts {
+		parts[i] = strings.TrimSpace(parts[i])
+	}
+	return parts
 }
 
 func parseUint(s string, k propKind) (uint32, error) {

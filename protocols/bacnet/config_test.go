@@ -38,6 +38,9 @@ func TestConfigErrorsNameFileAndLine(t *testing.T) {
 		{"unknown databus key", "<bacnet enabled=\"True\"><device_info>\n<model_name databus=\"Nope\"/></device_info></bacnet>", "databus key \"Nope\" is not defined"},
 		{"computed property", "<bacnet enabled=\"True\"><device_info><object_list>x</object_list></device_info></bacnet>", "computed"},
 		{"bad segmentation", "<bacnet enabled=\"True\"><device_info><segmentation_supported>sometimes</segmentation_supported></device_info></bacnet>", "segmentation"},
+		{"state texts and states disagree", "<bacnet enabled=\"True\"><object_list><object name=\"m\"><properties><object_identifier>1</object_identifier><object_type>Multi-state Value</object_type><number_of_states>3</number_of_states>\n<state_text>On;Off</state_text></properties></object></object_list></bacnet>", "bacnet.xml:2: <state_text>: 2 state texts for number_of_states 3"},
+		{"empty state text", "<bacnet enabled=\"True\"><object_list><object name=\"m\"><properties><object_identifier>1</object_identifier><object_type>Multi-state Value</object_type>\n<state_text>On;;Off</state_text></properties></object></object_list></bacnet>", "bacnet.xml:2: <state_text>: value"},
+		{"short password", "<bacnet enabled=\"True\">\n<password></password></bacnet>", "bacnet.xml:2: <password>: password must be 1-20 characters"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, _, err := section(t, "", tc.body)

@@ -201,7 +201,7 @@ var propertyNames = map[string]uint32{
 	"apdu-segment-timeout": propAPDUSegmentTimeout, "apdu-timeout": propAPDUTimeout,
 	"application-software-version": propApplicationSoftware, "cov-increment": propCOVIncrement,
 	"daylight-savings-status": propDaylightSavingsStatus, "description": propDescription,
-	"event-state": propEventState, "firmware-revision": propFirmwareRevision,
+	"state-text": propStateText, "event-state": propEventState, "firmware-revision": propFirmwareRevision,
 	"inactive-text": propInactiveText, "location": propLocation,
 	"max-apdu-length-accepted": propMaxAPDULengthAccepted, "max-pres-value": propMaxPresValue,
 	"min-pres-value": propMinPresValue, "model-name": propModelName,
@@ -250,7 +250,8 @@ const (
 	kindEnum
 	kindBool
 	kindSigned
-	kindBits4 // a four-bit BACnetStatusFlags-style bit string
+	kindBits4      // a four-bit BACnetStatusFlags-style bit string
+	kindCharsArray // an array of CharacterStrings, configured as "a;b;c" (state-text)
 )
 
 // propKinds are the datatypes of profile-settable properties; present-value depends on
@@ -279,6 +280,7 @@ var propKinds = map[uint32]propKind{
 	propFeedbackValue: kindEnum, propAlarmValue: kindEnum,
 	propOutOfService: kindBool, propDaylightSavingsStatus: kindBool,
 	propUTCOffset: kindSigned, propStatusFlags: kindBits4, propEventEnable: kindBits4,
+	propStateText: kindCharsArray,
 }
 
 // presentValueKind is the datatype of an object type's present-value.

@@ -170,6 +170,9 @@ func (v *view) readProperty(b []byte, o *objectConfig, p uint32, idx int64) ([]b
 			return append(b, slots[i]...)
 		})
 	}
+	if kindOf(o.id.typ, p) == kindCharsArray {
+		return v.textArray(b, o, p, idx)
+	}
 	if idx >= 0 {
 		return nil, errNotArray
 	}
@@ -221,6 +224,24 @@ func encodeArray(b []byte, n int, idx int64, elem func([]byte, int) []byte) ([]b
 		return nil, errBadIndex
 	}
 	return elem(b, int(idx-1)), nil
+}
+
+// textArray encodes a configured array of texts (state-text), whole or one element.
+func (v *view) textArray(b []byte, o *objectConfig, p uint32, idx int64) ([]byte, *bacError) {
+	src, ok := o.props[p]
+	if !ok {
+		return nil, errUnknownProperty
+	}
+	text := src.literal
+	if src.key != "" && v.h.Databus != nil {
+		s, err := v.h.Databus.GetString(src.key)
+		if err != nil {
+			return nil, errOtherDevice
+		}
+		text = s
+	}
+	parts := splitTexts(text)
+	return encodeArray(b, len(parts), idx, func(b []byte, i int) []byte { return appendCharString(b, parts[i]) })
 }
 
 func (v *view) priorities(o *objectConfig) [16][]byte {
@@ -360,7 +381,7 @@ func (v *view) writeProperty(o *objectConfig, p uint32, idx int64, value []byte,
 		return errUnknownProperty
 	}
 	if idx >= 0 {
-		if p == propPriorityArray || p == propObjectList || p == propPropertyList {
+		if p == propPriorityArray || p == propObjectList || p == propPropertyList || p == propStateText {
 			return errWriteDenied
 		}
 		return errNotArray

@@ -1319,3 +1319,33 @@ func TestSubscribeCOV(t *testing.T) {
 		t.Fatal("subscriptions outlive the flow")
 	}
 }
+
+// TestStateText: a multi-state object's state-text is an array of texts (whole, by index, its
+// size at index 0), not writable.
+func TestStateText(t *testing.T) {
+	sv, h := testService(t, "controller")
+	f := newFlow(t, sv, h)
+	mode := objectID{objMultiStateValue, 5}
+	v, _ := f.readValue(mode, propStateText, -1)
+	if len(v) != 4 || v[0].s != "Off" || v[3].s != "Standby" {
+		t.Fatalf("state-text %+v", v)
+	}
+	if v, _ := f.readValue(mode, propStateText, 0); len(v) != 1 || v[0].u != 4 {
+		t.Fatalf("state-text[0] %+v", v)
+	}
+	if v, _ := f.readValue(mode, propStateText, 2); len(v) != 1 || v[0].s != "Occupied" {
+		t.Fatalf("state-text[2] %+v", v)
+	}
+	if m := f.ask1(unicast(confirmedReq(7, svcReadProperty, 5, rpData(mode, propStateText, 5)))); m.apdu.typ != pduError || m.apdu.errorCode != errCodeInvalidArrayIndex {
+		t.Fatalf("state-text[5]: %+v", m.apdu)
+	}
+	for _, idx := range []int64{-1, 1} {
+		req := wpData(mode, propStateText, appendCharString(nil, "Boost"), 16)
+		if idx >= 0 {
+			req = append(rpData(mode, propStateText, idx), req[len(rpData(mode, propStateText, -1)):]...)
+		}
+		if m := f.ask1(unicast(confirmedReq(8, svcWriteProperty, 5, req))); m.apdu.typ != pduError || m.apdu.errorCode != errCodeWriteAccessDenied {
+			t.Fatalf("writing state-text (index %d): %+v", idx, m.apdu)
+		}
+	}
+}
