@@ -121,8 +121,15 @@ func (c *config) parseDeviceInfo(sec *profiles.Section, n *profiles.Node) error 
 				if cmd == "" {
 					continue
 				}
+				// Conpot lists SITE's sub-commands ("SITE HELP", "SITE CHMOD") beside SITE;
+				// here they come with SITE itself.
+				if sub, ok := strings.CutPrefix(cmd, "SITE "); ok && (sub == "HELP" || sub == "CHMOD") {
+					cmd = "SITE"
+				}
 				if _, ok := commands[cmd]; !ok {
-					return e.Errorf("unknown FTP command %q", cmd)
+					// Conpot never matches a name it does not know; it goes on.
+					sec.Warnf(e, "unknown FTP command %q, ignored", cmd)
+					continue
 				}
 				c.enabled[cmd] = true
 			}
