@@ -1,6 +1,7 @@
 package profiles
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -20,6 +21,9 @@ import (
 
 // EngineKinds lists the value engine types.
 var EngineKinds = []string{"increment", "decrement", "randominc", "randomdec", "randomint", "sysuptime", "evaluate", "static"}
+
+// ErrUnknownEngine is ParseEngine's error for an engine type it does not know.
+var ErrUnknownEngine = errors.New("unknown engine type")
 
 // EngineSpec is a parsed value engine: its kind and the numbers or expression of its argument.
 type EngineSpec struct {
@@ -95,7 +99,7 @@ func ParseEngine(kind, arg string) (EngineSpec, error) {
 		s.expr, err = CompileExpr("engine evaluate", arg)
 	case "static":
 	default:
-		return s, fmt.Errorf("unknown engine type %q (known: %s)", kind, strings.Join(EngineKinds, ", "))
+		return s, fmt.Errorf("%w %q (known: %s)", ErrUnknownEngine, kind, strings.Join(EngineKinds, ", "))
 	}
 	if err != nil {
 		return s, err

@@ -190,13 +190,22 @@ func parseEvasion(s string) ([2]int, error) {
 
 func parseAccess(e *profiles.Node) (bool, error) {
 	a, _ := e.Attr("access")
+	w, err := parseAccessText(a)
+	if err != nil {
+		return false, e.Errorf("%v", err)
+	}
+	return w, nil
+}
+
+// parseAccessText reads read-only (ro, the default) or read-write (rw).
+func parseAccessText(a string) (bool, error) {
 	switch strings.ToLower(strings.TrimSpace(a)) {
 	case "", "ro", "read-only", "readonly":
 		return false, nil
 	case "rw", "read-write", "readwrite":
 		return true, nil
 	}
-	return false, e.Errorf("access %q is neither read-only nor read-write", a)
+	return false, fmt.Errorf("access %q is neither read-only nor read-write", a)
 }
 
 func parseEngineID(sec *profiles.Section, e *profiles.Node, text string, spec *engineIDSpec) error {

@@ -1,6 +1,8 @@
 package snmp
 
 import (
+	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -36,11 +38,11 @@ func TestConfigErrors(t *testing.T) {
 		want       string
 	}{
 		{"unknown module", `<mib name="NONEXISTENT-MIB"><symbol name="x"><value>sysDescr</value></symbol></mib>`, 4, "NONEXISTENT-MIB not found"},
-		{"unknown symbol", `<mib name="SNMPv2-MIB"><symbol name="sysNothing"><value>sysDescr</value></symbol></mib>`, 4, "has no symbol sysNothing"},
 		{"table, not an object", `<mib name="IF-MIB"><symbol name="ifTable"><value>1</value></symbol></mib>`, 4, "not a scalar"},
 		{"not-accessible", `<mib name="IP-MIB"><symbol name="ipAddrEntry"><value>1</value></symbol></mib>`, 4, "not a scalar"},
 		{"bad literal", `<mib name="SNMPv2-MIB"><symbol name="sysServices"><value>lots</value></symbol></mib>`, 4, "neither a databus key"},
-		{"bad engine", `<mib name="SNMPv2-MIB"><symbol name="sysServices"><value>1</value><engine type="warp">1</engine></symbol></mib>`, 4, "unknown engine type"},
+		{"bad engine argument", `<mib name="SNMPv2-MIB"><symbol name="sysServices"><value>1</value><engine type="increment">x</engine></symbol></mib>`, 4, "not an integer"},
+		{"unknown engine, no value", `<mib name="SNMPv2-MIB"><symbol name="sysServices"><engine type="warp">1</engine></symbol></mib>`, 4, "unknown engine type"},
 		{"bad instance", `<mib name="SNMPv2-MIB"><symbol name="sysDescr" instance="a.b"><value>sysDescr</value></symbol></mib>`, 4, "instance"},
 		{"duplicate OID", `<mib name="SNMPv2-MIB"><symbol name="sysDescr"><value>sysDescr</value></symbol><symbol name="sysDescr"><value>sysDescr</value></symbol></mib>`, 1, "same OID"},
 	}
@@ -64,6 +66,124 @@ func TestConfigErrors(t *testing.T) {
 				t.Fatalf("error %q: want line %d", err, tt.line)
 			}
 		})
+	}
+}
+
+// TestConfigWarnings: where Conpot warns and goes on (a symbol its MIB lacks, like the
+// IEC104 template's ifOutUNcastPkts; an engine it does not run), the agent warns with file
+// and line and serves the rest.
+func TestConfigWarnings(t *testing.T) {
+	const head = "<snmp enabled=\"True\">\n<mibs>\n<mib name=\"IF-MIB\">\n"
+	tests := []struct {
+		name, body string
+		line       int
+		want       string
+	}{
+		{"unknown symbol", `<symbol name="ifOutUNcastPkts" instance="1"><value>143</value></symbol>`, 4, "IF-MIB has no symbol ifOutUNcastPkts"},
+		{"unknown engine", `<symbol name="ifInOctets" instance="1"><value>7</value>` + "\n" + `<engine type="warp">1</engine></symbol>`, 5, "unknown engine type \"warp\""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := writeProfile(t, head+tt.body+"\n<symbol name=\"ifMtu\" instance=\"1\"><value>1500</value></symbol>\n</mib>\n</mibs>\n</snmp>\n")
+			p, err := profiles.Open(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			svc, err := protocol{}.Configure(p.Sections["snmp"], testOptions())
+			if err != nil {
+				t.Fatalf("Configure: %v", err)
+			}
+			want := fmt.Sprintf("%s:%d: ", filepath.Join(dir, "snmp", "snmp.xml"), tt.line)
+			found := false
+			for _, w := range p.Warnings() {
+				if strings.HasPrefix(w, want) && strings.Contains(w, tt.want) {
+					found = true
+				}
+			}
+			if !found {
+				t.Fatalf("warnings %q: want one at %s saying %q", p.Warnings(), want, tt.want)
+			}
+			names := map[string]bool{}
+			for _, o := range svc.(*service).tree.objs {
+				names[o.name] = true
+			}
+			if !names["ifMtu.1"] {
+				t.Fatalf("the symbol after the warning is not served: %v", names)
+			}
+			if tt.name == "unknown engine" && !names["ifInOctets.1"] {
+				t.Fatalf("the symbol with the unknown engine is not served from its value")
+			}
+		})
+	}
+}
+
+// TestDefaultCommunities: a profile naming no community answers Conpot's public
+// (read-only) and private (read-write); [protocols.snmp] communities replaces them, and
+// a profile's own communities win over both.
+func TestDefaultCommunities(t *testing.T) {
+	const sym = "<mibs><mib name=\"SNMPv2-MIB\"><symbol name=\"sysDescr\"><value>sysDescr</value></symbol></mib></mibs>"
+	tests := []struct {
+		name, config string
+		opts         *options
+		want         map[string]bool
+	}{
+		{"conpot defaults", "", &options{}, map[string]bool{"public": false, "private": true}},
+		{"configured", "", &options{Communities: map[string]string{"plant": "rw"}}, map[string]bool{"plant": true}},
+		{"turned off", "", &options{Communities: map[string]string{}}, map[string]bool{}},
+		{"profile wins", `<config><entity name="community">ops</entity></config>`, &options{}, map[string]bool{"ops": false}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := profiles.Open(writeProfile(t, "<snmp enabled=\"True\">"+tt.config+sym+"</snmp>"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			svc, err := protocol{}.Configure(p.Sections["snmp"], tt.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := svc.(*service).cfg.communities; !maps.Equal(got, tt.want) {
+				t.Fatalf("communities %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestConfiguredUsers: [protocols.snmp] users reach every profile; bad ones and clashes
+// with a profile's user are errors naming the option.
+func TestConfiguredUsers(t *testing.T) {
+	const sym = "<mibs><mib name=\"SNMPv2-MIB\"><symbol name=\"sysDescr\"><value>sysDescr</value></symbol></mib></mibs>"
+	good := UserSpec{Name: "usr-sha-aes128", Access: "rw", Auth: "SHA", AuthPass: "authkey1", Priv: "AES", PrivPass: "privkey1"}
+	p, err := profiles.Open(writeProfile(t, "<snmp enabled=\"True\">"+sym+"</snmp>"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := protocol{}.Configure(p.Sections["snmp"], &options{Users: []UserSpec{good}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := svc.(*service).cfg.users["usr-sha-aes128"]
+	if u == nil || !u.canWrite || u.auth == nil || u.priv != privAES {
+		t.Fatalf("configured user not served as given: %+v", u)
+	}
+	for _, bad := range []struct {
+		opts options
+		want string
+	}{
+		{options{Users: []UserSpec{{Name: "u", Auth: "SHA", AuthPass: "short"}}}, "users[0]: user u: authpass needs at least 8"},
+		{options{Users: []UserSpec{good, good}}, "configured twice"},
+		{options{Communities: map[string]string{"x": "sometimes"}}, "communities.x"},
+	} {
+		if err := bad.opts.Validate(); err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("Validate() = %v, want %q", err, bad.want)
+		}
+	}
+	p, err = profiles.Open(writeProfile(t, `<snmp enabled="True"><config><entity name="user" auth="SHA" authpass="longenough">usr-sha-aes128</entity></config>`+sym+"</snmp>"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := (protocol{}).Configure(p.Sections["snmp"], &options{Users: []UserSpec{good}}); err == nil || !strings.Contains(err.Error(), "and by [protocols.snmp] users") {
+		t.Fatalf("a user in both the profile and the config: %v", err)
 	}
 }
 

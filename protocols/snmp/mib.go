@@ -1,6 +1,7 @@
 package snmp
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -115,6 +116,10 @@ func (r *mibResolver) setSearchPath() {
 	gosmi.SetFS(list...)
 }
 
+// errNoSymbol is the lookup error of a symbol its (loaded) module lacks. Conpot warns
+// about such a symbol and goes on, so the agent does the same.
+var errNoSymbol = errors.New("unknown MIB symbol")
+
 // lookup resolves symbol in module.
 func (r *mibResolver) lookup(module, symbol string) (*mibObject, error) {
 	mibMu.Lock()
@@ -131,7 +136,7 @@ func (r *mibResolver) lookup(module, symbol string) (*mibObject, error) {
 	}
 	node, err := mod.GetNode(symbol)
 	if err != nil {
-		return nil, fmt.Errorf("MIB module %s has no symbol %s", module, symbol)
+		return nil, fmt.Errorf("%w: MIB module %s has no symbol %s", errNoSymbol, module, symbol)
 	}
 	raw := node.GetRaw()
 	o := &mibObject{name: symbol, module: module}

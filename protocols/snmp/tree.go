@@ -131,8 +131,16 @@ func buildTree(sec *profiles.Section, root *profiles.Node, mibDirs []string) (*t
 					continue
 				}
 				o, err := symbolObject(sec, res, module, s)
+				if errors.Is(err, errNoSymbol) {
+					name, _ := s.Attr("name")
+					sec.Warnf(s, "MIB module %s has no symbol %s; skipped, as Conpot does", module, name)
+					continue
+				}
 				if err != nil {
 					return nil, err
+				}
+				if o == nil {
+					continue
 				}
 				t.add(o)
 			}
@@ -152,6 +160,9 @@ func symbolObject(sec *profiles.Section, res *mibResolver, module string, s *pro
 	}
 	sec.CheckChildren(s, "value", "engine")
 	mo, err := res.lookup(module, name)
+	if errors.Is(err, errNoSymbol) {
+		return nil, err
+	}
 	if err != nil {
 		return nil, s.Errorf("%v", err)
 	}
@@ -181,7 +192,12 @@ func symbolObject(sec *profiles.Section, res *mibResolver, module string, s *pro
 	if e := s.Child("engine"); e != nil {
 		typ, _ := e.Attr("type")
 		spec, err := profiles.ParseEngine(typ, e.TextTrim())
-		if err != nil {
+		switch {
+		case errors.Is(err, profiles.ErrUnknownEngine) && valNode != nil:
+			// The fallback: Conpot's current agent has no engines at all and serves <value>.
+			sec.Warnf(e, "%v; serving <value> without an engine", err)
+			goto plain
+		case err != nil:
 			return nil, e.Errorf("%v", err)
 		}
 		o.engine = &spec
@@ -200,6 +216,7 @@ func symbolObject(sec *profiles.Section, res *mibResolver, module string, s *pro
 		}
 		return o, nil
 	}
+plain:
 	if valNode == nil {
 		return nil, s.Errorf("symbol %s has neither <value> nor <engine>", name)
 	}

@@ -12,6 +12,7 @@ import (
 	"crypto/subtle"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash"
 	"strings"
 
@@ -57,19 +58,41 @@ type localKeys struct {
 }
 
 func parseUser(e *profiles.Node, name string) (*user, error) {
+	spec := UserSpec{Name: name}
+	spec.Access, _ = e.Attr("access")
+	spec.Auth, _ = e.Attr("auth")
+	spec.Priv, _ = e.Attr("priv")
+	spec.AuthPass, _ = e.Attr("authpass")
+	spec.PrivPass, _ = e.Attr("privpass")
+	u, err := spec.user()
+	if err != nil {
+		return nil, e.Errorf("%v", err)
+	}
+	return u, nil
+}
+
+// UserSpec is an SNMPv3 USM user as a profile's <entity name="user"> or the sensor's
+// [[protocols.snmp.users]] table gives it.
+type UserSpec struct {
+	Name     string `toml:"name"`
+	Access   string `toml:"access"`   // read-only (default) or read-write
+	Auth     string `toml:"auth"`     // MD5, SHA, SHA-224, SHA-256, SHA-384, SHA-512 or none
+	AuthPass string `toml:"authpass"` // at least 8 characters
+	Priv     string `toml:"priv"`     // DES, AES or none
+	PrivPass string `toml:"privpass"` // at least 8 characters
+}
+
+func (spec UserSpec) user() (*user, error) {
+	name := spec.Name
 	if name == "" || len(name) > 32 {
-		return nil, e.Errorf("user name must have 1 to 32 characters")
+		return nil, fmt.Errorf("user name must have 1 to 32 characters")
 	}
 	u := &user{name: name}
 	var err error
-	if u.canWrite, err = parseAccess(e); err != nil {
+	if u.canWrite, err = parseAccessText(spec.Access); err != nil {
 		return nil, err
 	}
-	a, _ := e.Attr("auth")
-	p, _ := e.Attr("priv")
-	ap, _ := e.Attr("authpass")
-	pp, _ := e.Attr("privpass")
-	a = strings.ToUpper(strings.TrimSpace(a))
+	a := strings.ToUpper(strings.TrimSpace(spec.Auth))
 	if a != "" && a != "NONE" {
 		norm := strings.ReplaceAll(a, "SHA1", "SHA")
 		norm = strings.Replace(norm, "SHA2", "SHA-2", 1) // SHA256 → SHA-256 below
@@ -80,30 +103,30 @@ func parseUser(e *profiles.Node, name string) (*user, error) {
 			}
 		}
 		if u.auth == nil {
-			return nil, e.Errorf("auth %q is not one of MD5, SHA, SHA-224, SHA-256, SHA-384, SHA-512", a)
+			return nil, fmt.Errorf("auth %q is not one of MD5, SHA, SHA-224, SHA-256, SHA-384, SHA-512", a)
 		}
-		if len(ap) < 8 {
-			return nil, e.Errorf("user %s: authpass needs at least 8 characters (RFC 3414)", name)
+		if len(spec.AuthPass) < 8 {
+			return nil, fmt.Errorf("user %s: authpass needs at least 8 characters (RFC 3414)", name)
 		}
-		u.authKu = passwordToKey(u.auth.hash, []byte(ap))
+		u.authKu = passwordToKey(u.auth.hash, []byte(spec.AuthPass))
 	}
-	switch strings.ToUpper(strings.TrimSpace(p)) {
+	switch strings.ToUpper(strings.TrimSpace(spec.Priv)) {
 	case "", "NONE":
 	case "DES":
 		u.priv = privDES
 	case "AES", "AES128", "AES-128":
 		u.priv = privAES
 	default:
-		return nil, e.Errorf("priv %q is not one of DES, AES", p)
+		return nil, fmt.Errorf("priv %q is not one of DES, AES", spec.Priv)
 	}
 	if u.priv != privNone {
 		if u.auth == nil {
-			return nil, e.Errorf("user %s: privacy needs an auth protocol", name)
+			return nil, fmt.Errorf("user %s: privacy needs an auth protocol", name)
 		}
-		if len(pp) < 8 {
-			return nil, e.Errorf("user %s: privpass needs at least 8 characters (RFC 3414)", name)
+		if len(spec.PrivPass) < 8 {
+			return nil, fmt.Errorf("user %s: privpass needs at least 8 characters (RFC 3414)", name)
 		}
-		u.privKu = passwordToKey(u.auth.hash, []byte(pp))
+		u.privKu = passwordToKey(u.auth.hash, []byte(spec.PrivPass))
 	}
 	return u, nil
 }
