@@ -147,6 +147,23 @@ func parseKey(k *Node) (KeySpec, error) {
 	return spec, nil
 }
 
+// Sample returns key's value as the load-time check evaluates it (a dynamic value read
+// once). Protocols size things by it, e.g. a Modbus block by the length of its list.
+func (s *Schema) Sample(key string) (any, error) {
+	spec, ok := s.Spec(key)
+	if !ok {
+		return nil, fmt.Errorf("%w: %q", ErrNoKey, key)
+	}
+	v, err := spec.instantiate(EngineEnv{Seed: checkSeed, Addr: netip.MustParseAddr("192.0.2.1"), Start: time.Now()})
+	if err != nil {
+		return nil, err
+	}
+	if dyn, ok := v.(Dynamic); ok {
+		v = dyn.Value(time.Now())
+	}
+	return v, nil
+}
+
 // keySeed derives the seed of one key on one host, so values do not depend on the order in
 // which keys are first read.
 func keySeed(host uint64, key string) uint64 {

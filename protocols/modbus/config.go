@@ -35,8 +35,8 @@ const (
 
 var blockTypeNames = [numBlockTypes]string{"COILS", "DISCRETE_INPUTS", "INPUT_REGISTERS", "HOLDING_REGISTERS"}
 
-// modicon is the reference prefix of each block type (0xxxx, 1xxxx, 3xxxx, 4xxxx).
-var modicon = [numBlockTypes]int{0, 1, 3, 4}
+// modiconPrefix is the reference prefix of each block type (0xxxx, 1xxxx, 3xxxx, 4xxxx).
+var modiconPrefix = [numBlockTypes]int{0, 1, 3, 4}
 
 // block is a run of one data type backed by a databus list.
 type block struct {
@@ -99,23 +99,76 @@ var objectNames = map[string]uint8{
 	"UserApplicationName": ObjUserApplicationName,
 }
 
-// config is a parsed modbus.xml.
-type config struct {
-	mode    mode
-	delay   time.Duration
-	gateway bool // unknown units get exception 0x0B instead of silence
-	info    *deviceInfo
-	slaves  []*slave
+// addressing says how a block's starting_address maps to the address on the wire.
+type addressing uint8
+
+const (
+	// modicon: starting_address is a 1-based Modicon reference (40001 is holding
+	// register 0 on the wire), what real devices and their manuals do. The default.
+	modicon addressing = iota
+	// literal: starting_address is the wire address itself and a block is as long as its
+	// databus list, as Conpot (modbus-tk) compares them. Conpot's answers, exactly.
+	literal
+)
+
+// parseAddressing reads "modicon" or "literal".
+func parseAddressing(s string) (addressing, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "modicon":
+		return modicon, nil
+	case "literal":
+		return literal, nil
+	}
+	return 0, fmt.Errorf("addressing %q is neither modicon nor literal", s)
 }
 
-func parseConfig(sec *profiles.Section) (*config, error) {
+func (a addressing) String() string {
+	if a == literal {
+		return "literal"
+	}
+	return "modicon"
+}
+
+// unknownUnit is what a unit nobody answers gets.
+type unknownUnit uint8
+
+const (
+	unitSilent    unknownUnit = iota // no reply, as a gateway whose target never answers
+	unitGateway                      // exception 0x0B, gateway target device failed to respond
+	unitFailure                      // exception 0x04, slave device failure (Conpot's answer)
+)
+
+// config is a parsed modbus.xml.
+type config struct {
+	mode       mode
+	delay      time.Duration
+	unknown    unknownUnit
+	addressing addressing
+	info       *deviceInfo
+	slaves     []*slave
+}
+
+func parseConfig(sec *profiles.Section, opts *options) (*config, error) {
 	root := sec.Root
 	if root.Name != "modbus" {
 		return nil, root.Errorf("root element must be <modbus>")
 	}
-	sec.CheckChildren(root, "device_info", "mode", "delay", "unknown_unit", "slaves")
+	sec.CheckChildren(root, "device_info", "mode", "delay", "unknown_unit", "addressing", "slaves")
 	c := &config{delay: defaultDelay}
 	var err error
+	if opts != nil && opts.Addressing != "" {
+		if c.addressing, err = parseAddressing(opts.Addressing); err != nil {
+			return nil, fmt.Errorf("[protocols.modbus] %v", err)
+		}
+	}
+	if n := root.Child("addressing"); n != nil {
+		if c.addressing, err = parseAddressing(n.TextTrim()); err != nil {
+			return nil, n.Errorf("%v", err)
+		}
+	}
+	if c.addressing == literal {
+		c.unknown = unitFailure // Conpot's answer, unless <unknown_unit> says otherwise
+	}
 	if n := root.Child("device_info"); n != nil {
 		if c.info, err = parseDeviceInfo(sec, n); err != nil {
 			return nil, err
@@ -141,10 +194,13 @@ func parseConfig(sec *profiles.Section) (*config, error) {
 	if n := root.Child("unknown_unit"); n != nil {
 		switch strings.ToLower(n.TextTrim()) {
 		case "silent":
+			c.unknown = unitSilent
 		case "exception":
-			c.gateway = true
+			c.unknown = unitGateway
+		case "failure":
+			c.unknown = unitFailure
 		default:
-			return nil, n.Errorf("unknown_unit %q is neither silent nor exception", n.TextTrim())
+			return nil, n.Errorf("unknown_unit %q is not silent, exception or failure", n.TextTrim())
 		}
 	}
 	if n := root.Child("slaves"); n != nil {
@@ -190,7 +246,7 @@ func parseSlave(sec *profiles.Section, n *profiles.Node, c *config) (*slave, err
 	}
 	sec.CheckChildren(bn, "block")
 	for _, e := range bn.ChildrenNamed("block") {
-		b, err := parseBlock(sec, e)
+		b, err := parseBlock(sec, e, c.addressing)
 		if err != nil {
 			return nil, err
 		}
@@ -204,7 +260,7 @@ func parseSlave(sec *profiles.Section, n *profiles.Node, c *config) (*slave, err
 	return s, nil
 }
 
-func parseBlock(sec *profiles.Section, n *profiles.Node) (*block, error) {
+func parseBlock(sec *profiles.Section, n *profiles.Node, addr addressing) (*block, error) {
 	sec.CheckChildren(n, "type", "starting_address", "size", "content")
 	b := &block{}
 	b.name, _ = n.Attr("name")
@@ -236,15 +292,12 @@ func parseBlock(sec *profiles.Section, n *profiles.Node) (*block, error) {
 	if err != nil {
 		return nil, an.Errorf("starting_address %q is not a number", an.TextTrim())
 	}
-	if b.start, err = wireAddress(b.typ, ref); err != nil {
-		return nil, an.Errorf("%v", err)
-	}
 	sn := n.Child("size")
 	if sn == nil {
 		return nil, n.Errorf("block %q has no <size>", b.name)
 	}
-	if b.size, err = strconv.Atoi(sn.TextTrim()); err != nil || b.size < 1 || b.start+b.size > 0x10000 {
-		return nil, sn.Errorf("size %q must be 1 or more and end at or below address 65535", sn.TextTrim())
+	if b.size, err = strconv.Atoi(sn.TextTrim()); err != nil || b.size < 1 {
+		return nil, sn.Errorf("size %q must be 1 or more", sn.TextTrim())
 	}
 	b.key = b.name
 	if k, ok := n.ChildText("content"); ok && k != "" {
@@ -253,6 +306,33 @@ func parseBlock(sec *profiles.Section, n *profiles.Node) (*block, error) {
 	if !sec.Profile.Schema.Has(b.key) {
 		return nil, n.Errorf("block %q: databus key %q is not defined in template.xml", b.name, b.key)
 	}
+	switch addr {
+	case literal:
+		if ref < 0 || ref > 0xFFFF {
+			return nil, an.Errorf("starting_address %d is not a wire address 0-65535 (addressing literal)", ref)
+		}
+		b.start = ref
+		// Conpot's block is as long as its databus list; <size> is documentation there.
+		v, err := sec.Profile.Schema.Sample(b.key)
+		if err != nil {
+			return nil, n.Errorf("block %q: %v", b.name, err)
+		}
+		l, ok := v.([]any)
+		if !ok || len(l) == 0 {
+			return nil, n.Errorf("block %q: databus key %q is not a non-empty list (addressing literal sizes blocks by it)", b.name, b.key)
+		}
+		if len(l) != b.size {
+			sec.Warnf(sn, "size %d, but the list %q has %d elements: the block has %d, as in Conpot", b.size, b.key, len(l), len(l))
+		}
+		b.size = len(l)
+	default:
+		if b.start, err = wireAddress(b.typ, ref); err != nil {
+			return nil, an.Errorf("%v", err)
+		}
+	}
+	if b.start+b.size > 0x10000 {
+		return nil, sn.Errorf("block %q ends past address 65535 (start %d, size %d)", b.name, b.start, b.size)
+	}
 	return b, nil
 }
 
@@ -260,7 +340,7 @@ func parseBlock(sec *profiles.Section, n *profiles.Node) (*block, error) {
 // optional type prefix (holding register 40001 or 400001 or 1; coil 1; input 30001 …),
 // into the 0-based address carried on the wire. 0 is taken as wire address 0.
 func wireAddress(t blockType, ref int) (int, error) {
-	p := modicon[t]
+	p := modiconPrefix[t]
 	switch {
 	case ref == 0:
 		return 0, nil

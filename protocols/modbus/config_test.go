@@ -22,7 +22,7 @@ func TestConfigErrors(t *testing.T) {
 		{"bad mode", "<mode>serial</mode>", "<mode>rtu</mode>", `modbus.xml:16: <mode>: mode "rtu" is neither tcp nor serial`},
 		{"bad delay", "<delay>100</delay>", "<delay>-5</delay>", "<delay>: delay"},
 		{"delay too long", "<delay>100</delay>", "<delay>60000</delay>", "between 0 and 5000"},
-		{"bad unknown_unit", "<unknown_unit>exception", "<unknown_unit>loud", "neither silent nor exception"},
+		{"bad unknown_unit", "<unknown_unit>exception", "<unknown_unit>loud", "is not silent, exception or failure"},
 		{"unknown databus key", `<ProductCode databus="OrderNumber"/>`, `<ProductCode databus="NoSuchKey"/>`, `databus key "NoSuchKey" is not defined`},
 		{"missing basic object", `<VendorName>Siemens</VendorName>`, ``, "<VendorName> is missing"},
 		{"duplicate object", `<ModelName>CPU 226</ModelName>`, `<ModelName>CPU 226</ModelName><ModelName>x</ModelName>`, "defined twice"},
@@ -33,7 +33,7 @@ func TestConfigErrors(t *testing.T) {
 		{"duplicate slave", `<slave id="1">`, `<slave id="1"></slave><slave id="1">`, "slave id 1 defined twice"},
 		{"bad type", "<type>COILS</type>", "<type>FLOATS</type>", `block type "FLOATS"`},
 		{"bad start", "<starting_address>40001</starting_address>", "<starting_address>30001</starting_address>", "not a HOLDING_REGISTERS reference"},
-		{"size too big", "<size>64</size>\n                </block>\n            </blocks>", "<size>70000</size>\n                </block>\n            </blocks>", "size \"70000\""},
+		{"size too big", "<size>64</size>\n                </block>\n            </blocks>", "<size>70000</size>\n                </block>\n            </blocks>", "ends past address 65535 (start 0, size 70000)"},
 		{"unknown block key", `<block name="memoryModbusCoils">`, `<block name="memoryModbusNope">`, `databus key "memoryModbusNope"`},
 		{"overlap", `<type>DISCRETE_INPUTS</type>
                     <starting_address>10001</starting_address>`, `<type>COILS</type>

@@ -207,9 +207,12 @@ func (c *conn) handle(frame []byte) (broadcast bool) {
 				}
 			}
 		case sl == nil:
-			if svc.cfg.gateway {
+			switch svc.cfg.unknown {
+			case unitGateway:
 				ex = ExGatewayNoResponse
-			} else {
+			case unitFailure:
+				ex = ExServerFailure
+			default:
 				drop = dropUnknownUnit
 			}
 		case ex == 0:
@@ -366,7 +369,11 @@ func (c *conn) exec(sl *slave, r *Request, pdu []byte) uint8 {
 			c.objs = append(c.objs, DeviceObject{ID: o.id, Value: []byte(o.get(db))})
 		}
 		var ex uint8
-		c.out, ex = AppendDeviceID(c.out, r.DevIDCode, r.ObjectID, c.objs)
+		start := r.ObjectID
+		if c.svc.cfg.addressing == literal && r.DevIDCode != 4 {
+			start = 0 // Conpot (modbus-tk) streams every object whatever the start object
+		}
+		c.out, ex = AppendDeviceID(c.out, r.DevIDCode, start, c.objs)
 		return ex
 	default:
 		return ExIllegalFunction

@@ -16,9 +16,33 @@ type protocol struct{}
 // Name implements protocols.Protocol.
 func (protocol) Name() string { return Name }
 
-// Configure implements protocols.Protocol. Modbus takes no sensor-wide options.
-func (protocol) Configure(sec *profiles.Section, _ any) (protocols.Service, error) {
-	c, err := parseConfig(sec)
+// options are the sensor-wide Modbus options, the [protocols.modbus] table.
+type options struct {
+	// Addressing is "modicon" (the default: starting_address 40001 is holding register
+	// 0 on the wire, as real devices number them) or "literal" (Conpot's: the wire
+	// address is starting_address itself). A profile's <addressing> wins.
+	Addressing string `toml:"addressing"`
+}
+
+// NewOptions implements protocols.Configurable.
+func (protocol) NewOptions() any { return &options{} }
+
+// Flags implements protocols.Configurable; Modbus has none.
+func (protocol) Flags() []protocols.Flag { return nil }
+
+// Validate implements protocols.Validator.
+func (o *options) Validate() error {
+	if o.Addressing == "" {
+		return nil
+	}
+	_, err := parseAddressing(o.Addressing)
+	return err
+}
+
+// Configure implements protocols.Protocol. opts is the sensor's *options or nil.
+func (protocol) Configure(sec *profiles.Section, opts any) (protocols.Service, error) {
+	o, _ := opts.(*options)
+	c, err := parseConfig(sec, o)
 	if err != nil {
 		return nil, err
 	}
