@@ -133,9 +133,9 @@ func (a addressing) String() string {
 type unknownUnit uint8
 
 const (
-	unitSilent    unknownUnit = iota // no reply, as a gateway whose target never answers
-	unitGateway                      // exception 0x0B, gateway target device failed to respond
-	unitFailure                      // exception 0x04, slave device failure (Conpot's answer)
+	unitSilent  unknownUnit = iota // no reply, as a gateway whose target never answers
+	unitGateway                    // exception 0x0B, gateway target device failed to respond
+	unitFailure                    // exception 0x04, slave device failure (Conpot's answer)
 )
 
 // config is a parsed modbus.xml.
