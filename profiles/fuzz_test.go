@@ -2,7 +2,11 @@ package profiles
 
 import (
 	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
 	"testing"
+	"testing/fstest"
 )
 
 // FuzzParseXML: any bytes give a tree or an *Error naming the file, never a panic.
@@ -40,5 +44,42 @@ func FuzzExpr(f *testing.F) {
 			return
 		}
 		e.Eval(seed)
+	})
+}
+
+// FuzzLoadTOML: any template.toml and modbus.toml give a profile or an *Error naming the
+// file and a line within it, never a panic.
+func FuzzLoadTOML(f *testing.F) {
+	for _, name := range []string{"template.toml", "modbus.toml", "snmp.toml", "http.toml", "ftp.toml"} {
+		b, err := os.ReadFile(filepath.Join(conpotDir, "default-toml", name))
+		if err != nil {
+			f.Fatal(err)
+		}
+		if name == "template.toml" {
+			f.Add(b, []byte("[modbus]\nenabled = false\n"))
+		} else {
+			f.Add([]byte("[core.template]\nunit = \"u\"\n"), b)
+		}
+	}
+	f.Add([]byte("[core]\ntemplate = 1\n"), []byte("[modbus]\nenabled = true\nslaves = [{ id = 1, blocks = [{}] }]\n"))
+	f.Fuzz(func(t *testing.T, tmpl, proto []byte) {
+		fsys := fstest.MapFS{"template.toml": {Data: tmpl}, "modbus.toml": {Data: proto}}
+		p, err := Load(fsys, "fuzz", "fuzz")
+		if err == nil {
+			if p == nil {
+				t.Fatal("nil profile without an error")
+			}
+			return
+		}
+		var pe *Error
+		if errors.As(err, &pe) {
+			max := bytes.Count(tmpl, []byte("\n")) + 1
+			if pe.File == "fuzz/modbus.toml" {
+				max = bytes.Count(proto, []byte("\n")) + 1
+			}
+			if pe.Line < 1 || pe.Line > max {
+				t.Fatalf("error %v: line %d outside 1..%d", err, pe.Line, max)
+			}
+		}
 	})
 }

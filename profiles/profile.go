@@ -30,6 +30,7 @@ type Profile struct {
 	Schema   *Schema             // the databus definition
 	Sections map[string]*Section // enabled protocol sections by directory name
 	Disabled []string            // protocol sections present but not enabled
+	TOML     bool                // loaded from Conpot's TOML form (template.toml)
 
 	mu       sync.Mutex
 	warnings []string
@@ -97,8 +98,15 @@ const maxTemplateFile = 8 << 20
 // is the path shown in errors (the directory, or "embedded:NAME").
 func Load(fsys fs.FS, name, display string) (*Profile, error) {
 	p := &Profile{Name: name, Source: display, FS: fsys, Sections: map[string]*Section{}}
-	tfile := path.Join(display, "template.xml")
-	root, err := readXML(fsys, "template.xml", tfile)
+	var root *Node
+	var err error
+	if _, serr := fs.Stat(fsys, "template.toml"); serr == nil {
+		// Conpot prefers template.toml when both exist.
+		p.TOML = true
+		root, err = templateTOML(fsys, path.Join(display, "template.toml"))
+	} else {
+		root, err = readXML(fsys, "template.xml", path.Join(display, "template.xml"))
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -124,20 +132,36 @@ func Load(fsys fs.FS, name, display string) (*Profile, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read template directory %s: %w", display, err)
 	}
+	seen := map[string]bool{}
 	for _, e := range entries {
-		if !e.IsDir() {
+		var proto, rel string
+		var r *Node
+		switch {
+		case !e.IsDir() && strings.HasSuffix(e.Name(), ".toml") && e.Name() != "template.toml":
+			// <proto>.toml beside template.toml; Conpot prefers it to <proto>/<proto>.xml.
+			proto, rel = strings.TrimSuffix(e.Name(), ".toml"), e.Name()
+			if r, err = protocolTOML(fsys, proto, path.Join(display, rel)); err != nil {
+				return nil, err
+			}
+		case e.IsDir():
+			proto, rel = e.Name(), path.Join(e.Name(), e.Name()+".xml")
+			if _, err := fs.Stat(fsys, rel); err != nil {
+				continue
+			}
+			if _, err := fs.Stat(fsys, proto+".toml"); err == nil {
+				continue // the TOML file wins
+			}
+			if r, err = readXML(fsys, rel, path.Join(display, rel)); err != nil {
+				return nil, err
+			}
+		default:
 			continue
 		}
-		proto := e.Name()
-		rel := path.Join(proto, proto+".xml")
-		if _, err := fs.Stat(fsys, rel); err != nil {
+		if seen[proto] {
 			continue
 		}
+		seen[proto] = true
 		file := path.Join(display, rel)
-		r, err := readXML(fsys, rel, file)
-		if err != nil {
-			return nil, err
-		}
 		enabled, err := rootBool(r, "enabled")
 		if err != nil {
 			return nil, err
@@ -146,9 +170,11 @@ func Load(fsys fs.FS, name, display string) (*Profile, error) {
 			p.Disabled = append(p.Disabled, proto)
 			continue
 		}
-		sub, err := fs.Sub(fsys, proto)
-		if err != nil {
-			return nil, fmt.Errorf("open %s: %w", proto, err)
+		var sub fs.FS = emptyFS{}
+		if st, err := fs.Stat(fsys, proto); err == nil && st.IsDir() {
+			if sub, err = fs.Sub(fsys, proto); err != nil {
+				return nil, fmt.Errorf("open %s: %w", proto, err)
+			}
 		}
 		sec := &Section{Protocol: proto, File: file, Root: r, FS: sub, Profile: p}
 		sec.Host, _ = r.Attr("host")
@@ -162,6 +188,13 @@ func Load(fsys fs.FS, name, display string) (*Profile, error) {
 		p.Sections[proto] = sec
 	}
 	return p, nil
+}
+
+// emptyFS is the auxiliary directory of a protocol that has none (a <proto>.toml alone).
+type emptyFS struct{}
+
+func (emptyFS) Open(name string) (fs.File, error) {
+	return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
 }
 
 // LoadDir loads a template directory from the file system.
