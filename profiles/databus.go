@@ -130,6 +130,11 @@ func parseKey(k *Node) (KeySpec, error) {
 		spec.expr = e
 	case "function":
 		ctor, ok := lookupFunction(spec.Text)
+		if !ok && strings.HasPrefix(spec.Text, "conpot.") {
+			// Conpot imports the class and stops when it cannot; so does icsnare, naming it.
+			return KeySpec{}, v.Errorf("key %q: Conpot's databus function %q is not implemented by this icsnare (it has %s)",
+				name, spec.Text, strings.Join(conpotFunctionNames(), ", "))
+		}
 		if !ok {
 			return KeySpec{}, v.Errorf("key %q: unknown function %q (known: %s)", name, spec.Text, strings.Join(FunctionNames(), ", "))
 		}
@@ -162,6 +167,17 @@ func (s *Schema) Sample(key string) (any, error) {
 		v = dyn.Value(time.Now())
 	}
 	return v, nil
+}
+
+// conpotFunctionNames lists the registered functions under Conpot's dotted names.
+func conpotFunctionNames() []string {
+	var out []string
+	for _, n := range FunctionNames() {
+		if strings.HasPrefix(n, "conpot.") {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // keySeed derives the seed of one key on one host, so values do not depend on the order in

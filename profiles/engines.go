@@ -138,7 +138,7 @@ func init() {
 		return DynamicFunc(func(now time.Time) any { return UptimeSeconds(env, now) }), nil
 	})
 	RegisterFunction(si+"CurrentDatetime", func(EngineEnv, []any) (any, error) {
-		return DynamicFunc(func(now time.Time) any { return now.UTC().Format("2006-01-02,15:04:05.0") }), nil
+		return DynamicFunc(func(now time.Time) any { return now.UTC().Format("2006-01-02,15:04:05") + ".0" }), nil
 	})
 	RegisterFunction(si+"LocalIP", func(env EngineEnv, _ []any) (any, error) {
 		return env.Addr.String(), nil

@@ -2,6 +2,7 @@ package snmp
 
 import (
 	"math"
+	"strconv"
 	"strings"
 	"time"
 
@@ -356,6 +357,58 @@ func inEnum(e []int64, v int64) bool {
 	return false
 }
 
+// dateAndTimeHint is the display hint of SNMPv2-TC's DateAndTime.
+const dateAndTimeHint = "2d-1d-1d,1d:1d:1d.1d,1a1d:1d"
+
+// parseDateAndTime reads DateAndTime's display form, "2026-11-29,11:41:56.0" with an
+// optional ",+1:0" offset (Conpot's CurrentDatetime writes the first), into its 8 or 11
+// octets, as the agent Conpot uses converts it.
+func parseDateAndTime(s string) ([]byte, bool) {
+	date, rest, ok := strings.Cut(s, ",")
+	if !ok {
+		return nil, false
+	}
+	clock, zone, hasZone := strings.Cut(rest, ",")
+	num := func(f string, lo, hi int) (int, bool) {
+		n, err := strconv.Atoi(f)
+		return n, err == nil && n >= lo && n <= hi
+	}
+	d := strings.Split(date, "-")
+	hms, frac, _ := strings.Cut(clock, ".")
+	c := strings.Split(hms, ":")
+	if len(d) != 3 || len(c) != 3 {
+		return nil, false
+	}
+	y, ok1 := num(d[0], 0, 65535)
+	mo, ok2 := num(d[1], 0, 12)
+	dd, ok3 := num(d[2], 0, 31)
+	h, ok4 := num(c[0], 0, 23)
+	mi, ok5 := num(c[1], 0, 59)
+	se, ok6 := num(c[2], 0, 60)
+	ds := 0
+	ok7 := true
+	if frac != "" {
+		ds, ok7 = num(frac, 0, 9)
+	}
+	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6 && ok7) {
+		return nil, false
+	}
+	out := []byte{byte(y >> 8), byte(y), byte(mo), byte(dd), byte(h), byte(mi), byte(se), byte(ds)}
+	if !hasZone {
+		return out, true
+	}
+	if len(zone) < 2 || (zone[0] != '+' && zone[0] != '-') {
+		return nil, false
+	}
+	zh, zm, _ := strings.Cut(zone[1:], ":")
+	oh, okh := num(zh, 0, 13)
+	om, okm := num(zm, 0, 59)
+	if !okh || !okm {
+		return nil, false
+	}
+	return append(out, zone[0], byte(oh), byte(om)), true
+}
+
 // isHexHint reports display hints such as "1x:" (PhysAddress, MacAddress).
 func isHexHint(h string) bool { return strings.HasPrefix(h, "1x") }
 
@@ -403,6 +456,11 @@ func encodeValue(b []byte, o *object, v any) []byte {
 		case string:
 			if isHexHint(o.hint) && looksHex(x) {
 				return appendOctets(b, o.tag, hexOctets(x))
+			}
+			if o.hint == dateAndTimeHint {
+				if d, ok := parseDateAndTime(x); ok {
+					return appendOctets(b, o.tag, d)
+				}
 			}
 			return appendString(b, o.tag, x)
 		case []byte:
