@@ -133,8 +133,8 @@ func LoadProfiles(cfg Config) (map[string]*deviceProfile, []string, error) {
 			proto, ok := protocols.Lookup(name)
 			if !ok {
 				unknown = append(unknown, name)
-				warnings = append(warnings, fmt.Sprintf("%s: protocol %q is not implemented by this icsnare; section ignored",
-					sec.File, name))
+				warnings = append(warnings, fmt.Sprintf("%s:%d: <%s>: protocol %q is not implemented by this icsnare; section ignored (Conpot would serve it)",
+					sec.File, sec.Root.Line, sec.Root.Name, name))
 				continue
 			}
 			opts, err := cfg.protocolOptions(name)
@@ -171,15 +171,19 @@ func LoadProfiles(cfg Config) (map[string]*deviceProfile, []string, error) {
 // servesNothing explains why profile p has no endpoint.
 func servesNothing(p *profiles.Profile, unknown []string) error {
 	file := path.Join(p.Source, "template.xml")
-	if len(unknown) > 0 {
-		return fmt.Errorf("%s: profile %s serves nothing: its protocols (%s) are not implemented by this icsnare (it has %s)",
-			file, p.Name, strings.Join(unknown, ", "), strings.Join(protocols.Names(), ", "))
+	if p.TOML {
+		file = path.Join(p.Source, "template.toml")
 	}
-	why := "no <proto>/<proto>.xml section"
+	if len(unknown) > 0 {
+		sec := p.Sections[unknown[0]]
+		return fmt.Errorf("%s:%d: <%s>: profile %s serves nothing: its protocols (%s) are not implemented by this icsnare (it has %s)",
+			sec.File, sec.Root.Line, sec.Root.Name, p.Name, strings.Join(unknown, ", "), strings.Join(protocols.Names(), ", "))
+	}
+	why := "no <proto>/<proto>.xml or <proto>.toml section"
 	if len(p.Disabled) > 0 {
 		why = fmt.Sprintf("every protocol section is disabled (%s)", strings.Join(p.Disabled, ", "))
 	}
-	return fmt.Errorf("%s: profile %s serves nothing: %s", file, p.Name, why)
+	return fmt.Errorf("%s:1: profile %s serves nothing: %s", file, p.Name, why)
 }
 
 // boundPort is the port an endpoint of sec's protocol is bound to, std being its standard
