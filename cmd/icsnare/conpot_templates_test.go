@@ -228,4 +228,3 @@ func probe(transport, name, addr string) error {
 	}
 	return fmt.Errorf("no answer to %s", req)
 }
-
