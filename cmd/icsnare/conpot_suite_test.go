@@ -161,6 +161,18 @@ func TestConpotSuiteThroughSensor(t *testing.T) {
 		if got := x("00 01 00 00 00 05 01 2b 0e 01 02"); !bytes.Contains(got, []byte("Siemens")) || !bytes.Contains(got, []byte("SIMATIC")) {
 			t.Fatalf("function_43_device_info: % x", got)
 		}
+		// mbpoll, a real master: with -0 its references are the wire addresses, so coil 1
+		// and holding register 40001 are Conpot's literal blocks; without it, coil
+		// reference 1 is wire address 0, outside them.
+		mbpoll := protocoltest.NeedTool(t, "mbpoll")
+		port := strconv.Itoa(502 + off)
+		coils := exe(mbpoll, "-m", "tcp", "-a", "1", "-t", "0", "-0", "-r", "1", "-c", "8", "-1", "-p", port, host)
+		for i := 1; i <= 8; i++ {
+			contains("mbpoll coils", coils, fmt.Sprintf("[%d]: \t1", i))
+		}
+		contains("mbpoll holding", exe(mbpoll, "-m", "tcp", "-a", "2", "-t", "4", "-0", "-r", "40001", "-c", "4", "-1", "-p", port, host), "[40001]: \t0")
+		out, _ := exec.Command(mbpoll, "-m", "tcp", "-a", "1", "-t", "0", "-r", "1", "-c", "8", "-1", "-p", port, host).CombinedOutput()
+		contains("mbpoll 1-based", string(out), "Illegal data address")
 	})
 }
 
