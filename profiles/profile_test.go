@@ -136,7 +136,8 @@ func TestBrokenTemplatesNameFileAndLine(t *testing.T) {
 		{"malformed", "<core>\n<databus>\n</core>", "template.xml:3"},
 		{"bad expression", "<core><databus><key_value_mappings>\n<key name=\"a\">\n<value type=\"value\">1 +</value></key></key_value_mappings></databus></core>", "template.xml:3: <value>"},
 		{"runtime error", "<core><databus><key_value_mappings>\n\n<key name=\"a\"><value type=\"value\">1 // 0</value></key></key_value_mappings></databus></core>", "template.xml:3"},
-		{"unknown function", "<core><databus><key_value_mappings>\n<key name=\"a\"><value type=\"function\">conpot.nope.Nope</value></key></key_value_mappings></databus></core>", "unknown function"},
+		{"unknown function", "<core><databus><key_value_mappings>\n<key name=\"a\"><value type=\"function\">conpot.nope.Nope</value></key></key_value_mappings></databus></core>", "Conpot's databus function \"conpot.nope.Nope\" is not implemented"},
+		{"unknown non-Conpot function", "<core><databus><key_value_mappings>\n<key name=\"a\"><value type=\"function\">mine.Nope</value></key></key_value_mappings></databus></core>", "unknown function"},
 		{"duplicate key", "<core><databus><key_value_mappings>\n<key name=\"a\"><value type=\"value\">1</value></key>\n<key name=\"a\"><value type=\"value\">2</value></key></key_value_mappings></databus></core>", "template.xml:3: <key>: duplicate"},
 		{"bad type", "<core><databus><key_value_mappings>\n<key name=\"a\"><value type=\"eval\">1</value></key></key_value_mappings></databus></core>", "neither"},
 	}

@@ -122,7 +122,7 @@ func TestTOMLErrors(t *testing.T) {
 	}{
 		{"malformed", "template.toml", "[core.template]\nunit = \"u\n", 2, "malformed TOML"},
 		{"bad databus table", "template.toml", tmpl + "B = { fn = \"x\" }\n", 6, "must be { value"},
-		{"unknown function", "template.toml", tmpl + "C = { function = \"conpot.emulators.misc.nothing.Nope\" }\n", 6, "unknown function"},
+		{"unknown function", "template.toml", tmpl + "C = { function = \"conpot.emulators.misc.nothing.Nope\" }\n", 6, "is not implemented by this icsnare"},
 		{"bad expression", "template.toml", tmpl + "D = { value = \"[1,\" }\n", 6, "key \"D\""},
 		{"no enabled", "modbus.toml", "[modbus]\nhost = \"0.0.0.0\"\nport = 5020\n", 1, "no enabled key"},
 		{"wrong table", "modbus.toml", "[snmp]\nenabled = true\n", 1, "one table [modbus]"},

@@ -33,7 +33,6 @@ func TestConfigErrors(t *testing.T) {
 	for _, tc := range []struct{ xml, want string }{
 		{`<ftp enabled="True"><device_info><max_login_attempts>0</max_login_attempts></device_info></ftp>`, "max_login_attempts"},
 		{`<ftp enabled="True"><device_info><banner>a&#13;&#10;200 fake</banner></device_info></ftp>`, "one line"},
-		{`<ftp enabled="True"><device_info><enabled_commands>"USER", "EXEC"</enabled_commands></device_info></ftp>`, "EXEC"},
 		{`<ftp enabled="True"><ftp_users><anon_login enabled="Maybe"/></ftp_users></ftp>`, "anon_login"},
 		{`<ftp enabled="True"><ftp_users><users><user uid="x"><uname>a</uname></user></users></ftp_users></ftp>`, "uid"},
 		{`<ftp enabled="True"><ftp_vfs><default_perms>0o999</default_perms></ftp_vfs></ftp>`, "octal"},
@@ -57,6 +56,31 @@ func TestConfigErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) || !asProfileError(err, &pe) || pe.Line == 0 {
 			t.Errorf("%s: error %v, want one naming %q with file and line", tc.xml, err, tc.want)
 		}
+	}
+}
+
+// TestEnabledCommandsAsConpot: Conpot lists SITE's sub-commands beside SITE, which enable
+// SITE; a name no FTP command has is a warning naming file and line (Conpot never matches
+// it and goes on), and the other commands stay enabled.
+func TestEnabledCommandsAsConpot(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "ftp"), 0o755)
+	os.WriteFile(filepath.Join(dir, "template.xml"), []byte(`<core><databus/></core>`), 0o644)
+	os.WriteFile(filepath.Join(dir, "ftp", "ftp.xml"), []byte("<ftp enabled=\"True\"><device_info>\n<enabled_commands>'USER', 'SITE HELP', 'SITE CHMOD', \"EXEC\"</enabled_commands></device_info></ftp>"), 0o644)
+	p, err := profiles.LoadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := parseConfig(p.Sections[Name])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.enabled["USER"] || !c.enabled["SITE"] || c.enabled["EXEC"] || len(c.enabled) != 2 {
+		t.Errorf("enabled %v", c.enabled)
+	}
+	w := p.Warnings()
+	if len(w) != 1 || !strings.HasPrefix(w[0], filepath.Join(dir, "ftp", "ftp.xml")+":2: <enabled_commands>: ") || !strings.Contains(w[0], `"EXEC"`) {
+		t.Errorf("warnings %q", w)
 	}
 }
 
