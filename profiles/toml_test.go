@@ -127,6 +127,9 @@ func TestTOMLErrors(t *testing.T) {
 		{"no enabled", "modbus.toml", "[modbus]\nhost = \"0.0.0.0\"\nport = 5020\n", 1, "no enabled key"},
 		{"wrong table", "modbus.toml", "[snmp]\nenabled = true\n", 1, "one table [modbus]"},
 		{"enabled not a bool", "modbus.toml", "[modbus]\nenabled = \"yes\"\n", 1, "true or false"},
+		{"item name not an element name", "s7comm.toml", "[s7comm]\nenabled = true\n[[s7comm.system_status_lists]]\nid = \"W#16#xy1C\"\nitems = [\n  { id = \"W#16#0001\", name = \"1 bad\", value = \"k\" },\n]\n", 6, "needs a name that is an element name"},
+		{"host a table", "modbus.toml", "[modbus]\nenabled = true\n[modbus.host]\na = 1\n", 3, "must be a value"},
+		{"entities not a table", "http.toml", "[http]\nenabled = true\n[http.global]\nconfig = 5\n", 4, "must be a table of names and values"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
