@@ -73,6 +73,7 @@ type tomlDoc struct {
 	line  int // the cursor: values are visited in document order
 	col   int
 	res   map[string]*regexp.Regexp // seek's pattern per key
+	depth int                       // tables being filled, bounded like XML nesting
 }
 
 func decodeTOML(fsys fs.FS, rel, display string) (*tomlDoc, error) {
@@ -216,6 +217,10 @@ func isTables(v any) ([]map[string]any, bool) {
 // fill adds m's keys to n as child elements; shape is the protocol-relative path of m
 // (for the shape tables) and path its key path in the document.
 func (d *tomlDoc) fill(n *Node, m map[string]any, shape, path string) error {
+	if d.depth++; d.depth > maxXMLDepth {
+		return &Error{File: d.file, Line: d.line + 1, Err: fmt.Errorf("tables nested deeper than %d", maxXMLDepth)}
+	}
+	defer func() { d.depth-- }()
 	for _, k := range d.keys(path, m) {
 		v := m[k]
 		line := d.seek(k)

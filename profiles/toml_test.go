@@ -129,6 +129,7 @@ func TestTOMLErrors(t *testing.T) {
 		{"enabled not a bool", "modbus.toml", "[modbus]\nenabled = \"yes\"\n", 1, "true or false"},
 		{"item name not an element name", "s7comm.toml", "[s7comm]\nenabled = true\n[[s7comm.system_status_lists]]\nid = \"W#16#xy1C\"\nitems = [\n  { id = \"W#16#0001\", name = \"1 bad\", value = \"k\" },\n]\n", 6, "needs a name that is an element name"},
 		{"host a table", "modbus.toml", "[modbus]\nenabled = true\n[modbus.host]\na = 1\n", 3, "must be a value"},
+		{"nested too deep", "modbus.toml", "[modbus]\nenabled = true\nx = " + strings.Repeat("{ a = ", 100) + "1" + strings.Repeat(" }", 100) + "\n", 3, "nested deeper than 64"},
 		{"entities not a table", "http.toml", "[http]\nenabled = true\n[http.global]\nconfig = 5\n", 4, "must be a table of names and values"},
 	}
 	for _, tt := range tests {
