@@ -106,6 +106,14 @@ func TestConpotTemplates(t *testing.T) {
 				refused(t, bin, dir, args, errb.String())
 				return
 			}
+			// Conpot warns about the misspelt IF-MIB symbol of its IEC104 and snmp templates
+			// and goes on: so does icsnare, naming the file and line.
+			if snmpXML := filepath.Join(dir, "snmp", "snmp.xml"); fileHas(snmpXML, `name="ifOutUNcastPkts"`) {
+				want := fmt.Sprintf("%s:%d: <symbol>: MIB module IF-MIB has no symbol ifOutUNcastPkts", snmpXML, lineOf(t, snmpXML, `name="ifOutUNcastPkts"`))
+				if !strings.Contains(errb.String()+out.String(), want) {
+					t.Errorf("no warning %q", want)
+				}
+			}
 			m := servesRE.FindStringSubmatch(out.String())
 			if m == nil {
 				t.Fatalf("check printed no served endpoints:\n%s", out.String())
@@ -160,6 +168,28 @@ func TestConpotTemplates(t *testing.T) {
 			}
 		})
 	}
+}
+
+// fileHas reports whether file exists and contains s.
+func fileHas(file, s string) bool {
+	b, err := os.ReadFile(file)
+	return err == nil && strings.Contains(string(b), s)
+}
+
+// lineOf returns the 1-based line of file where s first appears.
+func lineOf(t *testing.T, file, s string) int {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, l := range strings.Split(string(b), "\n") {
+		if strings.Contains(l, s) {
+			return i + 1
+		}
+	}
+	t.Fatalf("%s has no %q", file, s)
+	return 0
 }
 
 // refused checks a refusal: check's error names a file of the template and a line, and run
