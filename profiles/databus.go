@@ -35,6 +35,8 @@ type KeySpec struct {
 type Schema struct {
 	keys  []KeySpec
 	index map[string]int
+	// overlaidBy maps a key to the function key whose value (an Overlay) drives it.
+	overlaidBy map[string]string
 }
 
 // Keys returns the defined key names in template order.
@@ -101,6 +103,16 @@ func parseDatabus(p *Profile, n *Node) (*Schema, error) {
 		}
 		if k.expr != nil && k.expr.HostIndependent() {
 			k.shared, k.hasShared = v, true
+		}
+		if o, ok := v.(Overlay); ok {
+			for _, name := range o.Overlays() {
+				if s.overlaidBy == nil {
+					s.overlaidBy = map[string]string{}
+				}
+				if _, taken := s.overlaidBy[name]; !taken && name != k.Name {
+					s.overlaidBy[name] = k.Name
+				}
+			}
 		}
 	}
 	return s, nil
@@ -218,6 +230,18 @@ type Dynamic interface {
 	Value(now time.Time) any
 }
 
+// Overlay is a function value that drives other databus keys with live values, as Conpot's
+// UsageSimulator replaces a meter's energy and power registers with getters. The first
+// read of a driven key (one not written) asks the overlay for its value, which is then
+// stored like any other (a Dynamic is evaluated on every read).
+type Overlay interface {
+	// Overlays lists the keys the value drives; it is asked once, when the profile loads.
+	Overlays() []string
+	// Overlay returns the value of key. base evaluates a key's template definition on
+	// this host (never an overlay), for the starting values the overlay builds on.
+	Overlay(key string, base func(key string) (any, error)) (any, bool)
+}
+
 // ErrNoKey is returned for a key neither the template nor any write defined.
 var ErrNoKey = errors.New("no such databus key")
 
@@ -306,13 +330,14 @@ func (d *Databus) raw(key string) (any, error) {
 	if ok {
 		return v, nil
 	}
-	spec, ok := d.schema.Spec(key)
-	if !ok {
-		return nil, fmt.Errorf("%w: %q", ErrNoKey, key)
-	}
-	nv, err := spec.instantiate(d.env)
+	nv, err := d.overlay(key)
 	if err != nil {
-		return nil, fmt.Errorf("databus key %q: %w", key, err)
+		return nil, err
+	}
+	if nv == nil {
+		if nv, err = d.base(key); err != nil {
+			return nil, err
+		}
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -321,6 +346,40 @@ func (d *Databus) raw(key string) (any, error) {
 	}
 	d.vals[key] = nv
 	return nv, nil
+}
+
+// base evaluates key's template definition on this host.
+func (d *Databus) base(key string) (any, error) {
+	spec, ok := d.schema.Spec(key)
+	if !ok {
+		return nil, fmt.Errorf("%w: %q", ErrNoKey, key)
+	}
+	v, err := spec.instantiate(d.env)
+	if err != nil {
+		return nil, fmt.Errorf("databus key %q: %w", key, err)
+	}
+	return v, nil
+}
+
+// overlay returns the value an Overlay gives key, or nil when none drives it.
+func (d *Databus) overlay(key string) (any, error) {
+	owner, ok := d.schema.overlaidBy[key]
+	if !ok {
+		return nil, nil
+	}
+	ov, err := d.raw(owner)
+	if err != nil {
+		return nil, err
+	}
+	o, ok := ov.(Overlay)
+	if !ok { // the owner was written over: the key keeps its template value
+		return nil, nil
+	}
+	v, ok := o.Overlay(key, d.base)
+	if !ok {
+		return nil, nil
+	}
+	return v, nil
 }
 
 // Get returns the current value of key. Lists and maps are shared: treat them as read-only
