@@ -217,10 +217,10 @@ func AppendGetRegister(dst []byte, ids ...uint16) []byte {
 
 // RegisterValue is one register in a GetRegister response.
 type RegisterValue struct {
-	ID     uint16
-	Units  byte
-	SiEx   byte // sign and exponent of the value (Conpot's "unknown" byte)
-	Value  []byte
+	ID    uint16
+	Units byte
+	SiEx  byte // sign and exponent of the value (Conpot's "unknown" byte)
+	Value []byte
 }
 
 // AppendRegister appends one register record of a GetRegister response: id, units,
