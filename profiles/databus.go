@@ -115,6 +115,12 @@ func parseDatabus(p *Profile, n *Node) (*Schema, error) {
 			}
 		}
 	}
+	// Function keys are never driven by an overlay, so overlays cannot chain or loop.
+	for name := range s.overlaidBy {
+		if i, ok := s.index[name]; ok && s.keys[i].Type == "function" {
+			delete(s.overlaidBy, name)
+		}
+	}
 	return s, nil
 }
 
