@@ -18,6 +18,7 @@ import (
 // Event types.
 const (
 	evCommand = Name + ".command" // one line and the module's reply
+	evOverrun = Name + ".overrun" // lines dropped because a client sent many at once
 )
 
 // Bounds and timing.
@@ -25,6 +26,7 @@ const (
 	replyDelay = 250 * time.Millisecond // Conpot's delay before every reply
 	maxLine    = 1024                   // longer lines are dropped and answered as unknown
 	readBuf    = 1024
+	maxBurst   = 32 // lines of one read that are answered; the rest are dropped
 )
 
 // service serves the console for every host of a profile.
@@ -139,7 +141,15 @@ func (s *service) ServeConn(ctx context.Context, sess *protocols.Session, nc net
 	buf := make([]byte, readBuf)
 	for ctx.Err() == nil {
 		n, rerr := nc.Read(buf)
-		for _, l := range lr.Feed(buf[:n]) {
+		lines := lr.Feed(buf[:n])
+		if len(lines) > maxBurst {
+			// The module's input buffer is small: what a client pastes past a screenful is
+			// lost, so a flood of lines cannot queue minutes of reply delays.
+			sess.EmitText(evOverrun, nil, nil, protocols.F("dropped_lines", len(lines)-maxBurst))
+			sess.Request("overrun", true)
+			lines = lines[:maxBurst]
+		}
+		for _, l := range lines {
 			if !s.line(ctx, sess, nc, st, l) {
 				return
 			}

@@ -2,12 +2,16 @@ package kamstrupmgmt
 
 import (
 	"bytes"
+	"context"
+	"io"
+	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/icsnare/icsnare/protocols"
 	kamstrupmeter "github.com/icsnare/icsnare/protocols/kamstrup_meter"
+	"github.com/icsnare/icsnare/protocols/protocoltest"
 )
 
 // TestConsoleSession: Conpot's management test over TCP — banner, help, a command — with
@@ -130,5 +134,37 @@ func TestHostileConsole(t *testing.T) {
 	}
 	if c.Panics.Load() != 0 {
 		t.Fatal("panic")
+	}
+}
+
+// TestBurstBounded: lines pasted in one read are answered up to maxBurst; the rest are
+// dropped and reported.
+func TestBurstBounded(t *testing.T) {
+	svc := newService()
+	svc.sleep = func(ctx context.Context, _ time.Duration) bool { return ctx.Err() == nil }
+	st, h := freshStore(t)
+	rec := &protocoltest.Recorder{}
+	sess := &protocols.Session{ID: "burst", Protocol: Name, Transport: protocols.TCP, Host: h, Events: rec, MaxPayload: 4096}
+	srv, cl := net.Pipe()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{})
+	go func() { defer close(done); svc.ServeConn(ctx, sess, srv); srv.Close() }()
+	out := make(chan string, 1)
+	go func() {
+		b, _ := io.ReadAll(cl)
+		out <- string(b)
+	}()
+	cl.Write([]byte(strings.Repeat("!GV\r\n", 40)))
+	cl.Write([]byte("!WM\r\nQ\r\n"))
+	got := <-out
+	cl.Close()
+	<-done
+	gv := "\r\nSoftware Version: 5.5 (E5)\r\n"
+	if want := Banner(st) + strings.Repeat(gv, maxBurst) + "\r\n\r\nOK\r\n"; got != want {
+		t.Fatalf("got %d bytes, %d versions", len(got), strings.Count(got, gv))
+	}
+	if ev := rec.OfType(evOverrun); len(ev) != 1 || ev[0].Fields[0].Value != 40-maxBurst {
+		t.Fatalf("overrun events %+v", ev)
 	}
 }

@@ -19,6 +19,7 @@ const (
 	evRequest  = Name + ".request"   // a frame addressed to the meter, answered or not
 	evBadFrame = Name + ".bad_frame" // a frame that failed its CRC or framing
 	evRefused  = Name + ".rebooting" // a connection closed because the meter is restarting
+	evOverrun  = Name + ".overrun"   // frames dropped because a client sent many at once
 )
 
 // service serves one profile's meter section for every host of that profile.
@@ -42,6 +43,9 @@ func (s *service) Endpoints() []protocols.Endpoint {
 
 // readBuf is the size of one read; frames are reassembled by a Scanner bounded by MaxFrame.
 const readBuf = 2048
+
+// maxBurst is how many frames of one read are served; the rest are dropped.
+const maxBurst = 8
 
 // ServeConn implements protocols.StreamService.
 func (s *service) ServeConn(ctx context.Context, sess *protocols.Session, nc net.Conn) {
@@ -69,10 +73,18 @@ func (s *service) ServeConn(ctx context.Context, sess *protocols.Session, nc net
 	rng := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 	sc := Scanner{Start: RequestMagic}
 	buf := make([]byte, readBuf)
-	var out []byte
 	for ctx.Err() == nil {
 		n, rerr := nc.Read(buf)
-		for _, f := range sc.Feed(buf[:n]) {
+		frames := sc.Feed(buf[:n])
+		if len(frames) > maxBurst {
+			// A meter answers one telegram at a time; what a client pipelines past a few
+			// is lost, as on the module's serial line, so a flood cannot queue minutes of
+			// reply delays.
+			sess.Emit(evOverrun, nil, nil, protocols.F("dropped_frames", len(frames)-maxBurst))
+			sess.Request("overrun", true)
+			frames = frames[:maxBurst]
+		}
+		for _, f := range frames {
 			resp, ok := s.handle(sess, db, f)
 			if !ok || resp == nil {
 				continue
@@ -83,8 +95,7 @@ func (s *service) ServeConn(ctx context.Context, sess *protocols.Session, nc net
 			if Rebooting(h, s.now()) {
 				return
 			}
-			out = append(out[:0], resp...)
-			if _, err := nc.Write(out); err != nil {
+			if _, err := nc.Write(resp); err != nil {
 				return
 			}
 		}

@@ -2,13 +2,16 @@ package kamstrupmeter
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
+	"net"
 	"slices"
 	"sort"
 	"testing"
 	"time"
 
 	"github.com/icsnare/icsnare/protocols"
+	"github.com/icsnare/icsnare/protocols/protocoltest"
 )
 
 // TestConpotExchange is Conpot's test_kamstrup_meter over TCP against the kamstrup_382
@@ -237,5 +240,63 @@ func TestConpotEvents(t *testing.T) {
 	}
 	if len(protocol{}.ConpotEvents(&protocols.Event{Type: evBadFrame})) != 0 {
 		t.Fatal("bad frames are not Conpot request documents")
+	}
+}
+
+// TestBurstBounded: frames pipelined in one read are served up to maxBurst; the rest are
+// dropped and reported, so a flood cannot queue minutes of reply delays.
+func TestBurstBounded(t *testing.T) {
+	p := loadTemplate(t)
+	svc := newService(mustConfig(t, p))
+	svc.sleep = func(ctx context.Context, _ time.Duration) bool { return ctx.Err() == nil }
+	h := hostFor(p)
+	rec := &protocoltest.Recorder{}
+	sess := testSession(h)
+	sess.Events = rec
+	srv, cl := net.Pipe()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{})
+	go func() { defer close(done); svc.ServeConn(ctx, sess, srv) }()
+	replies := make(chan []byte, 64)
+	go func() {
+		sc := Scanner{Start: ResponseMagic}
+		buf := make([]byte, 4096)
+		for {
+			n, err := cl.Read(buf)
+			for _, f := range sc.Feed(buf[:n]) {
+				replies <- f.Raw
+			}
+			if err != nil {
+				close(replies)
+				return
+			}
+		}
+	}()
+	var burst []byte
+	for range 20 {
+		burst = append(burst, unhex(t, req1033)...)
+	}
+	cl.Write(burst)
+	cl.Write(AppendFrame(nil, RequestMagic, Message{Addr: 0x3f, Cmd: CmdGetRegister, Data: AppendGetRegister(nil, 1056)}))
+	n := 0
+	for r := range replies {
+		m, err := ParseFrame(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if regs, _ := ParseRegisters(m.Data); len(regs) == 1 && regs[0].ID == 1056 {
+			break
+		}
+		n++
+	}
+	cl.Close()
+	<-done
+	if n != maxBurst {
+		t.Fatalf("%d replies to a burst of 20, want %d", n, maxBurst)
+	}
+	ev := rec.OfType(evOverrun)
+	if len(ev) != 1 || ev[0].Fields[0].Value != 20-maxBurst {
+		t.Fatalf("overrun events %+v", ev)
 	}
 }
