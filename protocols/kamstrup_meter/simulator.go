@@ -30,6 +30,9 @@ const (
 	keyEnergyIn      = "register_1"  // 10^-1 kWh
 	keyEnergyInHiRes = "register_13" // 10^-4 kWh
 	keyPowerIn       = "register_1023"
+	keyClock         = "register_1002" // hh:mm:ss as the decimal number hhmmss (unit 47)
+	keyDate          = "register_1003" // yy:mm:dd as yymmdd (unit 48)
+	keyHourCounter   = "register_1004" // operating hours (unit 46)
 )
 
 var (
@@ -61,7 +64,9 @@ type Simulator struct {
 	ph   [3]phase
 	// energy base at env.Start, in 10^-4 kWh (register_13's scale)
 	base int64
-	last atomic.Int64 // the highest energy reading given, so it never runs backwards
+	// hours on the operating hour counter at env.Start
+	hours int64
+	last  atomic.Int64 // the highest energy reading given, so it never runs backwards
 }
 
 func newSimulator(env profiles.EngineEnv, _ []any) (any, error) {
@@ -70,7 +75,7 @@ func newSimulator(env profiles.EngineEnv, _ []any) (any, error) {
 
 // Overlays implements profiles.Overlay.
 func (s *Simulator) Overlays() []string {
-	out := []string{keyEnergyIn, keyEnergyInHiRes, keyPowerIn}
+	out := []string{keyEnergyIn, keyEnergyInHiRes, keyPowerIn, keyClock, keyDate, keyHourCounter}
 	out = append(out, keyVoltage[:]...)
 	out = append(out, keyCurrent[:]...)
 	return append(out, keyPower[:]...)
@@ -93,6 +98,20 @@ func (s *Simulator) Overlay(key string, base func(string) (any, error)) (any, bo
 		return profiles.DynamicFunc(func(now time.Time) any { return s.EnergyHiRes(now) / 1000 }), true
 	case keyPowerIn:
 		return profiles.DynamicFunc(func(now time.Time) any { return int64(math.Round(s.TotalPower(now))) }), true
+	case keyClock:
+		return profiles.DynamicFunc(func(now time.Time) any {
+			t := now.UTC()
+			return int64(t.Hour()*10000 + t.Minute()*100 + t.Second())
+		}), true
+	case keyDate:
+		return profiles.DynamicFunc(func(now time.Time) any {
+			t := now.UTC()
+			return int64(t.Year()%100*10000 + int(t.Month())*100 + t.Day())
+		}), true
+	case keyHourCounter:
+		return profiles.DynamicFunc(func(now time.Time) any {
+			return s.hours + max(0, int64(now.Sub(s.env.Start)/time.Hour))
+		}), true
 	}
 	for i := range 3 {
 		switch key {
@@ -136,6 +155,9 @@ func (s *Simulator) init(base func(string) (any, error)) {
 		r := s.env.Rand("kamstrup.usage")
 		if e, ok := number(base, keyEnergyInHiRes); ok && e >= 0 && e < 1<<62 {
 			s.base = int64(e)
+		}
+		if h, ok := number(base, keyHourCounter); ok && h >= 0 && h < 1<<40 {
+			s.hours = int64(h)
 		}
 		for i := range s.ph {
 			p := &s.ph[i]

@@ -137,3 +137,21 @@ func TestSimulatorThroughDatabus(t *testing.T) {
 		t.Fatalf("register_1001 = %d", got)
 	}
 }
+
+// TestMeterClock: the meter's clock, date and hour counter run (the template froze them at
+// 20:35:13 on 14-07-27 with 283 hours).
+func TestMeterClock(t *testing.T) {
+	start := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	s := newSim(t, 3, start)
+	base := templateBase(t)
+	at := time.Date(2026, 11, 29, 9, 5, 7, 0, time.UTC)
+	for key, want := range map[string]int64{keyClock: 90507, keyDate: 261129, keyHourCounter: 283 + int64(at.Sub(start)/time.Hour)} {
+		v, ok := s.Overlay(key, base)
+		if !ok {
+			t.Fatalf("%s not driven", key)
+		}
+		if got := v.(profiles.Dynamic).Value(at); got != want {
+			t.Errorf("%s = %v, want %d", key, got, want)
+		}
+	}
+}
