@@ -155,3 +155,33 @@ func TestMeterClock(t *testing.T) {
 		}
 	}
 }
+
+// TestSimulatorConcurrent: every protocol of a host may read the live registers at once.
+func TestSimulatorConcurrent(t *testing.T) {
+	p := loadTemplate(t)
+	h := protocols.NewHost(netip.MustParseAddr("127.32.0.10"), p, 5, time.Now().Add(-time.Minute))
+	done := make(chan int64, 8)
+	for range 8 {
+		go func() {
+			var last int64
+			for range 200 {
+				for _, k := range []string{"register_13", "register_1", "register_1080", "register_1076", "register_1054", "power_simulator"} {
+					v, err := h.Databus.GetInt(k)
+					if err != nil {
+						t.Error(err)
+					}
+					if k == "register_13" {
+						if v < last {
+							t.Errorf("energy went back from %d to %d", last, v)
+						}
+						last = v
+					}
+				}
+			}
+			done <- last
+		}()
+	}
+	for range 8 {
+		<-done
+	}
+}
