@@ -101,14 +101,14 @@ func (s *service) ServeConn(ctx context.Context, sess *protocols.Session, nc net
 		}
 		if rerr != nil {
 			if !errors.Is(rerr, net.ErrClosed) && !errors.Is(rerr, os.ErrDeadlineExceeded) {
-				log(sess).Debug("kamstrup_meter: connection ends", "err", rerr)
+				logger(sess).Debug("kamstrup_meter: connection ends", "err", rerr)
 			}
 			return
 		}
 	}
 }
 
-func log(sess *protocols.Session) *slog.Logger {
+func logger(sess *protocols.Session) *slog.Logger {
 	if sess.Log != nil {
 		return sess.Log
 	}
