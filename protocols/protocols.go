@@ -228,7 +228,18 @@ type Event struct {
 	Response  []byte
 	Text      bool // Request and Response are text (HTTP, FTP …)
 	Fields    []Field
+	// Start is when the session began (Conpot's logs stamp every event with it).
+	Start time.Time
+	// Phase is PhaseStart or PhaseEnd for the sensor's own session start and end events
+	// ("connect", "disconnect"), "" for every other event.
+	Phase string
 }
+
+// Event phases of the sensor's session events.
+const (
+	PhaseStart = "start"
+	PhaseEnd   = "end"
+)
 
 // Emitter takes events; it never blocks.
 type Emitter interface {
@@ -261,6 +272,8 @@ type Session struct {
 	// Amplification bounds, for a UDP session not yet verified (see Verify), the answer
 	// bytes to one request as a multiple of its size; 0 for no bound.
 	Amplification float64
+	// Start is when the session began (zero: the time of each event).
+	Start time.Time
 
 	requests atomic.Int64
 	life     lifetime
@@ -278,7 +291,17 @@ func (s *Session) EmitText(typ string, req, resp []byte, fields ...Field) {
 	s.emit(typ, req, resp, true, fields)
 }
 
+// EmitPhase sends the sensor's session start (PhaseStart) or end (PhaseEnd) event of type
+// typ. Only the sensor calls it.
+func (s *Session) EmitPhase(phase, typ string, fields ...Field) {
+	s.emitPhase(phase, typ, nil, nil, false, fields)
+}
+
 func (s *Session) emit(typ string, req, resp []byte, text bool, fields []Field) {
+	s.emitPhase("", typ, req, resp, text, fields)
+}
+
+func (s *Session) emitPhase(phase, typ string, req, resp []byte, text bool, fields []Field) {
 	if s.Events == nil {
 		return
 	}
@@ -288,6 +311,10 @@ func (s *Session) emit(typ string, req, resp []byte, text bool, fields []Field) 
 	e := &Event{
 		Time: time.Now().UTC(), Type: typ, SessionID: s.ID, Protocol: s.Protocol,
 		Transport: s.Transport, Src: s.Remote, Dst: s.Local, Sensor: s.Sensor, Text: text, Fields: fields,
+		Start: s.Start, Phase: phase,
+	}
+	if e.Start.IsZero() {
+		e.Start = e.Time
 	}
 	// One allocation holds both payloads.
 	nreq, nresp := s.clipLen(req), s.clipLen(resp)

@@ -11,9 +11,11 @@ import (
 	"os/user"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 
 	seccomp "github.com/elastic/go-seccomp-bpf"
 	"golang.org/x/sys/unix"
@@ -274,11 +276,34 @@ func checkSeccomp(c *Config) error {
 	return nil
 }
 
-// checkEvents checks that the events file can be opened for appending, or created.
+// checkEvents checks that the events file can be opened for appending, or created, and
+// given events.mode and events.group by this process.
 func checkEvents(c *Config) error {
-	if f := c.Events.File; f != "" && f != "-" {
-		if err := CheckWritable(f); err != nil {
-			return fmt.Errorf("%s: events.file %q: %w", c.pos("events.file"), f, err)
+	gid, err := c.Events.GID()
+	if err != nil {
+		return fmt.Errorf("%s: %w", c.pos("events.group"), err)
+	}
+	f := c.Events.File
+	if f == "" || f == "-" {
+		return nil
+	}
+	if err := CheckWritable(f); err != nil {
+		return fmt.Errorf("%s: events.file %q: %w", c.pos("events.file"), f, err)
+	}
+	if os.Geteuid() == 0 {
+		return nil
+	}
+	if st, err := os.Stat(f); err == nil {
+		if sys, ok := st.Sys().(*syscall.Stat_t); ok && int(sys.Uid) != os.Geteuid() {
+			return fmt.Errorf("%s: events.file %q: owned by uid %d, so this process (uid %d) cannot apply events.mode: run as root or as its owner",
+				c.pos("events.file"), f, sys.Uid, os.Geteuid())
+		}
+	}
+	if gid >= 0 && gid != os.Getegid() {
+		groups, _ := os.Getgroups()
+		if !slices.Contains(groups, gid) {
+			return fmt.Errorf("%s: events.group %q: this process (uid %d) is not in group %d, so it cannot give the events file to it: run as root or as a member",
+				c.pos("events.group"), c.Events.Group, os.Geteuid(), gid)
 		}
 	}
 	return nil

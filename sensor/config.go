@@ -6,6 +6,9 @@ package sensor
 import (
 	"errors"
 	"fmt"
+	"io/fs"
+	"os/user"
+	"strconv"
 	"net/netip"
 	"os"
 	"sort"
@@ -143,6 +146,43 @@ type EventsConfig struct {
 	File   string `toml:"file"`   // "-" for stdout, "" for none
 	Format string `toml:"format"` // "icsnare" (default) or "conpot"
 	Buffer int    `toml:"buffer"` // events queued before drops
+	// Mode is the events file's permission bits, octal ("0640", the default); Group the
+	// group it is given ("" leaves it; a name or a numeric gid, e.g. "2000" for T-Pot's
+	// collectors). Both are applied whenever the file is opened: at start and on SIGHUP.
+	Mode  string `toml:"mode"`
+	Group string `toml:"group"`
+	// PublicIP is written as Conpot's public_ip (format "conpot"); it is never looked up.
+	PublicIP string `toml:"public_ip"`
+}
+
+// FileMode returns the parsed events.mode (0640 when unset).
+func (e *EventsConfig) FileMode() (fs.FileMode, error) {
+	if e.Mode == "" {
+		return 0o640, nil
+	}
+	m, err := strconv.ParseUint(e.Mode, 8, 32)
+	if err != nil || m > 0o777 {
+		return 0, fmt.Errorf("events.mode %q: want octal permission bits such as 0640", e.Mode)
+	}
+	return fs.FileMode(m), nil
+}
+
+// GID returns the gid events.group names, or -1 when it is unset.
+func (e *EventsConfig) GID() (int, error) {
+	if e.Group == "" {
+		return -1, nil
+	}
+	if n, err := strconv.Atoi(e.Group); err == nil {
+		if n < 0 {
+			return 0, fmt.Errorf("events.group %q: not a group id", e.Group)
+		}
+		return n, nil
+	}
+	g, err := user.LookupGroup(e.Group)
+	if err != nil {
+		return 0, fmt.Errorf("events.group %q: %w", e.Group, err)
+	}
+	return strconv.Atoi(g.Gid)
 }
 
 // NetcfgConfig makes configured prefixes local with netlink.
@@ -477,6 +517,14 @@ func (c *Config) Validate() error {
 	case "", "icsnare", "conpot":
 	default:
 		return bad("events.format %q: want icsnare or conpot", c.Events.Format)
+	}
+	if _, err := c.Events.FileMode(); err != nil {
+		return fmt.Errorf("%s: %w", c.pos("events.mode"), err)
+	}
+	if c.Events.PublicIP != "" {
+		if _, err := netip.ParseAddr(c.Events.PublicIP); err != nil {
+			return fmt.Errorf("%s: events.public_ip %q: not an IP address", c.pos("events.public_ip"), c.Events.PublicIP)
+		}
 	}
 	switch c.XDP.Mode {
 	case "", "auto", "native", "generic":

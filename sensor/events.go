@@ -3,10 +3,12 @@ package sensor
 import (
 	"bufio"
 	"context"
+	"crypto/sha1"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
+	"io/fs"
 	"math"
 	"net/netip"
 	"os"
@@ -37,12 +39,29 @@ type Bus struct {
 	onWrite func(sink string)
 	onDrop  func()
 	onFail  func(sink string)
-	done    chan struct{}
+	// OnReopenError is called (from Run) when a sink fails to reopen its file.
+	OnReopenError func(sink string, err error)
+	done          chan struct{}
+	reopen        chan struct{}
+}
+
+// Reopener is a Sink that can reopen its file (after log rotation).
+type Reopener interface {
+	Reopen() error
 }
 
 // NewBus returns a bus with room for size queued events.
 func NewBus(size int, sinks ...Sink) *Bus {
-	return &Bus{ch: make(chan *protocols.Event, size), sinks: sinks, done: make(chan struct{})}
+	return &Bus{ch: make(chan *protocols.Event, size), sinks: sinks, done: make(chan struct{}), reopen: make(chan struct{}, 1)}
+}
+
+// Reopen asks Run to reopen every sink's file (SIGHUP after logrotate); it never blocks.
+// OnReopenError, when set, hears of a sink that could not reopen (it keeps its old file).
+func (b *Bus) Reopen() {
+	select {
+	case b.reopen <- struct{}{}:
+	default:
+	}
 }
 
 // Emit implements protocols.Emitter.
@@ -77,6 +96,14 @@ func (b *Bus) Run(ctx context.Context, drainFor time.Duration) {
 		case e := <-b.ch:
 			b.deliver(e)
 			dirty = true
+		case <-b.reopen:
+			for _, s := range b.sinks {
+				if r, ok := s.(Reopener); ok {
+					if err := r.Reopen(); err != nil && b.OnReopenError != nil {
+						b.OnReopenError(s.Name(), err)
+					}
+				}
+			}
 		case <-tick.C:
 			if dirty {
 				b.flush()
@@ -123,29 +150,88 @@ func (b *Bus) flush() {
 
 // JSONSink writes one JSON object per line.
 type JSONSink struct {
-	name   string
-	w      *bufio.Writer
-	c      io.Closer
-	conpot bool
-	buf    []byte
+	name string
+	w    *bufio.Writer
+	c    io.Closer
+	opts JSONOptions
+	buf  []byte
+
+	// path is the file a Reopen opens again ("" for a writer the sink did not open).
+	path string
+	// ended holds, for the conpot format, the TCP sessions a protocol's own document has
+	// ended (CONNECTION_TERMINATED …), so the sensor's end writes no second one.
+	ended map[string]struct{}
 }
 
+// JSONOptions shape a JSON sink.
+type JSONOptions struct {
+	// Conpot selects the documents Conpot's JSON logger writes instead of icsnare's events.
+	Conpot bool
+	// PublicIP is written as Conpot's public_ip ("" is null). It is never looked up.
+	PublicIP string
+	// Mode is the events file's permission bits (0: 0640); GID its group (-1: unchanged).
+	// Both are applied whenever the file is opened, created or not.
+	Mode fs.FileMode
+	GID  int
+}
+
+// maxEndedSessions bounds the sessions a conpot sink remembers as ended.
+const maxEndedSessions = 1 << 16
+
 // OpenJSONSink opens path ("-" is stdout) for appending JSON lines. conpot selects Conpot's
-// field names (timestamp, sensorid, id, src_ip … data_type, event_type).
+// documents (timestamp, sensorid, id, src_ip … data_type, event_type).
 func OpenJSONSink(path string, conpot bool) (*JSONSink, error) {
+	return OpenJSONSinkWith(path, JSONOptions{Conpot: conpot, GID: -1})
+}
+
+// OpenJSONSinkWith opens path ("-" is stdout) for appending JSON lines with the given
+// options; a file gets opts.Mode and opts.GID.
+func OpenJSONSinkWith(path string, opts JSONOptions) (*JSONSink, error) {
 	if path == "-" {
-		return NewJSONSink("stdout", os.Stdout, nil, conpot), nil
+		return NewJSONSinkWith("stdout", os.Stdout, nil, opts), nil
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	f, err := openEventsFile(path, opts)
+	if err != nil {
+		return nil, err
+	}
+	s := NewJSONSinkWith("file", f, f, opts)
+	s.path = path
+	return s, nil
+}
+
+// openEventsFile opens path for appending, creating it, and applies the mode and group.
+func openEventsFile(path string, opts JSONOptions) (*os.File, error) {
+	mode := opts.Mode
+	if mode == 0 {
+		mode = 0o640
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, mode)
 	if err != nil {
 		return nil, fmt.Errorf("events file: %w", err)
 	}
-	return NewJSONSink("file", f, f, conpot), nil
+	// The umask may have taken bits away at creation, and an existing file keeps its own.
+	if err := f.Chmod(mode); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("events file %s: chmod %#o: %w", path, mode, err)
+	}
+	if opts.GID >= 0 {
+		if err := f.Chown(-1, opts.GID); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("events file %s: chgrp %d: %w", path, opts.GID, err)
+		}
+	}
+	return f, nil
 }
 
 // NewJSONSink writes JSON lines to w; c (may be nil) is closed on Close.
 func NewJSONSink(name string, w io.Writer, c io.Closer, conpot bool) *JSONSink {
-	return &JSONSink{name: name, w: bufio.NewWriterSize(w, 64<<10), c: c, conpot: conpot}
+	return NewJSONSinkWith(name, w, c, JSONOptions{Conpot: conpot, GID: -1})
+}
+
+// NewJSONSinkWith writes JSON lines to w with the given options; c (may be nil) is closed
+// on Close.
+func NewJSONSinkWith(name string, w io.Writer, c io.Closer, opts JSONOptions) *JSONSink {
+	return &JSONSink{name: name, w: bufio.NewWriterSize(w, 64<<10), c: c, opts: opts}
 }
 
 // Name implements Sink.
@@ -153,14 +239,63 @@ func (s *JSONSink) Name() string { return "json_" + s.name }
 
 // Write implements Sink.
 func (s *JSONSink) Write(e *protocols.Event) error {
-	if s.conpot {
-		s.buf = AppendConpotJSON(s.buf[:0], e)
+	if s.opts.Conpot {
+		s.buf = s.appendConpot(s.buf[:0], e)
+		if len(s.buf) == 0 {
+			return nil
+		}
 	} else {
 		s.buf = AppendJSON(s.buf[:0], e)
+		s.buf = append(s.buf, '\n')
 	}
-	s.buf = append(s.buf, '\n')
 	_, err := s.w.Write(s.buf)
 	return err
+}
+
+// appendConpot appends the Conpot documents for e, one per line, and keeps track of the
+// TCP sessions they ended.
+func (s *JSONSink) appendConpot(b []byte, e *protocols.Event) []byte {
+	p, ok := protocols.Lookup(e.Protocol)
+	if !ok {
+		return b // not a protocol's event (the XDP limiter's …): Conpot has no counterpart
+	}
+	docs := protocols.ConpotDocuments(p, e)
+	if e.Phase == protocols.PhaseEnd {
+		if _, done := s.ended[e.SessionID]; done {
+			docs = nil
+		}
+		delete(s.ended, e.SessionID)
+	}
+	for _, d := range docs {
+		if e.Phase == "" && e.Transport == protocols.TCP && protocols.ConpotEndsSession(d.EventType) {
+			if s.ended == nil || len(s.ended) >= maxEndedSessions {
+				s.ended = map[string]struct{}{} // lost end events must not grow it for ever
+			}
+			s.ended[e.SessionID] = struct{}{}
+		}
+		b = AppendConpotDocument(b, e, d, s.opts.PublicIP)
+		b = append(b, '\n')
+	}
+	return b
+}
+
+// Reopen closes the events file and opens it again (after logrotate moved it away),
+// applying the mode and group again. A sink writing to stdout does nothing.
+func (s *JSONSink) Reopen() error {
+	if s.path == "" {
+		return s.w.Flush()
+	}
+	ferr := s.w.Flush()
+	f, err := openEventsFile(s.path, s.opts)
+	if err != nil {
+		return err // keep writing to the old file rather than lose events
+	}
+	if s.c != nil {
+		s.c.Close()
+	}
+	s.c = f
+	s.w.Reset(f)
+	return ferr
 }
 
 // Flush implements Sink.
@@ -205,42 +340,98 @@ func AppendJSON(b []byte, e *protocols.Event) []byte {
 	return append(b, '}')
 }
 
-// AppendConpotJSON appends e with Conpot's JSON logger field names, so pipelines built for
-// Conpot (T-Pot and others) keep working. Protocol fields go into "data".
+// AppendConpotJSON appends the documents Conpot's JSON logger would write for e, one per
+// line, each ending in a newline (nothing when Conpot would log nothing). public_ip is null.
 func AppendConpotJSON(b []byte, e *protocols.Event) []byte {
+	p, ok := protocols.Lookup(e.Protocol)
+	if !ok {
+		return b
+	}
+	for _, d := range protocols.ConpotDocuments(p, e) {
+		b = AppendConpotDocument(b, e, d, "")
+		b = append(b, '\n')
+	}
+	return b
+}
+
+// conpotTimeLayout is Python's datetime.isoformat() of a naive datetime with microseconds;
+// without them it drops the fraction (see appendConpotTime).
+const conpotTimeLayout = "2006-01-02T15:04:05.000000"
+
+// AppendConpotDocument appends one document of Conpot's JSON logger: exactly its twelve
+// keys, in its order (timestamp, sensorid, id, src_ip, src_port, dst_ip, dst_port,
+// public_ip, data_type, request, response, event_type). timestamp is the session's start
+// (naive UTC ISO 8601, as Conpot stamps every event of a session); id a UUID derived from
+// the session id; publicIP "" is null.
+func AppendConpotDocument(b []byte, e *protocols.Event, d protocols.ConpotEvent, publicIP string) []byte {
 	b = append(b, `{"timestamp":"`...)
-	b = e.Time.UTC().AppendFormat(b, "2006-01-02T15:04:05.000000")
+	b = appendConpotTime(b, e.Start, e.Time)
 	b = append(b, '"')
 	b = appendKV(b, "sensorid", e.Sensor)
-	b = appendKV(b, "id", e.SessionID)
+	b = append(b, `,"id":"`...)
+	b = appendSessionUUID(b, e.SessionID)
+	b = append(b, '"')
 	b = appendAddrPort(b, "src", e.Src)
 	b = appendAddrPort(b, "dst", e.Dst)
-	b = append(b, `,"public_ip":null`...)
-	b = appendKV(b, "data_type", e.Protocol)
-	for _, p := range []struct {
-		k string
-		v []byte
-	}{{"request", e.Request}, {"response", e.Response}} {
-		if p.v == nil {
-			b = append(b, `,"`+p.k+`":null`...)
-		} else {
-			b = appendPayload(b, p.k, p.v, e.Text)
-		}
+	if publicIP == "" {
+		b = append(b, `,"public_ip":null`...)
+	} else {
+		b = appendKV(b, "public_ip", publicIP)
 	}
-	b = appendKV(b, "event_type", e.Type)
-	if len(e.Fields) > 0 {
-		b = append(b, `,"data":{`...)
-		for i, f := range e.Fields {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendString(b, f.Key)
-			b = append(b, ':')
-			b = appendValue(b, f.Value)
-		}
-		b = append(b, '}')
+	b = appendKV(b, "data_type", d.DataType)
+	b = append(b, `,"request":`...)
+	b = appendValue(b, d.Request)
+	b = append(b, `,"response":`...)
+	b = appendValue(b, d.Response)
+	if d.EventType == "" {
+		b = append(b, `,"event_type":null`...)
+	} else {
+		b = appendKV(b, "event_type", d.EventType)
 	}
 	return append(b, '}')
+}
+
+// appendConpotTime writes start (or, when zero, at) as Python's isoformat() of a naive UTC
+// datetime: microseconds, and no fraction at all when they are zero.
+func appendConpotTime(b []byte, start, at time.Time) []byte {
+	t := start
+	if t.IsZero() {
+		t = at
+	}
+	t = t.UTC().Truncate(time.Microsecond)
+	if t.Nanosecond() == 0 {
+		return t.AppendFormat(b, "2006-01-02T15:04:05")
+	}
+	return t.AppendFormat(b, conpotTimeLayout)
+}
+
+// sessionUUIDSpace is the name space of session UUIDs (RFC 9562 §5.5, name-based with
+// SHA-1): fa52f727-79da-5bfc-92e5-a1dc68c2f715, the UUIDv5 of "icsnare-session" in the
+// URL name space.
+var sessionUUIDSpace = [16]byte{0xfa, 0x52, 0xf7, 0x27, 0x79, 0xda, 0x5b, 0xfc, 0x92, 0xe5, 0xa1, 0xdc, 0x68, 0xc2, 0xf7, 0x15}
+
+// SessionUUID returns the UUID that stands for an icsnare session id in Conpot's "id": a
+// name-based (version 5) UUID of the id, so every document of a session carries the same
+// one and different sessions different ones.
+func SessionUUID(sessionID string) string {
+	return string(appendSessionUUID(nil, sessionID))
+}
+
+func appendSessionUUID(b []byte, sessionID string) []byte {
+	h := sha1.New()
+	h.Write(sessionUUIDSpace[:])
+	h.Write([]byte(sessionID))
+	var sum [sha1.Size]byte
+	u := h.Sum(sum[:0])[:16]
+	u[6] = u[6]&0x0f | 0x50 // version 5
+	u[8] = u[8]&0x3f | 0x80 // RFC 9562 variant
+	for i, x := range u {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			b = append(b, '-')
+		}
+		b = append(b, hexDigits[x>>4], hexDigits[x&15])
+	}
+	return b
 }
 
 func appendKV(b []byte, k, v string) []byte {

@@ -4,11 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/icsnare/icsnare/profiles"
 	"github.com/icsnare/icsnare/protocols"
 )
 
@@ -54,22 +58,161 @@ func TestJSONEventEncoding(t *testing.T) {
 	}
 }
 
+// conpotKeys are the keys of every document Conpot's JSON logger writes, in its order.
+var conpotKeys = []string{"timestamp", "sensorid", "id", "src_ip", "src_port", "dst_ip", "dst_port", "public_ip",
+	"data_type", "request", "response", "event_type"}
+
 func TestConpotEventEncoding(t *testing.T) {
+	e := sampleEvent()
+	e.Start = time.Date(2026, 11, 21, 9, 59, 58, 5000, time.UTC)
+	line := AppendConpotDocument(nil, e, protocols.ConpotEvent{DataType: "modbus", Request: protocols.ConpotHex(e.Request),
+		Response: map[string]string{"oid": "1.3.6.1.2.1.1.5.0", "val": "x"}}, "192.0.2.44")
+	dec := json.NewDecoder(strings.NewReader(string(line)))
+	var keys []string
+	dec.Token()
+	for dec.More() {
+		k, _ := dec.Token()
+		keys = append(keys, k.(string))
+		var v any
+		dec.Decode(&v)
+	}
+	if strings.Join(keys, ",") != strings.Join(conpotKeys, ",") {
+		t.Errorf("keys %v, want exactly %v", keys, conpotKeys)
+	}
 	var m map[string]any
-	line := AppendConpotJSON(nil, sampleEvent())
 	if err := json.Unmarshal(line, &m); err != nil {
 		t.Fatalf("%s: %v", line, err)
 	}
-	for _, k := range []string{"timestamp", "sensorid", "id", "src_ip", "src_port", "dst_ip", "dst_port", "public_ip", "data_type", "request", "response", "event_type"} {
-		if _, ok := m[k]; !ok {
-			t.Errorf("conpot event lacks %s: %s", k, line)
+	want := map[string]any{"timestamp": "2026-11-21T09:59:58.000005", "sensorid": "s1", "data_type": "modbus",
+		"src_ip": "203.0.113.9", "src_port": 40000.0, "dst_ip": "198.51.100.7", "dst_port": 502.0,
+		"public_ip": "192.0.2.44", "request": "b'0001ff'", "event_type": nil, "id": SessionUUID("ab-1")}
+	for k, v := range want {
+		if m[k] != v {
+			t.Errorf("%s = %#v, want %#v", k, m[k], v)
 		}
 	}
-	if m["timestamp"] != "2026-11-21T10:00:00.123456" || m["data_type"] != "modbus" || m["sensorid"] != "s1" || m["id"] != "ab-1" {
-		t.Errorf("conpot fields wrong: %s", line)
+	if r, _ := m["response"].(map[string]any); r["oid"] != "1.3.6.1.2.1.1.5.0" || r["val"] != "x" {
+		t.Errorf("response = %#v", m["response"])
 	}
-	if d, _ := m["data"].(map[string]any); d["unit_id"] != 1.0 {
-		t.Errorf("protocol fields not under data: %s", line)
+	// Python's isoformat() leaves out a zero fraction.
+	e.Start = time.Date(2026, 11, 21, 9, 59, 58, 999, time.UTC)
+	if line := AppendConpotDocument(nil, e, protocols.ConpotEvent{EventType: "NEW_CONNECTION"}, ""); !strings.HasPrefix(string(line), `{"timestamp":"2026-11-21T09:59:58","`) ||
+		!strings.Contains(string(line), `"public_ip":null,"data_type":"","request":null,"response":null,"event_type":"NEW_CONNECTION"}`) {
+		t.Errorf("whole-second start or nulls: %s", line)
+	}
+}
+
+// TestSessionUUID: the id is the version 5 UUID of the session id in icsnare's name space,
+// as Python's uuid.uuid5(uuid.UUID("fa52f727-79da-5bfc-92e5-a1dc68c2f715"), "abcd-1")
+// computes it.
+func TestSessionUUID(t *testing.T) {
+	if got := SessionUUID("abcd-1"); got != "ccad3347-1261-5ae4-9239-cbc85154087c" {
+		t.Errorf("SessionUUID = %s", got)
+	}
+	if SessionUUID("abcd-2") == SessionUUID("abcd-1") {
+		t.Error("two sessions share a UUID")
+	}
+}
+
+// TestConpotSessionDocuments: NEW_CONNECTION and CONNECTION_LOST frame a TCP session, and
+// a protocol's own document that ends the session (CONNECTION_TERMINATED) replaces the
+// sensor's CONNECTION_LOST.
+func TestConpotSessionDocuments(t *testing.T) {
+	var out strings.Builder
+	sink := NewJSONSinkWith("t", &out, nil, JSONOptions{Conpot: true, GID: -1})
+	base := protocols.Event{Protocol: "conpot-test", Transport: protocols.TCP, SessionID: "s-1",
+		Src: netip.MustParseAddrPort("192.0.2.1:4000"), Dst: netip.MustParseAddrPort("192.0.2.2:502")}
+	ev := func(phase, typ string, req []byte) *protocols.Event {
+		e := base
+		e.Phase, e.Type, e.Request = phase, typ, req
+		return &e
+	}
+	for _, e := range []*protocols.Event{ev(protocols.PhaseStart, "connect", nil), ev("", "conpot-test.request", []byte{1}),
+		ev(protocols.PhaseEnd, "disconnect", nil), ev(protocols.PhaseStart, "connect", nil), ev("", "conpot-test.end", nil),
+		ev(protocols.PhaseEnd, "disconnect", nil)} {
+		if err := sink.Write(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sink.Flush()
+	var types []string
+	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil || len(m) != 12 || m["data_type"] != "conpot_test" {
+			t.Fatalf("%s: %v", line, err)
+		}
+		typ, _ := m["event_type"].(string)
+		types = append(types, typ)
+	}
+	want := "NEW_CONNECTION,,CONNECTION_LOST,NEW_CONNECTION,CONNECTION_TERMINATED"
+	if strings.Join(types, ",") != want {
+		t.Errorf("event types %v, want %s", types, want)
+	}
+}
+
+// conpotTestProtocol ends its session itself on a ".end" event, as Modbus does on a short
+// MBAP header.
+type conpotTestProtocol struct{}
+
+func (conpotTestProtocol) Name() string { return "conpot-test" }
+func (conpotTestProtocol) Configure(*profiles.Section, any) (protocols.Service, error) {
+	return nil, nil
+}
+func (conpotTestProtocol) ConpotSession() protocols.ConpotSession {
+	return protocols.ConpotSession{DataType: "conpot_test", Start: protocols.ConpotNewConnection, End: protocols.ConpotConnectionLost}
+}
+func (conpotTestProtocol) ConpotEvents(e *protocols.Event) []protocols.ConpotEvent {
+	if strings.HasSuffix(e.Type, ".end") {
+		return []protocols.ConpotEvent{{EventType: protocols.ConpotConnectionTerminated}}
+	}
+	return []protocols.ConpotEvent{{Request: protocols.ConpotHex(e.Request)}}
+}
+
+func init() { protocols.Register(conpotTestProtocol{}) }
+
+// TestEventsFileModeAndGroup: the file gets events.mode and events.group when created, when
+// an existing file is opened and when it is reopened after rotation.
+func TestEventsFileModeAndGroup(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "events.json")
+	gid := os.Getegid()
+	if os.Geteuid() == 0 {
+		gid = 2000
+	}
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sink, err := OpenJSONSinkWith(path, JSONOptions{Mode: 0o644, GID: gid})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(when string) {
+		t.Helper()
+		st, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode().Perm() != 0o644 || int(st.Sys().(*syscall.Stat_t).Gid) != gid {
+			t.Errorf("%s: mode %v gid %d, want 0644 and %d", when, st.Mode().Perm(), st.Sys().(*syscall.Stat_t).Gid, gid)
+		}
+	}
+	check("existing file opened")
+	if err := os.Rename(path, path+".1"); err != nil {
+		t.Fatal(err)
+	}
+	old := syscall.Umask(0o077)
+	err = sink.Reopen()
+	syscall.Umask(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("created on reopen under umask 077")
+	if err := sink.Write(sampleEvent()); err != nil {
+		t.Fatal(err)
+	}
+	sink.Close()
+	if b, _ := os.ReadFile(path); !strings.Contains(string(b), "modbus.request") {
+		t.Errorf("reopened file holds %q", b)
 	}
 }
 

@@ -18,7 +18,13 @@ func FuzzEventJSON(f *testing.F) {
 		e := &protocols.Event{Time: time.Unix(0, 0), Type: typ, Src: netip.MustParseAddrPort("192.0.2.1:1"),
 			Request: payload, Response: payload, Text: text,
 			Fields: []protocols.Field{protocols.F(key, val), protocols.F("n", len(val))}}
-		for _, line := range [][]byte{AppendJSON(nil, e), AppendConpotJSON(nil, e)} {
+		doc := protocols.ConpotEvent{DataType: key, EventType: val, Request: val, Response: protocols.ConpotBytes(payload)}
+		conpot := AppendConpotDocument(nil, e, doc, "")
+		var cm map[string]any
+		if err := json.Unmarshal(conpot, &cm); err != nil || len(cm) != 12 || (val == "") != (cm["event_type"] == nil) {
+			t.Fatalf("conpot document %q: %v, %d keys", conpot, err, len(cm))
+		}
+		for _, line := range [][]byte{AppendJSON(nil, e), conpot} {
 			var m map[string]any
 			if err := json.Unmarshal(line, &m); err != nil {
 				t.Fatalf("invalid JSON %q: %v", line, err)

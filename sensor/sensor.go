@@ -316,7 +316,7 @@ func (s *Sensor) newSession(proto, transport string, h *host, local, remote neti
 		Protocol: proto, Transport: transport, Local: local, Remote: remote, Host: h.Host,
 		Log:    s.log.With("protocol", proto, "session", s.sessPrefix+"-"+strconv.FormatUint(n, 16)),
 		Sensor: s.cfg.SensorID, Events: s.bus, Metrics: s.m, MaxPayload: s.cfg.Limits.MaxEventPayload,
-		Endpoints: &endpointOpener{s: s, h: h},
+		Endpoints: &endpointOpener{s: s, h: h}, Start: time.Now().UTC(),
 	}
 }
 

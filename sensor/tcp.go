@@ -115,7 +115,7 @@ func (s *Sensor) handleConn(ctx context.Context, c *net.TCPConn, port uint16) {
 			Idle: s.cfg.Limits.IdleTimeout.Duration, WriteTimeout: s.cfg.Limits.WriteTimeout.Duration,
 			RequestTimeout: reqTimeout, Progress: sess.Requests}}
 		started := time.Now()
-		sess.Emit("connect", nil, nil)
+		sess.EmitPhase(protocols.PhaseStart, "connect")
 		defer func() {
 			in, out := cc.in.Load(), cc.out.Load()
 			s.m.bytes.WithLabelValues(ds.protocol, "in").Add(float64(in))
@@ -129,7 +129,7 @@ func (s *Sensor) handleConn(ctx context.Context, c *net.TCPConn, port uint16) {
 				s.m.closed.WithLabelValues(ds.protocol, "request_timeout").Inc()
 				fields = append(fields, protocols.F("closed_by", "request_timeout"))
 			}
-			sess.Emit("disconnect", nil, nil, fields...)
+			sess.EmitPhase(protocols.PhaseEnd, "disconnect", fields...)
 		}()
 		defer s.recoverHandler(ds.protocol, sess)
 		stream.ServeConn(ctx, sess, cc)

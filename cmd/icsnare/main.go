@@ -386,15 +386,39 @@ func serve(ctx context.Context, cfg sensor.Config, log *slog.Logger, stdout io.W
 	}
 	var sinks []sensor.Sink
 	if cfg.Events.File != "" {
+		opts := sensor.JSONOptions{Conpot: cfg.Events.Format == "conpot", PublicIP: cfg.Events.PublicIP}
+		if opts.Mode, err = cfg.Events.FileMode(); err != nil {
+			return err
+		}
+		if opts.GID, err = cfg.Events.GID(); err != nil {
+			return err
+		}
 		var sink *sensor.JSONSink
 		if cfg.Events.File == "-" {
-			sink = sensor.NewJSONSink("stdout", stdout, nil, cfg.Events.Format == "conpot")
-		} else if sink, err = sensor.OpenJSONSink(cfg.Events.File, cfg.Events.Format == "conpot"); err != nil {
+			sink = sensor.NewJSONSinkWith("stdout", stdout, nil, opts)
+		} else if sink, err = sensor.OpenJSONSinkWith(cfg.Events.File, opts); err != nil {
 			return err
 		}
 		sinks = append(sinks, sink)
 	}
-	s.SetBus(sensor.NewBus(cfg.Events.Buffer, sinks...))
+	bus := sensor.NewBus(cfg.Events.Buffer, sinks...)
+	bus.OnReopenError = func(sink string, err error) { log.Error("events: reopen failed; still writing the old file", "sink", sink, "err", err) }
+	s.SetBus(bus)
+	// SIGHUP reopens the events file (logrotate), with events.mode and events.group again.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-hup:
+				log.Info("SIGHUP: reopening the events file")
+				bus.Reopen()
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
 	teardown, err := s.SetupNetwork(ctx)
 	if err != nil {
 		return err
