@@ -7,11 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os/user"
-	"strconv"
 	"net/netip"
 	"os"
+	"os/user"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
