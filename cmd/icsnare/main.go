@@ -16,12 +16,15 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"syscall"
 
 	"github.com/icsnare/icsnare/bpf"
+	"github.com/icsnare/icsnare/conpotcfg"
 	"github.com/icsnare/icsnare/profiles"
 	"github.com/icsnare/icsnare/protocols"
 	_ "github.com/icsnare/icsnare/protocols/all"
@@ -36,6 +39,9 @@ Usage:
   icsnare profiles           list the embedded profiles
   icsnare profiles export NAME DIR
                              copy an embedded profile to DIR (a Conpot template directory) to edit
+  icsnare conpot [Conpot's options]
+                             run with Conpot's command line and configuration file (-t, -c,
+                             --logfile, -f …; also when the binary is invoked as "conpot")
   icsnare version            print the version
 
 Run 'icsnare run -h' for the flags.
@@ -48,7 +54,12 @@ const exitUsage = 2
 const capNetAdmin = 12
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	args := os.Args[1:]
+	// Installed (or linked) as "conpot", icsnare takes Conpot's command line unchanged.
+	if filepath.Base(os.Args[0]) == "conpot" {
+		args = append([]string{"conpot"}, args...)
+	}
+	os.Exit(run(args, os.Stdout, os.Stderr))
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -61,6 +72,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdRun(args[1:], stdout, stderr)
 	case "check":
 		return cmdCheck(args[1:], stdout, stderr)
+	case "conpot":
+		return cmdConpot(args[1:], stdout, stderr)
 	case "profiles":
 		if len(args) == 4 && args[1] == "export" {
 			return cmdExport(args[2], args[3], stderr)
@@ -94,7 +107,7 @@ type runFlags struct {
 	fs                                          *flag.FlagSet
 	config, profile, events, format, metrics    string
 	user, seed, sensorID, bind, logLevel, xdpIf string
-	xdpPin, stateDir                            string
+	xdpPin, stateDir, logFile                   string
 	listen                                      listFlag
 	cpuProfile                                  string
 	portOffset                                  int
@@ -129,6 +142,7 @@ func newRunFlags(name string, stderr io.Writer) *runFlags {
 	f.fs.StringVar(&f.xdpIf, "xdp", "", "attach the XDP rate limiter to `interface`")
 	f.fs.StringVar(&f.xdpPin, "xdp-pin", "", "pin the XDP maps in this bpffs `directory` for `icsnare xdp stats`")
 	f.fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	f.fs.StringVar(&f.logFile, "log-file", "", "also append the text log to `file`")
 	f.fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile to `file` (for performance work)")
 	for _, pf := range protocols.Flags() {
 		set := func(v string) error {
@@ -158,6 +172,14 @@ func (f *runFlags) load() (sensor.Config, error) {
 			return cfg, err
 		}
 	}
+	if err := f.override(&cfg); err != nil {
+		return cfg, err
+	}
+	return cfg, cfg.Validate()
+}
+
+// override applies the flags that were set over cfg.
+func (f *runFlags) override(cfg *sensor.Config) error {
 	if len(f.listen) > 0 {
 		prof := f.profile
 		if prof == "" {
@@ -226,14 +248,14 @@ func (f *runFlags) load() (sensor.Config, error) {
 	for _, a := range f.protoArgs {
 		opts, err := cfg.ProtocolOptions(a.flag.Protocol)
 		if err != nil {
-			return cfg, err
+			return err
 		}
 		if err := a.flag.Set(opts, a.value); err != nil {
-			return cfg, fmt.Errorf("--%s %s: %w", a.flag.Name, a.value, err)
+			return fmt.Errorf("--%s %s: %w", a.flag.Name, a.value, err)
 		}
 		cfg.SetByFlag("protocols."+a.flag.Protocol, "--"+a.flag.Name)
 	}
-	return cfg, cfg.Validate()
+	return nil
 }
 
 // prepare reads the flags and the configuration and checks them and everything they name,
@@ -346,13 +368,34 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	if errors.Is(err, errFlags) {
 		return exitUsage
 	}
+	if err == nil && f.logFile != "" {
+		err = sensor.CheckWritable(f.logFile)
+		if err != nil {
+			err = fmt.Errorf("--log-file %s: %w", f.logFile, err)
+		}
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "icsnare run: %v\n", err)
 		return exitUsage
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	if f.cpuProfile != "" {
-		pf, err := os.Create(f.cpuProfile)
+	return runSensor(cfg, *level, f.logFile, f.cpuProfile, stdout, stderr)
+}
+
+// runSensor serves cfg until SIGINT or SIGTERM, logging at level to stderr (and logFile).
+func runSensor(cfg sensor.Config, level slog.Level, logFile, cpuProfile string, stdout, stderr io.Writer) int {
+	logOut := stderr
+	if logFile != "" {
+		lf, err := os.OpenFile(logFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+		if err != nil {
+			fmt.Fprintf(stderr, "icsnare run: log file: %v\n", err)
+			return 1
+		}
+		defer lf.Close()
+		logOut = io.MultiWriter(stderr, lf)
+	}
+	log := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: level}))
+	if cpuProfile != "" {
+		pf, err := os.Create(cpuProfile)
 		if err != nil {
 			fmt.Fprintf(stderr, "icsnare run: %v\n", err)
 			return 1
@@ -376,6 +419,87 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// cmdConpot runs the sensor from Conpot's command line and configuration file
+// (conpotcfg), printing one note per option or section it mapped or could not.
+//
+// Flags of `icsnare run` may follow "--" (icsnare conpot -t default -c conpot.cfg --
+// --listen 192.0.2.0/24); they apply over what Conpot's options set.
+func cmdConpot(args []string, stdout, stderr io.Writer) int {
+	var extra []string
+	if i := slices.Index(args, "--"); i >= 0 {
+		args, extra = args[:i], args[i+1:]
+	}
+	a, err := conpotcfg.ParseArgs(args, stderr)
+	if err != nil {
+		return exitUsage
+	}
+	var tpath []string
+	if v := os.Getenv("ICSNARE_TEMPLATE_PATH"); v != "" {
+		tpath = filepath.SplitList(v)
+	}
+	plan, err := conpotcfg.Map(a, conpotcfg.Env{Environ: os.Environ(), Root: os.Geteuid() == 0, TemplatePath: tpath})
+	switch {
+	case errors.Is(err, conpotcfg.ErrUsage):
+		fmt.Fprintf(stderr, "conpot: %v\n", err)
+		return 3 // Conpot's status for a missing --config
+	case err != nil:
+		fmt.Fprintf(stderr, "conpot: %v\n", err)
+		return 1
+	}
+	if plan.ListTemplates {
+		return cmdProfiles(stdout, stderr)
+	}
+	for _, n := range plan.Notes {
+		fmt.Fprintf(stderr, "conpot: %s\n", n)
+	}
+	level := slog.LevelInfo
+	if plan.Debug {
+		level = slog.LevelDebug
+	}
+	cfg := sensor.DefaultConfig()
+	cfg.State.Dir = sensor.DefaultStateDir
+	if err := plan.Apply(&cfg); err != nil {
+		fmt.Fprintf(stderr, "conpot: %v\n", err)
+		return exitUsage
+	}
+	f := newRunFlags("conpot --", stderr)
+	if err := f.fs.Parse(extra); err != nil {
+		return exitUsage
+	}
+	if f.fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "conpot: unexpected arguments %q after --\n", f.fs.Args())
+		return exitUsage
+	}
+	if f.profile == "" {
+		f.profile = plan.Profile
+	}
+	if err := f.override(&cfg); err != nil {
+		fmt.Fprintf(stderr, "conpot: %v\n", err)
+		return exitUsage
+	}
+	plan.ApplyPorts(&cfg) // again, with the --port-offset given after --
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintf(stderr, "conpot: %v\n", err)
+		return exitUsage
+	}
+	if f.logLevel != "info" {
+		if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
+			fmt.Fprintf(stderr, "conpot: --log-level: %v\n", err)
+			return exitUsage
+		}
+	}
+	if f.logFile != "" {
+		plan.LogFile = f.logFile
+	}
+	if plan.LogFile != "" {
+		if err := sensor.CheckWritable(plan.LogFile); err != nil {
+			fmt.Fprintf(stderr, "conpot: --logfile %s: %v\n", plan.LogFile, err)
+			return 1
+		}
+	}
+	return runSensor(cfg, level, plan.LogFile, f.cpuProfile, stdout, stderr)
 }
 
 // serve runs the sensor: configure, bind, set up the network side, drop privileges, serve.
@@ -402,7 +526,9 @@ func serve(ctx context.Context, cfg sensor.Config, log *slog.Logger, stdout io.W
 		sinks = append(sinks, sink)
 	}
 	bus := sensor.NewBus(cfg.Events.Buffer, sinks...)
-	bus.OnReopenError = func(sink string, err error) { log.Error("events: reopen failed; still writing the old file", "sink", sink, "err", err) }
+	bus.OnReopenError = func(sink string, err error) {
+		log.Error("events: reopen failed; still writing the old file", "sink", sink, "err", err)
+	}
 	s.SetBus(bus)
 	// SIGHUP reopens the events file (logrotate), with events.mode and events.group again.
 	hup := make(chan os.Signal, 1)
