@@ -2,6 +2,7 @@ package conpotcfg
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -245,5 +246,44 @@ func TestResolveTemplate(t *testing.T) {
 	os.Rename(tmpl, filepath.Join(dir, "default"))
 	if got, err := ResolveTemplate("default", nil); err != nil || got != filepath.Join(dir, "default") {
 		t.Errorf("directory before embedded: %q %v", got, err)
+	}
+}
+
+// FuzzParseINI: any file parses or fails with an error naming it, and reading every
+// option back (with interpolation) never loops or panics.
+func FuzzParseINI(f *testing.F) {
+	f.Add("[common]\nsensorid = %(X)s\n[json]\nenabled = True\nfilename = %(a)s%%\n  more\n")
+	f.Add("[a]\nx = %(x)s\ny: %(z\n[DEFAULT]\nz = 1\n")
+	f.Fuzz(func(t *testing.T, src string) {
+		ini, err := ParseINI("f.cfg", strings.NewReader(src), []string{"X=1", "A=%(X)s"})
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "f.cfg") {
+				t.Fatalf("error %v does not name the file", err)
+			}
+			return
+		}
+		for _, sec := range ini.Sections() {
+			for key := range ini.sections[sec] {
+				ini.Get(sec, key)
+				ini.Bool(sec, key, false)
+			}
+		}
+	})
+}
+
+// TestINIExpansionBounded: references that double at each of ten levels (a billion laughs)
+// fail instead of building a huge value.
+func TestINIExpansionBounded(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("[a]\nl0 = " + strings.Repeat("x", 4096) + "\n")
+	for i := 1; i <= 9; i++ {
+		fmt.Fprintf(&b, "l%d = %s\n", i, strings.Repeat(fmt.Sprintf("%%(l%d)s", i-1), 8))
+	}
+	ini, err := ParseINI("laughs.cfg", strings.NewReader(b.String()), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := ini.Get("a", "l9"); err == nil || !strings.Contains(err.Error(), "longer than") {
+		t.Errorf("l9: %v", err)
 	}
 }

@@ -205,6 +205,9 @@ func (f *INI) interpolate(section, v string, depth int) (string, error) {
 			if err != nil {
 				return "", err
 			}
+			if b.Len()+len(sub) > maxINISize {
+				return "", fmt.Errorf("interpolated value longer than %d bytes", maxINISize)
+			}
 			b.WriteString(sub)
 			v = v[end+2:]
 		default:

@@ -1,7 +1,9 @@
 package protocols
 
 import (
+	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/icsnare/icsnare/profiles"
 )
@@ -51,4 +53,25 @@ func TestConpotDocumentsDefaults(t *testing.T) {
 	if len(d) != 1 || d[0].Request != "b'0102'" || d[0].Response != nil {
 		t.Errorf("binary request event: %+v", d)
 	}
+}
+
+// FuzzConpotReprs: Python reprs of any input are one line of valid UTF-8 inside their
+// quotes, with nothing unescaped that Python would escape.
+func FuzzConpotReprs(f *testing.F) {
+	f.Add([]byte("USER nobody\r\n"))
+	f.Add([]byte("it's \"q\" \\ \x00\xff\u2028é"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		for _, r := range []string{ConpotBytes(b), PyRepr(string(b)), ConpotHex(b)} {
+			if !utf8.ValidString(r) || strings.ContainsAny(r, "\r\n\t\x00\x7f") {
+				t.Fatalf("repr %q", r)
+			}
+			body := strings.TrimPrefix(r, "b")
+			if len(body) < 2 || body[0] != body[len(body)-1] || (body[0] != '\'' && body[0] != '"') {
+				t.Fatalf("repr %q is not quoted", r)
+			}
+		}
+		if cb := ConpotBytes(b); strings.ContainsFunc(cb, func(r rune) bool { return r >= 0x80 }) {
+			t.Fatalf("bytes repr %q holds non-ASCII", cb)
+		}
+	})
 }

@@ -2,7 +2,9 @@ package http
 
 import (
 	"strconv"
+	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/icsnare/icsnare/protocols"
 )
@@ -35,4 +37,17 @@ func TestConpotHTTPShape(t *testing.T) {
 			t.Errorf("%+v: documents %+v", e, got)
 		}
 	}
+}
+
+// FuzzConpotRequest: any request bytes render as one Python tuple repr of valid UTF-8.
+func FuzzConpotRequest(f *testing.F) {
+	f.Add([]byte("GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n"))
+	f.Add([]byte("POST /a HTTP/1.0\nX: 'q\"\n\nbody\x00\xff"))
+	f.Add([]byte(":\r\n\r\n"))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		r := ConpotRequest(raw)
+		if !utf8.ValidString(r) || !strings.HasPrefix(r, "(") || !strings.HasSuffix(r, ")") || strings.ContainsAny(r, "\r\n") {
+			t.Fatalf("%q → %q", raw, r)
+		}
+	})
 }

@@ -2,6 +2,7 @@ package snmp
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/gosnmp/gosnmp"
@@ -70,4 +71,27 @@ func TestConpotSNMPShape(t *testing.T) {
 			t.Errorf("%+v: documents %+v", e, got)
 		}
 	}
+}
+
+// FuzzConpotEvents: whatever request and response bytes an event holds, the Conpot
+// document is at most one, with a known event type and JSON-encodable values.
+func FuzzConpotEvents(f *testing.F) {
+	get := []byte{0x30, 0x26, 0x02, 0x01, 0x01, 0x04, 0x06, 'p', 'u', 'b', 'l', 'i', 'c', 0xa0, 0x19, 0x02, 0x01, 0x07, 0x02, 0x01, 0x00,
+		0x02, 0x01, 0x00, 0x30, 0x0e, 0x30, 0x0c, 0x06, 0x08, 0x2b, 0x06, 0x01, 0x02, 0x01, 0x01, 0x05, 0x00, 0x05, 0x00}
+	f.Add(get, get)
+	f.Add([]byte{0x30, 0x03, 0x02, 0x01, 0x03}, []byte{})
+	f.Fuzz(func(t *testing.T, req, resp []byte) {
+		docs := protocols.ConpotDocuments(protocol{}, &protocols.Event{Type: "snmp.request", Transport: protocols.UDP, Request: req, Response: resp})
+		if len(docs) > 1 {
+			t.Fatalf("%d documents", len(docs))
+		}
+		for _, d := range docs {
+			if !strings.HasPrefix(d.EventType, "SNMPv") {
+				t.Fatalf("event type %q", d.EventType)
+			}
+			if _, err := json.Marshal([]any{d.Request, d.Response}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
 }
