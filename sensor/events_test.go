@@ -3,9 +3,11 @@ package sensor
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -260,5 +262,29 @@ func TestSlowSinkNeverBlocksEmitters(t *testing.T) {
 	bus.Wait()
 	if got := int64(sink.n) + bus.Dropped(); got != 1000 {
 		t.Fatalf("written %d + dropped %d != 1000", sink.n, bus.Dropped())
+	}
+}
+
+// TestConpotEndedSessionsBounded: sessions ended by a protocol's document whose sensor end
+// event never comes (dropped on a full queue) do not grow the sink's memory without bound.
+func TestConpotEndedSessionsBounded(t *testing.T) {
+	sink := NewJSONSinkWith("t", io.Discard, nil, JSONOptions{Conpot: true, GID: -1})
+	e := &protocols.Event{Protocol: "conpot-test", Transport: protocols.TCP, Type: "conpot-test.end"}
+	for i := range maxEndedSessions + 10 {
+		e.SessionID = strconv.Itoa(i)
+		if err := sink.Write(e); err != nil {
+			t.Fatal(err)
+		}
+		if len(sink.ended) > maxEndedSessions {
+			t.Fatalf("%d ended sessions remembered", len(sink.ended))
+		}
+	}
+	// A session end the sink has seen is forgotten at once.
+	e.SessionID, e.Phase, e.Type = "last", protocols.PhaseEnd, "disconnect"
+	sink.ended["last"] = struct{}{}
+	n := len(sink.ended)
+	sink.Write(e)
+	if len(sink.ended) != n-1 {
+		t.Errorf("ended sessions %d after the end of one of %d", len(sink.ended), n)
 	}
 }

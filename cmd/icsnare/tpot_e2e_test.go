@@ -119,6 +119,9 @@ func parseISO8601(s string) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("not ISO 8601")
 }
 
+// tpotUID is the uid and gid T-Pot runs its containers and Logstash as.
+const tpotUID = 2000
+
 // conpotDocKeys are the twelve keys of Conpot's JSON logger, nothing more.
 var conpotDocKeys = []string{"data_type", "dst_ip", "dst_port", "event_type", "id", "public_ip", "request",
 	"response", "sensorid", "src_ip", "src_port", "timestamp"}
@@ -139,7 +142,6 @@ func TestTPotDropIn(t *testing.T) {
 	curl := protocoltest.NeedTool(t, "curl")
 
 	dir := t.TempDir()
-	os.Chmod(dir, 0o755)
 	cfgFile := filepath.Join(dir, "conpot.cfg")
 	if err := os.WriteFile(cfgFile, []byte(tpotConfig), 0o644); err != nil {
 		t.Fatal(err)
@@ -165,6 +167,17 @@ func TestTPotDropIn(t *testing.T) {
 	cmd := exec.Command(conpot, "--mibcache", tmp, "--temp_dir", tmp, "--template", "default",
 		"--logfile", textLog, "--config", cfgFile,
 		"--", "--listen", addr, "--port-offset", strconv.Itoa(off), "--metrics", "off", "--user", "root")
+	// As T-Pot does, run as uid and gid 2000 (Logstash's) when the test can.
+	asTPot := os.Geteuid() == 0
+	if asTPot {
+		for _, d := range []string{dir, filepath.Dir(dir), filepath.Dir(bin), filepath.Dir(filepath.Dir(bin))} {
+			os.Chmod(d, 0o755)
+		}
+		for _, d := range []string{tmp, logDir} {
+			os.Chown(d, tpotUID, tpotUID)
+		}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: tpotUID, Gid: tpotUID}}
+	}
 	cmd.Env = append(os.Environ(), "CONPOT_TMP="+tmp, "CONPOT_JSON_LOG="+jsonLog, "CONPOT_LOG="+textLog,
 		"CONPOT_CONFIG="+cfgFile, "CONPOT_TEMPLATE=default")
 	logs := &syncLog{}
@@ -236,6 +249,9 @@ func TestTPotDropIn(t *testing.T) {
 	}
 	if st.Mode().Perm() != 0o640 {
 		t.Errorf("JSON log mode %v, want 0640", st.Mode().Perm())
+	}
+	if sys := st.Sys().(*syscall.Stat_t); asTPot && (sys.Uid != tpotUID || sys.Gid != tpotUID) {
+		t.Errorf("JSON log owned by %d:%d, want T-Pot's %d:%d", sys.Uid, sys.Gid, tpotUID, tpotUID)
 	}
 	raw, _ := os.ReadFile(jsonLog)
 	t.Logf("%s", raw)
