@@ -358,39 +358,6 @@ func AppendConpotJSON(b []byte, e *protocols.Event) []byte {
 // without them it drops the fraction (see appendConpotTime).
 const conpotTimeLayout = "2006-01-02T15:04:05.000000"
 
-// AppendConpotDocument appends one document of Conpot's JSON logger: exactly its twelve
-// keys, in its order (timestamp, sensorid, id, src_ip, src_port, dst_ip, dst_port,
-// public_ip, data_type, request, response, event_type). timestamp is the session's start
-// (naive UTC ISO 8601, as Conpot stamps every event of a session); id a UUID derived from
-// the session id; publicIP "" is null.
-func AppendConpotDocument(b []byte, e *protocols.Event, d protocols.ConpotEvent, publicIP string) []byte {
-	b = append(b, `{"timestamp":"`...)
-	b = appendConpotTime(b, e.Start, e.Time)
-	b = append(b, '"')
-	b = appendKV(b, "sensorid", e.Sensor)
-	b = append(b, `,"id":"`...)
-	b = appendSessionUUID(b, e.SessionID)
-	b = append(b, '"')
-	b = appendAddrPort(b, "src", e.Src)
-	b = appendAddrPort(b, "dst", e.Dst)
-	if publicIP == "" {
-		b = append(b, `,"public_ip":null`...)
-	} else {
-		b = appendKV(b, "public_ip", publicIP)
-	}
-	b = appendKV(b, "data_type", d.DataType)
-	b = append(b, `,"request":`...)
-	b = appendValue(b, d.Request)
-	b = append(b, `,"response":`...)
-	b = appendValue(b, d.Response)
-	if d.EventType == "" {
-		b = append(b, `,"event_type":null`...)
-	} else {
-		b = appendKV(b, "event_type", d.EventType)
-	}
-	return append(b, '}')
-}
-
 // appendConpotTime writes start (or, when zero, at) as Python's isoformat() of a naive UTC
 // datetime: microseconds, and no fraction at all when they are zero.
 func appendConpotTime(b []byte, start, at time.Time) []byte {

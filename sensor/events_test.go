@@ -98,9 +98,23 @@ func TestConpotEventEncoding(t *testing.T) {
 	}
 	// Python's isoformat() leaves out a zero fraction.
 	e.Start = time.Date(2026, 11, 21, 9, 59, 58, 999, time.UTC)
-	if line := AppendConpotDocument(nil, e, protocols.ConpotEvent{EventType: "NEW_CONNECTION"}, ""); !strings.HasPrefix(string(line), `{"timestamp":"2026-11-21T09:59:58","`) ||
-		!strings.Contains(string(line), `"public_ip":null,"data_type":"","request":null,"response":null,"event_type":"NEW_CONNECTION"}`) {
+	if line := AppendConpotDocument(nil, e, protocols.ConpotEvent{EventType: "NEW_CONNECTION"}, ""); !strings.HasPrefix(string(line), `{"timestamp": "2026-11-21T09:59:58", "`) ||
+		!strings.Contains(string(line), `"public_ip": null, "data_type": "", "request": null, "response": null, "event_type": "NEW_CONNECTION"}`) {
 		t.Errorf("whole-second start or nulls: %s", line)
+	}
+}
+
+// TestConpotDocumentBytes: a document is byte for byte what Python's json.dumps writes for
+// Conpot's dict (the want string is its output for the same values, id aside).
+func TestConpotDocumentBytes(t *testing.T) {
+	e := &protocols.Event{Start: time.Date(2026, 11, 21, 9, 59, 58, 5000, time.UTC), Sensor: "s1 é<&>\u2028\x01\x7f", SessionID: "ab-1",
+		Src: netip.MustParseAddrPort("203.0.113.9:40000"), Dst: netip.MustParseAddrPort("198.51.100.7:502")}
+	d := protocols.ConpotEvent{DataType: "snmp", EventType: "SNMPv2 Get",
+		Request: map[string]string{"oid": "1.3.6.1.2.1.1.5.0", "val": ""}, Response: map[string]string{"oid": "1.3.6.1.2.1.1.5.0", "val": "x\"é😀\\/"}}
+	want := `{"timestamp": "2026-11-21T09:59:58.000005", "sensorid": "s1 \u00e9<&>\u2028\u0001\u007f", "id": "x", "src_ip": "203.0.113.9", "src_port": 40000, "dst_ip": "198.51.100.7", "dst_port": 502, "public_ip": "192.0.2.44", "data_type": "snmp", "request": {"oid": "1.3.6.1.2.1.1.5.0", "val": ""}, "response": {"oid": "1.3.6.1.2.1.1.5.0", "val": "x\"\u00e9\ud83d\ude00\\/"}, "event_type": "SNMPv2 Get"}`
+	want = strings.Replace(want, `"id": "x"`, `"id": "`+SessionUUID("ab-1")+`"`, 1)
+	if got := string(AppendConpotDocument(nil, e, d, "192.0.2.44")); got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
 	}
 }
 

@@ -63,7 +63,8 @@ func ConpotRequest(raw []byte) string {
 		b.WriteByte('(')
 		b.WriteString(protocols.PyRepr(name))
 		b.WriteString(", ")
-		b.WriteString(protocols.PyRepr(strings.TrimSpace(value)))
+		// http.client keeps a value's trailing blanks and drops its leading ones.
+		b.WriteString(protocols.PyRepr(strings.TrimRight(strings.TrimLeft(value, " \t"), "\r")))
 		b.WriteByte(')')
 	}
 	b.WriteString("], ")

@@ -19,7 +19,7 @@ func TestConpotHTTPShape(t *testing.T) {
 		{"GET /index.html HTTP/1.1\r\nHost: 192.0.2.7\r\nUser-Agent: curl/8.5.0\r\nAccept: */*\r\n\r\n",
 			"('/index.html', [('Host', '192.0.2.7'), ('User-Agent', 'curl/8.5.0'), ('Accept', '*/*')], None)", 200},
 		{"POST /login?x=1 HTTP/1.0\r\nContent-Length: 9\r\nX-Q:  it's \r\n\r\nuser=ad'm",
-			`('/login?x=1', [('Content-Length', '9'), ('X-Q', "it's")], "user=ad'm")`, 404},
+			`('/login?x=1', [('Content-Length', '9'), ('X-Q', "it's ")], "user=ad'm")`, 404},
 		{"garbage\r\n\r\n", "('', [], None)", 400},
 	} {
 		e := &protocols.Event{Type: "http.request", Transport: protocols.TCP, Request: []byte(c.raw), Response: []byte("HTTP/1.1 ..."),
