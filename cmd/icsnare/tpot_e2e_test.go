@@ -134,7 +134,8 @@ var (
 // TestTPotDropIn runs icsnare as T-Pot runs Conpot — the binary invoked as "conpot" with
 // T-Pot's command line and a T-Pot style conpot.cfg — drives Modbus (mbpoll), s7comm (nmap
 // s7-info), SNMP (snmpget) and HTTP (curl) sessions against it, and feeds the JSON log
-// through T-Pot's Logstash Conpot mapping and ewsposter's NEW_CONNECTION filter.
+// through T-Pot's Logstash Conpot mapping and ewsposter's NEW_CONNECTION filter; the events
+// file is rotated with SIGHUP on the way.
 func TestTPotDropIn(t *testing.T) {
 	mbpoll := protocoltest.NeedTool(t, "mbpoll")
 	nmap := protocoltest.NeedTool(t, "nmap")
@@ -231,6 +232,26 @@ func TestTPotDropIn(t *testing.T) {
 	if err != nil || !strings.Contains(out, "200") || !strings.Contains(out, "404") {
 		t.Fatalf("curl: %v\n%s", err, out)
 	}
+	// logrotate: the file moves away, SIGHUP makes the sensor open a new one, and the next
+	// session (a second SNMP GET) lands there.
+	rotated := jsonLog + ".1"
+	if err := os.Rename(jsonLog, rotated); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Process.Signal(syscall.SIGHUP)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(jsonLog); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no new JSON log after SIGHUP\n%s", logs.String())
+		}
+	}
+	out, err = protocoltest.Run(t, 20*time.Second, snmpget, "-On", "-v2c", "-c", "public", "-t", "2", "-r", "1",
+		addr+":"+port(16100), "1.3.6.1.2.1.1.5.0")
+	if err != nil || !strings.Contains(out, "1.3.6.1.2.1.1.5.0") {
+		t.Fatalf("snmpget after SIGHUP: %v\n%s", err, out)
+	}
 	stop()
 
 	notes := logs.String()
@@ -243,17 +264,24 @@ func TestTPotDropIn(t *testing.T) {
 	if b, err := os.ReadFile(textLog); err != nil || !strings.Contains(string(b), "sensor running") {
 		t.Errorf("--logfile %s: %v\n%s", textLog, err, b)
 	}
-	st, err := os.Stat(jsonLog)
-	if err != nil {
-		t.Fatalf("JSON log: %v\n%s", err, notes)
+	var raw []byte
+	for _, f := range []string{rotated, jsonLog} {
+		st, err := os.Stat(f)
+		if err != nil {
+			t.Fatalf("JSON log: %v\n%s", err, notes)
+		}
+		if st.Mode().Perm() != 0o640 {
+			t.Errorf("%s: mode %v, want 0640", f, st.Mode().Perm())
+		}
+		if sys := st.Sys().(*syscall.Stat_t); asTPot && (sys.Uid != tpotUID || sys.Gid != tpotUID) {
+			t.Errorf("%s: owned by %d:%d, want T-Pot's %d:%d", f, sys.Uid, sys.Gid, tpotUID, tpotUID)
+		}
+		b, _ := os.ReadFile(f)
+		if f == jsonLog && (!bytes.Contains(b, []byte(`"data_type": "snmp"`)) || bytes.Count(b, []byte("\n")) != 1) {
+			t.Errorf("the file reopened on SIGHUP holds %q, want the second SNMP GET's document", b)
+		}
+		raw = append(raw, b...)
 	}
-	if st.Mode().Perm() != 0o640 {
-		t.Errorf("JSON log mode %v, want 0640", st.Mode().Perm())
-	}
-	if sys := st.Sys().(*syscall.Stat_t); asTPot && (sys.Uid != tpotUID || sys.Gid != tpotUID) {
-		t.Errorf("JSON log owned by %d:%d, want T-Pot's %d:%d", sys.Uid, sys.Gid, tpotUID, tpotUID)
-	}
-	raw, _ := os.ReadFile(jsonLog)
 	t.Logf("%s", raw)
 
 	type session struct {
@@ -414,8 +442,8 @@ func TestTPotDropIn(t *testing.T) {
 			}
 		}
 	}
-	if count["modbus"] != 2 || count["s7comm"] != 1 || count["snmp"] != 1 || count["http"] != 1 {
-		t.Errorf("sessions per protocol %v, want modbus 2, s7comm 1, snmp 1, http 1", count)
+	if count["modbus"] != 2 || count["s7comm"] != 1 || count["snmp"] != 2 || count["http"] != 1 {
+		t.Errorf("sessions per protocol %v, want modbus 2, s7comm 1, snmp 2, http 1", count)
 	}
 }
 
