@@ -105,10 +105,6 @@ type Plan struct {
 	FlowIdle      time.Duration // [session] timeout, for UDP flows
 	MAC, MACIface string        // [change_mac_addr]
 	CaptureDir    string        // [virtual_file_system] data_fs_url, for FTP and TFTP uploads
-	// Ports are the ports Conpot's own template of the same name serves (5020 for Modbus
-	// …), for an embedded profile standing in for it; nil for a template directory, whose
-	// port attributes apply (bind.template_ports).
-	Ports map[string]int
 	// Notes name, one line each, what was mapped and what has no equivalent.
 	Notes []string
 }
@@ -132,12 +128,7 @@ func Map(a Args, env Env) (*Plan, error) {
 		return nil, err
 	}
 	p.Profile = prof
-	if ports, ok := conpotTemplatePorts(prof); ok {
-		p.Ports = ports
-		p.note("--template %s: embedded profile %s on the ports of Conpot's %s template (%s)", a.Template, prof, prof, portList(ports))
-	} else {
-		p.note("--template %s: %s, each protocol on its template's port as Conpot serves it (bind.template_ports)", a.Template, prof)
-	}
+	p.note("--template %s: %s, each protocol on its template's port as Conpot serves it (bind.template_ports)", a.Template, prof)
 	if a.LogFile != "" {
 		p.note("--logfile %s: the text log goes there as well as to the console", a.LogFile)
 	}
@@ -211,52 +202,6 @@ func searched(path []string) string {
 		return ""
 	}
 	return ", not under " + strings.Join(path, ":")
-}
-
-// conpotPorts are the ports of Conpot's default template (conpot.md §0), which its other
-// templates share but for IPMI's.
-var conpotPorts = map[string]int{"s7comm": 10201, "modbus": 5020, "http": 8800, "snmp": 16100, "bacnet": 47808,
-	"ipmi": 6230, "enip": 44818, "ftp": 2121, "tftp": 6969, "IEC104": 2404, "guardian_ast": 10001,
-	"kamstrup_meter": 1025, "kamstrup_management": 50100}
-
-// conpotTemplates are the names of Conpot's shipped templates.
-var conpotTemplates = []string{"default", "IEC104", "guardian_ast", "ipmi", "kamstrup_382", "proxy", "snmp"}
-
-// conpotTemplatePorts returns, for an embedded profile named like one of Conpot's shipped
-// templates, the ports Conpot serves that template's protocols on, for the protocols this
-// icsnare has and the profile serves.
-func conpotTemplatePorts(profile string) (map[string]int, bool) {
-	if !slices.Contains(conpotTemplates, profile) || !slices.Contains(profiles.Embedded(), profile) {
-		return nil, false
-	}
-	prof, err := profiles.Open(profile)
-	if err != nil {
-		return nil, false // sensor.Check names the error
-	}
-	out := map[string]int{}
-	for _, proto := range prof.ProtocolNames() {
-		if port, ok := conpotPorts[proto]; ok {
-			if _, ok := protocols.Lookup(proto); ok {
-				out[proto] = port
-			}
-		}
-	}
-	if profile == "ipmi" {
-		out["ipmi"] = 623
-	}
-	return out, true
-}
-
-func portList(ports map[string]int) string {
-	names := make([]string, 0, len(ports))
-	for n := range ports {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	for i, n := range names {
-		names[i] = n + " " + strconv.Itoa(ports[n])
-	}
-	return strings.Join(names, ", ")
 }
 
 // noEquivalent are Conpot's sinks icsnare has no counterpart of yet.
@@ -416,7 +361,6 @@ func (p *Plan) Apply(cfg *sensor.Config) error {
 		cfg.Hosts[i].Profile = p.Profile
 	}
 	cfg.Bind.TemplatePorts = true
-	p.ApplyPorts(cfg)
 	cfg.Events.Format = "conpot"
 	cfg.Events.File = p.EventsFile
 	cfg.Events.PublicIP = p.PublicIP
@@ -454,20 +398,6 @@ func (p *Plan) Apply(cfg *sensor.Config) error {
 		}
 	}
 	return nil
-}
-
-// ApplyPorts sets Conpot's ports for an embedded profile in bind.ports, plus
-// bind.port_offset (which bind.ports otherwise ignore), so a test can move them all.
-func (p *Plan) ApplyPorts(cfg *sensor.Config) {
-	if len(p.Ports) == 0 {
-		return
-	}
-	if cfg.Bind.Ports == nil {
-		cfg.Bind.Ports = map[string]int{}
-	}
-	for proto, port := range p.Ports {
-		cfg.Bind.Ports[proto] = port + cfg.Bind.PortOffset
-	}
 }
 
 // setProtocolFlag applies a protocol's command-line flag, as `icsnare run --NAME V` would.

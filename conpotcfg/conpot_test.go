@@ -151,7 +151,7 @@ enabled = True
 	}
 	if p.Profile != "default" || p.EventsFile != "/var/log/conpot/conpot_default.json" || p.SensorID != "conpot" ||
 		p.FlowIdle != 30*time.Second || p.CaptureDir != dir || p.StateDir != filepath.Join(dir, "icsnare") ||
-		p.User != "" || p.PublicIP != "" || p.MAC != "00:00:5e:00:53:01" || p.MACIface != "eth0" || p.Ports["modbus"] != 5020 {
+		p.User != "" || p.PublicIP != "" || p.MAC != "00:00:5e:00:53:01" || p.MACIface != "eth0" {
 		t.Errorf("plan %+v", p)
 	}
 	notes := strings.Join(p.Notes, "\n")
@@ -173,13 +173,8 @@ enabled = True
 		t.Fatal(err)
 	}
 	if c.Events.Format != "conpot" || c.Events.File != p.EventsFile || c.SensorID != "conpot" || !c.Bind.TemplatePorts ||
-		c.Bind.Ports["s7comm"] != 10201 || c.Limits.UDPFlowIdle.Duration != 30*time.Second || c.Netcfg.MAC != p.MAC || c.Hosts[0].Profile != "default" {
+		c.Limits.UDPFlowIdle.Duration != 30*time.Second || c.Netcfg.MAC != p.MAC || c.Hosts[0].Profile != "default" {
 		t.Errorf("config %+v", c)
-	}
-	c.Bind.PortOffset = 1000
-	p.ApplyPorts(&c)
-	if c.Bind.Ports["modbus"] != 6020 {
-		t.Errorf("offset ports %v", c.Bind.Ports)
 	}
 
 	// As root, [daemon] drops privileges and gives the events file to its group; a

@@ -479,7 +479,6 @@ func cmdConpot(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "conpot: %v\n", err)
 		return exitUsage
 	}
-	plan.ApplyPorts(&cfg) // again, with the --port-offset given after --
 	if err := cfg.Validate(); err != nil {
 		fmt.Fprintf(stderr, "conpot: %v\n", err)
 		return exitUsage

@@ -156,7 +156,7 @@ func TestTPotDropIn(t *testing.T) {
 	}
 	jsonLog := filepath.Join(logDir, "conpot_default.json")
 	textLog := filepath.Join(logDir, "conpot_default.log")
-	off := protocoltest.FreeOffset(t, 5020, 10201, 16100, 8800)
+	off := protocoltest.FreeOffset(t, 502, 102, 161, 80)
 	addr := "127.34.0.17"
 
 	bin := buildStatic(t)
@@ -204,29 +204,29 @@ func TestTPotDropIn(t *testing.T) {
 	}
 	t.Cleanup(stop)
 	port := func(p int) string { return strconv.Itoa(p + off) }
-	waitListening(t, addr+":"+port(5020))
+	waitListening(t, addr+":"+port(502))
 
 	// Modbus: two sessions, one read each.
 	for range 2 {
 		out, err := protocoltest.Run(t, 20*time.Second, mbpoll, "-m", "tcp", "-a", "1", "-t", "4", "-r", "1", "-c", "4", "-1",
-			"-p", port(5020), addr)
+			"-p", port(502), addr)
 		if err != nil || !strings.Contains(out, "[1]:") {
 			t.Fatalf("mbpoll: %v\n%s", err, out)
 		}
 	}
 	// s7comm: nmap's s7-info (forced: its port rule wants 102).
-	out, err := protocoltest.Run(t, 60*time.Second, nmap, "-Pn", "-n", "-sT", "-p", port(10201), "--script", "+s7-info", addr)
+	out, err := protocoltest.Run(t, 60*time.Second, nmap, "-Pn", "-n", "-sT", "-p", port(102), "--script", "+s7-info", addr)
 	if err != nil || !strings.Contains(out, "s7-info") {
 		t.Fatalf("nmap s7-info: %v\n%s", err, out)
 	}
 	// SNMP: one v2c GET.
 	out, err = protocoltest.Run(t, 20*time.Second, snmpget, "-On", "-v2c", "-c", "public", "-t", "2", "-r", "1",
-		addr+":"+port(16100), "1.3.6.1.2.1.1.5.0")
+		addr+":"+port(161), "1.3.6.1.2.1.1.5.0")
 	if err != nil || !strings.Contains(out, "1.3.6.1.2.1.1.5.0") {
 		t.Fatalf("snmpget: %v\n%s", err, out)
 	}
 	// HTTP: two requests on one connection.
-	base := "http://" + addr + ":" + port(8800)
+	base := "http://" + addr + ":" + port(80)
 	out, err = protocoltest.Run(t, 20*time.Second, curl, "-s", "-o", "/dev/null", "-w", "%{http_code}\n",
 		base+"/index.html", base+"/missing.html")
 	if err != nil || !strings.Contains(out, "200") || !strings.Contains(out, "404") {
@@ -248,7 +248,7 @@ func TestTPotDropIn(t *testing.T) {
 		}
 	}
 	out, err = protocoltest.Run(t, 20*time.Second, snmpget, "-On", "-v2c", "-c", "public", "-t", "2", "-r", "1",
-		addr+":"+port(16100), "1.3.6.1.2.1.1.5.0")
+		addr+":"+port(161), "1.3.6.1.2.1.1.5.0")
 	if err != nil || !strings.Contains(out, "1.3.6.1.2.1.1.5.0") {
 		t.Fatalf("snmpget after SIGHUP: %v\n%s", err, out)
 	}
@@ -423,7 +423,7 @@ func TestTPotDropIn(t *testing.T) {
 				d := s.docs[i]
 				req, _ := d["request"].(string)
 				if d["event_type"] != nil || d["response"] != want.status ||
-					!strings.HasPrefix(req, "('"+want.path+"', [('Host', '"+addr+":"+port(8800)+"'), ('User-Agent', 'curl/") ||
+					!strings.HasPrefix(req, "('"+want.path+"', [('Host', '"+addr+":"+port(80)+"'), ('User-Agent', 'curl/") ||
 					!strings.HasSuffix(req, "], None)") {
 					t.Errorf("http document %d: %v", i, d)
 				}
