@@ -69,7 +69,7 @@ func ParseArgs(args []string, stderr io.Writer) (Args, error) {
 	fs.BoolVar(&a.Force, "force", false, "use Conpot's packaged testing configuration (ignores --config) and allow starting as root")
 	fs.BoolVar(&a.Verbose, "v", false, "short for --verbose")
 	fs.BoolVar(&a.Verbose, "verbose", false, "debug logging")
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(argparseStyle(fs, args)); err != nil {
 		return a, err
 	}
 	if fs.NArg() > 0 {
@@ -77,6 +77,31 @@ func ParseArgs(args []string, stderr io.Writer) (Args, error) {
 		return a, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 	return a, nil
+}
+
+// argparseStyle rewrites what Python's argparse accepts and Go's flag package does not:
+// combined short switches (-fv) and a short option's value attached (-tdefault).
+func argparseStyle(fs *flag.FlagSet, args []string) []string {
+	out := make([]string, 0, len(args))
+	for i := 0; i < len(args); i++ {
+		arg := args[i]
+		if len(arg) <= 2 || arg[0] != '-' || arg[1] == '-' || fs.Lookup(strings.SplitN(arg[1:], "=", 2)[0]) != nil {
+			out = append(out, arg)
+			continue
+		}
+		if strings.Trim(arg[1:], "fv") == "" {
+			for _, c := range arg[1:] {
+				out = append(out, "-"+string(c))
+			}
+			continue
+		}
+		if strings.ContainsRune("tclma", rune(arg[1])) {
+			out = append(out, arg[:2], arg[2:])
+			continue
+		}
+		out = append(out, arg)
+	}
+	return out
 }
 
 // Env is what Map reads from the process: the environment (for %(VAR)s) and whether it

@@ -100,7 +100,12 @@ func TestParseArgs(t *testing.T) {
 	if a, err := ParseArgs([]string{"-t", "x", "-c", "y", "-l", "z", "-m", "w"}, io.Discard); err != nil || a.Template != "x" || a.Config != "y" || a.LogFile != "z" || a.MIBCache != "w" {
 		t.Errorf("short forms: %+v %v", a, err)
 	}
-	for _, bad := range [][]string{{"--nope"}, {"-t"}, {"stray"}} {
+	// argparse's forms: combined switches and attached values.
+	if a, err := ParseArgs([]string{"-fv", "-tdefault", "-c/etc/c.cfg", "--template=x2", "-temp_dir", "/t"}, io.Discard); err != nil ||
+		!a.Force || !a.Verbose || a.Template != "x2" || a.Config != "/etc/c.cfg" || a.TempDir != "/t" {
+		t.Errorf("argparse forms: %+v %v", a, err)
+	}
+	for _, bad := range [][]string{{"--nope"}, {"-t"}, {"stray"}, {"-fx"}} {
 		if _, err := ParseArgs(bad, io.Discard); err == nil {
 			t.Errorf("%q accepted", bad)
 		}

@@ -24,6 +24,7 @@ func TestConpotCommandLineRefusals(t *testing.T) {
 		{[]string{"conpot", "-t", "default", "-c", badCfg}, 1, "bad.cfg:4: [json] enabled = \"perhaps\": not a boolean"},
 		{[]string{"conpot", "-t", "default", "-c", filepath.Join(dir, "missing.cfg")}, 1, "--config:"},
 		{[]string{"conpot", "--no-such-flag"}, exitUsage, "flag provided but not defined"},
+		{[]string{"conpot", "-h"}, 0, "-template"},
 		{[]string{"conpot", "-f", "-t", "default", "--", "--listen", "not-an-address"}, exitUsage, "hosts[0]"},
 	} {
 		var out, errb bytes.Buffer

@@ -432,6 +432,9 @@ func cmdConpot(args []string, stdout, stderr io.Writer) int {
 		args, extra = args[:i], args[i+1:]
 	}
 	a, err := conpotcfg.ParseArgs(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
 	if err != nil {
 		return exitUsage
 	}
