@@ -20,62 +20,53 @@ var conpotPDUNames = map[byte]string{pduGet: "Get", pduGetNext: "GetNext", pduGe
 // documents, only one per answered request.
 func (protocol) ConpotSession() protocols.ConpotSession { return protocols.ConpotSession{} }
 
+// conpotVersions are Conpot's version numbers in event types (v2c shows as SNMPv2).
+var conpotVersions = map[string]string{"v1": "1", "v2c": "2", "v3": "3"}
+
+// conpotCommands are Conpot's command names in event types, by the event's pdu field.
+var conpotCommands = map[string]string{"get": "Get", "getnext": "GetNext", "getbulk": "Bulk", "set": "Set"}
+
 // ConpotEvents implements protocols.ConpotEventer: one document per request the agent
 // answered, event_type "SNMPv<1|2|3> <Get|GetNext|Bulk|Set>" (v2c shows as SNMPv2), request
 // and response the first variable binding as {"oid", "val"}. Requests Conpot's agent never
 // hands to its responder (a wrong community, a v3 discovery report, a malformed or evaded
-// request) are not logged. An encrypted v3 response cannot be read back: it is null.
+// request) are not logged. The version, command and OID come from the event's fields, which
+// the agent took from the whole (and decrypted) request; the values from the datagrams
+// where they can be read: a SET's value from its fields, an encrypted v3 response is null.
 func (protocol) ConpotEvents(e *protocols.Event) []protocols.ConpotEvent {
 	if e.Type != Name+".request" || e.Response == nil {
 		return nil
 	}
+	var version, command, oid, setValue string
 	for _, f := range e.Fields {
 		switch f.Key {
 		case "dropped", "evaded", "report":
 			return nil
-		}
-	}
-	var m message
-	if decodeMessage(e.Request, &m) != nil {
-		return nil
-	}
-	typ := m.pdu.typ
-	var reqVB *ConpotOIDVal
-	if m.encrypted == nil {
-		if len(m.pdu.vbs) > 0 {
-			reqVB = conpotVarbind(&m.pdu.vbs[0])
-		}
-	} else {
-		typ = 0
-		for _, f := range e.Fields {
-			switch f.Key {
-			case "pdu":
-				for t, n := range pduNames {
-					if n == f.Value {
-						typ = t
-					}
-				}
-			case "oids":
-				if oids, _ := f.Value.([]string); len(oids) > 0 {
-					reqVB = &ConpotOIDVal{OID: oids[0]}
-				}
+		case "version":
+			version, _ = f.Value.(string)
+		case "pdu":
+			name, _ := f.Value.(string)
+			command = conpotCommands[name]
+		case "oids":
+			if oids, _ := f.Value.([]string); len(oids) > 0 {
+				oid = oids[0]
+			}
+		case "set_values":
+			if vals, _ := f.Value.([]string); len(vals) > 0 {
+				setValue = vals[0]
 			}
 		}
 	}
-	name, ok := conpotPDUNames[typ]
-	if !ok {
+	v, ok := conpotVersions[version]
+	if !ok || command == "" {
 		return nil
 	}
-	version := "1"
-	switch m.version {
-	case version2c:
-		version = "2"
-	case version3:
-		version = "3"
-	}
-	d := protocols.ConpotEvent{EventType: "SNMPv" + version + " " + name}
-	if reqVB != nil {
-		d.Request = reqVB
+	d := protocols.ConpotEvent{EventType: "SNMPv" + v + " " + command}
+	var m message
+	if decodeMessage(e.Request, &m) == nil && m.encrypted == nil && len(m.pdu.vbs) > 0 {
+		d.Request = conpotVarbind(&m.pdu.vbs[0])
+	} else if oid != "" {
+		d.Request = &ConpotOIDVal{OID: oid, Val: setValue}
 	}
 	var r message
 	if decodeMessage(e.Response, &r) == nil && r.encrypted == nil && len(r.pdu.vbs) > 0 {

@@ -26,7 +26,7 @@ func marshalPacket(t *testing.T, v gosnmp.SnmpVersion, typ gosnmp.PDUType, vbs .
 func TestConpotSNMPShape(t *testing.T) {
 	req := marshalPacket(t, gosnmp.Version1, gosnmp.GetNextRequest, gosnmp.SnmpPDU{Name: ".1.3.6.1.2.1.4.21.1.1", Type: gosnmp.Null})
 	resp := marshalPacket(t, gosnmp.Version1, gosnmp.GetResponse, gosnmp.SnmpPDU{Name: ".1.3.6.1.2.1.11.1.0", Type: gosnmp.Counter32, Value: uint32(18)})
-	got := protocols.ConpotDocuments(protocol{}, &protocols.Event{Type: "snmp.request", Transport: protocols.UDP, Request: req, Response: resp})
+	got := protocols.ConpotDocuments(protocol{}, snmpEvent(req, resp, "v1", "getnext", "1.3.6.1.2.1.4.21.1.1"))
 	if len(got) != 1 {
 		t.Fatalf("documents %+v", got)
 	}
@@ -39,18 +39,19 @@ func TestConpotSNMPShape(t *testing.T) {
 	for _, c := range []struct {
 		v       gosnmp.SnmpVersion
 		typ     gosnmp.PDUType
+		pdu     string
 		respVB  gosnmp.SnmpPDU
 		want    string
 		wantVal string
 	}{
-		{gosnmp.Version2c, gosnmp.GetRequest, gosnmp.SnmpPDU{Name: ".1.3.6.1.2.1.1.5.0", Type: gosnmp.OctetString, Value: []byte("CP 443-1 EX40")}, "SNMPv2 Get", "CP 443-1 EX40"},
-		{gosnmp.Version2c, gosnmp.SetRequest, gosnmp.SnmpPDU{Name: ".1.3.6.1.2.1.1.5.0", Type: gosnmp.OctetString, Value: []byte{0, 0xff}}, "SNMPv2 Set", "0x00ff"},
-		{gosnmp.Version2c, gosnmp.GetBulkRequest, gosnmp.SnmpPDU{Name: ".1.3.6.1.2.1.1.2.0", Type: gosnmp.ObjectIdentifier, Value: ".1.3.6.1.4.1.20408"}, "SNMPv2 Bulk", "1.3.6.1.4.1.20408"},
-		{gosnmp.Version2c, gosnmp.GetRequest, gosnmp.SnmpPDU{Name: ".1.3.6.1.2.1.1.9.0", Type: gosnmp.NoSuchObject}, "SNMPv2 Get", "No Such Object currently exists at this OID"},
+		{gosnmp.Version2c, gosnmp.GetRequest, "get", gosnmp.SnmpPDU{Name: ".1.3.6.1.2.1.1.5.0", Type: gosnmp.OctetString, Value: []byte("CP 443-1 EX40")}, "SNMPv2 Get", "CP 443-1 EX40"},
+		{gosnmp.Version2c, gosnmp.SetRequest, "set", gosnmp.SnmpPDU{Name: ".1.3.6.1.2.1.1.5.0", Type: gosnmp.OctetString, Value: []byte{0, 0xff}}, "SNMPv2 Set", "0x00ff"},
+		{gosnmp.Version2c, gosnmp.GetBulkRequest, "getbulk", gosnmp.SnmpPDU{Name: ".1.3.6.1.2.1.1.2.0", Type: gosnmp.ObjectIdentifier, Value: ".1.3.6.1.4.1.20408"}, "SNMPv2 Bulk", "1.3.6.1.4.1.20408"},
+		{gosnmp.Version2c, gosnmp.GetRequest, "get", gosnmp.SnmpPDU{Name: ".1.3.6.1.2.1.1.9.0", Type: gosnmp.NoSuchObject}, "SNMPv2 Get", "No Such Object currently exists at this OID"},
 	} {
 		req := marshalPacket(t, c.v, c.typ, gosnmp.SnmpPDU{Name: c.respVB.Name, Type: gosnmp.Null})
 		resp := marshalPacket(t, c.v, gosnmp.GetResponse, c.respVB)
-		got := protocols.ConpotDocuments(protocol{}, &protocols.Event{Type: "snmp.request", Transport: protocols.UDP, Request: req, Response: resp})
+		got := protocols.ConpotDocuments(protocol{}, snmpEvent(req, resp, "v2c", c.pdu, c.respVB.Name[1:]))
 		if len(got) != 1 || got[0].EventType != c.want {
 			t.Errorf("%s: %+v", c.want, got)
 			continue
@@ -60,16 +61,60 @@ func TestConpotSNMPShape(t *testing.T) {
 		}
 	}
 
+	// A request cut at max_event_payload (or encrypted) still gives its OID, and a SET its
+	// value, from the fields the agent filled in from the whole request.
+	e := snmpEvent(req[:10], resp[:10], "v3", "set", "1.3.6.1.2.1.1.6.0")
+	e.Fields = append(e.Fields, protocols.F("set_values", []string{"Mars"}))
+	got = protocols.ConpotDocuments(protocol{}, e)
+	if len(got) != 1 || got[0].EventType != "SNMPv3 Set" || *got[0].Request.(*ConpotOIDVal) != (ConpotOIDVal{"1.3.6.1.2.1.1.6.0", "Mars"}) || got[0].Response != nil {
+		t.Errorf("cut request: %+v", got)
+	}
+
 	// Requests Conpot's agent drops are not logged; neither are flows' starts.
-	for _, e := range []protocols.Event{
-		{Type: "snmp.request", Transport: protocols.UDP, Request: req, Fields: []protocols.Field{protocols.F("dropped", "bad community")}},
-		{Type: "snmp.request", Transport: protocols.UDP, Request: req, Response: resp, Fields: []protocols.Field{protocols.F("evaded", true)}},
-		{Type: "snmp.request", Transport: protocols.UDP, Request: []byte{0x30, 0x01}, Response: resp},
-		{Phase: protocols.PhaseStart, Transport: protocols.TCP},
-	} {
-		if got := protocols.ConpotDocuments(protocol{}, &e); len(got) != 0 {
+	dropped := snmpEvent(req, nil, "v2c", "get", "1.3.6.1.2.1.1.5.0")
+	dropped.Fields = append(dropped.Fields, protocols.F("dropped", "bad community"))
+	evaded := snmpEvent(req, resp, "v2c", "get", "1.3.6.1.2.1.1.5.0")
+	evaded.Fields = append(evaded.Fields, protocols.F("evaded", true))
+	for _, e := range []*protocols.Event{dropped, evaded, snmpEvent([]byte{0x30, 0x01}, resp, "", "", ""),
+		{Phase: protocols.PhaseStart, Transport: protocols.TCP}} {
+		if got := protocols.ConpotDocuments(protocol{}, e); len(got) != 0 {
 			t.Errorf("%+v: documents %+v", e, got)
 		}
+	}
+}
+
+// snmpEvent is a request event with the fields the agent sets.
+func snmpEvent(req, resp []byte, version, pdu, oid string) *protocols.Event {
+	e := &protocols.Event{Type: "snmp.request", Transport: protocols.UDP, Request: req, Response: resp}
+	if version != "" {
+		e.Fields = append(e.Fields, protocols.F("version", version), protocols.F("community", "public"), protocols.F("pdu", pdu),
+			protocols.F("oids", []string{oid}))
+	}
+	return e
+}
+
+// TestConpotSNMPFromAgent: the agent's own events of a GET of sysName, and of a GET with a
+// community it does not know, give Conpot's documents.
+func TestConpotSNMPFromAgent(t *testing.T) {
+	a := newAgent(t, "default")
+	resp := a.do(request(t, version2c, "public", pduGet, 0, 0, vbSpec{oid: "1.3.6.1.2.1.1.5.0"}))
+	if resp == nil {
+		t.Fatal("no answer")
+	}
+	a.do(request(t, version2c, "icsnare-wrong", pduGet, 0, 0, vbSpec{oid: "1.3.6.1.2.1.1.5.0"}))
+	evs := a.rec.OfType("snmp.request")
+	if len(evs) != 2 {
+		t.Fatalf("%d events", len(evs))
+	}
+	got := protocols.ConpotDocuments(protocol{}, evs[0])
+	p := decodeResp(t, resp)
+	name := string(p.Variables[0].Value.([]byte))
+	if len(got) != 1 || got[0].EventType != "SNMPv2 Get" || *got[0].Request.(*ConpotOIDVal) != (ConpotOIDVal{"1.3.6.1.2.1.1.5.0", ""}) ||
+		*got[0].Response.(*ConpotOIDVal) != (ConpotOIDVal{"1.3.6.1.2.1.1.5.0", name}) {
+		t.Errorf("documents %+v, want sysName %q", got, name)
+	}
+	if got := protocols.ConpotDocuments(protocol{}, evs[1]); len(got) != 0 {
+		t.Errorf("unknown community: %+v", got)
 	}
 }
 
@@ -81,8 +126,8 @@ func FuzzConpotEvents(f *testing.F) {
 	f.Add(get, get)
 	f.Add([]byte{0x30, 0x03, 0x02, 0x01, 0x03}, []byte{})
 	f.Fuzz(func(t *testing.T, req, resp []byte) {
-		docs := protocols.ConpotDocuments(protocol{}, &protocols.Event{Type: "snmp.request", Transport: protocols.UDP, Request: req, Response: resp})
-		if len(docs) > 1 {
+		docs := protocols.ConpotDocuments(protocol{}, snmpEvent(req, resp, "v2c", "get", "1.3.6.1.2.1.1.5.0"))
+		if len(docs) != 1 {
 			t.Fatalf("%d documents", len(docs))
 		}
 		for _, d := range docs {
