@@ -13,9 +13,6 @@ type ConpotOIDVal struct {
 	Val string `json:"val"`
 }
 
-// conpotPDUNames are the command names in Conpot's SNMP event types ("SNMPv2 Get").
-var conpotPDUNames = map[byte]string{pduGet: "Get", pduGetNext: "GetNext", pduGetBulk: "Bulk", pduSet: "Set"}
-
 // ConpotSession implements protocols.ConpotSessioner: Conpot's SNMP logs no connection
 // documents, only one per answered request.
 func (protocol) ConpotSession() protocols.ConpotSession { return protocols.ConpotSession{} }
