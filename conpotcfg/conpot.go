@@ -389,7 +389,10 @@ func (p *Plan) Apply(cfg *sensor.Config) error {
 	cfg.Events.Format = "conpot"
 	cfg.Events.File = p.EventsFile
 	cfg.Events.PublicIP = p.PublicIP
-	cfg.Events.Group = p.EventsGroup
+	if p.EventsGroup != "" {
+		// The group must be able to read it whatever the umask.
+		cfg.Events.Group, cfg.Events.Mode = p.EventsGroup, "0640"
+	}
 	cfg.SensorID = p.SensorID
 	if p.User != "" {
 		cfg.Privileges.User, cfg.Privileges.Group = p.User, p.Group

@@ -189,6 +189,10 @@ enabled = True
 	if err != nil || p.User != "nobody" || p.Group != "nogroup" || p.EventsGroup != "nogroup" || p.PublicIP != "198.51.100.9" || p.EventsFile != "" {
 		t.Errorf("root plan %+v %v", p, err)
 	}
+	c = sensor.DefaultConfig()
+	if err := p.Apply(&c); err != nil || c.Privileges.User != "nobody" || c.Events.Group != "nogroup" || c.Events.Mode != "0640" || c.Events.PublicIP != "198.51.100.9" {
+		t.Errorf("root config %+v %v", c, err)
+	}
 }
 
 func TestMapErrors(t *testing.T) {

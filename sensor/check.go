@@ -293,9 +293,9 @@ func checkEvents(c *Config) error {
 	if os.Geteuid() == 0 {
 		return nil
 	}
-	if st, err := os.Stat(f); err == nil {
+	if st, err := os.Stat(f); err == nil && (c.Events.Mode != "" || gid >= 0) {
 		if sys, ok := st.Sys().(*syscall.Stat_t); ok && int(sys.Uid) != os.Geteuid() {
-			return fmt.Errorf("%s: events.file %q: owned by uid %d, so this process (uid %d) cannot apply events.mode: run as root or as its owner",
+			return fmt.Errorf("%s: events.file %q: owned by uid %d, so this process (uid %d) cannot apply events.mode or events.group: run as root or as its owner",
 				c.pos("events.file"), f, sys.Uid, os.Geteuid())
 		}
 	}

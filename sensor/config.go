@@ -146,19 +146,21 @@ type EventsConfig struct {
 	File   string `toml:"file"`   // "-" for stdout, "" for none
 	Format string `toml:"format"` // "icsnare" (default) or "conpot"
 	Buffer int    `toml:"buffer"` // events queued before drops
-	// Mode is the events file's permission bits, octal ("0640", the default); Group the
-	// group it is given ("" leaves it; a name or a numeric gid, e.g. "2000" for T-Pot's
-	// collectors). Both are applied whenever the file is opened: at start and on SIGHUP.
+	// Mode is the events file's permission bits, octal ("0640"; unset: a new file is
+	// created 0640 under the umask and an existing one keeps its mode); Group the group it
+	// is given ("" leaves it; a name or a numeric gid, e.g. "2000" for T-Pot's collectors).
+	// Both are applied whenever the file is opened: at start and on SIGHUP.
 	Mode  string `toml:"mode"`
 	Group string `toml:"group"`
 	// PublicIP is written as Conpot's public_ip (format "conpot"); it is never looked up.
 	PublicIP string `toml:"public_ip"`
 }
 
-// FileMode returns the parsed events.mode (0640 when unset).
+// FileMode returns the parsed events.mode; 0 when unset (the file is created 0640 under
+// the umask, and an existing file keeps its mode).
 func (e *EventsConfig) FileMode() (fs.FileMode, error) {
 	if e.Mode == "" {
-		return 0o640, nil
+		return 0, nil
 	}
 	m, err := strconv.ParseUint(e.Mode, 8, 32)
 	if err != nil || m > 0o777 {

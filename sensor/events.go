@@ -169,8 +169,9 @@ type JSONOptions struct {
 	Conpot bool
 	// PublicIP is written as Conpot's public_ip ("" is null). It is never looked up.
 	PublicIP string
-	// Mode is the events file's permission bits (0: 0640); GID its group (-1: unchanged).
-	// Both are applied whenever the file is opened, created or not.
+	// Mode is the events file's permission bits and GID its group, applied whenever the
+	// file is opened, created or not; 0 creates it 0640 (under the umask) and leaves an
+	// existing file's mode, -1 leaves the group.
 	Mode fs.FileMode
 	GID  int
 }
@@ -209,10 +210,12 @@ func openEventsFile(path string, opts JSONOptions) (*os.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("events file: %w", err)
 	}
-	// The umask may have taken bits away at creation, and an existing file keeps its own.
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("events file %s: chmod %#o: %w", path, mode, err)
+	// The umask may have taken bits away at creation, and an existing file has its own.
+	if opts.Mode != 0 {
+		if err := f.Chmod(opts.Mode); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("events file %s: chmod %#o: %w", path, opts.Mode, err)
+		}
 	}
 	if opts.GID >= 0 {
 		if err := f.Chown(-1, opts.GID); err != nil {
