@@ -302,3 +302,30 @@ func TestConpotEndedSessionsBounded(t *testing.T) {
 		t.Errorf("ended sessions %d after the end of one of %d", len(sink.ended), n)
 	}
 }
+
+// TestEventsFileModeUnset: without events.mode an existing file keeps its mode and a new
+// one is created 0640.
+func TestEventsFileModeUnset(t *testing.T) {
+	dir := t.TempDir()
+	old, fresh := filepath.Join(dir, "old.json"), filepath.Join(dir, "new.json")
+	os.WriteFile(old, nil, 0o604)
+	os.Chmod(old, 0o604)
+	for _, p := range []string{old, fresh} {
+		s, err := OpenJSONSinkWith(p, JSONOptions{GID: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+	}
+	for p, want := range map[string]os.FileMode{old: 0o604, fresh: 0o640 &^ umask()} {
+		if st, _ := os.Stat(p); st.Mode().Perm() != want {
+			t.Errorf("%s: mode %v, want %v", p, st.Mode().Perm(), want)
+		}
+	}
+}
+
+func umask() os.FileMode {
+	m := syscall.Umask(0)
+	syscall.Umask(m)
+	return os.FileMode(m)
+}
