@@ -70,7 +70,7 @@ func TestRunRefusesWhatCheckRefuses(t *testing.T) {
 		{"profile with every section disabled", []string{"--profile", allDisabled}, allDisabled + "/template.xml:1: profile alldisabled serves nothing: every protocol section is disabled (modbus)"},
 		{"template port past 65535", []string{"--profile", farPort, "--template-ports", "--port-offset", "60000"}, farPort + "/modbus/modbus.xml:2: <modbus>: port 75020"},
 		{"unknown protocol table", []string{"--config", conf("proto", "sensor_id = \"x\"\n[protocols.nosuchproto]\nport = 1\n")}, "proto.toml:2: [protocols.nosuchproto]: no protocol \"nosuchproto\""},
-		{"protocol without options", []string{"--config", conf("modbus", "[protocols.modbus]\nx = 1\n")}, "modbus.toml:1: [protocols.modbus]: protocol modbus takes no options"},
+		{"protocol without options", []string{"--config", conf("s7comm", "[protocols.s7comm]\nx = 1\n")}, "s7comm.toml:1: [protocols.s7comm]: protocol s7comm takes no options"},
 		{"unknown option", []string{"--config", conf("opt", "[protocols.snmp]\nmibpath = []\nmib_path = []\n")}, "opt.toml:3: unknown keys: protocols.snmp.mib_path"},
 		{"missing mibpath in config", []string{"--config", conf("mib", "\n[protocols.snmp]\nmibpath = [\"/nonexistent/mibs\"]\n")}, "mib.toml:2: protocols.snmp: mibpath"},
 		{"missing mibpath flag", []string{"-a", "/nonexistent/mibs"}, "--mibpath: protocols.snmp: mibpath"},
