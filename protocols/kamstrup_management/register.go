@@ -59,3 +59,9 @@ const minRequestTimeout = 2 * time.Minute
 func (s *service) RequestTimeout(sensorDefault time.Duration) time.Duration {
 	return max(sensorDefault, minRequestTimeout)
 }
+
+// ConpotSession implements protocols.ConpotSessioner: Conpot's name for the protocol in
+// data_type, with its NEW_CONNECTION and CONNECTION_LOST documents.
+func (protocol) ConpotSession() protocols.ConpotSession {
+	return protocols.ConpotSession{DataType: DataType, Start: protocols.ConpotNewConnection, End: protocols.ConpotConnectionLost}
+}

@@ -49,3 +49,9 @@ func (protocol) ConpotEvents(e *protocols.Event) []protocols.ConpotEvent {
 	}
 	return []protocols.ConpotEvent{ce}
 }
+
+// ConpotSession implements protocols.ConpotSessioner: Conpot's name for the protocol in
+// data_type, with its NEW_CONNECTION and CONNECTION_LOST documents.
+func (protocol) ConpotSession() protocols.ConpotSession {
+	return protocols.ConpotSession{DataType: DataType, Start: protocols.ConpotNewConnection, End: protocols.ConpotConnectionLost}
+}
