@@ -1,0 +1,220 @@
+package guardianast
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/icsnare/icsnare/protocols"
+)
+
+// service serves one profile's guardian_ast section for every host of that profile.
+type service struct {
+	cfg *config
+}
+
+var _ protocols.StreamService = (*service)(nil)
+
+func newService(c *config) *service { return &service{cfg: c} }
+
+// Endpoints implements protocols.Service.
+func (s *service) Endpoints() []protocols.Endpoint {
+	return []protocols.Endpoint{{Transport: protocols.TCP, Port: Port}}
+}
+
+// Event types.
+const (
+	evCommand = Name + ".command" // one command and its reply
+	evGarbage = Name + ".garbage" // bytes outside any command (first chunk per connection)
+)
+
+// Bounds of one connection.
+const (
+	readChunk     = 512
+	maxGarbageLog = 256 // bytes of non-command input kept in the garbage event
+	maxDeliveries = 3   // deliveries per tank in the delivery report
+)
+
+// ServeConn implements protocols.StreamService. It reads until the peer closes, resets or
+// goes idle (the sensor's deadlines); every read error ends the loop, so a reset in the
+// middle of a command never spins.
+func (s *service) ServeConn(ctx context.Context, sess *protocols.Session, nc net.Conn) {
+	var sp Splitter
+	var toks []Token
+	buf := make([]byte, readChunk)
+	garbageLogged := false
+	quietSet := false
+	for ctx.Err() == nil {
+		n, err := nc.Read(buf)
+		if n > 0 {
+			before := sp.Garbage
+			toks = sp.Feed(buf[:n], toks[:0])
+			if sp.Garbage > before && !garbageLogged {
+				garbageLogged = true
+				sess.Emit(evGarbage, buf[:min(n, maxGarbageLog)], nil)
+				sess.Request(KindGarbage, true)
+			}
+			if !s.answer(sess, nc, toks) {
+				return
+			}
+		}
+		if err != nil {
+			var ne net.Error
+			timeout := errors.As(err, &ne) && ne.Timeout()
+			if sp.Pending() && (timeout || errors.Is(err, io.EOF)) {
+				// The line went quiet or closed with a command unfinished: act on it.
+				if !s.answer(sess, nc, sp.Flush(toks[:0])) {
+					return
+				}
+				if timeout && quietSet {
+					quietSet = false
+					if nc.SetReadDeadline(time.Time{}) != nil {
+						return
+					}
+					continue
+				}
+			}
+			return
+		}
+		// An unfinished command waits at most cfg.quiet for the rest of its bytes.
+		if sp.Pending() != quietSet {
+			quietSet = sp.Pending()
+			var dl time.Time
+			if quietSet {
+				dl = time.Now().Add(s.cfg.quiet)
+			}
+			if nc.SetReadDeadline(dl) != nil {
+				return
+			}
+		}
+	}
+}
+
+// answer handles the commands in toks in order and reports whether the connection is
+// still usable.
+func (s *service) answer(sess *protocols.Session, nc net.Conn, toks []Token) bool {
+	for _, t := range toks {
+		req := append([]byte{SOH}, t.Cmd...)
+		c, err := ParseCommand(t.Cmd)
+		if t.TooLong {
+			err = fmt.Errorf("command longer than %d bytes", MaxCommand)
+		}
+		reply := s.reply(sess.Host, c, err)
+		fields := []protocols.Field{protocols.F("command", c.Code), protocols.F("kind", c.Kind)}
+		if c.Computer {
+			fields = append(fields, protocols.F("format", "computer"))
+		} else {
+			fields = append(fields, protocols.F("format", "display"))
+		}
+		if err != nil {
+			fields = append(fields, protocols.F("error", err.Error()))
+		} else if c.Kind == KindSetProduct {
+			fields = append(fields, protocols.F("tank", c.Tank), protocols.F("label", string(c.Data)))
+		}
+		sess.Request(c.Kind, err != nil)
+		sess.EmitText(evCommand, req, reply, fields...)
+		if len(reply) > 0 {
+			if _, werr := nc.Write(reply); werr != nil {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// reply computes the answer to one command (nil for none) and applies a set command.
+func (s *service) reply(h *protocols.Host, c Command, perr error) []byte {
+	f := s.cfg.framing
+	if perr != nil || h == nil || c.Tank > s.cfg.tanks || (c.Computer && !c.Set && !HasComputer(c.Kind)) {
+		return Error(f, c.Computer)
+	}
+	st := s.stationFor(h)
+	if c.Set {
+		label := string(c.Data)
+		for n := 1; n <= s.cfg.tanks; n++ {
+			if c.Tank == 0 || c.Tank == n {
+				st.setProduct(n, label)
+			}
+		}
+		return SetReply(f, c)
+	}
+	snap := s.snapshot(h, st, c, time.Now().UTC())
+	if c.Computer {
+		return Computer(c, snap)
+	}
+	return Display(f, c, snap)
+}
+
+// snapshot gathers what command c reports.
+func (s *service) snapshot(h *protocols.Host, st *station, c Command, now time.Time) *Snapshot {
+	snap := &Snapshot{Now: now, Station: s.stationName(h)}
+	for n := 1; n <= s.cfg.tanks; n++ {
+		if c.Tank != 0 && c.Tank != n {
+			continue
+		}
+		r := st.read(n, now)
+		snap.Readings = append(snap.Readings, r)
+		snap.Alarms = append(snap.Alarms, st.alarms(n, now))
+		switch c.Kind {
+		case KindDelivery:
+			snap.Delivery = append(snap.Delivery, st.reportDeliveries(n, now, r.Product))
+		case KindAlarmHistory, KindTankAlarms:
+			snap.History = append(snap.History, st.history(n, now, c.Kind == KindAlarmHistory)...)
+		case KindShift:
+			snap.ShiftStart = shiftStart(h.Seed, now)
+			sr := Reading{Tank: n, Product: r.Product, State: st.tanks[n-1].at(snap.ShiftStart)}
+			sr.TCVol = sr.Vol * (1 - tcBeta(r.Product)*(sr.Temp-60))
+			snap.Shift = append(snap.Shift, sr)
+		}
+	}
+	return snap
+}
+
+// stationName is the databus station_name, or a header drawn from the host's seed.
+// tcBeta is the thermal expansion coefficient of the product, per °F.
+func tcBeta(product string) float64 {
+	if strings.Contains(strings.ToUpper(product), "DIESEL") {
+		return 0.00046
+	}
+	return 0.00069 // gasoline
+}
+
+func (s *service) stationName(h *protocols.Host) string {
+	if v, err := h.Databus.GetString("station_name"); err == nil {
+		return v
+	}
+	return fmt.Sprintf("STATION %04d", h.Seed%10000)
+}
+
+// shiftStart is when the current shift began: one change a day, at an hour of the
+// station's own between 05:00 and 07:59 UTC.
+func shiftStart(seed uint64, now time.Time) time.Time {
+	at := time.Duration(5*60+seed%180) * time.Minute
+	d := now.Truncate(day).Add(at)
+	if d.After(now) {
+		d = d.Add(-day)
+	}
+	return d
+}
+
+// reportDeliveries returns tank n's latest deliveries as the delivery report shows them.
+func (st *station) reportDeliveries(n int, now time.Time, product string) []Delivery {
+	t := st.tanks[n-1]
+	beta := tcBeta(product)
+	var out []Delivery
+	for _, d := range t.deliveries(now, maxDeliveries) {
+		sa, sb := t.ends(d)
+		out = append(out, Delivery{
+			Start: fromDays(d.start), End: fromDays(d.end),
+			StartVol: sa.Vol, StartTC: sa.Vol * (1 - beta*(sa.Temp-60)),
+			EndVol: sb.Vol, EndTC: sb.Vol * (1 - beta*(sb.Temp-60)),
+			StartWater: sa.Water, EndWater: sb.Water, StartTemp: sa.Temp, EndTemp: sb.Temp,
+			StartHeight: sa.Height, EndHeight: sb.Height,
+		})
+	}
+	return out
+}
