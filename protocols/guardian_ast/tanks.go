@@ -40,7 +40,7 @@ type tank struct {
 	daily    float64 // mean sales, gallons per day
 	peak     float64 // time of day of the sales peak, fraction of a day (UTC)
 	weekPh   float64 // phase of the weekly cycle, days
-	diameter float64 // inches
+	diameter float64 // inches (231 cubic inches to the gallon)
 
 	h2o0, h2oLow, h2oHigh, h2oRate, firstPump float64
 	warnWater, alarmWater                     float64
@@ -84,9 +84,12 @@ func newTank(seed uint64, n int, start time.Time, a Anchors) *tank {
 	t.daily = t.capacity * r(1, 0.05, 0.16)
 	t.peak = r(2, 0.55, 0.85)
 	t.weekPh = r(3, 0, 7)
-	t.diameter = 96
+	// A tank about 3.3 diameters long holds the capacity; the template's height anchors the
+	// diameter within 15 % of that (Conpot's values are drawn independently of each other).
+	nominal := math.Cbrt(4 * 231 * t.capacity / (math.Pi * 3.3))
+	t.diameter = nominal
 	if lf := levelFrac(t.vol0 / t.capacity); lf > 0 && a.Height > 0 {
-		t.diameter = math.Min(math.Max(a.Height/lf, 48), 144)
+		t.diameter = math.Min(math.Max(a.Height/lf, 0.85*nominal), 1.15*nominal)
 	}
 	t.h2o0 = math.Max(a.Water, 0)
 	t.warnWater = r(4, 1.5, 2.5)
