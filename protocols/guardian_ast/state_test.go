@@ -1,0 +1,158 @@
+package guardianast
+
+import (
+	"bytes"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/icsnare/icsnare/profiles"
+	"github.com/icsnare/icsnare/protocols"
+	"github.com/icsnare/icsnare/protocols/protocoltest"
+)
+
+// memStore is a protocols.HostStore in memory.
+type memStore struct {
+	mu sync.Mutex
+	m  map[string][]byte
+}
+
+func (s *memStore) Save(k string, v []byte) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.m[k] = append([]byte(nil), v...)
+	return true
+}
+func (s *memStore) Saved(k string) ([]byte, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, ok := s.m[k]
+	return v, ok
+}
+func (s *memStore) SavedKeys() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for k := range s.m {
+		out = append(out, k)
+	}
+	return out
+}
+
+// TestLabelsPersist: a label set with S602 is the host's databus write: a host regenerated
+// from the same store (after eviction or a restart) shows it, and its tank values are the
+// same curve as before.
+func TestLabelsPersist(t *testing.T) {
+	p := loadConpot(t)
+	svc := configure(t, p)
+	store := &memStore{m: map[string][]byte{}}
+	addr := netip.MustParseAddr("127.31.200.1")
+	start := time.Now().Add(-100 * time.Hour)
+	h1 := protocols.NewStoredHost(addr, p, 55, start, 0, store)
+	c, _ := ParseCommand([]byte("S60202HACKED"))
+	svc.reply(h1, c, nil)
+	inv, _ := ParseCommand([]byte("I20100"))
+	before := string(svc.reply(h1, inv, nil))
+
+	h2 := protocols.NewStoredHost(addr, p, 55, start, 0, store)
+	after := string(svc.reply(h2, inv, nil))
+	if !strings.Contains(after, "  2  HACKED ") {
+		t.Fatalf("regenerated host lost the label:\n%s", after)
+	}
+	// same tank lines (the minute may have turned between the two reads: compare volumes)
+	if a, b := strings.Fields(before[strings.Index(before, "  1  "):]), strings.Fields(after[strings.Index(after, "  1  "):]); a[2] != b[2] {
+		t.Fatalf("tank 1 volume %s before, %s after regeneration", a[2], b[2])
+	}
+	if v, _ := h2.Databus.GetString("product2"); v != "HACKED" {
+		t.Fatalf("databus product2 %q", v)
+	}
+}
+
+// TestTLSFraming: with <framing>tls350</framing> display replies are SOH … ETX with CR LF
+// line ends and the console's date format, set commands are echoed and the error is framed.
+func TestTLSFraming(t *testing.T) {
+	p := loadConpot(t)
+	sec := p.Sections[Name]
+	sec.Root.Children = append(sec.Root.Children, &profiles.Node{Name: "framing", Text: "tls350", File: "test", Line: 1})
+	svc := configure(t, p)
+	addr := testAddr()
+	srv := protocoltest.ServeTCP(t, Name, svc, protocoltest.Host(p, addr, 15), netip.AddrPortFrom(addr, Port).String())
+	c := dial(t, srv)
+	c.send("\x01I20100")
+	got := string(c.readUntil("\x03"))
+	if !strings.HasPrefix(got, "\x01\r\nI20100\r\n") || strings.Contains(strings.ReplaceAll(got, "\r\n", ""), "\n") {
+		t.Fatalf("inventory %q", got)
+	}
+	date := got[len("\x01\r\nI20100\r\n"):strings.Index(got[10:], "\r\n")+10]
+	if _, err := time.Parse("Jan 2, 2006 3:04 PM", date); err != nil || date != strings.ToUpper(date) {
+		t.Fatalf("date %q: %v", date, err)
+	}
+	c.send("\x01S60201ABC\r\n")
+	if got := string(c.readUntil("\x03")); got != "\x01\r\nS60201\r\n\r\n\x03" {
+		t.Fatalf("set reply %q", got)
+	}
+	c.send("\x01XYZ\r\n")
+	if got := string(c.readUntil("\x03")); got != "\x019999FF1B\x03" {
+		t.Fatalf("error reply %q", got)
+	}
+}
+
+// TestConfig: the knobs and the template checks.
+func TestConfig(t *testing.T) {
+	for _, x := range []struct {
+		xml, err string
+	}{
+		{`<guardian_ast enabled="True"><framing>conpot</framing><quiet_ms>200</quiet_ms></guardian_ast>`, ""},
+		{`<guardian_ast enabled="True"><framing>serial</framing></guardian_ast>`, "framing"},
+		{`<guardian_ast enabled="True"><quiet_ms>5</quiet_ms></guardian_ast>`, "quiet_ms"},
+		{`<other enabled="True"/>`, "root element"},
+	} {
+		p := loadConpot(t)
+		root, err := profiles.ParseXML("guardian_ast.xml", strings.NewReader(x.xml))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sec := *p.Sections[Name]
+		sec.Root = root
+		_, err = protocol{}.Configure(&sec, nil)
+		if (err == nil) != (x.err == "") || err != nil && !strings.Contains(err.Error(), x.err) {
+			t.Errorf("%s: %v", x.xml, err)
+		}
+	}
+}
+
+// kinds records the metric kinds a session counts.
+type kinds struct {
+	mu sync.Mutex
+	m  map[string]int
+}
+
+func (k *kinds) Request(_, kind string, _ bool) {
+	k.mu.Lock()
+	k.m[kind]++
+	k.mu.Unlock()
+}
+
+// TestMetricsKinds: every command is counted under a kind of the fixed set, never under
+// text the client chose.
+func TestMetricsKinds(t *testing.T) {
+	p := loadConpot(t)
+	svc := configure(t, p)
+	s := testSession(protocoltest.Host(p, netip.MustParseAddr("127.31.200.2"), 16), &protocoltest.Recorder{})
+	k := &kinds{m: map[string]int{}}
+	s.Metrics = k
+	in := "junk\x01I20100\x01i20500\x01S60201X\n\x01QWERTY\n\x01I20200\x01I20300\x01I20400\x01I10100\x01I11100\x01I20600"
+	svc.ServeConn(s.Context(), s, &pipeConn{r: bytes.NewReader([]byte(in))})
+	want := map[string]int{KindGarbage: 1, KindInventory: 1, KindStatus: 1, KindSetProduct: 1, KindUnknown: 1,
+		KindDelivery: 1, KindLeak: 1, KindShift: 1, KindSystemStatus: 1, KindAlarmHistory: 1, KindTankAlarms: 1}
+	if len(k.m) != len(want) {
+		t.Fatalf("kinds %v", k.m)
+	}
+	for kind, n := range want {
+		if k.m[kind] != n {
+			t.Errorf("kind %s counted %d times, want %d", kind, k.m[kind], n)
+		}
+	}
+}
