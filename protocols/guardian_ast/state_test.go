@@ -85,7 +85,7 @@ func TestTLSFraming(t *testing.T) {
 	if !strings.HasPrefix(got, "\x01\r\nI20100\r\n") || strings.Contains(strings.ReplaceAll(got, "\r\n", ""), "\n") {
 		t.Fatalf("inventory %q", got)
 	}
-	date := got[len("\x01\r\nI20100\r\n"):strings.Index(got[10:], "\r\n")+10]
+	date := got[len("\x01\r\nI20100\r\n") : strings.Index(got[10:], "\r\n")+10]
 	if _, err := time.Parse("Jan 2, 2006 3:04 PM", date); err != nil || date != strings.ToUpper(date) {
 		t.Fatalf("date %q: %v", date, err)
 	}
