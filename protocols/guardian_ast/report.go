@@ -53,7 +53,10 @@ func (f Framing) date(t time.Time) string {
 func Display(f Framing, c Command, s *Snapshot) []byte {
 	var b strings.Builder
 	head := func(title string) {
-		fmt.Fprintf(&b, "\n%s\n%s\n\n%s\n\n\n\n", c.Code, f.date(s.Now), s.Station)
+		fmt.Fprintf(&b, "\n%s\n%s\n\n%s", c.Code, f.date(s.Now), stationHeader(s.Station))
+		if f == FramingTLS {
+			b.WriteString("\n") // the console leaves a blank line after its header
+		}
 		if title != "" {
 			b.WriteString(title + "\n\n")
 		}
@@ -152,6 +155,21 @@ func Display(f Framing, c Command, s *Snapshot) []byte {
 	}
 	b.WriteString("\n")
 	return f.frame(b.String())
+}
+
+// stationHeader renders the four station header lines of a report: the station name's
+// lines (station_name may hold up to four, separated by newlines), each cut to 20
+// characters, then blank lines. A one-line name gives Conpot's layout: the name and three
+// blank lines.
+func stationHeader(name string) string {
+	lines := strings.SplitN(name, "\n", 4)
+	for i, l := range lines {
+		lines[i] = label(strings.TrimRight(l, "\r"), 20)
+	}
+	for len(lines) < 4 {
+		lines = append(lines, "")
+	}
+	return strings.Join(lines, "\n") + "\n"
 }
 
 // frame wraps a display body (LF line ends) as the framing requires.

@@ -156,3 +156,36 @@ func TestMetricsKinds(t *testing.T) {
 		}
 	}
 }
+
+// TestPersona: the embedded tls350 profile configures without warnings, answers in the
+// console's framing, and gives every host its own four-line station header.
+func TestPersona(t *testing.T) {
+	p := protocoltest.Profile(t, "tls350")
+	svc := configure(t, p)
+	inv, _ := ParseCommand([]byte("I20100"))
+	var headers []string
+	for i := range 2 {
+		h := protocoltest.Host(p, netip.AddrFrom4([4]byte{127, 31, 250, byte(i + 1)}), uint64(1000+i))
+		got := string(svc.reply(h, inv, nil))
+		if !strings.HasPrefix(got, "\x01\r\nI20100\r\n") || !strings.HasSuffix(got, "\x03") {
+			t.Fatalf("framing %q", got)
+		}
+		lines := strings.Split(got, "\r\n")
+		// SOH, code, date, blank, four header lines, blank, title
+		if len(lines) < 12 || lines[8] != "" || lines[9] != "IN-TANK INVENTORY" {
+			t.Fatalf("layout %q", lines)
+		}
+		for _, l := range lines[4:8] {
+			if l == "" || len(l) > 20 {
+				t.Fatalf("header line %q in %q", l, lines[4:8])
+			}
+		}
+		if !strings.Contains(got, "  1  REGULAR UNLEADED ") {
+			t.Fatalf("products %q", got)
+		}
+		headers = append(headers, strings.Join(lines[4:8], "|"))
+	}
+	if headers[0] == headers[1] {
+		t.Fatalf("two hosts share the station header %q", headers[0])
+	}
+}
