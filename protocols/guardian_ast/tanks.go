@@ -97,7 +97,7 @@ func newTank(seed uint64, n int, start time.Time, a Anchors) *tank {
 	t.h2oHigh = t.alarmWater + r(6, 0.1, 0.6) // someone pumps the water out soon after the alarm
 	t.h2oLow = math.Min(r(7, 0, 0.4), t.h2o0)
 	t.h2oRate = r(8, 0.001, 0.008) // inches per day
-	t.firstPump = r(9, 0.5, 4)    // days, when the tank starts above h2oHigh
+	t.firstPump = r(9, 0.5, 4)     // days, when the tank starts above h2oHigh
 	t.temp0 = a.Temp
 	t.seasonAmp = r(10, 2, 6)
 	t.seasonPeak = r(11, 200, 240) // day of the year of the warmest ground
