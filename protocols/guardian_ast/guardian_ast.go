@@ -30,6 +30,7 @@ func (s *service) Endpoints() []protocols.Endpoint {
 const (
 	evCommand = Name + ".command" // one command and its reply
 	evGarbage = Name + ".garbage" // bytes outside any command (first chunk per connection)
+	evSummary = Name + ".summary" // at the end of a connection whose events were summarised
 )
 
 // Bounds of one connection.
@@ -37,7 +38,15 @@ const (
 	readChunk     = 512
 	maxGarbageLog = 256 // bytes of non-command input kept in the garbage event
 	maxDeliveries = 3   // deliveries per tank in the delivery report
+	// maxEvents is how many commands of one connection get an event of their own; set
+	// commands always do. Past it, commands are counted in the summary event.
+	maxEvents = 256
 )
+
+// events counts a connection's command events.
+type events struct {
+	emitted, suppressed int
+}
 
 // ServeConn implements protocols.StreamService. It reads until the peer closes, resets or
 // goes idle (the sensor's deadlines); every read error ends the loop, so a reset in the
@@ -45,6 +54,12 @@ const (
 func (s *service) ServeConn(ctx context.Context, sess *protocols.Session, nc net.Conn) {
 	var sp Splitter
 	var toks []Token
+	var ev events
+	defer func() {
+		if ev.suppressed > 0 {
+			sess.Emit(evSummary, nil, nil, protocols.F("events_suppressed", ev.suppressed))
+		}
+	}()
 	buf := make([]byte, readChunk)
 	garbageLogged := false
 	quietSet := false
@@ -58,7 +73,7 @@ func (s *service) ServeConn(ctx context.Context, sess *protocols.Session, nc net
 				sess.Emit(evGarbage, buf[:min(n, maxGarbageLog)], nil)
 				sess.Request(KindGarbage, true)
 			}
-			if !s.answer(sess, nc, toks) {
+			if !s.answer(sess, nc, &ev, toks) {
 				return
 			}
 		}
@@ -67,7 +82,7 @@ func (s *service) ServeConn(ctx context.Context, sess *protocols.Session, nc net
 			timeout := errors.As(err, &ne) && ne.Timeout()
 			if sp.Pending() && (timeout || errors.Is(err, io.EOF)) {
 				// The line went quiet or closed with a command unfinished: act on it.
-				if !s.answer(sess, nc, sp.Flush(toks[:0])) {
+				if !s.answer(sess, nc, &ev, sp.Flush(toks[:0])) {
 					return
 				}
 				if timeout && quietSet {
@@ -96,7 +111,7 @@ func (s *service) ServeConn(ctx context.Context, sess *protocols.Session, nc net
 
 // answer handles the commands in toks in order and reports whether the connection is
 // still usable.
-func (s *service) answer(sess *protocols.Session, nc net.Conn, toks []Token) bool {
+func (s *service) answer(sess *protocols.Session, nc net.Conn, ev *events, toks []Token) bool {
 	for _, t := range toks {
 		req := append([]byte{SOH}, t.Cmd...)
 		c, err := ParseCommand(t.Cmd)
@@ -116,7 +131,12 @@ func (s *service) answer(sess *protocols.Session, nc net.Conn, toks []Token) boo
 			fields = append(fields, protocols.F("tank", c.Tank), protocols.F("label", string(c.Data)))
 		}
 		sess.Request(c.Kind, err != nil)
-		sess.EmitText(evCommand, req, reply, fields...)
+		if ev.emitted < maxEvents || (c.Set && err == nil) {
+			ev.emitted++
+			sess.EmitText(evCommand, req, reply, fields...)
+		} else {
+			ev.suppressed++
+		}
 		if len(reply) > 0 {
 			if _, werr := nc.Write(reply); werr != nil {
 				return false

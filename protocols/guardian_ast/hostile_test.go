@@ -185,3 +185,24 @@ func readAll(c net.Conn) ([]byte, error) {
 		}
 	}
 }
+
+// TestEventFlood: a flood of commands on one connection gets full events for the first
+// maxEvents and for every set command, then a summary with the count of the others.
+func TestEventFlood(t *testing.T) {
+	p := loadConpot(t)
+	svc := configure(t, p)
+	rec := &protocoltest.Recorder{}
+	s := testSession(protocoltest.Host(p, testAddr(), 17), rec)
+	in := strings.Repeat("\x01I20500", maxEvents+100) + "\x01S60201LAST\n"
+	svc.ServeConn(s.Context(), s, &pipeConn{r: bytes.NewReader([]byte(in))})
+	cmds, sums := rec.OfType(evCommand), rec.OfType(evSummary)
+	if len(cmds) != maxEvents+1 || len(sums) != 1 || sums[0].Fields[0].Value != 100 {
+		t.Fatalf("%d command events, summaries %+v", len(cmds), sums)
+	}
+	if last := cmds[len(cmds)-1]; !strings.Contains(string(last.Request), "LAST") {
+		t.Fatalf("the set command's event is missing: %q", last.Request)
+	}
+	if s.Requests() != int64(maxEvents+101) {
+		t.Fatalf("%d requests counted", s.Requests())
+	}
+}

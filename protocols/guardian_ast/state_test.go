@@ -189,3 +189,31 @@ func TestPersona(t *testing.T) {
 		t.Fatalf("two hosts share the station header %q", headers[0])
 	}
 }
+
+// TestConcurrentUse: many connections of one host reading and relabelling at once (run
+// with -race).
+func TestConcurrentUse(t *testing.T) {
+	p := loadConpot(t)
+	svc := configure(t, p)
+	h := protocoltest.Host(p, netip.MustParseAddr("127.31.200.3"), 18)
+	var wg sync.WaitGroup
+	for i := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range 20 {
+				cmd := []string{"I20100", "I20200", "i20100", "I20500", "S6020" + string(rune('1'+(i+j)%4)) + "L" + string(rune('A'+i))}[j%5]
+				c, err := ParseCommand([]byte(cmd))
+				if out := svc.reply(h, c, err); len(out) == 0 && !c.Set {
+					t.Errorf("%s: no reply", cmd)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for n := 1; n <= 4; n++ {
+		if v, _ := h.Databus.GetString("product" + string(rune('0'+n))); len(v) != 2 || v[0] != 'L' {
+			t.Errorf("product%d %q", n, v)
+		}
+	}
+}
