@@ -178,7 +178,7 @@ func (s *service) snapshot(h *protocols.Host, st *station, c Command, now time.T
 		}
 		r := st.read(n, now)
 		snap.Readings = append(snap.Readings, r)
-		snap.Alarms = append(snap.Alarms, st.alarms(n, now))
+		snap.Alarms = append(snap.Alarms, st.alarms(n, now, r))
 		switch c.Kind {
 		case KindDelivery:
 			snap.Delivery = append(snap.Delivery, st.reportDeliveries(n, now, r.Product))

@@ -112,3 +112,14 @@ func TestHostsDiffer(t *testing.T) {
 		}
 	}
 }
+
+// TestLevelFrac: the interpolated inverse of the cylinder's volume fraction is accurate to
+// better than 0.01 inch on a 144-inch tank.
+func TestLevelFrac(t *testing.T) {
+	for i := 0; i <= 10000; i++ {
+		x := float64(i) / 10000
+		if got := levelFrac(volumeFrac(x)); math.Abs(got-x)*144 > 0.01 {
+			t.Fatalf("level %.4f: got %.6f", x, got)
+		}
+	}
+}

@@ -148,10 +148,9 @@ const (
 	warnDeliveryNeeded = 11
 )
 
-// alarms returns tank n's active alarms at now.
-func (st *station) alarms(n int, now time.Time) []Alarm {
+// alarms returns tank n's active alarms at now, given its reading then.
+func (st *station) alarms(n int, now time.Time, r Reading) []Alarm {
 	t := st.tanks[n-1]
-	r := st.read(n, now)
 	u := math.Max(days(now), t.u0)
 	var out []Alarm
 	since := func(x float64) time.Time {
@@ -179,7 +178,7 @@ func (st *station) alarms(n int, now time.Time) []Alarm {
 // deliveries (cleared by the drop) and the active ones, newest first.
 func (st *station) history(n int, now time.Time, priorityOnly bool) []Alarm {
 	var out []Alarm
-	for _, a := range st.alarms(n, now) {
+	for _, a := range st.alarms(n, now, st.read(n, now)) {
 		if !priorityOnly || a.Type == alarmHighWater || a.Type == alarmLowProduct {
 			out = append(out, a)
 		}
