@@ -95,8 +95,9 @@ func (s *service) ServeConn(ctx context.Context, sess *protocols.Session, nc net
 			}
 			return
 		}
-		// An unfinished command waits at most cfg.quiet for the rest of its bytes.
-		if sp.Pending() != quietSet {
+		// An unfinished command waits at most cfg.quiet for each next byte (the sensor's
+		// request timeout bounds the whole command).
+		if sp.Pending() || quietSet {
 			quietSet = sp.Pending()
 			var dl time.Time
 			if quietSet {

@@ -144,7 +144,7 @@ func TestSetWithoutLineEnd(t *testing.T) {
 	_, srv := serve(t, loadConpot(t), 12)
 	c := dial(t, srv)
 	c.send("\x01S60203QUIETNAME")
-	if got := c.readFor(1500 * time.Millisecond); len(got) != 0 {
+	if got := c.readFor(2500 * time.Millisecond); len(got) != 0 {
 		t.Fatalf("set answered %q", got)
 	}
 	if got := c.ask("\x01I20100"); !strings.Contains(got, "  3  QUIETNAME ") {
@@ -204,5 +204,20 @@ func TestEventFlood(t *testing.T) {
 	}
 	if s.Requests() != int64(maxEvents+101) {
 		t.Fatalf("%d requests counted", s.Requests())
+	}
+}
+
+// TestSlowTypist: a set command typed slower than a byte per quiet period's fraction is
+// taken whole; the quiet period runs from the last byte.
+func TestSlowTypist(t *testing.T) {
+	_, srv := serve(t, loadConpot(t), 20)
+	c := dial(t, srv)
+	for _, b := range []byte("\x01S60204TYPED") {
+		c.send(string([]byte{b}))
+		time.Sleep(100 * time.Millisecond) // 1.2 s in all, more than the 1 s quiet period
+	}
+	c.send("\r\n")
+	if got := c.ask("\x01I20100"); !strings.Contains(got, "  4  TYPED ") {
+		t.Fatalf("inventory:\n%s", got)
 	}
 }
