@@ -32,6 +32,7 @@ const (
 	KindShift        = "shift"              // I204
 	KindStatus       = "tank_status"        // I205
 	KindTankAlarms   = "tank_alarm_history" // I206
+	KindRevision     = "revision"           // I902
 	KindSetProduct   = "set_product"        // S602
 	KindUnknown      = "unknown"            // anything else: the error reply
 	KindGarbage      = "garbage"            // bytes outside a command (no SOH)
@@ -47,6 +48,7 @@ var functions = map[string]string{
 	"204": KindShift,
 	"205": KindStatus,
 	"206": KindTankAlarms,
+	"902": KindRevision,
 }
 
 // Command is one parsed command message.

@@ -27,6 +27,7 @@ func TestParseCommand(t *testing.T) {
 		{"I10100", nil, KindSystemStatus, false, 0, ""},
 		{"I11100", nil, KindAlarmHistory, false, 0, ""},
 		{"I20600", nil, KindTankAlarms, false, 0, ""},
+		{"i90200", nil, KindRevision, true, 0, ""},
 		{"S60201NONSUPER", nil, KindSetProduct, false, 1, "NONSUPER"},
 		{"s60200ULTIMATE TEST", nil, KindSetProduct, true, 0, "ULTIMATE TEST"},
 		{"S6020", ErrShort, KindUnknown, false, 0, ""},
@@ -117,6 +118,17 @@ func TestChecksum(t *testing.T) {
 	bad[8]++
 	if _, _, err := VerifyComputer(bad); err == nil {
 		t.Fatal("a changed byte passed the checksum")
+	}
+}
+
+// TestErrorReplyChecksum: the gauge's error reply "9999FF1B" is the computer format's
+// framing of the data "9999" without the && tag: FF1B is the checksum of SOH "9999".
+func TestErrorReplyChecksum(t *testing.T) {
+	if got := fmt.Sprintf("%04X", Checksum([]byte("\x019999"))); got != "FF1B" {
+		t.Fatalf("checksum of SOH 9999: %s", got)
+	}
+	if got := string(Error(FramingTLS, false)); got != "\x01"+ErrorReply+"\x03" {
+		t.Fatalf("framed error %q", got)
 	}
 }
 

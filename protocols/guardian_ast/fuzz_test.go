@@ -15,7 +15,7 @@ func seeds(f *testing.F) {
 	for _, s := range []string{
 		"\x01I20100\r\n", "\x01i20100", "\x01S60201NONSUPER\r\n", "\x01S60200ULTIMATETEST\n",
 		"\x01S6020\r\n", "\x01I20200\x01I20300\x01I20400\x01I20500", "\x01i20500\x01i20200",
-		"\x01I10100\n\x01I11100\n\x01I20600\n", "GET / HTTP/1.0\r\n\r\n", "\x01I201", "\x01I20109\n",
+		"\x01I10100\n\x01I11100\n\x01I20600\n", "\x01I90200\x01i90200", "GET / HTTP/1.0\r\n\r\n", "\x01I201", "\x01I20109\n",
 		"\x01s60203LABEL\x03", "\x00\x01\x02\x03\x01\xff",
 	} {
 		f.Add([]byte(s))

@@ -173,6 +173,10 @@ func (s *service) reply(h *protocols.Host, c Command, perr error) []byte {
 // snapshot gathers what command c reports.
 func (s *service) snapshot(h *protocols.Host, st *station, c Command, now time.Time) *Snapshot {
 	snap := &Snapshot{Now: now, Station: s.stationName(h)}
+	if c.Kind == KindRevision {
+		snap.Software, snap.Created = software(h.Seed)
+		return snap
+	}
 	for n := 1; n <= s.cfg.tanks; n++ {
 		if c.Tank != 0 && c.Tank != n {
 			continue
@@ -209,6 +213,22 @@ func (s *service) stationName(h *protocols.Host) string {
 		return v
 	}
 	return fmt.Sprintf("STATION %04d", h.Seed%10000)
+}
+
+// Software versions of the TLS-350 family's serial interface manual ("through software
+// versions 020/126/326/426/520", later 129/329/429 and 133/333/433) and revision letters.
+var (
+	softwareVersions  = []string{"126", "129", "133", "326", "329", "333", "426", "429", "433"}
+	softwareRevisions = []string{"A", "B", "C", "D"}
+)
+
+// software returns the console's software version and build time, drawn from the host's
+// seed: a fleet runs a handful of releases, so hosts share some, not all.
+func software(seed uint64) (string, time.Time) {
+	v := softwareVersions[int(unit(seed, 902, 1)*float64(len(softwareVersions)))]
+	r := softwareRevisions[int(unit(seed, 902, 2)*float64(len(softwareRevisions)))]
+	built := time.Date(2004, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(unit(seed, 902, 3)*10*365*24) * time.Hour)
+	return "346330-" + v + "-" + r, built.Truncate(time.Minute)
 }
 
 // shiftStart is when the current shift began: one change a day, at an hour of the

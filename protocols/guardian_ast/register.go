@@ -1,7 +1,7 @@
 // Package guardianast serves a Veeder-Root TLS-350 style automatic tank gauge (TCP 10001)
-// from a Conpot guardian_ast profile: the serial-over-TCP inquiries I101, I111 and I201 to
-// I206 in the display and computer formats, the S602 product-label command and the gauge's
-// error reply, with tank values that move over time per host. See README.md.
+// from a Conpot guardian_ast profile: the serial-over-TCP inquiries I101, I111, I201 to I206
+// and I902 in the display and computer formats, the S602 product-label command and the
+// gauge's error reply, with tank values that move over time per host. See README.md.
 package guardianast
 
 import (

@@ -30,6 +30,10 @@ type Snapshot struct {
 	// ShiftStart and Shift are the current shift's start and the readings then (I204).
 	ShiftStart time.Time
 	Shift      []Reading
+	// Software and Created are the console's software version ("346330-133-B") and
+	// its build time (I902).
+	Software string
+	Created  time.Time
 }
 
 // Delivery is one completed delivery as reported.
@@ -52,6 +56,10 @@ func (f Framing) date(t time.Time) string {
 // Display renders the display-format reply to an inquiry c (already validated).
 func Display(f Framing, c Command, s *Snapshot) []byte {
 	var b strings.Builder
+	if c.Kind == KindRevision { // the revision report has no date or station header
+		fmt.Fprintf(&b, "\n%s\nSOFTWARE# %s\nCREATED - %s\n\n", c.Code, s.Software, s.Created.Format("06.01.02.15.04"))
+		return f.frame(b.String())
+	}
 	head := func(title string) {
 		fmt.Fprintf(&b, "\n%s\n%s\n\n%s", c.Code, f.date(s.Now), stationHeader(s.Station))
 		if f == FramingTLS {
@@ -211,7 +219,7 @@ func SetReply(f Framing, c Command) []byte {
 // HasComputer reports whether the computer format of kind is rendered (else the error
 // reply answers it).
 func HasComputer(kind string) bool {
-	return kind == KindInventory || kind == KindDelivery || kind == KindStatus
+	return kind == KindInventory || kind == KindDelivery || kind == KindStatus || kind == KindRevision
 }
 
 // Computer renders the computer-format reply to an inquiry c whose kind HasComputer.
@@ -242,6 +250,8 @@ func Computer(c Command, s *Snapshot) []byte {
 				}
 			}
 		}
+	case KindRevision:
+		data = fmt.Appendf(data, "SOFTWARE# %sCREATED - %s", s.Software, s.Created.Format("06.01.02.15.04"))
 	case KindStatus:
 		for i, r := range s.Readings {
 			data = fmt.Appendf(data, "%02d%02X", r.Tank, len(s.Alarms[i]))

@@ -143,10 +143,10 @@ func TestMetricsKinds(t *testing.T) {
 	s := testSession(protocoltest.Host(p, netip.MustParseAddr("127.31.200.2"), 16), &protocoltest.Recorder{})
 	k := &kinds{m: map[string]int{}}
 	s.Metrics = k
-	in := "junk\x01I20100\x01i20500\x01S60201X\n\x01QWERTY\n\x01I20200\x01I20300\x01I20400\x01I10100\x01I11100\x01I20600"
+	in := "junk\x01I20100\x01i20500\x01S60201X\n\x01QWERTY\n\x01I20200\x01I20300\x01I20400\x01I10100\x01I11100\x01I20600\x01I90200"
 	svc.ServeConn(s.Context(), s, &pipeConn{r: bytes.NewReader([]byte(in))})
 	want := map[string]int{KindGarbage: 1, KindInventory: 1, KindStatus: 1, KindSetProduct: 1, KindUnknown: 1,
-		KindDelivery: 1, KindLeak: 1, KindShift: 1, KindSystemStatus: 1, KindAlarmHistory: 1, KindTankAlarms: 1}
+		KindDelivery: 1, KindLeak: 1, KindShift: 1, KindSystemStatus: 1, KindAlarmHistory: 1, KindTankAlarms: 1, KindRevision: 1}
 	if len(k.m) != len(want) {
 		t.Fatalf("kinds %v", k.m)
 	}
@@ -215,5 +215,37 @@ func TestConcurrentUse(t *testing.T) {
 		if v, _ := h.Databus.GetString("product" + string(rune('0'+n))); len(v) != 2 || v[0] != 'L' {
 			t.Errorf("product%d %q", n, v)
 		}
+	}
+}
+
+// TestRevision: I902 reports the console's software version, in both formats, the same for
+// a host every time and not the same for every host.
+func TestRevision(t *testing.T) {
+	p := loadConpot(t)
+	svc := configure(t, p)
+	disp, _ := ParseCommand([]byte("I90200"))
+	comp, _ := ParseCommand([]byte("i90200"))
+	seen := map[string]bool{}
+	for i := range 20 {
+		h := protocoltest.Host(p, netip.AddrFrom4([4]byte{127, 31, 251, byte(i + 1)}), uint64(3000+i))
+		got := string(svc.reply(h, disp, nil))
+		lines := strings.Split(got, "\n")
+		if len(lines) != 6 || lines[1] != "I90200" || !strings.HasPrefix(lines[2], "SOFTWARE# 346330-") || !strings.HasPrefix(lines[3], "CREATED - ") {
+			t.Fatalf("I90200 %q", got)
+		}
+		if _, err := time.Parse("06.01.02.15.04", strings.TrimPrefix(lines[3], "CREATED - ")); err != nil {
+			t.Fatal(err)
+		}
+		code, data, err := VerifyComputer(svc.reply(h, comp, nil))
+		if err != nil || code != "i90200" || string(data[10:]) != lines[2]+lines[3] {
+			t.Fatalf("i90200 %s %q %v", code, data, err)
+		}
+		if again := string(svc.reply(h, disp, nil)); again != got {
+			t.Fatalf("the version changed: %q %q", got, again)
+		}
+		seen[lines[2]] = true
+	}
+	if len(seen) < 3 {
+		t.Fatalf("20 hosts run %d software versions", len(seen))
 	}
 }
