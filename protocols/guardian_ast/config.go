@@ -15,6 +15,9 @@ const maxTanks = 12
 type config struct {
 	tanks   int     // tanks 1..tanks have a productN key
 	framing Framing // display-format framing
+	// localClock shows the time of the station's zone (from the state in its header)
+	// instead of UTC.
+	localClock bool
 	// quiet is how long an unfinished command may wait for the rest of its bytes before it
 	// is taken as complete (a set command sent without a line end).
 	quiet time.Duration
@@ -32,7 +35,7 @@ func parseConfig(sec *profiles.Section) (*config, error) {
 		return nil, root.Errorf("root element must be <%s>", Name)
 	}
 	c := &config{framing: FramingConpot, quiet: defaultQuiet}
-	sec.CheckChildren(root, "device_info", "framing", "quiet_ms")
+	sec.CheckChildren(root, "device_info", "framing", "quiet_ms", "clock")
 	if n := root.Child("device_info"); n != nil {
 		sec.CheckChildren(n, "vendor_name", "product_code") // informational, as in Conpot
 	}
@@ -44,6 +47,15 @@ func parseConfig(sec *profiles.Section) (*config, error) {
 			c.framing = FramingTLS
 		default:
 			return nil, n.Errorf("framing %q is neither \"conpot\" nor \"tls350\"", n.TextTrim())
+		}
+	}
+	if n := root.Child("clock"); n != nil {
+		switch strings.ToLower(n.TextTrim()) {
+		case "utc":
+		case "station":
+			c.localClock = true
+		default:
+			return nil, n.Errorf("clock %q is neither \"utc\" nor \"station\"", n.TextTrim())
 		}
 	}
 	if n := root.Child("quiet_ms"); n != nil {

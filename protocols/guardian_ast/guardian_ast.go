@@ -163,7 +163,12 @@ func (s *service) reply(h *protocols.Host, c Command, perr error) []byte {
 		}
 		return SetReply(f, c)
 	}
-	snap := s.snapshot(h, st, c, time.Now().UTC())
+	station := s.stationName(h)
+	loc := time.UTC
+	if s.cfg.localClock {
+		loc = stationZone(station)
+	}
+	snap := s.snapshot(h, st, c, time.Now().In(loc), station)
 	if c.Computer {
 		return Computer(c, snap)
 	}
@@ -171,10 +176,12 @@ func (s *service) reply(h *protocols.Host, c Command, perr error) []byte {
 }
 
 // snapshot gathers what command c reports.
-func (s *service) snapshot(h *protocols.Host, st *station, c Command, now time.Time) *Snapshot {
-	snap := &Snapshot{Now: now, Station: s.stationName(h)}
+// now carries the clock's zone; every time in the snapshot is shown in it.
+func (s *service) snapshot(h *protocols.Host, st *station, c Command, now time.Time, stationName string) *Snapshot {
+	snap := &Snapshot{Now: now, Station: stationName}
 	if c.Kind == KindRevision {
 		snap.Software, snap.Created = software(h.Seed)
+		snap.Created = snap.Created.In(now.Location())
 		return snap
 	}
 	for n := 1; n <= s.cfg.tanks; n++ {
@@ -187,8 +194,15 @@ func (s *service) snapshot(h *protocols.Host, st *station, c Command, now time.T
 		switch c.Kind {
 		case KindDelivery:
 			snap.Delivery = append(snap.Delivery, st.reportDeliveries(n, now, r.Product))
+			for i := range snap.Delivery[len(snap.Delivery)-1] {
+				d := &snap.Delivery[len(snap.Delivery)-1][i]
+				d.Start, d.End = d.Start.In(now.Location()), d.End.In(now.Location())
+			}
 		case KindAlarmHistory, KindTankAlarms:
-			snap.History = append(snap.History, st.history(n, now, c.Kind == KindAlarmHistory)...)
+			for _, a := range st.history(n, now, c.Kind == KindAlarmHistory) {
+				a.Since = a.Since.In(now.Location())
+				snap.History = append(snap.History, a)
+			}
 		case KindShift:
 			snap.ShiftStart = shiftStart(h.Seed, now)
 			sr := Reading{Tank: n, Product: r.Product, State: st.tanks[n-1].at(snap.ShiftStart)}
@@ -231,15 +245,16 @@ func software(seed uint64) (string, time.Time) {
 	return "346330-" + v + "-" + r, built.Truncate(time.Minute)
 }
 
-// shiftStart is when the current shift began: one change a day, at an hour of the
-// station's own between 05:00 and 07:59 UTC.
+// shiftStart is when the current shift began: one change a day, at a time of the
+// station's own between 05:00 and 07:59 on its clock (now's zone).
 func shiftStart(seed uint64, now time.Time) time.Time {
 	at := time.Duration(5*60+seed%180) * time.Minute
-	d := now.Truncate(day).Add(at)
-	if d.After(now) {
-		d = d.Add(-day)
+	y, m, d := now.Date()
+	start := time.Date(y, m, d, 0, 0, 0, 0, now.Location()).Add(at)
+	if start.After(now) {
+		start = time.Date(y, m, d-1, 0, 0, 0, 0, now.Location()).Add(at)
 	}
-	return d
+	return start
 }
 
 // reportDeliveries returns tank n's latest deliveries as the delivery report shows them.

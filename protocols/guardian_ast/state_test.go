@@ -249,3 +249,33 @@ func TestRevision(t *testing.T) {
 		t.Fatalf("20 hosts run %d software versions", len(seen))
 	}
 }
+
+// TestStationClock: with <clock>station</clock> (the tls350 profile) the reports show the
+// local time of the state in the station header; Conpot's template keeps UTC.
+func TestStationClock(t *testing.T) {
+	for in, want := range map[string]string{
+		"SHELL #1\n12 MAIN ST\nAMARILLO, TX\n555-1212": "America/Chicago",
+		"X\nY\nSALEM, OR": "America/Los_Angeles",
+		"STATOIL STATION": "UTC",
+		"A, B":            "UTC",
+	} {
+		if got := stationZone(in).String(); got != want {
+			t.Errorf("%q: %s, want %s", in, got, want)
+		}
+	}
+	p := protocoltest.Profile(t, "tls350")
+	svc := configure(t, p)
+	inv, _ := ParseCommand([]byte("I20100"))
+	h := protocoltest.Host(p, netip.MustParseAddr("127.31.252.1"), 4242)
+	before := time.Now()
+	lines := strings.Split(string(svc.reply(h, inv, nil)), "\r\n")
+	after := time.Now()
+	loc := stationZone(strings.Join(lines[4:8], "\n"))
+	if loc == time.UTC {
+		t.Fatalf("no zone for the header %q", lines[4:8])
+	}
+	f := func(tm time.Time) string { return strings.ToUpper(tm.In(loc).Format("Jan 2, 2006 3:04 PM")) }
+	if lines[2] != f(before) && lines[2] != f(after) {
+		t.Fatalf("date %q, want %q in %s", lines[2], f(before), loc)
+	}
+}
