@@ -88,7 +88,9 @@ func Display(f Framing, c Command, s *Snapshot) []byte {
 			b.WriteString("INCREASE   DATE / TIME             GALLONS TC GALLONS WATER  TEMP DEG F  HEIGHT\n\n")
 			for _, d := range s.Delivery[i] {
 				row := func(name string, t time.Time, vol, tc, water, temp, height float64) {
-					fmt.Fprintf(&b, "%11s%-16s%15.0f%11.0f%6.2f%12.2f%8.2f\n", name+": ", f.date(t), vol, tc, water, temp, height)
+					// the gallons column ends under GALLONS (column 42) whatever the date's width
+					date := f.date(t)
+					fmt.Fprintf(&b, "%11s%s%*.0f%11.0f%6.2f%12.2f%8.2f\n", name+": ", date, max(31-len(date), 7), vol, tc, water, temp, height)
 				}
 				row("END", d.End, d.EndVol, d.EndTC, d.EndWater, d.EndTemp, d.EndHeight)
 				row("START", d.Start, d.StartVol, d.StartTC, d.StartWater, d.StartTemp, d.StartHeight)

@@ -279,3 +279,27 @@ func TestStationClock(t *testing.T) {
 		t.Fatalf("date %q, want %q in %s", lines[2], f(before), loc)
 	}
 }
+
+// TestDeliveryColumns: the delivery rows keep the header's columns in both framings (the
+// console's dates are longer than Conpot's).
+func TestDeliveryColumns(t *testing.T) {
+	for _, f := range []Framing{FramingConpot, FramingTLS} {
+		p := loadConpot(t)
+		svc := configure(t, p)
+		svc.cfg.framing = f
+		c, _ := ParseCommand([]byte("I20200"))
+		out := strings.ReplaceAll(string(svc.reply(protocoltest.Host(p, netip.MustParseAddr("127.31.252.2"), 77), c, nil)), "\r\n", "\n")
+		rows := 0
+		for _, l := range strings.Split(out, "\n") {
+			if strings.HasPrefix(l, "      END: ") || strings.HasPrefix(l, "    START: ") {
+				rows++
+				if len(l) != 79 || l[41] == ' ' || l[42] != ' ' {
+					t.Errorf("framing %d: row %q (%d characters)", f, l, len(l))
+				}
+			}
+		}
+		if rows == 0 {
+			t.Fatalf("framing %d: no delivery rows in\n%s", f, out)
+		}
+	}
+}
