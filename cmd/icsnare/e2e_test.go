@@ -97,12 +97,13 @@ func waitListening(t *testing.T, addr string) {
 
 // readHolding sends one FC3 request and returns the first register.
 func readHolding(addr string) (uint16, error) {
-	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	// 4 s: a SYN the kernel dropped is sent again after 1 s and 3 s.
+	c, err := net.DialTimeout("tcp", addr, 4*time.Second)
 	if err != nil {
 		return 0, err
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(3 * time.Second))
+	c.SetDeadline(time.Now().Add(4 * time.Second))
 	if _, err := c.Write([]byte{0, 7, 0, 0, 0, 6, 1, 3, 0, 0, 0, 1}); err != nil {
 		return 0, err
 	}
@@ -192,9 +193,16 @@ func TestFloodOfConnectionsLeavesOtherHostsAnswering(t *testing.T) {
 			done = true
 		case <-time.After(100 * time.Millisecond):
 		}
+		// A Modbus master retries a poll that timed out; so does the bystander, once (the
+		// kernel has already retransmitted its SYN within the dial's timeout). On a starved
+		// machine the accept loop may lag the flood for a moment; what must not happen is
+		// a host that stays unreachable.
 		if _, err := readHolding(bystander); err != nil {
-			failures++
-			t.Logf("bystander poll failed during the flood: %v", err)
+			t.Logf("bystander poll failed during the flood, retrying once: %v", err)
+			if _, err := readHolding(bystander); err != nil {
+				failures++
+				t.Logf("bystander poll failed again: %v", err)
+			}
 		}
 		polls++
 		if rss, err := procStatus(cmd.Process.Pid, "VmRSS"); err == nil && rss > peakRSS {
