@@ -227,7 +227,7 @@ func (k KeySpec) instantiate(env EngineEnv) (any, error) {
 			params = []any{x}
 		}
 	}
-	env.Seed = seed
+	env.HostSeed, env.Seed = env.Seed, seed
 	return k.ctor(env, params)
 }
 

@@ -14,9 +14,10 @@ import (
 // EngineEnv is the host identity a value engine may draw on. Nothing in it comes from the
 // real machine: the seed and address are the emulated host's.
 type EngineEnv struct {
-	Seed  uint64     // the host's seed (per key once handed to a constructor)
-	Addr  netip.Addr // the emulated host's address
-	Start time.Time  // when the host came up (sensor start unless the profile says otherwise)
+	Seed     uint64     // the host's seed (per key once handed to a constructor)
+	HostSeed uint64     // the host's seed, also in a constructor (HostMAC derives from it)
+	Addr     netip.Addr // the emulated host's address
+	Start    time.Time  // when the host came up (sensor start unless the profile says otherwise)
 }
 
 // Rand returns a random source derived from the env's seed and a label.

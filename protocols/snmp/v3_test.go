@@ -2,8 +2,11 @@ package snmp
 
 import (
 	"bytes"
+	"slices"
 	"testing"
 	"time"
+
+	"github.com/icsnare/icsnare/profiles"
 )
 
 // v3Request builds an authNoPriv (or noAuthNoPriv when u is nil) GET as a manager would.
@@ -95,7 +98,8 @@ func TestEngineIDPerHost(t *testing.T) {
 		t.Fatalf("two hosts share engine ID %x", ha.engineID)
 	}
 	for _, id := range [][]byte{ha.engineID, hb.engineID} {
-		if len(id) != 11 || !bytes.Equal(id[:5], []byte{0x80, 0x00, 0x10, 0xe9, 0x03}) || !bytes.Equal(id[5:8], []byte{0x00, 0x1b, 0x1b}) {
+		siemens, _ := profiles.VendorOUIs("siemens")
+		if len(id) != 11 || !bytes.Equal(id[:5], []byte{0x80, 0x00, 0x10, 0xe9, 0x03}) || !slices.Contains(siemens, profiles.OUI(id[5:8])) {
 			t.Fatalf("engine ID %x is not Siemens/MAC format", id)
 		}
 	}

@@ -1,0 +1,146 @@
+package profiles
+
+import (
+	"bytes"
+	"net"
+	"net/netip"
+	"os"
+	"slices"
+	"testing"
+	"time"
+)
+
+func TestOUITableIsGenerated(t *testing.T) {
+	f, err := os.Open("/usr/share/ieee-data/oui.csv")
+	if err != nil {
+		t.Skip("ieee-data not installed:", err)
+	}
+	f.Close()
+	// The table must name every vendor with at least one assignment, each a universally
+	// administered unicast OUI.
+	for _, v := range Vendors() {
+		ouis, _ := VendorOUIs(v)
+		if len(ouis) == 0 {
+			t.Errorf("vendor %s: no OUI", v)
+		}
+		for _, o := range ouis {
+			if o[0]&3 != 0 {
+				t.Errorf("vendor %s: OUI %s is multicast or local", v, o)
+			}
+		}
+	}
+	s, _ := VendorOUIs("siemens")
+	if !slices.Contains(s, OUI{0x00, 0x1b, 0x1b}) {
+		t.Errorf("siemens OUIs %v lack 00:1B:1B (Siemens AG, I IA, Karlsruhe)", s)
+	}
+}
+
+func TestHostMAC(t *testing.T) {
+	ouis, _ := VendorOUIs("siemens")
+	seen := map[string]bool{}
+	usedOUI := map[OUI]bool{}
+	for seed := range uint64(2000) {
+		m := HostMAC(seed*0x9e3779b97f4a7c15, ouis)
+		if len(m) != 6 || m[0]&1 != 0 {
+			t.Fatalf("seed %d: MAC %s not unicast", seed, m)
+		}
+		if !slices.Contains(ouis, OUI(m[:3])) {
+			t.Fatalf("seed %d: MAC %s not a Siemens OUI", seed, m)
+		}
+		if !bytes.Equal(m, HostMAC(seed*0x9e3779b97f4a7c15, ouis)) {
+			t.Fatal("not deterministic")
+		}
+		seen[m.String()] = true
+		usedOUI[OUI(m[:3])] = true
+	}
+	if len(seen) < 1990 || len(usedOUI) != len(ouis) {
+		t.Fatalf("%d distinct MACs of 2000, %d of %d OUIs used", len(seen), len(usedOUI), len(ouis))
+	}
+	// A fixed vector: the kernel programs (bpf/kident.c) are tested against HostMAC.
+	if got := HostMAC(1, []OUI{{0x00, 0x1b, 0x1b}}).String(); got != "00:1b:1b:"+got[9:] || len(got) != 17 {
+		t.Fatalf("HostMAC(1) = %s", got)
+	}
+}
+
+func TestParseOUI(t *testing.T) {
+	for _, tt := range []struct {
+		in string
+		ok bool
+	}{{"00:1B:1B", true}, {"0c-c4-7a", true}, {"0CC47A", true}, {"01:00:5e", false}, {"02:00:00", false}, {"00:1B", false}, {"zz:zz:zz", false}} {
+		_, err := ParseOUI(tt.in)
+		if (err == nil) != tt.ok {
+			t.Errorf("ParseOUI(%q): %v", tt.in, err)
+		}
+	}
+}
+
+// TestMACFromDatabus: the embedded profiles' MacAddress is HostMAC of the host seed, so
+// every protocol that reads the key shows the MAC the kernel answers ARP with.
+func TestMACFromDatabus(t *testing.T) {
+	for _, tt := range []struct{ profile, vendor string }{{"default", "siemens"}, {"bmc", ""}} {
+		p, err := Open(tt.profile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		key, ouis, ok, err := p.MACOUIs()
+		if err != nil || !ok || key != "MacAddress" {
+			t.Fatalf("%s: MACOUIs = %q %v %v %v", tt.profile, key, ouis, ok, err)
+		}
+		if tt.vendor != "" {
+			want, _ := VendorOUIs(tt.vendor)
+			if !slices.Equal(ouis, want) {
+				t.Fatalf("%s: OUIs %v, want %v", tt.profile, ouis, want)
+			}
+		}
+		for _, seed := range []uint64{1, 42, 0xdeadbeefcafe} {
+			db := p.Schema.NewDatabus(EngineEnv{Seed: seed, Addr: netip.MustParseAddr("198.18.37.5"), Start: time.Now()})
+			v, err := db.GetString("MacAddress")
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, err := net.ParseMAC(v)
+			if err != nil || !bytes.Equal(m, HostMAC(seed, ouis)) {
+				t.Fatalf("%s seed %d: databus MAC %q, HostMAC %s", tt.profile, seed, v, HostMAC(seed, ouis))
+			}
+		}
+	}
+}
+
+func TestMACFunctionErrors(t *testing.T) {
+	for _, params := range [][]any{nil, {"nosuchvendor"}, {int64(3)}, {"01:00:5e"}} {
+		if _, err := ouisParam(params); err == nil {
+			t.Errorf("params %v accepted", params)
+		}
+	}
+}
+
+func TestPersonalities(t *testing.T) {
+	for _, p := range Personalities() {
+		if err := p.Validate(); err != nil {
+			t.Error(err)
+		}
+	}
+	for _, tt := range []struct{ profile, want string }{{"default", "siemens-s7-300"}, {"bmc", "supermicro-bmc"}} {
+		p, err := Open(tt.profile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, ok := p.Personality()
+		if !ok || got.Name != tt.want {
+			t.Errorf("%s: personality %q %v, want %s", tt.profile, got.Name, ok, tt.want)
+		}
+	}
+	bmc, _ := LookupPersonality("supermicro-bmc")
+	if bmc.WScale() != 2 || !bmc.HasOption('T') || !bmc.HasOption('S') {
+		t.Errorf("bmc options: wscale %d", bmc.WScale())
+	}
+	s7, _ := LookupPersonality("siemens-s7-300")
+	if s7.WScale() != -1 || s7.HasOption('T') || s7.TTL != 128 || s7.Window != 0x800 || s7.DF {
+		t.Errorf("s7: %+v", s7)
+	}
+	bad := s7
+	bad.Options = "MX"
+	if bad.Validate() == nil {
+		t.Error("options MX accepted")
+	}
+}

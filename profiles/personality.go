@@ -1,0 +1,146 @@
+package profiles
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+)
+
+// IPID is how a stack numbers the IPv4 identification field.
+type IPID uint8
+
+// IP-ID behaviours (nmap's TI/CI/II: I incremental, Z zero, RD random).
+const (
+	IPIDKeep        IPID = iota // leave Linux's value
+	IPIDIncremental             // one counter per host, +1 per packet (TI=I, SS=S)
+	IPIDZero                    // always 0 (TI=Z)
+	IPIDRandom                  // random per packet (TI=RD)
+)
+
+func (m IPID) String() string {
+	return [...]string{"keep", "incremental", "zero", "random"}[m]
+}
+
+// Personality is a device's TCP/IP stack as the kernel programs shape it on the wire.
+// Facts come from nmap-os-db (the fingerprint named in Source): TG is the initial TTL,
+// TI the IP-ID sequence, DF the don't-fragment bit, W1 the SYN-ACK window, O1 the
+// SYN-ACK options.
+type Personality struct {
+	Name   string // the table key
+	Vendor string // the OUI table's vendor, for MACs
+	Source string // the nmap-os-db fingerprint the values come from
+
+	TTL    uint8 // initial TTL of every IPv4 packet and IPv6 hop limit
+	IPID   IPID
+	DF     bool   // the don't-fragment bit on every IPv4 packet
+	Window uint16 // the SYN-ACK window
+	// MSS is the SYN-ACK's MSS option (nmap O1 is the answer to a 1460 MSS). With
+	// EchoMSS, the device answers min(MSS, the client's MSS) and MSS without one.
+	MSS     uint16
+	EchoMSS bool
+	// Options are the SYN-ACK's options in nmap's notation (M MSS, S SACK permitted, T
+	// timestamp, N NOP, W window scale, L end of list), in their order. Options the
+	// device lacks are removed from the client's SYN before the sensor's stack sees it,
+	// so the connection never uses them.
+	Options string
+	// EchoCodeZero: ICMP echo replies carry code 0 whatever the request's code (nmap IE CD=Z).
+	EchoCodeZero bool
+}
+
+// HasOption reports whether the SYN-ACK options contain kind c (one of M S T W).
+func (p Personality) HasOption(c byte) bool { return strings.IndexByte(p.Options, c) >= 0 }
+
+// WScale is the window scale option's value in Options (W followed by hex digits), -1 when
+// the personality has none.
+func (p Personality) WScale() int {
+	i := strings.IndexByte(p.Options, 'W')
+	if i < 0 {
+		return -1
+	}
+	v := 0
+	for _, c := range p.Options[i+1:] {
+		d := strings.IndexRune("0123456789ABCDEF", c)
+		if d < 0 {
+			break
+		}
+		v = v*16 + d
+	}
+	return v
+}
+
+var optionsRE = regexp.MustCompile(`^(M|S|T11|T10|T00|T01|N|W[0-9A-F]|L)*$`)
+
+// Validate checks the personality's values.
+func (p Personality) Validate() error {
+	switch {
+	case p.TTL == 0:
+		return fmt.Errorf("personality %q: TTL 0", p.Name)
+	case p.IPID > IPIDRandom:
+		return fmt.Errorf("personality %q: unknown IP-ID mode %d", p.Name, p.IPID)
+	case !optionsRE.MatchString(p.Options):
+		return fmt.Errorf("personality %q: options %q not in nmap's notation (M S T11 N W<hex> L)", p.Name, p.Options)
+	case p.HasOption('M') && p.MSS == 0:
+		return fmt.Errorf("personality %q: an MSS option needs an MSS", p.Name)
+	case p.WScale() > 14:
+		return fmt.Errorf("personality %q: window scale %d over 14", p.Name, p.WScale())
+	}
+	if _, ok := vendorOUIs[p.Vendor]; !ok {
+		return fmt.Errorf("personality %q: vendor %q not in the OUI table", p.Name, p.Vendor)
+	}
+	return nil
+}
+
+// personalities is the table keyed by persona. match selects a profile by its template's
+// vendor and unit (case-insensitive).
+var personalities = []struct {
+	vendor, unit *regexp.Regexp
+	p            Personality
+}{
+	{regexp.MustCompile(`(?i)^siemens$`), regexp.MustCompile(`(?i)S7-[234]00|CP ?343|CP ?443`), Personality{
+		Name: "siemens-s7-300", Vendor: "siemens",
+		Source: "Siemens Simatic 300 programmable logic controller (CPU/CP firmware >= 3.1)",
+		// SEQ TI=I CI=I II=I SS=S TS=U; OPS O1=M5B4 O2=M578 O5=M218 O6=M109;
+		// WIN W1..W6=800; T1/T3/ECN DF=N TG=80; IE CD=Z.
+		TTL: 128, IPID: IPIDIncremental, DF: false, Window: 0x800,
+		MSS: 1460, EchoMSS: true, Options: "M", EchoCodeZero: true,
+	}},
+	{regexp.MustCompile(`(?i)^super ?micro$`), regexp.MustCompile(`(?i)BMC`), Personality{
+		Name: "supermicro-bmc", Vendor: "supermicro",
+		Source: "Supermicro IPMI BMC (Linux 2.6.24)",
+		// SEQ TI=Z TS=7; OPS O1=M556ST11NW2 (MSS of its own link: 1460 here);
+		// WIN W1=16A0; T1 DF=Y TG=40; IE CD=S.
+		TTL: 64, IPID: IPIDZero, DF: true, Window: 0x16A0,
+		MSS: 1460, Options: "MST11NW2",
+	}},
+}
+
+// Personalities lists the table's entries.
+func Personalities() []Personality {
+	out := make([]Personality, len(personalities))
+	for i, e := range personalities {
+		out[i] = e.p
+	}
+	return out
+}
+
+// LookupPersonality returns the table's entry called name.
+func LookupPersonality(name string) (Personality, bool) {
+	for _, e := range personalities {
+		if e.p.Name == name {
+			return e.p, true
+		}
+	}
+	return Personality{}, false
+}
+
+// Personality returns the stack of the profile's device: the table's entry for its
+// template's vendor and unit; ok is false when the table has none (the host then keeps
+// the sensor's own stack).
+func (p *Profile) Personality() (Personality, bool) {
+	for _, e := range personalities {
+		if e.vendor.MatchString(strings.TrimSpace(p.Meta.Vendor)) && e.unit.MatchString(p.Meta.Unit) {
+			return e.p, true
+		}
+	}
+	return Personality{}, false
+}
