@@ -5,7 +5,7 @@ VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X github.com/icsnare/icsnare/sensor.Version=$(VERSION)
 ARGS      ?=
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
-APT_PKGS  := nmap tshark mbpoll snmp ipmitool python3-pymodbus curl wrk iproute2 clang llvm libbpf-dev bpftool lftp tftp-hpa systemd prometheus podman runc
+APT_PKGS  := nmap tshark mbpoll snmp ipmitool python3-pymodbus curl wrk iproute2 clang llvm libbpf-dev bpftool lftp tftp-hpa systemd prometheus podman runc ieee-data arping ethtool
 
 .PHONY: build run test test-deps bench fuzz lint generate check-generated deps clean
 
@@ -42,13 +42,14 @@ lint:
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 
-# Rebuilds the XDP object and its Go bindings (needs clang, llvm, libbpf-dev).
+# Rebuilds the XDP objects and their Go bindings (needs clang, llvm, libbpf-dev) and the
+# OUI table (needs ieee-data).
 generate:
-	$(GO) generate ./bpf/...
+	$(GO) generate ./bpf/... ./profiles/...
 
 # Fails when the committed XDP object differs from a fresh build.
 check-generated: generate
-	git diff --exit-code -- bpf/ratelimit_bpfel.go bpf/ratelimit_bpfel.o
+	git diff --exit-code -- bpf/ratelimit_bpfel.go bpf/ratelimit_bpfel.o bpf/kident_bpfel.go bpf/kident_bpfel.o profiles/oui_table.go
 
 # Quick when every test client is there; as root installs what is missing (make deps),
 # otherwise names it and the command that installs it.
