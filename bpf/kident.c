@@ -382,7 +382,7 @@ static __always_inline int handle_arp(struct xdp_md *ctx, struct ethhdr *eth, vo
 	 * claims it: the host goes dark. */
 	if (wellformed) {
 		struct prefix_info *sp = s4 ? lookup(spa) : NULL;
-		if (sp && (sp->flags & PF_ONLINK)) {
+		if (sp && (sp->flags & PF_ONLINK) && !bpf_map_lookup_elem(&locals, spa)) {
 			__u8 mac[6];
 			if (host_mac(sp, spa, mac) == 0 && !mac_eq(a->sha, mac))
 				go_dark(spa, a->sha, 0);
@@ -397,7 +397,7 @@ static __always_inline int handle_arp(struct xdp_md *ctx, struct ethhdr *eth, vo
 		}
 	}
 	struct prefix_info *pi = lookup(tpa);
-	if (!pi || !(pi->flags & PF_ONLINK))
+	if (!pi || !(pi->flags & PF_ONLINK) || bpf_map_lookup_elem(&locals, tpa))
 		return XDP_PASS;
 	if (!wellformed) {
 		count(C_ARP_MALFORMED);
@@ -814,6 +814,8 @@ int xdp_kident(struct xdp_md *ctx)
 		goto next;
 	}
 	struct prefix_info *pi = lookup(dst16);
+	if (pi && bpf_map_lookup_elem(&locals, dst16))
+		pi = NULL; /* the sensor's own address inside an emulated prefix */
 	if (pi) {
 		if (edge(pi, dst16) || is_dark(dst16)) {
 			count(edge(pi, dst16) ? C_EDGE_DROP : C_DARK_DROP);
@@ -953,7 +955,7 @@ int tc_kident(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	}
 	pi = lookup(src16);
-	if (!pi)
+	if (!pi || bpf_map_lookup_elem(&locals, src16))
 		return TC_ACT_OK;
 	if (pi->flags & PF_ONLINK) {
 		if (host_mac(pi, src16, mac) == 0) {

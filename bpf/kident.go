@@ -18,6 +18,7 @@ import (
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/vishvananda/netlink"
 
 	"github.com/icsnare/icsnare/profiles"
 )
@@ -359,6 +360,12 @@ func (id *Identity) Attach(ifname, mode string) (string, error) {
 	try := []string{"native", "generic"}
 	if mode != "" && mode != "auto" {
 		try = []string{mode}
+	} else if isVeth(ifname) {
+		// veth in native mode keeps the packet type it computed before the program
+		// ran, so frames rewritten to the device's MAC would still be dropped as
+		// another host's; generic mode recomputes it.
+		try = []string{"generic"}
+		id.log.Info("identity: veth interface, XDP in generic mode", "interface", ifname)
 	}
 	var errs []error
 	var xl link.Link
@@ -388,10 +395,16 @@ func (id *Identity) Attach(ifname, mode string) (string, error) {
 	}
 	id.links = []link.Link{xl, tl}
 	id.ifname = ifname
-	if id.xdpMode == "generic" {
-		id.log.Warn("identity XDP in generic mode (slower; the driver lacks native XDP)", "interface", ifname)
+	if id.xdpMode == "generic" && len(try) == 2 {
+		id.log.Warn("identity XDP in generic mode (slower; the driver lacks native XDP)", "interface", ifname, "native_error", errors.Join(errs...))
 	}
 	return id.xdpMode, nil
+}
+
+// isVeth reports whether the interface is a veth end.
+func isVeth(ifname string) bool {
+	l, err := netlink.LinkByName(ifname)
+	return err == nil && l.Type() == "veth"
 }
 
 // Chain makes the identity program hand every frame it passes to prog (the rate

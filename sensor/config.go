@@ -209,6 +209,8 @@ type XDPConfig struct {
 	// patterns; they come before the profiles' limits (a profile's limit for the same port
 	// and class is ignored). Enforced by XDP when it is attached, else in userspace.
 	Rules []XDPRule `toml:"rules"`
+	// Identity gives each emulated host its own MAC and TCP/IP stack in the kernel.
+	Identity IdentityConfig `toml:"identity"`
 }
 
 // XDPRule is one [[xdp.rules]] entry: the limit of one request class on a UDP port.
@@ -534,6 +536,9 @@ func (c *Config) Validate() error {
 		return bad("xdp.mode %q: want auto, native or generic", c.XDP.Mode)
 	}
 	if err := c.validateXDPRules(); err != nil {
+		return bad("%v", err)
+	}
+	if err := c.XDP.Identity.validate(c.XDP); err != nil {
 		return bad("%v", err)
 	}
 	if err := c.State.validate(); err != nil {

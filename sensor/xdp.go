@@ -253,10 +253,13 @@ func (s *Sensor) setupXDP(ctx context.Context) func() {
 	if s.cfg.XDP.Interface == "" {
 		return func() {}
 	}
+	// The identity program, when attached, owns the interface's XDP hook and hands
+	// what it passes to the limiter.
+	id, idDown := s.setupIdentity(ctx)
 	l, err := bpf.Load(bpf.Config{PinPath: s.cfg.XDP.PinPath, Logger: s.log})
 	if err != nil {
 		s.log.Warn("XDP rate limiter not loaded; limits are enforced in userspace", "err", err)
-		return func() {}
+		return idDown
 	}
 	var ports []uint16
 	for _, lr := range s.limits {
@@ -301,15 +304,18 @@ func (s *Sensor) setupXDP(ctx context.Context) func() {
 		}
 	}
 	mode := s.cfg.XDP.Mode
-	if mode == "" || mode == "auto" {
+	switch {
+	case id != nil:
+		mode, err = "chained", id.Chain(l.Program())
+	case mode == "" || mode == "auto":
 		mode, err = l.Attach(s.cfg.XDP.Interface)
-	} else {
+	default:
 		mode, err = l.AttachMode(s.cfg.XDP.Interface, mode)
 	}
 	if err != nil {
 		l.Close()
 		s.log.Warn("XDP rate limiter not attached; limits are enforced in userspace", "interface", s.cfg.XDP.Interface, "err", err)
-		return func() {}
+		return idDown
 	}
 	for _, p := range kernelPorts {
 		s.limiter.SetKernel(p, true)
@@ -332,9 +338,15 @@ func (s *Sensor) setupXDP(ctx context.Context) func() {
 		for _, p := range kernelPorts {
 			s.limiter.SetKernel(p, false)
 		}
+		if id != nil {
+			if err := id.Chain(nil); err != nil {
+				s.log.Warn("XDP unchain", "err", err)
+			}
+		}
 		if err := l.Close(); err != nil {
 			s.log.Warn("XDP detach", "err", err)
 		}
+		idDown()
 	}
 }
 

@@ -1,0 +1,415 @@
+package sensor
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os/exec"
+	"regexp"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gosnmp/gosnmp"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"github.com/icsnare/icsnare/bpf"
+	"github.com/icsnare/icsnare/profiles"
+	"github.com/icsnare/icsnare/protocols/protocoltest"
+
+	_ "github.com/icsnare/icsnare/protocols/all"
+)
+
+// kiNS is one of the two namespaces an identity test creates ("ki-<hex>-s" for the
+// sensor, "ki-<hex>-c" for the client), joined by a veth pair; both are deleted when the
+// test ends.
+type kiNS struct {
+	name, link string
+}
+
+func (n kiNS) ip(t testing.TB, args ...string) string {
+	t.Helper()
+	out, err := exec.Command("ip", append([]string{"-n", n.name}, args...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip -n %s %s: %v: %s", n.name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// do runs fn inside the namespace on a locked thread.
+func (n kiNS) do(t testing.TB, fn func() error) {
+	t.Helper()
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer orig.Close()
+		h, err := netns.GetFromName(n.name)
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer h.Close()
+		if err := netns.Set(h); err != nil {
+			errc <- err
+			return
+		}
+		err = fn()
+		if netns.Set(orig) == nil {
+			runtime.UnlockOSThread()
+		}
+		errc <- err
+	}()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (n kiNS) command(ctx context.Context, name string, args ...string) *exec.Cmd {
+	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", n.name, name}, args...)...)
+}
+
+// newKiPair creates the sensor namespace (198.18.37.1/24, fd00:37::1/64) and the client
+// namespace (198.18.37.250/24, fd00:37::fa/64), with checksum offload off on the sensor's
+// end so captured frames carry complete checksums.
+func newKiPair(t testing.TB) (s, c kiNS) {
+	t.Helper()
+	protocoltest.NeedRoot(t)
+	protocoltest.NeedTool(t, "ip")
+	b := make([]byte, 3)
+	rand.Read(b)
+	id := hex.EncodeToString(b)
+	s = kiNS{name: "ki-" + id + "-s", link: "ki" + id + "s"}
+	c = kiNS{name: "ki-" + id + "-c", link: "ki" + id + "c"}
+	t.Cleanup(func() {
+		for _, n := range []kiNS{s, c} {
+			if out, err := exec.Command("ip", "netns", "del", n.name).CombinedOutput(); err != nil && !strings.Contains(string(out), "No such file") {
+				t.Errorf("ip netns del %s: %v: %s", n.name, err, out)
+			}
+		}
+	})
+	for _, n := range []kiNS{s, c} {
+		if out, err := exec.Command("ip", "netns", "add", n.name).CombinedOutput(); err != nil {
+			t.Fatalf("ip netns add %s: %v: %s", n.name, err, out)
+		}
+	}
+	s.ip(t, "link", "add", s.link, "type", "veth", "peer", "name", c.link, "netns", c.name)
+	for _, n := range []struct {
+		ns   kiNS
+		a, b string
+	}{{s, "198.18.37.1/24", "fd00:37::1/64"}, {c, "198.18.37.250/24", "fd00:37::fa/64"}} {
+		n.ns.ip(t, "addr", "add", n.a, "dev", n.ns.link)
+		n.ns.ip(t, "addr", "add", n.b, "dev", n.ns.link, "nodad")
+		n.ns.ip(t, "link", "set", "lo", "up")
+		n.ns.ip(t, "link", "set", n.ns.link, "up")
+	}
+	protocoltest.NeedTool(t, "ethtool")
+	// tx off: frames leave with complete checksums (the captures check them).
+	for _, e := range []struct {
+		ns  kiNS
+		arg []string
+	}{{s, []string{"tx", "off"}}} {
+		args := append([]string{"netns", "exec", e.ns.name, "ethtool", "-K", e.ns.link}, e.arg...)
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ethtool -K %s %v: %v: %s", e.ns.link, e.arg, err, out)
+		}
+	}
+	return s, c
+}
+
+// kiSensor runs a sensor in s: the S7 profile on 198.18.37.0/25, the BMC on
+// 198.18.37.128/26, AnyIP on lo, the identity programs on the veth.
+func kiSensor(t testing.TB, s kiNS) (*Sensor, *syncBuffer) {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.Hosts = []HostRule{{Addresses: []string{"198.18.37.0/25"}, Profile: "default"}, {Addresses: []string{"198.18.37.128/26"}, Profile: "bmc"}}
+	cfg.Metrics.Listen = ""
+	cfg.Privileges.User = ""
+	cfg.Netcfg.AnyIP = true
+	cfg.XDP.Interface = s.link
+	cfg.XDP.Identity.Enabled = true
+	cfg.Seed = "ki-test"
+	sen, err := New(cfg, slog.New(slog.NewTextHandler(tlog{t}, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := &syncBuffer{}
+	sen.SetBus(NewBus(1024, NewJSONSink("test", events, nil, false)))
+	ctx, cancel := context.WithCancel(context.Background())
+	var teardown func()
+	s.do(t, func() error {
+		var err error
+		if teardown, err = sen.SetupNetwork(ctx); err != nil {
+			return err
+		}
+		return sen.Bind(ctx)
+	})
+	done := make(chan struct{})
+	go func() { sen.Run(ctx, nil); close(done) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		teardown()
+	})
+	return sen, events
+}
+
+var arpingReply = regexp.MustCompile(`bytes from ([0-9a-f:]{17}) \(([0-9.]+)\)`)
+
+// arping asks for addr from the client namespace and returns the MAC that answered.
+func arping(t testing.TB, c kiNS, addr string) (net.HardwareAddr, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, _ := c.command(ctx, "arping", "-c", "1", "-w", "2", "-i", c.link, addr).CombinedOutput()
+	m := arpingReply.FindStringSubmatch(string(out))
+	if m == nil {
+		return nil, string(out)
+	}
+	hw, err := net.ParseMAC(m[1])
+	if err != nil || m[2] != addr {
+		t.Fatalf("arping %s: %q", addr, out)
+	}
+	return hw, string(out)
+}
+
+func snmpPhysAddress(t testing.TB, c kiNS, addr string) []byte {
+	t.Helper()
+	var got []byte
+	c.do(t, func() error {
+		g := &gosnmp.GoSNMP{Target: addr, Port: 161, Community: "public", Version: gosnmp.Version2c, Timeout: 2 * time.Second, Retries: 1}
+		if err := g.Connect(); err != nil {
+			return err
+		}
+		defer g.Conn.Close()
+		r, err := g.Get([]string{"1.3.6.1.2.1.2.2.1.6.1"})
+		if err != nil {
+			return fmt.Errorf("snmp get %s: %w", addr, err)
+		}
+		if len(r.Variables) != 1 {
+			return fmt.Errorf("snmp %s: %d variables", addr, len(r.Variables))
+		}
+		b, ok := r.Variables[0].Value.([]byte)
+		if !ok {
+			return fmt.Errorf("snmp %s: ifPhysAddress %T %v", addr, r.Variables[0].Value, r.Variables[0].Value)
+		}
+		got = b
+		return nil
+	})
+	return got
+}
+
+// TestIdentityHostSeed: the kernel's host seed is the sensor's.
+func TestIdentityHostSeed(t *testing.T) {
+	for _, a := range []string{"198.18.37.5", "fd00:37::5", "10.1.2.3"} {
+		addr := netip.MustParseAddr(a)
+		for _, p := range []string{"default", "bmc", ""} {
+			if hostSeed(12345, addr, p) != bpf.HostSeed(12345, addr, p) {
+				t.Fatalf("%s %s: seeds differ", a, p)
+			}
+		}
+	}
+}
+
+// TestIdentityARPMatchesSNMP: arping from a second namespace to 10 addresses of the S7
+// /25: 10 different MACs with a Siemens OUI, each the host's SNMP ifPhysAddress; a
+// malformed request gets no answer; a frame to A's IP with B's MAC is dropped and
+// counted; an address another machine announces goes dark.
+func TestIdentityARPMatchesSNMP(t *testing.T) {
+	protocoltest.NeedTool(t, "arping")
+	s, c := newKiPair(t)
+	sen, events := kiSensor(t, s)
+	siemens, _ := profiles.VendorOUIs("siemens")
+	seen := map[string]string{}
+	for i := 3; i < 13; i++ {
+		addr := fmt.Sprintf("198.18.37.%d", i)
+		hw, out := arping(t, c, addr)
+		if hw == nil {
+			t.Fatalf("arping %s: no reply: %s", addr, out)
+		}
+		phys := snmpPhysAddress(t, c, addr)
+		t.Logf("%s: arping %s, SNMP ifPhysAddress %s", addr, hw, net.HardwareAddr(phys))
+		if !bytes.Equal(hw, phys) {
+			t.Errorf("%s: ARP MAC %s, SNMP ifPhysAddress %s", addr, hw, net.HardwareAddr(phys))
+		}
+		found := false
+		for _, o := range siemens {
+			found = found || bytes.Equal(hw[:3], o[:])
+		}
+		if !found {
+			t.Errorf("%s: MAC %s has no Siemens OUI", addr, hw)
+		}
+		if prev, dup := seen[hw.String()]; dup {
+			t.Errorf("%s and %s share MAC %s", prev, addr, hw)
+		}
+		seen[hw.String()] = addr
+		if i < 5 {
+			// The web HMI's communication page shows the same MAC.
+			page := kiHTTP(t, c, "http://"+addr+"/Communication.htm")
+			if !strings.Contains(strings.ToLower(page), hw.String()) {
+				t.Errorf("%s: HTTP page lacks MAC %s", addr, hw)
+			}
+		}
+	}
+	// The BMC half answers with Supermicro's OUI.
+	if hw, out := arping(t, c, "198.18.37.140"); hw == nil || !bytes.Equal(hw[:3], []byte{0x0c, 0xc4, 0x7a}) {
+		t.Errorf("bmc: %s %s", hw, out)
+	}
+	// The network address, and the sensor's own address answered by its kernel.
+	if hw, _ := arping(t, c, "198.18.37.0"); hw != nil {
+		t.Errorf(".0 answered by %s", hw)
+	}
+	id := sen.identityForTest(t)
+	before, _ := id.Counters()
+	// A malformed request (hardware length 5) for .3 from a packet socket: no reply.
+	replies := rawARP(t, c, func(f []byte) { f[18] = 5 }, "198.18.37.250", "198.18.37.3")
+	if replies != 0 {
+		t.Errorf("malformed ARP: %d replies", replies)
+	}
+	if replies := rawARP(t, c, nil, "198.18.37.250", "198.18.37.3"); replies != 1 {
+		t.Errorf("well-formed ARP from the packet socket: %d replies", replies)
+	}
+	// A's IP with B's MAC: no handshake, counted.
+	macB, _ := id.MAC(netip.MustParseAddr("198.18.37.4"))
+	c.ip(t, "neigh", "replace", "198.18.37.3", "lladdr", macB.String(), "dev", c.link, "nud", "permanent")
+	if err := kiDial(t, c, "198.18.37.3:102", time.Second); err == nil {
+		t.Error("connected to A through B's MAC")
+	}
+	after, _ := id.Counters()
+	t.Logf("counters: %v", after)
+	if after["arp_malformed"] != before["arp_malformed"]+1 || after["mac_mismatch"] <= before["mac_mismatch"] {
+		t.Errorf("counters before %v after %v", before, after)
+	}
+	c.ip(t, "neigh", "del", "198.18.37.3", "dev", c.link)
+	if err := kiDial(t, c, "198.18.37.3:102", 3*time.Second); err != nil {
+		t.Errorf("S7 port 102 with A's own MAC: %v", err)
+	}
+	// A port the S7 does not serve: reset from XDP (refused at once).
+	if err := kiDial(t, c, "198.18.37.3:22", 3*time.Second); err == nil || !strings.Contains(err.Error(), "refused") {
+		t.Errorf("port 22: %v, want connection refused", err)
+	}
+	// A machine announcing .100 (a gratuitous ARP from the client's MAC): .100 goes dark,
+	// an event says so, and ARP for it gets no answer any more.
+	if replies := rawARP(t, c, func(f []byte) { f[21] = 2 }, "198.18.37.100", "198.18.37.100"); replies != 0 {
+		t.Errorf("gratuitous ARP answered %d times", replies)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for !strings.Contains(events.String(), `"xdp.host_dark"`) && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !strings.Contains(events.String(), "198.18.37.100") {
+		t.Errorf("no xdp.host_dark event for .100: %s", events.String())
+	}
+	if hw, _ := arping(t, c, "198.18.37.100"); hw != nil {
+		t.Errorf("dark host .100 answered with %s", hw)
+	}
+}
+
+// kiDial connects from the client namespace.
+func kiDial(t testing.TB, c kiNS, addr string, timeout time.Duration) error {
+	var derr error
+	c.do(t, func() error {
+		conn, err := net.DialTimeout("tcp4", addr, timeout)
+		if err == nil {
+			conn.Close()
+		}
+		derr = err
+		return nil
+	})
+	return derr
+}
+
+func (s *Sensor) identityForTest(t testing.TB) *bpf.Identity {
+	t.Helper()
+	if s.identity == nil {
+		t.Fatal("identity programs not attached")
+	}
+	return s.identity
+}
+
+// rawARP sends one ARP request for target from the client's packet socket (mut changes
+// the frame first) and counts the replies from target within a second.
+func rawARP(t testing.TB, c kiNS, mut func([]byte), sender, target string) int {
+	t.Helper()
+	n := 0
+	c.do(t, func() error {
+		ifi, err := net.InterfaceByName(c.link)
+		if err != nil {
+			return err
+		}
+		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, int(htons(unix.ETH_P_ARP)))
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ARP), Ifindex: ifi.Index}); err != nil {
+			return err
+		}
+		tpa := netip.MustParseAddr(target).As4()
+		f := make([]byte, 0, 60)
+		f = append(f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)
+		f = append(f, ifi.HardwareAddr...)
+		f = append(f, 0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1)
+		f = append(f, ifi.HardwareAddr...)
+		spa := netip.MustParseAddr(sender).As4()
+		f = append(f, spa[:]...)
+		f = append(f, 0, 0, 0, 0, 0, 0)
+		f = append(f, tpa[:]...)
+		f = append(f, make([]byte, 60-len(f))...)
+		if mut != nil {
+			mut(f)
+		}
+		if err := unix.Sendto(fd, f, 0, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ARP), Ifindex: ifi.Index, Halen: 6,
+			Addr: [8]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}}); err != nil {
+			return err
+		}
+		tv := unix.NsecToTimeval(int64(200 * time.Millisecond))
+		if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+			return err
+		}
+		buf := make([]byte, 1500)
+		end := time.Now().Add(time.Second)
+		for time.Now().Before(end) {
+			k, _, err := unix.Recvfrom(fd, buf, 0)
+			if err != nil {
+				continue
+			}
+			if k >= 42 && buf[21] == 2 && bytes.Equal(buf[28:32], tpa[:]) {
+				n++
+			}
+		}
+		return nil
+	})
+	return n
+}
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+// tlog writes log lines to the test log.
+type tlog struct{ t testing.TB }
+
+func (w tlog) Write(b []byte) (int, error) { w.t.Log(strings.TrimSpace(string(b))); return len(b), nil }
+
+// kiHTTP fetches url from the client namespace with curl.
+func kiHTTP(t testing.TB, c kiNS, url string) string {
+	t.Helper()
+	protocoltest.NeedTool(t, "curl")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := c.command(ctx, "curl", "-sS", "--max-time", "5", url).CombinedOutput()
+	if err != nil {
+		t.Fatalf("curl %s: %v: %s", url, err, out)
+	}
+	return string(out)
+}
