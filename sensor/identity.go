@@ -200,7 +200,7 @@ func (s *Sensor) forwardConflicts(ctx context.Context, ch <-chan bpf.Conflict) {
 			}
 			s.log.Warn("a machine on the link claims an emulated address; the host goes dark", "addr", c.Addr, "mac", c.MAC.String(), "kind", kind)
 			e := &protocols.Event{Time: time.Now().UTC(), Type: "xdp.host_dark", Protocol: "xdp", Sensor: s.cfg.SensorID,
-				Dst: netip.AddrPortFrom(c.Addr, 0),
+				Dst:    netip.AddrPortFrom(c.Addr, 0),
 				Fields: []protocols.Field{protocols.F("mac", c.MAC.String()), protocols.F("kind", kind)}}
 			s.bus.Emit(e)
 		}

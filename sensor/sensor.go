@@ -53,7 +53,7 @@ type Sensor struct {
 
 	netcfgApplied bool
 	xdp           *bpf.Limiter
-	identity      *bpf.Identity // per-host MACs and stacks in the kernel (identity.go)
+	identity      *bpf.Identity      // per-host MACs and stacks in the kernel (identity.go)
 	limits        []limitRule        // every UDP rate limit (planLimits)
 	limiter       *ratelimit.Limiter // userspace limits, for ports the kernel does not enforce
 	store         *state.Store       // nil without a state directory
