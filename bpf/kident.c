@@ -67,6 +67,8 @@
 #define PERS_MSS 16   /* SYN-ACK carries an MSS option */
 #define PERS_ECHOMSS 32
 #define PERS_ECHOCODE0 64
+#define PERS_ECN 128     /* negotiates ECN */
+#define PERS_SYNFIN 256  /* answers SYN+FIN like SYN */
 
 enum ipid_mode { IPID_KEEP = 0, IPID_INC = 1, IPID_ZERO = 2, IPID_RANDOM = 3 };
 
@@ -118,6 +120,8 @@ struct personality {
 	__u8 pad;
 	__u16 window;
 	__u16 mss;
+	__u16 quote; /* bytes quoted beyond the IP header in ICMP errors; 0: keep */
+	__u16 pad2;
 };
 
 struct port_key {
@@ -576,6 +580,17 @@ static __always_inline int tcp_reset(struct xdp_md *ctx, int v6, const struct pe
 		ip->ttl = pp ? pp->ttl : 64;
 		ip->frag_off = pp && !(pp->flags & PERS_DF) ? 0 : bpf_htons(0x4000);
 		ip->id = 0;
+		if (pp && pp->ipid == IPID_INC) {
+			__u8 h16[16];
+			map4(h16, ip->saddr);
+			__u32 *c = bpf_map_lookup_elem(&ipids, h16);
+			if (c) {
+				ip->id = bpf_htons((__u16)*c);
+				__sync_fetch_and_add(c, 1);
+			}
+		} else if (pp && pp->ipid == IPID_RANDOM) {
+			ip->id = (__u16)bpf_get_prandom_u32();
+		}
 		ip->tos = 0;
 		ip->check = 0;
 		__be16 p = th->source;
@@ -742,6 +757,8 @@ static __always_inline int handle_tcp(struct xdp_md *ctx, int v6, const __u8 *sr
 		return XDP_PASS;
 	if (!th->syn || th->ack || th->rst)
 		return XDP_PASS;
+	/* nmap's T3 probe and friends: SYN with FIN. */
+	int synfin = th->fin;
 	struct personality *pp = NULL;
 	if (pi && pi->pers) {
 		__u32 k = pi->pers - 1;
@@ -759,6 +776,17 @@ static __always_inline int handle_tcp(struct xdp_md *ctx, int v6, const __u8 *sr
 		return apply_policy(ctx, policy_closed, v6, pp);
 	if (!pp)
 		return XDP_PASS;
+	/* Flags byte 13: CWR ECE URG ACK PSH RST SYN FIN. Without ECN, a SYN asking for it
+	 * (ECE+CWR) loses the request; with SYNFIN, SYN+FIN loses FIN, URG and PSH. */
+	__u16 *fw = (__u16 *)((__u8 *)th + 12);
+	__u16 oldw = *fw;
+	__u8 *fl = (__u8 *)th + 13;
+	if (!(pp->flags & PERS_ECN))
+		*fl &= ~0xc0;
+	if (synfin && (pp->flags & PERS_SYNFIN))
+		*fl &= ~0x29;
+	if (*fw != oldw)
+		csum16(&th->check, oldw, *fw);
 	struct strip_ctx sc = {.ctx = ctx, .toff = (void *)th - (void *)(long)ctx->data, .optlen = th->doff * 4,
 			       .flags = pp->flags};
 	sc.optlen = sc.optlen > 20 ? sc.optlen - 20 : 0;
@@ -910,6 +938,53 @@ done:
 	count(C_TC_SYNACK);
 }
 
+#define MAX_QUOTE 64
+#define ICMP_BUF (8 + 60 + MAX_QUOTE)
+
+/* icmp_quote shortens an ICMP error (unreachable, time exceeded, parameter problem) to
+ * the offending datagram's IP header plus quote bytes, fixing the lengths and checksums. */
+static __always_inline void icmp_quote(struct __sk_buff *skb, __u32 toff, __u16 quote)
+{
+	__u8 ic[12];
+	if (quote > MAX_QUOTE || toff != ETH_HLEN + 20)
+		return;
+	if (bpf_skb_load_bytes(skb, toff, ic, 12) < 0)
+		return;
+	if (ic[0] != 3 && ic[0] != 11 && ic[0] != 12)
+		return;
+	__u32 inner = (ic[8] & 0xf) * 4;
+	if (inner < 20 || inner > 60)
+		return;
+	__u32 icmp_len = 8 + inner + quote;
+	__u32 new_len = toff + icmp_len;
+	if (new_len >= skb->len)
+		return;
+	if (bpf_skb_change_tail(skb, new_len, 0) < 0)
+		return;
+	__be16 old_tot, new_tot = bpf_htons(new_len - ETH_HLEN);
+	if (bpf_skb_load_bytes(skb, ETH_HLEN + 2, &old_tot, 2) < 0)
+		return;
+	bpf_l3_csum_replace(skb, IP_CSUM_OFF, old_tot, new_tot, 2);
+	bpf_skb_store_bytes(skb, ETH_HLEN + 2, &new_tot, 2, 0);
+	/* The ICMP checksum over the shortened message, zero-padded to 4 bytes. */
+	__u8 buf[ICMP_BUF] = {};
+	__u32 n = icmp_len;
+	if (n < 8 || n > ICMP_BUF)
+		return;
+	if (bpf_skb_load_bytes(skb, toff, buf, n) < 0)
+		return;
+	buf[2] = 0;
+	buf[3] = 0;
+	__u32 n4 = (n + 3) & ~3U;
+	if (n4 > ICMP_BUF || n4 < 4)
+		return;
+	__s64 sum = bpf_csum_diff(NULL, 0, (__be32 *)buf, n4, 0);
+	if (sum < 0)
+		return;
+	__u16 c = fold(sum);
+	bpf_skb_store_bytes(skb, toff + 2, &c, 2, 0);
+}
+
 SEC("tc")
 int tc_kident(struct __sk_buff *skb)
 {
@@ -1053,7 +1128,10 @@ int tc_kident(struct __sk_buff *skb)
 			__builtin_memcpy(&cport, th + 2, 2);
 			synack(skb, toff, (th[12] >> 4) * 4, pp, src16, dst16, hport, cport);
 		}
-	} else if (l4proto == IPPROTO_ICMP && proto == bpf_htons(ETH_P_IP) && (pp->flags & PERS_ECHOCODE0)) {
+	} else if (l4proto == IPPROTO_ICMP && proto == bpf_htons(ETH_P_IP) && pp->quote) {
+		icmp_quote(skb, toff, pp->quote);
+	}
+	if (l4proto == IPPROTO_ICMP && proto == bpf_htons(ETH_P_IP) && (pp->flags & PERS_ECHOCODE0)) {
 		__u8 ic[2];
 		if (bpf_skb_load_bytes(skb, toff, ic, 2) < 0)
 			return TC_ACT_OK;

@@ -133,6 +133,8 @@ const (
 	persMSS       = 16
 	persEchoMSS   = 32
 	persEchoCode0 = 64
+	persECN       = 128
+	persSYNFIN    = 256
 )
 
 // LoadIdentity loads the identity programs and fills their maps. It attaches nothing
@@ -312,6 +314,9 @@ func kernelPersonality(p profiles.Personality) kidentPersonality {
 	set(p.HasOption('M'), persMSS)
 	set(p.EchoMSS, persEchoMSS)
 	set(p.EchoCodeZero, persEchoCode0)
+	set(p.ECN, persECN)
+	set(p.SYNFIN, persSYNFIN)
+	k.Quote = uint16(p.ICMPQuote)
 	if ws := p.WScale(); ws >= 0 {
 		k.Flags |= persWS
 		k.Wscale = uint8(ws)

@@ -44,6 +44,8 @@ type kidentPersonality struct {
 	Pad    uint8
 	Window uint16
 	Mss    uint16
+	Quote  uint16
+	Pad2   uint16
 }
 
 type kidentPortKey struct {

@@ -314,6 +314,20 @@ func TestIdentityMACAndSYN(t *testing.T) {
 	if len(kinds) != 1 || kinds[0] != layers.TCPOptionKindMSS {
 		t.Fatalf("SYN options after stripping: %v", kinds)
 	}
+	// ECN requested (ECE+CWR): the S7 does not negotiate it, so the request goes.
+	ecn := syn(102)
+	ecn.ECE, ecn.CWR = true, true
+	_, out = runProg(t, id.objs.XdpKident, tcpFrame(t, macA, kiPeer, a, ecn, nil))
+	if tcp := decode(t, out).Layer(layers.LayerTypeTCP).(*layers.TCP); tcp.ECE || tcp.CWR || !tcp.SYN {
+		t.Fatalf("ECN SYN: %+v", tcp)
+	}
+	// nmap T3 (SYN FIN PSH URG to an open port): a plain SYN for the S7's stack.
+	t3 := syn(102)
+	t3.FIN, t3.PSH, t3.URG = true, true, true
+	_, out = runProg(t, id.objs.XdpKident, tcpFrame(t, macA, kiPeer, a, t3, nil))
+	if tcp := decode(t, out).Layer(layers.LayerTypeTCP).(*layers.TCP); tcp.FIN || tcp.PSH || tcp.URG || !tcp.SYN {
+		t.Fatalf("T3 SYN: %+v", tcp)
+	}
 	// The BMC keeps all of them.
 	bmc := hostAddr(130)
 	macBMC, _ := id.MAC(bmc)
@@ -359,7 +373,7 @@ func TestIdentityMACAndSYN(t *testing.T) {
 		t.Errorf("SYN to own address on 22: %d", ret)
 	}
 	c, _ := id.Counters()
-	if c["mac_mismatch"] != 2 || c["syn_reset"] != 2 || c["syn_drop"] != 1 || c["syn_stripped"] != 3 {
+	if c["mac_mismatch"] != 2 || c["syn_reset"] != 2 || c["syn_drop"] != 1 || c["syn_stripped"] != 9 {
 		t.Fatalf("counters %v", c)
 	}
 }
@@ -442,6 +456,19 @@ func TestIdentityEgress(t *testing.T) {
 	p = decode(t, out)
 	if ic := p.Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4); ic.TypeCode.Code() != 0 || p.Layer(layers.LayerTypeIPv4).(*layers.IPv4).TTL != 128 {
 		t.Fatalf("echo reply %v", ic.TypeCode)
+	}
+	// Port unreachable quoting 128 bytes of the UDP probe (Linux): the S7 quotes the IP
+	// header and 8 bytes (nmap U1 IPL=38), lengths and checksums fixed.
+	ipIn := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: kiPeer.AsSlice(), DstIP: s7.AsSlice()}
+	udpIn := &layers.UDP{SrcPort: 40000, DstPort: 36828}
+	udpIn.SetNetworkLayerForChecksum(ipIn)
+	inner := serialize(t, ipIn, udpIn, gopacket.Payload(bytes.Repeat([]byte{'C'}, 600)))
+	unreach := &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(3, 3)}
+	ipu := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: layers.IPProtocolICMPv4, SrcIP: s7.AsSlice(), DstIP: kiPeer.AsSlice()}
+	_, out = runProg(t, id.objs.TcKident, serialize(t, &layers.Ethernet{SrcMAC: kiDevMAC, DstMAC: kiPeerMAC, EthernetType: layers.EthernetTypeIPv4}, ipu, unreach, gopacket.Payload(inner[:548])))
+	p = decode(t, out)
+	if ip := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4); ip.Length != 56 || len(out) != 14+56 || ip.TTL != 128 {
+		t.Fatalf("port unreachable: IP length %d, frame %d, TTL %d", ip.Length, len(out), ip.TTL)
 	}
 	// Not emulated: untouched.
 	orig := linuxSYNACK(t, netip.MustParseAddr("198.18.36.1"), 80, true)

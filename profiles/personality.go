@@ -45,6 +45,16 @@ type Personality struct {
 	Options string
 	// EchoCodeZero: ICMP echo replies carry code 0 whatever the request's code (nmap IE CD=Z).
 	EchoCodeZero bool
+	// ECN: the stack negotiates ECN (nmap ECN CC=Y); without it the client's ECN request
+	// is removed from its SYN, so the SYN-ACK carries no ECE (CC=N).
+	ECN bool
+	// SYNFIN: a SYN with FIN (and PSH, URG) to an open port is answered like a SYN (nmap
+	// T3 R=Y); Linux drops it.
+	SYNFIN bool
+	// ICMPQuote is how many bytes of the offending datagram beyond its IP header an ICMP
+	// error quotes (8 for most embedded stacks: nmap U1 IPL=38); 0 keeps Linux's (as much
+	// as fits in 576 bytes).
+	ICMPQuote int
 }
 
 // HasOption reports whether the SYN-ACK options contain kind c (one of M S T W).
@@ -81,6 +91,8 @@ func (p Personality) Validate() error {
 		return fmt.Errorf("personality %q: options %q not in nmap's notation (M S T11 N W<hex> L)", p.Name, p.Options)
 	case p.HasOption('M') && p.MSS == 0:
 		return fmt.Errorf("personality %q: an MSS option needs an MSS", p.Name)
+	case p.ICMPQuote < 0 || p.ICMPQuote > 64:
+		return fmt.Errorf("personality %q: ICMP quote %d outside 0..64", p.Name, p.ICMPQuote)
 	case p.WScale() > 14:
 		return fmt.Errorf("personality %q: window scale %d over 14", p.Name, p.WScale())
 	}
@@ -103,6 +115,8 @@ var personalities = []struct {
 		// WIN W1..W6=800; T1/T3/ECN DF=N TG=80; IE CD=Z.
 		TTL: 128, IPID: IPIDIncremental, DF: false, Window: 0x800,
 		MSS: 1460, EchoMSS: true, Options: "M", EchoCodeZero: true,
+		// ECN CC=N; T3 R=Y; U1 IPL=38.
+		SYNFIN: true, ICMPQuote: 8,
 	}},
 	{regexp.MustCompile(`(?i)^super ?micro$`), regexp.MustCompile(`(?i)BMC`), Personality{
 		Name: "supermicro-bmc", Vendor: "supermicro",
