@@ -121,7 +121,7 @@ struct personality {
 	__u16 window;
 	__u16 mss;
 	__u16 quote; /* bytes quoted beyond the IP header in ICMP errors; 0: keep */
-	__u16 pad2;
+	__u16 mss_default; /* ECHOMSS: the SYN-ACK's MSS when the client sent none; 0: mss */
 };
 
 struct port_key {
@@ -910,6 +910,8 @@ static __always_inline void synack(struct __sk_buff *skb, __u32 toff, __u32 doff
 		if (cm) {
 			if (*cm && *cm < mss)
 				mss = *cm;
+			else if (!*cm && pp->mss_default)
+				mss = pp->mss_default;
 			bpf_map_delete_elem(&flows, &fk);
 		}
 	}

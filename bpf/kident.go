@@ -317,6 +317,7 @@ func kernelPersonality(p profiles.Personality) kidentPersonality {
 	set(p.ECN, persECN)
 	set(p.SYNFIN, persSYNFIN)
 	k.Quote = uint16(p.ICMPQuote)
+	k.MssDefault = p.MSSDefault
 	if ws := p.WScale(); ws >= 0 {
 		k.Flags |= persWS
 		k.Wscale = uint8(ws)

@@ -36,16 +36,16 @@ type kidentIn6Addr struct {
 }
 
 type kidentPersonality struct {
-	_      structs.HostLayout
-	Flags  uint32
-	Ttl    uint8
-	Ipid   uint8
-	Wscale uint8
-	Pad    uint8
-	Window uint16
-	Mss    uint16
-	Quote  uint16
-	Pad2   uint16
+	_          structs.HostLayout
+	Flags      uint32
+	Ttl        uint8
+	Ipid       uint8
+	Wscale     uint8
+	Pad        uint8
+	Window     uint16
+	Mss        uint16
+	Quote      uint16
+	MssDefault uint16
 }
 
 type kidentPortKey struct {

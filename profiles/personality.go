@@ -38,6 +38,9 @@ type Personality struct {
 	// EchoMSS, the device answers min(MSS, the client's MSS) and MSS without one.
 	MSS     uint16
 	EchoMSS bool
+	// MSSDefault is the SYN-ACK's MSS, with EchoMSS, when the client's SYN has none
+	// (nmap O4); 0 means MSS.
+	MSSDefault uint16
 	// Options are the SYN-ACK's options in nmap's notation (M MSS, S SACK permitted, T
 	// timestamp, N NOP, W window scale, L end of list), in their order. Options the
 	// device lacks are removed from the client's SYN before the sensor's stack sees it,
@@ -111,10 +114,11 @@ var personalities = []struct {
 	{regexp.MustCompile(`(?i)^siemens$`), regexp.MustCompile(`(?i)S7-[234]00|CP ?343|CP ?443`), Personality{
 		Name: "siemens-s7-300", Vendor: "siemens",
 		Source: "Siemens Simatic 300 programmable logic controller (CPU/CP firmware >= 3.1)",
-		// SEQ TI=I CI=I II=I SS=S TS=U; OPS O1=M5B4 O2=M578 O5=M218 O6=M109;
+		// SEQ TI=I CI=I II=I SS=S TS=U; OPS O1=M5B4 O2=M578 O4=M200 O5=M218 O6=M109
+		// (O3=M200 for a client MSS of 640 is not modelled: 640 is answered);
 		// WIN W1..W6=800; T1/T3/ECN DF=N TG=80; IE CD=Z.
 		TTL: 128, IPID: IPIDIncremental, DF: false, Window: 0x800,
-		MSS: 1460, EchoMSS: true, Options: "M", EchoCodeZero: true,
+		MSS: 1460, EchoMSS: true, MSSDefault: 512, Options: "M", EchoCodeZero: true,
 		// ECN CC=N; T3 R=Y; U1 IPL=38.
 		SYNFIN: true, ICMPQuote: 8,
 	}},
