@@ -58,7 +58,6 @@
 
 #define PF_ONLINK 1 /* on the interface's link: answer ARP/ND, check MACs */
 #define PF_EDGES 2  /* IPv4 prefix shorter than /31: network and broadcast are no hosts */
-#define PF_ALLPORTS 4 /* no port list: the stack decides every port */
 
 #define PERS_DF 1
 #define PERS_TS 2     /* keeps timestamps */
@@ -99,17 +98,33 @@ struct addr_key {
 	__u8 addr[16];
 };
 
-/* One emulated prefix (a sensor [[hosts]] rule). */
-struct prefix_info {
-	__u64 fnv;          /* FNV-1a state after the deployment seed's 8 bytes */
+#define MAX_MIX 8
+#define EF_ALLPORTS 1 /* no port list: the stack decides every port */
+
+/* One profile of a prefix's mix. */
+struct profile_ent {
+	__u64 cum;          /* cumulative weight, scaled so that the last is 1<<32 */
 	__u8 name[MAX_NAME];/* the profile's name */
 	__u32 name_len;
-	__u32 n_ouis;
+	__u32 n_ouis;       /* 0: the hosts keep the interface's MAC */
 	__u8 ouis[MAX_OUIS * 3];
 	__u32 profile;      /* index of the profile (for its ports) */
 	__u32 pers;         /* personality index + 1; 0: the sensor's own stack */
+	__u32 flags;        /* EF_* */
+	__u32 pad;
+};
+
+/* One emulated prefix (a sensor [[hosts]] rule): a profile, or a weighted mix of
+ * profiles of which a fraction of the addresses are live, both drawn per address from
+ * the seed as the sensor draws them (hostRegistry.match). */
+struct prefix_info {
+	__u64 fnv;          /* FNV-1a state after the deployment seed's 8 bytes */
+	__u64 live;         /* a host when its draw (32 bits) is below; 0: every address */
 	__u32 flags;        /* PF_* */
 	__u32 bits;         /* IPv4 prefix length (PF_EDGES) */
+	__u32 n;            /* profiles in ent */
+	__u32 pad;
+	struct profile_ent ent[MAX_MIX];
 };
 
 struct personality {
@@ -249,35 +264,88 @@ static __always_inline __u64 mix64(__u64 x)
 	return x;
 }
 
-/* host_mac computes profiles.HostMAC(hostSeed(seed, addr, profile), ouis). */
-static __always_inline int host_mac(const struct prefix_info *pi, const __u8 *a16, __u8 *mac)
+#define FNV_BYTE(h, b) (((h) ^ (__u8)(b)) * FNV_PRIME)
+
+/* resolve draws the profile of an address as the sensor does: FNV-1a 64 over the
+ * deployment seed, the address and a label, then splitmix64 (sensor.hostSeed); the label
+ * "\0live" decides whether the address is a host, "\0profile" which profile of the mix,
+ * the profile's name gives the host seed. NULL: no host there. */
+static __always_inline struct profile_ent *resolve(struct prefix_info *pi, const __u8 *a16, __u64 *seed)
 {
 	__u64 h = pi->fnv;
 #pragma unroll
-	for (int i = 0; i < 16; i++) {
-		h ^= a16[i];
-		h *= FNV_PRIME;
+	for (int i = 0; i < 16; i++)
+		h = FNV_BYTE(h, a16[i]);
+	if (pi->live) {
+		__u64 x = h;
+		x = FNV_BYTE(x, 0);
+		x = FNV_BYTE(x, 'l');
+		x = FNV_BYTE(x, 'i');
+		x = FNV_BYTE(x, 'v');
+		x = FNV_BYTE(x, 'e');
+		if ((mix64(x) >> 32) >= pi->live)
+			return NULL;
 	}
+	__u32 idx = 0;
+	if (pi->n > 1) {
+		__u64 x = h;
+		x = FNV_BYTE(x, 0);
+		x = FNV_BYTE(x, 'p');
+		x = FNV_BYTE(x, 'r');
+		x = FNV_BYTE(x, 'o');
+		x = FNV_BYTE(x, 'f');
+		x = FNV_BYTE(x, 'i');
+		x = FNV_BYTE(x, 'l');
+		x = FNV_BYTE(x, 'e');
+		__u64 v = mix64(x) >> 32;
+		idx = MAX_MIX - 1;
+#pragma unroll
+		for (int i = MAX_MIX - 1; i >= 0; i--)
+			if (i < pi->n && v < pi->ent[i].cum)
+				idx = i;
+		if (idx >= pi->n)
+			idx = pi->n - 1;
+	}
+	if (idx >= MAX_MIX)
+		return NULL;
+	struct profile_ent *pe = &pi->ent[idx];
 	for (__u32 i = 0; i < MAX_NAME; i++) {
-		if (i >= pi->name_len)
+		if (i >= pe->name_len)
 			break;
-		h ^= pi->name[i];
-		h *= FNV_PRIME;
+		h = FNV_BYTE(h, pe->name[i]);
 	}
-	__u64 x = mix64(mix64(h) ^ MAC_SALT);
-	__u32 n = pi->n_ouis;
+	*seed = mix64(h);
+	return pe;
+}
+
+/* host_mac computes profiles.HostMAC(seed, ouis). */
+static __always_inline int host_mac(const struct profile_ent *pe, __u64 seed, __u8 *mac)
+{
+	__u64 x = mix64(seed ^ MAC_SALT);
+	__u32 n = pe->n_ouis;
 	if (n == 0 || n > MAX_OUIS)
 		return -1;
 	__u32 idx = (__u32)((x >> 40) % n);
 	if (idx >= MAX_OUIS)
 		return -1;
-	mac[0] = pi->ouis[idx * 3];
-	mac[1] = pi->ouis[idx * 3 + 1];
-	mac[2] = pi->ouis[idx * 3 + 2];
+	mac[0] = pe->ouis[idx * 3];
+	mac[1] = pe->ouis[idx * 3 + 1];
+	mac[2] = pe->ouis[idx * 3 + 2];
 	mac[3] = x >> 16;
 	mac[4] = x >> 8;
 	mac[5] = x;
 	return 0;
+}
+
+/* host_of resolves an address to its profile and MAC; -1 when no host with a MAC of its
+ * own is there. */
+static __always_inline int host_of(struct prefix_info *pi, const __u8 *a16, struct profile_ent **pe, __u8 *mac)
+{
+	__u64 seed;
+	*pe = resolve(pi, a16, &seed);
+	if (!*pe)
+		return -1;
+	return host_mac(*pe, seed, mac);
 }
 
 static __always_inline void map4(__u8 *a16, __u32 a4)
@@ -386,18 +454,15 @@ static __always_inline int handle_arp(struct xdp_md *ctx, struct ethhdr *eth, vo
 	 * claims it: the host goes dark. */
 	if (wellformed) {
 		struct prefix_info *sp = s4 ? lookup(spa) : NULL;
-		if (sp && (sp->flags & PF_ONLINK) && !bpf_map_lookup_elem(&locals, spa)) {
-			__u8 mac[6];
-			if (host_mac(sp, spa, mac) == 0 && !mac_eq(a->sha, mac))
-				go_dark(spa, a->sha, 0);
-		}
+		struct profile_ent *pe;
+		__u8 mac[6];
+		if (sp && (sp->flags & PF_ONLINK) && !bpf_map_lookup_elem(&locals, spa) && host_of(sp, spa, &pe, mac) == 0 &&
+		    !mac_eq(a->sha, mac))
+			go_dark(spa, a->sha, 0);
 		if (!s4 && op == 1) {
 			struct prefix_info *tp = lookup(tpa);
-			if (tp && (tp->flags & PF_ONLINK)) {
-				__u8 mac[6];
-				if (host_mac(tp, tpa, mac) == 0 && !mac_eq(a->sha, mac))
-					go_dark(tpa, a->sha, 1);
-			}
+			if (tp && (tp->flags & PF_ONLINK) && host_of(tp, tpa, &pe, mac) == 0 && !mac_eq(a->sha, mac))
+				go_dark(tpa, a->sha, 1);
 		}
 	}
 	struct prefix_info *pi = lookup(tpa);
@@ -407,9 +472,12 @@ static __always_inline int handle_arp(struct xdp_md *ctx, struct ethhdr *eth, vo
 		count(C_ARP_MALFORMED);
 		return XDP_DROP;
 	}
+	struct profile_ent *pe;
+	__u8 mac[6];
+	int have = host_of(pi, tpa, &pe, mac) == 0;
 	if (op == 2) {
-		__u8 rmac[6];
-		if (host_mac(pi, tpa, rmac) != 0)
+		__u8 *rmac = mac;
+		if (!have)
 			return XDP_PASS;
 		/* An answer to the kernel's own request sent from this host's address. */
 		if (mac_eq(eth->h_dest, rmac)) {
@@ -422,17 +490,16 @@ static __always_inline int handle_arp(struct xdp_md *ctx, struct ethhdr *eth, vo
 		}
 		return XDP_PASS;
 	}
-	if (edge(pi, tpa)) {
-		count(C_EDGE_DROP);
+	if (edge(pi, tpa) || !pe) {
+		count(C_EDGE_DROP); /* a subnet edge or an address with no device */
 		return XDP_DROP;
 	}
 	if (is_dark(tpa)) {
 		count(C_DARK_DROP);
 		return XDP_DROP;
 	}
-	__u8 mac[6];
-	if (host_mac(pi, tpa, mac) != 0)
-		return XDP_PASS;
+	if (!have)
+		return XDP_PASS; /* a profile without a MAC of its own: the kernel answers */
 	if (!s4) /* a probe from the claimant, handled above */
 		return XDP_DROP;
 	/* A directed reply in place. */
@@ -474,8 +541,13 @@ static __always_inline int handle_nd(struct xdp_md *ctx, struct ethhdr *eth, str
 	__u8 target[16];
 	__builtin_memcpy(target, nd->target, 16);
 	__u8 mac[6];
-	if (host_mac(pi, target, mac) != 0)
-		return XDP_PASS;
+	struct profile_ent *pe;
+	if (host_of(pi, target, &pe, mac) != 0) {
+		if (pe)
+			return XDP_PASS;
+		count(C_EDGE_DROP);
+		return XDP_DROP;
+	}
 	/* RFC 4861 7.1.1: hop limit 255, code 0, an ICMP length of 24 or more; a source
 	 * link-layer option only with a specified source. */
 	int unspec = 1;
@@ -751,7 +823,7 @@ static long strip_one(__u32 n, void *arg)
 }
 
 static __always_inline int handle_tcp(struct xdp_md *ctx, int v6, const __u8 *src16, const __u8 *dst16,
-				      struct tcphdr *th, void *end, struct prefix_info *pi)
+				      struct tcphdr *th, void *end, struct prefix_info *pi, struct profile_ent *pe)
 {
 	if ((void *)(th + 1) > end)
 		return XDP_PASS;
@@ -760,19 +832,19 @@ static __always_inline int handle_tcp(struct xdp_md *ctx, int v6, const __u8 *sr
 	/* nmap's T3 probe and friends: SYN with FIN. */
 	int synfin = th->fin;
 	struct personality *pp = NULL;
-	if (pi && pi->pers) {
-		__u32 k = pi->pers - 1;
+	if (pi && pe && pe->pers) {
+		__u32 k = pe->pers - 1;
 		pp = bpf_map_lookup_elem(&personas, &k);
 	}
-	if (!pi) {
+	if (!pi || !pe) {
 		/* The sensor's own address on a port it listens on for the hosts. */
 		__u16 dport = bpf_ntohs(th->dest);
 		if (bpf_map_lookup_elem(&locals, dst16) && bpf_map_lookup_elem(&listened, &dport))
 			return apply_policy(ctx, policy_local, v6, NULL);
 		return XDP_PASS;
 	}
-	struct port_key pk = {.profile = pi->profile, .port = bpf_ntohs(th->dest)};
-	if (!(pi->flags & PF_ALLPORTS) && !bpf_map_lookup_elem(&ports, &pk))
+	struct port_key pk = {.profile = pe->profile, .port = bpf_ntohs(th->dest)};
+	if (!(pe->flags & EF_ALLPORTS) && !bpf_map_lookup_elem(&ports, &pk))
 		return apply_policy(ctx, policy_closed, v6, pp);
 	if (!pp)
 		return XDP_PASS;
@@ -844,16 +916,16 @@ int xdp_kident(struct xdp_md *ctx)
 	struct prefix_info *pi = lookup(dst16);
 	if (pi && bpf_map_lookup_elem(&locals, dst16))
 		pi = NULL; /* the sensor's own address inside an emulated prefix */
+	struct profile_ent *pe = NULL;
 	if (pi) {
-		if (edge(pi, dst16) || is_dark(dst16)) {
-			count(edge(pi, dst16) ? C_EDGE_DROP : C_DARK_DROP);
+		__u8 mac[6];
+		int have = host_of(pi, dst16, &pe, mac) == 0;
+		if (edge(pi, dst16) || !pe || is_dark(dst16)) {
+			count(is_dark(dst16) ? C_DARK_DROP : C_EDGE_DROP);
 			if (policy_edge != POL_PASS)
 				return XDP_DROP;
 		}
-		if (pi->flags & PF_ONLINK) {
-			__u8 mac[6];
-			if (host_mac(pi, dst16, mac) != 0)
-				goto next;
+		if ((pi->flags & PF_ONLINK) && have) {
 			if (!(eth->h_dest[0] == mac[0] && eth->h_dest[1] == mac[1] && eth->h_dest[2] == mac[2] &&
 			      eth->h_dest[3] == mac[3] && eth->h_dest[4] == mac[4] && eth->h_dest[5] == mac[5])) {
 				count(C_MAC_MISMATCH);
@@ -869,7 +941,7 @@ int xdp_kident(struct xdp_md *ctx)
 		}
 	}
 	if (l4proto == IPPROTO_TCP) {
-		int r = handle_tcp(ctx, v6, src16, dst16, l4, end, pi);
+		int r = handle_tcp(ctx, v6, src16, dst16, l4, end, pi, pe);
 		if (r != XDP_PASS)
 			return r;
 	}
@@ -1009,7 +1081,8 @@ int tc_kident(struct __sk_buff *skb)
 		__builtin_memcpy(&s4, a->spa, 4);
 		map4(src16, s4);
 		pi = lookup(src16);
-		if (!pi || !(pi->flags & PF_ONLINK) || host_mac(pi, src16, mac) != 0)
+		struct profile_ent *ape;
+		if (!pi || !(pi->flags & PF_ONLINK) || host_of(pi, src16, &ape, mac) != 0)
 			return TC_ACT_OK;
 		bpf_skb_store_bytes(skb, ETH_ALEN, mac, 6, 0);
 		bpf_skb_store_bytes(skb, ETH_HLEN + 8, mac, 6, 0);
@@ -1034,15 +1107,17 @@ int tc_kident(struct __sk_buff *skb)
 	pi = lookup(src16);
 	if (!pi || bpf_map_lookup_elem(&locals, src16))
 		return TC_ACT_OK;
-	if (pi->flags & PF_ONLINK) {
-		if (host_mac(pi, src16, mac) == 0) {
-			bpf_skb_store_bytes(skb, ETH_ALEN, mac, 6, 0);
-			count(C_TC_MAC);
-		}
-	}
-	if (!pi->pers)
+	struct profile_ent *pe;
+	int have = host_of(pi, src16, &pe, mac) == 0;
+	if (!pe)
 		return TC_ACT_OK;
-	__u32 pk = pi->pers - 1;
+	if ((pi->flags & PF_ONLINK) && have) {
+		bpf_skb_store_bytes(skb, ETH_ALEN, mac, 6, 0);
+		count(C_TC_MAC);
+	}
+	if (!pe->pers)
+		return TC_ACT_OK;
+	__u32 pk = pe->pers - 1;
 	struct personality *pp = bpf_map_lookup_elem(&personas, &pk);
 	if (!pp)
 		return TC_ACT_OK;

@@ -58,21 +58,54 @@ func (p Policy) String() string {
 	return fmt.Sprintf("policy(%d)", uint32(p))
 }
 
-// HostPrefix is one emulated prefix as the identity program sees it.
-type HostPrefix struct {
-	Prefix  netip.Prefix
+// HostProfile is one profile of an emulated prefix.
+type HostProfile struct {
 	Profile string // the profile's name: part of every host's seed
-	// OUIs of the hosts' MACs (profiles.Profile.MACOUIs); without any, the prefix's
-	// hosts keep the interface's MAC and get no ARP answers from XDP.
+	// OUIs of the hosts' MACs (profiles.Profile.MACOUIs); without any, the hosts keep
+	// the interface's MAC and get no ARP answers from XDP.
 	OUIs []profiles.OUI
 	// Personality shapes the hosts' packets; nil keeps the sensor's own stack.
 	Personality *profiles.Personality
-	// OnLink: the prefix is on the interface's link, so XDP answers ARP and neighbour
-	// solicitations and checks destination MACs. A prefix routed to the sensor is not.
-	OnLink bool
 	// Ports are the TCP ports the profile serves; SYNs to the hosts' other ports get
 	// IdentityConfig.Closed. Nil: every port is left to the stack.
 	Ports []uint16
+}
+
+// HostPrefix is one emulated prefix as the identity program sees it: one profile, or a
+// weighted mix of which a fraction of the addresses are live, drawn per address from
+// the seed as the sensor draws them.
+type HostPrefix struct {
+	Prefix   netip.Prefix
+	Profiles []HostProfile // 1 to 8
+	// Cum are the mix's cumulative weights scaled so that the last is 1<<32 (nil for
+	// one profile); an address takes the first profile whose Cum is above its draw.
+	Cum []uint64
+	// Live: an address is a host when its draw (32 bits) is below Live; 0: every one.
+	Live uint64
+	// OnLink: the prefix is on the interface's link, so XDP answers ARP and neighbour
+	// solicitations and checks destination MACs. A prefix routed to the sensor is not.
+	OnLink bool
+}
+
+// maxMix is the kernel's limit of profiles per prefix.
+const maxMix = 8
+
+// Pick draws the profile of addr in hp, as the kernel and the sensor do; false: no host
+// lives there.
+func (hp *HostPrefix) Pick(seed uint64, addr netip.Addr) (*HostProfile, bool) {
+	if hp.Live != 0 && HostSeed(seed, addr, "\x00live")>>32 >= hp.Live {
+		return nil, false
+	}
+	if len(hp.Profiles) == 1 {
+		return &hp.Profiles[0], true
+	}
+	x := HostSeed(seed, addr, "\x00profile") >> 32
+	for i, c := range hp.Cum {
+		if x < c {
+			return &hp.Profiles[i], true
+		}
+	}
+	return &hp.Profiles[len(hp.Profiles)-1], true
 }
 
 // IdentityConfig configures the identity programs.
@@ -122,9 +155,10 @@ var identityCounters = []string{"arp_reply", "arp_malformed", "conflict", "dark_
 	"tc_personality", "tc_synack", "event_lost", "mac_ok"}
 
 const (
-	prefFOnLink   = 1
-	prefFEdges    = 2
-	prefFAllPorts = 4
+	prefFOnLink = 1
+	prefFEdges  = 2
+
+	entFAllPorts = 1
 
 	persDF        = 1
 	persTS        = 2
@@ -235,53 +269,68 @@ func (id *Identity) fill() error {
 			hp.Prefix = netip.PrefixFrom(a.Unmap(), hp.Prefix.Bits()-96)
 		}
 		hp.Prefix = hp.Prefix.Masked()
-		if len(hp.Profile) > len(kidentPrefixInfo{}.Name) {
-			return fmt.Errorf("identity: prefix %s: profile name %q over %d bytes", hp.Prefix, hp.Profile, len(kidentPrefixInfo{}.Name))
+		if len(hp.Profiles) == 0 || len(hp.Profiles) > maxMix {
+			return fmt.Errorf("identity: prefix %s: %d profiles, want 1 to %d", hp.Prefix, len(hp.Profiles), maxMix)
 		}
-		if len(hp.OUIs) > len(kidentPrefixInfo{}.Ouis)/3 {
-			return fmt.Errorf("identity: prefix %s: %d OUIs, at most %d", hp.Prefix, len(hp.OUIs), len(kidentPrefixInfo{}.Ouis)/3)
+		if len(hp.Profiles) > 1 && len(hp.Cum) != len(hp.Profiles) {
+			return fmt.Errorf("identity: prefix %s: %d weights for %d profiles", hp.Prefix, len(hp.Cum), len(hp.Profiles))
 		}
-		prof, ok := id.profiles[hp.Profile]
-		if !ok {
-			prof = uint32(len(id.profiles))
-			id.profiles[hp.Profile] = prof
-			for _, port := range hp.Ports {
-				if err := id.objs.Ports.Put(kidentPortKey{Profile: prof, Port: port}, uint8(1)); err != nil {
-					return fmt.Errorf("identity: port %d: %w", port, err)
-				}
-			}
-		}
-		v := kidentPrefixInfo{Fnv: seedState(id.cfg.Seed), NameLen: uint32(len(hp.Profile)),
-			N_ouis: uint32(len(hp.OUIs)), Profile: prof, Bits: uint32(hp.Prefix.Bits())}
-		copy(v.Name[:], hp.Profile)
-		for j, o := range hp.OUIs {
-			copy(v.Ouis[3*j:], o[:])
-		}
-		if hp.OnLink && len(hp.OUIs) > 0 {
+		v := kidentPrefixInfo{Fnv: seedState(id.cfg.Seed), Live: hp.Live, Bits: uint32(hp.Prefix.Bits()), N: uint32(len(hp.Profiles))}
+		if hp.OnLink {
 			v.Flags |= prefFOnLink
 		}
 		if hp.Prefix.Addr().Is4() && hp.Prefix.Bits() < 31 {
 			v.Flags |= prefFEdges
 		}
-		if hp.Ports == nil {
-			v.Flags |= prefFAllPorts
-		}
-		if hp.Personality != nil {
-			if err := hp.Personality.Validate(); err != nil {
-				return fmt.Errorf("identity: prefix %s: %w", hp.Prefix, err)
+		for k, pr := range hp.Profiles {
+			e := &v.Ent[k]
+			if len(pr.Profile) > len(e.Name) {
+				return fmt.Errorf("identity: prefix %s: profile name %q over %d bytes", hp.Prefix, pr.Profile, len(e.Name))
 			}
-			idx, ok := persIdx[hp.Personality.Name]
+			if len(pr.OUIs) > len(e.Ouis)/3 {
+				return fmt.Errorf("identity: prefix %s: %d OUIs, at most %d", hp.Prefix, len(pr.OUIs), len(e.Ouis)/3)
+			}
+			prof, ok := id.profiles[pr.Profile]
 			if !ok {
-				idx = uint32(len(persIdx))
-				if idx >= id.objs.Personas.MaxEntries() {
-					return fmt.Errorf("identity: more than %d personalities", id.objs.Personas.MaxEntries())
-				}
-				persIdx[hp.Personality.Name] = idx
-				if err := id.objs.Personas.Put(idx, kernelPersonality(*hp.Personality)); err != nil {
-					return fmt.Errorf("identity: personality %s: %w", hp.Personality.Name, err)
+				prof = uint32(len(id.profiles))
+				id.profiles[pr.Profile] = prof
+				for _, port := range pr.Ports {
+					if err := id.objs.Ports.Put(kidentPortKey{Profile: prof, Port: port}, uint8(1)); err != nil {
+						return fmt.Errorf("identity: port %d: %w", port, err)
+					}
 				}
 			}
-			v.Pers = idx + 1
+			e.Profile = prof
+			e.NameLen = uint32(len(pr.Profile))
+			copy(e.Name[:], pr.Profile)
+			e.N_ouis = uint32(len(pr.OUIs))
+			for j, o := range pr.OUIs {
+				copy(e.Ouis[3*j:], o[:])
+			}
+			if pr.Ports == nil {
+				e.Flags |= entFAllPorts
+			}
+			e.Cum = 1 << 32
+			if len(hp.Cum) > 0 {
+				e.Cum = hp.Cum[k]
+			}
+			if pr.Personality != nil {
+				if err := pr.Personality.Validate(); err != nil {
+					return fmt.Errorf("identity: prefix %s: %w", hp.Prefix, err)
+				}
+				idx, ok := persIdx[pr.Personality.Name]
+				if !ok {
+					idx = uint32(len(persIdx))
+					if idx >= id.objs.Personas.MaxEntries() {
+						return fmt.Errorf("identity: more than %d personalities", id.objs.Personas.MaxEntries())
+					}
+					persIdx[pr.Personality.Name] = idx
+					if err := id.objs.Personas.Put(idx, kernelPersonality(*pr.Personality)); err != nil {
+						return fmt.Errorf("identity: personality %s: %w", pr.Personality.Name, err)
+					}
+				}
+				e.Pers = idx + 1
+			}
 		}
 		if err := id.objs.Prefixes.Put(addrKey(hp.Prefix), v); err != nil {
 			return fmt.Errorf("identity: prefix %s: %w", hp.Prefix, err)
@@ -336,10 +385,14 @@ func (id *Identity) MAC(addr netip.Addr) (net.HardwareAddr, bool) {
 			best = hp
 		}
 	}
-	if best == nil || !best.OnLink || len(best.OUIs) == 0 {
+	if best == nil || !best.OnLink {
 		return nil, false
 	}
-	return profiles.HostMAC(HostSeed(id.cfg.Seed, addr, best.Profile), best.OUIs), true
+	pr, ok := best.Pick(id.cfg.Seed, addr)
+	if !ok || len(pr.OUIs) == 0 {
+		return nil, false
+	}
+	return profiles.HostMAC(HostSeed(id.cfg.Seed, addr, pr.Profile), pr.OUIs), true
 }
 
 // Attach sets the device MAC the program hands frames on with, attaches the XDP program

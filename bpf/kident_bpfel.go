@@ -56,16 +56,25 @@ type kidentPortKey struct {
 }
 
 type kidentPrefixInfo struct {
-	_       structs.HostLayout
-	Fnv     uint64
-	Name    [64]uint8
-	NameLen uint32
-	N_ouis  uint32
-	Ouis    [48]uint8
-	Profile uint32
-	Pers    uint32
-	Flags   uint32
-	Bits    uint32
+	_     structs.HostLayout
+	Fnv   uint64
+	Live  uint64
+	Flags uint32
+	Bits  uint32
+	N     uint32
+	Pad   uint32
+	Ent   [8]struct {
+		_       structs.HostLayout
+		Cum     uint64
+		Name    [64]uint8
+		NameLen uint32
+		N_ouis  uint32
+		Ouis    [48]uint8
+		Profile uint32
+		Pers    uint32
+		Flags   uint32
+		Pad     uint32
+	}
 }
 
 // Names of all BPF objects in the ELF.

@@ -22,6 +22,7 @@ var (
 	kiPrefix  = netip.MustParsePrefix("198.18.37.0/25")
 	kiPrefix2 = netip.MustParsePrefix("198.18.37.128/26")
 	kiPrefix6 = netip.MustParsePrefix("fd00:37::/64")
+	kiMix     = netip.MustParsePrefix("198.18.38.0/24")
 	kiDevMAC  = net.HardwareAddr{0x02, 0x37, 0, 0, 0, 1}
 	kiPeerMAC = net.HardwareAddr{0x02, 0x37, 0, 0, 0, 2}
 	kiPeer    = netip.MustParseAddr("198.18.37.254")
@@ -38,16 +39,21 @@ func kiPersona(t testing.TB, name string) *profiles.Personality {
 }
 
 // loadTestIdentity loads the identity programs with an S7 /25 (ports 102, 502, 80), a
-// BMC /25 (all ports) and an IPv6 S7 /64, and sets the device MAC.
+// BMC /26 (all ports), an IPv6 S7 /64 and a /24 of both, half of it live, and sets the
+// device MAC.
 func loadTestIdentity(t testing.TB) *Identity {
 	t.Helper()
 	protocoltest.NeedRoot(t)
 	siemens, _ := profiles.VendorOUIs("siemens")
 	id, err := LoadIdentity(IdentityConfig{Seed: kiSeed, Defaults: true,
 		Prefixes: []HostPrefix{
-			{Prefix: kiPrefix, Profile: "default", OUIs: siemens, Personality: kiPersona(t, "siemens-s7-300"), OnLink: true, Ports: []uint16{80, 102, 502}},
-			{Prefix: kiPrefix2, Profile: "bmc", OUIs: []profiles.OUI{{0x0c, 0xc4, 0x7a}}, Personality: kiPersona(t, "supermicro-bmc"), OnLink: true},
-			{Prefix: kiPrefix6, Profile: "default", OUIs: siemens, Personality: kiPersona(t, "siemens-s7-300"), OnLink: true, Ports: []uint16{102}},
+			{Prefix: kiPrefix, OnLink: true, Profiles: []HostProfile{{Profile: "default", OUIs: siemens, Personality: kiPersona(t, "siemens-s7-300"), Ports: []uint16{80, 102, 502}}}},
+			{Prefix: kiPrefix2, OnLink: true, Profiles: []HostProfile{{Profile: "bmc", OUIs: []profiles.OUI{{0x0c, 0xc4, 0x7a}}, Personality: kiPersona(t, "supermicro-bmc")}}},
+			{Prefix: kiPrefix6, OnLink: true, Profiles: []HostProfile{{Profile: "default", OUIs: siemens, Personality: kiPersona(t, "siemens-s7-300"), Ports: []uint16{102}}}},
+			// A mix: 30 % S7, 70 % BMC, half the addresses live.
+			{Prefix: kiMix, OnLink: true, Live: 1 << 31, Cum: []uint64{(1 << 32) * 3 / 10, 1 << 32}, Profiles: []HostProfile{
+				{Profile: "default", OUIs: siemens, Personality: kiPersona(t, "siemens-s7-300"), Ports: []uint16{80, 102, 502}},
+				{Profile: "bmc", OUIs: []profiles.OUI{{0x0c, 0xc4, 0x7a}}, Personality: kiPersona(t, "supermicro-bmc")}}},
 		},
 		Listened: []uint16{80, 102, 502},
 		Locals:   []netip.Addr{netip.MustParseAddr("198.18.36.1")},
@@ -525,5 +531,38 @@ func TestIdentityND(t *testing.T) {
 	}
 	if c, _ := id.Counters(); c["nd_reply"] != 1 || c["nd_malformed"] != 1 || c["conflict"] != 1 {
 		t.Fatalf("counters %v", c)
+	}
+}
+
+// TestIdentityMix: in a prefix with a weighted mix of profiles and a density, the kernel
+// answers exactly the live addresses, each with its drawn profile's MAC.
+func TestIdentityMix(t *testing.T) {
+	id := loadTestIdentity(t)
+	live, s7 := 0, 0
+	for i := 1; i < 255; i++ {
+		addr := netip.AddrFrom4([4]byte{198, 18, 38, byte(i)})
+		want, ok := id.MAC(addr)
+		ret, out := runProg(t, id.objs.XdpKident, arpFrame(t, layers.ARPRequest, kiPeerMAC, kiPeer, addr, nil))
+		if !ok {
+			if ret != xdpDrop {
+				t.Fatalf("%s: no host, XDP %d", addr, ret)
+			}
+			continue
+		}
+		live++
+		if ret != xdpTX {
+			t.Fatalf("%s: live host not answered: %d", addr, ret)
+		}
+		got := decode(t, out).Layer(layers.LayerTypeARP).(*layers.ARP).SourceHwAddress
+		if !bytes.Equal(got, want) {
+			t.Fatalf("%s: kernel MAC %s, Go %s", addr, net.HardwareAddr(got), want)
+		}
+		if !bytes.Equal(got[:3], []byte{0x0c, 0xc4, 0x7a}) {
+			s7++
+		}
+	}
+	t.Logf("live %d of 254, S7 %d", live, s7)
+	if live < 90 || live > 165 || s7 < live/6 || s7 > live/2 {
+		t.Fatalf("live %d, S7 %d: not the configured density and weights", live, s7)
 	}
 }

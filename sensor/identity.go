@@ -81,26 +81,44 @@ func (s *Sensor) identityPrefixes(ifPrefixes []netip.Prefix, personality bool) (
 		ports[name] = ps
 	}
 	sort.Slice(listened, func(i, j int) bool { return listened[i] < listened[j] })
-	for _, r := range s.hosts.rules {
-		p := r.dev.profile
-		hp := bpf.HostPrefix{Prefix: r.prefix, Profile: p.Name, Ports: ports[p.Name]}
+	warned := map[string]bool{}
+	member := func(d *deviceProfile) bpf.HostProfile {
+		p := d.profile
+		hp := bpf.HostProfile{Profile: p.Name, Ports: ports[p.Name]}
 		key, ouis, ok, err := p.MACOUIs()
 		switch {
 		case err != nil:
-			warnings = append(warnings, fmt.Sprintf("profile %s: databus key %s: %v; its hosts keep the interface's MAC", p.Name, key, err))
+			if !warned[p.Name] {
+				warnings = append(warnings, fmt.Sprintf("profile %s: databus key %s: %v; its hosts keep the interface's MAC", p.Name, key, err))
+			}
 		case !ok:
-			warnings = append(warnings, fmt.Sprintf("profile %s: no databus key uses %s; its hosts keep the interface's MAC and get no ARP answers from XDP", p.Name, "icsnare.mac"))
+			if !warned[p.Name] {
+				warnings = append(warnings, fmt.Sprintf("profile %s: no databus key uses %s; its hosts keep the interface's MAC and get no ARP answers from XDP", p.Name, "icsnare.mac"))
+			}
 		default:
 			hp.OUIs = ouis
+		}
+		warned[p.Name] = true
+		if personality {
+			if pers, ok := p.Personality(); ok {
+				hp.Personality = &pers
+			}
+		}
+		return hp
+	}
+	for _, r := range s.hosts.rules {
+		hp := bpf.HostPrefix{Prefix: r.prefix, Live: r.live}
+		if r.dev != nil {
+			hp.Profiles = []bpf.HostProfile{member(r.dev)}
+		} else {
+			for _, d := range r.mix {
+				hp.Profiles = append(hp.Profiles, member(d))
+			}
+			hp.Cum = r.cum
 		}
 		for _, ip := range ifPrefixes {
 			if ip.Addr().Is4() == r.prefix.Addr().Is4() && ip.Bits() <= r.prefix.Bits() && ip.Contains(r.prefix.Addr()) {
 				hp.OnLink = true
-			}
-		}
-		if personality {
-			if pers, ok := p.Personality(); ok {
-				hp.Personality = &pers
 			}
 		}
 		out = append(out, hp)
@@ -161,7 +179,7 @@ func (s *Sensor) setupIdentity(ctx context.Context) (*bpf.Identity, func()) {
 	s.m.reg.MustRegister(id.Collector())
 	onlink := 0
 	for _, p := range prefixes {
-		if p.OnLink && len(p.OUIs) > 0 {
+		if p.OnLink {
 			onlink++
 		}
 	}

@@ -210,18 +210,6 @@ func snmpPhysAddress(t testing.TB, c kiNS, addr string) []byte {
 	return got
 }
 
-// TestIdentityHostSeed: the kernel's host seed is the sensor's.
-func TestIdentityHostSeed(t *testing.T) {
-	for _, a := range []string{"198.18.37.5", "fd00:37::5", "10.1.2.3"} {
-		addr := netip.MustParseAddr(a)
-		for _, p := range []string{"default", "bmc", ""} {
-			if hostSeed(12345, addr, p) != bpf.HostSeed(12345, addr, p) {
-				t.Fatalf("%s %s: seeds differ", a, p)
-			}
-		}
-	}
-}
-
 // TestIdentityARPMatchesSNMP: arping from a second namespace to 10 addresses of the S7
 // /25: 10 different MACs with a Siemens OUI, each the host's SNMP ifPhysAddress; a
 // malformed request gets no answer; a frame to A's IP with B's MAC is dropped and
