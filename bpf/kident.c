@@ -1082,7 +1082,7 @@ int tc_kident(struct __sk_buff *skb)
 		map4(src16, s4);
 		pi = lookup(src16);
 		struct profile_ent *ape;
-		if (!pi || !(pi->flags & PF_ONLINK) || host_of(pi, src16, &ape, mac) != 0)
+		if (!pi || !(pi->flags & PF_ONLINK) || bpf_map_lookup_elem(&locals, src16) || host_of(pi, src16, &ape, mac) != 0)
 			return TC_ACT_OK;
 		bpf_skb_store_bytes(skb, ETH_ALEN, mac, 6, 0);
 		bpf_skb_store_bytes(skb, ETH_HLEN + 8, mac, 6, 0);

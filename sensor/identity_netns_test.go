@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"os/exec"
 	"regexp"
 	"runtime"
@@ -400,4 +401,187 @@ func kiHTTP(t testing.TB, c kiNS, url string) string {
 		t.Fatalf("curl %s: %v: %s", url, err, out)
 	}
 	return string(out)
+}
+
+// kiCapture starts tshark in the client namespace, writing frames that match filter to a
+// file; stop ends it and returns the file.
+func kiCapture(t testing.TB, c kiNS, filter string) (stop func() string) {
+	t.Helper()
+	protocoltest.NeedTool(t, "tshark")
+	file := t.TempDir() + "/ki.pcapng"
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := c.command(ctx, "tshark", "-q", "-i", c.link, "-f", filter, "-w", file)
+	errb := &syncBuffer{}
+	cmd.Stderr = errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// tshark says "Capture started" once dumpcap captures.
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(errb.String(), "Capture started") {
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatalf("tshark did not start: %s", errb.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	done := false
+	stop = func() string {
+		if !done {
+			done = true
+			time.Sleep(300 * time.Millisecond) // frames still in flight to the capture
+			cmd.Process.Signal(os.Interrupt)
+			cmd.Wait()
+			cancel()
+		}
+		return file
+	}
+	t.Cleanup(func() { stop() })
+	return stop
+}
+
+// synAcks reads the SYN-ACKs from src in a capture: TTL, DF, window, option kinds, MSS
+// and window scale, and whether tshark found every checksum good.
+func synAcks(t testing.TB, file, src string) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "tshark", "-r", file, "-o", "tcp.check_checksum:TRUE", "-o", "ip.check_checksum:TRUE",
+		"-Y", "ip.src=="+src+" && tcp.flags.syn==1 && tcp.flags.ack==1",
+		"-T", "fields", "-E", "separator=;", "-e", "ip.ttl", "-e", "ip.flags.df", "-e", "tcp.window_size_value",
+		"-e", "tcp.option_kind", "-e", "tcp.options.mss_val", "-e", "tcp.options.wscale.shift",
+		"-e", "ip.checksum.status", "-e", "tcp.checksum.status").Output()
+	if err != nil {
+		t.Fatalf("tshark -r: %v: %s", err, out)
+	}
+	return strings.Fields(strings.TrimSpace(string(out)))
+}
+
+var nmapFingerprint = regexp.MustCompile(`(?s)TCP/IP fingerprint:\n(.*?)\n\n`)
+
+// kiNmapOS runs nmap -O against addr from the client and returns its output and the
+// fingerprint without the SCAN line.
+func kiNmapOS(t testing.TB, c kiNS, addr, ports string) (string, string) {
+	t.Helper()
+	protocoltest.NeedTool(t, "nmap")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	out, err := c.command(ctx, "nmap", "-O", "--osscan-guess", "-n", "-Pn", "-p", ports, addr).CombinedOutput()
+	if err != nil {
+		t.Fatalf("nmap -O %s: %v: %s", addr, err, out)
+	}
+	m := nmapFingerprint.FindStringSubmatch(string(out))
+	if m == nil {
+		t.Fatalf("nmap -O %s: no fingerprint: %s", addr, out)
+	}
+	fp := strings.ReplaceAll(strings.ReplaceAll(m[1], "OS:", ""), "\n", "")
+	if i := strings.Index(fp, ")"); i >= 0 && strings.HasPrefix(fp, "SCAN(") {
+		fp = fp[i+1:]
+	}
+	return string(out), fp
+}
+
+// TestIdentityNmapOS: nmap -O against an emulated S7 no longer guesses Linux; its
+// SYN-ACK, captured with tshark, has the personality table's TTL, DF, window and
+// options, with good checksums; the BMC on the same /24 shows another fingerprint.
+func TestIdentityNmapOS(t *testing.T) {
+	s, c := newKiPair(t)
+	kiSensor(t, s)
+	stop := kiCapture(t, c, "tcp[13] & 0x12 == 0x12")
+	// A plain connection (the client's MSS 1460) to each persona.
+	for _, a := range []string{"198.18.37.3:102", "198.18.37.140:80"} {
+		if err := kiDial(t, c, a, 3*time.Second); err != nil {
+			t.Fatalf("%s: %v", a, err)
+		}
+	}
+	file := stop()
+	s7, _ := profiles.LookupPersonality("siemens-s7-300")
+	bmc, _ := profiles.LookupPersonality("supermicro-bmc")
+	for _, tt := range []struct {
+		src  string
+		want string
+	}{
+		// ttl/df/window/option kinds/mss/wscale/ip checksum status/tcp checksum status (1 good)
+		{"198.18.37.3", fmt.Sprintf("%d;0;%d;2;%d;;1;1", s7.TTL, s7.Window, s7.MSS)},
+		{"198.18.37.140", fmt.Sprintf("%d;1;%d;2,4,8,1,3;%d;%d;1;1", bmc.TTL, bmc.Window, bmc.MSS, bmc.WScale())},
+	} {
+		got := synAcks(t, file, tt.src)
+		t.Logf("SYN-ACK from %s (ttl/df/window/options/mss/wscale/ipck/tcpck): %v", tt.src, got)
+		if len(got) != 1 || got[0] != tt.want {
+			t.Errorf("SYN-ACK from %s: %v, want %s", tt.src, got, tt.want)
+		}
+	}
+	outS7, fpS7 := kiNmapOS(t, c, "198.18.37.3", "22,80,102,502")
+	t.Logf("nmap -O 198.18.37.3:\n%s", outS7)
+	for _, l := range strings.Split(outS7, "\n") {
+		if (strings.HasPrefix(l, "Running") || strings.HasPrefix(l, "OS details") || strings.HasPrefix(l, "Aggressive OS guesses")) &&
+			strings.Contains(strings.SplitN(l, ",", 2)[0], "Linux") {
+			t.Errorf("nmap still guesses Linux for the S7: %s", l)
+		}
+	}
+	if !strings.Contains(outS7, "Siemens") {
+		t.Errorf("nmap names no Siemens device for the S7")
+	}
+	outBMC, fpBMC := kiNmapOS(t, c, "198.18.37.140", "22,80")
+	t.Logf("nmap -O 198.18.37.140:\n%s", outBMC)
+	if fpS7 == fpBMC {
+		t.Errorf("the two personas show one fingerprint: %s", fpS7)
+	}
+	for _, want := range []string{"TI=I", "W1=800", "O1=M5B4%", "T=80"} {
+		if !strings.Contains(fpS7, want) {
+			t.Errorf("S7 fingerprint lacks %s: %s", want, fpS7)
+		}
+	}
+	for _, want := range []string{"TI=Z", "W1=16A0", "O1=M5B4ST11NW2", "T=40"} {
+		if !strings.Contains(fpBMC, want) {
+			t.Errorf("BMC fingerprint lacks %s: %s", want, fpBMC)
+		}
+	}
+}
+
+// TestIdentityNoHandshakeOffHosts: nmap -sS of the sensor's own address on 102/502 gets
+// no handshake (the drop policy): filtered; nor does the subnet's network address.
+func TestIdentityNoHandshakeOffHosts(t *testing.T) {
+	protocoltest.NeedTool(t, "nmap")
+	s, c := newKiPair(t)
+	sen, _ := kiSensor(t, s)
+	var devMAC net.HardwareAddr
+	s.do(t, func() error {
+		ifi, err := net.InterfaceByName(s.link)
+		if err == nil {
+			devMAC = ifi.HardwareAddr
+		}
+		return err
+	})
+	// .0 gets no ARP answer; reach it with the sensor's MAC as an attacker could.
+	c.ip(t, "neigh", "replace", "198.18.37.0", "lladdr", devMAC.String(), "dev", c.link, "nud", "permanent")
+	id := sen.identityForTest(t)
+	before, _ := id.Counters()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	out, err := c.command(ctx, "nmap", "-sS", "-n", "-Pn", "--max-retries", "1", "-p", "102,502", "198.18.37.1").CombinedOutput()
+	cancel()
+	if err != nil {
+		t.Fatalf("nmap -sS: %v: %s", err, out)
+	}
+	t.Logf("nmap -sS 198.18.37.1:\n%s", out)
+	for _, port := range []string{"102/tcp", "502/tcp"} {
+		if !regexp.MustCompile(port + `\s+filtered`).Match(out) {
+			t.Errorf("198.18.37.1 %s not filtered", port)
+		}
+	}
+	if !strings.Contains(string(out), "MAC Address: "+strings.ToUpper(devMAC.String())) {
+		t.Errorf("the sensor's own address did not answer with the interface's MAC %s", devMAC)
+	}
+	// The network address: no handshake either (AnyIP used to complete one, then reset).
+	if err := kiDial(t, c, "198.18.37.0:102", 2*time.Second); err == nil || !strings.Contains(err.Error(), "timeout") {
+		t.Errorf("198.18.37.0:102: %v, want a timeout", err)
+	}
+	after, _ := id.Counters()
+	if after["syn_drop"] <= before["syn_drop"] || after["edge_drop"] <= before["edge_drop"] {
+		t.Errorf("counters before %v after %v", before, after)
+	}
+	// An emulated S7 still completes the handshake on 102 and is refused on 22.
+	if err := kiDial(t, c, "198.18.37.3:102", 3*time.Second); err != nil {
+		t.Errorf("S7 102: %v", err)
+	}
 }
