@@ -137,6 +137,8 @@ struct personality {
 	__u16 mss;
 	__u16 quote; /* bytes quoted beyond the IP header in ICMP errors; 0: keep */
 	__u16 mss_default; /* ECHOMSS: the SYN-ACK's MSS when the client sent none; 0: mss */
+	__u16 band_lo, band_hi, band_to; /* ECHOMSS: a client MSS in [lo, hi] is answered with to */
+	__u16 pad3;
 };
 
 struct port_key {
@@ -980,7 +982,9 @@ static __always_inline void synack(struct __sk_buff *skb, __u32 toff, __u32 doff
 		__builtin_memcpy(fk.host, host16, 16);
 		__u16 *cm = bpf_map_lookup_elem(&flows, &fk);
 		if (cm) {
-			if (*cm && *cm < mss)
+			if (*cm && pp->band_to && *cm >= pp->band_lo && *cm <= pp->band_hi)
+				mss = pp->band_to;
+			else if (*cm && *cm < mss)
 				mss = *cm;
 			else if (!*cm && pp->mss_default)
 				mss = pp->mss_default;

@@ -367,6 +367,7 @@ func kernelPersonality(p profiles.Personality) kidentPersonality {
 	set(p.SYNFIN, persSYNFIN)
 	k.Quote = uint16(p.ICMPQuote)
 	k.MssDefault = p.MSSDefault
+	k.BandLo, k.BandHi, k.BandTo = p.MSSBand[0], p.MSSBand[1], p.MSSBand[2]
 	if ws := p.WScale(); ws >= 0 {
 		k.Flags |= persWS
 		k.Wscale = uint8(ws)

@@ -46,6 +46,10 @@ type kidentPersonality struct {
 	Mss        uint16
 	Quote      uint16
 	MssDefault uint16
+	BandLo     uint16
+	BandHi     uint16
+	BandTo     uint16
+	Pad3       uint16
 }
 
 type kidentPortKey struct {

@@ -41,6 +41,9 @@ type Personality struct {
 	// MSSDefault is the SYN-ACK's MSS, with EchoMSS, when the client's SYN has none
 	// (nmap O4); 0 means MSS.
 	MSSDefault uint16
+	// MSSBand {lo, hi, to}: with EchoMSS, a client MSS from lo to hi is answered with to
+	// (the S7 answers 512 to nmap O3's 640); zero: none.
+	MSSBand [3]uint16
 	// Options are the SYN-ACK's options in nmap's notation (M MSS, S SACK permitted, T
 	// timestamp, N NOP, W window scale, L end of list), in their order. Options the
 	// device lacks are removed from the client's SYN before the sensor's stack sees it,
@@ -114,11 +117,11 @@ var personalities = []struct {
 	{regexp.MustCompile(`(?i)^siemens$`), regexp.MustCompile(`(?i)S7-[234]00|CP ?343|CP ?443`), Personality{
 		Name: "siemens-s7-300", Vendor: "siemens",
 		Source: "Siemens Simatic 300 programmable logic controller (CPU/CP firmware >= 3.1)",
-		// SEQ TI=I CI=I II=I SS=S TS=U; OPS O1=M5B4 O2=M578 O4=M200 O5=M218 O6=M109
-		// (O3=M200 for a client MSS of 640 is not modelled: 640 is answered);
+		// SEQ TI=I CI=I II=I SS=S TS=U; OPS O1=M5B4 O2=M578 O3=M200 O4=M200 O5=M218
+		// O6=M109 (nmap's probes offer 1460, 1400, 640, none, 536, 265);
 		// WIN W1..W6=800; T1/T3/ECN DF=N TG=80; IE CD=Z.
 		TTL: 128, IPID: IPIDIncremental, DF: false, Window: 0x800,
-		MSS: 1460, EchoMSS: true, MSSDefault: 512, Options: "M", EchoCodeZero: true,
+		MSS: 1460, EchoMSS: true, MSSDefault: 512, MSSBand: [3]uint16{537, 1024, 512}, Options: "M", EchoCodeZero: true,
 		// ECN CC=N; T3 R=Y; U1 IPL=38.
 		SYNFIN: true, ICMPQuote: 8,
 	}},
