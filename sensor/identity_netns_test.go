@@ -133,6 +133,12 @@ func newKiPair(t testing.TB) (s, c kiNS) {
 // 198.18.37.128/26, AnyIP on lo, the identity programs on the veth.
 func kiSensor(t testing.TB, s kiNS) (*Sensor, *syncBuffer) {
 	t.Helper()
+	return kiSensorWith(t, s, nil)
+}
+
+// kiSensorWith is kiSensor with the configuration changed by edit first.
+func kiSensorWith(t testing.TB, s kiNS, edit func(*Config)) (*Sensor, *syncBuffer) {
+	t.Helper()
 	cfg := DefaultConfig()
 	cfg.Hosts = []HostRule{{Addresses: []string{"198.18.37.0/25"}, Profile: "default"}, {Addresses: []string{"198.18.37.128/26"}, Profile: "bmc"}}
 	cfg.Metrics.Listen = ""
@@ -141,6 +147,9 @@ func kiSensor(t testing.TB, s kiNS) (*Sensor, *syncBuffer) {
 	cfg.XDP.Interface = s.link
 	cfg.XDP.Identity.Enabled = true
 	cfg.Seed = "ki-test"
+	if edit != nil {
+		edit(&cfg)
+	}
 	sen, err := New(cfg, slog.New(slog.NewTextHandler(tlog{t}, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	if err != nil {
 		t.Fatal(err)
