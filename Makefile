@@ -30,6 +30,7 @@ test: test-deps
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 1s ./protocols/... ./sensor/...
 	$(GO) test -tags bench -count=1 -run TestEvictionStallAt1MHosts -v ./sensor
+	./scripts/bench-ratio.sh
 	./scripts/bench.sh
 
 # A short run of every fuzz target (FUZZTIME each).

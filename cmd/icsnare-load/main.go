@@ -11,6 +11,12 @@
 //	icsnare-load -mode ipmi-session -target 127.0.0.1:10623 -conns 8 -duration 10s
 //	icsnare-load -mode ipmi-chassis -target 127.0.0.1:10623 -conns 8 -duration 10s
 //	icsnare-load -mode bacnet -target 127.0.0.1:47808 -conns 16 -duration 10s
+//	icsnare-load -mode s7comm -quantity 10 -target 127.0.0.1:10102 -conns 16 -duration 10s
+//	icsnare-load -mode http -path / -target 127.0.0.1:10080 -conns 32 -duration 10s
+//
+// With -json FILE each run appends one JSON line (see record) labelled with -label and
+// -server; `icsnare-load summarize FILE…` groups such lines into rounds and prints each
+// label's icsnare/ceiling ratios (min/median/max), writing them as JSON with -out.
 package main
 
 import (
@@ -44,6 +50,8 @@ var workloads = map[string]func(opts) workload{
 	"ipmi-session":  newIPMISession,
 	"ipmi-chassis":  newIPMIChassis,
 	"bacnet":        newBACnet,
+	"s7comm":        newS7,
+	"http":          newHTTP,
 }
 
 type opts struct {
@@ -61,6 +69,9 @@ type opts struct {
 	user, password string
 	// BACnet
 	property int // bacnet: the device property to read
+	// HTTP
+	path   string // http: the path to GET
+	status int    // http: the status expected
 }
 
 func main() {
@@ -68,21 +79,31 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "summarize" {
+		return summarize(args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("icsnare-load", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	mode := fs.String("mode", "modbus", "workload: modbus (FC3 reads), snmp (v2c GET), enip-identity (ListIdentity), enip-readtag\n"+
 		"(RegisterSession, then Read Tag), iec104-gi (STARTDT, then station interrogations), ipmi-session\n"+
 		"(RMCP+ suite 3 open, RAKP 1-4, close), ipmi-chassis (a suite 3 session, then Get Chassis Status)\n"+
-		"or bacnet (ReadProperty of a device property)")
+		"bacnet (ReadProperty of a device property), s7comm (COTP CR, Setup Communication, then Read Var\n"+
+		"of -quantity bytes of the M area) or http (keep-alive GETs of -path)")
 	target := fs.String("target", "127.0.0.1:502", "sensor `host:port` (loopback or 198.18.0.0/15 / fd00::/8 only)")
 	conns := fs.Int("conns", 16, "parallel connections (UDP sockets for snmp, enip-identity over udp, ipmi-*, bacnet)")
 	duration := fs.Duration("duration", 10*time.Second, "measured time (at most 5m)")
 	warmup := fs.Duration("warmup", 2*time.Second, "unmeasured time before it")
 	maxReq := fs.Int64("max-requests", 50_000_000, "stop after this many requests")
 	pid := fs.Int("pid", 0, "sensor `pid`, to report its CPU time")
+	jsonOut := fs.String("json", "", "append the result as one JSON line to `file`")
+	label := fs.String("label", "", "-json: the workload's label (default: the mode)")
+	server := fs.String("server", "icsnare", "-json: which server was measured (icsnare or ceiling)")
+	round := fs.Int("round", 0, "-json: the round number")
 	var o opts
+	fs.StringVar(&o.path, "path", "/", "http: the path to GET")
+	fs.IntVar(&o.status, "status", 200, "http: the status code expected")
 	fs.IntVar(&o.depth, "depth", 1, "requests in flight per connection (modbus, enip-identity over tcp, enip-readtag)")
-	fs.IntVar(&o.quantity, "quantity", 10, "registers per Modbus FC3 read")
+	fs.IntVar(&o.quantity, "quantity", 10, "registers per Modbus FC3 read, bytes per s7comm Read Var")
 	fs.IntVar(&o.unit, "unit", 255, "Modbus unit id")
 	fs.StringVar(&o.oid, "oid", "1.3.6.1.2.1.1.1.0", "SNMP OID to GET")
 	fs.StringVar(&o.comm, "community", "public", "SNMP community")
@@ -117,6 +138,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "icsnare-load: -property 0..4194303")
 		return 2
 	}
+	if o.quantity < 1 || o.quantity > 125 || len(o.path) == 0 || o.path[0] != '/' || strings.ContainsAny(o.path, " \r\n") {
+		fmt.Fprintln(stderr, "icsnare-load: -quantity 1..125, -path an absolute path without spaces")
+		return 2
+	}
 	res, err := measure(mk(o), *target, *conns, *warmup, *duration, *maxReq, *pid)
 	if err != nil {
 		fmt.Fprintf(stderr, "icsnare-load: %v\n", err)
@@ -124,6 +149,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "mode=%s target=%s conns=%d depth=%d duration=%s\n", *mode, *target, *conns, o.depth, res.elapsed.Round(time.Millisecond))
 	fmt.Fprint(stdout, res.String())
+	if *jsonOut != "" {
+		if *label == "" {
+			*label = *mode
+		}
+		if err := appendRecord(*jsonOut, newRecord(*label, *server, *round, *mode, *conns, res)); err != nil {
+			fmt.Fprintf(stderr, "icsnare-load: %v\n", err)
+			return 1
+		}
+	}
 	if res.ok == 0 {
 		return 1
 	}

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Ratio bench: icsnare and icsnare-ceiling (bare Go servers doing the same I/O and nothing
+# else) run side by side on two loopback addresses, and icsnare-load drives each in
+# alternating rounds (ROUNDS of DURATION after WARMUP, the order swapped every round) for
+# Modbus FC3, s7comm Read Var, SNMP v2c GET and HTTP GET. Each run's requests/s and requests
+# per server CPU-second go to $OUT.jsonl; the summary (min/median/max over the rounds of each
+# figure and of icsnare/ceiling, with the load average) is printed and written to $OUT.
+# icsnare runs the default profile with events on (to a file, default volume control); SNMP
+# with its tarpit and evasion removed and the UDP answer byte budgets lifted, as in bench.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+off=${PORT_OFFSET:-21000}
+dur=${DURATION:-3s}
+warm=${WARMUP:-1s}
+rounds=${ROUNDS:-3}
+sensor=${SENSOR_ADDR:-127.37.0.1}
+ceil=${CEILING_ADDR:-127.37.0.2}
+out=${OUT:-bench.json}
+work=$(mktemp -d /tmp/icsnare-ratio.XXXXXX)
+spid= cpid=
+trap 'for p in $spid $cpid; do kill $p 2>/dev/null || true; wait $p 2>/dev/null || true; done; rm -rf "$work"' EXIT
+
+waitport() { # PROTO PORT ADDR
+  for i in $(seq 100); do
+    if ss -Hln "-${1:0:1}" "src $3 and sport = :$2" | grep -q .; then return; fi
+    sleep 0.1
+  done
+  echo "nothing bound $1 $3:$2" >&2
+  return 1
+}
+
+printf '[limits]\nudp_bytes_per_source_per_minute = 0\nudp_bytes_per_port_per_minute = 0\n' > "$work/bench.toml"
+./bin/icsnare profiles export default "$work/profile"
+sed -i -e '/name="tarpit"/d' -e '/name="evasion"/d' "$work/profile/snmp/snmp.xml"
+./bin/icsnare run --config "$work/bench.toml" --profile "$work/profile" --listen "$sensor" --port-offset "$off" \
+  --events "$work/events.jsonl" --state "$work/state" --metrics off --user root --log-level warn &
+spid=$!
+for p in tcp:502 tcp:102 udp:161 tcp:80; do waitport "${p%%:*}" $((${p#*:} + off)) "$sensor"; done
+curl -s -o "$work/body" -D "$work/headers" "http://$sensor:$((80 + off))/index.html"
+./bin/icsnare-ceiling -addr "$ceil" -modbus $((502 + off)) -s7comm $((102 + off)) -snmp $((161 + off)) \
+  -http $((80 + off)) -http-body "$work/body" -http-headers "$work/headers" &
+cpid=$!
+for p in tcp:502 tcp:102 udp:161 tcp:80; do waitport "${p%%:*}" $((${p#*:} + off)) "$ceil"; done
+echo "icsnare pid $spid on $sensor, ceiling pid $cpid on $ceil; $(nproc) CPUs; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+
+failed=0
+# one LABEL SERVER ROUND PORT ARGS…: one measured run.
+one() {
+  local label=$1 server=$2 round=$3 port=$4 addr=$sensor pid=$spid
+  shift 4
+  if [ "$server" = ceiling ]; then addr=$ceil pid=$cpid; fi
+  ./bin/icsnare-load -duration "$dur" -warmup "$warm" -pid "$pid" -target "$addr:$((port + off))" \
+    -json "$work/runs.jsonl" -label "$label" -server "$server" -round "$round" "$@" | sed "s/^/  $server r$round: /" ||
+    { echo "run failed: $label $server round $round"; failed=1; }
+}
+# workload LABEL PORT ARGS…: ROUNDS rounds, alternating which server goes first.
+workload() {
+  local label=$1 port=$2
+  shift 2
+  echo "== $label ($*)"
+  for r in $(seq "$rounds"); do
+    if [ $((r % 2)) = 1 ]; then
+      one "$label" icsnare "$r" "$port" "$@"; one "$label" ceiling "$r" "$port" "$@"
+    else
+      one "$label" ceiling "$r" "$port" "$@"; one "$label" icsnare "$r" "$port" "$@"
+    fi
+  done
+}
+workload modbus-fc3 502 -mode modbus -unit 1 -quantity 10 -conns 16
+workload s7comm-read 102 -mode s7comm -quantity 10 -conns 16
+workload snmp-get 161 -mode snmp -conns 16
+workload http-get 80 -mode http -path /index.html -conns 32
+echo "events written by icsnare: $(wc -l < "$work/events.jsonl")"
+echo
+./bin/icsnare-load summarize -out "$out" "$work/runs.jsonl"
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) (the box is shared; the ratios come from alternating rounds)"
+echo "wrote $out"
+exit $failed
