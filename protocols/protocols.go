@@ -233,6 +233,62 @@ type Event struct {
 	// Phase is PhaseStart or PhaseEnd for the sensor's own session start and end events
 	// ("connect", "disconnect"), "" for every other event.
 	Phase string
+
+	payload []byte  // storage of Request and Response when the event came from NewEvent
+	fields  []Field // storage of Fields likewise
+}
+
+// typeNames caches "<protocol>.<type>" strings, so emitting costs no string concatenation.
+// Event types are constants of each protocol; the cache stops growing at maxTypeNames all
+// the same.
+var (
+	typeNames     sync.Map // [2]string → string
+	typeNameCount atomic.Int32
+)
+
+const maxTypeNames = 4096
+
+func qualifiedType(protocol, typ string) string {
+	k := [2]string{protocol, typ}
+	if v, ok := typeNames.Load(k); ok {
+		return v.(string)
+	}
+	name := protocol + "." + typ
+	if typeNameCount.Add(1) > maxTypeNames {
+		typeNameCount.Add(-1)
+		return name
+	}
+	if v, loaded := typeNames.LoadOrStore(k, name); loaded {
+		typeNameCount.Add(-1)
+		return v.(string)
+	}
+	return name
+}
+
+// eventPool recycles events between Session.Emit and the sensor's bus, so an event costs
+// no allocation on the request path once the pool is warm.
+var eventPool = sync.Pool{New: func() any { return new(Event) }}
+
+// maxPooledPayload bounds the payload storage an event keeps when it goes back to the pool.
+const maxPooledPayload = 16 << 10
+
+// NewEvent returns an empty event from the pool; whoever consumes it last hands it back
+// with ReleaseEvent (the sensor's bus does, after its sinks wrote it).
+func NewEvent() *Event { return eventPool.Get().(*Event) }
+
+// ReleaseEvent resets e and returns it to the pool. e must not be used afterwards. Events
+// not made by NewEvent may be released too.
+func ReleaseEvent(e *Event) {
+	p, f := e.payload[:0], e.fields[:0]
+	if cap(p) > maxPooledPayload {
+		p = nil
+	}
+	if cap(f) > 64 {
+		f = nil
+	}
+	clear(f[:cap(f)]) // drop references the fields held
+	*e = Event{payload: p, fields: f}
+	eventPool.Put(e)
 }
 
 // Event phases of the sensor's session events.
@@ -306,26 +362,32 @@ func (s *Session) emitPhase(phase, typ string, req, resp []byte, text bool, fiel
 		return
 	}
 	if len(typ) <= len(s.Protocol) || typ[:len(s.Protocol)] != s.Protocol || typ[len(s.Protocol)] != '.' {
-		typ = s.Protocol + "." + typ
+		typ = qualifiedType(s.Protocol, typ)
 	}
-	e := &Event{
-		Time: time.Now().UTC(), Type: typ, SessionID: s.ID, Protocol: s.Protocol,
-		Transport: s.Transport, Src: s.Remote, Dst: s.Local, Sensor: s.Sensor, Text: text, Fields: fields,
-		Start: s.Start, Phase: phase,
-	}
+	e := NewEvent()
+	e.Time, e.Type, e.SessionID, e.Protocol = time.Now().UTC(), typ, s.ID, s.Protocol
+	e.Transport, e.Src, e.Dst, e.Sensor, e.Text = s.Transport, s.Remote, s.Local, s.Sensor, text
+	e.Start, e.Phase = s.Start, phase
 	if e.Start.IsZero() {
 		e.Start = e.Time
 	}
-	// One allocation holds both payloads.
+	if len(fields) > 0 {
+		e.fields = append(e.fields[:0], fields...)
+		e.Fields = e.fields
+	}
+	// One buffer, kept with the pooled event, holds both payloads.
 	nreq, nresp := s.clipLen(req), s.clipLen(resp)
 	if req != nil || resp != nil {
-		buf := make([]byte, nreq+nresp)
+		if e.payload == nil || cap(e.payload) < nreq+nresp {
+			e.payload = make([]byte, nreq+nresp)
+		}
+		buf := e.payload[:nreq+nresp]
 		if req != nil {
 			e.Request = buf[:nreq:nreq]
 			copy(e.Request, req)
 		}
 		if resp != nil {
-			e.Response = buf[nreq:]
+			e.Response = buf[nreq : nreq+nresp : nreq+nresp]
 			copy(e.Response, resp)
 		}
 	}

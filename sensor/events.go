@@ -20,7 +20,8 @@ import (
 	"github.com/icsnare/icsnare/protocols"
 )
 
-// Sink writes events somewhere. Write is called from one goroutine only.
+// Sink writes events somewhere. Write is called from one goroutine only, and must not keep
+// the event (or its slices) after it returns: the bus reuses it.
 type Sink interface {
 	Name() string
 	Write(e *protocols.Event) error
@@ -36,9 +37,9 @@ type Bus struct {
 	dropped atomic.Int64
 	written atomic.Int64
 	failed  atomic.Int64
-	onWrite func(sink string)
+	onWrite func(sink int) // the sink's index in sinks
 	onDrop  func()
-	onFail  func(sink string)
+	onFail  func(sink int)
 	// OnReopenError is called (from Run) when a sink fails to reopen its file.
 	OnReopenError func(sink string, err error)
 	done          chan struct{}
@@ -70,6 +71,7 @@ func (b *Bus) Emit(e *protocols.Event) {
 	case b.ch <- e:
 	default:
 		b.dropped.Add(1)
+		protocols.ReleaseEvent(e)
 		if b.onDrop != nil {
 			b.onDrop()
 		}
@@ -126,20 +128,23 @@ func (b *Bus) Run(ctx context.Context, drainFor time.Duration) {
 // Wait blocks until Run has returned.
 func (b *Bus) Wait() { <-b.done }
 
+// deliver writes e to every sink, then gives it back to the event pool: sinks must not
+// keep it.
 func (b *Bus) deliver(e *protocols.Event) {
-	for _, s := range b.sinks {
+	for i, s := range b.sinks {
 		if err := s.Write(e); err != nil {
 			b.failed.Add(1)
 			if b.onFail != nil {
-				b.onFail(s.Name())
+				b.onFail(i)
 			}
 			continue
 		}
 		b.written.Add(1)
 		if b.onWrite != nil {
-			b.onWrite(s.Name())
+			b.onWrite(i)
 		}
 	}
+	protocols.ReleaseEvent(e)
 }
 
 func (b *Bus) flush() {
@@ -234,7 +239,7 @@ func NewJSONSink(name string, w io.Writer, c io.Closer, conpot bool) *JSONSink {
 // NewJSONSinkWith writes JSON lines to w with the given options; c (may be nil) is closed
 // on Close.
 func NewJSONSinkWith(name string, w io.Writer, c io.Closer, opts JSONOptions) *JSONSink {
-	return &JSONSink{name: name, w: bufio.NewWriterSize(w, 64<<10), c: c, opts: opts}
+	return &JSONSink{name: name, w: bufio.NewWriterSize(w, 256<<10), c: c, opts: opts}
 }
 
 // Name implements Sink.

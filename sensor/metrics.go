@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -46,6 +47,8 @@ type metrics struct {
 	endpointsActive *prometheus.GaugeVec   // transport
 	evicted         *prometheus.CounterVec // protocol, reason
 	closed          *prometheus.CounterVec // protocol, reason
+
+	kinds sync.Map // kindKey → *kindCounters
 }
 
 func newMetrics() *metrics {
@@ -110,13 +113,28 @@ func newMetrics() *metrics {
 	return m
 }
 
-// Request implements protocols.Metrics.
+// kindKey names one request kind of one protocol.
+type kindKey struct{ protocol, kind string }
+
+// kindCounters are the resolved series of one request kind.
+type kindCounters struct{ requests, errors prometheus.Counter }
+
+// Request implements protocols.Metrics. The series of each (protocol, kind) are resolved
+// once and cached: kinds come from small fixed sets per protocol, so the cache is as
+// bounded as the series themselves, and a request costs a map lookup instead of hashing
+// label values in the vector.
 func (m *metrics) Request(protocol, kind string, failed bool) {
-	m.requests.WithLabelValues(protocol, kind).Inc()
-	// The error series exists from the kind's first request, at zero when it succeeded.
-	errs := m.requestErrors.WithLabelValues(protocol, kind)
+	k := kindKey{protocol, kind}
+	v, ok := m.kinds.Load(k)
+	if !ok {
+		// The error series exists from the kind's first request, at zero when it succeeded.
+		v, _ = m.kinds.LoadOrStore(k, &kindCounters{requests: m.requests.WithLabelValues(protocol, kind),
+			errors: m.requestErrors.WithLabelValues(protocol, kind)})
+	}
+	kc := v.(*kindCounters)
+	kc.requests.Inc()
 	if failed {
-		errs.Inc()
+		kc.errors.Inc()
 	}
 }
 

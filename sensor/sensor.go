@@ -232,12 +232,14 @@ func (s *Sensor) Close() {
 func (s *Sensor) SetBus(b *Bus) {
 	s.bus = b
 	b.onDrop = s.m.eventsDropped.Inc
-	b.onWrite = func(sink string) { s.m.eventsWritten.WithLabelValues(sink).Inc() }
-	b.onFail = func(sink string) { s.m.eventsFailed.WithLabelValues(sink).Inc() }
-	for _, sk := range b.sinks {
-		s.m.eventsWritten.WithLabelValues(sk.Name())
-		s.m.eventsFailed.WithLabelValues(sk.Name())
+	written := make([]prometheus.Counter, len(b.sinks))
+	failed := make([]prometheus.Counter, len(b.sinks))
+	for i, sk := range b.sinks {
+		written[i] = s.m.eventsWritten.WithLabelValues(sk.Name())
+		failed[i] = s.m.eventsFailed.WithLabelValues(sk.Name())
 	}
+	b.onWrite = func(sink int) { written[sink].Inc() }
+	b.onFail = func(sink int) { failed[sink].Inc() }
 }
 
 // Run serves until ctx is done, then stops within about two seconds: it closes the
