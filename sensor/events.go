@@ -92,12 +92,27 @@ func (b *Bus) Run(ctx context.Context, drainFor time.Duration) {
 	// write system call per request.
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
+	// After a batch the bus waits batchWait before it looks again, so that under load the
+	// protocol goroutines queue events without waking it: one wake-up per batch, not per
+	// event. An idle bus blocks on the queue and costs nothing.
+	pause := time.NewTimer(time.Hour)
+	pause.Stop()
+	defer pause.Stop()
 	dirty := false
 	for {
 		select {
 		case e := <-b.ch:
 			b.deliver(e)
+			for n := len(b.ch); n > 0; n-- {
+				b.deliver(<-b.ch)
+			}
 			dirty = true
+			pause.Reset(batchWait)
+			select {
+			case <-pause.C:
+			case <-ctx.Done():
+				pause.Stop()
+			}
 		case <-b.reopen:
 			for _, s := range b.sinks {
 				if r, ok := s.(Reopener); ok {
@@ -124,6 +139,9 @@ func (b *Bus) Run(ctx context.Context, drainFor time.Duration) {
 		}
 	}
 }
+
+// batchWait is how long the bus lets events queue after delivering a batch.
+const batchWait = time.Millisecond
 
 // Wait blocks until Run has returned.
 func (b *Bus) Wait() { <-b.done }

@@ -375,4 +375,3 @@ func bacnetAnswer(req, out []byte) []byte {
 	out = append(out, 0x81, 0x0a, byte(n>>8), byte(n), 0x01, 0x00)
 	return append(out, apdu...)
 }
-
