@@ -102,7 +102,7 @@ func parseDatabus(p *Profile, n *Node) (*Schema, error) {
 				Err: tooBig("the databus values reach %d bytes with this key; the limit per profile is %d", total, MaxProfileBytes)}
 		}
 		if k.expr != nil && k.expr.HostIndependent() {
-			k.shared, k.hasShared = v, true
+			k.shared, k.hasShared = compactList(v), true
 		}
 		if o, ok := v.(Overlay); ok {
 			for _, name := range o.Overlays() {
@@ -345,6 +345,7 @@ func (d *Databus) raw(key string) (any, error) {
 			return nil, err
 		}
 	}
+	nv = compactList(nv) // a list of numbers costs a byte or two per element, not an interface
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if v, ok := d.vals[key]; ok { // another reader got there first
@@ -398,7 +399,19 @@ func (d *Databus) Get(key string) (any, error) {
 	if dyn, ok := v.(Dynamic); ok {
 		return dyn.Value(time.Now()), nil
 	}
-	return v, nil
+	return expand(v), nil
+}
+
+// GetIntList returns key's value when the databus keeps it as a compact list of integers
+// (a template's list of numbers not written since), without copying; ok is false for any
+// other value, which Get returns.
+func (d *Databus) GetIntList(key string) (l *IntList, ok bool, err error) {
+	v, err := d.raw(key)
+	if err != nil {
+		return nil, false, err
+	}
+	l, ok = v.(*IntList)
+	return l, ok, nil
 }
 
 // Set replaces the value of key (a dynamic value becomes the static value written).
@@ -417,7 +430,7 @@ func (d *Databus) Update(key string, fn func(cur any) (any, error)) error {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	cur := d.vals[key]
+	cur := expand(d.vals[key])
 	if dyn, ok := cur.(Dynamic); ok {
 		cur = dyn.Value(time.Now())
 	}

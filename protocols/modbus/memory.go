@@ -11,16 +11,39 @@ import (
 // shows in every protocol that reads the same key. Elements are int64 normally; bool,
 // float64 and numeric strings are read too. Elements past the end of a shorter list read 0.
 
+// values is a block's list as read: the databus's compact integer list when it keeps one
+// (read without copying), else its elements.
+type values struct {
+	ints *profiles.IntList
+	l    []any
+}
+
 // list returns the databus value of b as a list (a scalar is a list of one).
-func list(db *profiles.Databus, b *block) ([]any, error) {
+func list(db *profiles.Databus, b *block) (values, error) {
+	if il, ok, err := db.GetIntList(b.key); err != nil {
+		return values{}, err
+	} else if ok {
+		return values{ints: il}, nil
+	}
 	v, err := db.Get(b.key)
 	if err != nil {
-		return nil, err
+		return values{}, err
 	}
 	if l, ok := v.([]any); ok {
-		return l, nil
+		return values{l: l}, nil
 	}
-	return []any{v}, nil
+	return values{l: []any{v}}, nil
+}
+
+// at returns element i as a register; elements past the end read 0.
+func (v values) at(i int) uint16 {
+	if v.ints != nil {
+		if i >= v.ints.Len() {
+			return 0
+		}
+		return uint16(v.ints.At(i))
+	}
+	return regAt(v.l, i)
 }
 
 func regValue(v any) uint16 {
@@ -62,7 +85,7 @@ func appendRegisters(dst []byte, db *profiles.Databus, b *block, addr, qty int) 
 	dst = append(dst, byte(2*qty))
 	off := addr - b.start
 	for i := 0; i < qty; i++ {
-		r := regAt(l, off+i)
+		r := l.at(off + i)
 		dst = append(dst, byte(r>>8), byte(r))
 	}
 	return dst, nil
@@ -75,7 +98,7 @@ func appendBits(dst []byte, db *profiles.Databus, b *block, addr, qty int) ([]by
 		return dst, err
 	}
 	off := addr - b.start
-	return AppendPackedBits(dst, qty, func(i int) bool { return bitAt(l, off+i) }), nil
+	return AppendPackedBits(dst, qty, func(i int) bool { return l.at(off+i) != 0 }), nil
 }
 
 // update replaces elements of b's list with set(list) under the databus lock. The list is

@@ -162,6 +162,11 @@ func listByte(list []any, format, i int) byte {
 		}
 		return v
 	}
+	return elemByte(elem, format, i)
+}
+
+// elemByte is byte i of a list whose element j is elem(j) (0 past its ends).
+func elemByte(elem func(j int) int64, format, i int) byte {
 	switch format {
 	case FormatWords:
 		w := elem(i / 2)
@@ -223,6 +228,18 @@ func listLen(format, size int) int {
 func readArea(h *protocols.Host, a *Area, off, n int) []byte {
 	out := make([]byte, n)
 	if a.Key != "" && h.Databus != nil {
+		if il, ok, err := h.Databus.GetIntList(a.Key); err == nil && ok { // compact: read in place
+			elem := func(j int) int64 {
+				if j < 0 || j >= il.Len() {
+					return 0
+				}
+				return il.At(j)
+			}
+			for i := range out {
+				out[i] = elemByte(elem, a.Format, off+i)
+			}
+			return out
+		}
 		if v, err := h.Databus.Get(a.Key); err == nil {
 			if list, ok := v.([]any); ok {
 				for i := range out {
