@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -21,6 +22,7 @@ const maxDatagram = 9216
 // each datagram (IP_PKTINFO / IPV6_PKTINFO) picks the host, and the reply leaves from it.
 type udpListener struct {
 	conn *net.UDPConn
+	raw  syscall.RawConn // for recvmmsg and sendmmsg
 	v6   bool
 	port uint16
 }
@@ -33,6 +35,7 @@ func newUDPListener(c *net.UDPConn, v6 bool, port uint16) (*udpListener, error) 
 	if err != nil {
 		return nil, err
 	}
+	l.raw = rc
 	var serr error
 	err = rc.Control(func(fd uintptr) {
 		if v6 {
@@ -49,22 +52,6 @@ func newUDPListener(c *net.UDPConn, v6 bool, port uint16) (*udpListener, error) 
 
 // oobSize holds one IPv4 or IPv6 packet-info control message.
 var oobSize = unix.CmsgSpace(unix.SizeofInet6Pktinfo)
-
-// read returns one datagram with its source and destination. oob is scratch space of
-// oobSize bytes.
-func (l *udpListener) read(buf, oob []byte) (int, netip.AddrPort, netip.Addr, error) {
-	n, oobn, _, from, err := l.conn.ReadMsgUDPAddrPort(buf, oob)
-	if err != nil {
-		return 0, netip.AddrPort{}, netip.Addr{}, err
-	}
-	from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
-	dst, ok := pktinfoDst(oob[:oobn])
-	if !ok {
-		// No packet info (a socket bound to one address): the bound address is the host.
-		dst = l.conn.LocalAddr().(*net.UDPAddr).AddrPort().Addr()
-	}
-	return n, from, dst.Unmap(), nil
-}
 
 // pktinfoDst finds the datagram's destination address in its control messages.
 func pktinfoDst(oob []byte) (netip.Addr, bool) {
@@ -114,13 +101,15 @@ func (l *udpListener) write(resp []byte, src netip.Addr, dst netip.AddrPort, tim
 	return err
 }
 
-// readLoop is one of the socket's readers.
+// readLoop is one of the socket's readers. It takes up to udpBatchSize datagrams with one
+// recvmmsg, serves them, and sends their answers together with one sendmmsg; at low rates a
+// batch is one datagram, so answers are not held back.
 func (s *Sensor) readLoop(ctx context.Context, l *udpListener) {
 	defer s.wg.Done()
-	buf := make([]byte, maxDatagram)
-	oob := make([]byte, oobSize)
+	in := newMmsgBatch(maxDatagram, oobSize)
+	out := newUDPOut(l, s.cfg.Limits.WriteTimeout.Duration, func(err error) { s.log.Debug("udp reply failed", "port", l.port, "err", err) })
 	for {
-		n, from, dst, err := l.read(buf, oob)
+		n, err := l.readBatch(in)
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return
@@ -128,11 +117,25 @@ func (s *Sensor) readLoop(ctx context.Context, l *udpListener) {
 			s.log.Debug("udp read failed", "port", l.port, "err", err)
 			continue
 		}
-		s.handleDatagram(ctx, l, buf[:n], from, dst)
+		for i := 0; i < n; i++ {
+			m := &in.msgs[i]
+			from := in.from(i)
+			dst, ok := pktinfoDst(in.oobs[i][:m.hdr.Controllen])
+			if !ok {
+				// No packet info (a socket bound to one address): the bound address is the host.
+				dst = l.conn.LocalAddr().(*net.UDPAddr).AddrPort().Addr()
+			}
+			if !from.IsValid() {
+				continue
+			}
+			s.handleDatagram(ctx, l, in.bufs[i][:min(int(m.n), maxDatagram)], from, dst.Unmap(), out)
+		}
+		out.flush()
 	}
 }
 
-func (s *Sensor) handleDatagram(ctx context.Context, l *udpListener, req []byte, from netip.AddrPort, dst netip.Addr) {
+// handleDatagram serves one datagram; answers go into out (nil: sent at once).
+func (s *Sensor) handleDatagram(ctx context.Context, l *udpListener, req []byte, from netip.AddrPort, dst netip.Addr, out *udpOut) {
 	if s.isBroadcast(dst) {
 		if s.allowDatagram("none", l.port, from.Addr(), req) { // one request, however many answer
 			s.fanOut(ctx, l, req, from, dst)
@@ -162,7 +165,12 @@ func (s *Sensor) handleDatagram(ctx context.Context, l *udpListener, req []byte,
 	pc.bytesIn.Add(float64(len(req)))
 	sess := s.flows.session(ctx, s, l, ds.protocol, h, netip.AddrPortFrom(dst, l.port), from)
 	sess.Received(len(req))
-	reply := s.replier(ctx, l, sess, pc, nil)
+	// Answers given while ServePacket runs join the reader's batch; later ones (from a
+	// goroutine of the handler) are sent at once, since the batch may already have gone.
+	var serving atomic.Bool
+	serving.Store(true)
+	defer serving.Store(false)
+	reply := s.replier(ctx, l, sess, pc, nil, out, &serving)
 	defer s.recoverHandler(ds.protocol, sess)
 	ps.ServePacket(ctx, sess, req, reply)
 }
@@ -170,7 +178,9 @@ func (s *Sensor) handleDatagram(ctx context.Context, l *udpListener, req []byte,
 // replier returns the reply function of one request: it sends from the session's host
 // address to its source, at most MaxRepliesPerRequest times, never after the session or the
 // sensor has stopped, and within budget (nil: unbounded) when the request was a broadcast.
-func (s *Sensor) replier(ctx context.Context, l *udpListener, sess *protocols.Session, pc *protoCounters, budget *fanBudget) func([]byte) {
+// With out, answers are queued for the reader's next sendmmsg while serving is true; else
+// each is sent at once.
+func (s *Sensor) replier(ctx context.Context, l *udpListener, sess *protocols.Session, pc *protoCounters, budget *fanBudget, out *udpOut, serving *atomic.Bool) func([]byte) {
 	var n atomic.Int32
 	return func(resp []byte) {
 		if ctx.Err() != nil || sess.Closed() {
@@ -188,7 +198,9 @@ func (s *Sensor) replier(ctx context.Context, l *udpListener, sess *protocols.Se
 			s.m.broadcastCapped.WithLabelValues(sess.Protocol, "bytes").Inc()
 			return
 		}
-		if err := l.write(resp, sess.Local.Addr(), sess.Remote, s.cfg.Limits.WriteTimeout.Duration); err != nil {
+		if out != nil && serving.Load() {
+			out.add(resp, sess.Local.Addr(), sess.Remote)
+		} else if err := l.write(resp, sess.Local.Addr(), sess.Remote, s.cfg.Limits.WriteTimeout.Duration); err != nil {
 			s.log.Debug("udp reply failed", "protocol", sess.Protocol, "err", err)
 			return
 		}

@@ -9,8 +9,9 @@
 // registers, anything else with exception 1), the answers of one read written together.
 // s7comm: TPKT header then body (two reads, as icsnare), a canned connection confirm and
 // Setup Communication answer, Read Var answered with zero bytes. UDP (SNMP, BACnet): one
-// socket per port with IP_PKTINFO, replies sent from the datagram's destination address
-// with a packet-info control message, like icsnare's wildcard sockets; SNMP turns the GET
+// socket per port with IP_PKTINFO, read with recvmmsg, answers sent with sendmmsg from each
+// datagram's destination address by a packet-info control message, like icsnare's wildcard
+// sockets (-udp-batch=false: one datagram per system call); SNMP turns the GET
 // into a GetResponse in place, BACnet answers ReadProperty with a short ComplexACK. HTTP:
 // net/http serving -http-body with the header lines of -http-headers.
 package main
@@ -45,6 +46,7 @@ func main() {
 	bacnet := flag.Int("bacnet", 0, "BACnet/IP UDP `port` (0: off)")
 	httpPort := flag.Int("http", 0, "HTTP `port` (0: off)")
 	body := flag.String("http-body", "", "`file` whose bytes every HTTP GET answers")
+	batched := flag.Bool("udp-batch", true, "UDP: recvmmsg/sendmmsg batches, as icsnare (false: one datagram per system call)")
 	headers := flag.String("http-headers", "", "`file` of raw response header lines to copy (Date, Content-Length and Connection are the server's own)")
 	flag.Parse()
 	a, err := netip.ParseAddr(*addr)
@@ -89,7 +91,11 @@ func main() {
 			log.Fatalf("icsnare-ceiling: %v", err)
 		}
 		context.AfterFunc(ctx, func() { c.Close() })
-		go func() { errc <- serveUDP(c, u.answer) }()
+		serve := serveUDPBatch
+		if !*batched {
+			serve = serveUDP
+		}
+		go func() { errc <- serve(c, u.answer) }()
 	}
 	select {
 	case <-ctx.Done():
