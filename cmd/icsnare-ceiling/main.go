@@ -372,10 +372,11 @@ func snmpAnswer(req, out []byte) []byte {
 // bacnetAnswer answers a confirmed ReadProperty with a ComplexACK carrying a short
 // CharacterString.
 func bacnetAnswer(req, out []byte) []byte {
-	if len(req) < 9 || req[0] != 0x81 || req[4] != 0x01 || req[5] != 0x04 || req[6]>>4 != 0 || req[8] != 0x0c {
+	// BVLC (4), NPDU 01 04 (expecting a reply), APDU: type, max segments/APDU, invoke id, service.
+	if len(req) < 10 || req[0] != 0x81 || req[4] != 0x01 || req[5] != 0x04 || req[6]>>4 != 0 || req[9] != 0x0c {
 		return nil
 	}
-	apdu := []byte{0x30, req[7], 0x0c, 0x0c, 0x02, 0x3f, 0xff, 0xff, 0x19, 0x4d, 0x3e, 0x75, 0x08, 0x00,
+	apdu := []byte{0x30, req[8], 0x0c, 0x0c, 0x02, 0x3f, 0xff, 0xff, 0x19, 0x4d, 0x3e, 0x75, 0x08, 0x00,
 		'c', 'e', 'i', 'l', 'i', 'n', 'g', 0x3f}
 	n := 6 + len(apdu)
 	out = append(out, 0x81, 0x0a, byte(n>>8), byte(n), 0x01, 0x00)

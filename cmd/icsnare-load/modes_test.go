@@ -14,9 +14,11 @@ import (
 
 	"github.com/icsnare/icsnare/protocols"
 	_ "github.com/icsnare/icsnare/protocols/bacnet"
+	_ "github.com/icsnare/icsnare/protocols/http"
 	_ "github.com/icsnare/icsnare/protocols/enip"
 	_ "github.com/icsnare/icsnare/protocols/iec104"
 	_ "github.com/icsnare/icsnare/protocols/ipmi"
+	_ "github.com/icsnare/icsnare/protocols/s7comm"
 	"github.com/icsnare/icsnare/protocols/protocoltest"
 )
 
@@ -69,6 +71,9 @@ func TestModesAgainstServices(t *testing.T) {
 		{"ipmi-chassis", "ipmi", "../../protocols/ipmi/testdata/bmc", "udp", []string{"-user", "User1", "-password", "U1Password"}},
 		{"bacnet", "bacnet", "../../protocols/bacnet/testdata/controller", "udp", nil},
 		{"bacnet", "bacnet", "../../protocols/bacnet/testdata/controller", "udp", []string{"-property", "70"}},
+		{"s7comm", "s7comm", "../../profiles/templates/default", "tcp", nil},
+		{"s7comm", "s7comm", "../../profiles/templates/default", "tcp", []string{"-quantity", "2"}},
+		{"http", "http", "../../profiles/templates/default", "tcp", []string{"-path", "/index.html"}},
 	}
 	for _, c := range cases {
 		t.Run(c.mode+"/"+c.transport+"/"+strings.Join(c.args, ""), func(t *testing.T) {
@@ -114,6 +119,9 @@ func TestNewModeFlagsChecked(t *testing.T) {
 		{"-mode", "ipmi-session", "-password", "a-password-longer-than-20-octets"},
 		{"-mode", "ipmi-chassis", "-target", "10.1.2.3:623"},
 		{"-mode", "bacnet", "-property", "4194304"},
+		{"-mode", "s7comm", "-quantity", "0"},
+		{"-mode", "http", "-path", "index.html"},
+		{"-mode", "http", "-path", "/a b"},
 	} {
 		var out, errb bytes.Buffer
 		if code := run(args, &out, &errb); code != 2 {
