@@ -14,12 +14,12 @@ import (
 
 	"github.com/icsnare/icsnare/protocols"
 	_ "github.com/icsnare/icsnare/protocols/bacnet"
-	_ "github.com/icsnare/icsnare/protocols/http"
 	_ "github.com/icsnare/icsnare/protocols/enip"
+	_ "github.com/icsnare/icsnare/protocols/http"
 	_ "github.com/icsnare/icsnare/protocols/iec104"
 	_ "github.com/icsnare/icsnare/protocols/ipmi"
-	_ "github.com/icsnare/icsnare/protocols/s7comm"
 	"github.com/icsnare/icsnare/protocols/protocoltest"
+	_ "github.com/icsnare/icsnare/protocols/s7comm"
 )
 
 // testAddr is a random address of 127.95.0.0/16, this command's test range.

@@ -74,7 +74,6 @@ func regAt(l []any, i int) uint16 {
 	return regValue(l[i])
 }
 
-
 // appendRegisters appends the byte count and qty registers from addr (FC 3, 4, 23 replies).
 func appendRegisters(dst []byte, db *profiles.Databus, b *block, addr, qty int) ([]byte, error) {
 	l, err := list(db, b)
