@@ -2,7 +2,9 @@
 # Ratio bench: icsnare and icsnare-ceiling (bare Go servers doing the same I/O and nothing
 # else) run side by side on two loopback addresses, and icsnare-load drives each in
 # alternating rounds (ROUNDS of DURATION after WARMUP, the order swapped every round) for
-# Modbus FC3, s7comm Read Var, SNMP v2c GET and HTTP GET. Each run's requests/s and requests
+# Modbus FC3, s7comm Read Var, SNMP v2c GET and HTTP GET (the default profile) and BACnet
+# ReadProperty (a second sensor with the BACnet controller test profile, its `confirmed`
+# rate class off). Each run's requests/s and requests
 # per server CPU-second go to $OUT.jsonl; the summary (min/median/max over the rounds of each
 # figure and of icsnare/ceiling, with the load average) is printed and written to $OUT.
 # icsnare runs the default profile with events on (to a file, default volume control); SNMP
@@ -10,6 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 off=${PORT_OFFSET:-21000}
+boff=${BACNET_PORT_OFFSET:-1000} # BACnet's 47808 leaves less room
 dur=${DURATION:-3s}
 warm=${WARMUP:-1s}
 rounds=${ROUNDS:-3}
@@ -17,8 +20,8 @@ sensor=${SENSOR_ADDR:-127.37.0.1}
 ceil=${CEILING_ADDR:-127.37.0.2}
 out=${OUT:-bench.json}
 work=$(mktemp -d /tmp/icsnare-ratio.XXXXXX)
-spid= cpid=
-trap 'for p in $spid $cpid; do kill $p 2>/dev/null || true; wait $p 2>/dev/null || true; done; rm -rf "$work"' EXIT
+spid= cpid= bpid=
+trap 'for p in $spid $cpid $bpid; do kill $p 2>/dev/null || true; wait $p 2>/dev/null || true; done; rm -rf "$work"' EXIT
 
 waitport() { # PROTO PORT ADDR
   for i in $(seq 100); do
@@ -35,21 +38,29 @@ sed -i -e '/name="tarpit"/d' -e '/name="evasion"/d' "$work/profile/snmp/snmp.xml
 ./bin/icsnare run --config "$work/bench.toml" --profile "$work/profile" --listen "$sensor" --port-offset "$off" \
   --events "$work/events.jsonl" --state "$work/state" --metrics off --user root --log-level warn &
 spid=$!
+cp -r protocols/bacnet/testdata/controller "$work/bacnet"
+sed -i 's|</bacnet>|    <rate_limit class="confirmed">0;0</rate_limit>\n</bacnet>|' "$work/bacnet/bacnet/bacnet.xml"
+./bin/icsnare run --config "$work/bench.toml" --profile "$work/bacnet" --listen "$sensor" --port-offset "$boff" \
+  --events "$work/events-bacnet.jsonl" --state "$work/state-bacnet" --metrics off --user root --log-level warn &
+bpid=$!
 for p in tcp:502 tcp:102 udp:161 tcp:80; do waitport "${p%%:*}" $((${p#*:} + off)) "$sensor"; done
+waitport udp $((47808 + boff)) "$sensor"
 curl -s -o "$work/body" -D "$work/headers" "http://$sensor:$((80 + off))/index.html"
 ./bin/icsnare-ceiling -addr "$ceil" -modbus $((502 + off)) -s7comm $((102 + off)) -snmp $((161 + off)) \
-  -http $((80 + off)) -http-body "$work/body" -http-headers "$work/headers" &
+  -bacnet $((47808 + boff)) -http $((80 + off)) -http-body "$work/body" -http-headers "$work/headers" &
 cpid=$!
 for p in tcp:502 tcp:102 udp:161 tcp:80; do waitport "${p%%:*}" $((${p#*:} + off)) "$ceil"; done
-echo "icsnare pid $spid on $sensor, ceiling pid $cpid on $ceil; $(nproc) CPUs; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+waitport udp $((47808 + boff)) "$ceil"
+echo "icsnare pid $spid (BACnet: $bpid) on $sensor, ceiling pid $cpid on $ceil; $(nproc) CPUs; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 
 failed=0
-# one LABEL SERVER ROUND PORT ARGS…: one measured run.
+# one LABEL SERVER ROUND PORT ARGS…: one measured run (PORT with its offset).
 one() {
   local label=$1 server=$2 round=$3 port=$4 addr=$sensor pid=$spid
   shift 4
+  if [ "$port" = $((47808 + boff)) ]; then pid=$bpid; fi
   if [ "$server" = ceiling ]; then addr=$ceil pid=$cpid; fi
-  ./bin/icsnare-load -duration "$dur" -warmup "$warm" -pid "$pid" -target "$addr:$((port + off))" \
+  ./bin/icsnare-load -duration "$dur" -warmup "$warm" -pid "$pid" -target "$addr:$port" \
     -json "$work/runs.jsonl" -label "$label" -server "$server" -round "$round" "$@" | sed "s/^/  $server r$round: /" ||
     { echo "run failed: $label $server round $round"; failed=1; }
 }
@@ -66,11 +77,12 @@ workload() {
     fi
   done
 }
-workload modbus-fc3 502 -mode modbus -unit 1 -quantity 10 -conns 16
-workload s7comm-read 102 -mode s7comm -quantity 10 -conns 16
-workload snmp-get 161 -mode snmp -conns 16
-workload http-get 80 -mode http -path /index.html -conns 32
-echo "events written by icsnare: $(wc -l < "$work/events.jsonl")"
+workload modbus-fc3 $((502 + off)) -mode modbus -unit 1 -quantity 10 -conns 16
+workload s7comm-read $((102 + off)) -mode s7comm -quantity 10 -conns 16
+workload snmp-get $((161 + off)) -mode snmp -conns 16
+workload http-get $((80 + off)) -mode http -path /index.html -conns 32
+workload bacnet-read $((47808 + boff)) -mode bacnet -property 77 -conns 16
+echo "events written by icsnare: $(cat "$work"/events*.jsonl | wc -l)"
 echo
 ./bin/icsnare-load summarize -out "$out" "$work/runs.jsonl"
 echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) (the box is shared; the ratios come from alternating rounds)"
