@@ -26,7 +26,8 @@ test: test-deps
 	$(GO) test -count=1 -timeout 20m -race $(RACE_PKGS)
 	$(GO) test -count=1 -timeout 20m ./cmd/...
 
-# Codec benchmarks, then the load generator against a freshly started sensor.
+# Codec benchmarks, the ratio bench (icsnare against bare servers doing the same I/O, bench.json),
+# then the load generator against freshly started sensors.
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 1s ./protocols/... ./sensor/...
 	$(GO) test -tags bench -count=1 -run TestEvictionStallAt1MHosts -v ./sensor
