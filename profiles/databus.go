@@ -184,7 +184,7 @@ func (s *Schema) Sample(key string) (any, error) {
 	if dyn, ok := v.(Dynamic); ok {
 		v = dyn.Value(time.Now())
 	}
-	return v, nil
+	return expand(v), nil
 }
 
 // conpotFunctionNames lists the registered functions under Conpot's dotted names.
