@@ -1,6 +1,7 @@
 package protocols
 
 import (
+	"errors"
 	"net"
 	"sync/atomic"
 	"time"
@@ -67,6 +68,16 @@ func (c *TimeoutConn) Write(b []byte) (int, error) {
 		}
 	}
 	return c.Conn.Write(b)
+}
+
+// CloseWrite half-closes the connection (a TCP FIN) when the wrapped connection can, so
+// a relay can pass a client's or a backend's end of stream on; errors.ErrUnsupported
+// otherwise.
+func (c *TimeoutConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
 }
 
 // SetDeadline implements net.Conn.

@@ -315,11 +315,15 @@ type Session struct {
 	Transport string
 	Local     netip.AddrPort // the emulated host's address and port
 	Remote    netip.AddrPort
-	Host      *Host
-	Log       *slog.Logger
-	Sensor    string
-	Events    Emitter
-	Metrics   Metrics
+	// Endpoint is the endpoint, as the service's Endpoints listed it (before the sensor's
+	// port overrides and offset), that a TCP session came in on: a service with several
+	// endpoints of one transport (the proxy) tells them apart by it. Zero for UDP flows.
+	Endpoint Endpoint
+	Host     *Host
+	Log      *slog.Logger
+	Sensor   string
+	Events   Emitter
+	Metrics  Metrics
 	// MaxPayload bounds the request/response bytes kept in an event.
 	MaxPayload int
 	// Endpoints opens ephemeral endpoints on the host's address; nil where the sensor

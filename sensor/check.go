@@ -158,7 +158,7 @@ func LoadProfiles(cfg Config) (map[string]*deviceProfile, []string, error) {
 				if other, dup := dev.services[bound]; dup {
 					return nil, warnings, fmt.Errorf("profile %s: %s and %s both want %s", p.Name, other.protocol, name, bound)
 				}
-				dev.services[bound] = deviceService{protocol: name, svc: svc}
+				dev.services[bound] = deviceService{protocol: name, svc: svc, ep: ep}
 			}
 		}
 		if len(dev.services) == 0 {

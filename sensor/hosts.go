@@ -26,6 +26,7 @@ type deviceProfile struct {
 type deviceService struct {
 	protocol string
 	svc      protocols.Service
+	ep       protocols.Endpoint // the endpoint as svc declared it, before overrides and offset
 }
 
 // rule maps a prefix to a profile, or to a weighted mix of profiles of which a fraction of

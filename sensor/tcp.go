@@ -89,6 +89,7 @@ func (s *Sensor) handleConn(ctx context.Context, c *net.TCPConn, port uint16) {
 		return
 	}
 	sess := s.newSession(ds.protocol, protocols.TCP, h, local, remote)
+	sess.Endpoint = ds.ep
 	sess.Open(ctx, nil)
 	entry := &connEntry{c: c, h: h, sess: sess}
 	s.trackConn(c, entry)

@@ -11,6 +11,7 @@ import (
 	_ "github.com/icsnare/icsnare/protocols/iec104"       // IEC 60870-5-104
 	_ "github.com/icsnare/icsnare/protocols/ipmi"         // IPMI v2.0 / RMCP+ BMC
 	_ "github.com/icsnare/icsnare/protocols/modbus"       // Modbus/TCP
+	_ "github.com/icsnare/icsnare/protocols/proxy"        // Conpot proxies: TCP/TLS relays to configured backends
 	_ "github.com/icsnare/icsnare/protocols/s7comm"       // S7comm (ISO-on-TCP)
 	_ "github.com/icsnare/icsnare/protocols/snmp"         // SNMP v1/v2c/v3
 	_ "github.com/icsnare/icsnare/protocols/tftp"         // TFTP with the host's virtual filesystem
