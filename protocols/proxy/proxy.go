@@ -109,7 +109,7 @@ func (s *service) ServeConn(ctx context.Context, sess *protocols.Session, conn n
 		defer func() { <-p.sem }()
 	default:
 		sess.Request("backend", true)
-		emit("backend_error", nil, nil, protocols.F("backend", p.Backend.String()), protocols.F("stage", "limit"),
+		s.refuse(sess, client, emit, protocols.F("backend", p.Backend.String()), protocols.F("stage", "limit"),
 			protocols.F("error", fmt.Sprintf("%d backend connections open (max_backend_connections)", cap(p.sem))))
 		return
 	}
@@ -117,7 +117,7 @@ func (s *service) ServeConn(ctx context.Context, sess *protocols.Session, conn n
 	back, addr, stage, err := s.dial(ctx, p)
 	if err != nil {
 		sess.Request("backend", true)
-		emit("backend_error", nil, nil, protocols.F("backend", p.Backend.String()), protocols.F("stage", stage),
+		s.refuse(sess, client, emit, protocols.F("backend", p.Backend.String()), protocols.F("stage", stage),
 			protocols.F("error", dialError(err)))
 		sess.Log.Info("proxy: backend unreachable", "proxy", p.Name, "backend", p.Backend.String(), "err", err)
 		return
@@ -197,6 +197,33 @@ func (s *service) handshake(ctx context.Context, sess *protocols.Session, p *pro
 	}
 	emit("tls", nil, nil, fields...)
 	return tc, true
+}
+
+// lingerTime bounds how long a refused client is read from after the FIN.
+const lingerTime = time.Second
+
+// refuse ends a connection the proxy cannot relay: it sends the client a FIN, reads what
+// the client sent (bounded in bytes and time) and reports it with a backend_error event,
+// so the client sees an orderly close rather than a reset, and its payload is kept.
+func (s *service) refuse(sess *protocols.Session, client net.Conn, emit func(string, []byte, []byte, ...protocols.Field), fields ...protocols.Field) {
+	var got []byte
+	if cw, ok := client.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+		limit := max(sess.MaxPayload, 64)
+		buf := make([]byte, chunkSize)
+		deadline := time.Now().Add(min(lingerTime, s.opts.IdleTimeout.Duration))
+		client.SetReadDeadline(deadline)
+		for drained := 0; drained < 64<<10; {
+			n, err := client.Read(buf)
+			drained += n
+			if room := limit - len(got); room > 0 {
+				got = append(got, buf[:min(n, room)]...)
+			}
+			if err != nil {
+				break
+			}
+		}
+	}
+	emit("backend_error", got, nil, fields...)
 }
 
 // hostSeed is the seed a host's generated certificate derives from.
