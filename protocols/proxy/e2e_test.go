@@ -82,7 +82,7 @@ profile = %q
 "Kamstrup telnet" = %q
 "SSL proxy" = %q
 `, net24, template, meter, down, console, web)), 0o644)
-	off := protocoltest.FreeOffset(t, 1025, 1026, 50100, 1234)
+	off := freeOffset(t)
 	events := filepath.Join(dir, "events.jsonl")
 	bin := filepath.Join(dir, "icsnare")
 	build := exec.Command("go", "build", "-o", bin, "../../cmd/icsnare")
@@ -203,6 +203,38 @@ profile = %q
 			}
 		}
 	}
+}
+
+// freeOffset finds a port offset at which the template's four ports are free, putting
+// 50100 above the kernel's ephemeral range (where client sockets of other tests could take
+// it between the check and the bind) and the others below it.
+func freeOffset(t *testing.T) int {
+	t.Helper()
+	lo, hi := 32768, 60999
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		fmt.Sscan(string(b), &lo, &hi)
+	}
+	first, last := hi+1-50100, 65535-50100
+	if first > last || 1234+last >= lo {
+		first, last = 1000, 15000 // an unusual range: take the chance
+	}
+	for range 100 {
+		off := first + rand.IntN(last-first+1)
+		ok := true
+		for _, p := range []int{1025, 1026, 1234, 50100} {
+			ln, err := net.Listen("tcp4", fmt.Sprintf("0.0.0.0:%d", p+off))
+			if err != nil {
+				ok = false
+				break
+			}
+			ln.Close()
+		}
+		if ok {
+			return off
+		}
+	}
+	t.Fatal("no free port offset")
+	return 0
 }
 
 func count(evs []map[string]any, typ, proxy string) int {

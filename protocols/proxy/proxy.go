@@ -131,13 +131,8 @@ func (s *service) ServeConn(ctx context.Context, sess *protocols.Session, conn n
 		r.dec = p.Decoder()
 	}
 	r.lastActive.Store(time.Now().UnixNano())
-	stop := context.AfterFunc(ctx, func() {
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			r.finish("max_duration")
-		} else {
-			r.finish("shutdown")
-		}
-	})
+	r.ctx = ctx
+	stop := context.AfterFunc(ctx, func() { r.finish(r.ctxReason()) })
 	defer stop()
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -334,6 +329,7 @@ func dialError(err error) string {
 
 // relay is one relayed connection.
 type relay struct {
+	ctx          context.Context // ends at max_duration or the sensor's shutdown
 	s            *service
 	sess         *protocols.Session
 	p            *proxy
@@ -369,6 +365,14 @@ func (r *relay) finish(reason string) {
 		r.client.Close()
 		r.back.Close()
 	}
+}
+
+// ctxReason says why the relay's context ended.
+func (r *relay) ctxReason() string {
+	if errors.Is(r.ctx.Err(), context.DeadlineExceeded) {
+		return "max_duration"
+	}
+	return "shutdown"
 }
 
 // ended reports whether finish has run.
@@ -423,6 +427,9 @@ func (r *relay) pump(in bool) {
 		}
 		var ne net.Error
 		switch {
+		case r.ctx != nil && r.ctx.Err() != nil:
+			r.finish(r.ctxReason()) // the sensor closing the socket may come first
+			return
 		case r.ended():
 			return
 		case errors.As(err, &ne) && ne.Timeout():
