@@ -35,7 +35,7 @@ type server struct {
 	conns  atomic.Int64           // connections being served
 }
 
-func serve(t *testing.T, svc *service, h *protocols.Host) *server {
+func serve(t testing.TB, svc *service, h *protocols.Host) *server {
 	t.Helper()
 	srv := &server{events: &protocoltest.Recorder{}, host: h, addrs: map[int]netip.AddrPort{}}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -102,7 +102,7 @@ func serve(t *testing.T, svc *service, h *protocols.Host) *server {
 }
 
 // dial connects to the proxy listening for port.
-func (s *server) dial(t *testing.T, port int) *net.TCPConn {
+func (s *server) dial(t testing.TB, port int) *net.TCPConn {
 	t.Helper()
 	c, err := net.Dial("tcp", s.addrs[port].String())
 	if err != nil {
@@ -114,7 +114,7 @@ func (s *server) dial(t *testing.T, port int) *net.TCPConn {
 }
 
 // waitEvent waits until an event of type typ (with "proxy." prefix) is recorded, or fails.
-func (s *server) waitEvent(t *testing.T, typ string) *protocols.Event {
+func (s *server) waitEvent(t testing.TB, typ string) *protocols.Event {
 	t.Helper()
 	var e *protocols.Event
 	eventually(t, "event "+typ, func() bool {
@@ -128,7 +128,7 @@ func (s *server) waitEvent(t *testing.T, typ string) *protocols.Event {
 }
 
 // eventually polls cond until it holds (no timing assertion: the bound is generous).
-func eventually(t *testing.T, what string, cond func() bool) {
+func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for !cond() {
@@ -165,7 +165,7 @@ func (b *testBackend) Received() string {
 
 // startBackend serves handle on a new loopback listener; handle gets the connection and
 // a function recording what it read.
-func startBackend(t *testing.T, handle func(c net.Conn, b *testBackend)) *testBackend {
+func startBackend(t testing.TB, handle func(c net.Conn, b *testBackend)) *testBackend {
 	t.Helper()
 	ln, err := net.Listen("tcp", netip.AddrPortFrom(testAddr(), 0).String())
 	if err != nil {
@@ -222,7 +222,7 @@ func echoBackend(prefix string) func(net.Conn, *testBackend) {
 
 // configure loads the template directory dir and configures the proxy with opts; it
 // returns the service and the template warnings.
-func configure(t *testing.T, dir string, opts *Options) (*service, *profiles.Profile, []string) {
+func configure(t testing.TB, dir string, opts *Options) (*service, *profiles.Profile, []string) {
 	t.Helper()
 	p, err := profiles.LoadDir(dir)
 	if err != nil {
@@ -240,7 +240,7 @@ func configure(t *testing.T, dir string, opts *Options) (*service, *profiles.Pro
 }
 
 // writeTemplate writes a template directory whose proxy.xml is body.
-func writeTemplate(t *testing.T, body string) string {
+func writeTemplate(t testing.TB, body string) string {
 	t.Helper()
 	dir := t.TempDir()
 	os.MkdirAll(dir+"/proxy", 0o755)

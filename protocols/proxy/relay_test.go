@@ -16,13 +16,13 @@ import (
 
 // oneProxy configures a single plain proxy on port 1025 to backend, with opts changed by
 // tune.
-func oneProxy(t *testing.T, backend string, decoder string, tune func(*Options)) (*service, *server) {
+func oneProxy(t testing.TB, backend string, decoder string, tune func(*Options)) (*service, *server) {
 	t.Helper()
 	return oneProxyHook(t, backend, decoder, tune, nil)
 }
 
 // oneProxyHook is oneProxy with a hook told of every backend connect.
-func oneProxyHook(t *testing.T, backend string, decoder string, tune func(*Options), dialed func(netip.AddrPort)) (*service, *server) {
+func oneProxyHook(t testing.TB, backend string, decoder string, tune func(*Options), dialed func(netip.AddrPort)) (*service, *server) {
 	t.Helper()
 	dir := writeTemplate(t, `<proxies enabled="True">
   <proxy name="Meter" host="0.0.0.0" port="1025">
@@ -44,7 +44,7 @@ func oneProxyHook(t *testing.T, backend string, decoder string, tune func(*Optio
 }
 
 // closedPort returns a loopback address where nothing listens.
-func closedPort(t *testing.T) netip.AddrPort {
+func closedPort(t testing.TB) netip.AddrPort {
 	t.Helper()
 	ln, err := net.Listen("tcp", netip.AddrPortFrom(testAddr(), 0).String())
 	if err != nil {
