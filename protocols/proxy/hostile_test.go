@@ -178,3 +178,44 @@ func TestShutdown(t *testing.T) {
 		t.Errorf("end %+v", e.Fields)
 	}
 }
+
+// TestMaxDuration: a relay that keeps talking is still closed at max_duration.
+func TestMaxDuration(t *testing.T) {
+	back := startBackend(t, echoBackend(""))
+	_, srv := oneProxy(t, back.Addr.String(), "", func(o *Options) { o.MaxDuration = Duration{300 * time.Millisecond} })
+	c := srv.dial(t, 1025)
+	for {
+		if _, err := c.Write([]byte("tick")); err != nil {
+			break
+		}
+		if _, err := ioReadFull(c, make([]byte, 4)); err != nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if e := srv.waitEvent(t, "end"); field(e, "closed_by") != "max_duration" {
+		t.Errorf("end %+v", e.Fields)
+	}
+}
+
+// TestIPv6Backend: a backend on an IPv6 address.
+func TestIPv6Backend(t *testing.T) {
+	ln, err := net.Listen("tcp6", "[::1]:0")
+	if err != nil {
+		t.Skipf("no IPv6 loopback here: %v", err)
+	}
+	defer ln.Close()
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			c.Write([]byte("v6"))
+			c.Close()
+		}
+	}()
+	_, srv := oneProxy(t, ln.Addr().String(), "", nil)
+	if got := readAll(srv.dial(t, 1025)); got != "v6" {
+		t.Fatalf("got %q", got)
+	}
+	if e := srv.waitEvent(t, "backend_connect"); field(e, "backend_addr") != ln.Addr().String() {
+		t.Errorf("backend_connect %+v", e.Fields)
+	}
+}
