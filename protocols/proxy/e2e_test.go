@@ -29,9 +29,9 @@ const decoder382 = "conpot.protocols.kamstrup_meter.decoder_382.Decoder382"
 // TestBinaryAsNobody runs the icsnare binary as root on Conpot's proxy template, unchanged,
 // with the backends set in the configuration file as an operator would; the sensor drops
 // to nobody under its seccomp allow-list and still connects to the backends (plain and
-// TLS), serves TLS with a generated certificate to curl, closes cleanly when a backend is
-// down, and writes the chunk events. Hosts are a /24 of 127.33.0.0/16 on the loopback, the
-// ports the template's plus an offset.
+// TLS, one named by DNS name), serves TLS with a generated certificate to curl, closes
+// cleanly when a backend is down, and writes the chunk events. Hosts are a /25 of
+// 127.33.0.0/16 on the loopback, the ports the template's plus an offset.
 func TestBinaryAsNobody(t *testing.T) {
 	protocoltest.NeedRoot(t)
 	protocoltest.NeedTool(t, "go")
@@ -49,7 +49,8 @@ func TestBinaryAsNobody(t *testing.T) {
 			}
 		}
 	})
-	console := listen(t, net24+".251", func(c net.Conn) {
+	// The console is named by DNS name, resolved by the sensor under its allow-list.
+	console := listen(t, "127.0.0.1", func(c net.Conn) {
 		c.Write([]byte("\r\nWelcome...\r\n"))
 		r := bufio.NewReader(c)
 		for {
@@ -61,6 +62,7 @@ func TestBinaryAsNobody(t *testing.T) {
 			_ = line
 		}
 	})
+	console = "localhost:" + console[strings.LastIndexByte(console, ':')+1:]
 	web := listenTLS(t, net24+".252")
 	down := net24 + ".253:9" // nothing listens there
 
