@@ -3,6 +3,7 @@ package proxy
 import (
 	"crypto/tls"
 	"net"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -218,4 +219,46 @@ func TestIPv6Backend(t *testing.T) {
 	if e := srv.waitEvent(t, "backend_connect"); field(e, "backend_addr") != ln.Addr().String() {
 		t.Errorf("backend_connect %+v", e.Fields)
 	}
+}
+
+// TestManyClients: a burst of parallel clients, more than max_backend_connections: each is
+// either relayed in full or refused with an event, and nothing is left running.
+func TestManyClients(t *testing.T) {
+	back := startBackend(t, echoBackend(""))
+	svc, srv := oneProxy(t, back.Addr.String(), "", func(o *Options) { o.MaxBackendConnections = 16 })
+	const n = 64
+	var wg sync.WaitGroup
+	var relayed, refused sync.Map
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := net.Dial("tcp", srv.addrs[1025].String())
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(20 * time.Second))
+			msg := []byte("client " + strconv.Itoa(i))
+			c.Write(msg)
+			got := make([]byte, len(msg))
+			if _, err := ioReadFull(c, got); err == nil && string(got) == string(msg) {
+				relayed.Store(i, true)
+				time.Sleep(50 * time.Millisecond) // hold the slot a while
+				return
+			}
+			refused.Store(i, true)
+		}()
+	}
+	wg.Wait()
+	var nr, nf int
+	relayed.Range(func(any, any) bool { nr++; return true })
+	refused.Range(func(any, any) bool { nf++; return true })
+	eventually(t, "relays done", func() bool { return svc.running.Load() == 0 && srv.conns.Load() == 0 })
+	errs := len(srv.events.OfType("proxy.backend_error"))
+	if nr+nf != n || nr < 16 || errs != nf || back.accepted.Load() != int64(nr) {
+		t.Errorf("relayed %d, refused %d, backend_error events %d, backend accepted %d", nr, nf, errs, back.accepted.Load())
+	}
+	t.Logf("%d relayed, %d refused at the backend cap", nr, nf)
 }
