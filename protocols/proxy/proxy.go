@@ -345,6 +345,7 @@ type relay struct {
 	bytes      [2]atomic.Int64 // [0] client → backend, [1] backend → client
 	chunks     [2]atomic.Int64
 	lastActive atomic.Int64
+	linger     atomic.Int64 // after the backend's end: when to stop reading the client (unix ns)
 
 	mu     sync.Mutex
 	reason string
@@ -393,7 +394,11 @@ func (r *relay) pump(in bool) {
 	idle := r.s.opts.IdleTimeout.Duration
 	buf := make([]byte, chunkSize)
 	for {
-		src.SetReadDeadline(time.Now().Add(idle))
+		deadline := time.Now().Add(idle)
+		if l := r.linger.Load(); l != 0 && in && l < deadline.UnixNano() {
+			deadline = time.Unix(0, l)
+		}
+		src.SetReadDeadline(deadline)
 		n, err := src.Read(buf)
 		if n > 0 {
 			r.lastActive.Store(time.Now().UnixNano())
@@ -433,24 +438,33 @@ func (r *relay) pump(in bool) {
 		case r.ended():
 			return
 		case errors.As(err, &ne) && ne.Timeout():
+			if l := r.linger.Load(); l != 0 && in && time.Now().UnixNano() >= l {
+				r.finish("backend") // the client did not close after the backend's end
+				return
+			}
 			if time.Since(time.Unix(0, r.lastActive.Load())) < idle {
 				continue // the other direction is busy: not idle yet
 			}
 			r.finish("idle")
 			return
-		case (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)) && in:
-			// The client is done sending: pass its FIN on and keep relaying the answer.
+		case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+			// This side is done sending: pass its end on (a FIN, or TLS close_notify) and
+			// keep relaying the other way: the backend's answer to a client that shut its
+			// side, or, for a short while, what a client still sends (its close_notify, its
+			// FIN) after the backend's end, so the client sees an orderly close, not a reset.
 			if cw, ok := dst.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
 				r.mu.Lock()
 				if r.reason == "" {
-					r.reason = "client"
+					r.reason = side
 				}
 				r.mu.Unlock()
+				if !in {
+					until := time.Now().Add(min(lingerTime, idle))
+					r.linger.Store(until.UnixNano())
+					r.client.SetReadDeadline(until) // cut short a read in progress
+				}
 				return
 			}
-			r.finish("client")
-			return
-		case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 			r.finish(side)
 			return
 		default:
