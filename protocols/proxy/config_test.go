@@ -121,7 +121,7 @@ func TestTemplateKeyPair(t *testing.T) {
 	dir := writeTemplate(t, `<proxies enabled="True">
   <proxy name="SSL proxy" port="1234" keyfile="ssl.key" certfile="ssl.crt"><proxy_host>192.0.2.1</proxy_host><proxy_port>443</proxy_port></proxy>
 </proxies>`)
-	other, err := hostCertificate(netip.MustParseAddr("192.0.2.77"), 99, "Moonshiners nest")
+	other, err := hostCertificate(netip.MustParseAddr("192.0.2.77"), 99, "Moonshiners nest", KeyRSA2048)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,37 +154,47 @@ func TestTemplateKeyPair(t *testing.T) {
 }
 
 // TestHostCertificate: the generated certificate is the same on every run for a host,
-// different between hosts, and looks like a device's own.
+// different between hosts, and looks like a device's own, with either key type.
 func TestHostCertificate(t *testing.T) {
 	a := netip.MustParseAddr("198.51.100.7")
-	c1, err := hostCertificate(a, 42, "Kamstrup")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c2, _ := hostCertificate(a, 42, "Kamstrup")
-	c3, _ := hostCertificate(netip.MustParseAddr("198.51.100.8"), 43, "Kamstrup")
-	if !bytes.Equal(c1.Certificate[0], c2.Certificate[0]) {
-		t.Error("same host, different certificates")
-	}
-	if bytes.Equal(c1.Certificate[0], c3.Certificate[0]) || c1.Leaf.SerialNumber.Cmp(c3.Leaf.SerialNumber) == 0 {
-		t.Error("two hosts share a certificate or serial")
-	}
-	l := c1.Leaf
-	if l.Subject.CommonName != "198.51.100.7" || len(l.Subject.Organization) != 1 || l.Subject.Organization[0] != "Kamstrup" ||
-		l.PublicKeyAlgorithm != x509.RSA || l.SignatureAlgorithm != x509.SHA256WithRSA || len(l.IPAddresses) != 1 {
-		t.Errorf("certificate %+v", l.Subject)
-	}
-	if l.NotBefore.Year() < 2017 || l.NotBefore.After(time.Now()) || l.NotAfter.Sub(l.NotBefore) < 19*365*24*time.Hour {
-		t.Errorf("validity %s – %s", l.NotBefore, l.NotAfter)
-	}
-	if err := l.CheckSignature(l.SignatureAlgorithm, l.RawTBSCertificate, l.Signature); err != nil {
-		t.Errorf("self-signature: %v", err)
-	}
-	if _, err := tls.X509KeyPair(pemCert(c1), pemKey(t, c1)); err != nil {
-		t.Errorf("key pair: %v", err)
+	for _, kt := range []struct {
+		key     string
+		pub     x509.PublicKeyAlgorithm
+		sig     x509.SignatureAlgorithm
+		usageKE bool
+	}{{KeyRSA2048, x509.RSA, x509.SHA256WithRSA, true}, {KeyP256, x509.ECDSA, x509.ECDSAWithSHA256, false}} {
+		t.Run(kt.key, func(t *testing.T) {
+			c1, err := hostCertificate(a, 42, "Kamstrup", kt.key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c2, _ := hostCertificate(a, 42, "Kamstrup", kt.key)
+			c3, _ := hostCertificate(netip.MustParseAddr("198.51.100.8"), 43, "Kamstrup", kt.key)
+			if !bytes.Equal(c1.Certificate[0], c2.Certificate[0]) {
+				t.Error("same host, different certificates")
+			}
+			if bytes.Equal(c1.Certificate[0], c3.Certificate[0]) || c1.Leaf.SerialNumber.Cmp(c3.Leaf.SerialNumber) == 0 {
+				t.Error("two hosts share a certificate or serial")
+			}
+			l := c1.Leaf
+			if l.Subject.CommonName != "198.51.100.7" || len(l.Subject.Organization) != 1 || l.Subject.Organization[0] != "Kamstrup" ||
+				l.PublicKeyAlgorithm != kt.pub || l.SignatureAlgorithm != kt.sig || len(l.IPAddresses) != 1 ||
+				(l.KeyUsage&x509.KeyUsageKeyEncipherment != 0) != kt.usageKE {
+				t.Errorf("certificate %+v %v %v", l.Subject, l.PublicKeyAlgorithm, l.SignatureAlgorithm)
+			}
+			if l.NotBefore.Year() < 2017 || l.NotBefore.After(time.Now()) || l.NotAfter.Sub(l.NotBefore) < 19*365*24*time.Hour {
+				t.Errorf("validity %s – %s", l.NotBefore, l.NotAfter)
+			}
+			if err := l.CheckSignature(l.SignatureAlgorithm, l.RawTBSCertificate, l.Signature); err != nil {
+				t.Errorf("self-signature: %v", err)
+			}
+			if _, err := tls.X509KeyPair(pemCert(c1), pemKey(t, c1)); err != nil {
+				t.Errorf("key pair: %v", err)
+			}
+		})
 	}
 	// The cache gives the same certificate and bounds its size.
-	cc := newCertCache(2, "")
+	cc := newCertCache(2, "", KeyP256)
 	x, _ := cc.get(a, 1, nil)
 	y, _ := cc.get(a, 1, nil)
 	if x != y {
@@ -194,6 +204,9 @@ func TestHostCertificate(t *testing.T) {
 	cc.get(netip.MustParseAddr("198.51.100.10"), 3, nil)
 	if cc.lru.Len() != 2 {
 		t.Errorf("cache holds %d", cc.lru.Len())
+	}
+	if o := DefaultOptions(); o.GeneratedKey != KeyRSA2048 || func() bool { o.GeneratedKey = "dsa"; return o.Validate() == nil }() {
+		t.Error("generated_key default or validation")
 	}
 }
 

@@ -20,7 +20,7 @@ import (
 // "Hiya, this is a test" and the client gets it back, with and without TLS (the template's
 // key pair on both sides) and with and without AsciiDecoder.
 func TestConpotProxyExchanges(t *testing.T) {
-	pair, err := hostCertificate(netip.MustParseAddr("127.0.0.1"), 2014, "Moonshiners nest")
+	pair, err := hostCertificate(netip.MustParseAddr("127.0.0.1"), 2014, "Moonshiners nest", KeyRSA2048)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"net"
 	"strconv"
 	"sync"
@@ -64,10 +65,11 @@ func TestSilentTLSClient(t *testing.T) {
 }
 
 // TestTLSRelay: a Go TLS client through the proxy to a plain backend; the certificate is
-// the host's, and concurrent first handshakes wait for one generation.
+// the host's (ECDSA with generated_key p256), and concurrent first handshakes wait for one
+// generation.
 func TestTLSRelay(t *testing.T) {
 	back := startBackend(t, echoBackend("> "))
-	svc, srv := tlsProxy(t, back.Addr.String(), nil)
+	svc, srv := tlsProxy(t, back.Addr.String(), func(o *Options) { o.GeneratedKey = KeyP256 })
 	var wg sync.WaitGroup
 	certs := make([][]byte, 4)
 	for i := range certs {
@@ -94,6 +96,9 @@ func TestTLSRelay(t *testing.T) {
 		if string(c) != string(certs[0]) {
 			t.Fatal("hosts served different certificates")
 		}
+	}
+	if cert, err := x509.ParseCertificate(certs[0]); err != nil || cert.PublicKeyAlgorithm != x509.ECDSA {
+		t.Errorf("generated_key p256: %v", err)
 	}
 	if svc.certs.lru.Len() != 1 {
 		t.Errorf("%d certificates cached", svc.certs.lru.Len())

@@ -45,7 +45,7 @@ func (protocol) Configure(sec *profiles.Section, opts any) (protocols.Service, e
 	if err != nil {
 		return nil, err
 	}
-	s := &service{opts: *o, byPort: map[int]*proxy{}, certs: newCertCache(o.CertCache, certOrg(sec.Profile))}
+	s := &service{opts: *o, byPort: map[int]*proxy{}, certs: newCertCache(o.CertCache, certOrg(sec.Profile), o.GeneratedKey)}
 	for _, c := range confs {
 		p := &proxy{proxyConf: c, sem: make(chan struct{}, o.MaxBackendConnections)}
 		if c.TLS {

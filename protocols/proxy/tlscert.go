@@ -2,6 +2,9 @@ package proxy
 
 import (
 	"container/list"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/tls"
@@ -112,6 +115,8 @@ type certCache struct {
 	byHost map[netip.Addr]*list.Element
 	// org is the subject organisation of generated certificates ("" for none).
 	org string
+	// keyType is KeyRSA2048 or KeyP256.
+	keyType string
 }
 
 type certEntry struct {
@@ -124,8 +129,8 @@ type certEntry struct {
 // genSem serialises certificate generation across every proxy service of the process.
 var genSem = make(chan struct{}, 1)
 
-func newCertCache(max int, org string) *certCache {
-	return &certCache{max: max, lru: list.New(), byHost: map[netip.Addr]*list.Element{}, org: org}
+func newCertCache(max int, org, keyType string) *certCache {
+	return &certCache{max: max, lru: list.New(), byHost: map[netip.Addr]*list.Element{}, org: org, keyType: keyType}
 }
 
 // get returns the certificate of the host at addr with the given seed, generating it on
@@ -157,7 +162,7 @@ func (c *certCache) get(addr netip.Addr, seed uint64, stop <-chan struct{}) (*tl
 		c.forget(addr, e, errors.New("gave up waiting for the host certificate"))
 		return nil, e.err
 	}
-	e.cert, e.err = hostCertificate(addr, seed, c.org)
+	e.cert, e.err = hostCertificate(addr, seed, c.org, c.keyType)
 	<-genSem
 	if e.err != nil {
 		c.forget(addr, e, e.err)
@@ -182,9 +187,10 @@ func (c *certCache) forget(addr netip.Addr, e *certEntry, err error) {
 // hostCertificate derives the self-signed certificate of one host from its seed: the
 // same host shows the same certificate (key, serial, dates and signature) on every run,
 // and two hosts never share one. It looks like the certificate an embedded web server
-// makes for itself on first boot: RSA 2048, SHA-256, subject CN the device's address
-// (and the vendor as organisation), valid for 20 years from a day in its past.
-func hostCertificate(addr netip.Addr, seed uint64, org string) (*tls.Certificate, error) {
+// makes for itself on first boot: RSA 2048 (or ECDSA P-256 with keyType KeyP256) with
+// SHA-256, subject CN the device's address (and the vendor as organisation), valid for 20
+// years from a day in its past.
+func hostCertificate(addr netip.Addr, seed uint64, org, keyType string) (*tls.Certificate, error) {
 	h := sha256.New()
 	h.Write([]byte("icsnare proxy host certificate v1\x00"))
 	h.Write(binary.BigEndian.AppendUint64(nil, seed))
@@ -192,7 +198,16 @@ func hostCertificate(addr netip.Addr, seed uint64, org string) (*tls.Certificate
 	var s [32]byte
 	copy(s[:], h.Sum(nil))
 	drbg := rand.NewChaCha8(s)
-	key, err := deterministicRSA(drbg, 2048)
+	var key crypto.Signer
+	var err error
+	sigAlg := x509.SHA256WithRSA
+	keyUsage := x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment
+	if keyType == KeyP256 {
+		key, err = deterministicP256(drbg)
+		sigAlg, keyUsage = x509.ECDSAWithSHA256, x509.KeyUsageDigitalSignature
+	} else {
+		key, err = deterministicRSA(drbg, 2048)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -213,13 +228,15 @@ func hostCertificate(addr netip.Addr, seed uint64, org string) (*tls.Certificate
 		Issuer:                subject,
 		NotBefore:             notBefore,
 		NotAfter:              notBefore.AddDate(20, 0, 0),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+		KeyUsage:              keyUsage,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		BasicConstraintsValid: true,
 		IPAddresses:           []net.IP{addr.AsSlice()},
-		SignatureAlgorithm:    x509.SHA256WithRSA,
+		SignatureAlgorithm:    sigAlg,
 	}
-	der, err := x509.CreateCertificate(nil, tmpl, tmpl, &key.PublicKey, key)
+	// No randomness: the serial is set, RSA PKCS #1 v1.5 signatures are deterministic and
+	// ECDSA signs per RFC 6979 when given none, so the certificate is the same every run.
+	der, err := x509.CreateCertificate(nil, tmpl, tmpl, key.Public(), key)
 	if err != nil {
 		return nil, fmt.Errorf("host certificate: %w", err)
 	}
@@ -269,6 +286,20 @@ func deterministicRSA(r io.Reader, bits int) (*rsa.PrivateKey, error) {
 		return key, nil
 	}
 	return nil, errors.New("host key: no key found")
+}
+
+// deterministicP256 makes an ECDSA P-256 key whose scalar comes from the stream r.
+func deterministicP256(r io.Reader) (*ecdsa.PrivateKey, error) {
+	b := make([]byte, 32)
+	for range 16 {
+		if _, err := io.ReadFull(r, b); err != nil {
+			return nil, err
+		}
+		if k, err := ecdsa.ParseRawPrivateKey(elliptic.P256(), b); err == nil {
+			return k, nil // else the scalar was 0 or not below the group order: draw again
+		}
+	}
+	return nil, errors.New("host key: no P-256 scalar found")
 }
 
 func findPrime(r io.Reader, bits int) (*big.Int, error) {
