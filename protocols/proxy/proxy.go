@@ -29,6 +29,27 @@ type proxy struct {
 	*proxyConf
 	cert *tls.Certificate // from the template's files; nil: a generated per-host one
 	sem  chan struct{}    // bounds the open backend connections
+	// logDown keeps a backend that is down from filling the log: one line per interval.
+	logDown logLimiter
+}
+
+// logInterval is the least time between two log lines about one proxy's backend.
+const logInterval = 30 * time.Second
+
+// logLimiter lets one log line through per logInterval and counts the rest.
+type logLimiter struct {
+	last, held atomic.Int64
+}
+
+// allow reports whether to log now, and how many lines were held back since the last one.
+func (l *logLimiter) allow() (int64, bool) {
+	now := time.Now().UnixNano()
+	last := l.last.Load()
+	if (last == 0 || now-last >= int64(logInterval)) && l.last.CompareAndSwap(last, now) {
+		return l.held.Swap(0), true
+	}
+	l.held.Add(1)
+	return 0, false
 }
 
 // service relays every proxy of one profile.
@@ -119,7 +140,9 @@ func (s *service) ServeConn(ctx context.Context, sess *protocols.Session, conn n
 		sess.Request("backend", true)
 		s.refuse(sess, client, emit, protocols.F("backend", p.Backend.String()), protocols.F("stage", stage),
 			protocols.F("error", dialError(err)))
-		sess.Log.Info("proxy: backend unreachable", "proxy", p.Name, "backend", p.Backend.String(), "err", err)
+		if n, ok := p.logDown.allow(); ok {
+			sess.Log.Warn("proxy: backend unreachable", "proxy", p.Name, "backend", p.Backend.String(), "err", err, "since_last_logged", n)
+		}
 		return
 	}
 	defer back.Close()

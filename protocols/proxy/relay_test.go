@@ -130,15 +130,14 @@ func TestOnlyConfiguredBackend(t *testing.T) {
 func TestDialGuard(t *testing.T) {
 	back := startBackend(t, echoBackend(""))
 	svc, _ := oneProxy(t, back.Addr.String(), "", nil)
-	p := *svc.proxies[0]
-	conf := *p.proxyConf
+	conf := *svc.proxies[0].proxyConf
 	conf.Backend = backend{Host: "localhost", Port: int(back.Addr.Port())}
-	p.proxyConf = &conf
+	p := &proxy{proxyConf: &conf, sem: make(chan struct{}, 1)}
 	// localhost resolves to 127.0.0.1 (and ::1), where this test's backend does not
 	// listen: the connect goes to the resolved addresses only, and fails there.
 	var seen []netip.AddrPort
 	svc.dialed = func(ap netip.AddrPort) { seen = append(seen, ap) }
-	_, _, stage, err := svc.dial(t.Context(), &p)
+	_, _, stage, err := svc.dial(t.Context(), p)
 	if err == nil || stage != "connect" {
 		t.Fatalf("dial: %v at %q", err, stage)
 	}
@@ -300,4 +299,21 @@ func TestNoGoroutineLeak(t *testing.T) {
 		t.Fatalf("%d relay goroutines left", n)
 	}
 	eventually(t, "goroutines back to the start", func() bool { return runtime.NumGoroutine() <= before })
+}
+
+// TestLogLimiter: one line per interval, the rest counted.
+func TestLogLimiter(t *testing.T) {
+	var l logLimiter
+	if n, ok := l.allow(); !ok || n != 0 {
+		t.Fatal("first line held")
+	}
+	for range 5 {
+		if _, ok := l.allow(); ok {
+			t.Fatal("a second line within the interval")
+		}
+	}
+	l.last.Store(time.Now().Add(-logInterval).UnixNano())
+	if n, ok := l.allow(); !ok || n != 5 {
+		t.Fatalf("after the interval: %d, %v", n, ok)
+	}
 }
