@@ -17,6 +17,9 @@ type proxyConf struct {
 	Backend backend
 	// BackendTLS is whether the backend connection uses TLS.
 	BackendTLS bool
+	// Confirmed is whether the sensor's configuration names the backend (a backends entry,
+	// or template_backends = true); the proxy never connects to one that is not.
+	Confirmed bool
 	// DecoderName is the <decoder> class path; Decoder is nil when it is empty or unknown.
 	DecoderName string
 	Decoder     func() protocols.StreamDecoder
@@ -69,9 +72,15 @@ func parseConfig(sec *profiles.Section, o *Options) ([]*proxyConf, error) {
 			if b == nil {
 				continue // turned off by the operator
 			}
-			p.Backend = *b
+			p.Backend, p.Confirmed = *b, true
 		} else if p.Backend.Host == "" {
 			return nil, n.Errorf("proxy %q has no <proxy_host> and [protocols.proxy] backends names none for it", p.Name)
+		} else if o.TemplateBackends {
+			p.Confirmed = true
+		} else {
+			sec.Warnf(n, "proxy %q: the sensor connects only to backends its configuration names, and %s is the template's: "+
+				"name it in [protocols.proxy] backends (or set template_backends = true); until then its clients are logged and closed",
+				p.Name, p.Backend)
 		}
 		if v, key, ok := lookupName(o.BackendTLS, p.Name); ok {
 			used["tls:"+key] = true

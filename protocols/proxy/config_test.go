@@ -129,7 +129,9 @@ func TestTemplateKeyPair(t *testing.T) {
 	os.MkdirAll(filepath.Join(dir, "ssl"), 0o755)
 	os.WriteFile(filepath.Join(dir, "ssl", "ssl.key"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600)
 	os.WriteFile(filepath.Join(dir, "ssl", "ssl.crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: other.Certificate[0]}), 0o644)
-	svc, _, warnings := configure(t, dir, DefaultOptions())
+	opts := DefaultOptions()
+	opts.TemplateBackends = true
+	svc, _, warnings := configure(t, dir, opts)
 	if len(warnings) != 0 {
 		t.Fatalf("warnings %q", warnings)
 	}
@@ -141,14 +143,14 @@ func TestTemplateKeyPair(t *testing.T) {
 	tdir := filepath.Join(parent, "proxy_t")
 	os.Rename(dir, tdir)
 	os.Rename(filepath.Join(tdir, "ssl"), filepath.Join(parent, "ssl"))
-	svc, _, warnings = configure(t, tdir, DefaultOptions())
+	svc, _, warnings = configure(t, tdir, opts)
 	if len(warnings) != 0 || svc.proxies[0].cert == nil {
 		t.Fatalf("beside the template: warnings %q", warnings)
 	}
 	// A broken pair is an error naming the element.
 	os.WriteFile(filepath.Join(parent, "ssl", "ssl.crt"), []byte("not PEM"), 0o644)
 	p, _ := profiles.LoadDir(tdir)
-	if _, err := (protocol{}).Configure(p.Sections[Name], DefaultOptions()); err == nil || !strings.Contains(err.Error(), "proxy.xml:2: <proxy>") {
+	if _, err := (protocol{}).Configure(p.Sections[Name], opts); err == nil || !strings.Contains(err.Error(), "proxy.xml:2: <proxy>") {
 		t.Fatalf("broken pair: %v", err)
 	}
 }

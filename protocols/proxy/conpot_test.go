@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -54,7 +55,9 @@ func TestConpotProxyExchanges(t *testing.T) {
 			der, _ := x509.MarshalPKCS8PrivateKey(pair.PrivateKey)
 			os.WriteFile(filepath.Join(dir, "ssl", "ssl.key"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
 			os.WriteFile(filepath.Join(dir, "ssl", "ssl.crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: pair.Certificate[0]}), 0o644)
-			svc, prof, warnings := configure(t, dir, DefaultOptions())
+			opts := DefaultOptions()
+			opts.TemplateBackends = true // Conpot relays to the template's backend
+			svc, prof, warnings := configure(t, dir, opts)
 			for _, w := range warnings {
 				if !strings.Contains(w, `host "127.0.0.1" ignored`) {
 					t.Fatalf("warning %q", w)
@@ -124,3 +127,32 @@ func TestBackendByName(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestUnconfirmedBackend: a backend that only the template names is not connected to:
+// the listener logs the client's bytes and closes in order, with a warning at load time.
+func TestUnconfirmedBackend(t *testing.T) {
+	back := startBackend(t, echoBackend(""))
+	dir := writeTemplate(t, `<proxies enabled="True">
+  <proxy name="Meter" port="1025"><proxy_host>`+back.Addr.Addr().String()+`</proxy_host><proxy_port>`+itoa(int(back.Addr.Port()))+`</proxy_port></proxy>
+</proxies>`)
+	svc, prof, warnings := configure(t, dir, DefaultOptions())
+	if !hasWarning(warnings, "proxy.xml:2: <proxy>: proxy \"Meter\": the sensor connects only to backends its configuration names") {
+		t.Fatalf("warnings %q", warnings)
+	}
+	var dialed atomic.Int64
+	svc.dialed = func(netip.AddrPort) { dialed.Add(1) }
+	srv := serve(t, svc, protocols.NewHost(testAddr(), prof, 5, time.Now()))
+	c := srv.dial(t, 1025)
+	c.Write([]byte("\x80\x3f\x10\x01\x04\x09\x18\x6d\x0d"))
+	if got := readAll(c); got != "" {
+		t.Fatalf("got %q", got)
+	}
+	c.Close()
+	e := srv.waitEvent(t, "backend_error")
+	if field(e, "stage") != "unconfirmed" || len(e.Request) != 9 {
+		t.Errorf("backend_error %+v %x", e.Fields, e.Request)
+	}
+	if dialed.Load() != 0 || back.accepted.Load() != 0 {
+		t.Errorf("connected to the template's backend")
+	}
+}

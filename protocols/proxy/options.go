@@ -35,6 +35,11 @@ type Options struct {
 	// Conpot's id of it (lower case, spaces as underscores), with "host:port", or turns the
 	// proxy off with "off". A proxy not named keeps the template's proxy_host:proxy_port.
 	Backends map[string]string `toml:"backends"`
+	// TemplateBackends lets proxies relay to the backend their template names
+	// (<proxy_host>:<proxy_port>) without a Backends entry, as Conpot does. Off by default:
+	// a template, Conpot's sample among them with its made-up 192.168 addresses, does not
+	// make the sensor connect anywhere on its own.
+	TemplateBackends bool `toml:"template_backends"`
 	// BackendTLS says whether the connection to a proxy's backend uses TLS. By default it
 	// does exactly when the proxy terminates TLS (keyfile and certfile set), as Conpot does.
 	BackendTLS map[string]bool `toml:"backend_tls"`

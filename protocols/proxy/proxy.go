@@ -125,6 +125,12 @@ func (s *service) ServeConn(ctx context.Context, sess *protocols.Session, conn n
 		client = tc
 	}
 
+	if !p.Confirmed {
+		sess.Request("backend", true)
+		s.refuse(sess, client, emit, protocols.F("backend", p.Backend.String()), protocols.F("stage", "unconfirmed"),
+			protocols.F("error", "backend named by the template only (not in [protocols.proxy] backends)"))
+		return
+	}
 	select {
 	case p.sem <- struct{}{}:
 		defer func() { <-p.sem }()
