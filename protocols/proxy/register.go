@@ -1,7 +1,7 @@
 // Package proxy serves Conpot's <proxy> sections (proxy/proxy.xml): each proxy listens on
 // its port on every host of the profile, optionally terminates TLS with the template's key
 // pair or a certificate derived from the host's seed, and relays to the backend the
-// template or the sensor's [protocols.proxy] table names, and nowhere else. Every chunk is
+// sensor's [protocols.proxy] table names (or, when it allows, the template), and nowhere else. Every chunk is
 // an event, with the text of the proxy's decoder (Conpot's AsciiDecoder here, the Kamstrup
 // Decoder382 from protocols/kamstrup_meter). See README.md.
 package proxy
