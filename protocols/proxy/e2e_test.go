@@ -194,11 +194,12 @@ profile = %q
 			if e["decoded"] != "!GV\r\n" || e["request"] != "2147560d0a" {
 				t.Errorf("console request %v", e)
 			}
-		case e["event_type"] == "proxy.request" && e["proxy"] == "Kamstrup Channel A":
+		case (e["event_type"] == "proxy.request" || e["event_type"] == "proxy.response") && e["proxy"] == "Kamstrup Channel A":
 			_, decoded := e["decoded"]
 			if _, have := protocols.LookupDecoder(decoder382); have != decoded {
-				t.Errorf("channel A request: decoded %v with Decoder382 registered %v: %v", decoded, have, e)
+				t.Errorf("channel A chunk: decoded %v with Decoder382 registered %v: %v", decoded, have, e)
 			}
+			t.Logf("%s %v%v: %q", e["event_type"], e["request"], e["response"], e["decoded"])
 		case e["event_type"] == "proxy.tls":
 			if e["certificate"] != "generated" || e["dst_ip"] != hostA {
 				t.Errorf("tls %v", e)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/icsnare/icsnare/protocols"
+	_ "github.com/icsnare/icsnare/protocols/kamstrup_meter" // Decoder382
 	"github.com/icsnare/icsnare/protocols/protocoltest"
 )
 
@@ -22,7 +23,7 @@ import (
 const conpotProxyTemplate = "../../testdata/conpot/proxy"
 
 // decoder382 is the class path of Conpot's Kamstrup decoder, which protocols/kamstrup_meter
-// registers.
+// registers (imported by this test).
 const decoder382 = "conpot.protocols.kamstrup_meter.decoder_382.Decoder382"
 
 // Kamstrup frames from Conpot's tests (conpot.md §1.12): GetRegister 1033 and the reply.
@@ -41,8 +42,8 @@ func mustHex(s string) []byte {
 
 // TestConpotTemplate loads Conpot's proxy template unchanged, points its four backends at
 // this test's servers the way an operator does ([protocols.proxy] backends), and relays
-// through each: Kamstrup meter frames on channels A and B, the telnet console with
-// AsciiDecoder text, and the SSL proxy terminating TLS for curl and openssl with a
+// through each: Kamstrup meter frames on channels A and B with Decoder382's text, the
+// telnet console with AsciiDecoder text, and the SSL proxy terminating TLS for curl and openssl with a
 // certificate made for the host, re-encrypting to an HTTPS backend.
 func TestConpotTemplate(t *testing.T) {
 	curl := protocoltest.NeedTool(t, "curl")
@@ -98,12 +99,12 @@ func TestConpotTemplate(t *testing.T) {
 		t.Fatalf("endpoints %v", ports)
 	}
 	// The shipped template has no ssl/ files: a warning with file and line, then a
-	// generated certificate; a decoder this build lacks is a warning too.
+	// generated certificate (the only warning: every backend is named, every decoder known).
 	if !hasWarning(warnings, "proxy/proxy.xml:17: <proxy>: proxy \"SSL proxy\": \"ssl.key\" not found") {
 		t.Errorf("no missing-key warning: %q", warnings)
 	}
-	if _, ok := protocols.LookupDecoder(decoder382); !ok && !hasWarning(warnings, "proxy.xml:5: <decoder>: decoder \""+decoder382+"\" is not in this icsnare") {
-		t.Errorf("no missing-decoder warning: %q", warnings)
+	if len(warnings) != 1 {
+		t.Errorf("warnings %q", warnings)
 	}
 	h := protocols.NewHost(testAddr(), prof, 0x5eed, time.Now())
 	srv := serve(t, svc, h)
@@ -119,6 +120,20 @@ func TestConpotTemplate(t *testing.T) {
 		c.Close()
 	}
 	eventually(t, "meter saw both requests", func() bool { return meter.Received() == string(kamRequest)+string(kamRequest) })
+	// Decoder382 (protocols/kamstrup_meter) turns both directions into text on both channels.
+	eventually(t, "decoded meter replies", func() bool { return len(srv.events.OfType("proxy.response")) >= 2 })
+	for _, typ := range []string{"proxy.request", "proxy.response"} {
+		seen := map[string]bool{}
+		for _, e := range srv.events.OfType(typ) {
+			if d, _ := field(e, "decoded").(string); strings.Contains(d, "1033") && field(e, "decoder") == decoder382 {
+				seen[field(e, "proxy").(string)] = true
+				t.Logf("%s %s: %q", typ, field(e, "proxy"), d)
+			}
+		}
+		if !seen["Kamstrup Channel A"] || !seen["Kamstrup Channel B"] {
+			t.Errorf("%s: no decoded register 1033 on both channels: %v", typ, seen)
+		}
+	}
 
 	// The telnet console: banner and answers relayed, decoded as text.
 	c := srv.dial(t, 50100)
