@@ -14,7 +14,7 @@ import (
 // and for a decoded response an empty "request" (Conpot files the decoded response under
 // "raw_response", which the logger drops too). The AsciiDecoder returns bytes, which the
 // logger writes as Python's repr (b'...'). Conpot logs nothing else for a proxy: no
-// NEW_CONNECTION, no backend or TLS events.
+// backend or TLS events, and no session documents (see ConpotSession).
 func (protocol) ConpotEvents(e *protocols.Event) []protocols.ConpotEvent {
 	var id, decoded, decoder string
 	var hasDecoded bool
@@ -47,38 +47,13 @@ func (protocol) ConpotEvents(e *protocols.Event) []protocols.ConpotEvent {
 	if in {
 		req = decoded
 		if decoder == AsciiDecoderName {
-			req = PythonBytesRepr([]byte(decoded))
+			req = protocols.ConpotBytes([]byte(decoded))
 		}
 	}
 	return append(out, protocols.ConpotEvent{DataType: id, Request: req})
 }
 
-// PythonBytesRepr writes b as Python's repr of a bytes object: b'…' (b"…" when b holds a
-// single quote and no double quote), with \\, \t, \n, \r and the quote escaped and any
-// other byte outside printable ASCII as \xhh.
-func PythonBytesRepr(b []byte) string {
-	quote := byte('\'')
-	if strings.IndexByte(string(b), '\'') >= 0 && strings.IndexByte(string(b), '"') < 0 {
-		quote = '"'
-	}
-	const hexd = "0123456789abcdef"
-	out := make([]byte, 0, len(b)+3)
-	out = append(out, 'b', quote)
-	for _, c := range b {
-		switch {
-		case c == quote || c == '\\':
-			out = append(out, '\\', c)
-		case c == '\t':
-			out = append(out, '\\', 't')
-		case c == '\n':
-			out = append(out, '\\', 'n')
-		case c == '\r':
-			out = append(out, '\\', 'r')
-		case c < 0x20 || c >= 0x7f:
-			out = append(out, '\\', 'x', hexd[c>>4], hexd[c&15])
-		default:
-			out = append(out, c)
-		}
-	}
-	return string(append(out, quote))
-}
+// ConpotSession implements protocols.ConpotSessioner: Conpot writes no NEW_CONNECTION or
+// CONNECTION_LOST for a proxy's connections, and its data_type is per proxy (set by
+// ConpotEvents).
+func (protocol) ConpotSession() protocols.ConpotSession { return protocols.ConpotSession{} }

@@ -232,7 +232,8 @@ func TestConpotEvents(t *testing.T) {
 	}
 }
 
-// TestPythonBytesRepr matches python3's repr of bytes.
+// TestPythonBytesRepr: protocols.ConpotBytes, with which the AsciiDecoder's text is
+// logged, matches python3's repr of bytes.
 func TestPythonBytesRepr(t *testing.T) {
 	py := protocoltest.NeedTool(t, "python3")
 	inputs := []string{"", "abc", "\x80abc", "it's", `say "hi"`, `both ' and "`, "\\\t\n\r\x00\x7f\xff", "\xef\xbf\xbdabc"}
@@ -250,7 +251,7 @@ for line in sys.stdin:
 	}
 	want := strings.Split(strings.TrimSuffix(string(out), "\n"), "\n")
 	for i, in := range inputs {
-		if got := PythonBytesRepr([]byte(in)); got != want[i] {
+		if got := protocols.ConpotBytes([]byte(in)); got != want[i] {
 			t.Errorf("%q: %s, python %s", in, got, want[i])
 		}
 	}
@@ -260,5 +261,23 @@ for line in sys.stdin:
 func TestClip(t *testing.T) {
 	if got := clip("aé", 2); got != "a" || !utf8.ValidString(got) {
 		t.Errorf("clip %q", got)
+	}
+}
+
+// TestConpotSession: no session documents for a proxy, whose chunk documents carry the
+// proxy's id as data_type.
+func TestConpotSession(t *testing.T) {
+	start := &protocols.Event{Type: "proxy.connect", Protocol: Name, Transport: protocols.TCP, Phase: protocols.PhaseStart}
+	end := &protocols.Event{Type: "proxy.disconnect", Protocol: Name, Transport: protocols.TCP, Phase: protocols.PhaseEnd}
+	if d := protocols.ConpotDocuments(protocol{}, start); len(d) != 0 {
+		t.Errorf("start: %+v", d)
+	}
+	if d := protocols.ConpotDocuments(protocol{}, end); len(d) != 0 {
+		t.Errorf("end: %+v", d)
+	}
+	chunk := &protocols.Event{Type: "proxy.request", Protocol: Name, Transport: protocols.TCP, Request: []byte("x"),
+		Fields: []protocols.Field{protocols.F("proxy", "SSL proxy"), protocols.F("proxy_id", "ssl_proxy")}}
+	if d := protocols.ConpotDocuments(protocol{}, chunk); len(d) != 1 || d[0].DataType != "ssl_proxy" || d[0].Request != nil {
+		t.Errorf("chunk: %+v", d)
 	}
 }

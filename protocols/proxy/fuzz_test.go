@@ -34,7 +34,7 @@ func FuzzAsciiDecoder(f *testing.F) {
 		if got := first + s.Decode(b[c:]) + s.Flush(); got != string(whole) {
 			t.Fatalf("%q split at %d: %q, whole %q", b, c, got, whole)
 		}
-		if r := PythonBytesRepr(b); !utf8.ValidString(r) || len(r) > 3+4*len(b) {
+		if r := protocols.ConpotBytes(b); !utf8.ValidString(r) || len(r) > 3+4*len(b) {
 			t.Fatalf("repr %q", r)
 		}
 	})
