@@ -42,6 +42,8 @@ Usage:
   icsnare conpot [Conpot's options]
                              run with Conpot's command line and configuration file (-t, -c,
                              --logfile, -f …; also when the binary is invoked as "conpot")
+  icsnare clone --target ADDR --out DIR [flags]
+                             turn a real device into a profile (reads only; 'icsnare clone -h')
   icsnare version            print the version
 
 Run 'icsnare run -h' for the flags.
@@ -85,6 +87,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdProfiles(stdout, stderr)
 	case "xdp":
 		return cmdXDP(args[1:], stdout, stderr)
+	case "clone":
+		return cmdClone(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintf(stdout, "icsnare %s (%s, %s/%s)\n", sensor.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return 0

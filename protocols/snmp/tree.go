@@ -154,6 +154,9 @@ func buildTree(sec *profiles.Section, root *profiles.Node, mibDirs []string) (*t
 }
 
 func symbolObject(sec *profiles.Section, res *mibResolver, module string, s *profiles.Node) (*object, error) {
+	if _, ok := s.Attr("oid"); ok {
+		return rawSymbolObject(sec, module, s) // rawoid.go
+	}
 	name, _ := s.Attr("name")
 	if strings.TrimSpace(name) == "" {
 		return nil, s.Errorf("symbol without a name attribute")
