@@ -125,7 +125,7 @@ var ErrAbsent = errors.New("no answer")
 var probers = map[string]Prober{}
 
 // order is the default order of the probers.
-var order = []string{"snmp", "modbus", "s7comm", "http"}
+var order = []string{"snmp", "s7comm", "modbus", "http"}
 
 func register(p Prober) { probers[p.Name()] = p }
 
@@ -312,4 +312,3 @@ func (l *limiter) wait(ctx context.Context) error {
 	l.next <- now.Add(l.every)
 	return nil
 }
-

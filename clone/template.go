@@ -115,6 +115,12 @@ const (
 // serial in S7 and on a web page) shares one key.
 func (t *Template) Seed(kind, proto, field, value string) string {
 	if k, ok := t.ids[value]; ok {
+		for _, f := range t.seeded {
+			if f.Key == k {
+				kind = f.Kind
+				break
+			}
+		}
 		t.seeded = append(t.seeded, SeededField{Protocol: proto, Field: field, Kind: kind, Key: k, Original: value, Expression: t.keys[t.keyIndex[k]].expr})
 		return k
 	}
@@ -137,6 +143,17 @@ func (t *Template) Seed(kind, proto, field, value string) string {
 	t.ids[value] = k
 	t.seeded = append(t.seeded, SeededField{Protocol: proto, Field: field, Kind: kind, Key: k, Original: value, Expression: expr})
 	return k
+}
+
+// seededFields lists the fields seeded into key, for the report's deduplication.
+func (t *Template) seededFields(key string) string {
+	var out []string
+	for _, f := range t.seeded {
+		if f.Key == key {
+			out = append(out, f.Protocol+" "+f.Field)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // SeededKey returns the key an identifying value was seeded into, if it was.
@@ -256,13 +273,19 @@ func serialExpr(s string) string {
 	return classExpr(s, func(i int, r rune) bool { return i < prefix })
 }
 
-// hostnameExpr keeps a host name's letters and punctuation and draws its digits; a name
-// without digits gets two.
+// hostnameExpr keeps a host name's letters and punctuation and draws its first run of
+// digits; a name without digits gets two.
 func hostnameExpr(s string) string {
-	if !strings.ContainsAny(s, digits) {
+	i := strings.IndexAny(s, digits)
+	if i < 0 {
 		return StarlarkString(s+"-") + " + " + drawRun(digits, 2)
 	}
-	return classExpr(s, func(_ int, r rune) bool { return r < '0' || r > '9' })
+	j := i
+	for j < len(s) && s[j] >= '0' && s[j] <= '9' {
+		j++
+	}
+	// The first run of digits is the unit's number ("PW12-CPU226": 12); the rest is the model.
+	return classExpr(s, func(k int, r rune) bool { return k < i || k >= j })
 }
 
 var macRe = regexp.MustCompile(`^([0-9A-Fa-f]{2})([:-]?)([0-9A-Fa-f]{2})[:-]?([0-9A-Fa-f]{2})[:-]?([0-9A-Fa-f]{2})[:-]?([0-9A-Fa-f]{2})[:-]?([0-9A-Fa-f]{2})$`)
