@@ -21,7 +21,7 @@ const (
 )
 
 // modbusReadFCs are the only function codes the cloner sends: reads.
-var modbusReadFCs = map[byte]bool{1: true, 2: true, 3: true, 4: true, 43: true}
+var modbusReadFCs = map[byte]bool{1: true, 2: true, 3: true, 4: true, 17: true, 43: true}
 
 type modbusProber struct{}
 
@@ -421,6 +421,31 @@ func (modbusProber) Probe(ctx context.Context, p *Probe) error {
 		}
 	} else {
 		rep.Refuse("device identification (FC 43/14): %v", err)
+	}
+	// Report Server ID (FC 17): server id, run indicator, additional data.
+	if body, err := c.call(ctx, byte(units[0]), []byte{17}); err == nil && len(body) >= 3 && int(body[0]) == len(body)-1 {
+		data := string(body[3:])
+		if len(objs) == 0 {
+			b.WriteString("    <device_info>\n")
+		} else {
+			s := b.String()
+			b.Reset()
+			b.WriteString(strings.TrimSuffix(s, "    </device_info>\n"))
+		}
+		if int(body[1]) != units[0] {
+			fmt.Fprintf(&b, "        <ServerId>%d</ServerId>\n", body[1])
+		}
+		if k, ok := tpl.SeededKey(data); ok {
+			fmt.Fprintf(&b, "        <ServerIdData databus=\"%s\"/>\n", k)
+		} else if IsPrintable(data) {
+			fmt.Fprintf(&b, "        <ServerIdData>%s</ServerIdData>\n", X(data))
+		} else {
+			fmt.Fprintf(&b, "        <ServerIdData databus=\"%s\"/>\n", tpl.Literal("modbus_ServerIdData", data))
+		}
+		b.WriteString("    </device_info>\n")
+		rep.Find("report server id: id %d, run indicator %#02x, data %q", body[1], body[2], data)
+	} else if err != nil {
+		rep.Refuse("report server id (FC 17): %v", err)
 	}
 	fmt.Fprintf(&b, "    <mode>%s</mode>\n    <unknown_unit>%s</unknown_unit>\n    <slaves>\n", mode, unknown)
 	for _, u := range units {

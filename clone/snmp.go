@@ -290,11 +290,11 @@ func buildSNMP(p *Probe, g *gosnmp.GoSNMP, namer *snmp.Namer, first, second []sn
 		}
 		byModule[module] = append(byModule[module], x)
 	}
-	named, raw := 0, 0
+	named, raw, builtin := 0, 0, 0
 	for _, o := range second {
 		id := oidText(o.oid)
 		if inBuiltin(o.oid) {
-			rep.Skip("%s: the agent serves it by itself", id)
+			builtin++
 			continue
 		}
 		name, ok := namer.Name(o.oid)
@@ -308,10 +308,10 @@ func buildSNMP(p *Probe, g *gosnmp.GoSNMP, namer *snmp.Namer, first, second []sn
 		if ok && name.Type == "OctetString" && typ == "HexString" {
 			ok = false
 		}
-		label := id
+		label := id // report fields start with the numeric OID
 		module := "SNMPv2-SMI"
 		if ok {
-			label = name.Module + "::" + name.Symbol + "." + name.Instance
+			label = id + " " + name.Module + "::" + name.Symbol + "." + name.Instance
 			module = name.Module
 			named++
 		} else {
@@ -351,6 +351,9 @@ func buildSNMP(p *Probe, g *gosnmp.GoSNMP, namer *snmp.Namer, first, second []sn
 		}
 		b.WriteString("</symbol>\n")
 		add(module, b.String())
+	}
+	if builtin > 0 {
+		rep.Skip("%d objects of the snmp group, snmpEngine and usmStats (1.3.6.1.2.1.11, 1.3.6.1.6.3.10.2.1, 1.3.6.1.6.3.15.1.1): the agent serves its own", builtin)
 	}
 	var b strings.Builder
 	b.WriteString("    <config>\n")

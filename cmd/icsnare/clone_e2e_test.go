@@ -1,0 +1,319 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/icsnare/icsnare/clone"
+	"github.com/icsnare/icsnare/profiles"
+	"github.com/icsnare/icsnare/protocols/protocoltest"
+)
+
+// Test addresses of the clone tests: 127.38.0.0/16.
+
+// runClone runs `icsnare clone` and returns its report.
+func runClone(t *testing.T, bin, out string, args ...string) *clone.Report {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"clone", "--out", out}, args...)...)
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start := time.Now()
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("icsnare clone: %v\n%s\n%s", err, stdout.String(), stderr.String())
+	}
+	t.Logf("icsnare clone %v took %s:\n%s", args, time.Since(start).Round(time.Millisecond), stdout.String())
+	if !strings.Contains(stderr.String(), "requests") {
+		t.Errorf("no progress line on stderr:\n%s", stderr.String())
+	}
+	b, err := os.ReadFile(filepath.Join(out, "clone.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep clone.Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatalf("clone.json: %v", err)
+	}
+	if _, err := profiles.LoadDir(out); err != nil {
+		t.Fatalf("the clone does not load: %v", err)
+	}
+	return &rep
+}
+
+// tsharkLines runs tshark and returns its output lines without its warning about root.
+func tsharkLines(t *testing.T, tshark string, args ...string) []string {
+	t.Helper()
+	out, err := protocoltest.Run(t, time.Minute, tshark, args...)
+	if err != nil {
+		t.Fatalf("tshark: %v\n%s", err, out)
+	}
+	var lines []string
+	for _, l := range strings.Split(out, "\n") {
+		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "Running as user") {
+			lines = append(lines, l)
+		}
+	}
+	return lines
+}
+
+// nmapFacts runs the nmap scripts on addr and returns the script output lines.
+func nmapFacts(t *testing.T, nmap, addr string) []string {
+	t.Helper()
+	out, err := protocoltest.Run(t, 2*time.Minute, nmap, "-Pn", "-n", "-sT", "-sU", "-p", "T:80,T:102,T:502,U:161",
+		"--script", "s7-info,modbus-discover,http-title,snmp-info", addr)
+	if err != nil {
+		t.Fatalf("nmap: %v\n%s", err, out)
+	}
+	var lines []string
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, "|") {
+			lines = append(lines, l)
+		}
+	}
+	return lines
+}
+
+// seededIn reports whether line shows one of the report's seeded originals (a MAC also
+// without its separators, as SNMP engine IDs carry it).
+func seededIn(rep *clone.Report, line string) bool {
+	for _, s := range rep.Seeded {
+		if strings.Contains(line, s.Original) || s.Kind == clone.KindMAC && strings.Contains(line, strings.NewReplacer(":", "", "-", "").Replace(s.Original)) {
+			return true
+		}
+	}
+	return false
+}
+
+// TestCloneDefaultProfile clones an icsnare host that runs the default profile over every
+// protocol at the default politeness, serves the clone and compares what nmap's scripts
+// print of both; a capture of the clone session must show reads only.
+func TestCloneDefaultProfile(t *testing.T) {
+	protocoltest.NeedRoot(t) // nmap's scripts pick the services by their standard ports
+	nmap := protocoltest.NeedTool(t, "nmap")
+	dumpcap := protocoltest.NeedTool(t, "dumpcap")
+	tshark := protocoltest.NeedTool(t, "tshark")
+	bin := buildStatic(t)
+	const orig = "127.38.10.1"
+	o := launch(t, bin, "127.38.10.254", "run", "--listen", orig, "--port-offset", "0", "--state", t.TempDir(), "--events", os.DevNull)
+	pcap := filepath.Join(t.TempDir(), "clone.pcap")
+	stop := protocoltest.Capture(t, dumpcap, "host "+orig, pcap, func() {
+		exec.Command("curl", "-s", "-o", os.DevNull, "http://"+orig+"/").Run()
+	})
+	out := filepath.Join(t.TempDir(), "clone")
+	start := time.Now()
+	rep := runClone(t, bin, out, "--target", orig, "--interval", "3s")
+	took := time.Since(start)
+	stop()
+	t.Logf("benchmark: cloning the default profile at the default politeness (%.0f requests/s) took %s and %d requests",
+		rep.Rate, took.Round(100*time.Millisecond), rep.Requests)
+	for _, p := range rep.Protocols {
+		t.Logf("  %s: %s, %d requests in %.1fs", p.Name, p.Status, p.Requests, p.Seconds)
+		if p.Status != "cloned" {
+			t.Errorf("%s: %s (%s)", p.Name, p.Status, p.Error)
+		}
+	}
+	if float64(rep.Requests)/rep.Seconds > rep.Rate*1.1 {
+		t.Errorf("%d requests in %.1fs: over the rate limit of %.0f/s", rep.Requests, rep.Seconds, rep.Rate)
+	}
+	kinds := map[string]bool{}
+	for _, s := range rep.Seeded {
+		kinds[s.Kind] = true
+		t.Logf("  seeded: %s %s (%s) -> %s", s.Protocol, s.Field, s.Original, s.Key)
+	}
+	for _, k := range []string{clone.KindMAC, clone.KindSerial, clone.KindHostname} {
+		if !kinds[k] {
+			t.Errorf("no %s was seeded per host", k)
+		}
+	}
+	if len(rep.Engines) == 0 {
+		t.Error("no SNMP value became an engine (sysUpTime moves)")
+	}
+
+	// Only reads on the wire.
+	writes := `s7comm.param.func in {0x05 0x28 0x29 0x1a 0x1b 0x1c 0x1d 0x1e 0x1f} || modbus.func_code in {5 6 15 16 21 22 23} || snmp.set_request_element || (http.request && http.request.method != "GET")`
+	if got := tsharkLines(t, tshark, "-r", pcap, "-Y", writes); len(got) > 0 {
+		t.Errorf("the capture shows writes:\n%s", strings.Join(got, "\n"))
+	}
+	for _, f := range []string{"s7comm", "mbtcp", "snmp", "http.request"} {
+		c := len(tsharkLines(t, tshark, "-r", pcap, "-Y", f, "-T", "fields", "-e", "frame.number"))
+		t.Logf("capture: %d %s frames, none of them a write", c, f)
+		if c == 0 {
+			t.Errorf("the capture holds no %s frame", f)
+		}
+	}
+
+	before := nmapFacts(t, nmap, orig)
+	o.stop(t)
+	launch(t, bin, "127.38.11.254", "run", "--profile", out, "--listen", "127.38.11.0/24", "--port-offset", "0", "--state", t.TempDir(), "--events", os.DevNull)
+	for _, host := range []string{"127.38.11.9", "127.38.11.77"} {
+		after := nmapFacts(t, nmap, host)
+		if len(after) != len(before) {
+			t.Errorf("%s: nmap printed %d lines, the original %d:\n%s\n---\n%s", host, len(after), len(before), strings.Join(before, "\n"), strings.Join(after, "\n"))
+			continue
+		}
+		same := 0
+		for i := range before {
+			switch {
+			case before[i] == after[i]:
+				same++
+			case seededIn(rep, before[i]):
+				t.Logf("%s: seeded per host: %q -> %q", host, before[i], after[i])
+			case regexp.MustCompile(`snmpEngine(Boots|Time)`).MatchString(before[i]):
+				// the engine's own boots and time, never cloned
+			default:
+				t.Errorf("%s: %q, the original %q", host, after[i], before[i])
+			}
+		}
+		if same < len(before)/2 {
+			t.Errorf("%s: only %d of %d lines equal", host, same, len(before))
+		}
+	}
+}
+
+const snmpdConf = `agentaddress udp:%s
+rocommunity %s 127.0.0.0/8 -V cloneview
+view cloneview included .1.3.6.1.2.1.1
+view cloneview included .1.3.6.1.2.1.2
+view cloneview included .1.3.6.1.2.1.4.20
+view cloneview included .1.3.6.1.4.1.2021.10.1.2
+sysName plc-hall3-07
+sysLocation Pump house 2, cabinet S4
+sysContact OT maintenance <ot@example.org>
+sysServices 72
+`
+
+// walk runs snmpwalk -On and returns OID → "TYPE: value".
+func walk(t *testing.T, snmpwalk, community, addr string) map[string]string {
+	t.Helper()
+	out, err := protocoltest.Run(t, time.Minute, snmpwalk, "-v2c", "-c", community, "-On", "-t", "2", "-r", "1", addr, ".1")
+	if err != nil {
+		t.Fatalf("snmpwalk %s: %v\n%s", addr, err, out)
+	}
+	m := map[string]string{}
+	for _, l := range strings.Split(out, "\n") {
+		oid, val, ok := strings.Cut(l, " = ")
+		if ok && strings.HasPrefix(oid, ".") && !strings.HasPrefix(val, "No more variables") {
+			m[strings.TrimPrefix(oid, ".")] = val
+		}
+	}
+	return m
+}
+
+// TestCloneSnmpd clones net-snmp's snmpd, serves the clone on a /24 and compares
+// snmpwalk of both: every OID agrees except the seeded fields and the engines.
+func TestCloneSnmpd(t *testing.T) {
+	snmpd := protocoltest.NeedTool(t, "snmpd")
+	snmpwalk := protocoltest.NeedTool(t, "snmpwalk")
+	dumpcap := protocoltest.NeedTool(t, "dumpcap")
+	tshark := protocoltest.NeedTool(t, "tshark")
+	bin := buildStatic(t)
+	dir := t.TempDir()
+	const community = "plant7ro"
+	off := protocoltest.FreeOffset(t, 161)
+	agent := "127.38.20.1:" + strconv.Itoa(161+off)
+	conf := filepath.Join(dir, "snmpd.conf")
+	if err := os.WriteFile(conf, fmt.Appendf(nil, snmpdConf, agent, community), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(snmpd, "-f", "-Lf", filepath.Join(dir, "snmpd.log"), "-C", "-c", conf, "-p", filepath.Join(dir, "snmpd.pid"))
+	cmd.Env = append(os.Environ(), "SNMP_PERSISTENT_DIR="+dir, "MIBS=")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	ready := false
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if out, err := exec.Command("snmpget", "-v2c", "-c", community, "-t", "1", "-r", "0", agent, "1.3.6.1.2.1.1.5.0").CombinedOutput(); err == nil && strings.Contains(string(out), "plc-hall3-07") {
+			ready = true
+			break
+		}
+	}
+	if !ready {
+		log, _ := os.ReadFile(filepath.Join(dir, "snmpd.log"))
+		t.Fatalf("snmpd did not answer on %s:\n%s", agent, log)
+	}
+	pcap := filepath.Join(dir, "clone.pcap")
+	stop := protocoltest.Capture(t, dumpcap, "host 127.38.20.1", pcap, func() {
+		exec.Command("snmpget", "-v2c", "-c", community, "-t", "1", "-r", "0", agent, "1.3.6.1.2.1.1.3.0").Run()
+	})
+	out := filepath.Join(dir, "clone")
+	rep := runClone(t, bin, out, "--target", "127.38.20.1", "--protocols", "snmp", "--port", "snmp="+strconv.Itoa(161+off),
+		"--community", community, "--interval", "3s", "--rate", "50")
+	stop()
+	if rep.Protocols[0].Status != "cloned" {
+		t.Fatalf("snmp: %s %s", rep.Protocols[0].Status, rep.Protocols[0].Error)
+	}
+	decode := fmt.Sprintf("udp.port==%d,snmp", 161+off)
+	if got := tsharkLines(t, tshark, "-r", pcap, "-d", decode, "-Y", "snmp.set_request_element"); len(got) > 0 {
+		t.Errorf("the capture shows SNMP SETs:\n%s", strings.Join(got, "\n"))
+	}
+	reads := tsharkLines(t, tshark, "-r", pcap, "-d", decode, "-Y", "snmp.get_request_element || snmp.get_next_request_element || snmp.getBulkRequest_element",
+		"-T", "fields", "-e", "frame.number")
+	t.Logf("capture: %d read requests (the clone's and the capture's own probes), no SET", len(reads))
+	if len(reads) < rep.Requests {
+		t.Errorf("the capture holds %d SNMP read requests, the cloner counted %d", len(reads), rep.Requests)
+	}
+
+	exempt := map[string]string{}
+	for _, s := range rep.Seeded {
+		exempt[strings.Fields(s.Field)[0]] = "seeded " + s.Kind
+	}
+	for _, e := range rep.Engines {
+		exempt[strings.Fields(e.Field)[0]] = "engine " + e.Engine
+	}
+	for _, v := range rep.Protocols[0].Varying {
+		exempt[strings.Fields(v)[0]] = "varying"
+	}
+	cloneOff := protocoltest.FreeOffset(t, 161)
+	launch(t, bin, "127.38.21.254", "run", "--profile", out, "--listen", "127.38.21.0/24", "--port-offset", strconv.Itoa(cloneOff),
+		"--state", t.TempDir(), "--events", os.DevNull)
+	t0 := time.Now()
+	original := walk(t, snmpwalk, community, agent)
+	t.Logf("snmpwalk of the original: %s", time.Since(t0).Round(time.Millisecond))
+	copies := []map[string]string{
+		walk(t, snmpwalk, community, "127.38.21.7:"+strconv.Itoa(161+cloneOff)),
+		walk(t, snmpwalk, community, "127.38.21.200:"+strconv.Itoa(161+cloneOff)),
+	}
+	t.Logf("snmpwalks done after %s", time.Since(t0).Round(time.Millisecond))
+	if len(original) < 20 {
+		t.Fatalf("the original walk has only %d objects", len(original))
+	}
+	builtin := regexp.MustCompile(`^1\.3\.6\.1\.(2\.1\.11|6\.3\.10\.2\.1|6\.3\.15\.1\.1)\.`)
+	differ := 0
+	for i, c := range copies {
+		for oid, v := range original {
+			cv, ok := c[oid]
+			switch {
+			case !ok:
+				if _, ex := exempt[oid]; !ex {
+					t.Errorf("clone %d lacks %s = %s", i, oid, v)
+				}
+			case cv != v:
+				if why, ex := exempt[oid]; ex {
+					differ++
+					if i == 0 {
+						t.Logf("%s differs (%s): %s / %s", oid, why, v, cv)
+					}
+				} else {
+					t.Errorf("clone %d: %s = %s, the original %s", i, oid, cv, v)
+				}
+			}
+		}
+		for oid, v := range c {
+			if _, ok := original[oid]; !ok && !builtin.MatchString(oid) {
+				t.Errorf("clone %d has %s = %s, the original has not", i, oid, v)
+			}
+		}
+	}
+	if copies[0]["1.3.6.1.2.1.1.5.0"] == copies[1]["1.3.6.1.2.1.1.5.0"] && copies[0]["1.3.6.1.2.1.1.5.0"] != "" {
+		t.Logf("two clone hosts drew the same sysName %s (2 digits: 1 in 100)", copies[0]["1.3.6.1.2.1.1.5.0"])
+	}
+	t.Logf("%d objects walked; the clone agrees on every one except %d seeded or engine values", len(original), differ)
+}
