@@ -273,19 +273,29 @@ func serialExpr(s string) string {
 	return classExpr(s, func(i int, r rune) bool { return i < prefix })
 }
 
-// hostnameExpr keeps a host name's letters and punctuation and draws its first run of
-// digits; a name without digits gets two.
+// hostnameExpr keeps a host name's letters and punctuation and draws one run of digits,
+// the unit's number: the shortest run, the last of equally short ones ("PW12-CPU226": 12,
+// "CP443-KA42": 42, "plc-hall3-07": 07). A name without digits gets two.
 func hostnameExpr(s string) string {
-	i := strings.IndexAny(s, digits)
-	if i < 0 {
+	bi, bj := -1, -1
+	for i := 0; i < len(s); {
+		if s[i] < '0' || s[i] > '9' {
+			i++
+			continue
+		}
+		j := i
+		for j < len(s) && s[j] >= '0' && s[j] <= '9' {
+			j++
+		}
+		if bi < 0 || j-i <= bj-bi {
+			bi, bj = i, j
+		}
+		i = j
+	}
+	if bi < 0 {
 		return StarlarkString(s+"-") + " + " + drawRun(digits, 2)
 	}
-	j := i
-	for j < len(s) && s[j] >= '0' && s[j] <= '9' {
-		j++
-	}
-	// The first run of digits is the unit's number ("PW12-CPU226": 12); the rest is the model.
-	return classExpr(s, func(k int, r rune) bool { return k < i || k >= j })
+	return classExpr(s, func(k int, r rune) bool { return k < bi || k >= bj })
 }
 
 var macRe = regexp.MustCompile(`^([0-9A-Fa-f]{2})([:-]?)([0-9A-Fa-f]{2})[:-]?([0-9A-Fa-f]{2})[:-]?([0-9A-Fa-f]{2})[:-]?([0-9A-Fa-f]{2})[:-]?([0-9A-Fa-f]{2})$`)

@@ -137,7 +137,7 @@ func TestCloneDefaultProfile(t *testing.T) {
 	}
 
 	// Only reads on the wire.
-	writes := `s7comm.param.func in {0x05 0x28 0x29 0x1a 0x1b 0x1c 0x1d 0x1e 0x1f} || modbus.func_code in {5 6 15 16 21 22 23} || snmp.set_request_element || (http.request && http.request.method != "GET")`
+	writes := `s7comm.param.func in {0x05, 0x28, 0x29, 0x1a, 0x1b, 0x1c, 0x1d, 0x1e, 0x1f} || modbus.func_code in {5, 6, 15, 16, 21, 22, 23} || snmp.set_request_element || (http.request && http.request.method != "GET")`
 	if got := tsharkLines(t, tshark, "-r", pcap, "-Y", writes); len(got) > 0 {
 		t.Errorf("the capture shows writes:\n%s", strings.Join(got, "\n"))
 	}
