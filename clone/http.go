@@ -48,7 +48,7 @@ func (httpProber) Probe(ctx context.Context, p *Probe) error {
 	client := &http.Client{
 		Timeout: p.Opts.Timeout,
 		Transport: &http.Transport{Proxy: nil, DialContext: (&net.Dialer{Timeout: p.Opts.Timeout}).DialContext,
-			MaxIdleConns: 1, DisableCompression: true, ResponseHeaderTimeout: p.Opts.Timeout},
+			DisableKeepAlives: true, DisableCompression: true, ResponseHeaderTimeout: p.Opts.Timeout},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 	defer client.CloseIdleConnections()

@@ -189,8 +189,9 @@ type modbusBlock struct {
 }
 
 // scanTable finds the readable blocks of one table in wire addresses 0..modbusSpace-1.
-// A chunk that fails is narrowed: the readable prefix by bisection, else a readable tail
-// by probing its last address and bisecting the start.
+// A chunk that fails is narrowed: the readable prefix by bisection, else a block found by
+// probing the chunk's middle and last address, its start found by bisection. A block that
+// covers none of a chunk's start, middle and end (under a quarter of a chunk) is missed.
 func (c *mbClient) scanTable(ctx context.Context, unit byte, t modbusTable) ([]modbusBlock, error) {
 	var blocks []modbusBlock
 	add := func(addr int, vals []int) {
@@ -241,12 +242,20 @@ func (c *mbClient) scanTable(ctx context.Context, unit byte, t modbusTable) ([]m
 			addr += lo + 1 // addr+lo was refused
 			continue
 		}
-		// Nothing at addr: is the chunk's tail readable?
-		last := addr + n - 1
-		if _, err := c.read(ctx, unit, t, last, 1); err != nil {
-			if !refused(err) {
+		// Nothing at addr: is the chunk's middle or tail readable?
+		last := -1
+		for _, probe := range []int{addr + n/2, addr + n - 1} {
+			if probe <= addr {
+				continue
+			}
+			if _, err := c.read(ctx, unit, t, probe, 1); err == nil {
+				last = probe
+				break
+			} else if !refused(err) {
 				return blocks, err
 			}
+		}
+		if last < 0 {
 			addr += n
 			continue
 		}

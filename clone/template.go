@@ -267,24 +267,30 @@ func classOf(r rune) string {
 // "SN " …) and the punctuation, and draws every letter and digit from its class.
 func serialExpr(s string) string {
 	prefix := 0
-	if i := strings.LastIndexAny(s, "- "); i >= 0 && i < 5 && i < len(s)-4 {
-		prefix = i + 1
+	for i, r := range s {
+		if i >= 5 || len(s)-i <= 4 {
+			break
+		}
+		if r == '-' || r == ' ' {
+			prefix = i + 1
+		}
 	}
 	return classExpr(s, func(i int, r rune) bool { return i < prefix })
 }
 
 // hostnameExpr keeps a host name's letters and punctuation and draws one run of digits,
 // the unit's number: the shortest run, the last of equally short ones ("PW12-CPU226": 12,
-// "CP443-KA42": 42, "plc-hall3-07": 07). A name without digits gets two.
+// "CP443-KA42": 42, "plc-hall3-07": 3). A name without digits gets two.
 func hostnameExpr(s string) string {
+	rs := []rune(s)
 	bi, bj := -1, -1
-	for i := 0; i < len(s); {
-		if s[i] < '0' || s[i] > '9' {
+	for i := 0; i < len(rs); {
+		if rs[i] < '0' || rs[i] > '9' {
 			i++
 			continue
 		}
 		j := i
-		for j < len(s) && s[j] >= '0' && s[j] <= '9' {
+		for j < len(rs) && rs[j] >= '0' && rs[j] <= '9' {
 			j++
 		}
 		if bi < 0 || j-i <= bj-bi {
