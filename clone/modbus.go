@@ -137,13 +137,12 @@ func (c *mbClient) unitAnswers(ctx context.Context, unit byte) (bool, error) {
 
 // modbusTable is one of the four data tables.
 type modbusTable struct {
-	fc       byte
-	name     string // the block type
-	key      string
-	ref      int // Modicon reference of wire address 0
-	chunk    int
-	bits     bool
-	refLabel string
+	fc    byte
+	name  string // the block type
+	key   string
+	ref   int // Modicon reference of wire address 0
+	chunk int
+	bits  bool
 }
 
 var modbusTables = []modbusTable{

@@ -309,7 +309,7 @@ var macRe = regexp.MustCompile(`^([0-9A-Fa-f]{2})([:-]?)([0-9A-Fa-f]{2})[:-]?([0
 // macExpr keeps the OUI (the first three octets), the separator and the letter case.
 func macExpr(s string) string {
 	m := macRe.FindStringSubmatch(s)
-	if m == nil {
+	if m == nil || len(s) != 12+5*len(m[2]) { // one separator throughout, or none
 		return serialExpr(s)
 	}
 	sep := m[2]
