@@ -89,10 +89,10 @@ func TestNamer(t *testing.T) {
 		{[]uint32{1, 3, 6, 1, 2, 1, 1, 3, 0}, OIDName{"SNMPv2-MIB", "sysUpTime", "0", "TimeTicks"}, true},
 		{[]uint32{1, 3, 6, 1, 2, 1, 2, 2, 1, 6, 3}, OIDName{"IF-MIB", "ifPhysAddress", "3", "HexString"}, true},
 		{[]uint32{1, 3, 6, 1, 2, 1, 2, 2, 1, 10, 1}, OIDName{"IF-MIB", "ifInOctets", "1", "Counter32"}, true},
-		{[]uint32{1, 3, 6, 1, 2, 1, 1, 5, 1}, OIDName{}, false},          // a scalar's instance is 0
-		{[]uint32{1, 3, 6, 1, 2, 1, 1, 5}, OIDName{}, false},             // the type, not an instance
+		{[]uint32{1, 3, 6, 1, 2, 1, 1, 5, 1}, OIDName{}, false},           // a scalar's instance is 0
+		{[]uint32{1, 3, 6, 1, 2, 1, 1, 5}, OIDName{}, false},              // the type, not an instance
 		{[]uint32{1, 3, 6, 1, 4, 1, 2021, 10, 1, 2, 1}, OIDName{}, false}, // no module loaded
-		{[]uint32{1, 3, 6, 1, 2, 1, 2, 2, 1}, OIDName{}, false},          // a table entry
+		{[]uint32{1, 3, 6, 1, 2, 1, 2, 2, 1}, OIDName{}, false},           // a table entry
 	} {
 		got, ok := n.Name(tc.oid)
 		if ok != tc.ok || got != tc.want {
