@@ -128,7 +128,8 @@ func (c *mbClient) unitAnswers(ctx context.Context, unit byte) (bool, error) {
 	case err == nil:
 		return true, nil
 	case errors.As(err, &ex):
-		return ex != 0x0A && ex != 0x0B, nil
+		// Gateway path / target failures, and the server failure Conpot-like devices give.
+		return ex != 0x0A && ex != 0x0B && ex != 0x04, nil
 	case errors.Is(err, errSilent):
 		return false, nil
 	}
@@ -388,6 +389,8 @@ func (modbusProber) Probe(ctx context.Context, p *Probe) error {
 			var ex errException
 			if errors.As(err, &ex) && (ex == 0x0A || ex == 0x0B) {
 				unknown = "exception"
+			} else if errors.As(err, &ex) && ex == 0x04 {
+				unknown = "failure"
 			}
 		}
 	}
@@ -455,7 +458,8 @@ func (modbusProber) Probe(ctx context.Context, p *Probe) error {
 	} else if err != nil {
 		rep.Refuse("report server id (FC 17): %v", err)
 	}
-	fmt.Fprintf(&b, "    <mode>%s</mode>\n    <unknown_unit>%s</unknown_unit>\n    <slaves>\n", mode, unknown)
+	// Modicon references, whatever the sensor's default numbering.
+	fmt.Fprintf(&b, "    <mode>%s</mode>\n    <unknown_unit>%s</unknown_unit>\n    <addressing>modicon</addressing>\n    <slaves>\n", mode, unknown)
 	for _, u := range units {
 		fmt.Fprintf(&b, "        <slave id=\"%d\">\n            <blocks>\n", u)
 		for _, t := range modbusTables {

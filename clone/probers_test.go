@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/icsnare/icsnare/profiles"
 )
 
 // testProbe is a Probe for a fake device on addr (a test address of 127.38.30.0/24).
@@ -119,6 +121,20 @@ func TestModbusProbe(t *testing.T) {
 		}
 	}
 	t.Logf("%d requests", p.Sent())
+	writeAndCheck(t, p.Template)
+}
+
+// writeAndCheck writes the template, loads it as the sensor does and checks its elements.
+func writeAndCheck(t *testing.T, tpl *Template) {
+	t.Helper()
+	dir := t.TempDir()
+	if err := tpl.Write(dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := profiles.LoadDir(dir); err != nil {
+		t.Fatalf("the clone does not load: %v", err)
+	}
+	checkConpotElements(t, dir)
 }
 
 func TestModbusBudget(t *testing.T) {
@@ -234,4 +250,5 @@ func TestS7Probe(t *testing.T) {
 	if p.Sent() > 8+16*(1+len(s7SZLs)) {
 		t.Errorf("%d requests: the endless SZL was not cut off", p.Sent())
 	}
+	writeAndCheck(t, p.Template)
 }

@@ -139,7 +139,7 @@ var conpotElements = map[string]string{
 
 // icsnareElements are the icsnare knobs a clone may write where Conpot has none.
 var icsnareElements = map[string]string{
-	"modbus": "unknown_unit ServerId ServerIdData Object",
+	"modbus": "unknown_unit addressing ServerId ServerIdData Object",
 	"s7comm": "cpu rack slot pdu_size max_amq max_connections module_type protection_level mode_switch operating_mode mpi_rate bus_rate",
 }
 
