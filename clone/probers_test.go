@@ -174,7 +174,7 @@ func TestHostileDevices(t *testing.T) {
 		},
 	}
 	for name, h := range cases {
-		for _, pr := range []Prober{modbusProber{}, s7Prober{}, httpProber{}} {
+		for _, pr := range []Prober{modbusProber{}, s7Prober{}, httpProber{}, ftpProber{}} {
 			t.Run(name+"/"+pr.Name(), func(t *testing.T) {
 				addr := fakeServer(t, "127.38.30.2", h)
 				p := testProbe(t, addr, 200)
@@ -249,6 +249,45 @@ func TestS7Probe(t *testing.T) {
 	// 6 TSAPs, reconnect, setup, then at most 16 fragments for each SZL read.
 	if p.Sent() > 8+16*(1+len(s7SZLs)) {
 		t.Errorf("%d requests: the endless SZL was not cut off", p.Sent())
+	}
+	writeAndCheck(t, p.Template)
+}
+
+func TestFTPProbe(t *testing.T) {
+	var got []string
+	addr := fakeServer(t, "127.38.30.4", func(c net.Conn) {
+		c.Write([]byte("220-Welcome\r\n220 VxWorks (5.4.2) FTP server ready\r\n"))
+		buf := make([]byte, 256)
+		for {
+			n, err := c.Read(buf)
+			if err != nil {
+				return
+			}
+			cmd := strings.TrimSpace(string(buf[:n]))
+			got = append(got, cmd)
+			switch cmd {
+			case "SYST":
+				c.Write([]byte("215 VxWorks\r\n"))
+			case "FEAT":
+				c.Write([]byte("211-Features:\r\n SIZE\r\n211 End\r\n"))
+			default:
+				c.Write([]byte("221 Bye\r\n"))
+				return
+			}
+		}
+	})
+	p := testProbe(t, addr, 100)
+	if err := (ftpProber{}).Probe(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range got {
+		if !ftpCommands[c] {
+			t.Errorf("the prober sent %q", c)
+		}
+	}
+	x := p.Template.sections["ftp"].body
+	if !strings.Contains(x, "<banner>Welcome VxWorks (5.4.2) FTP server ready</banner>") || !strings.Contains(x, "<syst>VxWorks</syst>") {
+		t.Errorf("ftp.xml:\n%s", x)
 	}
 	writeAndCheck(t, p.Template)
 }

@@ -135,11 +135,13 @@ var conpotElements = map[string]string{
 	"modbus":       "modbus device_info VendorName ProductCode MajorMinorRevision VendorUrl ProductName ModelName UserApplicationName mode delay slaves slave blocks block type starting_address size content",
 	"s7comm":       "s7comm system_status_lists ssl system_name module_name plant_ident copyright serial module_type_name oem_id location module_identification hardware_identification firmware_identification",
 	"http":         "http global config entity headers htdocs node status tarpit alias triggers statuscodes",
+	"ftp":          "ftp device_info enabled_commands banner motd max_login_attempts sever_timeout device_type ftp_users users user uname password anon_login ftp_vfs",
 }
 
 // icsnareElements are the icsnare knobs a clone may write where Conpot has none.
 var icsnareElements = map[string]string{
 	"modbus": "unknown_unit addressing ServerId ServerIdData Object",
+	"ftp":    "syst",
 	"s7comm": "cpu rack slot pdu_size max_amq max_connections module_type protection_level mode_switch operating_mode mpi_rate bus_rate",
 }
 

@@ -30,7 +30,7 @@ func cmdClone(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, cloneUsage); fs.PrintDefaults() }
 	target := fs.String("target", "", "the one device to clone: an `address` or host name (never a prefix or range)")
-	protos := fs.String("protocols", strings.Join(clone.Names(), ","), "protocols to probe, comma separated")
+	protos := fs.String("protocols", strings.Join(clone.Names(), ","), "protocols to probe, comma separated (absent ones are reported, not errors)")
 	out := fs.String("out", "", "template `directory` to write")
 	community := fs.String("community", "public", "SNMPv1/v2c community")
 	v3 := fs.String("v3", "", "SNMPv3 `user:auth:priv` (auth and priv may be PROTO=pass: SHA-256=…, AES=…)")
