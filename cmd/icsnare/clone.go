@@ -91,6 +91,10 @@ func cmdClone(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	rep.Summary(stdout)
+	if ctx.Err() != nil {
+		fmt.Fprintln(stderr, "icsnare clone: interrupted; nothing written")
+		return 1
+	}
 	if err := tpl.Write(*out); err != nil {
 		fmt.Fprintf(stderr, "icsnare clone: %v\n", err)
 		return 1
