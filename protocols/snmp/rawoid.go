@@ -63,12 +63,17 @@ func rawSymbolObject(sec *profiles.Section, module string, s *profiles.Node) (*o
 	}
 	o.key = "snmp." + module + "::" + o.name
 	schema := sec.Profile.Schema
-	if e := s.Child("engine"); e != nil {
+	var spec profiles.EngineSpec
+	e := s.Child("engine")
+	if e != nil {
 		etyp, _ := e.Attr("type")
-		spec, err := profiles.ParseEngine(etyp, e.TextTrim())
-		if err != nil {
-			return nil, e.Errorf("%v", err)
+		if spec, err = profiles.ParseEngine(etyp, e.TextTrim()); err != nil {
+			// As for named symbols (tree.go): warn and serve the <value>.
+			sec.Warnf(e, "%v; serving <value> without an engine", err)
+			e = nil
 		}
+	}
+	if e != nil {
 		o.engine = &spec
 		switch {
 		case schema.Has(val):

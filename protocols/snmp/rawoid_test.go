@@ -15,6 +15,7 @@ func TestRawSymbols(t *testing.T) {
 <symbol oid="1.3.6.1.4.1.99.3.0" type="IpAddress"><value>192.0.2.1</value></symbol>
 <symbol oid="1.3.6.1.4.1.99.4.0" type="ObjectIdentifier"><value>1.3.6.1.4.1.4329</value></symbol>
 <symbol oid="1.3.6.1.4.1.99.5.0" type="OctetString"><value>sysDescr</value></symbol>
+<symbol oid="1.3.6.1.4.1.99.6.0" type="Integer"><value>7</value><engine type="warp">1</engine></symbol>
 `
 	dir := writeProfile(t, head+body+"</mib>\n</mibs>\n</snmp>\n")
 	p, err := profiles.Open(dir)
@@ -24,6 +25,9 @@ func TestRawSymbols(t *testing.T) {
 	svc, err := protocol{}.Configure(p.Sections["snmp"], testOptions())
 	if err != nil {
 		t.Fatal(err)
+	}
+	if w := strings.Join(p.Warnings(), "\n"); !strings.Contains(w, "unknown engine type") {
+		t.Errorf("no warning for the unknown engine: %q", w)
 	}
 	tr := svc.(*service).tree
 	want := map[string]struct {
@@ -37,6 +41,7 @@ func TestRawSymbols(t *testing.T) {
 		"1.3.6.1.4.1.99.3.0":        {tagIPAddress, "", "snmp.SNMPv2-SMI::1.3.6.1.4.1.99.3.0"},
 		"1.3.6.1.4.1.99.4.0":        {tagOID, "", "snmp.SNMPv2-SMI::1.3.6.1.4.1.99.4.0"},
 		"1.3.6.1.4.1.99.5.0":        {tagOctetString, "", "sysDescr"}, // a databus key
+		"1.3.6.1.4.1.99.6.0":        {tagInteger, "", "snmp.SNMPv2-SMI::1.3.6.1.4.1.99.6.0"},
 	}
 	found := 0
 	for _, o := range tr.objs {
