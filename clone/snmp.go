@@ -122,6 +122,9 @@ func (snmpProber) Probe(ctx context.Context, p *Probe) error {
 		if errors.Is(err, ErrBudget) || ctx.Err() != nil {
 			return err
 		}
+		if g.Version != gosnmp.Version3 {
+			return fmt.Errorf("%w to v2c or v1 with community %q (an agent drops a wrong community silently): %v", ErrAbsent, p.Opts.Community, err)
+		}
 		return fmt.Errorf("%w: %v", ErrAbsent, err)
 	}
 	start := time.Now()
