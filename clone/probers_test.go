@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -49,7 +50,7 @@ func fakeServer(t *testing.T, host string, handle func(net.Conn)) netip.AddrPort
 
 // fakeModbus answers like a small direct Modbus/TCP device: holding registers 0-9 and
 // 300-339, coils 0-15, device identification in two parts. It records every function.
-func fakeModbus(fcs *[]byte) func(net.Conn) {
+func fakeModbus(mu *sync.Mutex, fcs *[]byte) func(net.Conn) {
 	return func(c net.Conn) {
 		hdr := make([]byte, 7)
 		for {
@@ -61,7 +62,9 @@ func fakeModbus(fcs *[]byte) func(net.Conn) {
 			if _, err := io.ReadFull(c, pdu); err != nil {
 				return
 			}
+			mu.Lock()
 			*fcs = append(*fcs, pdu[0])
+			mu.Unlock()
 			var resp []byte
 			exc := func(code byte) []byte { return []byte{pdu[0] | 0x80, code} }
 			switch pdu[0] {
@@ -102,11 +105,14 @@ func fakeModbus(fcs *[]byte) func(net.Conn) {
 
 func TestModbusProbe(t *testing.T) {
 	var fcs []byte
-	addr := fakeServer(t, "127.38.30.1", fakeModbus(&fcs))
+	var mu sync.Mutex
+	addr := fakeServer(t, "127.38.30.1", fakeModbus(&mu, &fcs))
 	p := testProbe(t, addr, 4000)
 	if err := (modbusProber{}).Probe(context.Background(), p); err != nil {
 		t.Fatal(err)
 	}
+	mu.Lock()
+	defer mu.Unlock()
 	for _, fc := range fcs {
 		if !modbusReadFCs[fc] {
 			t.Errorf("the prober sent function %d", fc)
@@ -139,9 +145,12 @@ func writeAndCheck(t *testing.T, tpl *Template) {
 
 func TestModbusBudget(t *testing.T) {
 	var fcs []byte
-	addr := fakeServer(t, "127.38.30.1", fakeModbus(&fcs))
+	var mu sync.Mutex
+	addr := fakeServer(t, "127.38.30.1", fakeModbus(&mu, &fcs))
 	p := testProbe(t, addr, 30)
 	(modbusProber{}).Probe(context.Background(), p)
+	mu.Lock()
+	defer mu.Unlock()
 	if p.Sent() > 30 || len(fcs) > 30 {
 		t.Errorf("budget 30: %d requests counted, %d arrived", p.Sent(), len(fcs))
 	}
@@ -255,6 +264,7 @@ func TestS7Probe(t *testing.T) {
 
 func TestFTPProbe(t *testing.T) {
 	var got []string
+	var mu sync.Mutex
 	addr := fakeServer(t, "127.38.30.4", func(c net.Conn) {
 		c.Write([]byte("220-Welcome\r\n220 VxWorks (5.4.2) FTP server ready\r\n"))
 		buf := make([]byte, 256)
@@ -264,7 +274,9 @@ func TestFTPProbe(t *testing.T) {
 				return
 			}
 			cmd := strings.TrimSpace(string(buf[:n]))
+			mu.Lock()
 			got = append(got, cmd)
+			mu.Unlock()
 			switch cmd {
 			case "SYST":
 				c.Write([]byte("215 VxWorks\r\n"))
@@ -280,6 +292,8 @@ func TestFTPProbe(t *testing.T) {
 	if err := (ftpProber{}).Probe(context.Background(), p); err != nil {
 		t.Fatal(err)
 	}
+	mu.Lock()
+	defer mu.Unlock()
 	for _, c := range got {
 		if !ftpCommands[c] {
 			t.Errorf("the prober sent %q", c)

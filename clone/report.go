@@ -58,7 +58,7 @@ type EngineField struct {
 	Observed string `json:"observed"`
 }
 
-// Found, Skipped, Refused, Varying and Note add a line to the report.
+// Find records something the device revealed.
 func (r *ProtocolReport) Find(format string, a ...any) {
 	r.Found = append(r.Found, fmt.Sprintf(format, a...))
 }
