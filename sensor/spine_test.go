@@ -613,7 +613,17 @@ func TestUDPByteBudgets(t *testing.T) {
 	}{
 		{a, 161, 60, t0, ""}, {a, 161, 40, t0, ""}, {a, 161, 1, t0, "source_bytes"},
 		{b, 161, 50, t0, ""}, {b, 161, 1, t0, "port_bytes"}, {b, 162, 40, t0, ""},
-		{a, 161, 100, t0.Add(time.Minute), ""},
+		// Refilled at 100 bytes a minute, a has 50 bytes 30 s later; port 161 (150 a
+		// minute, empty at t0) has 75, then 25 after a's 50.
+		{a, 161, 51, t0.Add(30 * time.Second), "source_bytes"},
+		{a, 161, 50, t0.Add(30 * time.Second), ""},
+		{b, 162, 36, t0.Add(30 * time.Second), ""}, // port 162 had 110 left, now full at 150
+		{b, 161, 26, t0.Add(30 * time.Second), "port_bytes"},
+		{b, 161, 24, t0.Add(30 * time.Second), ""}, // b: 10 left at t0, +50, -36
+		// A minute after a bucket ran dry it is full again, and never fuller.
+		{a, 161, 100, t0.Add(90 * time.Second), ""},
+		{a, 161, 1, t0.Add(90 * time.Second), "source_bytes"},
+		{b, 163, 151, t0.Add(time.Hour), "port_bytes"},
 	} {
 		if got := bb.take(s.dst, s.port, s.n, s.at); got != s.want {
 			t.Fatalf("step %d: %q, want %q", i, got, s.want)
