@@ -176,8 +176,8 @@ func TestTPotCompose(t *testing.T) {
 	}
 }
 
-// freeOffset finds a port offset at which every port (PORT or PORT/udp) is free on addr and
-// stays below 65536.
+// freeOffset finds a port offset (at most 60000, the sensor's bound) at which every port
+// (PORT or PORT/udp) is free on addr and stays below 65536.
 func freeOffset(t *testing.T, addr string, ports []string) int {
 	t.Helper()
 	top := 0
@@ -186,7 +186,8 @@ func freeOffset(t *testing.T, addr string, ports []string) int {
 		top = max(top, n)
 	}
 	for i := range 200 {
-		off := 1000 + (os.Getpid()*7919+i*4099)%(65535-top-1000)
+		// bind.port_offset is at most 60000, and no port may pass 65535.
+		off := 1000 + (os.Getpid()*7919+i*4099)%(min(60000, 65535-top)-1000)
 		ok := true
 		for _, p := range ports {
 			n, _ := strconv.Atoi(strings.TrimSuffix(p, "/udp"))
