@@ -20,6 +20,14 @@ type KeySpec struct {
 	Param string // a function's constructor arguments (an expression), may be empty
 	File  string
 	Line  int
+	// Seed names the random stream the key draws from (icsnare's seed attribute): keys with
+	// the same seed draw the same numbers on one host, so a firmware version chosen in one
+	// key and spelled out in another (an SNMP sysDescr) agree. Empty: the key's own name.
+	Seed string
+	// Constant marks a value every real unit of the persona shows alike (a firmware string,
+	// a copyright line; icsnare's constant="true"): the persona lint lets it repeat across
+	// hosts.
+	Constant bool
 
 	expr  *Expr // type "value"
 	param *Expr // type "function" with param
@@ -136,6 +144,15 @@ func parseKey(k *Node) (KeySpec, error) {
 	spec := KeySpec{Name: name, Text: v.TextTrim(), File: v.File, Line: v.Line}
 	spec.Type, _ = v.Attr("type")
 	spec.Param, _ = v.Attr("param")
+	spec.Seed, _ = v.Attr("seed")
+	spec.Seed = strings.TrimSpace(spec.Seed)
+	if c, ok := v.Attr("constant"); ok {
+		b, err := strconv.ParseBool(strings.TrimSpace(c))
+		if err != nil {
+			return KeySpec{}, v.Errorf("key %q: constant %q is not true or false", name, c)
+		}
+		spec.Constant = b
+	}
 	switch spec.Type {
 	case "value":
 		if spec.Text == "" {
@@ -210,7 +227,11 @@ func (k KeySpec) instantiate(env EngineEnv) (any, error) {
 	if k.hasShared {
 		return k.shared, nil
 	}
-	seed := keySeed(env.Seed, k.Name)
+	label := k.Name
+	if k.Seed != "" {
+		label = "seed:" + k.Seed
+	}
+	seed := keySeed(env.Seed, label)
 	if k.expr != nil {
 		return k.expr.Eval(seed)
 	}

@@ -3,6 +3,8 @@ package profiles
 import (
 	"fmt"
 	"math"
+	"math/rand/v2"
+	"sync/atomic"
 	"time"
 )
 
@@ -25,37 +27,44 @@ import (
 // multi-state occupied/unoccupied).
 func init() {
 	RegisterFunction("process", func(env EngineEnv, params []any) (any, error) {
-		if len(params) < 1 || len(params) > 8 || len(params) == 7 {
-			return nil, fmt.Errorf("process: param is [mean, spread, amplitude, period seconds, noise, decimals(, on hour, off hour)]")
+		f, err := processParams(params)
+		if err != nil {
+			return nil, err
 		}
-		f := [8]float64{0, 0, 0, 86400, 0, 1, -1, -1}
+		v := newProcess(env.Rand("process"), f, len(params) == 8)
+		return DynamicFunc(func(now time.Time) any { return v.at(now) }), nil
+	})
+	// processlist is a list of process values (a Modbus register block, an S7 data block):
+	// param is a list of process params, one per element; values are rounded to integers
+	// unless an element asks for decimals.
+	RegisterFunction("processlist", func(env EngineEnv, params []any) (any, error) {
+		if len(params) == 0 || len(params) > 4096 {
+			return nil, fmt.Errorf("processlist: param is a list of 1 to 4096 process params")
+		}
+		r := env.Rand("processlist")
+		ps := make([]*process, len(params))
 		for i, p := range params {
-			v, ok := number(p)
-			if !ok || math.IsNaN(v) || math.IsInf(v, 0) {
-				return nil, fmt.Errorf("process: param %d (%v) is not a number", i+1, p)
+			l, ok := p.([]any)
+			if !ok {
+				return nil, fmt.Errorf("processlist: element %d is not a list of process params", i+1)
 			}
-			f[i] = v
+			f, err := processParams(l)
+			if err != nil {
+				return nil, fmt.Errorf("processlist: element %d: %w", i+1, err)
+			}
+			ps[i] = newProcess(r, f, len(l) == 8)
 		}
-		mean, spread, amp, period, noise, dec := f[0], f[1], f[2], f[3], f[4], f[5]
-		if period < 1 || dec < 0 || dec > 6 || spread < 0 || amp < 0 || noise < 0 {
-			return nil, fmt.Errorf("process: period must be at least 1 s, decimals 0-6, spread, amplitude and noise not negative")
-		}
-		gated := len(params) == 8
-		if gated && (f[6] < 0 || f[6] > 24 || f[7] < 0 || f[7] > 24) {
-			return nil, fmt.Errorf("process: hours must be 0-24")
-		}
-		r := env.Rand("process")
-		off := (2*r.Float64() - 1) * spread
-		p1, p2, p3 := 2*math.Pi*r.Float64(), 2*math.Pi*r.Float64(), 2*math.Pi*r.Float64()
-		scale := math.Pow(10, dec)
 		return DynamicFunc(func(now time.Time) any {
-			if gated && !inSchedule(now, f[6], f[7]) {
-				return 0.0
+			out := make([]any, len(ps))
+			for i, p := range ps {
+				v := p.at(now)
+				if p.dec == 0 {
+					out[i] = int64(v)
+				} else {
+					out[i] = v
+				}
 			}
-			t := float64(now.UnixNano()) / 1e9
-			w := 2 * math.Pi * t / period
-			v := mean + off + amp*math.Sin(w+p1) + noise*(0.6*math.Sin(w*37.3+p2)+0.4*math.Sin(w*131.7+p3))
-			return math.Round(v*scale) / scale
+			return out
 		}), nil
 	})
 	RegisterFunction("schedule", func(env EngineEnv, params []any) (any, error) {
@@ -78,6 +87,55 @@ func init() {
 			return valOff
 		}), nil
 	})
+}
+
+// process is one process value of one host: its parameters and its draws from the seed.
+type process struct {
+	mean, off, amp, period, noise, scale, dec float64
+	p1, p2, p3                                float64
+	gated                                     bool
+	on, offHour                               float64
+}
+
+// processParams checks [mean, spread, amplitude, period, noise, decimals(, on, off)].
+func processParams(params []any) ([8]float64, error) {
+	f := [8]float64{0, 0, 0, 86400, 0, 1, -1, -1}
+	if len(params) < 1 || len(params) > 8 || len(params) == 7 {
+		return f, fmt.Errorf("process: param is [mean, spread, amplitude, period seconds, noise, decimals(, on hour, off hour)]")
+	}
+	for i, p := range params {
+		v, ok := number(p)
+		if !ok || math.IsNaN(v) || math.IsInf(v, 0) {
+			return f, fmt.Errorf("process: param %d (%v) is not a number", i+1, p)
+		}
+		f[i] = v
+	}
+	if f[3] < 1 || f[5] < 0 || f[5] > 6 || f[1] < 0 || f[2] < 0 || f[4] < 0 {
+		return f, fmt.Errorf("process: period must be at least 1 s, decimals 0-6, spread, amplitude and noise not negative")
+	}
+	if len(params) == 8 && (f[6] < 0 || f[6] > 24 || f[7] < 0 || f[7] > 24) {
+		return f, fmt.Errorf("process: hours must be 0-24")
+	}
+	return f, nil
+}
+
+func newProcess(r *rand.Rand, f [8]float64, gated bool) *process {
+	p := &process{mean: f[0], amp: f[2], period: f[3], noise: f[4], dec: f[5], scale: math.Pow(10, f[5]),
+		gated: gated, on: f[6], offHour: f[7]}
+	p.off = (2*r.Float64() - 1) * f[1]
+	p.p1, p.p2, p.p3 = 2*math.Pi*r.Float64(), 2*math.Pi*r.Float64(), 2*math.Pi*r.Float64()
+	return p
+}
+
+// at is the value at now: a pure function of the time.
+func (p *process) at(now time.Time) float64 {
+	if p.gated && !inSchedule(now, p.on, p.offHour) {
+		return 0
+	}
+	t := float64(now.UnixNano()) / 1e9
+	w := 2 * math.Pi * t / p.period
+	v := p.mean + p.off + p.amp*math.Sin(w+p.p1) + p.noise*(0.6*math.Sin(w*37.3+p.p2)+0.4*math.Sin(w*131.7+p.p3))
+	return math.Round(v*p.scale) / p.scale
 }
 
 // inSchedule reports whether now (UTC) is between the on and off hours of a day; an off
@@ -103,4 +161,99 @@ func number(v any) (float64, bool) {
 		return float64(n), true
 	}
 	return 0, false
+}
+
+// Interface and protocol counters of a device that has been up a while:
+//
+//	<value type="function" param="[1800, 4294967296, 90]">counter</value>
+//
+// counts at about 1800 per second of the host's uptime (each host its own rate, 0.5 to 1.5
+// times that, with a slow wander), plus 90 for every read (the traffic of the request that
+// reads it), wrapping at 2^32 as a Counter32 does. Two hosts never show the same count,
+// and the count grows with uptime and with traffic.
+func init() {
+	RegisterFunction("counter", func(env EngineEnv, params []any) (any, error) {
+		if len(params) < 1 || len(params) > 3 {
+			return nil, fmt.Errorf("counter: param is [rate per second(, modulus(, per read))]")
+		}
+		f := [3]float64{0, 1 << 32, 0}
+		for i, p := range params {
+			v, ok := number(p)
+			if !ok || math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
+				return nil, fmt.Errorf("counter: param %d (%v) is not a number of at least 0", i+1, p)
+			}
+			f[i] = v
+		}
+		rate, mod, perRead := f[0], f[1], int64(f[2])
+		if mod < 2 || mod > 1<<63 || rate > 1e12 || perRead > 1<<32 {
+			return nil, fmt.Errorf("counter: modulus 2 to 2^63, rate up to 1e12 per second, per read up to 2^32")
+		}
+		r := env.Rand("counter")
+		rate *= 0.5 + r.Float64()
+		phase := 2 * math.Pi * r.Float64()
+		var reads, last atomic.Int64
+		m := uint64(mod)
+		return DynamicFunc(func(now time.Time) any {
+			up := float64(UptimeSeconds(env, now))
+			// a wander of ±5 % of the rate over hours, never making the count go back
+			v := int64(rate*up+0.05*rate*3600*(math.Sin(up/7200+phase)-math.Sin(phase))) + reads.Add(1)*perRead
+			for {
+				l := last.Load()
+				if v <= l {
+					v = l
+					break
+				}
+				if last.CompareAndSwap(l, v) {
+					break
+				}
+			}
+			return int64(uint64(v) % m)
+		}), nil
+	})
+}
+
+// Moments of a host's history relative to its boot, for a diagnostic buffer or an event log:
+//
+//	<value type="function" param="[-172800, -3600]">bootoffset</value>
+//
+// is the seconds since a moment between two days and one hour before the host booted, a
+// float exact to the nanosecond (a page showing it with since="Key" shows the same
+// milliseconds on every request). Each host draws its own moment; positive values are after
+// the boot (a start-up sequence: [1.9, 2.6]).
+func init() {
+	RegisterFunction("bootoffset", func(env EngineEnv, params []any) (any, error) {
+		if len(params) != 2 {
+			return nil, fmt.Errorf("bootoffset: param is [earliest, latest] seconds relative to the boot")
+		}
+		lo, ok1 := number(params[0])
+		hi, ok2 := number(params[1])
+		if !ok1 || !ok2 || math.IsNaN(lo) || math.IsNaN(hi) || lo > hi || lo < -10*365*86400 || hi > 86400 {
+			return nil, fmt.Errorf("bootoffset: want earliest <= latest, within ten years before and a day after the boot")
+		}
+		at := env.Start.Add(time.Duration((lo + (hi-lo)*env.Rand("bootoffset").Float64()) * float64(time.Second)))
+		return DynamicFunc(func(now time.Time) any { return now.Sub(at).Seconds() }), nil
+	})
+}
+
+// The MAC of a device's port n (a PROFINET CPU's X2 P1, X2 P2): the host's MAC (icsnare.mac,
+// profiles.HostMAC from the host seed) plus n, as vendors number a device's MACs.
+//
+//	<value type="function" param='["siemens", 1]'>icsnare.portmac</value>
+func init() {
+	RegisterFunction("icsnare.portmac", func(env EngineEnv, params []any) (any, error) {
+		if len(params) != 2 {
+			return nil, fmt.Errorf("icsnare.portmac: param is [vendor or OUI, port number]")
+		}
+		n, ok := number(params[1])
+		if !ok || n < 1 || n > 15 || n != math.Trunc(n) {
+			return nil, fmt.Errorf("icsnare.portmac: port number %v is not 1 to 15", params[1])
+		}
+		ouis, err := ouisParam(params[:1])
+		if err != nil {
+			return nil, err
+		}
+		mac := HostMAC(env.HostSeed, ouis)
+		mac[5] += byte(n)
+		return mac.String(), nil
+	})
 }

@@ -13,7 +13,7 @@ func TestDefaultProfileLoads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.Meta.Vendor != "Siemens" || p.Meta.Unit != "S7-200" {
+	if p.Meta.Vendor != "Siemens" || p.Meta.Unit != "S7-300 CPU 315-2 PN/DP" {
 		t.Fatalf("meta = %+v", p.Meta)
 	}
 	if w := p.Warnings(); len(w) != 0 {

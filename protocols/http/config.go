@@ -60,6 +60,12 @@ type node struct {
 	proxy    *upstream
 	triggers []trigger
 	body     *page
+	// reason replaces the status line's reason phrase when hasReason ("" drops it, as
+	// some embedded servers do: "HTTP/1.0 302").
+	reason    string
+	hasReason bool
+	// file is the htdocs path of the body when it is not the node's own name.
+	file string
 	// merged is the global headers with this node's headers applied, in order.
 	merged []header
 }
@@ -254,12 +260,12 @@ func parseNode(sec *profiles.Section, n *profiles.Node, isStatus bool) (*node, e
 			return nil, n.Errorf("status name %q is not an HTTP status code", name)
 		}
 		nd.status = code
-		sec.CheckChildren(n, "tarpit", "headers", "entity", "chunks", "proxy", "trailers")
+		sec.CheckChildren(n, "tarpit", "headers", "entity", "chunks", "proxy", "trailers", "reason")
 	} else {
 		if p, ok := resolvePath(name); !ok || p != name {
 			return nil, n.Errorf("node name %q must be an absolute, clean path (no '.', '..', '//', '?', control characters or %%-escapes)", name)
 		}
-		sec.CheckChildren(n, "status", "tarpit", "headers", "alias", "chunks", "proxy", "triggers", "trailers")
+		sec.CheckChildren(n, "status", "tarpit", "headers", "alias", "chunks", "proxy", "triggers", "trailers", "reason", "file")
 	}
 	for _, c := range n.Children {
 		var err error
@@ -271,6 +277,16 @@ func parseNode(sec *profiles.Section, n *profiles.Node, isStatus bool) (*node, e
 			}
 		case "tarpit":
 			nd.tarpit, err = parseTarpit(c.TextTrim())
+		case "reason":
+			nd.reason, nd.hasReason = c.TextTrim(), true
+			if strings.ContainsAny(nd.reason, "\r\n") || len(nd.reason) > 64 {
+				return nil, c.Errorf("reason %q: one line of at most 64 characters", nd.reason)
+			}
+		case "file":
+			nd.file = c.TextTrim()
+			if p, ok := resolvePath(nd.file); !ok || p != nd.file || p == "/" {
+				return nil, c.Errorf("file %q is not an absolute, clean path of a file under htdocs", nd.file)
+			}
 		case "headers":
 			var hs []header
 			hs, err = parseHeaders(sec, c)

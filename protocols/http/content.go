@@ -108,6 +108,9 @@ func loadContent(sec *profiles.Section, c *config) error {
 		at := nodeAt(sec, n)
 		tmpl, html := templatedType(n.merged)
 		rel := "htdocs" + n.name
+		if n.file != "" {
+			rel = "htdocs" + n.file
+		}
 		rel = strings.TrimSuffix(rel, "/")
 		p, err := l.load(at, rel, tmpl, html)
 		if err != nil {

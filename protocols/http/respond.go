@@ -20,8 +20,9 @@ type response struct {
 	trailers []header
 	noBody   bool // HEAD
 	tarpit   tarpit
-	node     string // the node or status page that answered, for events
-	proxied  string // the upstream that answered
+	node     string  // the node or status page that answered, for events
+	reason   *string // the node's reason phrase; nil: the standard one
+	proxied  string  // the upstream that answered
 	// set by write
 	closeConn bool
 	headLen   int
@@ -127,7 +128,7 @@ func (s *service) serveNode(ctx context.Context, sess *protocols.Session, req *r
 		status = 200
 	}
 	return &response{status: status, headers: n.merged, body: pg.render(nil, s.renderEnv(sess)),
-		chunks: n.chunks, trailers: n.trailers, noBody: req.method == "HEAD", tarpit: s.tarpitOf(n), node: n.name}
+		chunks: n.chunks, trailers: n.trailers, noBody: req.method == "HEAD", tarpit: s.tarpitOf(n), node: n.name, reason: n.reasonPhrase()}
 }
 
 // statusPage answers with the profile's page for code: its headers, tarpit, chunks and
@@ -147,7 +148,7 @@ func (s *service) statusPage(ctx context.Context, sess *protocols.Session, req *
 		return s.statusPage(ctx, sess, req, 503, rawPath, query, body, false)
 	}
 	return &response{status: code, headers: n.merged, body: n.body.render(nil, s.renderEnv(sess)),
-		chunks: n.chunks, trailers: n.trailers, noBody: req.method == "HEAD", tarpit: s.tarpitOf(n), node: n.name}
+		chunks: n.chunks, trailers: n.trailers, noBody: req.method == "HEAD", tarpit: s.tarpitOf(n), node: n.name, reason: n.reasonPhrase()}
 }
 
 func (s *service) tarpitOf(n *node) tarpit {
@@ -165,8 +166,14 @@ func (s *service) write(dst []byte, req *request, r *response, now time.Time) []
 	dst = append(dst, s.cfg.version...)
 	dst = append(dst, ' ')
 	dst = strconv.AppendInt(dst, int64(r.status), 10)
-	dst = append(dst, ' ')
-	dst = append(dst, reason(r.status)...)
+	switch {
+	case r.reason == nil:
+		dst = append(dst, ' ')
+		dst = append(dst, reason(r.status)...)
+	case *r.reason != "":
+		dst = append(dst, ' ')
+		dst = append(dst, *r.reason...)
+	}
 	dst = append(dst, "\r\n"...)
 	wroteDate := false
 	date := func() string { return now.UTC().Format(nethttp.TimeFormat) }
@@ -246,6 +253,14 @@ func appendHeader(dst []byte, name, value string) []byte {
 	dst = append(dst, ": "...)
 	dst = append(dst, value...)
 	return append(dst, "\r\n"...)
+}
+
+// reasonPhrase is the node's own reason phrase, or nil for the standard one.
+func (n *node) reasonPhrase() *string {
+	if n == nil || !n.hasReason {
+		return nil
+	}
+	return &n.reason
 }
 
 func reason(code int) string {

@@ -201,8 +201,12 @@ func (s *segment) value(env *renderEnv) string {
 	case segTime:
 		t := env.now.Add(s.offset)
 		if s.since != "" && env.db != nil {
-			if n, err := env.db.GetInt(s.since); err == nil {
-				t = t.Add(-time.Duration(n) * time.Second)
+			if v, err := env.db.Get(s.since); err == nil {
+				if f, ok := v.(float64); ok && f > -1e10 && f < 1e10 {
+					t = t.Add(-time.Duration(f * float64(time.Second))) // to the millisecond, stable across requests
+				} else if n, err := env.db.GetInt(s.since); err == nil {
+					t = t.Add(-time.Duration(n) * time.Second)
+				}
 			}
 		}
 		if s.utc {

@@ -136,6 +136,7 @@ const (
 	unitSilent  unknownUnit = iota // no reply, as a gateway whose target never answers
 	unitGateway                    // exception 0x0B, gateway target device failed to respond
 	unitFailure                    // exception 0x04, slave device failure (Conpot's answer)
+	unitDevice                     // tcp mode: the device answers every unit id (it ignores the field)
 )
 
 // config is a parsed modbus.xml.
@@ -146,6 +147,24 @@ type config struct {
 	addressing addressing
 	info       *deviceInfo
 	slaves     []*slave
+	// pidException answers a frame whose protocol identifier is not 0 with exception 0x01
+	// (protocol identifier 0 in the reply) instead of dropping it.
+	pidException bool
+	// badLengthException answers a header whose length field no Modbus frame has (an HTTP
+	// request on port 502) with exception 0x01 for the unit and function bytes it carries,
+	// then closes, as many embedded stacks do; otherwise the connection closes silently.
+	badLengthException bool
+}
+
+// parseAnswer reads a "drop"/"exception" knob.
+func parseAnswer(n *profiles.Node, silent string) (bool, error) {
+	switch strings.ToLower(n.TextTrim()) {
+	case silent:
+		return false, nil
+	case "exception":
+		return true, nil
+	}
+	return false, n.Errorf("%s %q is not %s or exception", n.Name, n.TextTrim(), silent)
 }
 
 func parseConfig(sec *profiles.Section, opts *options) (*config, error) {
@@ -153,7 +172,7 @@ func parseConfig(sec *profiles.Section, opts *options) (*config, error) {
 	if root.Name != "modbus" {
 		return nil, root.Errorf("root element must be <modbus>")
 	}
-	sec.CheckChildren(root, "device_info", "mode", "delay", "unknown_unit", "addressing", "slaves")
+	sec.CheckChildren(root, "device_info", "mode", "delay", "unknown_unit", "addressing", "slaves", "protocol_id", "bad_length")
 	c := &config{delay: defaultDelay}
 	var err error
 	if opts != nil && opts.Addressing != "" {
@@ -191,6 +210,16 @@ func parseConfig(sec *profiles.Section, opts *options) (*config, error) {
 		}
 		c.delay = time.Duration(ms) * time.Millisecond
 	}
+	if n := root.Child("protocol_id"); n != nil {
+		if c.pidException, err = parseAnswer(n, "drop"); err != nil {
+			return nil, err
+		}
+	}
+	if n := root.Child("bad_length"); n != nil {
+		if c.badLengthException, err = parseAnswer(n, "close"); err != nil {
+			return nil, err
+		}
+	}
 	if n := root.Child("unknown_unit"); n != nil {
 		switch strings.ToLower(n.TextTrim()) {
 		case "silent":
@@ -199,8 +228,13 @@ func parseConfig(sec *profiles.Section, opts *options) (*config, error) {
 			c.unknown = unitGateway
 		case "failure":
 			c.unknown = unitFailure
+		case "device":
+			if c.mode != modeTCP {
+				return nil, n.Errorf("unknown_unit device needs tcp mode")
+			}
+			c.unknown = unitDevice
 		default:
-			return nil, n.Errorf("unknown_unit %q is not silent, exception or failure", n.TextTrim())
+			return nil, n.Errorf("unknown_unit %q is not silent, exception, failure or device", n.TextTrim())
 		}
 	}
 	if n := root.Child("slaves"); n != nil {
@@ -232,7 +266,7 @@ func parseSlave(sec *profiles.Section, n *profiles.Node, c *config) (*slave, err
 	if c.mode == modeSerial && (id == 0 || id > 247) {
 		sec.Warnf(n, "slave id %d cannot be reached in serial mode (units 1-247; 0 is the broadcast)", id)
 	}
-	if c.mode == modeTCP && id != 0 && id != 255 {
+	if c.mode == modeTCP && id != 0 && id != 255 && c.unknown != unitDevice {
 		sec.Warnf(n, "slave id %d cannot be reached in tcp mode (units 0 and 255)", id)
 	}
 	if di := n.Child("device_info"); di != nil {

@@ -36,10 +36,7 @@ func adu(tid uint16, unit uint8, pdu ...byte) []byte {
 // edit (applied to the XML text), and returns the service and a fresh host.
 func testService(t testing.TB, edit func(string) string) (*service, *protocols.Host) {
 	t.Helper()
-	p := protocoltest.Profile(t, "default")
-	if edit != nil {
-		p = editedProfile(t, edit)
-	}
+	p := editedProfile(t, edit)
 	svc := protocoltest.Configure(t, protocol{}, p).(*service)
 	h := protocoltest.Host(p, netip.MustParseAddr("192.0.2.10"), 42)
 	// Deterministic memory for golden replies.

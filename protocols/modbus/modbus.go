@@ -7,6 +7,7 @@ package modbus
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"log/slog"
 	"net"
@@ -45,12 +46,18 @@ func newService(c *config) *service {
 		} else {
 			dflt = &slave{id: 255, info: c.info}
 		}
-		for _, u := range [2]uint8{0, 255} {
+		for u := range 256 {
+			if u != 0 && u != 255 {
+				if c.unknown == unitDevice {
+					s.units[u] = dflt // a stack that ignores the unit identifier
+				}
+				continue
+			}
 			switch {
-			case byID[u] != nil:
-				s.units[u] = byID[u]
-			case byID[255-u] != nil:
-				s.units[u] = byID[255-u]
+			case byID[uint8(u)] != nil:
+				s.units[u] = byID[uint8(u)]
+			case byID[uint8(255-u)] != nil:
+				s.units[u] = byID[uint8(255-u)]
 			default:
 				s.units[u] = dflt
 			}
@@ -114,8 +121,16 @@ func (c *conn) serve(ctx context.Context) {
 		for off < n {
 			l, err := NextFrame(c.buf[off:n])
 			if err != nil {
+				var resp []byte
+				if c.svc.cfg.badLengthException && n-off >= HeaderLen+1 {
+					// Answer what the header bytes say, as stacks that read a fixed 8 bytes do.
+					b := c.buf[off:n]
+					resp = AppendHeader(c.out[len(c.out):len(c.out)], binary.BigEndian.Uint16(b), 0, b[6], 2)
+					resp = AppendException(resp, b[7], ExIllegalFunction)
+					c.out = append(c.out, resp...)
+				}
 				c.flush()
-				c.sess.Emit(evBadFrame, c.buf[off:n], nil)
+				c.sess.Emit(evBadFrame, c.buf[off:n], resp)
 				c.sess.Request("invalid", true)
 				c.log().Debug("modbus: closing, bad MBAP length", "err", err)
 				return
@@ -191,9 +206,12 @@ func (c *conn) handle(frame []byte) (broadcast bool) {
 		drop string
 	)
 	svc := c.svc
-	if h.Protocol != 0 {
+	switch {
+	case h.Protocol != 0 && svc.cfg.pidException:
+		ex = ExIllegalFunction // the profile's device answers it as an unknown request
+	case h.Protocol != 0:
 		drop = dropProtocolID // not Modbus: a device discards it
-	} else {
+	default:
 		req, ex = ParseRequest(pdu)
 		sl := svc.units[h.Unit]
 		switch {

@@ -38,12 +38,15 @@ type config struct {
 	Password       string // the CPU password (protection levels 2 and 3); empty: none set
 	Switch         int    // mode selector position
 	Mode           byte   // operating mode at start
-	MPIRate        uint32 // bit/s, SZL 0x0131
-	BusRate        uint32
-	Ident11        []identRec // SZL xy11 records (module identification)
-	Ident1C        []identRec // SZL xy1C records (component identification)
-	Areas          []*Area
-	Blocks         []Block
+	// ModeKey is the databus key that carries the operating mode ("RUN" or "STOP") to the
+	// host's other protocols (a web page, SNMP); empty: the mode stays the S7 server's own.
+	ModeKey string
+	MPIRate uint32 // bit/s, SZL 0x0131
+	BusRate uint32
+	Ident11 []identRec // SZL xy11 records (module identification)
+	Ident1C []identRec // SZL xy1C records (component identification)
+	Areas   []*Area
+	Blocks  []Block
 }
 
 // defaultConfig is what a section without icsnare knobs gets: an S7-300-class CPU in
@@ -148,7 +151,7 @@ func parseSSL(sec *profiles.Section, n *profiles.Node, cfg *config) error {
 
 func parseCPU(sec *profiles.Section, n *profiles.Node, cfg *config) error {
 	sec.CheckChildren(n, "rack", "slot", "pdu_size", "max_amq", "max_connections", "tpdu_size", "module_type",
-		"protection_level", "password", "mode_switch", "operating_mode", "mpi_rate", "bus_rate")
+		"protection_level", "password", "mode_switch", "operating_mode", "mpi_rate", "bus_rate", "mode_key")
 	var pdu, amq, conns, tpdu, mtype, mpi, bus = int(cfg.PDUSize), int(cfg.MaxAmq), int(cfg.MaxConnections),
 		TPDUSize(cfg.MaxTPDUCode), int(cfg.ModuleType), int(cfg.MPIRate), int(cfg.BusRate)
 	for _, c := range []struct {
@@ -204,6 +207,12 @@ func parseCPU(sec *profiles.Section, n *profiles.Node, cfg *config) error {
 	}
 	if cfg.Switch == SwitchStop {
 		cfg.Mode = ModeStop
+	}
+	if k, ok := n.ChildText("mode_key"); ok && k != "" {
+		if !sec.Profile.Schema.Has(k) {
+			return n.Child("mode_key").Errorf("databus key %q is not defined", k)
+		}
+		cfg.ModeKey = k
 	}
 	return nil
 }

@@ -250,6 +250,9 @@ func (c *conn) setMode(mode byte) {
 	c.cpu.mu.Lock()
 	c.cpu.prev, c.cpu.mode, c.cpu.changed = c.cpu.mode, mode, time.Now()
 	c.host.Persist(modeKey, []byte{c.cpu.mode, c.cpu.prev}) // under the lock: saved in order
+	if k := c.cfg.ModeKey; k != "" && c.host.Databus != nil {
+		c.host.Databus.Set(k, modeName(mode)) // every protocol of the host shows the new mode
+	}
 	c.cpu.mu.Unlock()
 }
 

@@ -6,6 +6,7 @@ package s7comm
 import (
 	"context"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -51,6 +52,14 @@ func (s *service) cpu(h *protocols.Host) *cpuState {
 			start = h.Databus.Env().Start
 		}
 		st := &cpuState{mode: s.cfg.Mode, changed: start}
+		if k := s.cfg.ModeKey; k != "" && h.Databus != nil && s.cfg.Switch != SwitchStop {
+			// the mode the host's other protocols show (a write kept across restarts included)
+			if v, err := h.Databus.GetString(k); err == nil {
+				if m, ok := parseModeName(v); ok {
+					st.mode = m
+				}
+			}
+		}
 		if b, ok := h.Persisted(modeKey); ok && len(b) == 2 {
 			st.mode, st.prev = b[0], b[1] // an attacker's STOP (or START) outlives eviction and restarts
 		}
@@ -58,6 +67,25 @@ func (s *service) cpu(h *protocols.Host) *cpuState {
 		st.ref.Store(uint32(0x0100 + h.Seed%0x3F00))
 		return st
 	}).(*cpuState)
+}
+
+// parseModeName reads an operating mode as a databus key spells it.
+func parseModeName(v string) (byte, bool) {
+	switch strings.ToUpper(strings.TrimSpace(v)) {
+	case "RUN":
+		return ModeRun, true
+	case "STOP":
+		return ModeStop, true
+	}
+	return 0, false
+}
+
+// modeName is the operating mode as the databus key carries it.
+func modeName(m byte) string {
+	if m == ModeRun {
+		return "RUN"
+	}
+	return "STOP"
 }
 
 // Limits.
