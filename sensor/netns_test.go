@@ -115,7 +115,7 @@ func TestPrefixInNetnsServesTwoProfiles(t *testing.T) {
 			t.Fatalf("%s: %v: %s", c.addr, err, out)
 		}
 		t.Logf("%s: device identification %v, holding registers %v", c.addr, res.Basic.Objects, res.Holding)
-		if res.Basic.Objects["0"] != c.vendor || res.Basic.Objects["1"] != "6ES7 216-2AD23-0XB0" || len(res.Holding) != 8 {
+		if res.Basic.Objects["0"] != c.vendor || res.Basic.Objects["1"] != "6ES7 315-2EH14-0AB0" || len(res.Holding) != 8 {
 			t.Fatalf("%s answered %+v, want vendor %s", c.addr, res, c.vendor)
 		}
 	}

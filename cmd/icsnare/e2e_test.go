@@ -277,7 +277,7 @@ func TestSNMPThroughSensor(t *testing.T) {
 	}
 	a := get("7", ".1.3.6.1.2.1.1.1.0", ".1.3.6.1.2.1.1.5.0", ".1.3.6.1.2.1.1.6.0")
 	b := get("8", ".1.3.6.1.2.1.1.1.0", ".1.3.6.1.2.1.1.5.0", ".1.3.6.1.2.1.1.6.0")
-	if strings.Count(a, "\n") != 3 || !strings.Contains(a, "CP 443-1") {
+	if strings.Count(a, "\n") != 3 || !strings.Contains(a, "CPU315-2 PN/DP") {
 		t.Fatalf("host .7 answered:\n%s", a)
 	}
 	if a == b {

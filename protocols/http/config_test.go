@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/icsnare/icsnare/profiles"
+	"github.com/icsnare/icsnare/protocols/protocoltest"
 )
 
 func configure(t *testing.T, xml string, files map[string]string) (*service, []string, error) {
@@ -135,7 +136,7 @@ func TestSymlinkNotServed(t *testing.T) {
 }
 
 func TestDefaultProfileClean(t *testing.T) {
-	p, err := profiles.Open("default")
+	p, err := profiles.Open(protocoltest.StationDir())
 	if err != nil {
 		t.Fatal(err)
 	}

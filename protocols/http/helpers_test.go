@@ -20,7 +20,7 @@ import (
 // start serves the embedded default profile on a loopback port.
 func start(t testing.TB) (*protocoltest.Server, *service) {
 	t.Helper()
-	return startProfile(t, protocoltest.Profile(t, "default"), "127.0.0.1:0")
+	return startProfile(t, protocoltest.Profile(t, protocoltest.Station), "127.0.0.1:0")
 }
 
 // startProfile serves p on addr; tweak, if given, adjusts the service before it serves.
@@ -116,7 +116,7 @@ func (c *memConn) SetWriteDeadline(t time.Time) error { return nil }
 // memService configures the default profile without tarpits, for in-memory serving.
 func memService(t testing.TB) (*service, *protocols.Session) {
 	t.Helper()
-	p := protocoltest.Profile(t, "default")
+	p := protocoltest.Profile(t, protocoltest.Station)
 	svc := protocoltest.Configure(t, protocol{}, p).(*service)
 	for _, n := range allNodes(svc.cfg) {
 		n.tarpit = nil

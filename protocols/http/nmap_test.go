@@ -15,7 +15,7 @@ func TestNmap(t *testing.T) {
 	protocoltest.NeedTool(t, "nmap")
 	protocoltest.NeedRoot(t)
 	ip := protocoltest.LoopbackAddr()
-	srv, _ := startProfile(t, protocoltest.Profile(t, "default"), netip.AddrPortFrom(ip, Port).String())
+	srv, _ := startProfile(t, protocoltest.Profile(t, protocoltest.Station), netip.AddrPortFrom(ip, Port).String())
 	out, err := protocoltest.Run(t, 60*time.Second, "nmap", "-Pn", "-n", "-sT", "-p", "80",
 		"--script", "http-title,http-headers,http-methods", ip.String())
 	if err != nil {

@@ -19,7 +19,7 @@ func TestSlowloris(t *testing.T) {
 		t.Skip("slow")
 	}
 	const conns = 1000
-	srv, _ := startProfile(t, protocoltest.Profile(t, "default"), "127.0.0.1:0", func(s *service) { s.headerTimeout = 2 * time.Second })
+	srv, _ := startProfile(t, protocoltest.Profile(t, protocoltest.Station), "127.0.0.1:0", func(s *service) { s.headerTimeout = 2 * time.Second })
 	addr := srv.Addr.String()
 
 	cs := make([]net.Conn, 0, conns)

@@ -17,7 +17,7 @@ import (
 func serveStandard(t *testing.T) (*protocoltest.Server, *protocols.Host) {
 	t.Helper()
 	protocoltest.NeedRoot(t)
-	p := protocoltest.Profile(t, "default")
+	p := protocoltest.Profile(t, protocoltest.Station)
 	svc := protocoltest.Configure(t, protocol{}, p).(*service)
 	addr := protocoltest.LoopbackAddr()
 	h := protocoltest.Host(p, addr, 7)

@@ -22,7 +22,7 @@ func TestConfigErrors(t *testing.T) {
 		{"bad mode", "<mode>serial</mode>", "<mode>rtu</mode>", `modbus.xml:16: <mode>: mode "rtu" is neither tcp nor serial`},
 		{"bad delay", "<delay>100</delay>", "<delay>-5</delay>", "<delay>: delay"},
 		{"delay too long", "<delay>100</delay>", "<delay>60000</delay>", "between 0 and 5000"},
-		{"bad unknown_unit", "<unknown_unit>exception", "<unknown_unit>loud", "is not silent, exception or failure"},
+		{"bad unknown_unit", "<unknown_unit>exception", "<unknown_unit>loud", "is not silent, exception, failure or device"},
 		{"unknown databus key", `<ProductCode databus="OrderNumber"/>`, `<ProductCode databus="NoSuchKey"/>`, `databus key "NoSuchKey" is not defined`},
 		{"missing basic object", `<VendorName>Siemens</VendorName>`, ``, "<VendorName> is missing"},
 		{"duplicate object", `<ModelName>CPU 226</ModelName>`, `<ModelName>CPU 226</ModelName><ModelName>x</ModelName>`, "defined twice"},

@@ -23,14 +23,7 @@ func copyFS(p *profiles.Profile, dir string, edit func(string) string) error {
 			return err
 		}
 		if path == "modbus/modbus.xml" {
-			// The protocol's tests run against a fixed device (a TCP/RS-485 gateway), not
-			// against whatever the shipped persona is today.
-			if b, err = os.ReadFile("testdata/gateway.xml"); err != nil {
-				return err
-			}
-			if edit != nil {
-				b = []byte(edit(string(b)))
-			}
+			b = []byte(edit(string(b)))
 		}
 		return os.WriteFile(dst, b, 0o644)
 	})

@@ -36,7 +36,10 @@ func adu(tid uint16, unit uint8, pdu ...byte) []byte {
 // edit (applied to the XML text), and returns the service and a fresh host.
 func testService(t testing.TB, edit func(string) string) (*service, *protocols.Host) {
 	t.Helper()
-	p := editedProfile(t, edit)
+	p := protocoltest.Profile(t, protocoltest.Station)
+	if edit != nil {
+		p = editedProfile(t, edit)
+	}
 	svc := protocoltest.Configure(t, protocol{}, p).(*service)
 	h := protocoltest.Host(p, netip.MustParseAddr("192.0.2.10"), 42)
 	// Deterministic memory for golden replies.
@@ -59,7 +62,7 @@ func seq(n int, f func(int) any) []any {
 // modbus.xml rewritten by edit.
 func editedProfile(t testing.TB, edit func(string) string) *profiles.Profile {
 	t.Helper()
-	p := protocoltest.Profile(t, "default")
+	p := protocoltest.Profile(t, protocoltest.Station)
 	dir := t.TempDir() + "/default"
 	if err := copyFS(p, dir, edit); err != nil {
 		t.Fatal(err)

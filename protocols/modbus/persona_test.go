@@ -64,12 +64,12 @@ func TestPersonaKnobErrors(t *testing.T) {
 		"<protocol_id>answer</protocol_id>",
 		"<bad_length>maybe</bad_length>",
 	} {
-		p := protocoltest.Profile(t, "default")
+		p := protocoltest.Profile(t, protocoltest.Station)
 		dir := t.TempDir() + "/p"
 		if err := copyFS(p, dir, knobs(extra)); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := protocoltest.TryConfigure(protocol{}, protocoltest.Profile(t, dir)); err == nil {
+		if _, err := (protocol{}).Configure(protocoltest.Profile(t, dir).Sections[Name], nil); err == nil {
 			t.Errorf("%s accepted", extra)
 		}
 	}

@@ -13,6 +13,8 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -59,6 +61,9 @@ func (r *Recorder) OfType(typ string) []*protocols.Event {
 // Profile loads an embedded profile (or a template directory) or fails the test.
 func Profile(t testing.TB, nameOrDir string) *profiles.Profile {
 	t.Helper()
+	if nameOrDir == Station {
+		nameOrDir = StationDir()
+	}
 	p, err := profiles.Open(nameOrDir)
 	if err != nil {
 		t.Fatal(err)
@@ -439,4 +444,16 @@ func GrepContext(s, word string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// Station names the protocol tests' fixed device: an S7 station with Modbus (a TCP/RS-485
+// gateway), SNMP (v1, v2c and v3 users) and a web HMI, kept in protocoltest/testdata so
+// protocol tests do not change whenever an embedded persona is made more lifelike. Profile
+// resolves it.
+const Station = "station"
+
+// StationDir is the directory of the Station profile.
+func StationDir() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "testdata", "station")
 }

@@ -10,7 +10,7 @@ import (
 )
 
 func TestDefaultProfileConfig(t *testing.T) {
-	p := protocoltest.Profile(t, "default")
+	p := protocoltest.Profile(t, protocoltest.Station)
 	svc := protocoltest.Configure(t, protocol{}, p).(*service)
 	cfg := svc.config()
 	if cfg.PDUSize != 240 || cfg.Rack != 0 || cfg.Slot != 2 || cfg.Mode != ModeRun {

@@ -132,7 +132,7 @@ type reader struct {
 func (c *reader) Read(b []byte) (int, error) { return c.r.Read(b) }
 
 func testService(t testing.TB) (*service, *protocols.Host) {
-	p := protocoltest.Profile(t, "default")
+	p := protocoltest.Profile(t, protocoltest.Station)
 	svc := protocoltest.Configure(t, protocol{}, p).(*service)
 	return svc, protocoltest.Host(p, netip.MustParseAddr("192.0.2.30"), 5)
 }

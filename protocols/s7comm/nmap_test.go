@@ -14,7 +14,7 @@ import (
 func TestNmapS7Info(t *testing.T) {
 	nmap := protocoltest.NeedTool(t, "nmap")
 	protocoltest.NeedRoot(t)
-	p := protocoltest.Profile(t, "default")
+	p := protocoltest.Profile(t, protocoltest.Station)
 	svc := protocoltest.Configure(t, protocol{}, p).(*service)
 	addr := protocoltest.LoopbackAddr()
 	h := protocoltest.Host(p, addr, 7)

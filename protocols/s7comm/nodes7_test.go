@@ -34,7 +34,7 @@ func nodeModules(t *testing.T) string {
 func TestNodeS7(t *testing.T) {
 	node := protocoltest.NeedTool(t, "node")
 	mods := nodeModules(t)
-	p := protocoltest.Profile(t, "default")
+	p := protocoltest.Profile(t, protocoltest.Station)
 	svc := protocoltest.Configure(t, protocol{}, p).(*service)
 	h := protocoltest.Host(p, netip.MustParseAddr("192.0.2.20"), 9)
 	srv := protocoltest.ServeTCP(t, Name, svc, h, "127.0.0.1:0")

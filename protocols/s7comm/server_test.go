@@ -16,7 +16,7 @@ import (
 // startServer serves the default profile's S7 CPU on a loopback port.
 func startServer(t testing.TB) *protocoltest.Server {
 	t.Helper()
-	p := protocoltest.Profile(t, "default")
+	p := protocoltest.Profile(t, protocoltest.Station)
 	svc := protocoltest.Configure(t, protocol{}, p).(*service)
 	h := protocoltest.Host(p, netip.MustParseAddr("192.0.2.10"), 42)
 	return protocoltest.ServeTCP(t, Name, svc, h, "127.0.0.1:0")

@@ -27,7 +27,7 @@ func (d *diskStore) SavedKeys() (out []string) {
 // TestStopOutlivesTheHost: a CPU an attacker stopped is still stopped when its host is
 // created again (after eviction or a restart).
 func TestStopOutlivesTheHost(t *testing.T) {
-	p := protocoltest.Profile(t, "default")
+	p := protocoltest.Profile(t, protocoltest.Station)
 	svc := protocoltest.Configure(t, protocol{}, p).(*service)
 	disk := &diskStore{kept: map[string][]byte{}}
 	addr := netip.MustParseAddr("192.0.2.10")

@@ -54,7 +54,7 @@ func fullSession(t *testing.T, addr string) {
 func TestTsharkDissects(t *testing.T) {
 	tshark := protocoltest.NeedTool(t, "tshark")
 	protocoltest.NeedRoot(t)
-	p := protocoltest.Profile(t, "default")
+	p := protocoltest.Profile(t, protocoltest.Station)
 	svc := protocoltest.Configure(t, protocol{}, p).(*service)
 	addr := protocoltest.LoopbackAddr()
 	srv := protocoltest.ServeTCP(t, Name, svc, protocoltest.Host(p, addr, 11), netip.AddrPortFrom(addr, Port).String())

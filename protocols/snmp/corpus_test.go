@@ -17,7 +17,7 @@ func TestWriteFuzzCorpus(t *testing.T) {
 	if os.Getenv("ICSNARE_WRITE_CORPUS") == "" {
 		t.Skip("set ICSNARE_WRITE_CORPUS=1 to refresh the fuzz corpus")
 	}
-	srv, _ := serve(t, "default", "127.0.0.1:0")
+	srv, _ := serve(t, protocoltest.Station, "127.0.0.1:0")
 	runs := [][]string{
 		{"snmpget", "-v1", "-c", "public", target(srv), "1.3.6.1.2.1.1.1.0", "1.3.6.1.2.1.1.5.0"},
 		{"snmpgetnext", "-v2c", "-c", "public", target(srv), "1.3.6.1.2.1.2"},

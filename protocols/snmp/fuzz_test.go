@@ -3,6 +3,8 @@ package snmp
 import (
 	"context"
 	"testing"
+
+	"github.com/icsnare/icsnare/protocols/protocoltest"
 )
 
 func seedRequests(t testing.TB) [][]byte {
@@ -16,7 +18,7 @@ func seedRequests(t testing.TB) [][]byte {
 
 // quiet returns the default profile's agent with tarpit and evasion off and no events.
 func quiet(t testing.TB) *agent {
-	a := newAgent(t, "default")
+	a := newAgent(t, protocoltest.Station)
 	a.svc.cfg.tarpit = [numClasses]tarpit{}
 	a.svc.lim, _ = newLimiter([numClasses][2]int{})
 	a.sess.Events = nil

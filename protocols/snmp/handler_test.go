@@ -80,7 +80,7 @@ func decodeResp(t testing.TB, b []byte) *gosnmp.SnmpPacket {
 }
 
 func TestHandlerErrors(t *testing.T) {
-	a := newAgent(t, "default")
+	a := newAgent(t, protocoltest.Station)
 	str := func(s string) []byte { return []byte(s) }
 	tests := []struct {
 		name      string
@@ -147,7 +147,7 @@ func TestHandlerErrors(t *testing.T) {
 }
 
 func TestDrops(t *testing.T) {
-	a := newAgent(t, "default")
+	a := newAgent(t, protocoltest.Station)
 	tests := []struct {
 		name    string
 		req     []byte
@@ -184,7 +184,7 @@ func TestDrops(t *testing.T) {
 }
 
 func TestGetBulkBounded(t *testing.T) {
-	a := newAgent(t, "default")
+	a := newAgent(t, protocoltest.Station)
 	tests := []struct {
 		name       string
 		nonRep     int
@@ -224,7 +224,7 @@ func TestGetBulkBounded(t *testing.T) {
 }
 
 func TestEventFields(t *testing.T) {
-	a := newAgent(t, "default")
+	a := newAgent(t, protocoltest.Station)
 	a.do(request(t, version2c, "private", pduSet, 0, 0, vbSpec{"1.3.6.1.2.1.1.6.0", tagOctetString, []byte("Halle 4")}))
 	a.do(request(t, version1, "wrong", pduGet, 0, 0, vbSpec{oid: "1.3.6.1.2.1.1.1.0"}))
 	ev := a.rec.OfType("snmp.request")
@@ -254,7 +254,7 @@ func protocoltestHost(t testing.TB, profile, addr string, seed uint64) *protocol
 // v1/v2c source is unverified: a community proves nothing), as RFC 3416 lets it.
 func TestGetBulkWithinAmplificationBound(t *testing.T) {
 	for _, amp := range []float64{10, 20} {
-		a := newAgent(t, "default")
+		a := newAgent(t, protocoltest.Station)
 		a.sess.Amplification = amp
 		req := request(t, version2c, "public", pduGetBulk, 0, 50, vbSpec{oid: "1.3.6.1.2.1"})
 		a.sess.Received(len(req))

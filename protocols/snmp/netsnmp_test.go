@@ -12,7 +12,7 @@ import (
 )
 
 func TestWalksAgree(t *testing.T) {
-	srv, _ := serve(t, "default", "127.0.0.1:0")
+	srv, _ := serve(t, protocoltest.Station, "127.0.0.1:0")
 	v1, err := netsnmp(t, "snmpwalk", "-v1", "-c", "public", target(srv), ".1")
 	if err != nil {
 		t.Fatalf("snmpwalk -v1: %v", err)
@@ -49,7 +49,7 @@ func TestWalksAgree(t *testing.T) {
 func testOptions() *options { return &options{MIBPath: []string{"testdata/mibs"}} }
 
 func TestGetThreeOIDs(t *testing.T) {
-	srv, _ := serve(t, "default", "127.0.0.1:0")
+	srv, _ := serve(t, protocoltest.Station, "127.0.0.1:0")
 	for _, v := range []string{"-v1", "-v2c"} {
 		out, err := netsnmp(t, "snmpget", v, "-c", "public", target(srv),
 			"1.3.6.1.2.1.1.1.0", "1.3.6.1.2.1.1.5.0", "1.3.6.1.2.1.1.3.0")
@@ -68,7 +68,7 @@ func TestGetThreeOIDs(t *testing.T) {
 }
 
 func TestSetSysLocation(t *testing.T) {
-	srv, _ := serve(t, "default", "127.0.0.1:0")
+	srv, _ := serve(t, protocoltest.Station, "127.0.0.1:0")
 	tests := []struct {
 		name, version, community string
 		wantErr                  string // substring of the failure output, "" for success
@@ -117,7 +117,7 @@ func TestSetSysLocation(t *testing.T) {
 }
 
 func TestV3(t *testing.T) {
-	srv, _ := serve(t, "default", "127.0.0.1:0")
+	srv, _ := serve(t, protocoltest.Station, "127.0.0.1:0")
 	descr, _ := srv.Host.Databus.GetString("sysDescr")
 	tests := []struct {
 		name string
@@ -186,7 +186,7 @@ func TestNmapScripts(t *testing.T) {
 	protocoltest.NeedRoot(t)
 	nmap := protocoltest.NeedTool(t, "nmap")
 	addr := protocoltest.LoopbackAddr()
-	srv, _ := serve(t, "default", netip.AddrPortFrom(addr, Port).String())
+	srv, _ := serve(t, protocoltest.Station, netip.AddrPortFrom(addr, Port).String())
 	out, err := protocoltest.Run(t, 60*time.Second, nmap, "-n", "-sU", "-Pn", "-p", "161", "--script", "snmp-info,snmp-sysdescr", addr.String())
 	if err != nil {
 		t.Fatalf("nmap: %v", err)

@@ -442,7 +442,7 @@ func (s *service) value(b []byte, o *object, h *protocols.Host, hs *hostState, n
 	}
 	v, err := h.Databus.Get(o.key)
 	if err != nil {
-		v = nil
+		v = o.literal // nil when there is none: the syntax's zero value
 	}
 	return encodeValue(b, o, v)
 }

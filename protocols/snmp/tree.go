@@ -86,8 +86,8 @@ func (t *tree) typeKnown(oid []uint32) *object {
 	return nil
 }
 
-// initHost stores the host's literal and engine values in its databus, leaving alone what
-// was written (an SNMP SET kept across eviction or a restart).
+// initHost stores the host's engine values in its databus, leaving alone what was written
+// (an SNMP SET kept across eviction or a restart).
 func (t *tree) initHost(h *protocols.Host) {
 	env := h.Databus.Env()
 	for _, o := range t.objs {
@@ -105,9 +105,9 @@ func (t *tree) initHost(h *protocols.Host) {
 				continue
 			}
 			h.Databus.Init(o.key, d)
-		case o.literal != nil:
-			h.Databus.Init(o.key, o.literal)
 		}
+		// Literals are not copied into every host's databus (a walk has dozens of them):
+		// value falls back to the object's literal until a SET writes one.
 	}
 }
 

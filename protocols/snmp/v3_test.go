@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/icsnare/icsnare/profiles"
+	"github.com/icsnare/icsnare/protocols/protocoltest"
 )
 
 // v3Request builds an authNoPriv (or noAuthNoPriv when u is nil) GET as a manager would.
@@ -29,7 +30,7 @@ func v3Request(t testing.TB, a *agent, u *user, engineID []byte, boots, etime in
 }
 
 func TestV3Reports(t *testing.T) {
-	a := newAgent(t, "default")
+	a := newAgent(t, protocoltest.Station)
 	hs := a.svc.host(a.host)
 	u := a.svc.cfg.users["monitor"] // SHA-256, authNoPriv
 	now := hs.engineTime(time.Now())
@@ -90,9 +91,9 @@ func TestV3Reports(t *testing.T) {
 }
 
 func TestEngineIDPerHost(t *testing.T) {
-	a := newAgent(t, "default")
-	b := newAgent(t, "default")
-	b.host = protocoltestHost(t, "default", "192.0.2.11", 8)
+	a := newAgent(t, protocoltest.Station)
+	b := newAgent(t, protocoltest.Station)
+	b.host = protocoltestHost(t, protocoltest.Station, "192.0.2.11", 8)
 	ha, hb := a.svc.host(a.host), b.svc.host(b.host)
 	if bytes.Equal(ha.engineID, hb.engineID) {
 		t.Fatalf("two hosts share engine ID %x", ha.engineID)
