@@ -23,7 +23,7 @@ trap 'if [ -n "$pid" ]; then kill $pid 2>/dev/null; wait $pid 2>/dev/null; fi; r
 # start PROFILE NAME PROTO PORT: a sensor serving PROFILE on $addr, waiting until PORT
 # (tcp or udp, offset included) is bound; its events go to $work/NAME.jsonl.
 start() {
-  ./bin/icsnare run --config "$work/bench.toml" --profile "$1" --listen "$addr" --port-offset "$off" --events "$work/$2.jsonl" \
+  ./bin/icsnare run --timing=false --config "$work/bench.toml" --profile "$1" --listen "$addr" --port-offset "$off" --events "$work/$2.jsonl" \
     --state "$work/state-$2" --metrics off --user root --log-level warn &
   pid=$!
   for i in $(seq 100); do

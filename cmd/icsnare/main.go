@@ -116,6 +116,7 @@ type runFlags struct {
 	cpuProfile                                  string
 	portOffset                                  int
 	anyIP, templatePorts                        bool
+	timing                                      bool
 	// protoArgs are the protocol flags given, in order, applied over the config file.
 	protoArgs []protoArg
 }
@@ -148,6 +149,7 @@ func newRunFlags(name string, stderr io.Writer) *runFlags {
 	f.fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.fs.StringVar(&f.logFile, "log-file", "", "also append the text log to `file`")
 	f.fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile to `file` (for performance work)")
+	f.fs.BoolVar(&f.timing, "timing", true, "answer with each persona's latency model (--timing=false for benchmarks)")
 	for _, pf := range protocols.Flags() {
 		set := func(v string) error {
 			f.protoArgs = append(f.protoArgs, protoArg{flag: pf, value: v})
@@ -271,6 +273,7 @@ func (f *runFlags) prepare(args []string) (sensor.Config, *slog.Level, error) {
 	if f.fs.NArg() > 0 {
 		return sensor.Config{}, nil, fmt.Errorf("unexpected arguments %q", f.fs.Args())
 	}
+	protocols.SetTiming(f.timing)
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
 		return sensor.Config{}, nil, fmt.Errorf("--log-level: %w", err)

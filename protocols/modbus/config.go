@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/icsnare/icsnare/profiles"
+	"github.com/icsnare/icsnare/protocols"
 )
 
 type mode uint8
@@ -154,6 +155,8 @@ type config struct {
 	// request on port 502) with exception 0x01 for the unit and function bytes it carries,
 	// then closes, as many embedded stacks do; otherwise the connection closes silently.
 	badLengthException bool
+	// timing is the device's answer latency (<timing>); nil: answers leave at once.
+	timing *protocols.Timing
 }
 
 // parseAnswer reads a "drop"/"exception" knob.
@@ -172,7 +175,7 @@ func parseConfig(sec *profiles.Section, opts *options) (*config, error) {
 	if root.Name != "modbus" {
 		return nil, root.Errorf("root element must be <modbus>")
 	}
-	sec.CheckChildren(root, "device_info", "mode", "delay", "unknown_unit", "addressing", "slaves", "protocol_id", "bad_length")
+	sec.CheckChildren(root, "device_info", "mode", "delay", "unknown_unit", "addressing", "slaves", "protocol_id", "bad_length", "timing")
 	c := &config{delay: defaultDelay}
 	var err error
 	if opts != nil && opts.Addressing != "" {
@@ -209,6 +212,9 @@ func parseConfig(sec *profiles.Section, opts *options) (*config, error) {
 			return nil, n.Errorf("delay %q is not a number of milliseconds between 0 and %d", n.TextTrim(), maxDelay.Milliseconds())
 		}
 		c.delay = time.Duration(ms) * time.Millisecond
+	}
+	if c.timing, err = protocols.ParseTiming(root.Child("timing")); err != nil {
+		return nil, err
 	}
 	if n := root.Child("protocol_id"); n != nil {
 		if c.pidException, err = parseAnswer(n, "drop"); err != nil {

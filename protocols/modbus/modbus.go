@@ -151,6 +151,15 @@ func (c *conn) serve(ctx context.Context) {
 			}
 		}
 		n = copy(c.buf[:], c.buf[off:n])
+		if t := c.svc.cfg.timing; t != nil && len(c.out) > 0 {
+			// the device's answer latency: one wait per batch of pipelined requests
+			ok, done := t.Wait(ctx, c.sess.Host, timingKey)
+			if !ok || !c.flush() {
+				done()
+				return
+			}
+			done()
+		}
 		if !c.flush() {
 			return
 		}
@@ -184,6 +193,9 @@ func (c *conn) flush() bool {
 	c.out = c.out[:0]
 	return err == nil
 }
+
+// timingKey keeps a host's draw of the timing model.
+const timingKey = "modbus.timing"
 
 // Reasons a request gets no reply (event field "no_reply").
 const (

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/icsnare/icsnare/profiles"
+	"github.com/icsnare/icsnare/protocols"
 )
 
 // identRec maps an SZL record index to the databus key that fills it.
@@ -41,6 +42,8 @@ type config struct {
 	// ModeKey is the databus key that carries the operating mode ("RUN" or "STOP") to the
 	// host's other protocols (a web page, SNMP); empty: the mode stays the S7 server's own.
 	ModeKey string
+	// Timing is the CPU's answer latency (<timing>); nil: answers leave at once.
+	Timing  *protocols.Timing
 	MPIRate uint32 // bit/s, SZL 0x0131
 	BusRate uint32
 	Ident11 []identRec // SZL xy11 records (module identification)
@@ -84,7 +87,11 @@ func intChild(n *profiles.Node, name string, lo, hi int, dst *int) error {
 func parseConfig(sec *profiles.Section) (*config, error) {
 	cfg := defaultConfig()
 	root := sec.Root
-	sec.CheckChildren(root, "system_status_lists", "cpu", "memory", "blocks")
+	sec.CheckChildren(root, "system_status_lists", "cpu", "memory", "blocks", "timing")
+	var err error
+	if cfg.Timing, err = protocols.ParseTiming(root.Child("timing")); err != nil {
+		return nil, err
+	}
 	if ssl := root.Child("system_status_lists"); ssl != nil {
 		if err := parseSSL(sec, ssl, cfg); err != nil {
 			return nil, err

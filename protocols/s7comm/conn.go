@@ -13,6 +13,7 @@ import (
 
 // conn is one ISO-on-TCP connection.
 type conn struct {
+	ctx  context.Context
 	svc  *service
 	cfg  *config
 	s    *protocols.Session
@@ -207,13 +208,24 @@ func (c *conn) sendS7(pdu []byte) []byte {
 	return out
 }
 
-// flush writes the pending answer.
+// flush writes the pending answer, once the CPU's answer latency has passed.
 func (c *conn) flush() {
 	if len(c.pending) > 0 {
+		if t := c.cfg.Timing; t != nil && c.ctx != nil {
+			ok, done := t.Wait(c.ctx, c.host, timingKey)
+			defer done()
+			if !ok {
+				c.pending = nil
+				return
+			}
+		}
 		c.nc.Write(c.pending)
 		c.pending = nil
 	}
 }
+
+// timingKey keeps a host's draw of the timing model.
+const timingKey = "s7comm.timing"
 
 // emit sends one event, counts one request and then writes the answer, so whoever reads
 // the answer finds the request's event already emitted.

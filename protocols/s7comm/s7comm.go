@@ -97,7 +97,7 @@ const (
 
 // ServeConn implements protocols.StreamService.
 func (s *service) ServeConn(ctx context.Context, sess *protocols.Session, nc net.Conn) {
-	c := &conn{svc: s, cfg: s.cfg, s: sess, nc: nc, host: sess.Host, tpdu: TPDUSize(defaultTPDUSizeCod),
+	c := &conn{ctx: ctx, svc: s, cfg: s.cfg, s: sess, nc: nc, host: sess.Host, tpdu: TPDUSize(defaultTPDUSizeCod),
 		pdu: s.cfg.PDUSize, amq: s.cfg.MaxAmq}
 	if c.host == nil {
 		return
