@@ -26,6 +26,12 @@ test: test-deps
 	$(GO) test -count=1 -timeout 20m -race $(RACE_PKGS)
 	$(GO) test -count=1 -timeout 20m ./cmd/...
 
+# Scans a /24 of mixed personas as a careful scanner would (nmap -sV with the ICS scripts,
+# SNMP walks, S7 and Modbus identity, web pages, timing) and fails on a known honeypot tell.
+# As root (it makes a network namespace); a few minutes. `make test` runs it too.
+selfscan:
+	$(GO) test -count=1 -timeout 8m -run '^TestSelfScan$$' -v ./test/selfscan
+
 # Codec benchmarks, the ratio bench (icsnare against bare servers doing the same I/O, bench.json),
 # then the load generator against freshly started sensors.
 bench: build

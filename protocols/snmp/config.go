@@ -60,6 +60,9 @@ type config struct {
 	users       map[string]*user
 	engine      engineIDSpec
 	maxMsg      int
+	// noV3 drops SNMPv3 messages (icsnare's <entity name="versions">1,2c</entity>): an
+	// agent without a v3 engine, such as an S7-300 CPU's, answers no v3 discovery.
+	noV3 bool
 }
 
 const (
@@ -124,6 +127,17 @@ func parseConfig(sec *profiles.Section, root *profiles.Node) (*config, error) {
 		case "engine_id":
 			if err := parseEngineID(sec, e, text, &c.engine); err != nil {
 				return nil, err
+			}
+		case "versions":
+			c.noV3 = true
+			for _, v := range strings.Split(text, ",") {
+				switch strings.TrimSpace(strings.ToLower(v)) {
+				case "1", "2c":
+				case "3":
+					c.noV3 = false
+				default:
+					return nil, e.Errorf("versions %q: a list of 1, 2c and 3", text)
+				}
 			}
 		case "max_message_size":
 			n, err := strconv.Atoi(text)

@@ -1,7 +1,9 @@
 package snmp
 
 import (
+	"encoding/hex"
 	"fmt"
+	"github.com/icsnare/icsnare/protocols/protocoltest"
 	"maps"
 	"os"
 	"path/filepath"
@@ -270,5 +272,30 @@ func TestEngines(t *testing.T) {
 		if _, err := profiles.ParseEngine(bad[0], bad[1]); err == nil {
 			t.Errorf("ParseEngine(%q, %q) accepted", bad[0], bad[1])
 		}
+	}
+}
+
+// TestVersionsKnob checks that the default persona (versions 1,2c: an S7-300 CPU has no
+// SNMPv3) drops an SNMPv3 engine discovery and still answers v2c, that the station
+// fixture (no versions entity) answers the discovery, and that a bad list is refused.
+func TestVersionsKnob(t *testing.T) {
+	disc, _ := hex.DecodeString("303a020103300f02024a69020300ffe30401040201030410300e0400020100020100040004000400301204000400a00c020237f00201000201003000")
+	a := newAgent(t, profiles.DefaultName)
+	if resp := a.do(disc); resp != nil {
+		t.Fatalf("v3 discovery answered: % x", resp)
+	}
+	if resp := a.do(request(t, version2c, "public", pduGet, 0, 0, vbSpec{oid: "1.3.6.1.2.1.1.5.0"})); resp == nil {
+		t.Fatal("v2c get not answered")
+	}
+	if resp := newAgent(t, protocoltest.Station).do(disc); resp == nil {
+		t.Fatal("station: v3 discovery not answered")
+	}
+	dir := writeProfile(t, `<snmp enabled="True"><config><entity name="community">public</entity><entity name="versions">2c,4</entity></config><mibs/></snmp>`)
+	p, err := profiles.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := (protocol{}).Configure(p.Sections[Name], nil); err == nil || !strings.Contains(err.Error(), "versions") {
+		t.Fatalf("versions 2c,4: %v", err)
 	}
 }

@@ -124,6 +124,11 @@ func (s *service) handle(st *reqState, hs *hostState, sess *protocols.Session, r
 	case version1, version2c:
 		return s.serveCommunity(st, hs, sess, now)
 	}
+	if s.cfg.noV3 {
+		hs.inc(snmpInBadVersions)
+		st.info.dropped = "bad version"
+		return nil
+	}
 	return s.serveV3(st, hs, sess, req, now)
 }
 
