@@ -74,3 +74,49 @@ func TestPersonaKnobErrors(t *testing.T) {
 		}
 	}
 }
+
+// FuzzServePersona is FuzzServe with the knobs a persona turns on for scanners (protocol id
+// and bad length answered, every unit served): replies stay whole MBAP frames, answer the
+// requests in order, and the answer to a bad header is the last one.
+func FuzzServePersona(f *testing.F) {
+	addSeeds(f)
+	f.Add([]byte("GET / HTTP/1.0\r\n\r\n"))
+	f.Add(unhex(f, "0007 0006 0006 01 03 0000 0001"))
+	svc, h := testService(f, knobs("<unknown_unit>device</unknown_unit><protocol_id>exception</protocol_id><bad_length>exception</bad_length>"))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		c := &fakeConn{chunks: [][]byte{append([]byte(nil), in...)}}
+		svc.ServeConn(context.Background(), testSession(h, nil), c)
+		var tids []uint16
+		for b := in; ; {
+			n, err := NextFrame(b)
+			if err != nil && len(b) >= HeaderLen+1 {
+				tids = append(tids, uint16(b[0])<<8|uint16(b[1])) // answered, then closed
+			}
+			if err != nil || n == 0 {
+				break
+			}
+			tids = append(tids, uint16(b[0])<<8|uint16(b[1]))
+			b = b[n:]
+		}
+		out := c.out.Bytes()
+		j := 0
+		for len(out) > 0 {
+			if len(out) < HeaderLen+2 {
+				t.Fatalf("truncated reply % x", out)
+			}
+			n := 6 + (int(out[4])<<8 | int(out[5]))
+			if n > len(out) || n > MaxADU {
+				t.Fatalf("reply stream is not whole MBAP frames: % x", out)
+			}
+			tid := uint16(out[0])<<8 | uint16(out[1])
+			for j < len(tids) && tids[j] != tid {
+				j++
+			}
+			if j == len(tids) {
+				t.Fatalf("reply with transaction %#x answers no request in order (requests %x)", tid, tids)
+			}
+			j++
+			out = out[n:]
+		}
+	})
+}
