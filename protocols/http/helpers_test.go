@@ -69,11 +69,16 @@ func baseURL(s *protocoltest.Server) string { return "http://" + s.Addr.String()
 // lastEvent returns the last event of type typ.
 func lastEvent(t testing.TB, s *protocoltest.Server, typ string) *protocols.Event {
 	t.Helper()
-	ev := s.Events.OfType(typ)
-	if len(ev) == 0 {
-		t.Fatalf("no %s event", typ)
+	// The server writes the answer, then emits its event: a client may read the answer
+	// first, so wait (bounded) for the event to arrive.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if ev := s.Events.OfType(typ); len(ev) > 0 {
+			return ev[len(ev)-1]
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s event", typ)
+		}
 	}
-	return ev[len(ev)-1]
 }
 
 func field(e *protocols.Event, key string) any {
