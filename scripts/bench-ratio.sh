@@ -35,12 +35,12 @@ waitport() { # PROTO PORT ADDR
 printf '[limits]\nudp_bytes_per_source_per_minute = 0\nudp_bytes_per_port_per_minute = 0\n' > "$work/bench.toml"
 ./bin/icsnare profiles export default "$work/profile"
 sed -i -e '/name="tarpit"/d' -e '/name="evasion"/d' "$work/profile/snmp/snmp.xml"
-./bin/icsnare run --config "$work/bench.toml" --profile "$work/profile" --listen "$sensor" --port-offset "$off" \
+./bin/icsnare run --timing=false --config "$work/bench.toml" --profile "$work/profile" --listen "$sensor" --port-offset "$off" \
   --events "$work/events.jsonl" --state "$work/state" --metrics off --user root --log-level warn &
 spid=$!
 cp -r protocols/bacnet/testdata/controller "$work/bacnet"
 sed -i 's|</bacnet>|    <rate_limit class="confirmed">0;0</rate_limit>\n</bacnet>|' "$work/bacnet/bacnet/bacnet.xml"
-./bin/icsnare run --config "$work/bench.toml" --profile "$work/bacnet" --listen "$sensor" --port-offset "$boff" \
+./bin/icsnare run --timing=false --config "$work/bench.toml" --profile "$work/bacnet" --listen "$sensor" --port-offset "$boff" \
   --events "$work/events-bacnet.jsonl" --state "$work/state-bacnet" --metrics off --user root --log-level warn &
 bpid=$!
 for p in tcp:502 tcp:102 udp:161 tcp:80; do waitport "${p%%:*}" $((${p#*:} + off)) "$sensor"; done

@@ -17,7 +17,7 @@ printf '[limits]\nudp_bytes_per_source_per_minute = 0\nudp_bytes_per_port_per_mi
 ./bin/icsnare profiles export default "$work/profile"
 sed -i -e '/name="tarpit"/d' -e '/name="evasion"/d' "$work/profile/snmp/snmp.xml"
 prof="$outdir/icsnare-$mode.pprof"
-./bin/icsnare run --config "$work/bench.toml" --profile "$work/profile" --listen "$addr" --port-offset "$off" \
+./bin/icsnare run --timing=false --config "$work/bench.toml" --profile "$work/profile" --listen "$addr" --port-offset "$off" \
   --events "$work/events.jsonl" --state "$work/state" --metrics off --user root --log-level warn --cpuprofile "$prof" &
 pid=$!
 case $mode in
