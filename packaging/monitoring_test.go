@@ -1,10 +1,7 @@
 package packaging
 
 import (
-	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -85,7 +82,9 @@ func TestMonitoringUsesExportedMetrics(t *testing.T) {
 	run("mbpoll", "-m", "tcp", "-p", strconv.Itoa(502+off), "-a", "1", "-r", "1", "-c", "4", "-1", "-t", "4", addr)
 	run("snmpget", "-v2c", "-c", "public", "-t", "3", "-r", "1", addr+":"+strconv.Itoa(161+off), "1.3.6.1.2.1.1.1.0")
 	run("curl", "-sf", "-o", "/dev/null", "http://"+addr+":"+strconv.Itoa(80+off)+"/")
-	s7SZL(t, addr+":"+strconv.Itoa(102+off))
+	if err := protocoltest.S7ReadSZL(addr + ":" + strconv.Itoa(102+off)); err != nil {
+		t.Fatal(err)
+	}
 
 	resp, err := client.Get("http://" + metricsAddr + "/metrics")
 	if err != nil {
@@ -164,30 +163,4 @@ func exprLines(rules string) string {
 		}
 	}
 	return b.String()
-}
-
-// s7SZL reads SZL 0x0011 the way s7-info does: COTP connect, setup communication, the read.
-func s7SZL(t *testing.T, addr string) {
-	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 3*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
-	for _, h := range []string{
-		"0300001611e00000000100c0010ac1020100c2020102",
-		"0300001902f08032010000000000080000f0000001000101e0",
-		"0300002102f080320700000000000800080001120411440100ff09000400110001",
-	} {
-		req, _ := hex.DecodeString(h)
-		c.Write(req)
-		hdr := make([]byte, 4)
-		if _, err := io.ReadFull(c, hdr); err != nil {
-			t.Fatalf("s7 %s: %v", addr, err)
-		}
-		if _, err := io.ReadFull(c, make([]byte, int(binary.BigEndian.Uint16(hdr[2:]))-4)); err != nil {
-			t.Fatal(fmt.Errorf("s7 %s: %w", addr, err))
-		}
-	}
 }
