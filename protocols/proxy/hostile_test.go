@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/icsnare/icsnare/protocols"
+	"github.com/icsnare/icsnare/protocols/protocoltest"
 )
 
 // tlsProxy configures one TLS proxy (no key pair in the template: a generated
@@ -208,6 +209,9 @@ func TestMaxDuration(t *testing.T) {
 func TestIPv6Backend(t *testing.T) {
 	ln, err := net.Listen("tcp6", "[::1]:0")
 	if err != nil {
+		if protocoltest.InCI() {
+			t.Fatalf("no IPv6 loopback here: %v", err)
+		}
 		t.Skipf("no IPv6 loopback here: %v", err)
 	}
 	defer ln.Close()
