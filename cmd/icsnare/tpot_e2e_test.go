@@ -347,6 +347,7 @@ func TestTPotDropIn(t *testing.T) {
 	// Sessions that carried requests, per protocol (waitListening's and nmap's port probes
 	// open Modbus and s7comm sessions without any).
 	count := map[string]int{}
+	var httpDocs []map[string]any
 	for _, id := range order {
 		s := sessions[id]
 		for _, d := range s.docs {
@@ -415,18 +416,10 @@ func TestTPotDropIn(t *testing.T) {
 				t.Errorf("snmp session: %v", s.docs)
 			}
 		case "http":
-			if len(s.docs) != 2 {
-				t.Errorf("http session: %d documents, want one per request", len(s.docs))
-				break
-			}
-			for i, want := range []struct{ path, status string }{{"/index.html", "200"}, {"/missing.html", "404"}} {
-				d := s.docs[i]
-				req, _ := d["request"].(string)
-				if d["event_type"] != nil || d["response"] != want.status ||
-					!strings.HasPrefix(req, "('"+want.path+"', [('Host', '"+addr+":"+port(80)+"'), ('User-Agent', 'curl/") ||
-					!strings.HasSuffix(req, "], None)") {
-					t.Errorf("http document %d: %v", i, d)
-				}
+			// One document per request; curl's two requests share a connection unless the
+			// persona answers HTTP/1.0 (the S7-300's web server does), then two sessions.
+			for _, d := range s.docs {
+				httpDocs = append(httpDocs, d)
 			}
 		default:
 			t.Errorf("unexpected data_type %s", s.dataType)
@@ -442,8 +435,21 @@ func TestTPotDropIn(t *testing.T) {
 			}
 		}
 	}
-	if count["modbus"] != 2 || count["s7comm"] != 1 || count["snmp"] != 2 || count["http"] != 1 {
-		t.Errorf("sessions per protocol %v, want modbus 2, s7comm 1, snmp 2, http 1", count)
+	if len(httpDocs) != 2 {
+		t.Errorf("http: %d documents, want one per request", len(httpDocs))
+	} else {
+		for i, want := range []struct{ path, status string }{{"/index.html", "200"}, {"/missing.html", "404"}} {
+			d := httpDocs[i]
+			req, _ := d["request"].(string)
+			if d["event_type"] != nil || d["response"] != want.status ||
+				!strings.HasPrefix(req, "('"+want.path+"', [('Host', '"+addr+":"+port(80)+"'), ('User-Agent', 'curl/") ||
+				!strings.HasSuffix(req, "], None)") {
+				t.Errorf("http document %d: %v", i, d)
+			}
+		}
+	}
+	if count["modbus"] != 2 || count["s7comm"] != 1 || count["snmp"] != 2 || count["http"] < 1 || count["http"] > 2 {
+		t.Errorf("sessions per protocol %v, want modbus 2, s7comm 1, snmp 2, http 1 or 2", count)
 	}
 }
 
