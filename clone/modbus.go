@@ -354,7 +354,10 @@ func (modbusProber) Probe(ctx context.Context, p *Probe) error {
 		mode = "tcp"
 		units = []int{255}
 		if a1 && a2 {
-			rep.Find("the device answers every unit id alike (a direct Modbus/TCP device): cloned as unit 255 in tcp mode")
+			// Every unit id reaches the device, so the clone answers them all too
+			// (modbus-discover and masters polling unit 1 would otherwise time out).
+			unknown = "device"
+			rep.Find("the device answers every unit id alike (a direct Modbus/TCP device): cloned as unit 255 in tcp mode, every unit id answered")
 		} else {
 			if a1 {
 				units = append(units, 1)
