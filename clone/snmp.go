@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -157,7 +158,23 @@ func (snmpProber) Probe(ctx context.Context, p *Probe) error {
 	if err != nil {
 		return fmt.Errorf("snmp: MIB modules: %w", err)
 	}
-	buildSNMP(p, g, namer, first, second, time.Since(start))
+	elapsed := time.Since(start)
+	// An agent without SNMPv3 (many PLCs' CPs) must not gain an engine in the clone: the
+	// versions the original answers are the clone's.
+	versions := ""
+	if p.Opts.V3 == nil {
+		v3, err := snmpV3Answers(ctx, p, g.Target, g.Port)
+		if err != nil {
+			return err
+		}
+		versions = map[gosnmp.SnmpVersion]string{gosnmp.Version1: "1", gosnmp.Version2c: "1,2c"}[g.Version]
+		if v3 {
+			versions += ",3"
+		} else {
+			p.Report.Find("the agent does not answer SNMPv3 engine discovery: the clone answers %s only", versions)
+		}
+	}
+	buildSNMP(p, g, namer, first, second, elapsed, versions)
 	return nil
 }
 
@@ -279,7 +296,7 @@ func hexColons(b []byte) string {
 }
 
 // buildSNMP writes snmp.xml from the two walks.
-func buildSNMP(p *Probe, g *gosnmp.GoSNMP, namer *snmp.Namer, first, second []snmpObj, elapsed time.Duration) {
+func buildSNMP(p *Probe, g *gosnmp.GoSNMP, namer *snmp.Namer, first, second []snmpObj, elapsed time.Duration, versions string) {
 	tpl, rep := p.Template, p.Report
 	before := map[string]snmpObj{}
 	for _, o := range first {
@@ -360,6 +377,9 @@ func buildSNMP(p *Probe, g *gosnmp.GoSNMP, namer *snmp.Namer, first, second []sn
 	}
 	var b strings.Builder
 	b.WriteString("    <config>\n")
+	if versions != "" {
+		fmt.Fprintf(&b, "        <entity name=\"versions\">%s</entity>\n", versions)
+	}
 	if u := p.Opts.V3; u != nil {
 		fmt.Fprintf(&b, `        <entity name="user" access="read-only"`)
 		if u.AuthPass != "" {
@@ -503,4 +523,32 @@ func compareOIDs(a, b []uint32) int {
 		}
 	}
 	return len(a) - len(b)
+}
+
+// snmpV3Discovery is an SNMPv3 engine-discovery GET (no user, no engine id, reportable): the
+// request every v3 manager sends first, and nmap's SNMPv3 probe.
+var snmpV3Discovery = []byte{
+	0x30, 0x3a, 0x02, 0x01, 0x03, // SEQUENCE, msgVersion 3
+	0x30, 0x0f, 0x02, 0x02, 0x4a, 0x69, 0x02, 0x03, 0x00, 0xff, 0xe3, 0x04, 0x01, 0x04, 0x02, 0x01, 0x03, // header: id, max size, flags reportable, USM
+	0x04, 0x10, 0x30, 0x0e, 0x04, 0x00, 0x02, 0x01, 0x00, 0x02, 0x01, 0x00, 0x04, 0x00, 0x04, 0x00, 0x04, 0x00, // empty USM parameters
+	0x30, 0x12, 0x04, 0x00, 0x04, 0x00, 0xa0, 0x0c, 0x02, 0x02, 0x37, 0xf0, 0x02, 0x01, 0x00, 0x02, 0x01, 0x00, 0x30, 0x00, // scoped GET, no varbinds
+}
+
+// snmpV3Answers reports whether the agent answers SNMPv3 engine discovery (one request).
+func snmpV3Answers(ctx context.Context, p *Probe, target string, port uint16) (bool, error) {
+	if err := p.Request(ctx); err != nil {
+		return false, err
+	}
+	c, err := net.Dial("udp", net.JoinHostPort(target, strconv.Itoa(int(port))))
+	if err != nil {
+		return false, fmt.Errorf("snmp: %w", err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(p.Opts.Timeout))
+	if _, err := c.Write(snmpV3Discovery); err != nil {
+		return false, nil
+	}
+	buf := make([]byte, 1500)
+	n, err := c.Read(buf)
+	return err == nil && n > 0 && buf[0] == 0x30, nil
 }
