@@ -418,9 +418,7 @@ func TestTPotDropIn(t *testing.T) {
 		case "http":
 			// One document per request; curl's two requests share a connection unless the
 			// persona answers HTTP/1.0 (the S7-300's web server does), then two sessions.
-			for _, d := range s.docs {
-				httpDocs = append(httpDocs, d)
-			}
+			httpDocs = append(httpDocs, s.docs...)
 		default:
 			t.Errorf("unexpected data_type %s", s.dataType)
 		}
