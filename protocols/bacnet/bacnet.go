@@ -241,21 +241,31 @@ func rejectFor(err error) result {
 	return rejected(rejectInvalidTag)
 }
 
-func (sv *service) readProperty(v *view, data []byte, x *exchange) result {
-	r := reader{b: data}
+// propertyRef reads the object identifier [0], property identifier [1] and optional array
+// index [2] (-1 when absent) that ReadProperty and WriteProperty begin with; on bad input it
+// returns the Reject to send and false.
+func (r *reader) propertyRef() (oid objectID, prop uint32, idx int64, rej result, ok bool) {
 	oid, err := r.ctxObjectID(0)
 	if err != nil {
-		return rejectFor(err)
+		return oid, 0, 0, rejectFor(err), false
 	}
-	prop, err := r.ctxUnsigned(1)
-	if err != nil {
-		return rejectFor(err)
+	if prop, err = r.ctxUnsigned(1); err != nil {
+		return oid, 0, 0, rejectFor(err), false
 	}
-	idx := int64(-1)
-	if i, ok, err := r.optCtxUnsigned(2); err != nil {
-		return rejected(rejectInvalidTag)
-	} else if ok {
+	idx = -1
+	if i, present, err := r.optCtxUnsigned(2); err != nil {
+		return oid, 0, 0, rejected(rejectInvalidTag), false
+	} else if present {
 		idx = int64(i)
+	}
+	return oid, prop, idx, result{}, true
+}
+
+func (sv *service) readProperty(v *view, data []byte, x *exchange) result {
+	r := reader{b: data}
+	oid, prop, idx, rej, ok := r.propertyRef()
+	if !ok {
+		return rej
 	}
 	if !r.done() {
 		return rejected(rejectTooManyArguments)
@@ -381,19 +391,9 @@ func (sv *service) readPropertyMultiple(v *view, data []byte, x *exchange) resul
 
 func (sv *service) writeProperty(v *view, data []byte, x *exchange) result {
 	r := reader{b: data}
-	oid, err := r.ctxObjectID(0)
-	if err != nil {
-		return rejectFor(err)
-	}
-	prop, err := r.ctxUnsigned(1)
-	if err != nil {
-		return rejectFor(err)
-	}
-	idx := int64(-1)
-	if i, ok, err := r.optCtxUnsigned(2); err != nil {
-		return rejected(rejectInvalidTag)
-	} else if ok {
-		idx = int64(i)
+	oid, prop, idx, rej, ok := r.propertyRef()
+	if !ok {
+		return rej
 	}
 	if err := r.expectOpen(3); err != nil {
 		return rejectFor(err)
