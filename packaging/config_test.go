@@ -7,9 +7,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/icsnare/icsnare/events"
 	"github.com/icsnare/icsnare/protocols"
 	_ "github.com/icsnare/icsnare/protocols/all"
 	"github.com/icsnare/icsnare/sensor"
+	_ "github.com/icsnare/icsnare/sinks/all"
 )
 
 // tomlKeys lists the dotted TOML keys of t's fields: nested structs are tables, everything
@@ -69,7 +71,8 @@ func fileKeys(text string) map[string]bool {
 }
 
 // TestExampleConfigNamesEveryOption checks that packaging/icsnare.toml loads and names
-// every option of the sensor and of every protocol's [protocols.<name>] table.
+// every option of the sensor, of every protocol's [protocols.<name>] table and of every
+// sink kind's [sinks.<kind>] table.
 func TestExampleConfigNamesEveryOption(t *testing.T) {
 	raw, err := os.ReadFile("icsnare.toml")
 	if err != nil {
@@ -89,6 +92,14 @@ func TestExampleConfigNamesEveryOption(t *testing.T) {
 			want["protocols."+name] = true
 			tomlKeys(reflect.TypeOf(opts), "protocols."+name+".", want)
 		}
+	}
+	for _, name := range events.Names() {
+		opts, err := events.NewOptions(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want["sinks."+name] = true
+		tomlKeys(reflect.TypeOf(opts), "sinks."+name+".", want)
 	}
 	have := fileKeys(string(raw))
 	var missing []string

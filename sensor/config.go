@@ -17,6 +17,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/icsnare/icsnare/events"
 	"github.com/icsnare/icsnare/protocols"
 	"github.com/icsnare/icsnare/protocols/ratelimit"
 )
@@ -48,6 +49,10 @@ type Config struct {
 	// by protocol name: their [protocols.<name>] tables, then their command-line flags.
 	// A protocol with no entry gets its defaults (see ProtocolOptions).
 	Protocols map[string]any `toml:"-"`
+	// Sinks holds the options of the event sinks the configuration turns on, by kind: each
+	// [sinks.<kind>] table decoded by its kind's options type (events.Kind). The events
+	// file ([events]) is not among them.
+	Sinks map[string]any `toml:"-"`
 
 	file   string            // where it was read from, for messages
 	src    string            // its text, to find the line of a key
@@ -355,45 +360,36 @@ func LoadConfig(path string) (Config, error) {
 	if err != nil {
 		return c, tomlError(path, err)
 	}
-	// The protocols' tables, decoded by the types the protocols registered.
+	// The protocols' and the sinks' tables, decoded by the types they registered.
 	var tables struct {
 		Protocols map[string]toml.Primitive `toml:"protocols"`
+		Sinks     map[string]toml.Primitive `toml:"sinks"`
 	}
 	pmd, err := toml.Decode(src, &tables)
 	if err != nil {
 		return c, tomlError(path, err)
 	}
-	names := make([]string, 0, len(tables.Protocols))
-	for name := range tables.Protocols {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		at := keyPos(path, src, "protocols", name)
+	if err := decodeTables(path, src, pmd, "protocols", tables.Protocols, c.Protocols, func(name string) (any, error) {
 		opts, err := protocols.NewOptions(name)
-		if err != nil {
-			return c, fmt.Errorf("%s: [protocols.%s]: %w", at, name, err)
+		if err == nil && opts == nil {
+			err = fmt.Errorf("protocol %s takes no options", name)
 		}
-		if opts == nil {
-			return c, fmt.Errorf("%s: [protocols.%s]: protocol %s takes no options", at, name, name)
-		}
-		if err := pmd.PrimitiveDecode(tables.Protocols[name], opts); err != nil {
-			var pe toml.ParseError
-			if errors.As(err, &pe) {
-				return c, fmt.Errorf("%s:%d: [protocols.%s]: %s", path, pe.Position.Line, name, pe.Message)
-			}
-			return c, fmt.Errorf("%s: [protocols.%s]: %w", at, name, err)
-		}
-		c.Protocols[name] = opts
+		return opts, err
+	}); err != nil {
+		return c, err
+	}
+	c.Sinks = map[string]any{}
+	if err := decodeTables(path, src, pmd, "sinks", tables.Sinks, c.Sinks, events.NewOptions); err != nil {
+		return c, err
 	}
 	var unknown []string
 	for _, k := range md.Undecoded() {
-		if k[0] != "protocols" {
+		if k[0] != "protocols" && k[0] != "sinks" {
 			unknown = append(unknown, k.String())
 		}
 	}
 	for _, k := range pmd.Undecoded() {
-		if k[0] == "protocols" && len(k) > 2 {
+		if (k[0] == "protocols" || k[0] == "sinks") && len(k) > 2 {
 			unknown = append(unknown, k.String())
 		}
 	}
@@ -406,6 +402,38 @@ func LoadConfig(path string) (Config, error) {
 	}
 	c.file, c.src = path, src
 	return c, c.Validate()
+}
+
+// decodeTables decodes each [<section>.<name>] table into the options value newOptions
+// returns for name, storing it in into[name].
+func decodeTables(path, src string, md toml.MetaData, section string, tables map[string]toml.Primitive,
+	into map[string]any, newOptions func(name string) (any, error)) error {
+	names := make([]string, 0, len(tables))
+	for name := range tables {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		at := keyPos(path, src, section, name)
+		opts, err := newOptions(name)
+		if err != nil {
+			return fmt.Errorf("%s: [%s.%s]: %w", at, section, name, err)
+		}
+		if err := md.PrimitiveDecode(tables[name], opts); err != nil {
+			var pe toml.ParseError
+			if errors.As(err, &pe) {
+				return fmt.Errorf("%s:%d: [%s.%s]: %s", path, pe.Position.Line, section, name, pe.Message)
+			}
+			return fmt.Errorf("%s: [%s.%s]: %w", at, section, name, err)
+		}
+		if v, ok := opts.(protocols.Validator); ok && section == "sinks" {
+			if err := v.Validate(); err != nil {
+				return fmt.Errorf("%s: [%s.%s]: %w", at, section, name, err)
+			}
+		}
+		into[name] = opts
+	}
+	return nil
 }
 
 // tomlError positions a TOML decoding error at its line.

@@ -4,30 +4,19 @@ import (
 	"bufio"
 	"context"
 	"crypto/sha1"
-	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
 	"io/fs"
-	"math"
-	"net/netip"
 	"os"
-	"strconv"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
+	"github.com/icsnare/icsnare/events"
 	"github.com/icsnare/icsnare/protocols"
 )
 
-// Sink writes events somewhere. Write is called from one goroutine only, and must not keep
-// the event (or its slices) after it returns: the bus reuses it.
-type Sink interface {
-	Name() string
-	Write(e *protocols.Event) error
-	Flush() error
-	Close() error
-}
+// Sink writes events somewhere (events.Sink).
+type Sink = events.Sink
 
 // Bus is the bounded queue between protocol goroutines and the sinks. Emit never blocks:
 // when the queue is full the event is dropped and counted.
@@ -46,10 +35,8 @@ type Bus struct {
 	reopen        chan struct{}
 }
 
-// Reopener is a Sink that can reopen its file (after log rotation).
-type Reopener interface {
-	Reopen() error
-}
+// Reopener is a Sink that can reopen its file after log rotation (events.Reopener).
+type Reopener = events.Reopener
 
 // NewBus returns a bus with room for size queued events.
 func NewBus(size int, sinks ...Sink) *Bus {
@@ -271,7 +258,7 @@ func (s *JSONSink) Write(e *protocols.Event) error {
 			return nil
 		}
 	} else {
-		s.buf = AppendJSON(s.buf[:0], e)
+		s.buf = events.AppendJSON(s.buf[:0], e)
 		s.buf = append(s.buf, '\n')
 	}
 	_, err := s.w.Write(s.buf)
@@ -338,33 +325,8 @@ func (s *JSONSink) Close() error {
 	return err
 }
 
-// AppendJSON appends the icsnare JSON form of e (one flat object, DESIGN.md's schema).
-func AppendJSON(b []byte, e *protocols.Event) []byte {
-	b = append(b, `{"timestamp":"`...)
-	b = e.Time.UTC().AppendFormat(b, time.RFC3339Nano)
-	b = append(b, `","event_type":`...)
-	b = appendString(b, e.Type)
-	b = appendKV(b, "session_id", e.SessionID)
-	b = appendKV(b, "protocol", e.Protocol)
-	b = appendKV(b, "transport", e.Transport)
-	b = appendAddrPort(b, "src", e.Src)
-	b = appendAddrPort(b, "dst", e.Dst)
-	b = appendKV(b, "sensor", e.Sensor)
-	b = appendKV(b, "profile", e.Profile)
-	if e.Request != nil {
-		b = appendPayload(b, "request", e.Request, e.Text)
-	}
-	if e.Response != nil {
-		b = appendPayload(b, "response", e.Response, e.Text)
-	}
-	for _, f := range e.Fields {
-		b = append(b, ',')
-		b = appendString(b, f.Key)
-		b = append(b, ':')
-		b = appendValue(b, f.Value)
-	}
-	return append(b, '}')
-}
+// AppendJSON appends the icsnare JSON form of e (events.AppendJSON).
+func AppendJSON(b []byte, e *protocols.Event) []byte { return events.AppendJSON(b, e) }
 
 // AppendConpotJSON appends the documents Conpot's JSON logger would write for e, one per
 // line, each ending in a newline (nothing when Conpot would log nothing). public_ip is null.
@@ -427,134 +389,4 @@ func appendSessionUUID(b []byte, sessionID string) []byte {
 	return b
 }
 
-func appendKV(b []byte, k, v string) []byte {
-	b = append(b, ',', '"')
-	b = append(b, k...)
-	b = append(b, '"', ':')
-	return appendString(b, v)
-}
-
-func appendAddrPort(b []byte, prefix string, ap netip.AddrPort) []byte {
-	if !ap.IsValid() {
-		return append(b, `,"`+prefix+`_ip":null,"`+prefix+`_port":null`...)
-	}
-	b = append(b, `,"`+prefix+`_ip":"`...)
-	b = ap.Addr().Unmap().AppendTo(b)
-	b = append(b, `","`+prefix+`_port":`...)
-	return strconv.AppendUint(b, uint64(ap.Port()), 10)
-}
-
-func appendPayload(b []byte, k string, v []byte, text bool) []byte {
-	b = append(b, ',', '"')
-	b = append(b, k...)
-	b = append(b, '"', ':')
-	if text {
-		return appendString(b, string(v))
-	}
-	b = append(b, '"')
-	b = hex.AppendEncode(b, v)
-	return append(b, '"')
-}
-
-func appendValue(b []byte, v any) []byte {
-	switch x := v.(type) {
-	case nil:
-		return append(b, "null"...)
-	case string:
-		return appendString(b, x)
-	case bool:
-		return strconv.AppendBool(b, x)
-	case int:
-		return strconv.AppendInt(b, int64(x), 10)
-	case int64:
-		return strconv.AppendInt(b, x, 10)
-	case int32:
-		return strconv.AppendInt(b, int64(x), 10)
-	case uint8:
-		return strconv.AppendUint(b, uint64(x), 10)
-	case uint16:
-		return strconv.AppendUint(b, uint64(x), 10)
-	case uint32:
-		return strconv.AppendUint(b, uint64(x), 10)
-	case uint64:
-		return strconv.AppendUint(b, x, 10)
-	case float64:
-		if math.IsNaN(x) || math.IsInf(x, 0) {
-			return append(b, "null"...)
-		}
-		return strconv.AppendFloat(b, x, 'g', -1, 64)
-	case []byte:
-		b = append(b, '"')
-		b = hex.AppendEncode(b, x)
-		return append(b, '"')
-	case []string:
-		b = append(b, '[')
-		for i, s := range x {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendString(b, s)
-		}
-		return append(b, ']')
-	case time.Duration:
-		return strconv.AppendFloat(b, x.Seconds(), 'f', -1, 64)
-	case fmt.Stringer:
-		return appendString(b, x.String())
-	}
-	j, err := json.Marshal(v)
-	if err != nil {
-		return appendString(b, fmt.Sprint(v))
-	}
-	return append(b, j...)
-}
-
 const hexDigits = "0123456789abcdef"
-
-// appendString appends s as a JSON string; invalid UTF-8 becomes U+FFFD.
-func appendString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i++
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
-}

@@ -29,6 +29,7 @@ import (
 	"github.com/icsnare/icsnare/protocols"
 	_ "github.com/icsnare/icsnare/protocols/all"
 	"github.com/icsnare/icsnare/sensor"
+	_ "github.com/icsnare/icsnare/sinks/all"
 )
 
 const usage = `icsnare: an ICS/SCADA honeypot sensor
@@ -517,22 +518,9 @@ func serve(ctx context.Context, cfg sensor.Config, log *slog.Logger, stdout io.W
 	if err != nil {
 		return &sensor.ConfigError{Err: err}
 	}
-	var sinks []sensor.Sink
-	if cfg.Events.File != "" {
-		opts := sensor.JSONOptions{Conpot: cfg.Events.Format == "conpot", PublicIP: cfg.Events.PublicIP}
-		if opts.Mode, err = cfg.Events.FileMode(); err != nil {
-			return err
-		}
-		if opts.GID, err = cfg.Events.GID(); err != nil {
-			return err
-		}
-		var sink *sensor.JSONSink
-		if cfg.Events.File == "-" {
-			sink = sensor.NewJSONSinkWith("stdout", stdout, nil, opts)
-		} else if sink, err = sensor.OpenJSONSinkWith(cfg.Events.File, opts); err != nil {
-			return err
-		}
-		sinks = append(sinks, sink)
+	sinks, err := sensor.OpenSinks(ctx, cfg, log, stdout)
+	if err != nil {
+		return err
 	}
 	bus := sensor.NewBus(cfg.Events.Buffer, sinks...)
 	bus.OnReopenError = func(sink string, err error) {

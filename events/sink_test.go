@@ -1,0 +1,46 @@
+package events
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/icsnare/icsnare/protocols"
+)
+
+type testKind struct{ name string }
+
+func (k testKind) Name() string    { return k.name }
+func (k testKind) NewOptions() any { return &struct{}{} }
+func (k testKind) Open(context.Context, any, Env) (Sink, error) {
+	return nil, nil
+}
+
+func TestRegistry(t *testing.T) {
+	Register(testKind{"zz-test"})
+	if _, ok := Lookup("zz-test"); !ok {
+		t.Fatal("registered kind not found")
+	}
+	if o, err := NewOptions("zz-test"); err != nil || o == nil {
+		t.Fatalf("NewOptions = %v, %v", o, err)
+	}
+	if _, err := NewOptions("no-such"); err == nil || !strings.Contains(err.Error(), "zz-test") {
+		t.Fatalf("NewOptions of an unknown kind: %v, want an error naming the kinds there are", err)
+	}
+	defer func() {
+		if recover() == nil {
+			t.Fatal("a duplicate kind did not panic")
+		}
+	}()
+	Register(testKind{"zz-test"})
+}
+
+func TestAppendJSONEscapes(t *testing.T) {
+	e := &protocols.Event{Type: "x\"<\n", Fields: []protocols.Field{{Key: "k", Value: "\xff\u2028"}}}
+	got := string(AppendJSON(nil, e))
+	for _, want := range []string{`"event_type":"x\"\u003c\n"`, `"k":"\ufffd\u2028"`} {
+		if !strings.Contains(got, want) {
+			t.Errorf("AppendJSON = %s, want it to contain %s", got, want)
+		}
+	}
+}
