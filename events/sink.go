@@ -102,3 +102,10 @@ func NewOptions(name string) (any, error) {
 	}
 	return k.NewOptions(), nil
 }
+
+// Spooler is a Sink that keeps events it could not deliver yet (on disk, say) and replays
+// them later; the bus reports Spooled as the sink's icsnare_events_spooled gauge.
+type Spooler interface {
+	// Spooled returns how many events wait in the spool now.
+	Spooled() int64
+}
