@@ -60,17 +60,17 @@ func TestContainerImage(t *testing.T) {
 	}
 
 	addr := "127.53." + strconv.Itoa(1+(os.Getpid()+13)%250) + ".3"
-	off := protocoltest.FreeOffset(t, 502, 9108)
+	off := protocoltest.FreeOffset(t, 502, 10108)
 	mustPod("run", "-d", "--name", "icsnare-test", "--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096",
 		"--sysctl", "net.ipv4.ip_unprivileged_port_start=0",
-		"-p", addr+":"+strconv.Itoa(502+off)+":502", "-p", addr+":"+strconv.Itoa(9108+off)+":9108",
+		"-p", addr+":"+strconv.Itoa(502+off)+":502", "-p", addr+":"+strconv.Itoa(10108+off)+":10108",
 		"localhost/icsnare:test")
 	logs := func() string { out, _ := pod("logs", "icsnare-test").CombinedOutput(); return string(out) }
 
 	client := &http.Client{Timeout: 3 * time.Second}
 	ready := false
 	for range 100 {
-		if resp, err := client.Get("http://" + addr + ":" + strconv.Itoa(9108+off) + "/readyz"); err == nil {
+		if resp, err := client.Get("http://" + addr + ":" + strconv.Itoa(10108+off) + "/readyz"); err == nil {
 			resp.Body.Close()
 			if ready = resp.StatusCode == 200; ready {
 				break

@@ -293,7 +293,7 @@ func DefaultConfig() Config {
 	c := Config{SensorID: "icsnare"}
 	c.Hosts = []HostRule{{Addresses: []string{"0.0.0.0/0", "::/0"}, Profile: "default"}}
 	c.Events = EventsConfig{File: "-", Format: "icsnare", Buffer: 65536}
-	c.Metrics.Listen = "127.0.0.1:9108"
+	c.Metrics.Listen = "127.0.0.1:10108"
 	c.Privileges.User = "nobody"
 	c.Privileges.Seccomp = true
 	c.Limits = LimitsConfig{

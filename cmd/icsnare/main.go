@@ -37,6 +37,9 @@ const usage = `icsnare: an ICS/SCADA honeypot sensor
 Usage:
   icsnare run [flags]        serve the configured hosts
   icsnare check [flags]      validate the config and every profile it names (exit 2 on errors)
+  icsnare config print [flags]
+                             print the effective configuration (defaults filled in, secrets
+                             masked) that run would use with the same flags
   icsnare profiles           list the embedded profiles
   icsnare profiles export NAME DIR
                              copy an embedded profile to DIR (a Conpot template directory) to edit
@@ -77,6 +80,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdCheck(args[1:], stdout, stderr)
 	case "conpot":
 		return cmdConpot(args[1:], stdout, stderr)
+	case "config":
+		if len(args) < 2 || args[1] != "print" {
+			fmt.Fprintf(stderr, "usage: icsnare config print [run's flags]\n")
+			return exitUsage
+		}
+		return cmdConfigPrint(args[2:], stdout, stderr)
 	case "profiles":
 		if len(args) == 4 && args[1] == "export" {
 			return cmdExport(args[2], args[3], stderr)
@@ -112,7 +121,7 @@ type runFlags struct {
 	fs                                          *flag.FlagSet
 	config, profile, events, format, metrics    string
 	user, seed, sensorID, bind, logLevel, xdpIf string
-	xdpPin, stateDir, logFile                   string
+	xdpPin, stateDir, logFile, logFormat        string
 	listen                                      listFlag
 	cpuProfile                                  string
 	portOffset                                  int
@@ -148,7 +157,8 @@ func newRunFlags(name string, stderr io.Writer) *runFlags {
 	f.fs.StringVar(&f.xdpIf, "xdp", "", "attach the XDP rate limiter to `interface`")
 	f.fs.StringVar(&f.xdpPin, "xdp-pin", "", "pin the XDP maps in this bpffs `directory` for `icsnare xdp stats`")
 	f.fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
-	f.fs.StringVar(&f.logFile, "log-file", "", "also append the text log to `file`")
+	f.fs.StringVar(&f.logFile, "log-file", "", "also append the log to `file`")
+	f.fs.StringVar(&f.logFormat, "log-format", "text", "log lines as `text` (logfmt) or json (one object per line, for journald or a log shipper)")
 	f.fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile to `file` (for performance work)")
 	f.fs.BoolVar(&f.timing, "timing", true, "answer with each persona's latency model (--timing=false for benchmarks)")
 	for _, pf := range protocols.Flags() {
@@ -279,6 +289,9 @@ func (f *runFlags) prepare(args []string) (sensor.Config, *slog.Level, error) {
 	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
 		return sensor.Config{}, nil, fmt.Errorf("--log-level: %w", err)
 	}
+	if f.logFormat != "text" && f.logFormat != "json" {
+		return sensor.Config{}, nil, fmt.Errorf("--log-format %q: want text or json", f.logFormat)
+	}
 	if f.cpuProfile != "" {
 		if err := sensor.CheckWritable(f.cpuProfile); err != nil {
 			return sensor.Config{}, nil, fmt.Errorf("--cpuprofile %s: %w", f.cpuProfile, err)
@@ -290,6 +303,24 @@ func (f *runFlags) prepare(args []string) (sensor.Config, *slog.Level, error) {
 
 // errFlags is a command line the flag package already complained about.
 var errFlags = errors.New("bad flags")
+
+// cmdConfigPrint prints the configuration run would use with the same flags.
+func cmdConfigPrint(args []string, stdout, stderr io.Writer) int {
+	f := newRunFlags("config print", stderr)
+	cfg, _, err := f.prepare(args)
+	if errors.Is(err, errFlags) {
+		return exitUsage
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "icsnare config print: %v\n", err)
+		return exitUsage
+	}
+	if err := cfg.PrintTOML(stdout); err != nil {
+		fmt.Fprintf(stderr, "icsnare config print: %v\n", err)
+		return 1
+	}
+	return 0
+}
 
 func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	f := newRunFlags("check", stderr)
@@ -386,14 +417,21 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "icsnare run: %v\n", err)
 		return exitUsage
 	}
-	return runSensor(cfg, *level, f.logFile, f.cpuProfile, stdout, stderr)
+	return runSensor(cfg, logOptions{level: *level, file: f.logFile, json: f.logFormat == "json"}, f.cpuProfile, stdout, stderr)
 }
 
-// runSensor serves cfg until SIGINT or SIGTERM, logging at level to stderr (and logFile).
-func runSensor(cfg sensor.Config, level slog.Level, logFile, cpuProfile string, stdout, stderr io.Writer) int {
+// logOptions say how the sensor logs.
+type logOptions struct {
+	level slog.Level
+	file  string // also append the log to this file ("" for stderr only)
+	json  bool   // one JSON object per line instead of logfmt text
+}
+
+// runSensor serves cfg until SIGINT or SIGTERM, logging to stderr (and lo.file).
+func runSensor(cfg sensor.Config, lo logOptions, cpuProfile string, stdout, stderr io.Writer) int {
 	logOut := stderr
-	if logFile != "" {
-		lf, err := os.OpenFile(logFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if lo.file != "" {
+		lf, err := os.OpenFile(lo.file, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
 		if err != nil {
 			fmt.Fprintf(stderr, "icsnare run: log file: %v\n", err)
 			return 1
@@ -401,7 +439,11 @@ func runSensor(cfg sensor.Config, level slog.Level, logFile, cpuProfile string, 
 		defer lf.Close()
 		logOut = io.MultiWriter(stderr, lf)
 	}
-	log := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: level}))
+	var handler slog.Handler = slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: lo.level})
+	if lo.json {
+		handler = slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: lo.level})
+	}
+	log := slog.New(handler)
 	if cpuProfile != "" {
 		pf, err := os.Create(cpuProfile)
 		if err != nil {
@@ -509,7 +551,7 @@ func cmdConpot(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 	}
-	return runSensor(cfg, level, plan.LogFile, f.cpuProfile, stdout, stderr)
+	return runSensor(cfg, logOptions{level: level, file: plan.LogFile}, f.cpuProfile, stdout, stderr)
 }
 
 // serve runs the sensor: configure, bind, set up the network side, drop privileges, serve.

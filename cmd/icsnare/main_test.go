@@ -31,6 +31,11 @@ func TestCheckReportsFileAndLine(t *testing.T) {
 		{"run refuses broken template", []string{"run", "--profile", dir, "--port-offset", "30000", "--metrics", "off"}, 2, "template.xml:4"},
 		{"unknown command", []string{"frobnicate"}, 2, "unknown command"},
 		{"version", []string{"version"}, 0, "icsnare "},
+		{"config print", []string{"config", "print", "--port-offset", "30000", "--sensor-id", "plant-9", "--state", openSeed + "-new"}, 0, `sensor_id = "plant-9"`},
+		{"config print default metrics port", []string{"config", "print", "--state", openSeed + "-new"}, 0, `listen = "127.0.0.1:10108"`},
+		{"config print refuses what run refuses", []string{"config", "print", "--listen", "10.0.0.1/33"}, 2, "10.0.0.1/33"},
+		{"config without print", []string{"config"}, 2, "usage: icsnare config print"},
+		{"bad log format", []string{"check", "--log-format", "xml"}, 2, `--log-format "xml": want text or json`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
