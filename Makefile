@@ -5,12 +5,21 @@ VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X github.com/icsnare/icsnare/sensor.Version=$(VERSION)
 ARGS      ?=
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
-APT_PKGS  := nmap tshark mbpoll snmp snmpd ipmitool python3-pymodbus curl openssl wrk iproute2 clang llvm libbpf-dev bpftool lftp tftp-hpa systemd prometheus podman runc ieee-data arping ethtool
+APT_PKGS  := nmap tshark mbpoll snmp snmpd ipmitool python3-pymodbus curl openssl wrk iproute2 clang llvm libbpf-dev bpftool lftp tftp-hpa systemd prometheus podman runc ieee-data arping ethtool zsh groff-base
 
-.PHONY: build run test test-deps bench fuzz lint generate check-generated deps clean
+.PHONY: build run test test-deps bench fuzz lint generate check-generated deps clean man completions
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
+
+# Man pages and shell completions, generated from the command definitions.
+man: build
+	$(BIN)/icsnare man $(BIN)/man
+
+completions: build
+	mkdir -p $(BIN)/completions
+	$(BIN)/icsnare completion bash > $(BIN)/completions/icsnare.bash
+	$(BIN)/icsnare completion zsh > $(BIN)/completions/_icsnare
 
 # Runs the embedded default profile on every local address at the standard ports
 # (ports below 1024 need root; privileges drop to nobody after binding).

@@ -1,9 +1,5 @@
-// Command icsnare runs the ICS/SCADA honeypot sensor.
-//
-//	icsnare run [flags]       serve the configured hosts (default: the embedded profile on every local address)
-//	icsnare check [flags]     validate the config and profiles; exit 2 on errors
-//	icsnare profiles          list the embedded profiles
-//	icsnare version           print the version
+// Command icsnare runs the ICS/SCADA honeypot sensor; `icsnare --help` lists its commands
+// and `icsnare man DIR` writes its man pages.
 package main
 
 import (
@@ -17,11 +13,12 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strings"
 	"syscall"
+
+	"github.com/spf13/pflag"
 
 	"github.com/icsnare/icsnare/bpf"
 	"github.com/icsnare/icsnare/conpotcfg"
@@ -31,30 +28,6 @@ import (
 	"github.com/icsnare/icsnare/sensor"
 	_ "github.com/icsnare/icsnare/sinks/all"
 )
-
-const usage = `icsnare: an ICS/SCADA honeypot sensor
-
-Usage:
-  icsnare run [flags]        serve the configured hosts
-  icsnare check [flags]      validate the config and every profile it names (exit 2 on errors)
-  icsnare config print [flags]
-                             print the effective configuration (defaults filled in, secrets
-                             masked) that run would use with the same flags
-  icsnare profiles           list the embedded profiles
-  icsnare profiles export NAME DIR
-                             copy an embedded profile to DIR (a Conpot template directory) to edit
-  icsnare conpot [Conpot's options]
-                             run with Conpot's command line and configuration file (-t, -c,
-                             --logfile, -f …; also when the binary is invoked as "conpot")
-  icsnare clone --target ADDR --out DIR [flags]
-                             turn a real device into a profile (reads only; 'icsnare clone -h')
-  icsnare version            print the version
-
-Run 'icsnare run -h' for the flags.
-`
-
-// exitUsage is the exit status for bad command lines and invalid configurations.
-const exitUsage = 2
 
 // capNetAdmin is CAP_NET_ADMIN, kept after the privilege drop to undo network changes.
 const capNetAdmin = 12
@@ -68,57 +41,16 @@ func main() {
 	os.Exit(run(args, os.Stdout, os.Stderr))
 }
 
-func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return exitUsage
-	}
-	switch args[0] {
-	case "run":
-		return cmdRun(args[1:], stdout, stderr)
-	case "check":
-		return cmdCheck(args[1:], stdout, stderr)
-	case "conpot":
-		return cmdConpot(args[1:], stdout, stderr)
-	case "config":
-		if len(args) < 2 || args[1] != "print" {
-			fmt.Fprintf(stderr, "usage: icsnare config print [run's flags]\n")
-			return exitUsage
-		}
-		return cmdConfigPrint(args[2:], stdout, stderr)
-	case "profiles":
-		if len(args) == 4 && args[1] == "export" {
-			return cmdExport(args[2], args[3], stderr)
-		}
-		if len(args) > 1 {
-			fmt.Fprintf(stderr, "usage: icsnare profiles [export NAME DIR]\n")
-			return exitUsage
-		}
-		return cmdProfiles(stdout, stderr)
-	case "xdp":
-		return cmdXDP(args[1:], stdout, stderr)
-	case "clone":
-		return cmdClone(args[1:], stdout, stderr)
-	case "version", "--version", "-version":
-		fmt.Fprintf(stdout, "icsnare %s (%s, %s/%s)\n", sensor.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
-		return 0
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-		return 0
-	}
-	fmt.Fprintf(stderr, "icsnare: unknown command %q\n\n%s", args[0], usage)
-	return exitUsage
-}
-
 // listFlag collects a repeatable flag.
 type listFlag []string
 
 func (l *listFlag) String() string     { return strings.Join(*l, ",") }
 func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
+func (l *listFlag) Type() string       { return "strings" }
 
 // runFlags are the flags of run and check; set ones override the config file.
 type runFlags struct {
-	fs                                          *flag.FlagSet
+	fs                                          *pflag.FlagSet
 	config, profile, events, format, metrics    string
 	user, seed, sensorID, bind, logLevel, xdpIf string
 	xdpPin, stateDir, logFile, logFormat        string
@@ -138,27 +70,28 @@ type protoArg struct {
 }
 
 func newRunFlags(name string, stderr io.Writer) *runFlags {
-	f := &runFlags{fs: flag.NewFlagSet(name, flag.ContinueOnError)}
+	f := &runFlags{fs: pflag.NewFlagSet(name, pflag.ContinueOnError)}
 	f.fs.SetOutput(stderr)
-	f.fs.StringVar(&f.config, "config", "", "TOML configuration `file`")
-	f.fs.StringVar(&f.profile, "profile", "", "profile for --listen addresses: an embedded `name` or a Conpot template directory")
-	f.fs.Var(&f.listen, "listen", "emulate this `address or CIDR prefix` (repeatable; replaces the config's hosts)")
-	f.fs.StringVar(&f.events, "events", "", "write events to `file` (\"-\" for stdout)")
-	f.fs.StringVar(&f.format, "events-format", "", "event field names: icsnare or conpot")
-	f.fs.StringVar(&f.metrics, "metrics", "", "serve Prometheus /metrics on `addr` (\"off\" disables)")
-	f.fs.IntVar(&f.portOffset, "port-offset", -1, "add `N` to every standard port (for unprivileged runs)")
-	f.fs.StringVar(&f.user, "user", "", "drop privileges to this `user` after binding (\"root\" keeps root)")
+	f.fs.SortFlags = false
+	f.fs.StringVarP(&f.config, "config", "c", "", "TOML configuration `file`")
+	f.fs.StringVarP(&f.profile, "profile", "p", "", "profile for --listen addresses: an embedded `name` or a Conpot template directory")
+	f.fs.VarP(&f.listen, "listen", "l", "emulate this `address or CIDR prefix` (repeatable; replaces the config's hosts)")
+	f.fs.StringVarP(&f.events, "events", "e", "", "write events to `file` (\"-\" for stdout; default: the config's events.file, stdout)")
+	f.fs.StringVar(&f.format, "events-format", "", "event `format`: icsnare or conpot (default: the config's events.format)")
+	f.fs.StringVarP(&f.metrics, "metrics", "m", "", "serve Prometheus /metrics, /healthz and /readyz on `addr` (\"off\" disables; default 127.0.0.1:10108)")
+	f.fs.IntVar(&f.portOffset, "port-offset", 0, "add `N` to every standard port (for unprivileged runs)")
+	f.fs.StringVarP(&f.user, "user", "u", "", "drop privileges to this `user` after binding (\"root\" keeps root; default nobody)")
 	f.fs.StringVar(&f.seed, "seed", "", "deployment `secret` that derives every host's identity (default: generated and kept in the state directory)")
 	f.fs.StringVar(&f.stateDir, "state", "", "keep the seed and what attackers changed in this `directory` (default "+sensor.DefaultStateDir+")")
-	f.fs.StringVar(&f.sensorID, "sensor-id", "", "sensor `name` written in every event")
+	f.fs.StringVar(&f.sensorID, "sensor-id", "", "sensor `name` written in every event and log line")
 	f.fs.StringVar(&f.bind, "bind", "", "bind sockets to this `address` instead of the wildcard")
 	f.fs.BoolVar(&f.templatePorts, "template-ports", false, "serve each protocol on its template's port attribute instead of the standard port")
 	f.fs.BoolVar(&f.anyIP, "anyip", false, "add AnyIP local routes for the configured prefixes (needs CAP_NET_ADMIN)")
 	f.fs.StringVar(&f.xdpIf, "xdp", "", "attach the XDP rate limiter to `interface`")
 	f.fs.StringVar(&f.xdpPin, "xdp-pin", "", "pin the XDP maps in this bpffs `directory` for `icsnare xdp stats`")
-	f.fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	f.fs.StringVar(&f.logLevel, "log-level", "info", "`level`: debug, info, warn or error")
 	f.fs.StringVar(&f.logFile, "log-file", "", "also append the log to `file`")
-	f.fs.StringVar(&f.logFormat, "log-format", "text", "log lines as `text` (logfmt) or json (one object per line, for journald or a log shipper)")
+	f.fs.StringVar(&f.logFormat, "log-format", "text", "log line `format`: text (logfmt) or json (one object per line, for journald or a log shipper)")
 	f.fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile to `file` (for performance work)")
 	f.fs.BoolVar(&f.timing, "timing", true, "answer with each persona's latency model (--timing=false for benchmarks)")
 	for _, pf := range protocols.Flags() {
@@ -166,16 +99,16 @@ func newRunFlags(name string, stderr io.Writer) *runFlags {
 			f.protoArgs = append(f.protoArgs, protoArg{flag: pf, value: v})
 			return nil
 		}
-		f.fs.Func(pf.Name, pf.Usage, set)
-		alias := "short for --" + pf.Name
-		if _, rest, ok := strings.Cut(pf.Usage, "`"); ok {
-			if arg, _, ok := strings.Cut(rest, "`"); ok {
-				alias = "`" + arg + "`: " + alias
-			}
-		}
+		short := ""
 		for _, a := range pf.Aliases {
-			f.fs.Func(a, alias, set)
+			if len(a) == 1 && short == "" {
+				short = a
+				continue
+			}
+			f.fs.Func(a, "short for --"+pf.Name, set)
+			f.fs.MarkHidden(a)
 		}
+		f.fs.FuncP(pf.Name, short, pf.Usage+" ("+pf.Protocol+")", set)
 	}
 	return f
 }
@@ -209,7 +142,11 @@ func (f *runFlags) override(cfg *sensor.Config) error {
 		}
 	}
 	set := map[string]bool{}
-	f.fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	f.fs.VisitAll(func(fl *pflag.Flag) {
+		if fl.Changed {
+			set[fl.Name] = true
+		}
+	})
 	// byFlag records which config keys a flag set, so errors name the flag.
 	byFlag := func(flagName, key string) bool {
 		if set[flagName] {
@@ -229,7 +166,7 @@ func (f *runFlags) override(cfg *sensor.Config) error {
 			cfg.Metrics.Listen = ""
 		}
 	}
-	if f.portOffset >= 0 {
+	if set["port-offset"] {
 		cfg.Bind.PortOffset = f.portOffset
 	}
 	if byFlag("user", "privileges.user") {
@@ -275,15 +212,9 @@ func (f *runFlags) override(cfg *sensor.Config) error {
 	return nil
 }
 
-// prepare reads the flags and the configuration and checks them and everything they name,
-// the same way for `check` and `run`: what one refuses, the other refuses.
-func (f *runFlags) prepare(args []string) (sensor.Config, *slog.Level, error) {
-	if err := f.fs.Parse(args); err != nil {
-		return sensor.Config{}, nil, errFlags
-	}
-	if f.fs.NArg() > 0 {
-		return sensor.Config{}, nil, fmt.Errorf("unexpected arguments %q", f.fs.Args())
-	}
+// prepare checks the parsed flags and the configuration and everything they name, the
+// same way for `check`, `config print` and `run`: what one refuses, the others refuse.
+func (f *runFlags) prepare() (sensor.Config, *slog.Level, error) {
 	protocols.SetTiming(f.timing)
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
@@ -297,40 +228,32 @@ func (f *runFlags) prepare(args []string) (sensor.Config, *slog.Level, error) {
 			return sensor.Config{}, nil, fmt.Errorf("--cpuprofile %s: %w", f.cpuProfile, err)
 		}
 	}
+	if f.portOffset < 0 || f.portOffset > 65535 {
+		return sensor.Config{}, nil, fmt.Errorf("--port-offset %d: want 0 to 65535", f.portOffset)
+	}
 	cfg, err := f.load()
 	return cfg, &level, err
 }
 
-// errFlags is a command line the flag package already complained about.
-var errFlags = errors.New("bad flags")
-
 // cmdConfigPrint prints the configuration run would use with the same flags.
-func cmdConfigPrint(args []string, stdout, stderr io.Writer) int {
-	f := newRunFlags("config print", stderr)
-	cfg, _, err := f.prepare(args)
-	if errors.Is(err, errFlags) {
-		return exitUsage
-	}
+func cmdConfigPrint(f *runFlags, stdout, stderr io.Writer) int {
+	cfg, _, err := f.prepare()
 	if err != nil {
 		fmt.Fprintf(stderr, "icsnare config print: %v\n", err)
 		return exitUsage
 	}
 	if err := cfg.PrintTOML(stdout); err != nil {
 		fmt.Fprintf(stderr, "icsnare config print: %v\n", err)
-		return 1
+		return exitRuntime
 	}
 	return 0
 }
 
-func cmdCheck(args []string, stdout, stderr io.Writer) int {
-	f := newRunFlags("check", stderr)
-	cfg, _, err := f.prepare(args)
+func cmdCheck(f *runFlags, stdout, stderr io.Writer) int {
+	cfg, _, err := f.prepare()
 	var rep *sensor.Report
 	if err == nil {
 		rep, err = sensor.Check(cfg)
-	}
-	if errors.Is(err, errFlags) {
-		return exitUsage
 	}
 	if rep != nil {
 		for _, w := range rep.Warnings {
@@ -364,27 +287,17 @@ func cmdProfiles(stdout, stderr io.Writer) int {
 	return 0
 }
 
-func cmdXDP(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] != "stats" {
-		fmt.Fprintf(stderr, "usage: icsnare xdp stats [--pin DIR] [-n N]\n")
-		return exitUsage
-	}
-	fs := flag.NewFlagSet("xdp stats", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	pin := fs.String("pin", "/sys/fs/bpf/icsnare", "`directory` where the running sensor pins its maps (xdp.pin_path)")
-	n := fs.Int("n", 10, "top `N` limited sources")
-	if err := fs.Parse(args[1:]); err != nil {
-		return exitUsage
-	}
-	r, err := bpf.OpenPinned(*pin, 0)
+// cmdXDPStats prints the counters of the XDP programs a running sensor pinned in pin.
+func cmdXDPStats(pin string, top int, stdout, stderr io.Writer) int {
+	r, err := bpf.OpenPinned(pin, 0)
 	if err != nil {
-		fmt.Fprintf(stderr, "icsnare xdp stats: %v (is the sensor running with xdp.pin_path = %q?)\n", err, *pin)
-		return 1
+		fmt.Fprintf(stderr, "icsnare xdp stats: %v (is the sensor running with xdp.pin_path = %q?)\n", err, pin)
+		return exitRuntime
 	}
 	defer r.Close()
-	if err := r.WriteStats(stdout, *n); err != nil {
+	if err := r.WriteStats(stdout, top); err != nil {
 		fmt.Fprintf(stderr, "icsnare xdp stats: %v\n", err)
-		return 1
+		return exitRuntime
 	}
 	return 0
 }
@@ -401,12 +314,8 @@ func cmdExport(name, dir string, stderr io.Writer) int {
 	return 0
 }
 
-func cmdRun(args []string, stdout, stderr io.Writer) int {
-	f := newRunFlags("run", stderr)
-	cfg, level, err := f.prepare(args)
-	if errors.Is(err, errFlags) {
-		return exitUsage
-	}
+func cmdRun(f *runFlags, stdout, stderr io.Writer) int {
+	cfg, level, err := f.prepare()
 	if err == nil && f.logFile != "" {
 		err = sensor.CheckWritable(f.logFile)
 		if err != nil {
@@ -443,7 +352,7 @@ func runSensor(cfg sensor.Config, lo logOptions, cpuProfile string, stdout, stde
 	if lo.json {
 		handler = slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: lo.level})
 	}
-	log := slog.New(handler)
+	log := slog.New(handler).With("sensor", cfg.SensorID)
 	if cpuProfile != "" {
 		pf, err := os.Create(cpuProfile)
 		if err != nil {

@@ -34,7 +34,7 @@ func TestCheckReportsFileAndLine(t *testing.T) {
 		{"config print", []string{"config", "print", "--port-offset", "30000", "--sensor-id", "plant-9", "--state", openSeed + "-new"}, 0, `sensor_id = "plant-9"`},
 		{"config print default metrics port", []string{"config", "print", "--state", openSeed + "-new"}, 0, `listen = "127.0.0.1:10108"`},
 		{"config print refuses what run refuses", []string{"config", "print", "--listen", "10.0.0.1/33"}, 2, "10.0.0.1/33"},
-		{"config without print", []string{"config"}, 2, "usage: icsnare config print"},
+		{"config without print", []string{"config"}, 2, "print       print the effective configuration"},
 		{"bad log format", []string{"check", "--log-format", "xml"}, 2, `--log-format "xml": want text or json`},
 	}
 	for _, c := range cases {
