@@ -151,10 +151,13 @@ func (m *metrics) hostGauges(r *hostRegistry) {
 		Help: "Idle hosts evicted from memory."}, func() float64 { return float64(r.evicted.Load()) }))
 }
 
-// serveMetrics serves /metrics, /healthz and /readyz on ln until ctx is done. ready says
-// whether the sensor serves its sockets now.
-func serveMetrics(ctx context.Context, ln net.Listener, reg *prometheus.Registry, ready func() bool, log *slog.Logger) {
+// serveMetrics serves /metrics, /healthz, /readyz and, when top is not nil, /debug/top on
+// ln until ctx is done. ready says whether the sensor serves its sockets now.
+func serveMetrics(ctx context.Context, ln net.Listener, reg *prometheus.Registry, ready func() bool, top http.Handler, log *slog.Logger) {
 	mux := http.NewServeMux()
+	if top != nil {
+		mux.Handle("/debug/top", top)
+	}
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{MaxRequestsInFlight: 4, Timeout: 10 * time.Second}))
 	// /healthz: the process is alive and answers (a supervisor restarts it otherwise).
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/netip"
 	"runtime"
 	"sort"
@@ -33,6 +34,7 @@ type Sensor struct {
 	m        *metrics
 	serving  atomic.Bool // sockets bound and served (/readyz)
 	bus      *Bus
+	top      *Top // nil: no /debug/top
 	flows    *flowTable
 	sources  *sourceCaps
 	fanRate  *minuteCounter
@@ -227,6 +229,10 @@ func (s *Sensor) Close() {
 	}
 }
 
+// SetTop makes the metrics listener serve t's report at /debug/top (to loopback clients);
+// t must also be one of the bus's sinks.
+func (s *Sensor) SetTop(t *Top) { s.top = t }
+
 // SetBus sets where events go; Run starts delivering them. Call it before SetupNetwork
 // and Bind.
 func (s *Sensor) SetBus(b *Bus) {
@@ -257,7 +263,11 @@ func (s *Sensor) Run(ctx context.Context, metricsLn net.Listener) error {
 	}
 	mctx, stopMetrics := context.WithCancel(context.Background())
 	if metricsLn != nil {
-		go serveMetrics(mctx, metricsLn, s.m.reg, s.serving.Load, s.log)
+		var top http.Handler
+		if s.top != nil {
+			top = s.top
+		}
+		go serveMetrics(mctx, metricsLn, s.m.reg, s.serving.Load, top, s.log)
 	}
 	for _, l := range s.tcp {
 		s.wg.Add(1)

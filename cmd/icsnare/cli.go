@@ -74,6 +74,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		configCmd(stdout, stderr),
 		profilesCmd(stdout, stderr),
 		xdpCmd(stdout, stderr),
+		topCmd(stdout, stderr),
 		&cobra.Command{
 			Use:   "conpot [Conpot's options] [-- run's flags]",
 			Short: "run with Conpot's command line and configuration file (also when invoked as \"conpot\")",

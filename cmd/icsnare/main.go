@@ -473,6 +473,11 @@ func serve(ctx context.Context, cfg sensor.Config, log *slog.Logger, stdout io.W
 	if err != nil {
 		return err
 	}
+	if cfg.Metrics.Listen != "" {
+		top := sensor.NewTop(topMinutes)
+		sinks = append(sinks, top)
+		s.SetTop(top)
+	}
 	bus := sensor.NewBus(cfg.Events.Buffer, sinks...)
 	bus.OnReopenError = func(sink string, err error) {
 		log.Error("events: reopen failed; still writing the old file", "sink", sink, "err", err)
