@@ -39,7 +39,14 @@ const DBFile = "hosts.db"
 var (
 	bucketHosts = []byte("hosts")
 	bucketMeta  = []byte("meta")
+	// keyFormat in bucket "meta" holds the layout version the store was written in.
+	keyFormat = []byte("format")
 )
+
+// Format is the layout version this icsnare writes and reads. Stores written before the
+// version was recorded are format 1. A later icsnare that changes the layout migrates
+// older formats on Open; an older icsnare refuses a newer format rather than misread it.
+const Format = 1
 
 // Limits bound the store. Zero fields take the defaults.
 type Limits struct {
@@ -156,6 +163,21 @@ func Open(dir string, lim Limits, log *slog.Logger) (*Store, error) {
 		for _, b := range [][]byte{bucketHosts, bucketMeta} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
+			}
+		}
+		meta := tx.Bucket(bucketMeta)
+		switch v := meta.Get(keyFormat); {
+		case v == nil:
+			if err := meta.Put(keyFormat, binary.AppendUvarint(nil, Format)); err != nil {
+				return err
+			}
+		default:
+			f, n := binary.Uvarint(v)
+			if n <= 0 {
+				return fmt.Errorf("unreadable format record %x", v)
+			}
+			if f > Format {
+				return fmt.Errorf("written by a newer icsnare (store format %d; this one reads format %d): run that version, or move the directory away to start afresh (identities come from the seed file, keep it)", f, Format)
 			}
 		}
 		var total, hosts int64

@@ -2,6 +2,7 @@ package state
 
 import (
 	"bytes"
+	"encoding/binary"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -10,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 func open(t *testing.T, dir string, lim Limits) *Store {
@@ -241,5 +244,34 @@ func TestCheck(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, DBFile), []byte("not a database"), 0o600)
 	if Check(dir) == nil {
 		t.Fatal("a corrupt store accepted")
+	}
+}
+
+// TestFormatRecorded: a new store records its format; a store of a newer format is refused
+// with a message naming both formats, and left untouched.
+func TestFormatRecorded(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, Limits{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	db, err := bolt.Open(filepath.Join(dir, DBFile), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []byte
+	db.View(func(tx *bolt.Tx) error {
+		got = append(got, tx.Bucket(bucketMeta).Get(keyFormat)...)
+		return nil
+	})
+	if f, _ := binary.Uvarint(got); f != Format {
+		t.Fatalf("format record %x, want %d", got, Format)
+	}
+	db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(keyFormat, binary.AppendUvarint(nil, Format+1)) })
+	db.Close()
+	_, err = Open(dir, Limits{}, nil)
+	if err == nil || !strings.Contains(err.Error(), "newer icsnare (store format 2; this one reads format 1)") {
+		t.Fatalf("Open of a newer store: %v", err)
 	}
 }
