@@ -2,8 +2,8 @@ package state
 
 import (
 	"bytes"
-	"encoding/binary"
 	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -268,7 +268,9 @@ func TestFormatRecorded(t *testing.T) {
 	if f, _ := binary.Uvarint(got); f != Format {
 		t.Fatalf("format record %x, want %d", got, Format)
 	}
-	db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(keyFormat, binary.AppendUvarint(nil, Format+1)) })
+	db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put(keyFormat, binary.AppendUvarint(nil, Format+1))
+	})
 	db.Close()
 	_, err = Open(dir, Limits{}, nil)
 	if err == nil || !strings.Contains(err.Error(), "newer icsnare (store format 2; this one reads format 1)") {
