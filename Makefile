@@ -1,4 +1,5 @@
 # icsnare: the two commands that matter are `make run` and `make test`.
+SHELL     := /bin/bash
 GO        ?= go
 BIN       := bin
 VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
@@ -30,10 +31,13 @@ run: build
 # Unit, protocol and end-to-end tests. Under CI=true a test that lacks a client or root fails.
 # Every package runs under the race detector except cmd/, whose tests drive the built binary.
 RACE_PKGS = $(shell $(GO) list ./... | grep -v /cmd/)
+# go test -json through internal/testreport: go test's usual lines, then every skipped test
+# and its reason, so a run without some client says which checks it did not make.
 test: test-deps
 	$(GO) vet ./...
-	$(GO) test -count=1 -timeout 20m -race $(RACE_PKGS)
-	$(GO) test -count=1 -timeout 20m ./cmd/...
+	$(GO) build -o $(BIN)/testreport ./internal/testreport
+	set -o pipefail; $(GO) test -json -count=1 -timeout 20m -race $(RACE_PKGS) | $(BIN)/testreport
+	set -o pipefail; $(GO) test -json -count=1 -timeout 20m ./cmd/... | $(BIN)/testreport
 
 # Scans a /24 of mixed personas as a careful scanner would (nmap -sV with the ICS scripts,
 # SNMP walks, S7 and Modbus identity, web pages, timing) and fails on a known honeypot tell.
