@@ -1,0 +1,296 @@
+package syslog
+
+import (
+	"log/slog"
+	"net/netip"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/icsnare/icsnare/events"
+	"github.com/icsnare/icsnare/protocols"
+)
+
+// testEvent returns event i of a run: a Modbus write (notice), an S7 STOP (warning) or an
+// HTTP read (info), with values that need escaping in structured data.
+func testEvent(i int) *protocols.Event {
+	e := &protocols.Event{
+		Time:      time.Date(2026, 11, 29, 15, 4, 5, 123456789, time.UTC).Add(time.Duration(i) * time.Millisecond),
+		SessionID: "s" + strconv.Itoa(i),
+		Transport: protocols.TCP,
+		Src:       netip.MustParseAddrPort("198.51.100.7:40001"),
+		Dst:       netip.MustParseAddrPort("[2001:db8::5]:502"),
+		Sensor:    "sensor-1",
+		Profile:   "default",
+		Start:     time.Date(2026, 11, 29, 15, 4, 5, 0, time.UTC),
+	}
+	switch i % 3 {
+	case 0:
+		e.Type, e.Protocol = "modbus.request", "modbus"
+		e.Request, e.Response = []byte{0, 1, 0, 0, 0, 6, 1, 6, 0, 1, 0, 3}, []byte{0, 1, 0, 0, 0, 6, 1, 6, 0, 1, 0, 3}
+		e.Fields = []protocols.Field{protocols.F("unit_id", uint8(1)), protocols.F("function_code", uint8(6)), protocols.F("address", uint16(1))}
+	case 1:
+		e.Type, e.Protocol = "s7comm.stop", "s7comm"
+		e.Request = []byte{3, 0, 0, 0x21}
+		e.Fields = []protocols.Field{protocols.F("mode", "STOP"), protocols.F("items", []string{"a]b", `c"d`})}
+	default:
+		e.Type, e.Protocol, e.Text = "http.request", "http", true
+		e.Request = []byte("GET /?q=\"x\"]\\ HTTP/1.1\r\nHost: ü\r\n\r\n")
+		e.Fields = []protocols.Field{
+			protocols.F("path", `/a "quoted" \ value ] ü	tab`),
+			protocols.F("a key with = and spaces and more than thirty-two characters", true),
+			protocols.F("ratio", 0.5),
+			protocols.F("raw", []byte{0xde, 0xad}),
+			protocols.F("invalid", "\xff\xfe"),
+		}
+	}
+	return e
+}
+
+// wantParams lists the SD-PARAMs e must arrive with, names and values written out here
+// rather than computed by the encoder.
+func wantParams(e *protocols.Event, i int) []Param {
+	p := []Param{{"event_type", e.Type}, {"session_id", "s" + strconv.Itoa(i)}, {"protocol", e.Protocol}, {"transport", "tcp"},
+		{"src_ip", "198.51.100.7"}, {"src_port", "40001"}, {"dst_ip", "2001:db8::5"}, {"dst_port", "502"},
+		{"sensor", "sensor-1"}, {"profile", "default"}}
+	switch i % 3 {
+	case 0:
+		p = append(p, Param{"request", "000100000006010600010003"}, Param{"response", "000100000006010600010003"},
+			Param{"unit_id", "1"}, Param{"function_code", "6"}, Param{"address", "1"})
+	case 1:
+		p = append(p, Param{"request", "03000021"}, Param{"mode", "STOP"}, Param{"items", `["a]b","c\"d"]`})
+	default:
+		p = append(p, Param{"request", "GET /?q=\"x\"]\\ HTTP/1.1\r\nHost: ü\r\n\r\n"},
+			Param{"path", `/a "quoted" \ value ] ü	tab`},
+			Param{"a_key_with___and_spaces_and_more", "true"},
+			Param{"ratio", "0.5"}, Param{"raw", "dead"}, Param{"invalid", "\ufffd\ufffd"})
+	}
+	return p
+}
+
+// wantSeverity is each test event's severity under the default rules.
+func wantSeverity(i int) int {
+	return []int{5, 4, 6}[i%3] // notice (a Modbus write), warning (S7 STOP), info (an HTTP read)
+}
+
+func openSink(t *testing.T, mod func(*Options)) *Sink {
+	t.Helper()
+	o := DefaultOptions()
+	mod(o)
+	if err := o.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(o, events.Env{SensorID: "sensor-1", Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(b)))
+	return len(b), nil
+}
+
+// checkReceived compares what rsyslog received with the events sent, field by field:
+// rsyslog's own parse of the header, and the structured data parsed back from both
+// rsyslog's STRUCTURED-DATA property and the raw message.
+func checkReceived(t *testing.T, got []received, first, n int) {
+	t.Helper()
+	if len(got) != n {
+		t.Fatalf("received %d messages, want %d", len(got), n)
+	}
+	for k, r := range got {
+		i := first + k
+		e := testEvent(i)
+		if r.Ver != "1" || r.App != "icsnare" || r.Host != "sensor-1" || r.MsgID != e.Type {
+			t.Errorf("message %d: rsyslog parsed version %q app %q host %q msgid %q", i, r.Ver, r.App, r.Host, r.MsgID)
+		}
+		if want := strconv.Itoa(16*8 + wantSeverity(i)); r.Pri != want {
+			t.Errorf("message %d (%s): PRI %s, want %s (local0, severity %d)", i, e.Type, r.Pri, want, wantSeverity(i))
+		}
+		m, err := ParseMessage(r.Raw)
+		if err != nil {
+			t.Fatalf("message %d: %v: %q", i, err, r.Raw)
+		}
+		sd, rest, err := ParseStructuredData(r.SD)
+		if err != nil || rest != "" {
+			t.Fatalf("message %d: rsyslog's STRUCTURED-DATA %q: %v (rest %q)", i, r.SD, err, rest)
+		}
+		for _, els := range [][]Element{m.SD, sd} {
+			if len(els) != 1 || els[0].ID != "icsnare@32473" {
+				t.Fatalf("message %d: SD elements %+v", i, els)
+			}
+			want := wantParams(e, i)
+			if len(els[0].Params) != len(want) {
+				t.Errorf("message %d: %d params, want %d:\n got %q\nwant %q", i, len(els[0].Params), len(want), els[0].Params, want)
+				continue
+			}
+			for j, p := range els[0].Params {
+				if p != want[j] {
+					t.Errorf("message %d param %d: %q=%q, want %q=%q", i, j, p.Name, p.Value, want[j].Name, want[j].Value)
+				}
+			}
+		}
+		if want := e.Type + " 198.51.100.7:40001 -> [2001:db8::5]:502"; r.Msg != want || m.Msg != want {
+			t.Errorf("message %d: MSG %q (raw %q), want %q", i, r.Msg, m.Msg, want)
+		}
+		if ts, err := time.Parse(time.RFC3339Nano, m.Timestamp); err != nil || !ts.Equal(e.Time.Truncate(time.Microsecond)) {
+			t.Errorf("message %d: TIMESTAMP %q, want %v", i, m.Timestamp, e.Time)
+		}
+	}
+}
+
+func TestRsyslog(t *testing.T) {
+	p := newPKI(t)
+	rs := startRsyslog(t, p, 0, 0)
+	const n = 30
+	for _, tc := range []struct {
+		name string
+		mod  func(*Options)
+	}{
+		{"udp", func(o *Options) { o.Transport, o.Address = "udp", rs.udp; o.MaxMessage = 8192 }},
+		{"tcp", func(o *Options) { o.Transport, o.Address = "tcp", rs.tcp }},
+		{"tls", func(o *Options) {
+			o.Transport, o.Address = "tls", rs.tls
+			o.CAFile, o.CertFile, o.KeyFile, o.ServerName = p.caFile, p.cliCert, p.cliKey, tlsName
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := openSink(t, tc.mod)
+			for i := range n {
+				if err := s.Write(testEvent(i)); err != nil {
+					t.Fatalf("event %d: %v", i, err)
+				}
+			}
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if st := s.Stats(); st.Sent != n || st.Dropped != 0 || st.Dials != 1 {
+				t.Errorf("stats %+v, want %d sent on one connection", st, n)
+			}
+			checkReceived(t, rs.wait(tc.name, n), 0, n)
+		})
+	}
+}
+
+// TestRsyslogTLSRefused: a collector whose certificate the sensor cannot verify (another
+// CA, another name) gets nothing; the events wait in the backlog and the error says why.
+// A sensor without a client certificate is refused by the collector.
+func TestRsyslogTLSRefused(t *testing.T) {
+	p := newPKI(t)
+	rs := startRsyslog(t, p, 0, 0)
+	for _, tc := range []struct {
+		name, want string
+		mod        func(*Options)
+	}{
+		{"other CA", "certificate signed by unknown authority", func(o *Options) { o.CAFile, o.ServerName = p.otherCA, tlsName }},
+		{"wrong name", "certificate is valid for syslog.test, not plc.example", func(o *Options) { o.CAFile, o.ServerName = p.caFile, "plc.example" }},
+		{"name from the address", "doesn't contain any IP SANs", func(o *Options) { o.CAFile = p.caFile }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := openSink(t, func(o *Options) {
+				o.Transport, o.Address, o.CertFile, o.KeyFile = "tls", rs.tls, p.cliCert, p.cliKey
+				o.CloseTimeout = time.Second
+				tc.mod(o)
+			})
+			if err := s.Write(testEvent(0)); err != nil {
+				t.Fatal(err)
+			}
+			st := s.Stats()
+			if st.Sent != 0 || st.Backlog != 1 || st.DialFails != 1 || !strings.Contains(st.LastError, tc.want) {
+				t.Fatalf("stats %+v, want the event in the backlog and an error containing %q", st, tc.want)
+			}
+			if err := s.Close(); err == nil || !strings.Contains(err.Error(), "1 undelivered") {
+				t.Fatalf("Close = %v, want the lost event reported", err)
+			}
+		})
+	}
+	if got := rs.read("tls"); len(got) != 0 {
+		t.Fatalf("the collector received %d messages", len(got))
+	}
+}
+
+// TestRsyslogReconnect stops the collector in the middle of a run and starts it again on
+// the same ports: the events sent meanwhile wait in the backlog and arrive, every one once
+// and in order, after the reconnection.
+func TestRsyslogReconnect(t *testing.T) {
+	p := newPKI(t)
+	for _, transport := range []string{"tcp", "tls"} {
+		t.Run(transport, func(t *testing.T) {
+			rs := startRsyslog(t, p, 0, 0)
+			addr := map[string]string{"tcp": rs.tcp, "tls": rs.tls}[transport]
+			s := openSink(t, func(o *Options) {
+				o.Transport, o.Address = transport, addr
+				o.CAFile, o.CertFile, o.KeyFile, o.ServerName = p.caFile, p.cliCert, p.cliKey, tlsName
+				if transport == "tcp" {
+					o.CAFile, o.CertFile, o.KeyFile, o.ServerName = "", "", "", ""
+				}
+				o.ReconnectMin, o.ReconnectMax = time.Millisecond, time.Millisecond
+			})
+			for i := range 10 {
+				if err := s.Write(testEvent(i)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			rs.wait(transport, 10)
+			rs.stop()
+			for i := 10; i < 20; i++ {
+				if err := s.Write(testEvent(i)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if st := s.Stats(); st.Backlog != 10 || st.Sent != 10 {
+				t.Fatalf("with the collector down: stats %+v, want 10 sent and 10 in the backlog", st)
+			}
+			rs2 := startRsyslog(t, p, rs.tcpPort, rs.tlsPort)
+			for i := 20; i < 25; i++ {
+				if err := s.Write(testEvent(i)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if st := s.Stats(); st.Sent != 25 || st.Dropped != 0 || st.Backlog != 0 {
+				t.Fatalf("stats %+v, want all 25 sent", st)
+			}
+			checkReceived(t, rs.read(transport), 0, 10)
+			checkReceived(t, rs2.wait(transport, 15), 10, 15)
+		})
+	}
+}
+
+// TestBacklogBounded: with no collector, the backlog keeps the newest events within its
+// bound and every dropped one is reported.
+func TestBacklogBounded(t *testing.T) {
+	s := openSink(t, func(o *Options) {
+		o.Transport, o.Address = "tcp", rsyslogAddr+":9" // discard: nothing listens there
+		o.BacklogMessages = 5
+		o.ReconnectMin, o.ReconnectMax = time.Hour, time.Hour
+		o.CloseTimeout = time.Second
+	})
+	var dropped int
+	for i := range 12 {
+		if err := s.Write(testEvent(i)); err != nil {
+			if !strings.Contains(err.Error(), "backlog full") {
+				t.Fatalf("event %d: %v", i, err)
+			}
+			dropped++
+		}
+	}
+	st := s.Stats()
+	if dropped != 7 || st.Dropped != 7 || st.Backlog != 5 || s.Spooled() != 5 || st.DialFails != 1 {
+		t.Fatalf("%d write errors, stats %+v: want 7 dropped, 5 kept, one dial (the back-off holds the rest)", dropped, st)
+	}
+	if err := s.Close(); err == nil || !strings.Contains(err.Error(), "5 undelivered") {
+		t.Fatalf("Close = %v", err)
+	}
+	if st := s.Stats(); st.Dropped != 12 {
+		t.Fatalf("after Close: %d dropped, want 12", st.Dropped)
+	}
+}
+
