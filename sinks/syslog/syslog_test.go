@@ -293,4 +293,3 @@ func TestBacklogBounded(t *testing.T) {
 		t.Fatalf("after Close: %d dropped, want 12", st.Dropped)
 	}
 }
-

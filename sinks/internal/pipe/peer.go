@@ -20,7 +20,7 @@ func PeerClosed(c net.Conn) bool {
 	if isTLS {
 		c = tc.NetConn()
 	}
-	closed, pending := peek(c)
+	closed, pending := Peek(c)
 	if closed || !pending || !isTLS {
 		return closed
 	}
@@ -40,9 +40,10 @@ func PeerClosed(c net.Conn) bool {
 	}
 }
 
-// peek looks at c's socket without consuming: closed when the peer shut it down or reset
-// it, pending when data waits.
-func peek(c net.Conn) (closed, pending bool) {
+// Peek looks at the socket of a TCP (or UDP) connection without consuming and without
+// blocking: closed when the peer shut it down or reset it (or ICMP refused a datagram),
+// pending when data waits. Other connections report neither.
+func Peek(c net.Conn) (closed, pending bool) {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return false, false
