@@ -132,8 +132,11 @@ func startRsyslog(t *testing.T, p *pki, tcpPort, tlsPort int) *rsyslog {
 	t.Helper()
 	bin := protocoltest.NeedTool(t, "rsyslogd")
 	for _, mod := range []string{"imtcp.so", "imudp.so", "lmnsd_gtls.so"} {
-		if _, err := os.Stat(filepath.Join("/usr/lib/x86_64-linux-gnu/rsyslog", mod)); err != nil && protocoltest.InCI() {
-			t.Fatalf("rsyslog module %s is missing (install rsyslog and rsyslog-gnutls): %v", mod, err)
+		if m, _ := filepath.Glob("/usr/lib/*/rsyslog/" + mod); len(m) == 0 {
+			if protocoltest.InCI() {
+				t.Fatalf("rsyslog module %s is missing (CI must install rsyslog and rsyslog-gnutls)", mod)
+			}
+			t.Skipf("rsyslog module %s is missing (install rsyslog and rsyslog-gnutls)", mod)
 		}
 	}
 	dir := t.TempDir()

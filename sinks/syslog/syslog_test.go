@@ -172,7 +172,9 @@ func TestRsyslog(t *testing.T) {
 			if st := s.Stats(); st.Sent != n || st.Dropped != 0 || st.Dials != 1 {
 				t.Errorf("stats %+v, want %d sent on one connection", st, n)
 			}
-			checkReceived(t, rs.wait(tc.name, n), 0, n)
+			got := rs.wait(tc.name, n)
+			checkReceived(t, got, 0, n)
+			t.Logf("rsyslog received over %s: %q", tc.name, got[0].Raw)
 		})
 	}
 }
