@@ -72,6 +72,10 @@ type Options struct {
 	CertFile   string `toml:"cert_file"`
 	KeyFile    string `toml:"key_file"`
 	ServerName string `toml:"server_name"`
+	// TLSWait is how long after the TLS handshake the sink waits for the collector to
+	// refuse it (a missing or rejected client certificate) before the first message; 0
+	// does not wait.
+	TLSWait time.Duration `toml:"tls_wait"`
 	// DialTimeout bounds a connection with its TLS handshake; WriteTimeout one write.
 	DialTimeout  time.Duration `toml:"dial_timeout"`
 	WriteTimeout time.Duration `toml:"write_timeout"`
@@ -107,6 +111,7 @@ func DefaultOptions() *Options {
 		AppName:         "icsnare",
 		SDID:            "icsnare@32473",
 		Message:         MessageText,
+		TLSWait:         500 * time.Millisecond,
 		DialTimeout:     5 * time.Second,
 		WriteTimeout:    5 * time.Second,
 		ReconnectMin:    500 * time.Millisecond,
@@ -201,6 +206,9 @@ func (o *Options) Validate() error {
 		if d <= 0 {
 			return fmt.Errorf("%s: want a positive duration", key)
 		}
+	}
+	if o.TLSWait < 0 || o.TLSWait >= o.DialTimeout {
+		return errors.New("tls_wait: want 0 or a duration shorter than dial_timeout")
 	}
 	if o.ReconnectMax < o.ReconnectMin {
 		return errors.New("reconnect_max is shorter than reconnect_min")

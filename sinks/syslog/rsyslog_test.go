@@ -38,6 +38,7 @@ type pki struct {
 	dir                                      string
 	caFile, srvCert, srvKey, cliCert, cliKey string
 	otherCA                                  string // a CA that signed nothing here
+	otherCert, otherKey                      string // a client certificate of another CA
 }
 
 func newPKI(t *testing.T) *pki {
@@ -52,8 +53,11 @@ func newPKI(t *testing.T) *pki {
 	cliKey, _, cliDER := makeCert(t, "icsnare sensor", ca, caKey, false, nil)
 	p.cliCert = writePEM(t, dir, "client.pem", "CERTIFICATE", cliDER)
 	p.cliKey = writeKey(t, dir, "client.key", cliKey)
-	_, _, otherDER := makeCert(t, "another CA", nil, nil, true, nil)
+	otherCAKey, otherCA, otherDER := makeCert(t, "another CA", nil, nil, true, nil)
 	p.otherCA = writePEM(t, dir, "other-ca.pem", "CERTIFICATE", otherDER)
+	otherKey, _, otherCliDER := makeCert(t, "a stranger", otherCA, otherCAKey, false, nil)
+	p.otherCert = writePEM(t, dir, "other-client.pem", "CERTIFICATE", otherCliDER)
+	p.otherKey = writeKey(t, dir, "other-client.key", otherKey)
 	return p
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -111,6 +112,10 @@ func dialer(o *Options) (pipe.Dialer, error) {
 				c.Close()
 				return nil, fmt.Errorf("TLS handshake: %w", err)
 			}
+			if err := awaitRefusal(tc, o.TLSWait); err != nil {
+				c.Close()
+				return nil, err
+			}
 			c = tc
 		}
 		return &conn{c: c, wt: wt}, nil
@@ -141,6 +146,30 @@ func tlsConfig(o *Options) (*tls.Config, error) {
 		cfg.Certificates = []tls.Certificate{cert}
 	}
 	return cfg, nil
+}
+
+// awaitRefusal reads from a fresh TLS connection for up to wait: a collector that refuses
+// the sensor after the handshake (no client certificate, or one it does not accept: rsyslog
+// checks after the handshake, and TLS 1.3 servers verify the client's certificate after the
+// client has finished) sends an alert or closes, and the first message would be lost. Session
+// tickets are taken in passing; a collector sends nothing else.
+func awaitRefusal(tc *tls.Conn, wait time.Duration) error {
+	if wait <= 0 {
+		return nil
+	}
+	tc.SetReadDeadline(time.Now().Add(wait))
+	defer tc.SetReadDeadline(time.Time{})
+	var buf [512]byte
+	for {
+		_, err := tc.Read(buf[:])
+		var ne net.Error
+		switch {
+		case errors.As(err, &ne) && ne.Timeout():
+			return nil
+		case err != nil:
+			return fmt.Errorf("the collector closed the connection after the TLS handshake (does it require a client certificate, or refuse this one?): %w", err)
+		}
+	}
 }
 
 // conn is one connection to the collector.

@@ -177,14 +177,15 @@ func TestRsyslog(t *testing.T) {
 			t.Logf("rsyslog received over %s: %q", tc.name, got[0].Raw)
 		})
 	}
+	t.Run("tls refused", func(t *testing.T) { testTLSRefused(t, p, rs) })
 }
 
-// TestRsyslogTLSRefused: a collector whose certificate the sensor cannot verify (another
-// CA, another name) gets nothing; the events wait in the backlog and the error says why.
-// A sensor without a client certificate is refused by the collector.
-func TestRsyslogTLSRefused(t *testing.T) {
-	p := newPKI(t)
-	rs := startRsyslog(t, p, 0, 0)
+// testTLSRefused: a collector whose certificate the sensor cannot verify (another CA,
+// another name) gets nothing, and a collector that refuses the sensor's client certificate
+// (none, or one of another CA) is noticed before the first message: the events wait in the
+// backlog and the error says why.
+func testTLSRefused(t *testing.T, p *pki, rs *rsyslog) {
+	before := len(rs.read("tls"))
 	for _, tc := range []struct {
 		name, want string
 		mod        func(*Options)
@@ -192,6 +193,12 @@ func TestRsyslogTLSRefused(t *testing.T) {
 		{"other CA", "certificate signed by unknown authority", func(o *Options) { o.CAFile, o.ServerName = p.otherCA, tlsName }},
 		{"wrong name", "certificate is valid for syslog.test, not plc.example", func(o *Options) { o.CAFile, o.ServerName = p.caFile, "plc.example" }},
 		{"name from the address", "doesn't contain any IP SANs", func(o *Options) { o.CAFile = p.caFile }},
+		{"no client certificate", "the collector closed the connection after the TLS handshake", func(o *Options) {
+			o.CAFile, o.ServerName, o.CertFile, o.KeyFile = p.caFile, tlsName, "", ""
+		}},
+		{"client certificate of another CA", "the collector closed the connection after the TLS handshake", func(o *Options) {
+			o.CAFile, o.ServerName, o.CertFile, o.KeyFile = p.caFile, tlsName, p.otherCert, p.otherKey
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := openSink(t, func(o *Options) {
@@ -211,8 +218,8 @@ func TestRsyslogTLSRefused(t *testing.T) {
 			}
 		})
 	}
-	if got := rs.read("tls"); len(got) != 0 {
-		t.Fatalf("the collector received %d messages", len(got))
+	if got := rs.read("tls"); len(got) != before {
+		t.Fatalf("the collector received %d messages", len(got)-before)
 	}
 }
 
@@ -221,45 +228,51 @@ func TestRsyslogTLSRefused(t *testing.T) {
 // and in order, after the reconnection.
 func TestRsyslogReconnect(t *testing.T) {
 	p := newPKI(t)
-	for _, transport := range []string{"tcp", "tls"} {
-		t.Run(transport, func(t *testing.T) {
-			rs := startRsyslog(t, p, 0, 0)
-			addr := map[string]string{"tcp": rs.tcp, "tls": rs.tls}[transport]
-			s := openSink(t, func(o *Options) {
-				o.Transport, o.Address = transport, addr
+	rs := startRsyslog(t, p, 0, 0)
+	transports := []string{"tcp", "tls"}
+	sinks := map[string]*Sink{}
+	for _, transport := range transports {
+		sinks[transport] = openSink(t, func(o *Options) {
+			o.Transport, o.Address = "tcp", rs.tcp
+			if transport == "tls" {
+				o.Transport, o.Address = "tls", rs.tls
 				o.CAFile, o.CertFile, o.KeyFile, o.ServerName = p.caFile, p.cliCert, p.cliKey, tlsName
-				if transport == "tcp" {
-					o.CAFile, o.CertFile, o.KeyFile, o.ServerName = "", "", "", ""
-				}
-				o.ReconnectMin, o.ReconnectMax = time.Millisecond, time.Millisecond
-			})
-			for i := range 10 {
-				if err := s.Write(testEvent(i)); err != nil {
-					t.Fatal(err)
-				}
 			}
-			rs.wait(transport, 10)
-			rs.stop()
-			for i := 10; i < 20; i++ {
-				if err := s.Write(testEvent(i)); err != nil {
-					t.Fatal(err)
+			o.ReconnectMin, o.ReconnectMax = time.Millisecond, time.Millisecond
+		})
+	}
+	write := func(from, to int) {
+		t.Helper()
+		for _, transport := range transports {
+			for i := from; i < to; i++ {
+				if err := sinks[transport].Write(testEvent(i)); err != nil {
+					t.Fatalf("%s: %v", transport, err)
 				}
 			}
-			if st := s.Stats(); st.Backlog != 10 || st.Sent != 10 {
-				t.Fatalf("with the collector down: stats %+v, want 10 sent and 10 in the backlog", st)
-			}
-			rs2 := startRsyslog(t, p, rs.tcpPort, rs.tlsPort)
-			for i := 20; i < 25; i++ {
-				if err := s.Write(testEvent(i)); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if err := s.Close(); err != nil {
-				t.Fatal(err)
-			}
-			if st := s.Stats(); st.Sent != 25 || st.Dropped != 0 || st.Backlog != 0 {
-				t.Fatalf("stats %+v, want all 25 sent", st)
-			}
+		}
+	}
+	write(0, 10)
+	for _, transport := range transports {
+		rs.wait(transport, 10)
+	}
+	rs.stop()
+	write(10, 20)
+	for _, transport := range transports {
+		if st := sinks[transport].Stats(); st.Backlog != 10 || st.Sent != 10 {
+			t.Fatalf("%s, with the collector down: stats %+v, want 10 sent and 10 in the backlog", transport, st)
+		}
+	}
+	rs2 := startRsyslog(t, p, rs.tcpPort, rs.tlsPort)
+	write(20, 25)
+	for _, transport := range transports {
+		s := sinks[transport]
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if st := s.Stats(); st.Sent != 25 || st.Dropped != 0 || st.Backlog != 0 || st.Dials != 2 {
+			t.Fatalf("%s: stats %+v, want all 25 sent over two connections", transport, st)
+		}
+		t.Run(transport, func(t *testing.T) {
 			checkReceived(t, rs.read(transport), 0, 10)
 			checkReceived(t, rs2.wait(transport, 15), 10, 15)
 		})
