@@ -11,12 +11,13 @@ import (
 )
 
 // broker is an hpfeeds broker written for these tests from the protocol's description (no
-// broker is packaged for Debian): it sends OP_INFO with its name and a fresh 4-byte nonce,
-// checks OP_AUTH (SHA-1(nonce || secret) of a known ident; OP_ERROR "authfail" and a close
-// otherwise), then takes OP_PUBLISH on channels the ident may publish to (OP_ERROR
-// "accessfail" for others, the connection stays), forwards publications to the
-// subscribers of their channel (OP_SUBSCRIBE, OP_UNSUBSCRIBE), and answers a malformed
-// message with OP_ERROR and a close. It listens on 127.75.52.1 (this package's own test
+// broker is packaged for Debian), answering as the hpfeeds project's broker does: it sends
+// OP_INFO with its name and a fresh 4-byte nonce, checks OP_AUTH (SHA-1(nonce || secret) of a
+// known ident; otherwise OP_ERROR "Authentication failed for <ident>" and a close), then
+// takes OP_PUBLISH on channels the ident may publish to (OP_ERROR "Authkey not allowed to pub
+// here. ident=…, chan=…" and a close for others), forwards publications to the subscribers
+// of their channel (OP_SUBSCRIBE, OP_UNSUBSCRIBE), and answers a malformed message with
+// OP_ERROR and a close. It listens on 127.75.52.1 (this package's own test
 // address) at a port the kernel picks, or at a given one to come back after a stop.
 type broker struct {
 	t     *testing.T
@@ -132,7 +133,7 @@ func (b *broker) serve(c net.Conn) {
 	u, known := b.users[ident]
 	want := AuthHash(nonce, u.secret)
 	if err != nil || !known || !bytes.Equal(hash, want[:]) {
-		b.send(c, OpError, []byte("authfail"))
+		b.send(c, OpError, []byte("Authentication failed for "+ident))
 		return
 	}
 	for {
@@ -147,9 +148,13 @@ func (b *broker) serve(c net.Conn) {
 				b.send(c, OpError, []byte("malformed publish"))
 				return
 			}
-			if pi != ident || !allowed(u.publish, ch) {
-				b.send(c, OpError, []byte("accessfail"))
-				continue
+			if pi != ident {
+				b.send(c, OpError, []byte("Invalid authkey in message, ident="+pi))
+				return
+			}
+			if !allowed(u.publish, ch) {
+				b.send(c, OpError, []byte("Authkey not allowed to pub here. ident="+pi+", chan="+ch))
+				return
 			}
 			msg, _ := AppendPublish(nil, pi, ch, data)
 			b.mu.Lock()

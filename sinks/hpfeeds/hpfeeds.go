@@ -158,7 +158,7 @@ func (s *Sink) Spooled() int64 { return int64(s.pipe.Backlog()) }
 type Stats struct {
 	pipe.Stats
 	Oversize     uint64 // events too large for one hpfeeds message
-	BrokerErrors uint64 // OP_ERROR messages the broker sent after authentication
+	BrokerErrors uint64 // OP_ERROR messages the broker sent after authentication (each lost a publish)
 	BrokerError  string // the last one
 }
 
@@ -171,7 +171,7 @@ func (s *Sink) Stats() Stats {
 }
 
 // brokerError records an OP_ERROR the broker sent on an authenticated connection (a
-// publish it refused: "accessfail"); logged once a minute at most.
+// publish it refused: "Authkey not allowed to pub here …"); logged once a minute at most.
 func (s *Sink) brokerError(msg string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -297,7 +297,10 @@ func (c *conn) Alive() bool {
 			break
 		}
 		if op == OpError {
+			// The broker refused something (a publish on a channel the ident may not
+			// use) and closes the connection: write nothing more into it.
 			c.s.brokerError(string(p))
+			c.dead = true
 		}
 		c.in = c.in[:copy(c.in, c.in[l:])]
 	}

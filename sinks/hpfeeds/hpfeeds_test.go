@@ -20,6 +20,7 @@ import (
 var testUsers = map[string]user{
 	"sensor-1": {secret: "s3cr3t", publish: []string{"icsnare.*"}},
 	"reader":   {secret: "r34d"},
+	"limited":  {secret: "l1m", publish: []string{"icsnare.modbus.*"}},
 }
 
 func testEvent(i int) *protocols.Event {
@@ -183,14 +184,14 @@ func TestAuthFailure(t *testing.T) {
 				}
 			}
 			st := s.Stats()
-			want := `hpfeeds broker "icsnare-test-broker" refused ident "` + tc.ident + `": authfail (check ident and secret)`
+			want := `hpfeeds broker "icsnare-test-broker" refused ident "` + tc.ident + `": Authentication failed for ` + tc.ident + ` (check ident and secret)`
 			if st.Sent != 0 || st.Backlog != 3 || st.DialFails != 1 || !strings.Contains(st.LastError, want) {
 				t.Fatalf("stats %+v, want 3 in the backlog and LastError %q", st, want)
 			}
-			if log := lb.String(); !strings.Contains(log, "hpfeeds authentication failed") || !strings.Contains(log, "authfail") {
+			if log := lb.String(); !strings.Contains(log, "hpfeeds authentication failed") || !strings.Contains(log, "Authentication failed for "+tc.ident) {
 				t.Fatalf("log does not report the refusal:\n%s", log)
 			}
-			if err := s.Close(); err == nil || !strings.Contains(err.Error(), "3 undelivered") || !strings.Contains(err.Error(), "authfail") {
+			if err := s.Close(); err == nil || !strings.Contains(err.Error(), "3 undelivered") || !strings.Contains(err.Error(), "Authentication failed") {
 				t.Fatalf("Close = %v, want 3 lost events and the reason", err)
 			}
 		})
@@ -200,23 +201,49 @@ func TestAuthFailure(t *testing.T) {
 	}
 }
 
-// TestAccessFail: a channel the ident may not publish to gets OP_ERROR "accessfail" from
-// the broker, which the sink counts and logs.
+// TestAccessFail: a channel the ident may not publish to gets an OP_ERROR from the broker,
+// which closes the connection: the sink reads the error before its next publish, counts and
+// logs it, and publishes the next events on a new connection instead of into the closing one.
 func TestAccessFail(t *testing.T) {
 	b := startBroker(t, "", testUsers)
-	s, lb := openSink(t, b.addr(), func(o *Options) { o.Channels = []string{"other.events"} })
-	defer s.Close()
-	if err := s.Write(testEvent(0)); err != nil {
+	s, lb := openSink(t, b.addr(), func(o *Options) {
+		o.Ident, o.Secret, o.Channels = "limited", "l1m", []string{"icsnare.{type}"}
+		o.ReconnectMin, o.ReconnectMax = time.Millisecond, time.Millisecond
+	})
+	forbidden := testEvent(1)
+	forbidden.Type = "forbidden.request"
+	if err := s.Write(forbidden); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(10 * time.Second); s.Stats().BrokerErrors == 0 && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		s.Write(testEvent(1)) // the sink reads the broker's answer before its next publish
+	// The broker's answer arrives when it arrives; Flush looks at the connection (as a
+	// publish does first).
+	for deadline := time.Now().Add(10 * time.Second); s.Stats().BrokerErrors == 0 && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		s.Flush()
 	}
-	if st := s.Stats(); st.BrokerErrors == 0 || st.BrokerError != "accessfail" {
-		t.Fatalf("stats %+v, want the broker's accessfail counted", st)
+	st := s.Stats()
+	want := "Authkey not allowed to pub here. ident=limited, chan=icsnare.forbidden.request"
+	if st.BrokerErrors != 1 || st.BrokerError != want {
+		t.Fatalf("stats %+v, want the broker's refusal %q counted", st, want)
 	}
 	if log := lb.String(); !strings.Contains(log, "refused a publish") {
 		t.Fatalf("log:\n%s", log)
+	}
+	for i := range 3 {
+		if err := s.Write(testEvent(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got := b.wait(3)
+	for i, p := range got {
+		if want := events.AppendJSON(nil, testEvent(i)); !bytes.Equal(p.Payload, want) {
+			t.Errorf("publication %d: %s", i, p.Payload)
+		}
+	}
+	if st := s.Stats(); st.Dials != 2 || st.Sent != 4 {
+		t.Errorf("stats %+v, want the later events on a second connection", st)
 	}
 }
 

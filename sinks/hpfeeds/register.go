@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/icsnare/icsnare/events"
 )
@@ -106,8 +107,8 @@ func (o *Options) Validate() error {
 	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
 		return fmt.Errorf("address %q: bad port", o.Address)
 	}
-	if o.Ident == "" || len(o.Ident) > 255 {
-		return fmt.Errorf("ident %q: want 1–255 bytes", o.Ident)
+	if o.Ident == "" || len(o.Ident) > 255 || !utf8.ValidString(o.Ident) {
+		return fmt.Errorf("ident %q: want 1–255 bytes of UTF-8", o.Ident)
 	}
 	switch {
 	case o.Secret != "" && o.SecretFile != "":
@@ -130,8 +131,8 @@ func (o *Options) Validate() error {
 		return errors.New("channels: want at least one")
 	}
 	for _, c := range o.Channels {
-		if c == "" || len(c) > 255 {
-			return fmt.Errorf("channels: %q: want 1–255 bytes", c)
+		if c == "" || len(c) > 255 || !utf8.ValidString(c) {
+			return fmt.Errorf("channels: %q: want 1–255 bytes of UTF-8", c)
 		}
 		rest := strings.NewReplacer("{type}", "", "{protocol}", "").Replace(c)
 		if strings.ContainsAny(rest, "{}") {

@@ -127,10 +127,16 @@ func (p *Pipe) Send(msg []byte) error {
 	return nil
 }
 
-// Flush sends what waits in the backlog, dialling when the back-off allows.
+// Flush sends what waits in the backlog, dialling when the back-off allows. With nothing
+// waiting it looks at the connection, so a peer's close (or what it sent) is noticed
+// between events too.
 func (p *Pipe) Flush() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.q.len() == 0 {
+		p.connected()
+		return nil
+	}
 	p.drain(time.Now())
 	return nil
 }
