@@ -62,10 +62,10 @@ func (c *Encoder) Append(b []byte, e *protocols.Event) []byte {
 		}
 		switch {
 		case maxValue == 0 || maxValue > 64:
-			if maxValue == 0 {
-				maxValue = c.MaxMessage / 2
+			if maxValue == 0 || maxValue > c.MaxMessage {
+				maxValue = c.MaxMessage
 			}
-			maxValue = max(maxValue/4, 64)
+			maxValue = max(maxValue/2, 64)
 		case fields:
 			fields = false
 		case msg != MessageNone:

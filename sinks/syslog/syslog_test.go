@@ -178,6 +178,32 @@ func TestRsyslog(t *testing.T) {
 		})
 	}
 	t.Run("tls refused", func(t *testing.T) { testTLSRefused(t, p, rs) })
+	t.Run("udp large", func(t *testing.T) {
+		// RFC 5426's 2048 bytes: a large event arrives cut, in one datagram, saying what
+		// was cut.
+		s := openSink(t, func(o *Options) { o.Transport, o.Address = "udp", rs.udp })
+		before := len(rs.read("udp"))
+		e := testEvent(2)
+		e.Request = []byte(strings.Repeat("A", 10000))
+		if err := s.Write(e); err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+		got := rs.wait("udp", before+1)[before]
+		m, err := ParseMessage(got.Raw)
+		if err != nil || len(got.Raw) > 2048 {
+			t.Fatalf("%d bytes: %v", len(got.Raw), err)
+		}
+		params := m.SD[0].Params
+		if last := params[len(params)-1]; last != (Param{"truncated", "request"}) {
+			t.Fatalf("last param %q, want truncated=request", last)
+		}
+		for _, p := range params {
+			if p.Name == "request" && (len(p.Value) < 512 || strings.Trim(p.Value, "A") != "") {
+				t.Fatalf("request cut to %d bytes: %q", len(p.Value), p.Value)
+			}
+		}
+	})
 }
 
 // testTLSRefused: a collector whose certificate the sensor cannot verify (another CA,
