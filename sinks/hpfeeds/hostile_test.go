@@ -67,7 +67,9 @@ func TestHostileBrokers(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			addr := hostile(t, tc.serve)
 			s, _ := openSink(t, addr, func(o *Options) {
-				o.DialTimeout, o.AuthWait, o.CloseTimeout = 500*time.Millisecond, 200*time.Millisecond, 100*time.Millisecond
+				// dial_timeout bounds the silent peer; auth_wait leaves a loaded machine time
+				// to deliver the close after OP_AUTH.
+				o.DialTimeout, o.AuthWait, o.CloseTimeout = 3*time.Second, 2*time.Second, 100*time.Millisecond
 				o.ReconnectMin, o.ReconnectMax = time.Hour, time.Hour
 			})
 			if err := s.Write(testEvent(1)); err != nil {

@@ -177,6 +177,7 @@ func TestAuthFailure(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s, lb := openSink(t, b.addr(), func(o *Options) {
 				o.Ident, o.Secret, o.CloseTimeout = tc.ident, tc.secret, 500*time.Millisecond
+				o.DialTimeout, o.AuthWait = 10*time.Second, 5*time.Second // the refusal may be slow on a loaded machine
 			})
 			for i := range 3 {
 				if err := s.Write(testEvent(i)); err != nil {
@@ -260,6 +261,14 @@ func TestReconnect(t *testing.T) {
 	}
 	b.wait(10)
 	b.stop()
+	// The broker's FIN reaches the sink's socket when the kernel has processed it: wait
+	// (bounded) until the sink has seen it, as it would on its next publish or Flush.
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(s.Stats().LastError, "the peer closed the connection"); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the sink did not notice the broker's close: %+v", s.Stats())
+		}
+		s.Flush()
+	}
 	for i := 10; i < 20; i++ {
 		if err := s.Write(testEvent(i)); err != nil {
 			t.Fatal(err)

@@ -230,6 +230,7 @@ func testTLSRefused(t *testing.T, p *pki, rs *rsyslog) {
 			s := openSink(t, func(o *Options) {
 				o.Transport, o.Address, o.CertFile, o.KeyFile = "tls", rs.tls, p.cliCert, p.cliKey
 				o.CloseTimeout = time.Second
+				o.DialTimeout, o.TLSWait = 10*time.Second, 5*time.Second // rsyslog's refusal may be slow on a loaded machine
 				tc.mod(o)
 			})
 			if err := s.Write(testEvent(0)); err != nil {
@@ -282,6 +283,12 @@ func TestRsyslogReconnect(t *testing.T) {
 		rs.wait(transport, 10)
 	}
 	rs.stop()
+	// The collector's FIN reaches the sensor's sockets when the kernel has processed it
+	// (on a loaded machine, a little after rsyslogd exited): wait (bounded) until each sink
+	// has seen it, as it would on its next write or Flush.
+	for _, transport := range transports {
+		waitClosed(t, sinks[transport].Flush, func() string { return sinks[transport].Stats().LastError })
+	}
 	write(10, 20)
 	for _, transport := range transports {
 		if st := sinks[transport].Stats(); st.Backlog != 10 || st.Sent != 10 {
@@ -333,4 +340,16 @@ func TestBacklogBounded(t *testing.T) {
 	if st := s.Stats(); st.Dropped != 12 {
 		t.Fatalf("after Close: %d dropped, want 12", st.Dropped)
 	}
+}
+
+// waitClosed calls flush until lastError says the peer closed the connection (bounded).
+func waitClosed(t *testing.T, flush func() error, lastError func() string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		flush()
+		if strings.Contains(lastError(), "the peer closed the connection") {
+			return
+		}
+	}
+	t.Fatalf("the sink did not notice the close: last error %q", lastError())
 }
