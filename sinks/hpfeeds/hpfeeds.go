@@ -41,6 +41,7 @@ type Sink struct {
 	brokerErrors  uint64
 	lastBrokerErr string
 	lastErrLog    time.Time
+	lastAuthLog   time.Time
 }
 
 var (
@@ -184,6 +185,18 @@ func (s *Sink) brokerError(msg string) {
 	}
 }
 
+// authFailed logs a refusal of the credentials (once a minute at most: the sink keeps
+// dialling with back-off) and returns it.
+func (s *Sink) authFailed(ae *AuthError) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if now := time.Now(); now.Sub(s.lastAuthLog) >= time.Minute {
+		s.lastAuthLog = now
+		s.log.Error("hpfeeds authentication failed", "sink", s.name, "err", ae)
+	}
+	return ae
+}
+
 // AuthError is a broker's refusal of the sink's credentials.
 type AuthError struct {
 	Broker, Ident, Msg string
@@ -245,14 +258,10 @@ func (s *Sink) handshake(ctx context.Context, c net.Conn) (*conn, error) {
 			break // no refusal: authenticated
 		}
 		if err != nil {
-			ae := &AuthError{Broker: broker, Ident: s.o.Ident}
-			s.log.Error("hpfeeds authentication failed", "sink", s.name, "err", ae)
-			return nil, ae
+			return nil, s.authFailed(&AuthError{Broker: broker, Ident: s.o.Ident})
 		}
 		if op == OpError {
-			ae := &AuthError{Broker: broker, Ident: s.o.Ident, Msg: string(p)}
-			s.log.Error("hpfeeds authentication failed", "sink", s.name, "err", ae)
-			return nil, ae
+			return nil, s.authFailed(&AuthError{Broker: broker, Ident: s.o.Ident, Msg: string(p)})
 		}
 	}
 	c.SetDeadline(time.Time{})
