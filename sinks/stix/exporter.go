@@ -364,7 +364,7 @@ func (x *Exporter) cut(now time.Time) *Bundle {
 			Created: ts, Modified: ts, FirstSeen: Timestamp(a.acts.first), LastSeen: Timestamp(a.acts.last),
 			Count: min(a.acts.count, maxCount), SightingOfRef: ind.id, ObservedDataRefs: observed[src],
 			WhereSightedRefs: []string{x.identity.ID},
-			Description: fmt.Sprintf("%s from %s: %s", verb(&a.acts), src, a.acts.summary())}
+			Description:      fmt.Sprintf("%s from %s: %s", verb(&a.acts), src, a.acts.summary())}
 		b.Objects = append(b.Objects, mustJSON(s))
 	}
 	clear(x.flows)

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -182,6 +183,10 @@ type linkKey struct {
 }
 
 func (s *Sink) publish(ctx context.Context, sensor string) {
+	if !reflect.TypeOf(ctx).Comparable() {
+		s.log.Warn("stix: the sensor's context cannot key a link: [sinks.taxii] will make bundles of its own")
+		return
+	}
 	k := linkKey{ctx, sensor}
 	published.Store(k, s)
 	stop := context.AfterFunc(ctx, func() { published.CompareAndDelete(k, s) })
@@ -191,13 +196,25 @@ func (s *Sink) publish(ctx context.Context, sensor string) {
 	}
 }
 
-// Attach adds out to the [sinks.stix] sink opened with ctx for sensor, and reports
-// whether there was one.
-func Attach(ctx context.Context, sensor string, out Output) bool {
+// Attach adds out to the [sinks.stix] sink opened with ctx for sensor and returns that
+// sink, or nil when there is none.
+func Attach(ctx context.Context, sensor string, out Output) *Sink {
+	if !reflect.TypeOf(ctx).Comparable() {
+		return nil
+	}
 	v, ok := published.Load(linkKey{ctx, sensor})
 	if !ok {
-		return false
+		return nil
 	}
-	v.(*Sink).AddOutput(out)
-	return true
+	s := v.(*Sink)
+	s.AddOutput(out)
+	return s
+}
+
+// Cut exports every open session now and delivers their bundle, as Close does, but the
+// sink stays open: an output about to close takes its last bundle first.
+func (s *Sink) Cut() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.deliver(s.x.Close(s.now()))
 }

@@ -1,0 +1,259 @@
+package taxii
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// server is a TAXII 2.1 server written from the specification (OASIS TAXII 2.1 §4-§5):
+// discovery, one API root, its collections, their objects (get and add) and status
+// resources, with basic or bearer authentication. No TAXII server is packaged for the
+// test machines, so the tests run this one. refuse answers the first posts with that
+// HTTP status (503 or 429, with Retry-After: 1 for 429; 0 drops the connection) before
+// accepting.
+type server struct {
+	t          *testing.T
+	srv        *httptest.Server
+	user, pass string
+	token      string
+	collection string
+	maxLen     int64
+	hideMaxLen bool // the API root information does not tell max_content_length
+	pending    bool // answer posts with a pending status first, complete on the next GET
+	stall      chan struct{}
+
+	mu       sync.Mutex
+	refuse   []int
+	posts    int // posts answered 202
+	refused  int
+	objects  []json.RawMessage
+	statuses map[string]map[string]any
+	polled   map[string]int
+	problems []string
+}
+
+func newServer(t *testing.T, tlsOn bool, configure func(*server)) *server {
+	s := &server{t: t, collection: "91a7b528-80eb-42ed-a74d-c6fbd5a26116", maxLen: 10 << 20,
+		statuses: map[string]map[string]any{}, polled: map[string]int{}}
+	if configure != nil {
+		configure(s)
+	}
+	ln, err := net.Listen("tcp", "127.76.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
+	s.srv.Listener.Close()
+	s.srv.Listener = ln
+	if tlsOn {
+		s.srv.TLS = &tls.Config{Certificates: []tls.Certificate{loopbackCert(t)}}
+		s.srv.StartTLS()
+	} else {
+		s.srv.Start()
+	}
+	t.Cleanup(func() {
+		if s.stall != nil {
+			close(s.stall)
+		}
+		s.srv.Close()
+	})
+	return s
+}
+
+// loopbackCert makes a self-signed certificate for 127.76.0.1 (httptest's own names
+// 127.0.0.1 only).
+func loopbackCert(t *testing.T) tls.Certificate {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "taxii test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.76.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, BasicConstraintsValid: true, IsCA: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+func (s *server) problem(format string, args ...any) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.problems = append(s.problems, fmt.Sprintf(format, args...))
+}
+
+func uuid4() string {
+	var b [16]byte
+	rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
+}
+
+func (s *server) reply(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", MediaType)
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
+
+func (s *server) fail(w http.ResponseWriter, code int, title string) {
+	s.reply(w, code, map[string]any{"title": title, "http_status": fmt.Sprint(code)})
+}
+
+func (s *server) authorised(r *http.Request) bool {
+	if s.token != "" {
+		return r.Header.Get("Authorization") == "Bearer "+s.token
+	}
+	if s.user != "" {
+		u, p, ok := r.BasicAuth()
+		return ok && u == s.user && p == s.pass
+	}
+	return true
+}
+
+func (s *server) serve(w http.ResponseWriter, r *http.Request) {
+	if s.stall != nil {
+		select {
+		case <-s.stall:
+		case <-r.Context().Done():
+		}
+		return
+	}
+	if !s.authorised(r) {
+		w.Header().Set("WWW-Authenticate", `Basic realm="taxii"`)
+		s.fail(w, http.StatusUnauthorized, "unauthorised")
+		return
+	}
+	// §1.6.8: clients ask for the TAXII media type; a server answers 406 otherwise
+	if a := strings.ReplaceAll(r.Header.Get("Accept"), " ", ""); a != MediaType {
+		s.problem("Accept %q", r.Header.Get("Accept"))
+		s.fail(w, http.StatusNotAcceptable, "not acceptable")
+		return
+	}
+	root := "/api1/"
+	coll := root + "collections/" + s.collection + "/"
+	switch p := r.URL.Path; {
+	case p == "/taxii2/" && r.Method == http.MethodGet:
+		s.reply(w, 200, map[string]any{"title": "icsnare test TAXII server", "default": s.srv.URL + root,
+			"api_roots": []string{s.srv.URL + root}})
+	case p == root && r.Method == http.MethodGet:
+		info := map[string]any{"title": "test API root", "versions": []string{MediaType}, "max_content_length": s.maxLen}
+		if s.hideMaxLen {
+			delete(info, "max_content_length")
+		}
+		s.reply(w, 200, info)
+	case p == root+"collections/" && r.Method == http.MethodGet:
+		s.reply(w, 200, map[string]any{"collections": []any{s.collectionResource()}})
+	case p == coll && r.Method == http.MethodGet:
+		s.reply(w, 200, s.collectionResource())
+	case p == coll+"objects/" && r.Method == http.MethodGet:
+		s.mu.Lock()
+		objs := append([]json.RawMessage(nil), s.objects...)
+		s.mu.Unlock()
+		s.reply(w, 200, map[string]any{"more": false, "objects": objs})
+	case p == coll+"objects/" && r.Method == http.MethodPost:
+		s.add(w, r)
+	case strings.HasPrefix(p, root+"status/") && r.Method == http.MethodGet:
+		id := strings.TrimSuffix(strings.TrimPrefix(p, root+"status/"), "/")
+		s.mu.Lock()
+		st, ok := s.statuses[id]
+		if ok {
+			s.polled[id]++
+			if st["status"] == "pending" {
+				st["status"], st["success_count"], st["pending_count"] = "complete", st["total_count"], 0
+			}
+		}
+		s.mu.Unlock()
+		if !ok {
+			s.fail(w, 404, "no such status")
+			return
+		}
+		s.reply(w, 200, st)
+	default:
+		s.fail(w, http.StatusNotFound, "not found")
+	}
+}
+
+func (s *server) collectionResource() map[string]any {
+	return map[string]any{"id": s.collection, "title": "icsnare events", "can_read": true, "can_write": true,
+		"media_types": []string{"application/stix+json;version=2.1"}}
+}
+
+// add is "Add Objects" (§5.4): an envelope in, a status resource out (202).
+func (s *server) add(w http.ResponseWriter, r *http.Request) {
+	if ct := strings.ReplaceAll(r.Header.Get("Content-Type"), " ", ""); ct != MediaType {
+		s.problem("Content-Type %q", r.Header.Get("Content-Type"))
+		s.fail(w, http.StatusUnsupportedMediaType, "unsupported media type")
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, s.maxLen+1))
+	if err != nil {
+		return
+	}
+	if int64(len(body)) > s.maxLen {
+		s.problem("post of %d bytes above max_content_length %d", len(body), s.maxLen)
+		s.fail(w, http.StatusRequestEntityTooLarge, "too large")
+		return
+	}
+	s.mu.Lock()
+	if len(s.refuse) > 0 {
+		code := s.refuse[0]
+		s.refuse = s.refuse[1:]
+		s.refused++
+		s.mu.Unlock()
+		if code == 0 { // a network error: the connection drops without an answer
+			if conn, _, err := w.(http.Hijacker).Hijack(); err == nil {
+				conn.Close()
+			}
+			return
+		}
+		if code == http.StatusTooManyRequests {
+			w.Header().Set("Retry-After", "1")
+		}
+		s.fail(w, code, "try again later")
+		return
+	}
+	s.mu.Unlock()
+	var env struct {
+		Objects []json.RawMessage `json:"objects"`
+	}
+	if err := json.Unmarshal(body, &env); err != nil || len(env.Objects) == 0 {
+		s.problem("envelope: %v (%d objects)", err, len(env.Objects))
+		s.fail(w, http.StatusBadRequest, "bad envelope")
+		return
+	}
+	id := uuid4()
+	n := len(env.Objects)
+	st := map[string]any{"id": id, "status": "complete", "request_timestamp": time.Now().UTC().Format(time.RFC3339Nano),
+		"total_count": n, "success_count": n, "failure_count": 0, "pending_count": 0}
+	if s.pending {
+		st["status"], st["success_count"], st["pending_count"] = "pending", 0, n
+	}
+	s.mu.Lock()
+	s.posts++
+	s.objects = append(s.objects, env.Objects...)
+	s.statuses[id] = st
+	cp := map[string]any{}
+	for k, v := range st {
+		cp[k] = v
+	}
+	s.mu.Unlock()
+	s.reply(w, http.StatusAccepted, cp)
+}
