@@ -35,6 +35,9 @@ type Sink struct {
 	now  func() time.Time
 
 	unpublish func()
+	stop      chan struct{}
+	ticker    sync.WaitGroup
+	late      []error // failures of deliveries the ticker made, reported by the next call
 
 	bundles atomic.Int64
 	objects atomic.Int64
@@ -60,11 +63,41 @@ func NewSink(o Options, env events.Env) (*Sink, error) {
 		log.Warn("stix: the identity's creation time is not kept across restarts", "err", err)
 	}
 	id.Created, id.Modified = created, created
-	s := &Sink{x: NewExporter(o, id), log: log, now: time.Now}
+	s := &Sink{x: NewExporter(o, id), log: log, now: time.Now, stop: make(chan struct{})}
 	if o.Dir != "" {
 		s.dir = &dirWriter{dir: o.Dir, maxFiles: o.MaxFiles, maxBytes: o.MaxBytes}
 	}
+	// Bundles are due by the clock, whether events (and the bus's flushes) come or not.
+	every := min(o.BundleInterval.Duration, o.SessionTimeout.Duration, time.Second)
+	s.ticker.Add(1)
+	go s.tick(max(every, 10*time.Millisecond))
 	return s, nil
+}
+
+func (s *Sink) tick(every time.Duration) {
+	defer s.ticker.Done()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			s.mu.Lock()
+			if err := s.deliver(s.x.Tick(s.now())); err != nil && len(s.late) < 16 {
+				s.late = append(s.late, err)
+			}
+			s.mu.Unlock()
+		}
+	}
+}
+
+// takeLate returns the failures of the ticker's deliveries since the last call; s.mu is
+// held.
+func (s *Sink) takeLate() error {
+	err := errors.Join(s.late...)
+	s.late = nil
+	return err
 }
 
 // identityCreated returns when the identity was first made: kept in the state directory
@@ -102,24 +135,30 @@ func (s *Sink) AddOutput(o Output) {
 func (s *Sink) Write(e *protocols.Event) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.deliver(s.x.Add(e, s.now()))
+	return errors.Join(s.deliver(s.x.Add(e, s.now())), s.takeLate())
 }
 
 // Flush implements events.Sink: it exports idle sessions and cuts the bundle when due.
 func (s *Sink) Flush() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.deliver(s.x.Tick(s.now()))
+	return errors.Join(s.deliver(s.x.Tick(s.now())), s.takeLate())
 }
 
 // Close implements events.Sink: every open session goes into a last bundle.
 func (s *Sink) Close() error {
+	select {
+	case <-s.stop:
+	default:
+		close(s.stop)
+	}
+	s.ticker.Wait()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.unpublish != nil {
 		s.unpublish()
 	}
-	return s.deliver(s.x.Close(s.now()))
+	return errors.Join(s.deliver(s.x.Close(s.now())), s.takeLate())
 }
 
 // Stats is what a Sink counts.
