@@ -60,7 +60,9 @@ type Client struct {
 	failing                                                atomic.Bool
 }
 
-// NewClient starts a client with validated options; ctx ends its work (Close also does).
+// NewClient starts a client with validated options. Its work outlives ctx (the sensor's,
+// which ends before the sinks close) so that Close can still post the last bundles; Close
+// ends it, after CloseTimeout at most.
 func NewClient(ctx context.Context, o Options, log *slog.Logger) (*Client, error) {
 	if log == nil {
 		log = slog.Default()
@@ -94,7 +96,7 @@ func NewClient(ctx context.Context, o Options, log *slog.Logger) (*Client, error
 	if !o.Discovery {
 		c.apiRoot = withSlash(o.URL)
 	}
-	c.ctx, c.cancel = context.WithCancel(ctx)
+	c.ctx, c.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	go c.run()
 	return c, nil
 }

@@ -20,14 +20,15 @@ import (
 	"github.com/icsnare/icsnare/protocols"
 	"github.com/icsnare/icsnare/sinks/stix"
 	"github.com/icsnare/icsnare/sinks/stix/stixtest"
+	"github.com/icsnare/icsnare/sinks/taxii/taxiitest"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-func testOptions(s *server) Options {
+func testOptions(s *taxiitest.Server) Options {
 	o := DefaultOptions()
-	o.URL = s.srv.URL + "/api1/"
-	o.Collection = s.collection
+	o.URL = s.Srv.URL + "/api1/"
+	o.Collection = s.Collection
 	o.Backoff = Duration{Duration: 10 * time.Millisecond}
 	o.MaxBackoff = Duration{Duration: 2 * time.Second}
 	o.Timeout = Duration{Duration: 5 * time.Second}
@@ -52,16 +53,16 @@ func writerSession(n int, src string) []*protocols.Event {
 
 // arrived reads the collection's objects through the TAXII API, as a consumer would, and
 // validates them (each, and together as a bundle).
-func arrived(t *testing.T, s *server, o Options) []map[string]any {
+func arrived(t *testing.T, s *taxiitest.Server, o Options) []map[string]any {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, s.srv.URL+"/api1/collections/"+s.collection+"/objects/", nil)
+	req, _ := http.NewRequest(http.MethodGet, s.Srv.URL+"/api1/collections/"+s.Collection+"/objects/", nil)
 	req.Header.Set("Accept", MediaType)
 	if o.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+o.Token)
 	} else if o.Username != "" {
 		req.SetBasicAuth(o.Username, o.Password)
 	}
-	resp, err := s.srv.Client().Do(req)
+	resp, err := s.Srv.Client().Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,9 +90,9 @@ func arrived(t *testing.T, s *server, o Options) []map[string]any {
 	return out
 }
 
-func writeCA(t *testing.T, s *server) string {
+func writeCA(t *testing.T, s *taxiitest.Server) string {
 	f := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(f, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.srv.Certificate().Raw}), 0o600); err != nil {
+	if err := os.WriteFile(f, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.Srv.Certificate().Raw}), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return f
@@ -101,8 +102,8 @@ func TestPostWithRetry(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
 		tls       bool
-		server    func(*server)
-		opts      func(*Options, *server)
+		server    func(*taxiitest.Server)
+		opts      func(*Options, *taxiitest.Server)
 		sessions  int
 		wantPosts int // -1: more than one
 		wantLost  int64
@@ -110,38 +111,38 @@ func TestPostWithRetry(t *testing.T) {
 	}{
 		{name: "503 once, then accepted; discovery, basic auth, TLS",
 			tls:    true,
-			server: func(s *server) { s.refuse, s.user, s.pass = []int{503}, "sensor", "s3cret" },
-			opts: func(o *Options, s *server) {
-				o.URL, o.Discovery, o.Username, o.Password, o.CAFile = s.srv.URL+"/taxii2/", true, "sensor", "s3cret", writeCA(t, s)
+			server: func(s *taxiitest.Server) { s.Refuse, s.User, s.Pass = []int{503}, "sensor", "s3cret" },
+			opts: func(o *Options, s *taxiitest.Server) {
+				o.URL, o.Discovery, o.Username, o.Password, o.CAFile = s.Srv.URL+"/taxii2/", true, "sensor", "s3cret", writeCA(t, s)
 			},
 			sessions: 1, wantPosts: 1},
 		{name: "429 with Retry-After, then accepted; bearer token; pending status followed",
-			server:   func(s *server) { s.refuse, s.token, s.pending = []int{429}, "t0ken", true },
-			opts:     func(o *Options, _ *server) { o.Token = "t0ken" },
+			server:   func(s *taxiitest.Server) { s.Refuse, s.Token, s.Pending = []int{429}, "t0ken", true },
+			opts:     func(o *Options, _ *taxiitest.Server) { o.Token = "t0ken" },
 			sessions: 1, wantPosts: 1},
 		{name: "a bundle larger than max_content_length goes in several posts",
-			server:   func(s *server) { s.maxLen = 3000 },
+			server:   func(s *taxiitest.Server) { s.MaxLen = 3000 },
 			sessions: 12, wantPosts: -1},
 		{name: "413 from a server that does not tell its limit: smaller posts",
-			server:   func(s *server) { s.maxLen, s.hideMaxLen = 3000, true },
+			server:   func(s *taxiitest.Server) { s.MaxLen, s.HideMaxLen = 3000, true },
 			sessions: 12, wantPosts: -1},
 		{name: "a dropped connection, then accepted",
-			server:   func(s *server) { s.refuse = []int{0} },
+			server:   func(s *taxiitest.Server) { s.Refuse = []int{0} },
 			sessions: 1, wantPosts: 1},
 		{name: "wrong password: refused for good, lost and reported",
-			server:   func(s *server) { s.user, s.pass = "sensor", "s3cret" },
-			opts:     func(o *Options, _ *server) { o.Username, o.Password = "sensor", "guess" },
+			server:   func(s *taxiitest.Server) { s.User, s.Pass = "sensor", "s3cret" },
+			opts:     func(o *Options, _ *taxiitest.Server) { o.Username, o.Password = "sensor", "guess" },
 			sessions: 1, wantLost: 1, wantErr: "401"},
 		{name: "retries spent: lost and reported",
-			server:   func(s *server) { s.refuse = []int{503, 502, 500} },
-			opts:     func(o *Options, _ *server) { o.Retries = 2 },
+			server:   func(s *taxiitest.Server) { s.Refuse = []int{503, 502, 500} },
+			opts:     func(o *Options, _ *taxiitest.Server) { o.Retries = 2 },
 			sessions: 1, wantLost: 1, wantErr: "3 tries"},
 		{name: "an unknown collection: 404, lost",
-			opts:     func(o *Options, _ *server) { o.Collection = "no-such-collection" },
+			opts:     func(o *Options, _ *taxiitest.Server) { o.Collection = "no-such-collection" },
 			sessions: 1, wantLost: 1, wantErr: "404"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			srv := newServer(t, tc.tls, tc.server)
+			srv := taxiitest.New(t, tc.tls, tc.server)
 			o := testOptions(srv)
 			if tc.opts != nil {
 				tc.opts(&o, srv)
@@ -165,10 +166,9 @@ func TestPostWithRetry(t *testing.T) {
 				t.Fatalf("Close() = %v, want %q", err, tc.wantErr)
 			}
 			st := sink.Client().Stats()
-			srv.mu.Lock()
-			posts, refused, problems := srv.posts, srv.refused, srv.problems
-			srv.mu.Unlock()
-			if srv.hideMaxLen { // the too large posts before the client learnt the limit
+			sst := srv.Stats()
+			posts, refused, problems := sst.Posts, sst.Refused, sst.Problems
+			if srv.HideMaxLen { // the too large posts before the client learnt the limit
 				problems = slices.DeleteFunc(problems, func(p string) bool { return strings.HasPrefix(p, "post of ") })
 			}
 			if len(problems) > 0 {
@@ -183,7 +183,7 @@ func TestPostWithRetry(t *testing.T) {
 			if tc.wantLost > 0 {
 				return
 			}
-			if (st.Retried != int64(refused) && !srv.hideMaxLen) || st.Posted != 1 {
+			if (st.Retried != int64(refused) && !srv.HideMaxLen) || st.Posted != 1 {
 				t.Errorf("stats %+v after %d refusals", st, refused)
 			}
 			objs := arrived(t, srv, o)
@@ -199,11 +199,8 @@ func TestPostWithRetry(t *testing.T) {
 			if ind != tc.sessions || sig != tc.sessions || int64(len(objs)) != st.Objects {
 				t.Errorf("%d objects arrived (%d indicators, %d sightings), the client posted %d", len(objs), ind, sig, st.Objects)
 			}
-			if srv.pending {
-				srv.mu.Lock()
-				polled := len(srv.polled)
-				srv.mu.Unlock()
-				if polled != posts {
+			if srv.Pending {
+				if polled := srv.Stats().Polled; polled != posts {
 					t.Errorf("status resources followed %d, posts %d", polled, posts)
 				}
 			}
@@ -214,7 +211,7 @@ func TestPostWithRetry(t *testing.T) {
 // TestLinkedToStix opens both kinds as the sensor does: the [sinks.stix] sink writes its
 // bundle file and hands the same bundle to TAXII; the taxii sink ignores the events.
 func TestLinkedToStix(t *testing.T) {
-	srv := newServer(t, false, nil)
+	srv := taxiitest.New(t, false, nil)
 	dir := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -265,7 +262,7 @@ func TestLinkedToStix(t *testing.T) {
 // TestStalledServer checks the bounds: a server that never answers costs a full queue
 // (drops counted, Offer never blocks) and a Close that ends within close_timeout.
 func TestStalledServer(t *testing.T) {
-	srv := newServer(t, false, func(s *server) { s.stall = make(chan struct{}) })
+	srv := taxiitest.New(t, false, func(s *taxiitest.Server) { s.Stall = make(chan struct{}) })
 	o := testOptions(srv)
 	o.Queue, o.Retries = 2, 0
 	o.Timeout = Duration{Duration: 30 * time.Second}

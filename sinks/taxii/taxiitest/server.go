@@ -1,4 +1,8 @@
-package taxii
+// Package taxiitest is a TAXII 2.1 server for tests, written from the specification
+// (OASIS TAXII 2.1 §4-§5): discovery, one API root, its collections, their objects (get
+// and add) and status resources, with basic or bearer authentication. No TAXII server is
+// packaged for the test machines, so the tests run this one.
+package taxiitest
 
 import (
 	"crypto/ecdsa"
@@ -20,25 +24,26 @@ import (
 	"time"
 )
 
-// server is a TAXII 2.1 server written from the specification (OASIS TAXII 2.1 §4-§5):
-// discovery, one API root, its collections, their objects (get and add) and status
-// resources, with basic or bearer authentication. No TAXII server is packaged for the
-// test machines, so the tests run this one. refuse answers the first posts with that
-// HTTP status (503 or 429, with Retry-After: 1 for 429; 0 drops the connection) before
-// accepting.
-type server struct {
-	t          *testing.T
-	srv        *httptest.Server
-	user, pass string
-	token      string
-	collection string
-	maxLen     int64
-	hideMaxLen bool // the API root information does not tell max_content_length
-	pending    bool // answer posts with a pending status first, complete on the next GET
-	stall      chan struct{}
+// MediaType is the TAXII 2.1 media type.
+const MediaType = "application/taxii+json;version=2.1"
+
+// Server is the TAXII 2.1 server. Set its exported fields in New's configure function.
+type Server struct {
+	Srv        *httptest.Server
+	User, Pass string // basic authentication required when set
+	Token      string // bearer token required when set
+	Collection string // the collection's id
+	MaxLen     int64  // max_content_length
+	HideMaxLen bool   // the API root information does not tell max_content_length
+	Pending    bool   // answer posts with a pending status first, complete on the next GET
+	Stall      chan struct{}
+	// Refuse answers the first posts with these HTTP statuses (503, or 429 with
+	// Retry-After: 1; 0 drops the connection) before accepting.
+	Refuse []int
+	// Addr is the address to listen on, port 0 (default 127.76.0.1:0).
+	Addr string
 
 	mu       sync.Mutex
-	refuse   []int
 	posts    int // posts answered 202
 	refused  int
 	objects  []json.RawMessage
@@ -47,37 +52,39 @@ type server struct {
 	problems []string
 }
 
-func newServer(t *testing.T, tlsOn bool, configure func(*server)) *server {
-	s := &server{t: t, collection: "91a7b528-80eb-42ed-a74d-c6fbd5a26116", maxLen: 10 << 20,
+// New starts a server (with TLS, for 127.76.0.1, when tlsOn), configured by configure;
+// it stops at the end of the test.
+func New(t testing.TB, tlsOn bool, configure func(*Server)) *Server {
+	s := &Server{Collection: "91a7b528-80eb-42ed-a74d-c6fbd5a26116", MaxLen: 10 << 20, Addr: "127.76.0.1:0",
 		statuses: map[string]map[string]any{}, polled: map[string]int{}}
 	if configure != nil {
 		configure(s)
 	}
-	ln, err := net.Listen("tcp", "127.76.0.1:0")
+	ln, err := net.Listen("tcp", s.Addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
-	s.srv.Listener.Close()
-	s.srv.Listener = ln
+	s.Srv = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
+	s.Srv.Listener.Close()
+	s.Srv.Listener = ln
 	if tlsOn {
-		s.srv.TLS = &tls.Config{Certificates: []tls.Certificate{loopbackCert(t)}}
-		s.srv.StartTLS()
+		s.Srv.TLS = &tls.Config{Certificates: []tls.Certificate{loopbackCert(t)}}
+		s.Srv.StartTLS()
 	} else {
-		s.srv.Start()
+		s.Srv.Start()
 	}
 	t.Cleanup(func() {
-		if s.stall != nil {
-			close(s.stall)
+		if s.Stall != nil {
+			close(s.Stall)
 		}
-		s.srv.Close()
+		s.Srv.Close()
 	})
 	return s
 }
 
 // loopbackCert makes a self-signed certificate for 127.76.0.1 (httptest's own names
 // 127.0.0.1 only).
-func loopbackCert(t *testing.T) tls.Certificate {
+func loopbackCert(t testing.TB) tls.Certificate {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -93,7 +100,7 @@ func loopbackCert(t *testing.T) tls.Certificate {
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
 
-func (s *server) problem(format string, args ...any) {
+func (s *Server) problem(format string, args ...any) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.problems = append(s.problems, fmt.Sprintf(format, args...))
@@ -107,31 +114,31 @@ func uuid4() string {
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
 }
 
-func (s *server) reply(w http.ResponseWriter, code int, v any) {
+func (s *Server) reply(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", MediaType)
 	w.WriteHeader(code)
 	json.NewEncoder(w).Encode(v)
 }
 
-func (s *server) fail(w http.ResponseWriter, code int, title string) {
+func (s *Server) fail(w http.ResponseWriter, code int, title string) {
 	s.reply(w, code, map[string]any{"title": title, "http_status": fmt.Sprint(code)})
 }
 
-func (s *server) authorised(r *http.Request) bool {
-	if s.token != "" {
-		return r.Header.Get("Authorization") == "Bearer "+s.token
+func (s *Server) authorised(r *http.Request) bool {
+	if s.Token != "" {
+		return r.Header.Get("Authorization") == "Bearer "+s.Token
 	}
-	if s.user != "" {
+	if s.User != "" {
 		u, p, ok := r.BasicAuth()
-		return ok && u == s.user && p == s.pass
+		return ok && u == s.User && p == s.Pass
 	}
 	return true
 }
 
-func (s *server) serve(w http.ResponseWriter, r *http.Request) {
-	if s.stall != nil {
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	if s.Stall != nil {
 		select {
-		case <-s.stall:
+		case <-s.Stall:
 		case <-r.Context().Done():
 		}
 		return
@@ -148,14 +155,14 @@ func (s *server) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	root := "/api1/"
-	coll := root + "collections/" + s.collection + "/"
+	coll := root + "collections/" + s.Collection + "/"
 	switch p := r.URL.Path; {
 	case p == "/taxii2/" && r.Method == http.MethodGet:
-		s.reply(w, 200, map[string]any{"title": "icsnare test TAXII server", "default": s.srv.URL + root,
-			"api_roots": []string{s.srv.URL + root}})
+		s.reply(w, 200, map[string]any{"title": "icsnare test TAXII server", "default": s.Srv.URL + root,
+			"api_roots": []string{s.Srv.URL + root}})
 	case p == root && r.Method == http.MethodGet:
-		info := map[string]any{"title": "test API root", "versions": []string{MediaType}, "max_content_length": s.maxLen}
-		if s.hideMaxLen {
+		info := map[string]any{"title": "test API root", "versions": []string{MediaType}, "max_content_length": s.MaxLen}
+		if s.HideMaxLen {
 			delete(info, "max_content_length")
 		}
 		s.reply(w, 200, info)
@@ -191,31 +198,31 @@ func (s *server) serve(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (s *server) collectionResource() map[string]any {
-	return map[string]any{"id": s.collection, "title": "icsnare events", "can_read": true, "can_write": true,
+func (s *Server) collectionResource() map[string]any {
+	return map[string]any{"id": s.Collection, "title": "icsnare events", "can_read": true, "can_write": true,
 		"media_types": []string{"application/stix+json;version=2.1"}}
 }
 
 // add is "Add Objects" (§5.4): an envelope in, a status resource out (202).
-func (s *server) add(w http.ResponseWriter, r *http.Request) {
+func (s *Server) add(w http.ResponseWriter, r *http.Request) {
 	if ct := strings.ReplaceAll(r.Header.Get("Content-Type"), " ", ""); ct != MediaType {
 		s.problem("Content-Type %q", r.Header.Get("Content-Type"))
 		s.fail(w, http.StatusUnsupportedMediaType, "unsupported media type")
 		return
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, s.maxLen+1))
+	body, err := io.ReadAll(io.LimitReader(r.Body, s.MaxLen+1))
 	if err != nil {
 		return
 	}
-	if int64(len(body)) > s.maxLen {
-		s.problem("post of %d bytes above max_content_length %d", len(body), s.maxLen)
+	if int64(len(body)) > s.MaxLen {
+		s.problem("post of %d bytes above max_content_length %d", len(body), s.MaxLen)
 		s.fail(w, http.StatusRequestEntityTooLarge, "too large")
 		return
 	}
 	s.mu.Lock()
-	if len(s.refuse) > 0 {
-		code := s.refuse[0]
-		s.refuse = s.refuse[1:]
+	if len(s.Refuse) > 0 {
+		code := s.Refuse[0]
+		s.Refuse = s.Refuse[1:]
 		s.refused++
 		s.mu.Unlock()
 		if code == 0 { // a network error: the connection drops without an answer
@@ -243,7 +250,7 @@ func (s *server) add(w http.ResponseWriter, r *http.Request) {
 	n := len(env.Objects)
 	st := map[string]any{"id": id, "status": "complete", "request_timestamp": time.Now().UTC().Format(time.RFC3339Nano),
 		"total_count": n, "success_count": n, "failure_count": 0, "pending_count": 0}
-	if s.pending {
+	if s.Pending {
 		st["status"], st["success_count"], st["pending_count"] = "pending", 0, n
 	}
 	s.mu.Lock()
@@ -256,4 +263,23 @@ func (s *server) add(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Unlock()
 	s.reply(w, http.StatusAccepted, cp)
+}
+
+// URL returns the server's base URL.
+func (s *Server) URL() string { return s.Srv.URL }
+
+// Stats is what the server saw.
+type Stats struct {
+	Posts, Refused int      // posts accepted and refused
+	Objects        int      // objects added
+	Polled         int      // status resources read
+	Problems       []string // requests that broke the specification
+}
+
+// Stats returns what the server saw.
+func (s *Server) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return Stats{Posts: s.posts, Refused: s.refused, Objects: len(s.objects), Polled: len(s.polled),
+		Problems: append([]string(nil), s.problems...)}
 }
