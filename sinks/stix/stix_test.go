@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/icsnare/icsnare/events"
 	"github.com/icsnare/icsnare/protocols"
 	"github.com/icsnare/icsnare/protocols/protocoltest"
@@ -113,8 +115,8 @@ print(sco("network-traffic", {"src_ref": a, "dst_ref": b, "dst_port": 502, "prot
 	if a, b := AddrID(netip.MustParseAddr("::ffff:127.76.1.2")), nt.SrcRef; a != b {
 		t.Errorf("an IPv4-mapped address has id %s, not its IPv4 id %s", a, b)
 	}
-	if IdentityID("s1") != IdentityID("s1") || IdentityID("s1") == IdentityID("s2") {
-		t.Error("identity ids are not a function of the sensor id")
+	if id := IdentityID("s1"); id != "identity--"+uuid.NewSHA1(icsnareNamespace, []byte("sensor:s1")).String() || id == IdentityID("s2") {
+		t.Errorf("identity id %s is not UUIDv5 of the sensor id", id)
 	}
 }
 

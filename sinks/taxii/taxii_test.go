@@ -383,3 +383,38 @@ func TestOptionsValidate(t *testing.T) {
 		})
 	}
 }
+
+// FuzzEnvelopes checks the packing of objects into posts: every envelope is JSON, no
+// object is lost, doubled or reordered, and only a lone object may pass the limit.
+func FuzzEnvelopes(f *testing.F) {
+	f.Add([]byte{10, 20, 30, 200, 5}, int64(64))
+	f.Add([]byte{}, int64(1))
+	f.Fuzz(func(t *testing.T, sizes []byte, maxLen int64) {
+		if maxLen <= 0 || maxLen > 1<<20 {
+			return
+		}
+		var objs []json.RawMessage
+		for i, n := range sizes {
+			objs = append(objs, json.RawMessage(fmt.Sprintf(`{"n":%d,"p":%q}`, i, strings.Repeat("x", int(n)))))
+		}
+		var got []json.RawMessage
+		for _, e := range envelopes(objs, maxLen) {
+			var env struct{ Objects []json.RawMessage }
+			if err := json.Unmarshal(e, &env); err != nil {
+				t.Fatalf("envelope is not JSON: %v", err)
+			}
+			if len(env.Objects) == 0 || (len(env.Objects) > 1 && int64(len(e)) > maxLen) {
+				t.Fatalf("envelope of %d objects, %d bytes, limit %d", len(env.Objects), len(e), maxLen)
+			}
+			got = append(got, env.Objects...)
+		}
+		if len(got) != len(objs) {
+			t.Fatalf("%d objects out of %d", len(got), len(objs))
+		}
+		for i := range got {
+			if string(got[i]) != string(objs[i]) {
+				t.Fatalf("object %d changed", i)
+			}
+		}
+	})
+}
