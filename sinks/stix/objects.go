@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/netip"
+	"strconv"
 	"time"
 
 	"github.com/google/uuid"
@@ -54,7 +55,12 @@ func IdentityID(sensorID string) string {
 // AddrID returns the id of the ipv4-addr or ipv6-addr SCO of a.
 func AddrID(a netip.Addr) string {
 	a = a.Unmap()
-	return scoID(addrType(a), map[string]any{"value": a.String()})
+	// the canonical JSON of {"value": a}, built directly: an address needs no escaping
+	var buf [64]byte
+	b := append(buf[:0], `{"value":"`...)
+	b = a.AppendTo(b)
+	b = append(b, `"}`...)
+	return addrType(a) + "--" + uuid.NewSHA1(scoNamespace, b).String()
 }
 
 func addrType(a netip.Addr) string {
@@ -111,9 +117,9 @@ type NetworkTraffic struct {
 	Requests int64  `json:"x_icsnare_requests"`
 }
 
-// setID sets the deterministic id from the ID contributing properties of network-traffic
-// (start, end, src_ref, dst_ref, src_port, dst_port, protocols; no extensions here).
-func (n *NetworkTraffic) setID() {
+// idProps returns the ID contributing properties of network-traffic (start, end,
+// src_ref, dst_ref, src_port, dst_port, protocols; no extensions here).
+func (n *NetworkTraffic) idProps() map[string]any {
 	p := map[string]any{"src_ref": n.SrcRef, "dst_ref": n.DstRef, "dst_port": n.DstPort, "protocols": n.Protocols}
 	if n.Start != "" {
 		p["start"] = n.Start
@@ -124,7 +130,52 @@ func (n *NetworkTraffic) setID() {
 	if n.SrcPort != nil {
 		p["src_port"] = *n.SrcPort
 	}
-	n.ID = scoID("network-traffic", p)
+	return p
+}
+
+// setID sets the deterministic id: UUIDv5 of the canonical JSON of idProps, built
+// directly in key order (dst_port, dst_ref, end, protocols, src_port, src_ref, start);
+// the values are ids, timestamps, ports and protocol names, which need no escaping, and
+// canonicalJSON(idProps) is the same bytes (a test checks).
+func (n *NetworkTraffic) setID() {
+	n.ID = "network-traffic--" + uuid.NewSHA1(scoNamespace, n.canonicalIDProps()).String()
+}
+
+func (n *NetworkTraffic) canonicalIDProps() []byte {
+	b := make([]byte, 0, 256)
+	b = append(b, `{"dst_port":`...)
+	b = strconv.AppendInt(b, int64(n.DstPort), 10)
+	b = append(b, `,"dst_ref":"`...)
+	b = append(b, n.DstRef...)
+	b = append(b, '"')
+	if n.End != "" {
+		b = append(b, `,"end":"`...)
+		b = append(b, n.End...)
+		b = append(b, '"')
+	}
+	b = append(b, `,"protocols":[`...)
+	for i, p := range n.Protocols {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '"')
+		b = append(b, p...)
+		b = append(b, '"')
+	}
+	b = append(b, ']')
+	if n.SrcPort != nil {
+		b = append(b, `,"src_port":`...)
+		b = strconv.AppendInt(b, int64(*n.SrcPort), 10)
+	}
+	b = append(b, `,"src_ref":"`...)
+	b = append(b, n.SrcRef...)
+	b = append(b, '"')
+	if n.Start != "" {
+		b = append(b, `,"start":"`...)
+		b = append(b, n.Start...)
+		b = append(b, '"')
+	}
+	return append(b, '}')
 }
 
 // ObservedData is an observed-data SDO referring to SCOs in the same bundle.

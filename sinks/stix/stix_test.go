@@ -112,6 +112,17 @@ print(sco("network-traffic", {"src_ref": a, "dst_ref": b, "dst_port": 502, "prot
 			t.Errorf("id %d = %s, python says %s", i, got[i], want[i])
 		}
 	}
+	for _, n := range []NetworkTraffic{nt, {SrcRef: nt.SrcRef, DstRef: nt.DstRef, DstPort: 0, SrcPort: new(int), Protocols: []string{"ipv4"}}} {
+		if a, b := string(n.canonicalIDProps()), string(canonicalJSON(n.idProps())); a != b {
+			t.Errorf("network-traffic canonical form %s, JSON encoder %s", a, b)
+		}
+	}
+	for _, a := range []string{"127.76.1.2", "2001:db8::1", "::"} {
+		addr := netip.MustParseAddr(a)
+		if got, want := AddrID(addr), scoID(addrType(addr), map[string]any{"value": a}); got != want {
+			t.Errorf("AddrID(%s) = %s, generic %s", a, got, want)
+		}
+	}
 	if a, b := AddrID(netip.MustParseAddr("::ffff:127.76.1.2")), nt.SrcRef; a != b {
 		t.Errorf("an IPv4-mapped address has id %s, not its IPv4 id %s", a, b)
 	}

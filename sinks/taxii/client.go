@@ -438,7 +438,9 @@ func (c *Client) do(method, u string, body []byte) (statusResource, time.Duratio
 	}
 	if len(bytes.TrimSpace(raw)) > 0 {
 		if err := json.Unmarshal(raw, &st); err != nil {
-			return st, 0, fmt.Errorf("%s %s: status resource: %w", method, u, err)
+			// the server took the objects: posting them again would double them
+			c.log.Warn("taxii: the answer to a post is no status resource", "url", u, "err", err)
+			return statusResource{}, 0, nil
 		}
 	}
 	return st, 0, nil

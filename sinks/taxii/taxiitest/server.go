@@ -36,6 +36,7 @@ type Server struct {
 	MaxLen     int64  // max_content_length
 	HideMaxLen bool   // the API root information does not tell max_content_length
 	Pending    bool   // answer posts with a pending status first, complete on the next GET
+	Garbage    bool   // answer posts with 202 and a body that is no status resource
 	Stall      chan struct{}
 	// Refuse answers the first posts with these HTTP statuses (503, or 429 with
 	// Retry-After: 1; 0 drops the connection) before accepting.
@@ -262,6 +263,12 @@ func (s *Server) add(w http.ResponseWriter, r *http.Request) {
 		cp[k] = v
 	}
 	s.mu.Unlock()
+	if s.Garbage {
+		w.Header().Set("Content-Type", MediaType)
+		w.WriteHeader(http.StatusAccepted)
+		w.Write([]byte("<html>accepted</html>"))
+		return
+	}
 	s.reply(w, http.StatusAccepted, cp)
 }
 
