@@ -22,7 +22,9 @@ import (
 // mbpoll, a real Modbus master, reads and then writes a holding register; the bundle file
 // holds an indicator for the writer's address with a sighting, the bundles validate
 // against the STIX 2.1 schemas, and the TAXII server (ours, from the specification; it
-// refuses the first post with 503) receives the same objects after the retry.
+// refuses the first post with 503) receives the same objects after the retry. net-snmp's
+// snmpset from the same address then shows in a later sighting of the same indicator
+// (a UDP flow, exported when idle).
 func TestSTIXIndicatorForModbusWriter(t *testing.T) {
 	protocoltest.NeedTool(t, "go")
 	mbpoll := protocoltest.NeedTool(t, "mbpoll")
@@ -40,7 +42,7 @@ func TestSTIXIndicatorForModbusWriter(t *testing.T) {
 [sinks.stix]
 dir = %q
 bundle_interval = "1s"
-session_timeout = "10s"
+session_timeout = "2s"
 
 [sinks.taxii]
 url = "%s/api1/"
@@ -92,6 +94,24 @@ backoff = "50ms"
 	}
 	t.Logf("indicator %s: %s", indicator["id"], indicator["description"])
 
+	snmpset := protocoltest.NeedTool(t, "snmpset")
+	if out, err := protocoltest.Run(t, 20*time.Second, snmpset, "-v2c", "-c", "private", "-t", "2", "-r", "1",
+		fmt.Sprintf("udp:%s:%d", addr, 161+off), ".1.3.6.1.2.1.1.6.0", "s", "Halle 7"); err != nil {
+		t.Fatalf("snmpset: %v\n%s", err, out)
+	}
+	var snmpSighting map[string]any
+	for snmpSighting == nil && time.Now().Before(deadline.Add(20*time.Second)) {
+		time.Sleep(200 * time.Millisecond)
+		snmpSighting = findObject(stixDir, func(o map[string]any) bool {
+			d, _ := o["description"].(string)
+			return o["type"] == "sighting" && o["sighting_of_ref"] == indicator["id"] && strings.Contains(d, "snmp set")
+		})
+	}
+	if snmpSighting == nil {
+		t.Fatalf("no sighting of %s for the SNMP set\n%s", indicator["id"], logs)
+	}
+	t.Logf("sighting %s: %s", snmpSighting["id"], snmpSighting["description"])
+
 	cmd.Process.Signal(syscall.SIGTERM)
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("exit: %v\n%s", err, logs)
@@ -116,8 +136,8 @@ backoff = "50ms"
 			}
 		}
 	}
-	if sightings == 0 {
-		t.Errorf("no sighting of the writer's indicator")
+	if sightings < 2 {
+		t.Errorf("%d sightings of the writer's indicator, want one per bundle with its actions", sightings)
 	}
 	st := srv.Stats()
 	if st.Refused != 1 || st.Posts != len(files) || st.Objects != fileObjects || len(st.Problems) > 0 {
@@ -151,6 +171,11 @@ func writerAddr(t *testing.T, events string) string {
 
 // findIndicator returns the indicator with pattern from the bundle files in dir.
 func findIndicator(t *testing.T, dir, pattern string) map[string]any {
+	return findObject(dir, func(o map[string]any) bool { return o["type"] == "indicator" && o["pattern"] == pattern })
+}
+
+// findObject returns an object of the bundle files in dir that match accepts.
+func findObject(dir string, match func(map[string]any) bool) map[string]any {
 	files, _ := filepath.Glob(filepath.Join(dir, "bundle-*.json"))
 	for _, f := range files {
 		raw, err := os.ReadFile(f)
@@ -162,7 +187,7 @@ func findIndicator(t *testing.T, dir, pattern string) map[string]any {
 			continue
 		}
 		for _, o := range doc.Objects {
-			if o["type"] == "indicator" && o["pattern"] == pattern {
+			if match(o) {
 				return o
 			}
 		}
