@@ -37,6 +37,8 @@ type Server struct {
 	HideMaxLen bool   // the API root information does not tell max_content_length
 	Pending    bool   // answer posts with a pending status first, complete on the next GET
 	Garbage    bool   // answer posts with 202 and a body that is no status resource
+	Huge       bool   // answer posts with 202 and 8 MiB of status resource
+	Redirect   string // answer every request with a 307 to this URL
 	Stall      chan struct{}
 	// Refuse answers the first posts with these HTTP statuses (503, or 429 with
 	// Retry-After: 1; 0 drops the connection) before accepting.
@@ -142,6 +144,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		case <-s.Stall:
 		case <-r.Context().Done():
 		}
+		return
+	}
+	if s.Redirect != "" {
+		http.Redirect(w, r, s.Redirect, http.StatusTemporaryRedirect)
 		return
 	}
 	if !s.authorised(r) {
@@ -263,6 +269,19 @@ func (s *Server) add(w http.ResponseWriter, r *http.Request) {
 		cp[k] = v
 	}
 	s.mu.Unlock()
+	if s.Huge {
+		w.Header().Set("Content-Type", MediaType)
+		w.WriteHeader(http.StatusAccepted)
+		fmt.Fprintf(w, `{"id":%q,"status":"complete","total_count":%d,"success_count":%d,"x":"`, id, n, n)
+		chunk := []byte(strings.Repeat("x", 1<<16))
+		for range 128 {
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+		}
+		w.Write([]byte(`"}`))
+		return
+	}
 	if s.Garbage {
 		w.Header().Set("Content-Type", MediaType)
 		w.WriteHeader(http.StatusAccepted)
