@@ -150,9 +150,10 @@ func (a *actions) summary() string {
 }
 
 type indicatorRec struct {
-	addr netip.Addr
-	id   string
-	raw  json.RawMessage
+	addr       netip.Addr
+	id         string
+	raw        json.RawMessage
+	validUntil time.Time // zero: open
 }
 
 // NewExporter returns an exporter of the sensor whose identity is id.
@@ -378,8 +379,14 @@ func (x *Exporter) cut(now time.Time) *Bundle {
 // later bundles repeat it as it was.
 func (x *Exporter) indicator(src netip.Addr, acts *actions) *indicatorRec {
 	if el, ok := x.indicators[src]; ok {
-		x.indLRU.MoveToFront(el)
-		return el.Value.(*indicatorRec)
+		rec := el.Value.(*indicatorRec)
+		if rec.validUntil.IsZero() || acts.last.Before(rec.validUntil) {
+			x.indLRU.MoveToFront(el)
+			return rec
+		}
+		// expired: the source acts again, so it gets a new indicator
+		x.indLRU.Remove(el)
+		delete(x.indicators, src)
 	}
 	if x.indLRU.Len() >= x.opts.MaxIndicators {
 		old := x.indLRU.Remove(x.indLRU.Back()).(*indicatorRec)
@@ -394,8 +401,10 @@ func (x *Exporter) indicator(src netip.Addr, acts *actions) *indicatorRec {
 		Pattern:        fmt.Sprintf("[%s:value = '%s']", addrType(src), src),
 		PatternType:    "stix", PatternVersion: SpecVersion, ValidFrom: created,
 		Labels: []string{"icsnare"}}
+	var until time.Time
 	if v := x.opts.IndicatorValidity.Duration; v > 0 {
-		ind.ValidUntil = Timestamp(acts.first.Add(v))
+		until = acts.first.Add(v)
+		ind.ValidUntil = Timestamp(until)
 	}
 	if acts.kinds[KindWrite] {
 		ind.KillChainPhases = append(ind.KillChainPhases, KillChainPhase{"mitre-ics-attack", "impair-process-control"})
@@ -403,7 +412,7 @@ func (x *Exporter) indicator(src netip.Addr, acts *actions) *indicatorRec {
 	if acts.kinds[KindState] {
 		ind.KillChainPhases = append(ind.KillChainPhases, KillChainPhase{"mitre-ics-attack", "inhibit-response-function"})
 	}
-	rec := &indicatorRec{addr: src, id: ind.ID, raw: mustJSON(ind)}
+	rec := &indicatorRec{addr: src, id: ind.ID, raw: mustJSON(ind), validUntil: until}
 	x.indicators[src] = x.indLRU.PushFront(rec)
 	return rec
 }

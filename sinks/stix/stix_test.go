@@ -366,6 +366,23 @@ func TestExporterBounds(t *testing.T) {
 	if inds[0] != inds[1] {
 		t.Errorf("the indicator changed between bundles:\n%s\n%s", inds[0], inds[1])
 	}
+
+	// once its indicator expired, a returning writer gets a new one
+	o = testOptions()
+	o.IndicatorValidity = Duration{30 * time.Minute}
+	x = NewExporter(o, testIdentity())
+	var ids []any
+	for round := range 2 {
+		at := time.Duration(round) * time.Hour
+		sid := "modbus/" + string(rune('a'+round))
+		x.Add(ev("modbus.request", "", sid, "127.76.3.1:1", "127.76.0.10:502", at, protocols.F("function_code", uint8(6))), t0.Add(at))
+		b := x.Close(t0.Add(at + time.Minute))
+		ind := decode(t, v, b[0]).ofType("indicator")[0]
+		ids = append(ids, ind["id"])
+	}
+	if ids[0] == ids[1] {
+		t.Errorf("an expired indicator %v was sighted again", ids[0])
+	}
 }
 
 func TestHostileEvents(t *testing.T) {
