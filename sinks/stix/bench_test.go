@@ -10,18 +10,28 @@ import (
 )
 
 // BenchmarkExporter measures a scan: sessions of one connect, one Modbus read and one
-// disconnect, each from its own source to its own host (the worst case for aggregation);
-// it reports the cost per event and the bundle bytes per session.
+// disconnect, from 256 sources each to its own hosts of a prefix, with either
+// aggregation; it reports the cost per event and the bundle bytes per session.
 func BenchmarkExporter(b *testing.B) {
-	x := NewExporter(DefaultOptions(), testIdentity())
+	for _, agg := range []string{AggregateHost, AggregatePort} {
+		b.Run(agg, func(b *testing.B) {
+			o := DefaultOptions()
+			o.Aggregate = agg
+			benchmarkExporter(b, o)
+		})
+	}
+}
+
+func benchmarkExporter(b *testing.B, o Options) {
+	x := NewExporter(o, testIdentity())
 	evs := make([]protocols.Event, 3)
 	var bytes, sessions int64
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := range b.N {
 		sid := strconv.Itoa(i)
-		src := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), 40000)
-		dst := netip.AddrPortFrom(netip.AddrFrom4([4]byte{192, 0, byte(i >> 8), byte(i)}), 502)
+		src := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(i)}), 40000)
+		dst := netip.AddrPortFrom(netip.AddrFrom4([4]byte{192, byte(i >> 16), byte(i >> 8), byte(i)}), 502)
 		at := t0.Add(time.Duration(i) * time.Millisecond)
 		evs[0] = protocols.Event{Time: at, Type: "connect", Phase: protocols.PhaseStart, SessionID: sid, Protocol: "modbus", Transport: "tcp", Src: src, Dst: dst, Start: at}
 		evs[1] = protocols.Event{Time: at, Type: "modbus.request", SessionID: sid, Protocol: "modbus", Transport: "tcp", Src: src, Dst: dst, Start: at,

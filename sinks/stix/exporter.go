@@ -16,6 +16,8 @@ import (
 // Bounds of what one session and one source keep.
 const (
 	maxActionLabels = 32          // distinct action labels kept per session or source
+	maxHostsCounted = 4096        // distinct hosts counted per observed-data (aggregate = "port")
+	maxHostsWindow  = 65536       // … and in all of a bundle's window
 	maxCount        = 999_999_999 // STIX's bound of number_observed and count
 	objectsPerFlow  = 4           // observed-data, network-traffic, two addresses at most
 	objectsPerActor = 2           // indicator and sighting
@@ -40,6 +42,7 @@ type Exporter struct {
 	flows       map[flowKey]*flow
 	actors      map[netip.Addr]*actor
 	pending     int // objects the window's bundle will hold, the identity aside
+	hostsSeen   int // hosts counted in the window's flows (aggregate = "port")
 
 	indicators map[netip.Addr]*list.Element // of *indicatorRec
 	indLRU     *list.List
@@ -73,6 +76,8 @@ type flowKey struct {
 }
 
 type flow struct {
+	hosts             map[netip.Addr]struct{} // aggregate = "port" only
+	hostsCapped       bool                    // a host was not counted (a bound)
 	first, last       time.Time
 	sessions          int64
 	requests          int64
@@ -252,7 +257,11 @@ func (x *Exporter) finish(s *session, now time.Time, out []*Bundle) []*Bundle {
 		return out
 	}
 	src := s.src.Addr().Unmap()
-	k := flowKey{src: src, dst: s.dst.Addr().Unmap(), dstPort: s.dst.Port(), transport: s.transport, protocol: s.protocol}
+	dst := s.dst.Addr().Unmap()
+	k := flowKey{src: src, dst: dst, dstPort: s.dst.Port(), transport: s.transport, protocol: s.protocol}
+	if x.opts.Aggregate == AggregatePort {
+		k.dst = netip.Addr{}
+	}
 	add := 0
 	if x.flows[k] == nil {
 		add += objectsPerFlow
@@ -277,6 +286,19 @@ func (x *Exporter) finish(s *session, now time.Time, out []*Bundle) []*Bundle {
 	}
 	if s.last.After(f.last) {
 		f.last = s.last
+	}
+	if x.opts.Aggregate == AggregatePort {
+		if f.hosts == nil {
+			f.hosts = map[netip.Addr]struct{}{}
+		}
+		if _, ok := f.hosts[dst]; !ok {
+			if len(f.hosts) < maxHostsCounted && x.hostsSeen < maxHostsWindow {
+				f.hosts[dst] = struct{}{}
+				x.hostsSeen++
+			} else {
+				f.hostsCapped = true
+			}
+		}
 	}
 	if f.sessions > 0 && f.srcPort != s.src.Port() {
 		f.srcPort = 0
@@ -330,9 +352,14 @@ func (x *Exporter) cut(now time.Time) *Bundle {
 	observed := map[netip.Addr][]string{}
 	for _, k := range keys {
 		f := x.flows[k]
-		nt := NetworkTraffic{Type: "network-traffic", SpecVersion: SpecVersion, SrcRef: addr(k.src), DstRef: addr(k.dst),
+		nt := NetworkTraffic{Type: "network-traffic", SpecVersion: SpecVersion, SrcRef: addr(k.src),
 			DstPort: int(k.dstPort), Protocols: trafficProtocols(k), Start: Timestamp(f.first), End: Timestamp(f.last),
 			Protocol: k.protocol, Sessions: f.sessions, Requests: f.requests}
+		if k.dst.IsValid() {
+			nt.DstRef = addr(k.dst)
+		} else {
+			nt.Hosts, nt.HostsAtLeast = len(f.hosts), f.hostsCapped
+		}
 		if f.sessions == 1 && f.srcPort != 0 {
 			p := int(f.srcPort)
 			nt.SrcPort = &p
@@ -346,7 +373,7 @@ func (x *Exporter) cut(now time.Time) *Bundle {
 			CreatedByRef: x.identity.ID, Created: ts, Modified: ts, FirstObserved: Timestamp(f.first),
 			LastObserved: Timestamp(f.last), NumberObserved: min(f.sessions, maxCount),
 			ObjectRefs: []string{nt.ID, nt.SrcRef}}
-		if nt.DstRef != nt.SrcRef {
+		if nt.DstRef != "" && nt.DstRef != nt.SrcRef {
 			od.ObjectRefs = append(od.ObjectRefs, nt.DstRef)
 		}
 		b.Objects = append(b.Objects, mustJSON(nt), mustJSON(od))
@@ -370,7 +397,7 @@ func (x *Exporter) cut(now time.Time) *Bundle {
 	}
 	clear(x.flows)
 	clear(x.actors)
-	x.pending = 0
+	x.pending, x.hostsSeen = 0, 0
 	return b
 }
 

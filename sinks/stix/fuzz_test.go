@@ -56,6 +56,9 @@ func FuzzExporter(f *testing.F) {
 		o := DefaultOptions()
 		o.MaxSessions, o.MaxBundleObjects, o.MaxIndicators = 3, 12, 2
 		o.SessionTimeout, o.BundleInterval = Duration{2 * time.Second}, Duration{5 * time.Second}
+		if len(b) > 0 && b[0]&0x80 != 0 {
+			o.Aggregate = AggregatePort
+		}
 		x := NewExporter(o, testIdentity())
 		var bs []*Bundle
 		for i, e := range eventsFrom(b) {

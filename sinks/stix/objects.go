@@ -105,7 +105,7 @@ type NetworkTraffic struct {
 	Start       string   `json:"start,omitempty"`
 	End         string   `json:"end,omitempty"`
 	SrcRef      string   `json:"src_ref"`
-	DstRef      string   `json:"dst_ref"`
+	DstRef      string   `json:"dst_ref,omitempty"`
 	SrcPort     *int     `json:"src_port,omitempty"`
 	DstPort     int      `json:"dst_port"`
 	Protocols   []string `json:"protocols"`
@@ -115,12 +115,19 @@ type NetworkTraffic struct {
 	Protocol string `json:"x_icsnare_protocol,omitempty"`
 	Sessions int64  `json:"x_icsnare_sessions"`
 	Requests int64  `json:"x_icsnare_requests"`
+	// Hosts counts the emulated hosts the source reached (aggregate = "port", which
+	// leaves dst_ref out); HostsAtLeast says the count stopped at its bound.
+	Hosts        int  `json:"x_icsnare_hosts,omitempty"`
+	HostsAtLeast bool `json:"x_icsnare_hosts_at_least,omitempty"`
 }
 
 // idProps returns the ID contributing properties of network-traffic (start, end,
 // src_ref, dst_ref, src_port, dst_port, protocols; no extensions here).
 func (n *NetworkTraffic) idProps() map[string]any {
-	p := map[string]any{"src_ref": n.SrcRef, "dst_ref": n.DstRef, "dst_port": n.DstPort, "protocols": n.Protocols}
+	p := map[string]any{"src_ref": n.SrcRef, "dst_port": n.DstPort, "protocols": n.Protocols}
+	if n.DstRef != "" {
+		p["dst_ref"] = n.DstRef
+	}
 	if n.Start != "" {
 		p["start"] = n.Start
 	}
@@ -145,9 +152,11 @@ func (n *NetworkTraffic) canonicalIDProps() []byte {
 	b := make([]byte, 0, 256)
 	b = append(b, `{"dst_port":`...)
 	b = strconv.AppendInt(b, int64(n.DstPort), 10)
-	b = append(b, `,"dst_ref":"`...)
-	b = append(b, n.DstRef...)
-	b = append(b, '"')
+	if n.DstRef != "" {
+		b = append(b, `,"dst_ref":"`...)
+		b = append(b, n.DstRef...)
+		b = append(b, '"')
+	}
 	if n.End != "" {
 		b = append(b, `,"end":"`...)
 		b = append(b, n.End...)

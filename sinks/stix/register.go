@@ -82,13 +82,24 @@ type Options struct {
 	// ObserveAll makes observed-data of every session; false only of the sessions of
 	// sources that wrote or changed a device's state.
 	ObserveAll bool `toml:"observe_all"`
+	// Aggregate is what one observed-data stands for: "host", the sessions of a source
+	// to one port of one emulated host; "port", to one port of any host (a scan of a
+	// large prefix is one object, its network-traffic without dst_ref, counting hosts).
+	Aggregate string `toml:"aggregate"`
 }
+
+// Aggregations.
+const (
+	AggregateHost = "host"
+	AggregatePort = "port"
+)
 
 // DefaultOptions returns the defaults of [sinks.stix].
 func DefaultOptions() Options {
 	return Options{MaxFiles: 1000, MaxBytes: 256 << 20, BundleInterval: Duration{time.Minute},
 		MaxBundleObjects: 5000, MaxSessions: 10000, SessionTimeout: Duration{5 * time.Minute},
-		MaxIndicators: 10000, IndicatorValidity: Duration{30 * 24 * time.Hour}, ObserveAll: true}
+		MaxIndicators: 10000, IndicatorValidity: Duration{30 * 24 * time.Hour}, ObserveAll: true,
+		Aggregate: AggregateHost}
 }
 
 // Validate checks the options; errors name the key.
@@ -107,6 +118,9 @@ func (o *Options) Validate() error {
 	pos("max_indicators", int64(o.MaxIndicators))
 	if o.MaxBundleObjects < 1+objectsPerFlow+objectsPerActor {
 		errs = append(errs, fmt.Errorf("max_bundle_objects must be at least %d, not %d", 1+objectsPerFlow+objectsPerActor, o.MaxBundleObjects))
+	}
+	if o.Aggregate != AggregateHost && o.Aggregate != AggregatePort {
+		errs = append(errs, fmt.Errorf("aggregate must be %q or %q, not %q", AggregateHost, AggregatePort, o.Aggregate))
 	}
 	if o.IndicatorValidity.Duration < 0 {
 		errs = append(errs, fmt.Errorf("indicator_validity must not be negative"))

@@ -112,7 +112,8 @@ print(sco("network-traffic", {"src_ref": a, "dst_ref": b, "dst_port": 502, "prot
 			t.Errorf("id %d = %s, python says %s", i, got[i], want[i])
 		}
 	}
-	for _, n := range []NetworkTraffic{nt, {SrcRef: nt.SrcRef, DstRef: nt.DstRef, DstPort: 0, SrcPort: new(int), Protocols: []string{"ipv4"}}} {
+	for _, n := range []NetworkTraffic{nt, {SrcRef: nt.SrcRef, DstRef: nt.DstRef, DstPort: 0, SrcPort: new(int), Protocols: []string{"ipv4"}},
+		{SrcRef: nt.SrcRef, DstPort: 502, Protocols: []string{"ipv4", "tcp"}, Start: nt.Start}} {
 		if a, b := string(n.canonicalIDProps()), string(canonicalJSON(n.idProps())); a != b {
 			t.Errorf("network-traffic canonical form %s, JSON encoder %s", a, b)
 		}
@@ -207,6 +208,7 @@ func TestExporterBundles(t *testing.T) {
 		pattern                                  string
 		sightingCount                            float64
 		numberObserved                           float64
+		hosts                                    float64 // x_icsnare_hosts, 0: absent
 	}
 	for _, tc := range []struct {
 		name   string
@@ -264,6 +266,16 @@ func TestExporterBundles(t *testing.T) {
 				connect("modbus/2", "127.76.1.7:1", host, 0), disconnect("modbus/2", "127.76.1.7:1", host, time.Second, 0),
 				connect("modbus/3", "127.76.1.8:1", host, 0), disconnect("modbus/3", "127.76.1.8:1", host, time.Second, 0)},
 			want: want{bundles: 2, observed: 3, numberObserved: 1}},
+		{name: "aggregate port: a scan of three hosts is one observed-data",
+			opts: func(o *Options) { o.Aggregate = AggregatePort },
+			events: []*protocols.Event{
+				connect("modbus/1", "127.76.1.9:1", "127.76.0.11:502", 0), disconnect("modbus/1", "127.76.1.9:1", "127.76.0.11:502", time.Second, 0),
+				connect("modbus/2", "127.76.1.9:2", "127.76.0.12:502", 0), disconnect("modbus/2", "127.76.1.9:2", "127.76.0.12:502", time.Second, 0),
+				connect("modbus/3", "127.76.1.9:3", "127.76.0.12:502", 0),
+				ev("modbus.request", "", "modbus/3", "127.76.1.9:3", "127.76.0.12:502", time.Second, F("function_code", uint8(15))),
+				disconnect("modbus/3", "127.76.1.9:3", "127.76.0.12:502", time.Second, 1)},
+			want: want{bundles: 1, observed: 1, indicators: 1, sightings: 1, pattern: "[ipv4-addr:value = '127.76.1.9']",
+				sightingCount: 1, numberObserved: 3, hosts: 2}},
 		{name: "nothing seen: no bundle",
 			want: want{bundles: 0}},
 	} {
@@ -299,6 +311,11 @@ func TestExporterBundles(t *testing.T) {
 			if len(od) != tc.want.observed || len(ind) != tc.want.indicators || len(sig) != tc.want.sightings {
 				t.Fatalf("observed-data %d, indicators %d, sightings %d; want %d, %d, %d", len(od), len(ind), len(sig),
 					tc.want.observed, tc.want.indicators, tc.want.sightings)
+			}
+			for _, nt := range all.ofType("network-traffic") {
+				if h, _ := nt["x_icsnare_hosts"].(float64); h != tc.want.hosts || (h > 0) == (nt["dst_ref"] != nil) {
+					t.Errorf("network-traffic hosts %v, dst_ref %v; want hosts %v", nt["x_icsnare_hosts"], nt["dst_ref"], tc.want.hosts)
+				}
 			}
 			for _, o := range od {
 				if o["number_observed"] != tc.want.numberObserved {
@@ -462,6 +479,7 @@ func TestOptionsValidate(t *testing.T) {
 		{"zero sessions", func(o *Options) { o.MaxSessions = 0 }, "max_sessions"},
 		{"tiny bundles", func(o *Options) { o.MaxBundleObjects = 3 }, "max_bundle_objects"},
 		{"negative validity", func(o *Options) { o.IndicatorValidity.Duration = -1 }, "indicator_validity"},
+		{"unknown aggregation", func(o *Options) { o.Aggregate = "subnet" }, "aggregate"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := DefaultOptions()
