@@ -363,6 +363,22 @@ func TestExporterBounds(t *testing.T) {
 		t.Fatalf("bundles %d", len(bs))
 	}
 
+	// aggregate = "port": the hosts of one object are counted up to their bound
+	o = testOptions()
+	o.Aggregate = AggregatePort
+	x = NewExporter(o, testIdentity())
+	for i := range maxHostsCounted + 10 {
+		dst := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 77, byte(i >> 8), byte(i)}), 502).String()
+		sid := "modbus/" + dst
+		x.Add(connect(sid, "127.76.2.1:1000", dst, 0), t0)
+		x.Add(disconnect(sid, "127.76.2.1:1000", dst, 0, 0), t0)
+	}
+	nts := decode(t, v, x.Close(t0)[0]).ofType("network-traffic")
+	if len(nts) != 1 || nts[0]["x_icsnare_hosts"] != float64(maxHostsCounted) || nts[0]["x_icsnare_hosts_at_least"] != true ||
+		nts[0]["x_icsnare_sessions"] != float64(maxHostsCounted+10) {
+		t.Errorf("network-traffic of a scan: %v", nts)
+	}
+
 	// a returning writer: the same indicator (id, created, content) in both bundles
 	x = NewExporter(testOptions(), testIdentity())
 	var inds []string
