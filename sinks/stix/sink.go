@@ -66,6 +66,13 @@ func NewSink(o Options, env events.Env) (*Sink, error) {
 	s := &Sink{x: NewExporter(o, id), log: log, now: time.Now, stop: make(chan struct{})}
 	if o.Dir != "" {
 		s.dir = &dirWriter{dir: o.Dir, maxFiles: o.MaxFiles, maxBytes: o.MaxBytes}
+		// temporary files a crash left behind
+		if stale, _ := filepath.Glob(filepath.Join(o.Dir, ".bundle-*.tmp")); len(stale) > 0 {
+			for _, f := range stale {
+				os.Remove(f)
+			}
+			log.Info("stix: removed the temporary files of unfinished bundles", "dir", o.Dir, "files", len(stale))
+		}
 	}
 	// Bundles are due by the clock, whether events (and the bus's flushes) come or not.
 	every := min(o.BundleInterval.Duration, o.SessionTimeout.Duration, time.Second)

@@ -2,6 +2,9 @@ package stix
 
 import (
 	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -582,5 +585,45 @@ func TestSinkCountsLosses(t *testing.T) {
 	}
 	if st := s.Stats(); st.Lost != 1 || st.Bundles != 0 || out.n != 1 {
 		t.Errorf("stats %+v, offers %d", st, out.n)
+	}
+}
+
+// TestSinkResumesAfterWriteError removes the bundle directory under the sink: the bundle
+// is lost, counted and reported; once the directory is back, bundles are written again.
+func TestSinkResumesAfterWriteError(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "stix")
+	os.Mkdir(dir, 0o755)
+	os.WriteFile(filepath.Join(dir, ".bundle-123.tmp"), []byte("{"), 0o600) // a crash's leftover
+	o := testOptions()
+	o.Dir = dir
+	s, err := NewSink(o, events.Env{SensorID: "s1", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := os.Stat(filepath.Join(dir, ".bundle-123.tmp")); err == nil {
+		t.Error("a stale temporary file stayed")
+	}
+	session := func(n int) {
+		sid := fmt.Sprintf("modbus/%d", n)
+		s.Write(connect(sid, "127.76.7.1:1", "127.76.0.10:502", 0))
+		s.Write(disconnect(sid, "127.76.7.1:1", "127.76.0.10:502", time.Second, 0))
+	}
+	os.RemoveAll(dir)
+	session(1)
+	if err := s.Cut(); err == nil {
+		t.Fatal("a bundle into a missing directory was not reported")
+	}
+	if st := s.Stats(); st.Lost != 1 || st.Bundles != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	os.Mkdir(dir, 0o755)
+	session(2)
+	if err := s.Cut(); err != nil {
+		t.Fatal(err)
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "bundle-*.json"))
+	if st := s.Stats(); st.Lost != 1 || st.Bundles != 1 || len(files) != 1 {
+		t.Fatalf("stats %+v, files %v", st, files)
 	}
 }
