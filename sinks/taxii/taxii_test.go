@@ -220,52 +220,60 @@ func TestPostWithRetry(t *testing.T) {
 
 // TestLinkedToStix opens both kinds as the sensor does: the [sinks.stix] sink writes its
 // bundle file and hands the same bundle to TAXII; the taxii sink ignores the events.
+// Whichever sink closes first, the last sessions reach both.
 func TestLinkedToStix(t *testing.T) {
-	srv := taxiitest.New(t, false, nil)
-	dir := t.TempDir()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	env := events.Env{SensorID: "linked", Logger: quiet}
-	sk, _ := events.Lookup("stix")
-	so := stix.DefaultOptions()
-	so.Dir = dir
-	stixSink, err := sk.Open(ctx, &so, env)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tk, _ := events.Lookup("taxii")
-	o := testOptions(srv)
-	taxiiSink, err := tk.Open(ctx, &o, env)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range writerSession(1, "127.76.9.1:4000") {
-		stixSink.Write(e)
-		taxiiSink.Write(e)
-	}
-	// the bus may close them in either order; here TAXII first, so it takes the last
-	// sessions from the stix sink before its queue closes
-	if err := taxiiSink.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := stixSink.Close(); err != nil {
-		t.Fatal(err)
-	}
-	objs := arrived(t, srv, o)
-	files, _ := filepath.Glob(filepath.Join(dir, "bundle-*.json"))
-	if len(files) != 1 {
-		t.Fatalf("bundle files %v", files)
-	}
-	raw, _ := os.ReadFile(files[0])
-	var doc struct{ Objects []map[string]any }
-	json.Unmarshal(raw, &doc)
-	if len(objs) == 0 || len(objs) != len(doc.Objects) {
-		t.Fatalf("TAXII got %d objects, the file holds %d", len(objs), len(doc.Objects))
-	}
-	for i := range objs {
-		if objs[i]["id"] != doc.Objects[i]["id"] {
-			t.Errorf("object %d: %v by TAXII, %v in the file", i, objs[i]["id"], doc.Objects[i]["id"])
-		}
+	for _, taxiiFirst := range []bool{false, true} {
+		t.Run(fmt.Sprintf("taxii closes first %v", taxiiFirst), func(t *testing.T) {
+			srv := taxiitest.New(t, false, nil)
+			dir := t.TempDir()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			env := events.Env{SensorID: "linked", Logger: quiet}
+			sk, _ := events.Lookup("stix")
+			so := stix.DefaultOptions()
+			so.Dir = dir
+			stixSink, err := sk.Open(ctx, &so, env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tk, _ := events.Lookup("taxii")
+			o := testOptions(srv)
+			taxiiSink, err := tk.Open(ctx, &o, env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range writerSession(1, "127.76.9.1:4000") {
+				stixSink.Write(e)
+				taxiiSink.Write(e)
+			}
+			cancel() // the sensor stops before its sinks close
+			first, second := stixSink, taxiiSink
+			if taxiiFirst {
+				first, second = taxiiSink, stixSink
+			}
+			if err := first.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if err := second.Close(); err != nil {
+				t.Fatal(err)
+			}
+			objs := arrived(t, srv, o)
+			files, _ := filepath.Glob(filepath.Join(dir, "bundle-*.json"))
+			if len(files) != 1 {
+				t.Fatalf("bundle files %v", files)
+			}
+			raw, _ := os.ReadFile(files[0])
+			var doc struct{ Objects []map[string]any }
+			json.Unmarshal(raw, &doc)
+			if len(objs) == 0 || len(objs) != len(doc.Objects) {
+				t.Fatalf("TAXII got %d objects, the file holds %d", len(objs), len(doc.Objects))
+			}
+			for i := range objs {
+				if objs[i]["id"] != doc.Objects[i]["id"] {
+					t.Errorf("object %d: %v by TAXII, %v in the file", i, objs[i]["id"], doc.Objects[i]["id"])
+				}
+			}
+		})
 	}
 }
 
