@@ -290,7 +290,13 @@ func (c *Client) discover() (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("API root %q: %w", root, err)
 	}
-	return withSlash(base.ResolveReference(ref).String()), nil
+	abs := base.ResolveReference(ref)
+	// the credentials go only where the configuration sends them
+	if abs.Scheme != base.Scheme || abs.Host != base.Host {
+		return "", fmt.Errorf("%w: the API root %s is not on %s://%s; set url to it (without discovery) to post there",
+			errPermanent, abs.Redacted(), base.Scheme, base.Host)
+	}
+	return withSlash(abs.String()), nil
 }
 
 // rootInfo reads the API root's information: its max_content_length lowers the size of

@@ -139,6 +139,18 @@ func TestPostWithRetry(t *testing.T) {
 			server:   func(s *taxiitest.Server) { s.Redirect = "http://127.76.0.2:9/elsewhere/" },
 			opts:     func(o *Options, _ *taxiitest.Server) { o.Token = "t0ken" },
 			sessions: 1, wantLost: 1, wantErr: "307"},
+		{name: "discovery names a relative API root",
+			server: func(s *taxiitest.Server) { s.DiscoveryRoot = "/api1/" },
+			opts: func(o *Options, s *taxiitest.Server) {
+				o.URL, o.Discovery = s.Srv.URL+"/taxii2/", true
+			},
+			sessions: 1, wantPosts: 1},
+		{name: "discovery points to another server: refused, credentials kept",
+			server: func(s *taxiitest.Server) { s.DiscoveryRoot, s.Token = "http://127.76.0.2:9/api1/", "t0ken" },
+			opts: func(o *Options, s *taxiitest.Server) {
+				o.URL, o.Discovery, o.Token = s.Srv.URL+"/taxii2/", true, "t0ken"
+			},
+			sessions: 1, wantLost: 1, wantErr: "not on http://127.76.0.1"},
 		{name: "wrong password: refused for good, lost and reported",
 			server:   func(s *taxiitest.Server) { s.User, s.Pass = "sensor", "s3cret" },
 			opts:     func(o *Options, _ *taxiitest.Server) { o.Username, o.Password = "sensor", "guess" },

@@ -39,7 +39,9 @@ type Server struct {
 	Garbage    bool   // answer posts with 202 and a body that is no status resource
 	Huge       bool   // answer posts with 202 and 8 MiB of status resource
 	Redirect   string // answer every request with a 307 to this URL
-	Stall      chan struct{}
+	// DiscoveryRoot is the API root discovery names (default: this server's /api1/).
+	DiscoveryRoot string
+	Stall         chan struct{}
 	// Refuse answers the first posts with these HTTP statuses (503, or 429 with
 	// Retry-After: 1; 0 drops the connection) before accepting.
 	Refuse []int
@@ -165,8 +167,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	coll := root + "collections/" + s.Collection + "/"
 	switch p := r.URL.Path; {
 	case p == "/taxii2/" && r.Method == http.MethodGet:
-		s.reply(w, 200, map[string]any{"title": "icsnare test TAXII server", "default": s.Srv.URL + root,
-			"api_roots": []string{s.Srv.URL + root}})
+		apiRoot := s.Srv.URL + root
+		if s.DiscoveryRoot != "" {
+			apiRoot = s.DiscoveryRoot
+		}
+		s.reply(w, 200, map[string]any{"title": "icsnare test TAXII server", "default": apiRoot,
+			"api_roots": []string{apiRoot}})
 	case p == root && r.Method == http.MethodGet:
 		info := map[string]any{"title": "test API root", "versions": []string{MediaType}, "max_content_length": s.MaxLen}
 		if s.HideMaxLen {
