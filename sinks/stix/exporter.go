@@ -172,8 +172,12 @@ func NewExporter(opts Options, id Identity) *Exporter {
 // OpenSessions returns how many sessions the exporter follows now.
 func (x *Exporter) OpenSessions() int { return len(x.sessions) }
 
-// Add takes one event and returns the bundles it completed (usually none).
+// Add takes one event and returns the bundles it completed (usually none). Events of no
+// session (the sensor's own aggregates) are not sessions' and are left out.
 func (x *Exporter) Add(e *protocols.Event, now time.Time) []*Bundle {
+	if e.SessionID == "" {
+		return nil
+	}
 	var out []*Bundle
 	s := x.sessions[e.SessionID]
 	if s == nil {

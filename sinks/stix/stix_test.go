@@ -429,6 +429,8 @@ func TestHostileEvents(t *testing.T) {
 	// no addresses, odd fields, end before start, many action labels, invalid UTF-8
 	add(&protocols.Event{Type: "modbus.request", SessionID: "x", Protocol: "modbus", Time: t0,
 		Fields: []protocols.Field{protocols.F("function_code", uint64(1<<63))}})
+	add(&protocols.Event{Type: "flood.minute", Time: t0, Src: netip.MustParseAddrPort("127.76.4.9:1"),
+		Dst: netip.MustParseAddrPort("127.76.0.10:502")}) // no session: left out
 	add(&protocols.Event{Type: "disconnect", Phase: protocols.PhaseEnd, SessionID: "y", Time: t0,
 		Src: netip.MustParseAddrPort("127.76.4.1:1"), Dst: netip.MustParseAddrPort("127.76.0.10:21"), Protocol: "ftp\xff",
 		Fields: []protocols.Field{protocols.F("requests", "many"), protocols.F("bytes_in", -5)}})
@@ -437,9 +439,15 @@ func TestHostileEvents(t *testing.T) {
 			Src: netip.MustParseAddrPort("127.76.4.2:1"), Dst: netip.MustParseAddrPort("127.76.0.10:2404"),
 			Fields: []protocols.Field{protocols.F("type_id", i)}})
 	}
+	if x.OpenSessions() != 2 {
+		t.Errorf("%d sessions open, want 2 (x and z)", x.OpenSessions())
+	}
 	bs = append(bs, x.Close(t0)...)
 	for _, b := range bs {
 		d := decode(t, v, b)
+		if strings.Contains(string(d.raw), "127.76.4.9") {
+			t.Error("an event of no session became an observation")
+		}
 		for _, s := range d.ofType("sighting") {
 			if s["count"] != float64(100) {
 				t.Errorf("sighting count %v", s["count"])
