@@ -68,7 +68,8 @@ type Options struct {
 	// StatusWait is how long the status resource of a post is followed until the server
 	// has added every object; 0 does not follow it.
 	StatusWait Duration `toml:"status_wait"`
-	// CloseTimeout bounds how long stopping the sensor waits for queued bundles to go.
+	// CloseTimeout bounds how long stopping the sensor waits for queued bundles to go;
+	// keep it within the sensor's shutdown budget for its sinks.
 	CloseTimeout Duration `toml:"close_timeout"`
 	// MaxContentLength bounds the body of one post when the API root does not say
 	// (its max_content_length wins when smaller); larger bundles go in several posts.
@@ -79,7 +80,7 @@ type Options struct {
 func DefaultOptions() Options {
 	return Options{Timeout: Duration{Duration: 10 * time.Second}, Retries: 5,
 		Backoff: Duration{Duration: time.Second}, MaxBackoff: Duration{Duration: time.Minute}, Queue: 64,
-		StatusWait: Duration{Duration: 30 * time.Second}, CloseTimeout: Duration{Duration: 10 * time.Second},
+		StatusWait: Duration{Duration: 30 * time.Second}, CloseTimeout: Duration{Duration: time.Second},
 		MaxContentLength: 10 << 20}
 }
 
