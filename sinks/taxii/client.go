@@ -96,6 +96,9 @@ func NewClient(ctx context.Context, o Options, log *slog.Logger) (*Client, error
 	if !o.Discovery {
 		c.apiRoot = withSlash(o.URL)
 	}
+	if u, _ := url.Parse(o.URL); u != nil && u.Scheme == "http" && (o.Token != "" || o.Password != "") {
+		log.Warn("taxii: credentials over plain HTTP; use an https URL", "url", u.Redacted())
+	}
 	c.ctx, c.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	go c.run()
 	return c, nil
