@@ -72,6 +72,8 @@ func (r *report) add(e event) {
 	case "skip":
 		if e.Test != "" {
 			r.skipped = append(r.skipped, fmt.Sprintf("%s %s: %s", e.Package, e.Test, skipReason(r.text(key))))
+		} else {
+			r.done[e.Package] = true // a package with no test files
 		}
 		delete(r.output, key)
 	case "pass":

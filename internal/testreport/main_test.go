@@ -23,6 +23,9 @@ func TestReport(t *testing.T) {
 		{Action: "fail", Package: "p/b", Test: "TestBad", Elapsed: 0.1},
 		{Action: "fail", Package: "p/b", Elapsed: 0.2},
 		{Action: "start", Package: "p/c"}, // never ends: a cut-short run
+		{Action: "start", Package: "p/d"},
+		{Action: "output", Package: "p/d", Output: "?   \tp/d\t[no test files]\n"},
+		{Action: "skip", Package: "p/d"}, // no test files: done, not skipped
 	}
 	var out strings.Builder
 	r := newReport(&out)
@@ -31,6 +34,9 @@ func TestReport(t *testing.T) {
 		var back event
 		json.Unmarshal(b, &back)
 		r.add(back)
+	}
+	if !r.done["p/d"] {
+		t.Error("a package without test files is not done")
 	}
 	if r.finish() {
 		t.Fatal("a run with a failure passed")
