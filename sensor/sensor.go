@@ -56,6 +56,7 @@ type Sensor struct {
 	netcfgApplied bool
 	xdp           *bpf.Limiter
 	identity      *bpf.Identity      // per-host MACs and stacks in the kernel (identity.go)
+	portFilter    *bpf.PortFilter    // each host only its profile's ports (portfilter.go)
 	limits        []limitRule        // every UDP rate limit (planLimits)
 	limiter       *ratelimit.Limiter // userspace limits, for ports the kernel does not enforce
 	store         *state.Store       // nil without a state directory
@@ -216,6 +217,7 @@ func (s *Sensor) Bind(ctx context.Context) error {
 			s.Addrs = append(s.Addrs, ep.Transport+" "+hp)
 		}
 	}
+	s.attachPortFilter()
 	return nil
 }
 
@@ -226,6 +228,10 @@ func (s *Sensor) Close() {
 	}
 	for _, l := range s.udp {
 		l.conn.Close()
+	}
+	if s.portFilter != nil {
+		s.portFilter.Close()
+		s.portFilter = nil
 	}
 }
 
