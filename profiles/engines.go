@@ -17,6 +17,7 @@ type EngineEnv struct {
 	Seed     uint64     // the host's seed (per key once handed to a constructor)
 	HostSeed uint64     // the host's seed, also in a constructor (HostMAC derives from it)
 	Addr     netip.Addr // the emulated host's address
+	Bits     int        // the prefix length of the host rule that made it (0: unknown)
 	Start    time.Time  // when the host came up (sensor start unless the profile says otherwise)
 }
 

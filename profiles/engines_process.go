@@ -257,3 +257,30 @@ func init() {
 		return mac.String(), nil
 	})
 }
+
+// The host's own address and its subnet, for SNMP's ipAddrTable and LLDP's management
+// address: icsnare.addr is the address; icsnare.netmask the mask of the host rule's prefix
+// (EngineEnv.Bits; a rule of single addresses gives a /24, the usual plant subnet);
+// icsnare.addrhex the address as an octet string (LLDP's lldpLocManAddr).
+func init() {
+	RegisterFunction("icsnare.addr", func(env EngineEnv, _ []any) (any, error) {
+		return env.Addr.Unmap().String(), nil
+	})
+	RegisterFunction("icsnare.netmask", func(env EngineEnv, _ []any) (any, error) {
+		return Netmask(env), nil
+	})
+	RegisterFunction("icsnare.addrhex", func(env EngineEnv, _ []any) (any, error) {
+		return fmt.Sprintf("%x", env.Addr.Unmap().AsSlice()), nil
+	})
+}
+
+// Netmask is the dotted IPv4 netmask of the host's subnet (EngineEnv.Bits, /24 when the rule
+// is a single address or unknown).
+func Netmask(env EngineEnv) string {
+	bits := env.Bits
+	if bits <= 0 || bits >= 31 || !env.Addr.Unmap().Is4() {
+		bits = 24
+	}
+	m := ^uint32(0) << (32 - bits)
+	return fmt.Sprintf("%d.%d.%d.%d", byte(m>>24), byte(m>>16), byte(m>>8), byte(m))
+}

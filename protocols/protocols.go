@@ -153,8 +153,15 @@ func NewHost(addr netip.Addr, p *profiles.Profile, seed uint64, start time.Time)
 // databus values store kept are put back first, so a regenerated host shows what attackers
 // wrote; later Set and Update calls are saved.
 func NewStoredHost(addr netip.Addr, p *profiles.Profile, seed uint64, start time.Time, boots int64, store HostStore) *Host {
+	return NewSubnetHost(netip.PrefixFrom(addr, addr.BitLen()), p, seed, start, boots, store)
+}
+
+// NewSubnetHost is NewStoredHost for a host whose address at carries the prefix length of
+// the host rule it belongs to (its subnet, which SNMP's ipAddrTable shows).
+func NewSubnetHost(at netip.Prefix, p *profiles.Profile, seed uint64, start time.Time, boots int64, store HostStore) *Host {
+	addr := at.Addr()
 	h := &Host{Addr: addr, Profile: p, Seed: seed, Boots: boots, store: store,
-		Databus: p.Schema.NewDatabus(profiles.EngineEnv{Seed: seed, Addr: addr, Start: start})}
+		Databus: p.Schema.NewDatabus(profiles.EngineEnv{Seed: seed, Addr: addr, Bits: at.Bits(), Start: start})}
 	if store == nil {
 		return h
 	}

@@ -264,7 +264,14 @@ func (r *hostRegistry) newHost(addr netip.Addr, dev *deviceProfile) *host {
 		id := hostID(addr, dev.profile.Name)
 		hs = &hostStore{s: r.store, id: id, saved: r.store.Load(id)}
 	}
-	return &host{Host: protocols.NewStoredHost(addr, dev.profile, seed, r.hostStart(seed), r.boot.Boots, hs), dev: dev}
+	bits := addr.BitLen()
+	for _, ru := range r.rules { // longest first, as match takes them
+		if ru.prefix.Contains(addr) {
+			bits = ru.prefix.Bits()
+			break
+		}
+	}
+	return &host{Host: protocols.NewSubnetHost(netip.PrefixFrom(addr, bits), dev.profile, seed, r.hostStart(seed), r.boot.Boots, hs), dev: dev}
 }
 
 // victimLocked advances the clock hand to a host it may evict: no open connections and

@@ -222,6 +222,9 @@ func syntaxTag(node *types.SmiNode) byte {
 	case types.BaseTypeUnsigned32:
 		return tagInteger // an INTEGER with a non-negative range
 	case types.BaseTypeUnsigned64:
+		if ty.Name == "" || ty.Name == "INTEGER" {
+			return tagInteger // gosmi's base of a refined INTEGER such as (0..65535)
+		}
 		return tagCounter64
 	case types.BaseTypeOctetString, types.BaseTypeBits:
 		return tagOctetString

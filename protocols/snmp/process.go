@@ -60,6 +60,7 @@ const maxRepetitions = 1024
 // the varbind list size. ok is false when an OID in the request is malformed.
 func (s *service) process(st *reqState, hs *hostState, h *protocols.Host, p *pdu, canWrite, v1 bool, vbLimit int, now time.Time) (es, ei int, ok bool) {
 	st.vbs = st.vbs[:0]
+	st.inst = hostInst(h.Addr, st.inst)
 	switch p.typ {
 	case pduGet:
 		hs.inc(snmpInGetRequests)
@@ -112,7 +113,12 @@ func (st *reqState) appendException(oidContent []byte, exc byte) {
 
 func (s *service) appendObject(st *reqState, hs *hostState, h *protocols.Host, o *object, now time.Time) {
 	st.val = s.value(st.val[:0], o, h, hs, now)
-	st.vbs = appendVB(st.vbs, o.oidTLV, st.val)
+	tlv := o.oidTLV
+	if o.hostAddr {
+		st.tmp = oidAt(st.tmp[:0], o, st.inst)
+		tlv = st.tmp
+	}
+	st.vbs = appendVB(st.vbs, tlv, st.val)
 }
 
 func (s *service) get(st *reqState, hs *hostState, h *protocols.Host, p *pdu, v1 bool, now time.Time) (int, int, bool) {
@@ -126,6 +132,12 @@ func (s *service) get(st *reqState, hs *hostState, h *protocols.Host, p *pdu, v1
 		st.oid = oid
 		if err != nil {
 			return 0, 0, false
+		}
+		if s.tree.hostAddr > 0 {
+			if o := s.tree.find(oid, st.inst); o != nil {
+				s.appendObject(st, hs, h, o, now)
+				continue
+			}
 		}
 		if v1 {
 			return errNoSuchName, i + 1, true
@@ -148,7 +160,7 @@ func (s *service) getNext(st *reqState, hs *hostState, h *protocols.Host, p *pdu
 		if err != nil {
 			return 0, 0, false
 		}
-		i0 := s.tree.nextIndex(oid)
+		i0 := s.tree.nextIndex(oid, st.inst)
 		if i0 < 0 {
 			if v1 {
 				return errNoSuchName, i + 1, true
@@ -173,7 +185,7 @@ func (s *service) getBulk(st *reqState, hs *hostState, h *protocols.Host, p *pdu
 		if err != nil {
 			return 0, 0, false
 		}
-		st.cur = append(st.cur, s.tree.nextIndex(oid))
+		st.cur = append(st.cur, s.tree.nextIndex(oid, st.inst))
 	}
 	// fits appends one varbind and reports whether the list is still within the limit.
 	fits := func(i int, vbOID []byte) bool {
@@ -204,7 +216,7 @@ func (s *service) getBulk(st *reqState, hs *hostState, h *protocols.Host, p *pdu
 			if idx < 0 && r > 0 {
 				// Past the end: repeat endOfMibView with the last name returned.
 				if last := lastIndex(st.cur[j]); last >= 0 {
-					oidContent = s.tree.content(last)
+					oidContent = s.tree.content(last, st.inst)
 				}
 			}
 			if !fits(idx, oidContent) {

@@ -40,7 +40,9 @@ func RawTypes() []string {
 func rawSymbolObject(sec *profiles.Section, module string, s *profiles.Node) (*object, error) {
 	sec.CheckChildren(s, "value", "engine")
 	text, _ := s.Attr("oid")
-	oid, err := parseOIDString(strings.TrimSpace(text))
+	// "….@addr": the instance ends in the host's own address (LLDP's management address).
+	fixed, hostAddr := strings.CutSuffix(strings.TrimSpace(text), ".@addr")
+	oid, err := parseOIDString(fixed)
 	if err != nil {
 		return nil, s.Errorf("oid %q: %v", text, err)
 	}
@@ -52,7 +54,10 @@ func rawSymbolObject(sec *profiles.Section, module string, s *profiles.Node) (*o
 	if !ok {
 		return nil, s.Errorf("type %q: one of %s", typ, strings.Join(RawTypes(), ", "))
 	}
-	o := &object{oid: oid, typeLen: len(oid) - 1, name: oidString(oid), tag: tag}
+	o := &object{oid: oid, typeLen: len(oid) - 1, name: oidString(oid), tag: tag, hostAddr: hostAddr}
+	if hostAddr {
+		o.name += ".@addr"
+	}
 	if strings.TrimSpace(typ) == "HexString" {
 		o.hint = "1x:"
 	}

@@ -37,6 +37,7 @@ func (s *service) Endpoints() []protocols.Endpoint {
 type reqState struct {
 	m      message
 	oid    []uint32
+	inst   []uint32 // the host's address as an instance (tree.hostAddr objects)
 	cur    []int
 	vbs    []byte
 	val    []byte

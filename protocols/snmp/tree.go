@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"path"
 	"sort"
 	"strings"
@@ -19,9 +20,12 @@ type builtinFunc func(b []byte, hs *hostState, now time.Time) []byte
 
 // object is one served object instance.
 type object struct {
-	oid      []uint32
-	oidTLV   []byte // the encoded OID, ready to copy into responses
-	typeLen  int    // length of the object type's OID (the rest is the instance)
+	oid     []uint32
+	oidTLV  []byte // the encoded OID, ready to copy into responses
+	typeLen int    // length of the object type's OID (the rest is the instance)
+	// hostAddr: the instance ends in the host's own address (instance="…@addr" in the
+	// template: ipAddrTable, LLDP's management address); oid holds the part before it.
+	hostAddr bool
 	name     string // "sysDescr.0"
 	tag      byte
 	hint     string
@@ -40,8 +44,9 @@ type object struct {
 
 // tree is the sorted set of objects a profile serves.
 type tree struct {
-	objs  []*object
-	index map[string]int // OID content bytes → position in objs
+	objs     []*object
+	index    map[string]int // OID content bytes → position in objs
+	hostAddr int            // objects whose instance is the host's address
 }
 
 func (t *tree) add(o *object) {
@@ -57,9 +62,66 @@ func (t *tree) finish() error {
 		if i > 0 && compareOID(t.objs[i-1].oid, o.oid) == 0 {
 			return fmt.Errorf("%s and %s are the same OID %s", t.objs[i-1].name, o.name, oidString(o.oid))
 		}
+		if o.hostAddr {
+			t.hostAddr++
+			// Its place in the order holds for every address only when no other object
+			// lies under the part of its OID before the address.
+			for _, j := range []int{i - 1, i + 1} {
+				if j >= 0 && j < len(t.objs) && len(t.objs[j].oid) >= len(o.oid) && compareOID(t.objs[j].oid[:len(o.oid)], o.oid) == 0 {
+					return fmt.Errorf("%s and %s: an instance of the host's address needs its column to itself", o.name, t.objs[j].name)
+				}
+			}
+			continue
+		}
 		t.index[string(o.oidTLV[len(o.oidTLV)-len(appendOIDContent(nil, o.oid)):])] = i
 	}
 	return nil
+}
+
+// hostInst returns the sub-identifiers of addr, an instance of the host's address.
+func hostInst(addr netip.Addr, buf []uint32) []uint32 {
+	buf = buf[:0]
+	for _, b := range addr.Unmap().AsSlice() {
+		buf = append(buf, uint32(b))
+	}
+	return buf
+}
+
+// cmpAt compares object o's OID for a host whose address instance is inst with oid.
+func cmpAt(o *object, inst, oid []uint32) int {
+	if !o.hostAddr {
+		return compareOID(o.oid, oid)
+	}
+	n := len(o.oid)
+	if len(oid) <= n {
+		if c := compareOID(o.oid[:len(oid)], oid); c != 0 {
+			return c
+		}
+		return 1 // oid is a prefix of the object's: the object comes after it
+	}
+	if c := compareOID(o.oid, oid[:n]); c != 0 {
+		return c
+	}
+	return compareOID(inst, oid[n:])
+}
+
+// find returns the object whose OID, for a host with address instance inst, is oid.
+func (t *tree) find(oid, inst []uint32) *object {
+	i := sort.Search(len(t.objs), func(i int) bool { return cmpAt(t.objs[i], inst, oid) >= 0 })
+	if i < len(t.objs) && cmpAt(t.objs[i], inst, oid) == 0 {
+		return t.objs[i]
+	}
+	return nil
+}
+
+// oidAt appends the OID TLV of o for a host with address instance inst.
+func oidAt(b []byte, o *object, inst []uint32) []byte {
+	if !o.hostAddr {
+		return append(b, o.oidTLV...)
+	}
+	var buf [maxOIDLen + 16]uint32
+	full := append(append(buf[:0], o.oid...), inst...)
+	return appendOctets(b, tagOID, appendOIDContent(nil, full))
 }
 
 // get returns the object whose OID content is c.
@@ -173,14 +235,17 @@ func symbolObject(sec *profiles.Section, res *mibResolver, module string, s *pro
 	if v, ok := s.Attr("instance"); ok {
 		inst = strings.TrimSpace(v)
 	}
-	suffix, err := parseOIDString(inst)
-	if err != nil {
-		return nil, s.Errorf("instance %q: %v", inst, err)
+	var suffix []uint32
+	pre, hostAddr := strings.CutSuffix(inst, "@addr")
+	if pre = strings.TrimSuffix(pre, "."); !hostAddr || pre != "" {
+		if suffix, err = parseOIDString(pre); err != nil {
+			return nil, s.Errorf("instance %q: %v", inst, err)
+		}
 	}
 	o := &object{
 		oid: append(append([]uint32(nil), mo.oid...), suffix...), typeLen: len(mo.oid),
 		name: name + "." + strings.TrimPrefix(inst, "."), tag: mo.tag, hint: mo.hint,
-		writable: mo.writable, enum: mo.enum, ranges: mo.ranges,
+		writable: mo.writable && !hostAddr, enum: mo.enum, ranges: mo.ranges, hostAddr: hostAddr,
 	}
 	if len(o.oid) > maxOIDLen {
 		return nil, s.Errorf("OID of %s longer than %d sub-identifiers", o.name, maxOIDLen)
@@ -343,18 +408,23 @@ func addBuiltins(t *tree) {
 	}
 }
 
-// nextIndex returns the position of the first object after oid, or -1 at the end.
-func (t *tree) nextIndex(oid []uint32) int {
-	i := sort.Search(len(t.objs), func(i int) bool { return compareOID(t.objs[i].oid, oid) > 0 })
+// nextIndex returns the position of the first object after oid for a host whose address
+// instance is inst, or -1 at the end.
+func (t *tree) nextIndex(oid, inst []uint32) int {
+	i := sort.Search(len(t.objs), func(i int) bool { return cmpAt(t.objs[i], inst, oid) > 0 })
 	if i == len(t.objs) {
 		return -1
 	}
 	return i
 }
 
-// content returns the OID content bytes of object i.
-func (t *tree) content(i int) []byte {
+// content returns the OID content bytes of object i for a host whose address instance is
+// inst.
+func (t *tree) content(i int, inst []uint32) []byte {
 	tlv := t.objs[i].oidTLV
+	if t.objs[i].hostAddr {
+		tlv = oidAt(nil, t.objs[i], inst)
+	}
 	_, c, _, _ := readTLV(tlv)
 	return c
 }
