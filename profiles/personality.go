@@ -114,6 +114,30 @@ var personalities = []struct {
 	vendor, unit *regexp.Regexp
 	p            Personality
 }{
+	{regexp.MustCompile(`(?i)^siemens$`), regexp.MustCompile(`(?i)S7-1200|CPU 121[1257]C`), Personality{
+		Name: "siemens-s7-1200", Vendor: "siemens",
+		Source: "HoneyPLC's S7-1200 nmap fingerprint (peers.md §2 tell 10): TG=20, W=2000, MSS only, no DF",
+		// SEQ TI=I SS=S TS=U; OPS O1=M5B4 (MSS echoed up to 1460); WIN W1..W6=2000;
+		// T1 DF=N TG=20; IE CD=S.
+		TTL: 32, IPID: IPIDIncremental, DF: false, Window: 0x2000,
+		MSS: 1460, EchoMSS: true, Options: "M", ICMPQuote: 8,
+	}},
+	{regexp.MustCompile(`(?i)^schneider`), regexp.MustCompile(`(?i)M340|BMX ?P34`), Personality{
+		Name: "schneider-m340", Vendor: "schneider",
+		Source: "Schneider Electric TSX ETY programmable logic controller (the Modicon VxWorks stack M340 CPUs share)",
+		// SEQ CI=I II=I TS=U; OPS O1..O6=M200NW0 (MSS 512 whatever the client offers);
+		// WIN W1..W6=2000; T1 DF=N TG=40; IE CD=S.
+		TTL: 64, IPID: IPIDIncremental, DF: false, Window: 0x2000,
+		MSS: 512, Options: "MNW0",
+	}},
+	{regexp.MustCompile(`(?i)^rockwell|allen.?bradley`), regexp.MustCompile(`(?i)1769-L|CompactLogix`), Personality{
+		Name: "rockwell-logix", Vendor: "rockwell",
+		Source: "Rockwell Automation 1756-L8xE ControlLogix processor (the Logix controllers' stack; nmap-os-db has no CompactLogix entry)",
+		// SEQ TI=BI SS=S TS=U; OPS O1..O5=M5B4NW0; WIN W1..W6=2710; T1 DF=Y TG=40;
+		// ECN CC=N; IE CD=Z.
+		TTL: 64, IPID: IPIDIncremental, DF: true, Window: 0x2710,
+		MSS: 1460, EchoMSS: true, Options: "MNW0", EchoCodeZero: true,
+	}},
 	{regexp.MustCompile(`(?i)^siemens$`), regexp.MustCompile(`(?i)S7-[234]00|CP ?343|CP ?443`), Personality{
 		Name: "siemens-s7-300", Vendor: "siemens",
 		Source: "Siemens Simatic 300 programmable logic controller (CPU/CP firmware >= 3.1)",

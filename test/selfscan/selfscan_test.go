@@ -19,6 +19,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -92,7 +93,7 @@ func scan(t *testing.T) {
 seed = "selfscan-`+time.Now().Format("20060102")+`"
 [[hosts]]
 addresses = ["`+prefix+`.0/24"]
-profiles = { default = 3, "bacnet-controller" = 1, bmc = 1 }
+profiles = { default = 3, "s7-1200" = 1, m340 = 1, compactlogix = 1, "bacnet-controller" = 1, bmc = 1 }
 density = 0.5
 `), 0o644)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -120,21 +121,28 @@ density = 0.5
 		byPersona[h.persona] = append(byPersona[h.persona], h)
 		all.WriteString(h.descr + "\n")
 	}
-	t.Logf("%d of 254 addresses answer: %d default, %d bacnet-controller, %d bmc", len(hosts),
-		len(byPersona["default"]), len(byPersona["bacnet-controller"]), len(byPersona["bmc"]))
+	t.Logf("%d of 254 addresses answer: %d default, %d s7-1200, %d m340, %d compactlogix, %d bacnet-controller, %d bmc", len(hosts),
+		len(byPersona["default"]), len(byPersona["s7-1200"]), len(byPersona["m340"]), len(byPersona["compactlogix"]),
+		len(byPersona["bacnet-controller"]), len(byPersona["bmc"]))
 	if len(hosts) < 60 || len(hosts) > 200 {
 		t.Errorf("%d live hosts for density 0.5", len(hosts))
 	}
-	if len(byPersona["default"]) < 2 || len(byPersona["bacnet-controller"]) < 1 || len(byPersona["bmc"]) < 1 {
-		t.Fatalf("the mix is missing a persona: %v", byPersona)
+	for _, p := range []string{"default", "s7-1200", "m340", "compactlogix", "bacnet-controller", "bmc"} {
+		if len(byPersona[p]) < 2 {
+			t.Fatalf("the mix has fewer than two hosts of %s: %v", p, byPersona)
+		}
+	}
+	if n := len(byPersona["unknown"]); n > 0 {
+		t.Errorf("%d hosts of no known persona: %v", n, byPersona["unknown"])
 	}
 	silent(t, hosts)
 	d := byPersona["default"][:2]
 
 	// nmap -sV with the ICS scripts: the service and the device as the real one is named.
-	targets := []string{d[0].ip, d[1].ip, byPersona["bacnet-controller"][0].ip}
-	nm, err := protocoltest.Run(t, 3*time.Minute, "nmap", append([]string{"-Pn", "-n", "-sT", "-sU", "-sV",
-		"-p", "T:80,102,502,U:161,47808", "--script", "s7-info,modbus-discover,http-title,snmp-info,bacnet-info"}, targets...)...)
+	s12, m340, clx := byPersona["s7-1200"][0], byPersona["m340"][0], byPersona["compactlogix"][0]
+	targets := []string{d[0].ip, d[1].ip, byPersona["bacnet-controller"][0].ip, s12.ip, m340.ip, clx.ip}
+	nm, err := protocoltest.Run(t, 4*time.Minute, "nmap", append([]string{"-Pn", "-n", "-sT", "-sU", "-sV",
+		"-p", "T:21,80,102,502,44818,U:161,47808", "--script", "s7-info,modbus-discover,http-title,snmp-info,bacnet-info,enip-info"}, targets...)...)
 	if err != nil {
 		t.Fatalf("nmap: %v\n%s", err, nm)
 	}
@@ -156,19 +164,54 @@ density = 0.5
 	if r := reports[targets[2]]; !strings.Contains(r, "ECY-S1000") {
 		t.Errorf("%s: bacnet-info does not name the ECLYPSE:\n%s", targets[2], r)
 	}
-
-	// SNMP walks of two hosts of one persona: no distinctive value alike on both.
-	w0, w1 := walk(t, d[0].ip), walk(t, d[1].ip)
-	all.WriteString(fmt.Sprint(w0, w1))
-	t.Logf("SNMP walk: %d and %d values", len(w0), len(w1))
-	constants := constantValues(t, "default")
-	for oid, v := range w0 {
-		if w1[oid] == v && distinctive(v) && !constants[strings.Trim(v, `"`)] {
-			t.Errorf("shared literal: %s = %s on %s and %s", oid, v, d[0].ip, d[1].ip)
+	// Each persona as nmap names the real device, its own ports open and the others closed
+	// (refused before the handshake, not tcpwrapped).
+	for _, c := range []struct {
+		h    host
+		want []string
+	}{
+		{byPersona["bacnet-controller"][0], []string{`47808/udp\s+open\s+bacnet`, `102/tcp\s+closed`, `502/tcp\s+closed`, `21/tcp\s+closed`, `44818/tcp\s+closed`}},
+		{s12, []string{`102/tcp\s+open\s+iso-tsap\s+Siemens S7 PLC`, `Module Type: CPU 1214C DC/DC/DC`, `Module: 6ES7 214-1AG40-0XB0`,
+			`502/tcp\s+closed`, `21/tcp\s+closed`, `44818/tcp\s+closed`, `http-title: SIMATIC 1200 Station`}},
+		{m340, []string{`502/tcp\s+open\s+modbus\s+Modbus TCP`, `Device identification: Schneider Electric BMX P34 2020 v\d`,
+			`21/tcp\s+open\s+ftp\s+VxWorks ftpd`, `80/tcp\s+open\s+http\s+Schneider-WEB`, `102/tcp\s+closed`, `44818/tcp\s+closed`}},
+		{clx, []string{`44818/tcp\s+open\s+EtherNet-IP-2`, `vendor: Rockwell Automation/Allen-Bradley \(1\)`, `productName: 1769-L33ER/A LOGIX5333ER`,
+			`80/tcp\s+open\s+http\s+GoAhead-Webs`, `102/tcp\s+closed`, `502/tcp\s+closed`, `21/tcp\s+closed`}},
+	} {
+		r := reports[c.h.ip]
+		for _, want := range c.want {
+			if !regexp.MustCompile(want).MatchString(r) {
+				t.Errorf("%s (%s): nmap lacks %q:\n%s", c.h.ip, c.h.persona, want, r)
+			}
+		}
+		if strings.Contains(r, "tcpwrapped") {
+			t.Errorf("%s (%s): a port nmap calls tcpwrapped:\n%s", c.h.ip, c.h.persona, r)
 		}
 	}
-	if len(w0) < 120 {
-		t.Errorf("SNMP walk of %s has %d values", d[0].ip, len(w0))
+	agreeOthers(t, s12, m340, clx, reports)
+
+	// SNMP walks of two hosts of each PLC persona: no distinctive value alike on both; the
+	// host's own address in ipAddrTable.
+	for _, p := range []string{"default", "s7-1200", "m340", "compactlogix"} {
+		a, b := byPersona[p][0], byPersona[p][1]
+		w0, w1 := walk(t, a.ip), walk(t, b.ip)
+		all.WriteString(fmt.Sprint(w0, w1))
+		t.Logf("SNMP walk of %s: %d and %d values", p, len(w0), len(w1))
+		constants := constantValues(t, p)
+		for oid, v := range w0 {
+			if w1[oid] == v && distinctive(v) && !constants[strings.Trim(v, `"`)] {
+				t.Errorf("%s: shared literal: %s = %s on %s and %s", p, oid, v, a.ip, b.ip)
+			}
+		}
+		if len(w0) < 120 {
+			t.Errorf("SNMP walk of %s (%s) has %d values", a.ip, p, len(w0))
+		}
+		if v := w0[".1.3.6.1.2.1.4.20.1.1."+a.ip]; v != "IpAddress: "+a.ip {
+			t.Errorf("%s (%s): ipAdEntAddr.%s = %q", a.ip, p, a.ip, v)
+		}
+		if v := w0[".1.3.6.1.2.1.4.20.1.3."+a.ip]; v != "IpAddress: 255.255.255.0" {
+			t.Errorf("%s (%s): ipAdEntNetMask = %q, want the /24's", a.ip, p, v)
+		}
 	}
 
 	// Web pages: every page with host data differs between two hosts.
@@ -232,6 +275,12 @@ func discover(t *testing.T) []host {
 				h.persona = "bacnet-controller"
 			case strings.Contains(v, "Supermicro"):
 				h.persona = "bmc"
+			case strings.Contains(v, "CPU 1214C"):
+				h.persona = "s7-1200"
+			case strings.Contains(v, "BMX P34 2020"):
+				h.persona = "m340"
+			case strings.Contains(v, "1769-L33ER"):
+				h.persona = "compactlogix"
 			default:
 				h.persona = "unknown"
 			}
@@ -518,4 +567,32 @@ func waitTCP(t *testing.T, port int) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	t.Fatal("the sensor did not start serving")
+}
+
+// agreeOthers checks that the S7-1200, M340 and CompactLogix hosts name the same firmware in
+// SNMP as in their PLC protocol (from nmap's scripts) and on their web page.
+func agreeOthers(t *testing.T, s12, m340, clx host, reports map[string]string) {
+	if m := regexp.MustCompile(`Version: (\d+\.\d+\.\d+)`).FindStringSubmatch(reports[s12.ip]); m == nil || !strings.Contains(s12.descr, "FW: V"+m[1]) {
+		t.Errorf("%s: s7-info version %v, SNMP sysDescr %q", s12.ip, m, s12.descr)
+	} else if page := get(t, s12.ip, "/Portal/Portal.mwsl"); !strings.Contains(page, "V"+m[1]) || !strings.Contains(page, `<span class="mode">RUN</span>`) {
+		t.Errorf("%s: start page lacks firmware V%s or RUN", s12.ip, m[1])
+	}
+	if m := regexp.MustCompile(`BMX P34 2020 v(\d+\.\d+)`).FindStringSubmatch(reports[m340.ip]); m == nil || !strings.Contains(m340.descr, "V"+m[1]) {
+		t.Errorf("%s: Modbus identification %v, SNMP sysDescr %q", m340.ip, m, m340.descr)
+	} else if page := get(t, m340.ip, "/html/english/home/home.htm"); !strings.Contains(page, m[1]) {
+		t.Errorf("%s: home page lacks firmware %s", m340.ip, m[1])
+	}
+	if m := regexp.MustCompile(`revision: (\d+\.\d+)`).FindStringSubmatch(reports[clx.ip]); m == nil || !strings.Contains(clx.descr, "Rev "+m[1]) {
+		t.Errorf("%s: enip-info revision %v, SNMP sysDescr %q", clx.ip, m, clx.descr)
+	} else if page := get(t, clx.ip, "/index.html"); !strings.Contains(page, m[1]) {
+		t.Errorf("%s: home page lacks revision %s", clx.ip, m[1])
+	}
+	m := regexp.MustCompile(`serialNumber: 0x([0-9a-f]+)`).FindStringSubmatch(reports[clx.ip])
+	var serial uint64
+	if m != nil {
+		serial, _ = strconv.ParseUint(m[1], 16, 32)
+	}
+	if m == nil || !strings.Contains(get(t, clx.ip, "/index.html"), fmt.Sprintf("%08X", serial)) {
+		t.Errorf("%s: enip-info serial %v is not the web page's", clx.ip, m)
+	}
 }
