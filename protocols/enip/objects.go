@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"sync"
 
+	"github.com/icsnare/icsnare/profiles"
 	"github.com/icsnare/icsnare/protocols"
 )
 
@@ -46,9 +47,15 @@ func newDevice(h *protocols.Host, id *identity) *device {
 	for i := 3; i < 6; i++ {
 		d.mac[i] = byte(m.Uint32())
 	}
+	if _, macOUIs, ok, err := h.Profile.MACOUIs(); ok && err == nil && len(macOUIs) > 0 {
+		// The persona's MAC (icsnare.mac): the one SNMP, the web pages and ARP show.
+		copy(d.mac[:], profiles.HostMAC(h.Seed, macOUIs))
+	}
 	if a := h.Addr.Unmap(); a.Is4() {
 		d.ip = a.As4()
-		d.mask = [4]byte{255, 255, 255, 0}
+		if mask, err := netip.ParseAddr(profiles.Netmask(env)); err == nil {
+			d.mask = mask.As4() // the host rule's subnet
+		}
 		d.gateway = [4]byte{d.ip[0], d.ip[1], d.ip[2], 1}
 		if d.gateway == d.ip {
 			d.gateway[3] = 254
