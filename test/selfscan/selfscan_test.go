@@ -228,7 +228,7 @@ density = 0.5
 	var med [2]time.Duration
 	for i, h := range d {
 		mb := sample(t, h.ip, 502, modbusReq)
-		s7 := sampleS7(t, h.ip)
+		s7 := sampleS7(t, h.ip, "0102")
 		t.Logf("%s latency: Modbus median %v p10-p90 %v-%v; S7 median %v p10-p90 %v-%v", h.ip,
 			pct(mb, 50), pct(mb, 10), pct(mb, 90), pct(s7, 50), pct(s7, 10), pct(s7, 90))
 		for name, s := range map[string][]time.Duration{"modbus": mb, "s7": s7} {
@@ -240,6 +240,22 @@ density = 0.5
 			}
 		}
 		med[i] = pct(s7, 50)
+	}
+	// The other PLC personas' own protocol: S7 of an S7-1200 (rack 0 slot 0), Modbus of an
+	// M340; EtherNet/IP is answered by the stack without a scan-cycle model.
+	for _, c := range []struct {
+		h    host
+		name string
+		s    func() []time.Duration
+	}{
+		{byPersona["s7-1200"][1], "s7", func() []time.Duration { return sampleS7(t, byPersona["s7-1200"][1].ip, "0100") }},
+		{byPersona["m340"][1], "modbus", func() []time.Duration { return sample(t, byPersona["m340"][1].ip, 502, modbusReq) }},
+	} {
+		x := c.s()
+		t.Logf("%s (%s) latency: %s median %v p10-p90 %v-%v", c.h.ip, c.h.persona, c.name, pct(x, 50), pct(x, 10), pct(x, 90))
+		if pct(x, 50) < 500*time.Microsecond || pct(x, 90)-pct(x, 10) < 300*time.Microsecond {
+			t.Errorf("%s (%s) %s: median %v p10 %v p90 %v: flat or microsecond timing", c.h.ip, c.h.persona, c.name, pct(x, 50), pct(x, 10), pct(x, 90))
+		}
 	}
 	if med[0].Round(50*time.Microsecond) == med[1].Round(50*time.Microsecond) {
 		t.Logf("note: both hosts' S7 medians round to %v", med[0])
@@ -512,8 +528,9 @@ func sample(t *testing.T, ip string, port int, req []byte) []time.Duration {
 	return out
 }
 
-// sampleS7 times 40 SZL reads (module identification, as nmap's s7-info asks).
-func sampleS7(t *testing.T, ip string) []time.Duration {
+// sampleS7 times 40 SZL reads (module identification, as nmap's s7-info asks) on a
+// connection to the called TSAP tsap (hex: "0102" rack 0 slot 2).
+func sampleS7(t *testing.T, ip, tsap string) []time.Duration {
 	c, err := net.DialTimeout("tcp", ip+":102", 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -537,7 +554,7 @@ func sampleS7(t *testing.T, ip string) []time.Duration {
 		}
 		return append(h, rest...), time.Since(start)
 	}
-	x("0300001611e00000000100c0010ac1020100c2020102")
+	x("0300001611e00000000100c0010ac1020100c202" + tsap)
 	x("0300001902f08032010000000100080000f0000001000101e0")
 	var out []time.Duration
 	for range 40 {
