@@ -3,6 +3,8 @@ package sensor
 import (
 	"encoding/binary"
 	"fmt"
+	"io"
+	"net"
 	"net/netip"
 	"sort"
 
@@ -28,13 +30,43 @@ func (s *Sensor) attachPortFilter() {
 	for _, w := range warnings {
 		s.log.Warn("port filter", "warning", w)
 	}
+	var sinks []io.Closer
+	if ln, uc, err := silentSinks(); err != nil {
+		s.log.Info("dark addresses of the port filter answer as closed ones", "err", err)
+	} else {
+		cfg.SinkTCP, cfg.SinkUDP = ln, uc
+		sinks = []io.Closer{ln, uc}
+	}
 	f, err := bpf.LoadPortFilter(cfg)
 	if err != nil {
+		for _, c := range sinks {
+			c.Close()
+		}
 		s.log.Info("no per-host port filter in the kernel; a port a host's profile lacks completes the handshake, then resets", "err", err)
 		return
 	}
-	s.portFilter = f
-	s.log.Info("per-host port filter attached", "prefixes", len(cfg.Prefixes), "profiles", len(cfg.Profiles))
+	s.portFilter, s.portSinks = f, sinks
+	s.log.Info("per-host port filter attached", "prefixes", len(cfg.Prefixes), "profiles", len(cfg.Profiles),
+		"dark_tcp", map[bool]string{true: "silent", false: "closed"}[f.Silent[0]], "dark_udp", map[bool]string{true: "silent", false: "closed"}[f.Silent[1]])
+	for _, err := range f.SinkErrs {
+		s.log.Info("port filter: dark addresses answer as closed ports", "err", err)
+	}
+}
+
+// silentSinks opens a TCP listener and a UDP socket on the loopback for the port filter,
+// which makes them drop everything they receive and hands them the packets of dark
+// addresses: those stay silent (no RST, no ICMP error), as an address without a machine.
+func silentSinks() (*net.TCPListener, *net.UDPConn, error) {
+	ln, err := net.ListenTCP("tcp4", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		return nil, nil, err
+	}
+	uc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		ln.Close()
+		return nil, nil, err
+	}
+	return ln, uc, nil
 }
 
 // portFilterConfig describes the IPv4 host rules for bpf.PortFilter: a single-profile rule
@@ -89,20 +121,25 @@ func (s *Sensor) portFilterConfig() (bpf.PortFilterConfig, []string) {
 	}
 	for _, ru := range rules {
 		p := ru.prefix.Masked()
+		edges := func() {
+			if p.Bits() < 31 { // the network and broadcast addresses are no host's
+				put(netip.PrefixFrom(p.Addr(), 32), bpf.PortSilent)
+				put(netip.PrefixFrom(lastAddr(p), 32), bpf.PortSilentTCP) // UDP: broadcast fan-out
+			}
+		}
 		if ru.dev != nil && ru.live == 0 {
 			put(p, index[ru.dev])
-			if p.Bits() < 31 { // the network and broadcast addresses are no host's
-				put(netip.PrefixFrom(p.Addr(), 32), bpf.PortPass)
-				put(netip.PrefixFrom(lastAddr(p), 32), bpf.PortPass)
-			}
+			edges()
 			continue
 		}
-		put(p, bpf.PortPass)
 		size := 1 << (32 - p.Bits())
 		if len(order)+size > bpf.MaxPortPrefixes {
+			put(p, bpf.PortPass)
 			warnings = append(warnings, fmt.Sprintf("%s: more than %d addresses to describe; its hosts' other ports complete the handshake, then reset", p, bpf.MaxPortPrefixes))
 			continue
 		}
+		put(p, bpf.PortSilent) // the rule's dark addresses
+		edges()
 		for a, i := p.Addr(), 0; i < size; a, i = a.Next(), i+1 {
 			if subnetEdge(p, a) {
 				continue

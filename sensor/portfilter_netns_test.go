@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -24,7 +25,7 @@ import (
 // Modbus and SNMP) through a veth and checks each host's ports from the client side: a
 // port the host's profile serves answers; one it lacks is refused before any handshake
 // (ECONNREFUSED from the kernel's RST, not a connection that resets) and a UDP datagram to
-// it gets ICMP port unreachable, as a closed port of a real device does.
+// it gets ICMP port unreachable, as a closed port of a real device does; a dark address of the mix stays silent.
 func TestPortFilterInNetns(t *testing.T) {
 	sensorNS, clientNS := netnstest.NewPair(t,
 		[]netip.Prefix{netip.MustParsePrefix("198.18.71.1/30")},
@@ -127,6 +128,29 @@ func TestPortFilterInNetns(t *testing.T) {
 			t.Errorf("%v:161/udp (not served) gave %d bytes, %v; want port unreachable", c.addr, n, err)
 		case !c.closed && (err != nil || n == 0):
 			t.Errorf("%v:161/udp (served): %d bytes, %v", c.addr, n, err)
+		}
+	}
+	// A dark address: no SYN-ACK (silence where the kernel's sockmap takes TCP sockets,
+	// else a closed port's RST), no ICMP error for UDP.
+	dctx, dcancel := context.WithTimeout(ctx, 1500*time.Millisecond)
+	_, err = clientNS.Dial(dctx, "tcp", dark.String()+":502")
+	dcancel()
+	switch {
+	case s.portFilter.Silent[0] && !errors.Is(err, context.DeadlineExceeded):
+		t.Errorf("dark %v:502 gave %v, want silence (a timeout)", dark, err)
+	case !s.portFilter.Silent[0] && !errors.Is(err, syscall.ECONNREFUSED):
+		t.Errorf("dark %v:502 gave %v, want a closed port (%v)", dark, err, s.portFilter.SinkErrs)
+	}
+	if !s.portFilter.Silent[1] {
+		t.Fatalf("the UDP sink did not attach: %v", s.portFilter.SinkErrs)
+	}
+	if uc, err := clientNS.Dial(ctx, "udp", dark.String()+":161"); err == nil {
+		uc.SetDeadline(time.Now().Add(1500 * time.Millisecond))
+		uc.Write(get)
+		n, err := uc.Read(make([]byte, 512))
+		uc.Close()
+		if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
+			t.Errorf("dark %v:161/udp gave %d bytes, %v; want silence", dark, n, err)
 		}
 	}
 	if got := counterValue(t, s, "icsnare_connections_rejected_total"); got != 0 {

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -57,6 +58,7 @@ type Sensor struct {
 	xdp           *bpf.Limiter
 	identity      *bpf.Identity      // per-host MACs and stacks in the kernel (identity.go)
 	portFilter    *bpf.PortFilter    // each host only its profile's ports (portfilter.go)
+	portSinks     []io.Closer        // the port filter's sockets for silent addresses
 	limits        []limitRule        // every UDP rate limit (planLimits)
 	limiter       *ratelimit.Limiter // userspace limits, for ports the kernel does not enforce
 	store         *state.Store       // nil without a state directory
@@ -233,6 +235,10 @@ func (s *Sensor) Close() {
 		s.portFilter.Close()
 		s.portFilter = nil
 	}
+	for _, c := range s.portSinks {
+		c.Close()
+	}
+	s.portSinks = nil
 }
 
 // SetTop makes the metrics listener serve t's report at /debug/top (to loopback clients);
