@@ -58,6 +58,10 @@ func FuzzServePacket(f *testing.F) {
 	for _, s := range seedRequests(f) {
 		f.Add(s)
 	}
+	// Walks into the columns whose instance is the host's address (ipAddrTable, LLDP).
+	f.Add(request(f, version2c, "public", pduGetNext, 0, 0, vbSpec{oid: "1.3.6.1.2.1.4.20.1.1"}))
+	f.Add(request(f, version2c, "public", pduGetBulk, 0, 10, vbSpec{oid: "1.0.8802.1.1.2.1.3.8"}))
+	f.Add(request(f, version1, "public", pduGet, 0, 0, vbSpec{oid: "1.3.6.1.2.1.4.20.1.3.192.0.2.10"}))
 	a := quiet(f)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		replies := 0
