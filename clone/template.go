@@ -108,6 +108,7 @@ const (
 	KindSerial   = "serial"   // keeps a vendor prefix and each character's class
 	KindHostname = "hostname" // keeps the letters, draws the digits
 	KindIP       = "ip"       // keeps the first two octets
+	KindNumber   = "number"   // keeps the number of decimal digits
 )
 
 // Seed turns a value that identifies the one real unit into a per-host seeded databus key

@@ -1,0 +1,246 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/icsnare/icsnare/clone"
+	"github.com/icsnare/icsnare/internal/netnstest"
+	"github.com/icsnare/icsnare/profiles"
+	"github.com/icsnare/icsnare/protocols/protocoltest"
+)
+
+// The clone tests inside network namespaces use 127.73.0.0/16 on the namespace's lo: the
+// standard ports are free there, and a capture holds only the test's own traffic.
+
+// cloneNS is a network namespace with the built binary.
+type cloneNS struct {
+	t   *testing.T
+	ns  *netnstest.NS
+	bin string
+	net string // "127.73.N": the original's /24; the clone gets 127.73.N+1
+}
+
+func newCloneNS(t *testing.T) *cloneNS {
+	t.Helper()
+	ns := netnstest.New(t)
+	n := 2 * (1 + rand.IntN(120))
+	return &cloneNS{t: t, ns: ns, bin: buildStatic(t), net: fmt.Sprintf("127.73.%d", n)}
+}
+
+// cloneNet is the clone's /24, next to the original's.
+func (c *cloneNS) cloneNet() string {
+	var n int
+	fmt.Sscanf(c.net, "127.73.%d", &n)
+	return fmt.Sprintf("127.73.%d", n+1)
+}
+
+// run starts `icsnare run` in the namespace and waits until it serves; stop ends it.
+func (c *cloneNS) run(profile, listen string) (stop func()) {
+	t := c.t
+	t.Helper()
+	cmd := c.ns.Command(context.Background(), c.bin, "run", "--profile", profile, "--listen", listen, "--port-offset", "0",
+		"--user", "root", "--metrics", "off", "--events", os.DevNull, "--state", t.TempDir())
+	logs := &syncLog{}
+	cmd.Stderr, cmd.Stdout = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			cmd.Process.Kill()
+			<-done
+			t.Error("icsnare did not exit within 5 s")
+		}
+	}
+	t.Cleanup(stop)
+	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(logs.String(), "sensor running"); time.Sleep(50 * time.Millisecond) {
+		select {
+		case <-done:
+			t.Fatalf("icsnare exited:\n%s", logs.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("icsnare did not start:\n%s", logs.String())
+		}
+	}
+	return stop
+}
+
+// exec runs a command in the namespace and returns its combined output.
+func (c *cloneNS) exec(name string, args ...string) string {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute) // a hang guard
+	defer cancel()
+	out, err := c.ns.Command(ctx, name, args...).CombinedOutput()
+	if err != nil {
+		c.t.Fatalf("%s %s: %v\n%s", filepath.Base(name), strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// capture starts dumpcap on the namespace's lo; probe is sent until the capture sees it.
+func (c *cloneNS) capture(filter string, probe func()) (pcap string, stop func()) {
+	t := c.t
+	t.Helper()
+	dumpcap := protocoltest.NeedTool(t, "dumpcap")
+	nsenter := protocoltest.NeedTool(t, "nsenter")
+	wrapper := filepath.Join(t.TempDir(), "dumpcap-in-ns")
+	script := fmt.Sprintf("#!/bin/sh\nexec %s --net=%s -- %s \"$@\"\n", nsenter, c.ns.Path(), dumpcap)
+	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	pcap = filepath.Join(t.TempDir(), "clone.pcapng")
+	return pcap, protocoltest.Capture(t, wrapper, filter, pcap, probe)
+}
+
+// clone runs `icsnare clone` in the namespace and returns the report; the template must load.
+func (c *cloneNS) clone(out string, args ...string) *clone.Report {
+	t := c.t
+	t.Helper()
+	start := time.Now()
+	res := c.exec(c.bin, append([]string{"clone", "--out", out}, args...)...)
+	t.Logf("icsnare clone %v took %s:\n%s", args, time.Since(start).Round(time.Millisecond), res)
+	b, err := os.ReadFile(filepath.Join(out, "clone.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep clone.Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatalf("clone.json: %v", err)
+	}
+	if _, err := profiles.LoadDir(out); err != nil {
+		t.Fatalf("the clone does not load: %v", err)
+	}
+	return &rep
+}
+
+// scriptLines runs nmap in the namespace and returns the script output lines ("|…").
+func (c *cloneNS) scriptLines(nmap string, args ...string) []string {
+	c.t.Helper()
+	out := c.exec(nmap, args...)
+	var lines []string
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, "|") {
+			lines = append(lines, strings.TrimRight(l, " "))
+		}
+	}
+	if len(lines) == 0 {
+		c.t.Fatalf("nmap %v printed no script output:\n%s", args, out)
+	}
+	return lines
+}
+
+// sameFacts compares what a client printed of the original and of a clone host, line by
+// line: equal, or showing a seeded per-host field of the report (exempt lines for other
+// reasons match skip). It returns how many lines were equal.
+func sameFacts(t *testing.T, rep *clone.Report, host string, before, after []string, skip func(string) bool) int {
+	t.Helper()
+	if len(after) != len(before) {
+		t.Errorf("%s: %d lines, the original %d:\n%s\n---\n%s", host, len(after), len(before), strings.Join(before, "\n"), strings.Join(after, "\n"))
+		return 0
+	}
+	same := 0
+	for i := range before {
+		switch {
+		case before[i] == after[i]:
+			same++
+		case seededIn(rep, before[i]):
+			t.Logf("%s: seeded per host: %q -> %q", host, before[i], after[i])
+		case skip != nil && skip(before[i]):
+			t.Logf("%s: differs as expected: %q -> %q", host, before[i], after[i])
+		default:
+			t.Errorf("%s: %q, the original %q", host, after[i], before[i])
+		}
+	}
+	return same
+}
+
+// TestCloneBACnetController clones icsnare's bacnet-controller persona (BACnet, SNMP,
+// HTTP) at the default politeness, serves the clone on a /24 and compares nmap's
+// bacnet-info of the original and of two clone hosts; a capture of the clone session
+// holds BACnet reads only (no WriteProperty, DeviceCommunicationControl or
+// ReinitializeDevice) and dissects without malformed packets.
+func TestCloneBACnetController(t *testing.T) {
+	nmap := protocoltest.NeedTool(t, "nmap")
+	tshark := protocoltest.NeedTool(t, "tshark")
+	c := newCloneNS(t)
+	orig := c.net + ".5"
+	stop := c.run("bacnet-controller", c.net+".0/24")
+	probe, err := c.ns.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer probe.Close()
+	whoIs := []byte{0x81, 0x0a, 0x00, 0x08, 0x01, 0x00, 0x10, 0x08}
+	dst := net.UDPAddrFromAddrPort(netip.MustParseAddrPort(orig + ":47808"))
+	pcap, stopCap := c.capture("udp port 47808", func() { probe.WriteTo(whoIs, dst) })
+	out := filepath.Join(t.TempDir(), "clone")
+	rep := c.clone(out, "--target", orig, "--interval", "2s", "--quiet")
+	stopCap()
+	for _, p := range rep.Protocols {
+		t.Logf("  %s: %s, %d requests in %.1fs", p.Name, p.Status, p.Requests, p.Seconds)
+		want := map[string]string{"bacnet": "cloned", "snmp": "cloned", "http": "cloned"}[p.Name]
+		if want == "" {
+			want = "absent"
+		}
+		if p.Status != want {
+			t.Errorf("%s: %s (%s), want %s", p.Name, p.Status, p.Error, want)
+		}
+	}
+	for _, s := range rep.Seeded {
+		t.Logf("  seeded: %s %s (%s) -> %s = %s", s.Protocol, s.Field, s.Original, s.Key, s.Expression)
+	}
+	bacnetInfo := func(host string) []string {
+		return c.scriptLines(nmap, "-Pn", "-n", "-sU", "-p", "47808", "--script", "bacnet-info", host)
+	}
+	before := bacnetInfo(orig)
+	t.Logf("bacnet-info of the original:\n%s", strings.Join(before, "\n"))
+	stop()
+
+	// Reads only on the wire, and nothing malformed.
+	writes := fmt.Sprintf("ip.dst == %s && !(bacapp.confirmed_service in {12, 14} || bacapp.unconfirmed_service == 8)", orig)
+	if got := tsharkLines(t, tshark, "-r", pcap, "-Y", writes); len(got) > 0 {
+		t.Errorf("the capture shows BACnet writes or control services:\n%s", strings.Join(got, "\n"))
+	}
+	if got := tsharkLines(t, tshark, "-r", pcap, "-Y", "_ws.malformed || _ws.expert.severity >= warning"); len(got) > 0 {
+		t.Errorf("tshark finds malformed packets or warnings:\n%s", strings.Join(got, "\n"))
+	}
+	services := tsharkLines(t, tshark, "-r", pcap, "-Y", "ip.dst == "+orig+" && bacapp.type in {0, 1}", "-T", "fields", "-e", "bacapp.confirmed_service", "-e", "bacapp.unconfirmed_service")
+	counts := map[string]int{}
+	for _, l := range services {
+		counts[strings.Join(strings.Fields(l), "/")]++
+	}
+	t.Logf("capture: BACnet requests by service (confirmed/unconfirmed): %v", counts)
+	if len(counts) == 0 {
+		t.Error("the capture holds no BACnet request")
+	}
+
+	c.run(out, c.cloneNet()+".0/24")
+	for _, host := range []string{c.cloneNet() + ".9", c.cloneNet() + ".77"} {
+		after := bacnetInfo(host)
+		t.Logf("bacnet-info of %s:\n%s", host, strings.Join(after, "\n"))
+		if same := sameFacts(t, rep, host, before, after, nil); same < len(before)-2 {
+			t.Errorf("%s: only %d of %d lines equal", host, same, len(before))
+		}
+	}
+}
