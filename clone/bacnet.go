@@ -430,15 +430,10 @@ func bacElement(tpl *Template, indent, name string, v bacValue) string {
 	return fmt.Sprintf("%s<%s>%s</%s>\n", indent, name, X(text), name)
 }
 
-// SeedNumber turns a number that identifies the unit (a BACnet device instance, an
-// EtherNet/IP serial) into a per-host key drawing a number of as many decimal digits, at
-// most hi.
+// SeedNumber turns a number that identifies the unit (a BACnet device instance) into a
+// per-host key drawing a number of as many decimal digits, at most hi.
 func (t *Template) SeedNumber(proto, field string, v, hi uint64) string {
 	s := strconv.FormatUint(v, 10)
-	if k, ok := t.ids[s]; ok {
-		t.seeded = append(t.seeded, SeededField{Protocol: proto, Field: field, Kind: KindNumber, Key: k, Original: s, Expression: t.keys[t.keyIndex[k]].expr})
-		return k
-	}
 	lo, top := uint64(0), uint64(9)
 	for i := 1; i < len(s); i++ {
 		top = top*10 + 9
@@ -447,10 +442,20 @@ func (t *Template) SeedNumber(proto, field string, v, hi uint64) string {
 		lo = (top + 1) / 10
 	}
 	top = min(top, hi)
-	lo = min(lo, top)
-	expr := fmt.Sprintf("random.randint(%d, %d)", lo, top)
-	k := t.Key("Number_"+proto, expr, fmt.Sprintf("per host: a %s of %d digits", field, len(s)))
-	t.ids[s] = k
-	t.seeded = append(t.seeded, SeededField{Protocol: proto, Field: field, Kind: KindNumber, Key: k, Original: s, Expression: expr})
+	return t.SeedRange(proto, field, s, min(lo, top), top)
+}
+
+// SeedRange turns a number that identifies the unit into a per-host key drawing a number
+// in [lo, hi] (a serial keeps its vendor's top digits that way); original is the number
+// as the device shows it.
+func (t *Template) SeedRange(proto, field, original string, lo, hi uint64) string {
+	if k, ok := t.ids[original]; ok {
+		t.seeded = append(t.seeded, SeededField{Protocol: proto, Field: field, Kind: KindNumber, Key: k, Original: original, Expression: t.keys[t.keyIndex[k]].expr})
+		return k
+	}
+	expr := fmt.Sprintf("random.randint(%d, %d)", lo, hi)
+	k := t.Key("Number_"+proto, expr, fmt.Sprintf("per host: the %s, drawn from %d-%d", field, lo, hi))
+	t.ids[original] = k
+	t.seeded = append(t.seeded, SeededField{Protocol: proto, Field: field, Kind: KindNumber, Key: k, Original: original, Expression: expr})
 	return k
 }

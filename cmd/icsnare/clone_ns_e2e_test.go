@@ -244,3 +244,65 @@ func TestCloneBACnetController(t *testing.T) {
 		}
 	}
 }
+
+// TestCloneEnip clones an EtherNet/IP controller (protocols/enip/testdata/logix served by
+// the sensor), serves the clone and compares nmap's enip-info over TCP and over UDP; the
+// capture holds only the three List commands.
+func TestCloneEnip(t *testing.T) {
+	nmap := protocoltest.NeedTool(t, "nmap")
+	tshark := protocoltest.NeedTool(t, "tshark")
+	c := newCloneNS(t)
+	orig := c.net + ".5"
+	profile, err := filepath.Abs(filepath.Join("..", "..", "protocols", "enip", "testdata", "logix"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := c.run(profile, c.net+".0/24")
+	probe, err := c.ns.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer probe.Close()
+	nop := make([]byte, 24) // a NOP: no answer
+	dst := net.UDPAddrFromAddrPort(netip.MustParseAddrPort(orig + ":44818"))
+	pcap, stopCap := c.capture("port 44818", func() { probe.WriteTo(nop, dst) })
+	out := filepath.Join(t.TempDir(), "clone")
+	rep := c.clone(out, "--target", orig, "--protocols", "enip", "--quiet")
+	stopCap()
+	if p := rep.Protocols[0]; p.Status != "cloned" {
+		t.Fatalf("enip: %s %s", p.Status, p.Error)
+	}
+	t.Logf("found: %s", strings.Join(rep.Protocols[0].Found, "\n"))
+	cmds := tsharkLines(t, tshark, "-r", pcap, "-Y", "ip.dst == "+orig+" && enip", "-T", "fields", "-e", "enip.command")
+	counts := map[string]int{}
+	for _, l := range cmds {
+		counts[l]++
+		if l != "0x0063" && l != "0x0004" && l != "0x0064" && l != "0x0000" {
+			t.Errorf("the cloner sent encapsulation command %s", l)
+		}
+	}
+	t.Logf("capture: encapsulation commands to the device: %v", counts)
+	if counts["0x0063"] < 2 || counts["0x0004"] < 2 || counts["0x0064"] < 2 {
+		t.Errorf("ListIdentity, ListServices and ListInterfaces over TCP and UDP: %v", counts)
+	}
+	if got := tsharkLines(t, tshark, "-r", pcap, "-Y", "_ws.malformed || _ws.expert.severity >= warning"); len(got) > 0 {
+		t.Errorf("tshark finds malformed packets or warnings:\n%s", strings.Join(got, "\n"))
+	}
+	enipInfo := func(host, scan string) []string {
+		return c.scriptLines(nmap, "-Pn", "-n", scan, "-p", "44818", "--script", "enip-info", host)
+	}
+	perHost := func(l string) bool { return strings.Contains(l, "serialNumber:") || strings.Contains(l, "deviceIp:") }
+	before := map[string][]string{"-sT": enipInfo(orig, "-sT"), "-sU": enipInfo(orig, "-sU")}
+	t.Logf("enip-info of the original:\n%s", strings.Join(before["-sT"], "\n"))
+	stop()
+	c.run(out, c.cloneNet()+".0/24")
+	for _, host := range []string{c.cloneNet() + ".9", c.cloneNet() + ".77"} {
+		for _, scan := range []string{"-sT", "-sU"} {
+			after := enipInfo(host, scan)
+			t.Logf("enip-info %s of %s:\n%s", scan, host, strings.Join(after, "\n"))
+			if same := sameFacts(t, rep, host+" "+scan, before[scan], after, perHost); same < len(before[scan])-2 {
+				t.Errorf("%s %s: only %d of %d lines equal", host, scan, same, len(before[scan]))
+			}
+		}
+	}
+}
