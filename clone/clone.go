@@ -125,7 +125,7 @@ var ErrAbsent = errors.New("no answer")
 var probers = map[string]Prober{}
 
 // order is the default order of the probers.
-var order = []string{"snmp", "s7comm", "modbus", "http", "ftp", "bacnet", "enip"}
+var order = []string{"snmp", "s7comm", "modbus", "http", "ftp", "bacnet", "enip", "ipmi"}
 
 func register(p Prober) { probers[p.Name()] = p }
 

@@ -306,3 +306,77 @@ func TestCloneEnip(t *testing.T) {
 		}
 	}
 }
+
+// TestCloneBMC clones the IPMI of icsnare's bmc persona (facts a BMC tells without
+// credentials), serves the clone and compares nmap's ipmi-version and what ipmitool shows
+// without a valid login; the capture holds session-less reads only.
+func TestCloneBMC(t *testing.T) {
+	nmap := protocoltest.NeedTool(t, "nmap")
+	ipmitool := protocoltest.NeedTool(t, "ipmitool")
+	tshark := protocoltest.NeedTool(t, "tshark")
+	c := newCloneNS(t)
+	orig := c.net + ".5"
+	stop := c.run("bmc", c.net+".0/24")
+	probe, err := c.ns.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer probe.Close()
+	dst := net.UDPAddrFromAddrPort(netip.MustParseAddrPort(orig + ":623"))
+	ping := []byte{0x06, 0x00, 0xFF, 0x06, 0x00, 0x00, 0x11, 0xBE, 0x80, 0x01, 0x00, 0x00}
+	pcap, stopCap := c.capture("udp port 623", func() { probe.WriteTo(ping, dst) })
+	out := filepath.Join(t.TempDir(), "clone")
+	rep := c.clone(out, "--target", orig, "--protocols", "ipmi", "--quiet")
+	stopCap()
+	if p := rep.Protocols[0]; p.Status != "cloned" {
+		t.Fatalf("ipmi: %s %s", p.Status, p.Error)
+	}
+	t.Logf("found:\n%s\nrefused:\n%s\nskipped:\n%s", strings.Join(rep.Protocols[0].Found, "\n"), strings.Join(rep.Protocols[0].Refused, "\n"), strings.Join(rep.Protocols[0].Skipped, "\n"))
+	// Session-less only: no RMCP+ session setup, no authenticated message.
+	msgs := tsharkLines(t, tshark, "-o", "ipmi.dissect_bus_commands:TRUE", "-r", pcap, "-Y", "ip.dst == "+orig, "-T", "fields", "-e", "rmcp.class", "-e", "ipmi_session.authtype", "-e", "ipmi.header.netfn", "-e", "ipmi.header.command")
+	counts := map[string]int{}
+	for _, l := range msgs {
+		counts[strings.Join(strings.Fields(l), "/")]++
+	}
+	t.Logf("capture: datagrams to the BMC by RMCP class/auth type/netfn/command: %v", counts)
+	if got := tsharkLines(t, tshark, "-o", "ipmi.dissect_bus_commands:TRUE", "-r", pcap, "-Y", "ip.dst == "+orig+" && ipmi_session && (ipmi_session.authtype != 0 || ipmi_session.id != 0 || ipmi.header.netfn != 6 || !(ipmi.header.command in {0x01, 0x37, 0x38, 0x54}))"); len(got) > 0 {
+		t.Errorf("the cloner opened or used a session:\n%s", strings.Join(got, "\n"))
+	}
+	// tshark 4.0 has no parser for Get System GUID and Get Channel Cipher Suites data and
+	// says so with an Undecoded warning; anything else counts.
+	bad := `_ws.malformed || _ws.expert.severity >= warning && _ws.expert.message != "[PARSER NOT IMPLEMENTED]"`
+	if got := tsharkLines(t, tshark, "-o", "ipmi.dissect_bus_commands:TRUE", "-r", pcap, "-Y", bad); len(got) > 0 {
+		v := strings.Join(tsharkLines(t, tshark, "-o", "ipmi.dissect_bus_commands:TRUE", "-r", pcap, "-V", "-Y", bad), "\n")
+		t.Errorf("tshark finds malformed packets or warnings:\n%s", protocoltest.GrepContext(v, "Expert Info"))
+	}
+	ipmiVersion := func(host string) []string {
+		return c.scriptLines(nmap, "-Pn", "-n", "-sU", "-p", "623", "--script", "ipmi-version", host)
+	}
+	// ipmitool with a user the BMC does not know: what a guess sees.
+	tool := func(host string) []string {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		var lines []string
+		for _, args := range [][]string{{"-I", "lanplus", "-C", "3"}, {"-I", "lanplus", "-C", "17"}, {"-I", "lan"}} {
+			b, _ := c.ns.Command(ctx, ipmitool, append(args, "-H", host, "-U", "nobody", "-P", "guess", "-R", "1", "-N", "2", "mc", "info")...).CombinedOutput()
+			for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+				lines = append(lines, strings.Join(args, " ")+": "+l)
+			}
+		}
+		return lines
+	}
+	before, beforeTool := ipmiVersion(orig), tool(orig)
+	t.Logf("ipmi-version of the original:\n%s\nipmitool:\n%s", strings.Join(before, "\n"), strings.Join(beforeTool, "\n"))
+	stop()
+	c.run(out, c.cloneNet()+".0/24")
+	for _, host := range []string{c.cloneNet() + ".9", c.cloneNet() + ".77"} {
+		after, afterTool := ipmiVersion(host), tool(host)
+		t.Logf("ipmi-version of %s:\n%s\nipmitool:\n%s", host, strings.Join(after, "\n"), strings.Join(afterTool, "\n"))
+		if same := sameFacts(t, rep, host, before, after, nil); same != len(before) {
+			t.Errorf("%s: %d of %d ipmi-version lines equal", host, same, len(before))
+		}
+		if same := sameFacts(t, rep, host, beforeTool, afterTool, nil); same != len(beforeTool) {
+			t.Errorf("%s: %d of %d ipmitool lines equal", host, same, len(beforeTool))
+		}
+	}
+}
