@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"strconv"
 	"strings"
+	"time"
 )
 
 func init() { register(modbusProber{}) }
@@ -463,22 +465,66 @@ func (modbusProber) Probe(ctx context.Context, p *Probe) error {
 	}
 	// Modicon references, whatever the sensor's default numbering.
 	fmt.Fprintf(&b, "    <mode>%s</mode>\n    <unknown_unit>%s</unknown_unit>\n    <addressing>modicon</addressing>\n    <slaves>\n", mode, unknown)
+	type found struct {
+		unit   int
+		t      modbusTable
+		blocks []modbusBlock
+	}
+	var scans []found
+	budgetOut := false
 	for _, u := range units {
-		fmt.Fprintf(&b, "        <slave id=\"%d\">\n            <blocks>\n", u)
 		for _, t := range modbusTables {
+			if budgetOut {
+				break
+			}
 			blocks, err := c.scanTable(ctx, byte(u), t)
 			if err != nil {
 				rep.Skip("unit %d %s: scan stopped: %v", u, t.name, err)
 				if errors.Is(err, ErrBudget) || ctx.Err() != nil {
-					break
+					budgetOut = true
 				}
 			}
-			for _, bl := range blocks {
-				vals := make([]string, len(bl.values))
-				for i, v := range bl.values {
-					vals[i] = strconv.Itoa(v)
+			scans = append(scans, found{u, t, blocks})
+		}
+	}
+	// A second read of every block some seconds later tells the values that move.
+	second := map[int][]int{} // index into the flattened blocks → values of the second read
+	if !budgetOut && ctx.Err() == nil {
+		wait := time.NewTimer(p.Opts.Interval)
+		select {
+		case <-ctx.Done():
+			wait.Stop()
+			return ctx.Err()
+		case <-wait.C:
+		}
+		i := 0
+	reread:
+		for _, f := range scans {
+			for _, bl := range f.blocks {
+				vals, err := c.readBlock(ctx, byte(f.unit), f.t, bl.start, len(bl.values))
+				if err != nil {
+					rep.Notes = append(rep.Notes, fmt.Sprintf("second read of unit %d %s %d: %v (values frozen)", f.unit, f.t.name, bl.start, err))
+					if errors.Is(err, ErrBudget) || ctx.Err() != nil {
+						break reread
+					}
+				} else {
+					second[i] = vals
 				}
-				key := tpl.Key(fmt.Sprintf("modbus%d%s%d", u, t.key, bl.start), "["+strings.Join(vals, ", ")+"]", "")
+				i++
+			}
+		}
+	}
+	i := 0
+	for _, u := range units {
+		fmt.Fprintf(&b, "        <slave id=\"%d\">\n            <blocks>\n", u)
+		for _, f := range scans {
+			if f.unit != u {
+				continue
+			}
+			t := f.t
+			for _, bl := range f.blocks {
+				key := modbusBlockKey(tpl, rep, u, t, bl, second[i], p.Opts.Interval)
+				i++
 				ref := t.ref + bl.start
 				if bl.start >= 9999 {
 					ref = t.ref*10 - (t.ref*10)%100000 + 1 + bl.start
@@ -496,6 +542,69 @@ func (modbusProber) Probe(ctx context.Context, p *Probe) error {
 	b.WriteString("    </slaves>\n")
 	tpl.Section("modbus", 502, b.String())
 	return nil
+}
+
+// readBlock reads n items of table t from addr in reads of at most one chunk.
+func (c *mbClient) readBlock(ctx context.Context, unit byte, t modbusTable, addr, n int) ([]int, error) {
+	var out []int
+	for off := 0; off < n; off += t.chunk {
+		vals, err := c.read(ctx, unit, t, addr+off, min(t.chunk, n-off))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, vals...)
+	}
+	return out, nil
+}
+
+// modbusBlockKey adds the databus key of one block: the values read, or, when registers
+// moved between the two reads, a processlist engine in which the registers that moved
+// wander around the two values read (each copy with its own offset and phase) and the
+// others stay as read. Bits that moved are frozen at the second read and listed as varying.
+func modbusBlockKey(tpl *Template, rep *ProtocolReport, unit int, t modbusTable, bl modbusBlock, again []int, interval time.Duration) string {
+	base := fmt.Sprintf("modbus%d%s%d", unit, t.key, bl.start)
+	vals := bl.values
+	moved := 0
+	if len(again) == len(vals) {
+		for i := range vals {
+			if vals[i] != again[i] {
+				moved++
+			}
+		}
+	}
+	if moved == 0 || t.bits {
+		if moved > 0 {
+			for i := range vals {
+				if vals[i] != again[i] {
+					rep.Varying = append(rep.Varying, fmt.Sprintf("unit %d %s wire address %d: %d then %d (frozen at the second)", unit, t.name, bl.start+i, vals[i], again[i]))
+				}
+			}
+			vals = again
+		}
+		s := make([]string, len(vals))
+		for i, v := range vals {
+			s[i] = strconv.Itoa(v)
+		}
+		return tpl.Key(base, "["+strings.Join(s, ", ")+"]", "")
+	}
+	params := make([]string, len(vals))
+	for i := range vals {
+		a, b := vals[i], again[i]
+		if a == b {
+			params[i] = fmt.Sprintf("[%d, 0, 0, 86400, 0, 0]", a)
+			continue
+		}
+		mean := float64(a+b) / 2
+		d := math.Abs(float64(b - a))
+		// spread (per copy), swing over an hour and wander, bounded to stay in 0..65535
+		room := math.Min(mean, 65535-mean)
+		spread, swing, wander := math.Min(d, room/3), math.Min(2*d, room/3), math.Min(d/2, room/3)
+		params[i] = fmt.Sprintf("[%g, %g, %g, 3600, %g, 0]", mean, math.Floor(spread), math.Floor(swing), math.Floor(wander))
+		tpl.Engine("modbus", fmt.Sprintf("unit %d %s wire address %d", unit, t.name, bl.start+i), "processlist",
+			fmt.Sprintf("%d then %d in %.1fs", a, b, interval.Seconds()))
+	}
+	return tpl.FunctionKey(base, "processlist", "["+strings.Join(params, ", ")+"]",
+		fmt.Sprintf("%d of %d registers moved between two reads: they wander per copy, the others stay as read", moved, len(vals)))
 }
 
 func isException(err error) bool { var ex errException; return errors.As(err, &ex) }

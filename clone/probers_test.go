@@ -51,6 +51,7 @@ func fakeServer(t *testing.T, host string, handle func(net.Conn)) netip.AddrPort
 // fakeModbus answers like a small direct Modbus/TCP device: holding registers 0-9 and
 // 300-339, coils 0-15, device identification in two parts. It records every function.
 func fakeModbus(mu *sync.Mutex, fcs *[]byte) func(net.Conn) {
+	var reads305 uint16
 	return func(c net.Conn) {
 		hdr := make([]byte, 7)
 		for {
@@ -75,7 +76,12 @@ func fakeModbus(mu *sync.Mutex, fcs *[]byte) func(net.Conn) {
 				case pdu[0] == 3 && (in(0, 10) || in(300, 340)):
 					resp = []byte{3, byte(2 * qty)}
 					for i := 0; i < qty; i++ {
-						resp = binary.BigEndian.AppendUint16(resp, uint16(addr+i))
+						v := uint16(addr + i)
+						if addr+i == 305 { // a live value: it moves with every read
+							reads305++
+							v = 1000 + 7*reads305
+						}
+						resp = binary.BigEndian.AppendUint16(resp, v)
 					}
 				case pdu[0] == 1 && in(0, 16):
 					resp = append([]byte{1, byte((qty + 7) / 8)}, make([]byte, (qty+7)/8)...)
@@ -127,6 +133,14 @@ func TestModbusProbe(t *testing.T) {
 		}
 	}
 	t.Logf("%d requests", p.Sent())
+	// Holding register 305 moved between the two reads: a processlist engine, the others as read.
+	if len(p.Template.engines) != 1 || p.Template.engines[0].Field != "unit 255 HOLDING_REGISTERS wire address 305" {
+		t.Errorf("engines %+v, want one for holding register 305", p.Template.engines)
+	}
+	k := p.Template.keys[p.Template.keyIndex["modbus255HoldingRegisters300"]]
+	if k.fn != "processlist" || !strings.HasPrefix(k.expr, "[[300, 0, 0, 86400, 0, 0], ") {
+		t.Errorf("holding registers 300-339: %s %s", k.fn, k.expr)
+	}
 	writeAndCheck(t, p.Template)
 }
 

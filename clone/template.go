@@ -28,7 +28,7 @@ type Template struct {
 	engines  []EngineField
 }
 
-type dbKey struct{ name, expr, comment string }
+type dbKey struct{ name, expr, comment, fn string }
 
 type section struct {
 	port int
@@ -61,6 +61,14 @@ func (t *Template) Key(base, expr, comment string) string {
 	t.keyIndex[name] = len(t.keys)
 	t.keys = append(t.keys, dbKey{name: name, expr: expr, comment: comment})
 	return name
+}
+
+// FunctionKey adds a databus key computed by the databus function fn with param (a
+// Starlark list) and returns its name.
+func (t *Template) FunctionKey(base, fn, param, comment string) string {
+	k := t.Key(base, param, comment)
+	t.keys[t.keyIndex[k]].fn = fn
+	return k
 }
 
 // HasKey reports whether name is a databus key of the template.
@@ -401,6 +409,10 @@ func (t *Template) Write(dir string) error {
 	for _, k := range t.keys {
 		if k.comment != "" {
 			fmt.Fprintf(&b, "            <!-- %s -->\n", strings.ReplaceAll(k.comment, "--", "- -"))
+		}
+		if k.fn != "" {
+			fmt.Fprintf(&b, "            <key name=\"%s\">\n                <value type=\"function\" param=\"%s\">%s</value>\n            </key>\n", k.name, XA(k.expr), k.fn)
+			continue
 		}
 		fmt.Fprintf(&b, "            <key name=\"%s\">\n                <value type=\"value\">%s</value>\n            </key>\n", k.name, X(k.expr))
 	}
