@@ -304,7 +304,25 @@ func (s7Prober) Probe(ctx context.Context, p *Probe) error {
 			}
 		}
 	}
-	rep.Skip("memory areas, program blocks and the password are not cloned (they need reads of the process image and block uploads)")
+	var blocksXML, memXML string
+	{
+		x, list, err := c.blocks(ctx, p)
+		switch {
+		case err == nil:
+			blocksXML = x
+			if memXML, err = c.dbAreas(ctx, p, list); err != nil {
+				if errors.Is(err, ErrBudget) || ctx.Err() != nil {
+					return err
+				}
+				rep.Refuse("DB reads: %v", err)
+			}
+		case errors.Is(err, ErrBudget) || ctx.Err() != nil:
+			return err
+		default: // the identity is cloned: a device that fails here keeps it
+			rep.Refuse("block functions: %v", err)
+		}
+	}
+	rep.Skip("the password: the cloner sends none")
 	var b strings.Builder
 	b.WriteString("    <system_status_lists>\n")
 	if ssl1C.Len() > 0 {
@@ -313,7 +331,7 @@ func (s7Prober) Probe(ctx context.Context, p *Probe) error {
 	if ssl11.Len() > 0 {
 		b.WriteString("        <ssl id=\"W#16#xy11\" name=\"Module Identification\">\n" + ssl11.String() + "        </ssl>\n")
 	}
-	b.WriteString("    </system_status_lists>\n    <cpu>\n" + cpu.String() + "    </cpu>\n")
+	b.WriteString("    </system_status_lists>\n    <cpu>\n" + cpu.String() + "    </cpu>\n" + memXML + blocksXML)
 	tpl.Section("s7comm", 102, b.String())
 	return nil
 }

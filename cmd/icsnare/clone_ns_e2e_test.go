@@ -380,3 +380,95 @@ func TestCloneBMC(t *testing.T) {
 		}
 	}
 }
+
+// TestCloneS7Blocks clones the S7 and Modbus of icsnare's default persona (an S7-300 CPU
+// with program blocks, data blocks and live Modbus input registers): the block list, block
+// info and DB contents come along, moving registers become engines; nmap's s7-info and
+// modbus-discover print the same of original and clone, a clone of the clone lists the
+// same blocks, and the capture shows only reads.
+func TestCloneS7Blocks(t *testing.T) {
+	nmap := protocoltest.NeedTool(t, "nmap")
+	tshark := protocoltest.NeedTool(t, "tshark")
+	c := newCloneNS(t)
+	orig := c.net + ".5"
+	stop := c.run("default", c.net+".0/24")
+	pcap, stopCap := c.capture("tcp port 102 or tcp port 502", func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if conn, err := c.ns.Dial(ctx, "tcp", orig+":502"); err == nil {
+			conn.Close()
+		}
+	})
+	out := filepath.Join(t.TempDir(), "clone")
+	rep := c.clone(out, "--target", orig, "--protocols", "s7comm,modbus", "--interval", "3s", "--quiet")
+	stopCap()
+	for _, p := range rep.Protocols {
+		if p.Status != "cloned" {
+			t.Fatalf("%s: %s %s", p.Name, p.Status, p.Error)
+		}
+		t.Logf("%s found:\n%s\nskipped:\n%s\nrefused:\n%s", p.Name, strings.Join(p.Found, "\n"), strings.Join(p.Skipped, "\n"), strings.Join(p.Refused, "\n"))
+	}
+	engines := 0
+	for _, e := range rep.Engines {
+		if e.Protocol == "modbus" {
+			engines++
+		}
+	}
+	t.Logf("%d Modbus registers became engines", engines)
+	if engines == 0 {
+		t.Error("no Modbus register became an engine (the persona's input registers are live)")
+	}
+	x, err := os.ReadFile(filepath.Join(out, "s7comm", "s7comm.xml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`<block type="OB" number="1" lang="STL" size="1462" local="24" name="MAIN" family="PW" author="EMSR"/>`,
+		`<area type="DB" number="10" size="40" key="s7DB10" format="bytes"/>`} {
+		if !strings.Contains(string(x), want) {
+			t.Errorf("s7comm.xml lacks %s:\n%s", want, x)
+		}
+	}
+	// Reads only: S7 setup, read var and userdata; Modbus reads.
+	writes := `s7comm.param.func in {0x05, 0x28, 0x29, 0x1a, 0x1b, 0x1c, 0x1d, 0x1e, 0x1f} || modbus.func_code in {5, 6, 15, 16, 21, 22, 23}`
+	if got := tsharkLines(t, tshark, "-r", pcap, "-Y", writes); len(got) > 0 {
+		t.Errorf("the capture shows writes:\n%s", strings.Join(got, "\n"))
+	}
+	if got := tsharkLines(t, tshark, "-r", pcap, "-Y", "_ws.malformed || _ws.expert.severity >= warning"); len(got) > 0 {
+		t.Errorf("tshark finds malformed packets or warnings:\n%s", strings.Join(got, "\n"))
+	}
+	fns := tsharkLines(t, tshark, "-r", pcap, "-Y", "ip.dst == "+orig+" && s7comm.header.rosctr in {1, 7}", "-T", "fields", "-e", "s7comm.param.func", "-e", "s7comm.param.userdata.funcgroup", "-e", "s7comm.param.userdata.subfunc")
+	counts := map[string]int{}
+	for _, l := range fns {
+		counts[strings.Join(strings.Fields(l), "/")]++
+	}
+	t.Logf("capture: S7 jobs and userdata (function/group/subfunction): %v", counts)
+	facts := func(host string) []string {
+		return c.scriptLines(nmap, "-Pn", "-n", "-sT", "-p", "102,502", "--script", "s7-info,modbus-discover", host)
+	}
+	before := facts(orig)
+	t.Logf("nmap of the original:\n%s", strings.Join(before, "\n"))
+	stop()
+	c.run(out, c.cloneNet()+".0/24")
+	host := c.cloneNet() + ".9"
+	after := facts(host)
+	t.Logf("nmap of %s:\n%s", host, strings.Join(after, "\n"))
+	if same := sameFacts(t, rep, host, before, after, nil); same < len(before)-3 {
+		t.Errorf("%s: only %d of %d lines equal", host, same, len(before))
+	}
+	again := filepath.Join(t.TempDir(), "again")
+	c.clone(again, "--target", host, "--protocols", "s7comm", "--quiet")
+	y, err := os.ReadFile(filepath.Join(again, "s7comm", "s7comm.xml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	section := func(s, tag string) string {
+		i, j := strings.Index(s, "<"+tag+">"), strings.Index(s, "</"+tag+">")
+		if i < 0 || j < i {
+			return ""
+		}
+		return s[i:j]
+	}
+	if a, b := section(string(x), "blocks"), section(string(y), "blocks"); a == "" || a != b {
+		t.Errorf("the clone of the clone lists other blocks:\n%s\n---\n%s", a, b)
+	}
+}
