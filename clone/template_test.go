@@ -136,13 +136,20 @@ var conpotElements = map[string]string{
 	"s7comm":       "s7comm system_status_lists ssl system_name module_name plant_ident copyright serial module_type_name oem_id location module_identification hardware_identification firmware_identification",
 	"http":         "http global config entity headers htdocs node status tarpit alias triggers statuscodes",
 	"ftp":          "ftp device_info enabled_commands banner motd max_login_attempts sever_timeout device_type ftp_users users user uname password anon_login ftp_vfs",
+	// bacnet.xml's XSD takes any property element (xs:any) in device_info and properties.
+	"bacnet": "bacnet device_info device_name device_identifier vendor_name vendor_identifier max_apdu_length_accepted segmentation_supported model_name protocol_version object_list object properties object_identifier object_name object_type present_value " +
+		"firmware_revision application_software_version location description serial_number system_status max_segments_accepted apdu_segment_timeout apdu_timeout number_of_apdu_retries protocol_revision utc_offset daylight_savings_status units cov_increment active_text inactive_text number_of_states state_text relinquish_default",
+	"enip": "enip device_info VendorId ProductName DeviceType SerialNumber ProductRevision ProductCode mode latency timeout tags tag type size value addr",
+	"ipmi": "ipmi device_info device_name user_list user user_name password privilege active fixed",
 }
 
 // icsnareElements are the icsnare knobs a clone may write where Conpot has none.
 var icsnareElements = map[string]string{
 	"modbus": "unknown_unit addressing ServerId ServerIdData Object",
 	"ftp":    "syst",
-	"s7comm": "cpu rack slot pdu_size max_amq max_connections module_type protection_level mode_switch operating_mode mpi_rate bus_rate",
+	"s7comm": "cpu rack slot pdu_size max_amq max_connections module_type protection_level mode_switch operating_mode mpi_rate bus_rate memory area blocks block",
+	"enip":   "Status State",
+	"ipmi":   "manufacturer_id product_id device_id device_revision firmware cipher_suites auth_types",
 }
 
 func TestWriteLoads(t *testing.T) {
