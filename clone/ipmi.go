@@ -205,6 +205,10 @@ func (ipmiProber) Probe(ctx context.Context, p *Probe) error {
 			return err
 		}
 		v := map[byte]string{0x8E: "v2.0", 0x0E: "v1.5"}[ch]
+		if !pong && caps == nil && err != nil {
+			// Nothing answers the ping nor the first request: no BMC there.
+			return fmt.Errorf("%w: no RMCP pong and no IPMI answer: %v", ErrAbsent, err)
+		}
 		switch {
 		case err != nil:
 			rep.Refuse("Get Channel Authentication Capabilities (%s): %v", v, err)
