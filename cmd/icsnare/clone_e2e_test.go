@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -17,7 +18,8 @@ import (
 	"github.com/icsnare/icsnare/protocols/protocoltest"
 )
 
-// Test addresses of the clone tests: 127.38.0.0/16.
+// Test addresses of the clone tests: 127.38.0.0/16 on the machine, 127.73.0.0/16 inside
+// network namespaces (clone_ns_e2e_test.go).
 
 // runClone runs `icsnare clone` and returns its report.
 func runClone(t *testing.T, bin, out string, args ...string) *clone.Report {
@@ -63,23 +65,6 @@ func tsharkLines(t *testing.T, tshark string, args ...string) []string {
 	return lines
 }
 
-// nmapFacts runs the nmap scripts on addr and returns the script output lines.
-func nmapFacts(t *testing.T, nmap, addr string) []string {
-	t.Helper()
-	out, err := protocoltest.Run(t, 2*time.Minute, nmap, "-Pn", "-n", "-sT", "-sU", "-p", "T:80,T:102,T:502,U:161",
-		"--script", "s7-info,modbus-discover,http-title,snmp-info", addr)
-	if err != nil {
-		t.Fatalf("nmap: %v\n%s", err, out)
-	}
-	var lines []string
-	for _, l := range strings.Split(out, "\n") {
-		if strings.HasPrefix(l, "|") {
-			lines = append(lines, l)
-		}
-	}
-	return lines
-}
-
 // seededIn reports whether line shows one of the report's seeded originals (a MAC also
 // without its separators, as SNMP engine IDs carry it).
 func seededIn(rep *clone.Report, line string) bool {
@@ -92,23 +77,26 @@ func seededIn(rep *clone.Report, line string) bool {
 }
 
 // TestCloneDefaultProfile clones an icsnare host that runs the default profile over every
-// protocol at the default politeness, serves the clone and compares what nmap's scripts
-// print of both; a capture of the clone session must show reads only.
+// protocol at the default politeness, inside a network namespace of its own (the standard
+// ports are free there and the capture holds only this clone session), serves the clone
+// and compares what nmap's scripts print of both; a capture of the clone session must show
+// reads only.
 func TestCloneDefaultProfile(t *testing.T) {
-	protocoltest.NeedRoot(t) // nmap's scripts pick the services by their standard ports
 	nmap := protocoltest.NeedTool(t, "nmap")
-	dumpcap := protocoltest.NeedTool(t, "dumpcap")
 	tshark := protocoltest.NeedTool(t, "tshark")
-	bin := buildStatic(t)
-	const orig = "127.38.10.1"
-	o := launch(t, bin, "127.38.10.254", "run", "--listen", orig, "--port-offset", "0", "--state", t.TempDir(), "--events", os.DevNull)
-	pcap := filepath.Join(t.TempDir(), "clone.pcap")
-	stop := protocoltest.Capture(t, dumpcap, "host "+orig, pcap, func() {
-		exec.Command("curl", "-s", "-o", os.DevNull, "http://"+orig+"/").Run()
+	c := newCloneNS(t)
+	orig := c.net + ".1"
+	stopOrig := c.run("default", orig)
+	pcap, stop := c.capture("host "+orig, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if conn, err := c.ns.Dial(ctx, "tcp", orig+":80"); err == nil {
+			conn.Close()
+		}
 	})
 	out := filepath.Join(t.TempDir(), "clone")
 	start := time.Now()
-	rep := runClone(t, bin, out, "--target", orig, "--interval", "3s")
+	rep := c.clone(out, "--target", orig, "--interval", "3s")
 	took := time.Since(start)
 	stop()
 	t.Logf("benchmark: cloning the default profile at the default politeness (%.0f requests/s) took %s and %d requests",
@@ -154,29 +142,18 @@ func TestCloneDefaultProfile(t *testing.T) {
 		}
 	}
 
-	before := nmapFacts(t, nmap, orig)
-	o.stop(t)
-	launch(t, bin, "127.38.11.254", "run", "--profile", out, "--listen", "127.38.11.0/24", "--port-offset", "0", "--state", t.TempDir(), "--events", os.DevNull)
-	for _, host := range []string{"127.38.11.9", "127.38.11.77"} {
-		after := nmapFacts(t, nmap, host)
-		if len(after) != len(before) {
-			t.Errorf("%s: nmap printed %d lines, the original %d:\n%s\n---\n%s", host, len(after), len(before), strings.Join(before, "\n"), strings.Join(after, "\n"))
-			continue
-		}
-		same := 0
-		for i := range before {
-			switch {
-			case before[i] == after[i]:
-				same++
-			case seededIn(rep, before[i]):
-				t.Logf("%s: seeded per host: %q -> %q", host, before[i], after[i])
-			case regexp.MustCompile(`snmpEngine(Boots|Time)`).MatchString(before[i]):
-				// the engine's own boots and time, never cloned
-			default:
-				t.Errorf("%s: %q, the original %q", host, after[i], before[i])
-			}
-		}
-		if same < len(before)/2 {
+	nmapFacts := func(addr string) []string {
+		return c.scriptLines(nmap, "-Pn", "-n", "-sT", "-sU", "-p", "T:80,T:102,T:502,U:161",
+			"--script", "s7-info,modbus-discover,http-title,snmp-info", addr)
+	}
+	before := nmapFacts(orig)
+	stopOrig()
+	c.run(out, c.cloneNet()+".0/24")
+	engine := regexp.MustCompile(`snmpEngine(Boots|Time)`)
+	for _, host := range []string{c.cloneNet() + ".9", c.cloneNet() + ".77"} {
+		after := nmapFacts(host)
+		// the SNMP engine's own boots and time are never cloned
+		if same := sameFacts(t, rep, host, before, after, engine.MatchString); same < len(before)/2 {
 			t.Errorf("%s: only %d of %d lines equal", host, same, len(before))
 		}
 	}
