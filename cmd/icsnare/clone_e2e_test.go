@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -14,40 +12,11 @@ import (
 	"time"
 
 	"github.com/icsnare/icsnare/clone"
-	"github.com/icsnare/icsnare/profiles"
 	"github.com/icsnare/icsnare/protocols/protocoltest"
 )
 
 // Test addresses of the clone tests: 127.38.0.0/16 on the machine, 127.73.0.0/16 inside
 // network namespaces (clone_ns_e2e_test.go).
-
-// runClone runs `icsnare clone` and returns its report.
-func runClone(t *testing.T, bin, out string, args ...string) *clone.Report {
-	t.Helper()
-	cmd := exec.Command(bin, append([]string{"clone", "--out", out}, args...)...)
-	var stdout, stderr strings.Builder
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	start := time.Now()
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("icsnare clone: %v\n%s\n%s", err, stdout.String(), stderr.String())
-	}
-	t.Logf("icsnare clone %v took %s:\n%s", args, time.Since(start).Round(time.Millisecond), stdout.String())
-	if !strings.Contains(stderr.String(), "requests") {
-		t.Errorf("no progress line on stderr:\n%s", stderr.String())
-	}
-	b, err := os.ReadFile(filepath.Join(out, "clone.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rep clone.Report
-	if err := json.Unmarshal(b, &rep); err != nil {
-		t.Fatalf("clone.json: %v", err)
-	}
-	if _, err := profiles.LoadDir(out); err != nil {
-		t.Fatalf("the clone does not load: %v", err)
-	}
-	return &rep
-}
 
 // tsharkLines runs tshark and returns its output lines without its warning about root.
 func tsharkLines(t *testing.T, tshark string, args ...string) []string {
@@ -171,13 +140,10 @@ sysContact OT maintenance <ot@example.org>
 sysServices 72
 `
 
-// walk runs snmpwalk -On and returns OID → "TYPE: value".
-func walk(t *testing.T, snmpwalk, community, addr string) map[string]string {
-	t.Helper()
-	out, err := protocoltest.Run(t, time.Minute, snmpwalk, "-v2c", "-c", community, "-On", "-t", "2", "-r", "1", addr, ".1")
-	if err != nil {
-		t.Fatalf("snmpwalk %s: %v\n%s", addr, err, out)
-	}
+// walk runs snmpwalk -On in the namespace and returns OID → "TYPE: value".
+func (c *cloneNS) walk(snmpwalk, community, addr string) map[string]string {
+	c.t.Helper()
+	out := c.exec(snmpwalk, "-v2c", "-c", community, "-On", "-t", "2", "-r", "1", addr, ".1")
 	m := map[string]string{}
 	for _, l := range strings.Split(out, "\n") {
 		oid, val, ok := strings.Cut(l, " = ")
@@ -201,23 +167,24 @@ func grewSince(clone, now string) bool {
 	return err1 == nil && err2 == nil && b > a
 }
 
-// TestCloneSnmpd clones net-snmp's snmpd, serves the clone on a /24 and compares
-// snmpwalk of both: every OID agrees except the seeded fields and the engines.
+// TestCloneSnmpd clones net-snmp's snmpd, started by the test in a network namespace,
+// serves the clone on a /24 there and compares snmpwalk of both: every OID agrees except
+// the seeded fields and the engines.
 func TestCloneSnmpd(t *testing.T) {
 	snmpd := protocoltest.NeedTool(t, "snmpd")
 	snmpwalk := protocoltest.NeedTool(t, "snmpwalk")
-	dumpcap := protocoltest.NeedTool(t, "dumpcap")
+	snmpget := protocoltest.NeedTool(t, "snmpget")
 	tshark := protocoltest.NeedTool(t, "tshark")
-	bin := buildStatic(t)
+	c := newCloneNS(t)
 	dir := t.TempDir()
 	const community = "plant7ro"
-	off := protocoltest.FreeOffset(t, 161)
-	agent := "127.38.20.1:" + strconv.Itoa(161+off)
+	agentIP := c.net + ".1"
+	agent := agentIP + ":161"
 	conf := filepath.Join(dir, "snmpd.conf")
 	if err := os.WriteFile(conf, fmt.Appendf(nil, snmpdConf, agent, community), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(snmpd, "-f", "-Lf", filepath.Join(dir, "snmpd.log"), "-C", "-c", conf, "-p", filepath.Join(dir, "snmpd.pid"))
+	cmd := c.ns.Command(context.Background(), snmpd, "-f", "-Lf", filepath.Join(dir, "snmpd.log"), "-C", "-c", conf, "-p", filepath.Join(dir, "snmpd.pid"))
 	cmd.Env = append(os.Environ(), "SNMP_PERSISTENT_DIR="+dir, "MIBS=")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -225,7 +192,7 @@ func TestCloneSnmpd(t *testing.T) {
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	ready := false
 	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		if out, err := exec.Command("snmpget", "-v2c", "-c", community, "-t", "1", "-r", "0", agent, "1.3.6.1.2.1.1.5.0").CombinedOutput(); err == nil && strings.Contains(string(out), "plc-hall3-07") {
+		if out, err := c.ns.Command(context.Background(), snmpget, "-v2c", "-c", community, "-t", "1", "-r", "0", agent, "1.3.6.1.2.1.1.5.0").CombinedOutput(); err == nil && strings.Contains(string(out), "plc-hall3-07") {
 			ready = true
 			break
 		}
@@ -234,22 +201,19 @@ func TestCloneSnmpd(t *testing.T) {
 		log, _ := os.ReadFile(filepath.Join(dir, "snmpd.log"))
 		t.Fatalf("snmpd did not answer on %s:\n%s", agent, log)
 	}
-	pcap := filepath.Join(dir, "clone.pcap")
-	stop := protocoltest.Capture(t, dumpcap, "host 127.38.20.1", pcap, func() {
-		exec.Command("snmpget", "-v2c", "-c", community, "-t", "1", "-r", "0", agent, "1.3.6.1.2.1.1.3.0").Run()
+	pcap, stop := c.capture("host "+agentIP, func() {
+		c.ns.Command(context.Background(), snmpget, "-v2c", "-c", community, "-t", "1", "-r", "0", agent, "1.3.6.1.2.1.1.3.0").Run()
 	})
 	out := filepath.Join(dir, "clone")
-	rep := runClone(t, bin, out, "--target", "127.38.20.1", "--protocols", "snmp", "--port", "snmp="+strconv.Itoa(161+off),
-		"--community", community, "--interval", "3s", "--rate", "50")
+	rep := c.clone(out, "--target", agentIP, "--protocols", "snmp", "--community", community, "--interval", "3s", "--rate", "50")
 	stop()
 	if rep.Protocols[0].Status != "cloned" {
 		t.Fatalf("snmp: %s %s", rep.Protocols[0].Status, rep.Protocols[0].Error)
 	}
-	decode := fmt.Sprintf("udp.port==%d,snmp", 161+off)
-	if got := tsharkLines(t, tshark, "-r", pcap, "-d", decode, "-Y", "snmp.set_request_element"); len(got) > 0 {
+	if got := tsharkLines(t, tshark, "-r", pcap, "-Y", "snmp.set_request_element"); len(got) > 0 {
 		t.Errorf("the capture shows SNMP SETs:\n%s", strings.Join(got, "\n"))
 	}
-	reads := tsharkLines(t, tshark, "-r", pcap, "-d", decode, "-Y", "snmp.get_request_element || snmp.get_next_request_element || snmp.getBulkRequest_element",
+	reads := tsharkLines(t, tshark, "-r", pcap, "-Y", "snmp.get_request_element || snmp.get_next_request_element || snmp.getBulkRequest_element",
 		"-T", "fields", "-e", "frame.number")
 	t.Logf("capture: %d read requests (the clone's and the capture's own probes), no SET", len(reads))
 	if len(reads) < rep.Requests {
@@ -266,15 +230,13 @@ func TestCloneSnmpd(t *testing.T) {
 	for _, v := range rep.Protocols[0].Varying {
 		exempt[strings.Fields(v)[0]] = "varying"
 	}
-	cloneOff := protocoltest.FreeOffset(t, 161)
-	launch(t, bin, "127.38.21.254", "run", "--profile", out, "--listen", "127.38.21.0/24", "--port-offset", strconv.Itoa(cloneOff),
-		"--state", t.TempDir(), "--events", os.DevNull)
+	c.run(out, c.cloneNet()+".0/24", "--port-offset", "1000") // snmpd holds 161
 	t0 := time.Now()
-	original := walk(t, snmpwalk, community, agent)
+	original := c.walk(snmpwalk, community, agent)
 	t.Logf("snmpwalk of the original: %s", time.Since(t0).Round(time.Millisecond))
 	copies := []map[string]string{
-		walk(t, snmpwalk, community, "127.38.21.7:"+strconv.Itoa(161+cloneOff)),
-		walk(t, snmpwalk, community, "127.38.21.200:"+strconv.Itoa(161+cloneOff)),
+		c.walk(snmpwalk, community, c.cloneNet()+".7:1161"),
+		c.walk(snmpwalk, community, c.cloneNet()+".200:1161"),
 	}
 	t.Logf("snmpwalks done after %s", time.Since(t0).Round(time.Millisecond))
 	if len(original) < 20 {

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -44,12 +45,14 @@ func (c *cloneNS) cloneNet() string {
 	return fmt.Sprintf("127.73.%d", n+1)
 }
 
-// run starts `icsnare run` in the namespace and waits until it serves; stop ends it.
-func (c *cloneNS) run(profile, listen string) (stop func()) {
+// run starts `icsnare run` in the namespace (extra flags after the test's own: a later
+// --port-offset wins) and waits until it serves; stop ends it.
+func (c *cloneNS) run(profile, listen string, extra ...string) (stop func()) {
 	t := c.t
 	t.Helper()
-	cmd := c.ns.Command(context.Background(), c.bin, "run", "--profile", profile, "--listen", listen, "--port-offset", "0",
-		"--user", "root", "--metrics", "off", "--events", os.DevNull, "--state", t.TempDir())
+	args := append([]string{"run", "--profile", profile, "--listen", listen, "--port-offset", "0",
+		"--user", "root", "--metrics", "off", "--events", os.DevNull, "--state", t.TempDir()}, extra...)
+	cmd := c.ns.Command(context.Background(), c.bin, args...)
 	logs := &syncLog{}
 	cmd.Stderr, cmd.Stdout = logs, logs
 	if err := cmd.Start(); err != nil {
@@ -120,6 +123,9 @@ func (c *cloneNS) clone(out string, args ...string) *clone.Report {
 	start := time.Now()
 	res := c.exec(c.bin, append([]string{"clone", "--out", out}, args...)...)
 	t.Logf("icsnare clone %v took %s:\n%s", args, time.Since(start).Round(time.Millisecond), res)
+	if !slices.Contains(args, "--quiet") && !strings.Contains(res, "req/s") {
+		t.Errorf("no progress line:\n%s", res)
+	}
 	b, err := os.ReadFile(filepath.Join(out, "clone.json"))
 	if err != nil {
 		t.Fatal(err)
