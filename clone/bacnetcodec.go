@@ -186,11 +186,6 @@ func (e *bacError) Error() string {
 	return fmt.Sprintf("BACnet %s reason %d", e.kind, e.code)
 }
 
-// unknownProperty tells the errors of a property the object does not have.
-func (e *bacError) unknownProperty() bool {
-	return e.kind == "error" && (e.class == 2 && e.code == 32 || e.class == 1 && e.code == 31 || e.class == 2 && e.code == 42)
-}
-
 // bacUnwrap checks the BVLC and NPDU of a datagram and returns its APDU. Network-layer
 // messages and datagrams whose length disagrees are errors.
 func bacUnwrap(b []byte) ([]byte, error) {
