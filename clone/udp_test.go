@@ -237,8 +237,9 @@ func enipReply(req, items []byte, count int) []byte {
 func TestEnipProbeUDPOnly(t *testing.T) {
 	var mu sync.Mutex
 	var cmds []uint16
-	var addr netip.AddrPort
-	addr = fakeUDP(t, "127.73.30.3", func(req []byte) [][]byte {
+	// The device names itself by another address (behind NAT): the report notes it.
+	self := netip.MustParseAddrPort("192.0.2.7:44818")
+	addr := fakeUDP(t, "127.73.30.3", func(req []byte) [][]byte {
 		if len(req) < 24 {
 			return nil
 		}
@@ -248,7 +249,7 @@ func TestEnipProbeUDPOnly(t *testing.T) {
 		mu.Unlock()
 		switch cmd {
 		case enipListIdentity:
-			id := fakeEnipIdentity(addr)
+			id := fakeEnipIdentity(self)
 			item := binary.LittleEndian.AppendUint16([]byte{0x0C, 0}, uint16(len(id)))
 			return [][]byte{enipReply(req, append(item, id...), 1)}
 		case enipListServices:
@@ -280,7 +281,7 @@ func TestEnipProbeUDPOnly(t *testing.T) {
 	if s := p.Template.seeded; len(s) != 1 || s[0].Original != "0x006c061a" || s[0].Expression != "random.randint(0, 268435455)" {
 		t.Errorf("seeded %+v", s)
 	}
-	if !strings.Contains(strings.Join(p.Report.Notes, "\n"), "tcp: ListIdentity unanswered") {
+	if n := strings.Join(p.Report.Notes, "\n"); !strings.Contains(n, "tcp: ListIdentity unanswered") || !strings.Contains(n, "names itself 192.0.2.7:44818") {
 		t.Errorf("notes %v", p.Report.Notes)
 	}
 	writeAndCheck(t, p.Template)
