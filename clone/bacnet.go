@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"strconv"
 	"strings"
+	"time"
 )
 
 func init() { register(bacnetProber{}) }
@@ -61,6 +63,7 @@ type bacClient struct {
 	conn   net.Conn
 	invoke byte
 	rpm    bool // ReadPropertyMultiple works
+	live   []bacLive
 	buf    [bacMaxDatagram]byte
 }
 
@@ -300,9 +303,73 @@ func (bacnetProber) Probe(ctx context.Context, p *Probe) error {
 		}
 		b.WriteString("    </object_list>\n")
 	}
-	rep.Skip("present values are frozen at the read; WriteProperty, COV and the password are never tried")
-	tpl.Section("bacnet", 47808, b.String())
+	x, err := c.liveValues(ctx, b.String())
+	if err != nil {
+		return err
+	}
+	rep.Skip("WriteProperty, COV, DeviceCommunicationControl and ReinitializeDevice are never tried")
+	tpl.Section("bacnet", 47808, x)
 	return nil
+}
+
+// bacLive is an analog value read once, read again after the interval.
+type bacLive struct {
+	obj   bacObject
+	prop  uint32
+	first bacValue
+}
+
+// liveValues reads every REAL present value (relinquish-default of outputs) again after
+// the interval and puts its element in place of its placeholder in x: the value as read,
+// or, when it moved, a process engine that wanders around the two values read (a swing of
+// twice the change over an hour, a wander of half of it, a per-copy offset of up to the
+// change), with the decimals the device showed.
+func (c *bacClient) liveValues(ctx context.Context, x string) (string, error) {
+	if len(c.live) == 0 {
+		return x, nil
+	}
+	tpl, rep := c.p.Template, c.p.Report
+	t := time.NewTimer(c.p.Opts.Interval)
+	select {
+	case <-ctx.Done():
+		t.Stop()
+		return "", ctx.Err()
+	case <-t.C:
+	}
+	stopped := false
+	for i, l := range c.live {
+		pn := bacPropNames[l.prop]
+		elem := bacElement(tpl, "                ", pn, l.first)
+		if !stopped {
+			vals, err := c.read(ctx, l.obj, l.prop, -1)
+			switch {
+			case errors.Is(err, ErrBudget) || ctx.Err() != nil:
+				stopped = true
+				rep.Notes = append(rep.Notes, fmt.Sprintf("second read stopped at %s: %v (values frozen)", l.obj, err))
+			case err != nil || len(vals) != 1 || vals[0].tag != 4:
+				rep.Notes = append(rep.Notes, fmt.Sprintf("second read of %s %s: %v (frozen)", l.obj, pn, err))
+			case vals[0].f != l.first.f:
+				a, b := l.first.f, vals[0].f
+				dec := max(decimals(l.first.text()), decimals(vals[0].text()))
+				d := math.Abs(b - a)
+				param := fmt.Sprintf("[%g, %g, %g, 3600, %g, %d]", (a+b)/2, d, 2*d, d/2, dec)
+				k := tpl.FunctionKey(fmt.Sprintf("bacnet_%s_%d", bacObjectTypes[l.obj.Type], l.obj.Inst), "process", param,
+					fmt.Sprintf("%s %s moved between two reads", l.obj, pn))
+				tpl.Engine("bacnet", l.obj.String()+" "+pn, "process", fmt.Sprintf("%s then %s in %.1fs", l.first.text(), vals[0].text(), c.p.Opts.Interval.Seconds()))
+				elem = fmt.Sprintf("                <%s databus=\"%s\"/>\n", pn, k)
+			}
+		}
+		x = strings.Replace(x, fmt.Sprintf("\x00live%d\x00", i), elem, 1)
+	}
+	return x, nil
+}
+
+// decimals counts the decimals of a number's text (at most 3).
+func decimals(s string) int {
+	if i := strings.IndexByte(s, '.'); i >= 0 && !strings.ContainsAny(s, "eE") {
+		return min(len(s)-i-1, 3)
+	}
+	return 0
 }
 
 // objectList reads the device's object list: whole, else its size and entry by entry.
@@ -409,6 +476,12 @@ func (c *bacClient) object(ctx context.Context, o bacObject) (string, error) {
 		v := r.values[0]
 		if len(r.values) != 1 || v.tag == 255 || v.tag == 7 && !v.ok || v.tag == 0 {
 			rep.Skip("%s %s: a value the profile cannot hold", o, pn)
+			continue
+		}
+		if v.tag == 4 && (prop == bacPropPresentValue || prop == bacPropRelinquishDefault) && len(c.live) < bacMaxObjects {
+			// A REAL value: read again later; it becomes an engine if it moved.
+			fmt.Fprintf(&b, "\x00live%d\x00", len(c.live))
+			c.live = append(c.live, bacLive{obj: o, prop: prop, first: v})
 			continue
 		}
 		b.WriteString(bacElement(tpl, "                ", pn, v))

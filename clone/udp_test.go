@@ -69,7 +69,6 @@ func fakeBACnet(mu *sync.Mutex, services *[]byte) func([]byte) [][]byte {
 		{8, bacPropSegmentation}:        {0x91, 3},
 		{8, bacPropLocation}:            appChars("\"quoted\""),
 		{0, bacPropObjectName}:          appChars("AI-1"),
-		{0, bacPropPresentValue}:        appReal(21.5),
 		{0, bacPropUnits}:               {0x91, 62},
 		{19, bacPropObjectName}:         appChars("MODE"),
 		{19, bacPropPresentValue}:       appUnsigned(2),
@@ -79,6 +78,7 @@ func fakeBACnet(mu *sync.Mutex, services *[]byte) func([]byte) [][]byte {
 		{8, bacPropProtocolObjectTypes}: {0x83, 0x04, 0xFF, 0xFF},
 	}
 	objects := [][]byte{appObject(8, inst), appObject(0, 1), appObject(19, 1)}
+	pvReads := 0
 	return func(req []byte) [][]byte {
 		apdu, err := bacUnwrap(req)
 		if err != nil {
@@ -119,6 +119,9 @@ func fakeBACnet(mu *sync.Mutex, services *[]byte) func([]byte) [][]byte {
 			ack = append(ack, appUnsigned(uint32(len(objects)))...)
 		case prop == bacPropObjectList && idx <= len(objects):
 			ack = append(ack, objects[idx-1]...)
+		case objT == 0 && prop == bacPropPresentValue: // a live temperature
+			pvReads++
+			ack = append(ack, appReal(21+0.5*float32(pvReads))...)
 		default:
 			v, ok := props[[2]uint32{objT, prop}]
 			if !ok {
@@ -149,11 +152,17 @@ func TestBACnetProbe(t *testing.T) {
 	for _, want := range []string{`<device_identifier databus="Number_bacnet"/>`, `<object_name databus="HostName"/>`,
 		"<vendor_name>Fake Controls</vendor_name>", "<vendor_identifier>999</vendor_identifier>",
 		"<segmentation_supported>noSegmentation</segmentation_supported>", `<serial_number databus="SerialNumber"/>`,
-		`<location databus="bacnet_location"/>`, `<object name="AI-1">`, "<present_value>21.5</present_value>", "<units>62</units>",
+		`<location databus="bacnet_location"/>`, `<object name="AI-1">`, `<present_value databus="bacnet_analogInput_1"/>`, "<units>62</units>",
 		"<object_type>multiStateValue</object_type>", "<state_text>On;Off</state_text>"} {
 		if !strings.Contains(x, want) {
 			t.Errorf("bacnet.xml lacks %q:\n%s", want, x)
 		}
+	}
+	if e := p.Template.engines; len(e) != 1 || e[0].Field != "analogInput,1 present_value" || e[0].Observed != "21.5 then 22 in 0.1s" {
+		t.Errorf("engines %+v", e)
+	}
+	if k := p.Template.keys[p.Template.keyIndex["bacnet_analogInput_1"]]; k.fn != "process" || k.expr != "[21.75, 0.5, 1, 3600, 0.25, 1]" {
+		t.Errorf("the present value's engine: %s %s", k.fn, k.expr)
 	}
 	if !strings.Contains(strings.Join(p.Report.Notes, "\n"), "ReadPropertyMultiple refused") {
 		t.Errorf("no note of the RPM fallback: %v", p.Report.Notes)

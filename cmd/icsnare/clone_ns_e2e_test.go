@@ -205,6 +205,9 @@ func TestCloneBACnetController(t *testing.T) {
 	stopCap()
 	for _, p := range rep.Protocols {
 		t.Logf("  %s: %s, %d requests in %.1fs", p.Name, p.Status, p.Requests, p.Seconds)
+		if p.Name == "bacnet" {
+			t.Logf("  bacnet found:\n%s\nskipped:\n%s\nnotes:\n%s", strings.Join(p.Found, "\n"), strings.Join(p.Skipped, "\n"), strings.Join(p.Notes, "\n"))
+		}
 		want := map[string]string{"bacnet": "cloned", "snmp": "cloned", "http": "cloned"}[p.Name]
 		if want == "" {
 			want = "absent"
@@ -215,6 +218,9 @@ func TestCloneBACnetController(t *testing.T) {
 	}
 	for _, s := range rep.Seeded {
 		t.Logf("  seeded: %s %s (%s) -> %s = %s", s.Protocol, s.Field, s.Original, s.Key, s.Expression)
+	}
+	for _, e := range rep.Engines {
+		t.Logf("  engine: %s %s %s (%s)", e.Protocol, e.Field, e.Engine, e.Observed)
 	}
 	bacnetInfo := func(host string) []string {
 		return c.scriptLines(nmap, "-Pn", "-n", "-sU", "-p", "47808", "--script", "bacnet-info", host)
