@@ -38,7 +38,7 @@ type Options struct {
 	Rate      float64        // requests per second over all probers
 	Timeout   time.Duration  // per request
 	Budget    int            // requests per protocol
-	Interval  time.Duration  // between the two SNMP walks that tell moving values
+	Interval  time.Duration  // between the two reads that tell moving values (SNMP, Modbus, BACnet)
 
 	Community string   // SNMPv1/v2c community
 	V3        *V3User  // SNMPv3 credentials (instead of a community)

@@ -37,7 +37,7 @@ func cmdClone(args []string, stdout, stderr io.Writer) int {
 	rate := fs.Float64("rate", clone.DefaultRate, "requests per second over all protocols")
 	timeout := fs.Duration("timeout", clone.DefaultTimeout, "timeout of one request")
 	budget := fs.Int("budget", clone.DefaultBudget, "requests at most per protocol")
-	interval := fs.Duration("interval", clone.DefaultInterval, "time between the two SNMP walks that tell moving values")
+	interval := fs.Duration("interval", clone.DefaultInterval, "time between the two reads that tell moving values (SNMP walks, Modbus blocks, BACnet analog values)")
 	var ports, mibs listFlag
 	fs.Var(&ports, "port", "`proto=port` when the device serves a protocol on another port (repeatable)")
 	fs.Var(&mibs, "mibpath", "extra MIB modules `dir` that name walked OIDs (repeatable)")
