@@ -191,14 +191,26 @@ func (bacnetProber) Probe(ctx context.Context, p *Probe) error {
 		}
 		return ok, err
 	})
-	if err != nil {
-		if errors.Is(err, ErrBudget) || ctx.Err() != nil {
-			return err
-		}
-		return fmt.Errorf("%w: Who-Is: %v", ErrAbsent, err)
+	if errors.Is(err, ErrBudget) || ctx.Err() != nil {
+		return err
 	}
 	dev := iam.device
-	rep.Find("I-Am: device %d, max APDU %d, segmentation %d, vendor %d", dev.Inst, iam.maxAPDU, iam.seg, iam.vendr)
+	if err != nil {
+		// Many devices broadcast their I-Am, which a unicast client never sees: ask the
+		// device object by the wildcard instance, which is answered to the asker.
+		rep.Refuse("Who-Is: %v", err)
+		vals, rerr := c.read(ctx, bacObject{Type: bacObjectDevice, Inst: bacWildcardInstance}, bacPropObjectIdentifier, -1)
+		if errors.Is(rerr, ErrBudget) || ctx.Err() != nil {
+			return rerr
+		}
+		if rerr != nil || len(vals) != 1 || vals[0].tag != 12 || vals[0].obj.Type != bacObjectDevice {
+			return fmt.Errorf("%w: Who-Is: %v; object-identifier of the wildcard device: %v", ErrAbsent, err, rerr)
+		}
+		dev = vals[0].obj
+		rep.Find("device %d (object-identifier of the wildcard device; no unicast I-Am)", dev.Inst)
+	} else {
+		rep.Find("I-Am: device %d, max APDU %d, segmentation %d, vendor %d", dev.Inst, iam.maxAPDU, iam.seg, iam.vendr)
+	}
 
 	props := map[uint32][]bacValue{}
 	res, err := c.readMany(ctx, dev, bacDeviceProps)

@@ -32,6 +32,7 @@ const (
 	bacPropNumberOfStates           = 74
 	bacPropObjectList               = 76
 	bacPropObjectName               = 77
+	bacPropObjectIdentifier         = 75
 	bacPropPresentValue             = 85
 	bacPropProtocolObjectTypes      = 96
 	bacPropProtocolServices         = 97

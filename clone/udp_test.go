@@ -57,10 +57,11 @@ func appObject(typ uint16, inst uint32) []byte {
 // fakeBACnet is a small BACnet device that rejects ReadPropertyMultiple and aborts a
 // whole object-list read, so the prober falls back to ReadProperty and to the list entry
 // by entry. It records the services asked.
-func fakeBACnet(mu *sync.Mutex, services *[]byte) func([]byte) [][]byte {
+func fakeBACnet(mu *sync.Mutex, services *[]byte, iam bool) func([]byte) [][]byte {
 	const inst = 4711
 	props := map[[2]uint32][]byte{
 		{8, bacPropObjectName}:          appChars("plant-ahu-07"),
+		{8, bacPropObjectIdentifier}:    appObject(8, inst),
 		{8, bacPropVendorName}:          appChars("Fake Controls"),
 		{8, bacPropVendorIdentifier}:    appUnsigned(999),
 		{8, bacPropModelName}:           appChars("FK-200"),
@@ -85,7 +86,7 @@ func fakeBACnet(mu *sync.Mutex, services *[]byte) func([]byte) [][]byte {
 			return nil
 		}
 		wrap := func(a []byte) [][]byte { return [][]byte{bacWrap(a, false)} }
-		if apdu[0] == 0x10 && apdu[1] == 0x08 {
+		if apdu[0] == 0x10 && apdu[1] == 0x08 && iam {
 			return wrap(append(append([]byte{0x10, 0x00}, appObject(8, inst)...), 0x22, 0x05, 0xC4, 0x91, 0x03, 0x22, 0x03, 0xE7))
 		}
 		if apdu[0]>>4 != 0 || len(apdu) < 4 {
@@ -133,10 +134,28 @@ func fakeBACnet(mu *sync.Mutex, services *[]byte) func([]byte) [][]byte {
 	}
 }
 
+// A device that broadcasts its I-Am (no unicast answer to Who-Is) is found by the
+// object-identifier of the wildcard device.
+func TestBACnetProbeWithoutIAm(t *testing.T) {
+	var mu sync.Mutex
+	var services []byte
+	addr := fakeUDP(t, "127.73.30.1", fakeBACnet(&mu, &services, false))
+	p := testProbe(t, addr, 4000)
+	if err := (bacnetProber{}).Probe(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+	if f := strings.Join(p.Report.Found, "\n"); !strings.Contains(f, "device 4711 (object-identifier of the wildcard device") {
+		t.Errorf("found %s", f)
+	}
+	if s := p.Template.seeded; len(s) == 0 || s[0].Original != "4711" {
+		t.Errorf("seeded %+v", s)
+	}
+}
+
 func TestBACnetProbe(t *testing.T) {
 	var mu sync.Mutex
 	var services []byte
-	addr := fakeUDP(t, "127.73.30.1", fakeBACnet(&mu, &services))
+	addr := fakeUDP(t, "127.73.30.1", fakeBACnet(&mu, &services, true))
 	p := testProbe(t, addr, 4000)
 	if err := (bacnetProber{}).Probe(context.Background(), p); err != nil {
 		t.Fatal(err)
