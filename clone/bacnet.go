@@ -478,6 +478,9 @@ func (c *bacClient) object(ctx context.Context, o bacObject) (string, error) {
 				}
 				texts = append(texts, v.s)
 			}
+			if n := res[bacPropNumberOfStates]; n.err == nil && len(n.values) == 1 && n.values[0].u != uint64(len(texts)) {
+				good = false // the profile's counts must agree
+			}
 			if !good || len(texts) == 0 {
 				rep.Skip("%s state-text: texts the profile cannot list", o)
 				continue
@@ -486,7 +489,7 @@ func (c *bacClient) object(ctx context.Context, o bacObject) (string, error) {
 			continue
 		}
 		v := r.values[0]
-		if len(r.values) != 1 || v.tag == 255 || v.tag == 7 && !v.ok || v.tag == 0 {
+		if len(r.values) != 1 || v.tag == 255 || v.tag == 7 && !v.ok || v.tag == 0 || v.tag == 4 && (math.IsInf(v.f, 0) || math.IsNaN(v.f)) {
 			rep.Skip("%s %s: a value the profile cannot hold", o, pn)
 			continue
 		}

@@ -16,6 +16,7 @@ const (
 	s7SubBlockInfo   = 0x03
 	s7MaxBlockInfos  = 48 // block info requests at most
 	s7MaxBlocksPerTy = 512
+	s7MaxBlocks      = 512 // blocks in all (the sensor's bound of a profile)
 )
 
 // s7BlockTypes names the block types (the ASCII code after '0').
@@ -90,10 +91,17 @@ func parseBlockCounts(d []byte) map[byte]int {
 }
 
 // parseBlocksOfType decodes a list blocks of type answer: number and language per block.
+// A number listed twice is kept once; number 0 only for the system blocks, which have one.
 func parseBlocksOfType(t byte, d []byte) []s7BlockEntry {
 	var out []s7BlockEntry
+	seen := map[uint16]bool{}
 	for i := 0; i+3 < len(d) && len(out) < s7MaxBlocksPerTy; i += 4 {
-		out = append(out, s7BlockEntry{typ: t, number: binary.BigEndian.Uint16(d[i:]), lang: d[i+3]})
+		n := binary.BigEndian.Uint16(d[i:])
+		if seen[n] || n == 0 && t != 0x44 && t != 0x46 && t != 0x42 {
+			continue
+		}
+		seen[n] = true
+		out = append(out, s7BlockEntry{typ: t, number: n, lang: d[i+3]})
 	}
 	return out
 }
@@ -150,6 +158,10 @@ func (c *s7Client) blocks(ctx context.Context, p *Probe) (string, []s7BlockEntry
 		l := parseBlocksOfType(t, d)
 		if len(l) < counts[t] {
 			rep.Skip("%s blocks: %d listed of %d counted", s7BlockTypes[t], len(l), counts[t])
+		}
+		if room := s7MaxBlocks - len(all); len(l) > room {
+			rep.Skip("%s blocks after the first %d: the profile holds %d blocks in all", s7BlockTypes[t], room, s7MaxBlocks)
+			l = l[:room]
 		}
 		all = append(all, l...)
 	}

@@ -327,3 +327,14 @@ func TestEnipRequestRefusesOtherCommands(t *testing.T) {
 		}
 	}
 }
+
+func TestParseBlocksOfType(t *testing.T) {
+	d := []byte{0, 1, 0x22, 1, 0, 1, 0x22, 1, 0, 0, 0x22, 1, 0, 35, 0x22, 2, 0xFF}
+	got := parseBlocksOfType(0x38, d)
+	if len(got) != 2 || got[0].number != 1 || got[1].number != 35 || got[1].lang != 2 {
+		t.Errorf("OBs %+v: want 1 and 35 (0 and the duplicate left out)", got)
+	}
+	if got := parseBlocksOfType(0x44, d); len(got) != 3 || got[1].number != 0 {
+		t.Errorf("SFCs %+v: want 1, 0 and 35", got)
+	}
+}
