@@ -358,7 +358,7 @@ func (c *bacClient) liveValues(ctx context.Context, x string) (string, error) {
 			case errors.Is(err, ErrBudget) || ctx.Err() != nil:
 				stopped = true
 				rep.Notes = append(rep.Notes, fmt.Sprintf("second read stopped at %s: %v (values frozen)", l.obj, err))
-			case err != nil || len(vals) != 1 || vals[0].tag != 4:
+			case err != nil || len(vals) != 1 || vals[0].tag != 4 || math.IsInf(vals[0].f, 0) || math.IsNaN(vals[0].f):
 				rep.Notes = append(rep.Notes, fmt.Sprintf("second read of %s %s: %v (frozen)", l.obj, pn, err))
 			case vals[0].f != l.first.f:
 				a, b := l.first.f, vals[0].f
