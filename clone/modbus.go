@@ -572,7 +572,7 @@ func modbusBlockKey(tpl *Template, rep *ProtocolReport, unit int, t modbusTable,
 			}
 		}
 	}
-	if moved == 0 || t.bits {
+	if moved == 0 || t.bits || len(vals) > 4096 { // processlist takes at most 4096 elements
 		if moved > 0 {
 			for i := range vals {
 				if vals[i] != again[i] {
