@@ -287,7 +287,7 @@ func (ipmiProber) Probe(ctx context.Context, p *Probe) error {
 				if !slices.Contains(suites, id) {
 					suites = append(suites, id)
 				}
-			} else {
+			} else if !slices.Contains(unsupported, id) {
 				unsupported = append(unsupported, id)
 			}
 		}

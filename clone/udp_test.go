@@ -338,3 +338,77 @@ func TestParseBlocksOfType(t *testing.T) {
 		t.Errorf("SFCs %+v: want 1, 0 and 35", got)
 	}
 }
+
+// fakeBMC answers like a BMC that tells its device ID outside a session, lists suites the
+// sensor lacks and answers every cipher suite page with a full page (the prober stops at
+// its bound).
+func fakeBMC(t *testing.T, cmds *[]byte, mu *sync.Mutex) netip.AddrPort {
+	return fakeUDP(t, "127.73.30.4", func(req []byte) [][]byte {
+		if len(req) >= 12 && req[3] == 0x06 { // ASF ping
+			pong := []byte{0x06, 0x00, 0xFF, 0x06, 0x00, 0x00, 0x11, 0xBE, 0x40, req[9], 0x00, 0x10, 0, 0, 0x11, 0xBE, 0, 0, 0, 0, 0x81, 0, 0, 0, 0, 0, 0, 0}
+			return [][]byte{pong}
+		}
+		if len(req) < 21 || req[3] != 0x07 {
+			return nil
+		}
+		msg := req[14:]
+		cmd, seq := msg[5], msg[4]>>2
+		mu.Lock()
+		*cmds = append(*cmds, cmd)
+		mu.Unlock()
+		var data []byte
+		switch cmd {
+		case ipmiGetAuthCaps:
+			data = []byte{0x00, 0x01, 0x80 | 0x10 | 0x04, 0x04, 0x03, 0, 0, 0, 0}
+		case ipmiGetDeviceID:
+			data = []byte{0x00, 0x20, 0x01, 0x03, 0x45, 0x02, 0xBF, 0x57, 0x01, 0x00, 0x34, 0x12}
+		case ipmiGetSystemGUID:
+			data = append([]byte{0x00}, make([]byte, 16)...)
+		case ipmiGetCipherSuites:
+			// a stream of records longer than the prober reads, 16 bytes a page
+			var stream []byte
+			for len(stream) < 16*(ipmiMaxCipherPages+2) {
+				stream = append(stream, 0xC0, 3, 0x01, 0x41, 0x81, 0xC0, 11, 0x03, 0x44, 0x81, 0xC0, 17, 0x03, 0x44, 0x81)
+			}
+			page := int(msg[8] & 0x3F)
+			data = append([]byte{0x00, 0x01}, stream[16*page:16*page+16]...)
+		default:
+			data = []byte{0xC1}
+		}
+		r := []byte{0x81, 0x1C, 0, 0x20, seq << 2, cmd}
+		r[2] = ipmiChecksum(r[:2])
+		r = append(r, data...)
+		r = append(r, ipmiChecksum(r[3:]))
+		return [][]byte{append([]byte{0x06, 0x00, 0xFF, 0x07, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, byte(len(r))}, r...)}
+	})
+}
+
+func TestIPMIProbe(t *testing.T) {
+	var mu sync.Mutex
+	var cmds []byte
+	p := testProbe(t, fakeBMC(t, &cmds, &mu), 100)
+	if err := (ipmiProber{}).Probe(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	for _, c := range cmds {
+		if _, ok := ipmiCommands[c]; !ok {
+			t.Errorf("the prober sent command %#02x", c)
+		}
+	}
+	mu.Unlock()
+	x := p.Template.sections["ipmi"].body
+	for _, want := range []string{"<manufacturer_id>343</manufacturer_id>", "<product_id>0x1234</product_id>", "<device_id>0x20</device_id>",
+		"<device_revision>1</device_revision>", "<firmware>3.45</firmware>", "<cipher_suites>3,17</cipher_suites>", "<auth_types>md5,password</auth_types>"} {
+		if !strings.Contains(x, want) {
+			t.Errorf("ipmi.xml lacks %q:\n%s", want, x)
+		}
+	}
+	if s := strings.Join(p.Report.Skipped, "\n"); !strings.Contains(s, "cipher suites [11]: the sensor does not implement them") {
+		t.Errorf("the unsupported suite 11 is not reported: %s", s)
+	}
+	if p.Sent() > 1+2+1+1+ipmiMaxCipherPages {
+		t.Errorf("%d requests", p.Sent())
+	}
+	writeAndCheck(t, p.Template)
+}
