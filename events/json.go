@@ -113,6 +113,8 @@ func AppendValue(b []byte, v any) []byte {
 		return append(b, ']')
 	case time.Duration:
 		return strconv.AppendFloat(b, x.Seconds(), 'f', -1, 64)
+	case protocols.JSONAppender:
+		return x.AppendJSON(b)
 	case fmt.Stringer:
 		return AppendString(b, x.String())
 	}

@@ -3,6 +3,7 @@ package protocols
 import (
 	"errors"
 	"net"
+	"os"
 	"sync/atomic"
 	"time"
 )
@@ -15,6 +16,12 @@ import (
 // RequestTimeout of its first byte: the clock starts when a Read returns data and stops
 // when Progress (the session's count of completed requests) moves on, so a client trickling
 // a byte at a time cannot hold the connection past that bound.
+//
+// The deadlines are armed lazily: a deadline already set on the connection is kept while it
+// is no later than the bound the call must honour and not about to pass, so a busy
+// connection re-arms its timers every few seconds rather than on every call (each re-arm
+// is a timer-heap update). A kept deadline may fire before the call's own bound; the call
+// then re-arms and goes on, so the bounds are exact and only the wake-ups are early.
 type TimeoutConn struct {
 	net.Conn
 	Idle           time.Duration
@@ -23,51 +30,134 @@ type TimeoutConn struct {
 	Progress       func() int64
 
 	readDL, writeDL atomic.Int64 // deadlines the handler set, unix nanoseconds; 0 for none
-	reqStart        int64        // when the current request's first byte came; 0 between requests
-	seen            int64        // Progress at the last Read
+	// rStale and wStale say the handler set a deadline on the connection since Read or
+	// Write last armed one: what is armed there is no longer known.
+	rStale, wStale atomic.Bool
+	reqStart       int64 // when the current request's first byte came; 0 between requests
+	seen           int64 // Progress at the last Read
+	// The deadlines Read and Write last set on the connection (unix nanoseconds, 0: none)
+	// and whether they are known; each is touched by its own caller only.
+	armedR, armedW int64
+	knownR, knownW bool
 }
 
 // Read implements net.Conn with an idle deadline and, if configured, a request deadline.
 // Reads of one connection come from one goroutine at a time, as net.Conn users do.
 func (c *TimeoutConn) Read(b []byte) (int, error) {
 	timed := c.RequestTimeout > 0 && c.Progress != nil
-	if c.Idle > 0 || timed {
-		now := time.Now()
-		dl := c.readDL.Load()
-		if c.Idle > 0 {
-			dl = earliest(now.Add(c.Idle), dl).UnixNano()
+	if c.Idle <= 0 && !timed {
+		return c.Conn.Read(b)
+	}
+	start := time.Now().UnixNano()
+	if timed {
+		if p := c.Progress(); p != c.seen {
+			c.seen, c.reqStart = p, 0
 		}
-		if timed {
-			if p := c.Progress(); p != c.seen {
-				c.seen, c.reqStart = p, 0
-			}
-			if c.reqStart != 0 {
-				dl = earliest(time.Unix(0, c.reqStart+int64(c.RequestTimeout)), dl).UnixNano()
-			}
-		}
-		var t time.Time // none: clears a request deadline set for the previous request
-		if dl != 0 {
-			t = time.Unix(0, dl)
-		}
-		if err := c.Conn.SetReadDeadline(t); err != nil {
+	}
+	lead := c.readLead(timed)
+	now := start
+	for {
+		bound := c.readBound(start, timed)
+		if err := c.arm(&c.armedR, &c.knownR, &c.rStale, bound, now, lead, c.Conn.SetReadDeadline); err != nil {
 			return 0, err
 		}
+		if c.rStale.Load() {
+			continue // the handler set a deadline meanwhile: honour it
+		}
+		n, err := c.Conn.Read(b)
+		if timed && n > 0 && c.reqStart == 0 {
+			c.reqStart = time.Now().UnixNano()
+		}
+		if n == 0 && err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+			// A kept deadline fired early, or the handler moved its own: go on while the
+			// call's bound is ahead.
+			now = time.Now().UnixNano()
+			if bound = c.readBound(start, timed); bound == 0 || bound > now {
+				c.knownR = false
+				continue
+			}
+		}
+		return n, err
 	}
-	n, err := c.Conn.Read(b)
-	if timed && n > 0 && c.reqStart == 0 {
-		c.reqStart = time.Now().UnixNano()
+}
+
+// readBound is the deadline a Read that began at start must honour: the idle timeout, the
+// request timeout and the handler's deadline, whichever is first (0: none).
+func (c *TimeoutConn) readBound(start int64, timed bool) int64 {
+	var dl int64
+	if c.Idle > 0 {
+		dl = start + int64(c.Idle)
 	}
-	return n, err
+	if timed && c.reqStart != 0 {
+		dl = first(dl, c.reqStart+int64(c.RequestTimeout))
+	}
+	return first(dl, c.readDL.Load())
+}
+
+// readLead is how close to passing an armed read deadline may come before a Read re-arms
+// it: a quarter of the shortest timeout.
+func (c *TimeoutConn) readLead(timed bool) int64 {
+	d := c.Idle
+	if timed && (d <= 0 || c.RequestTimeout < d) {
+		d = c.RequestTimeout
+	}
+	return int64(d / 4)
+}
+
+// arm makes sure the deadline on the connection is no later than bound (0: none) and not
+// within lead of now, setting it to bound when it is not.
+func (c *TimeoutConn) arm(armed *int64, known *bool, stale *atomic.Bool, bound, now, lead int64, set func(time.Time) error) error {
+	if stale.Load() {
+		*known = false
+	}
+	if *known {
+		if bound == 0 && *armed == 0 {
+			return nil
+		}
+		if bound != 0 && *armed != 0 && *armed <= bound && *armed-now > lead {
+			return nil
+		}
+	}
+	stale.Store(false)
+	var t time.Time // none
+	if bound != 0 {
+		t = time.Unix(0, bound)
+	}
+	if err := set(t); err != nil {
+		*known = false
+		return err
+	}
+	*armed, *known = bound, !stale.Load() // a handler's deadline set meanwhile wins
+	return nil
 }
 
 // Write implements net.Conn with a write deadline.
 func (c *TimeoutConn) Write(b []byte) (int, error) {
-	if c.WriteTimeout > 0 {
-		if err := c.Conn.SetWriteDeadline(earliest(time.Now().Add(c.WriteTimeout), c.writeDL.Load())); err != nil {
-			return 0, err
-		}
+	if c.WriteTimeout <= 0 {
+		return c.Conn.Write(b)
 	}
-	return c.Conn.Write(b)
+	start := time.Now().UnixNano()
+	now, lead := start, int64(c.WriteTimeout/4)
+	total := 0
+	for {
+		bound := first(start+int64(c.WriteTimeout), c.writeDL.Load())
+		if err := c.arm(&c.armedW, &c.knownW, &c.wStale, bound, now, lead, c.Conn.SetWriteDeadline); err != nil {
+			return total, err
+		}
+		if c.wStale.Load() {
+			continue
+		}
+		n, err := c.Conn.Write(b[total:])
+		total += n
+		if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+			now = time.Now().UnixNano()
+			if first(start+int64(c.WriteTimeout), c.writeDL.Load()) > now {
+				c.knownW = false
+				continue
+			}
+		}
+		return total, err
+	}
 }
 
 // CloseWrite half-closes the connection (a TCP FIN) when the wrapped connection can, so
@@ -84,18 +174,22 @@ func (c *TimeoutConn) CloseWrite() error {
 func (c *TimeoutConn) SetDeadline(t time.Time) error {
 	c.readDL.Store(nanos(t))
 	c.writeDL.Store(nanos(t))
+	c.rStale.Store(true)
+	c.wStale.Store(true)
 	return c.Conn.SetDeadline(t)
 }
 
 // SetReadDeadline implements net.Conn.
 func (c *TimeoutConn) SetReadDeadline(t time.Time) error {
 	c.readDL.Store(nanos(t))
+	c.rStale.Store(true)
 	return c.Conn.SetReadDeadline(t)
 }
 
 // SetWriteDeadline implements net.Conn.
 func (c *TimeoutConn) SetWriteDeadline(t time.Time) error {
 	c.writeDL.Store(nanos(t))
+	c.wStale.Store(true)
 	return c.Conn.SetWriteDeadline(t)
 }
 
@@ -112,9 +206,10 @@ func nanos(t time.Time) int64 {
 	return t.UnixNano()
 }
 
-func earliest(t time.Time, dl int64) time.Time {
-	if dl != 0 && dl < t.UnixNano() {
-		return time.Unix(0, dl)
+// first returns the earlier of two deadlines in unix nanoseconds, 0 standing for none.
+func first(a, b int64) int64 {
+	if a == 0 || b != 0 && b < a {
+		return b
 	}
-	return t
+	return a
 }

@@ -215,7 +215,14 @@ func (h *Host) State(key string, init func() any) any {
 // Field is one protocol-specific event field.
 type Field struct {
 	Key   string
-	Value any // string, bool, integers, float64, []string, []byte (hex), or anything JSON can encode
+	Value any // string, bool, integers, float64, []string, []byte (hex), a JSONAppender, or anything JSON can encode
+}
+
+// JSONAppender is a field value that writes itself as JSON: an object or list a protocol
+// builds on the request path without maps or reflection. The event encoder appends it as
+// it is; a value should also implement json.Marshaler for other consumers.
+type JSONAppender interface {
+	AppendJSON(b []byte) []byte
 }
 
 // F makes a Field.

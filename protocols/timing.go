@@ -136,7 +136,7 @@ func (t *Timing) host(h *Host, key string) *hostTiming {
 // once the answer is sent (the host's load). It is 0 with no model or timing off.
 func (t *Timing) Delay(h *Host, key string, now time.Time) (time.Duration, func()) {
 	if t == nil || h == nil || h.Databus == nil || timingOff.Load() {
-		return 0, func() {}
+		return 0, noop
 	}
 	ht := t.host(h, key)
 	busy := ht.inflight.Add(1) - 1
@@ -159,9 +159,14 @@ func (t *Timing) Delay(h *Host, key string, now time.Time) (time.Duration, func(
 	return min(d, maxTimingDelay), func() { ht.inflight.Add(-1) }
 }
 
+func noop() {}
+
 // Wait sleeps the delay of one answer (see Delay) on the caller's goroutine and reports
 // whether ctx stayed alive. done must be called after the answer is written.
 func (t *Timing) Wait(ctx context.Context, h *Host, key string) (ok bool, done func()) {
+	if t == nil || timingOff.Load() {
+		return true, noop // nothing on the answer's path: no clock, no timer
+	}
 	d, done := t.Delay(h, key, time.Now())
 	return Sleep(ctx, d), done
 }

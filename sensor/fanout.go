@@ -141,7 +141,7 @@ func (s *Sensor) serveBroadcast(ctx context.Context, l *udpListener, bs protocol
 	sess := s.flows.session(ctx, s, l, proto, h, netip.AddrPortFrom(h.Addr, l.port), from)
 	sess.Received(len(req))
 	defer s.recoverHandler(proto, sess)
-	bs.ServeBroadcast(ctx, sess, dst, req, s.replier(ctx, l, sess, pc, budget, nil, nil))
+	bs.ServeBroadcast(ctx, sess, dst, req, s.replier(ctx, l, sess, pc, budget))
 }
 
 // maxRateSources bounds the sources a minuteCounter tracks in one minute; sources beyond it

@@ -16,9 +16,11 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sys/unix"
 
 	"github.com/icsnare/icsnare/bpf"
 	"github.com/icsnare/icsnare/protocols"
@@ -203,24 +205,51 @@ func (s *Sensor) Bind(ctx context.Context) error {
 				}
 				s.tcp = append(s.tcp, &tcpListener{ln: ln.(*net.TCPListener), port: uint16(ep.Port)})
 			case protocols.UDP:
-				pc, err := lc.ListenPacket(ctx, "udp"+fam, hp)
-				if err != nil {
-					s.Close()
-					return fmt.Errorf("bind udp %s: %w", hp, err)
+				// One socket per reader: with several, SO_REUSEPORT spreads the sources over
+				// them by address hash and no two readers contend for one socket.
+				ulc, n := lc, s.udpSockets()
+				if n > 1 {
+					ulc.Control = reusePort
 				}
-				ul, err := newUDPListener(pc.(*net.UDPConn), addr.Is6(), uint16(ep.Port))
-				if err != nil {
-					pc.Close()
-					s.Close()
-					return fmt.Errorf("udp %s: packet info: %w", hp, err)
+				for range n {
+					pc, err := ulc.ListenPacket(ctx, "udp"+fam, hp)
+					if err != nil {
+						s.Close()
+						return fmt.Errorf("bind udp %s: %w", hp, err)
+					}
+					ul, err := newUDPListener(pc.(*net.UDPConn), addr.Is6(), uint16(ep.Port))
+					if err != nil {
+						pc.Close()
+						s.Close()
+						return fmt.Errorf("udp %s: packet info: %w", hp, err)
+					}
+					s.udp = append(s.udp, ul)
 				}
-				s.udp = append(s.udp, ul)
 			}
 			s.Addrs = append(s.Addrs, ep.Transport+" "+hp)
 		}
 	}
 	s.attachPortFilter()
 	return nil
+}
+
+// udpSockets is how many sockets (each with one reader) serve one UDP port.
+func (s *Sensor) udpSockets() int {
+	if n := s.cfg.Limits.UDPWorkers; n > 0 {
+		return n
+	}
+	return runtime.GOMAXPROCS(0)
+}
+
+// reusePort sets SO_REUSEPORT on a socket before it binds.
+func reusePort(network, address string, c syscall.RawConn) error {
+	var serr error
+	if err := c.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+	}); err != nil {
+		return err
+	}
+	return serr
 }
 
 // Close closes every socket (Run does this on shutdown).
@@ -285,15 +314,9 @@ func (s *Sensor) Run(ctx context.Context, metricsLn net.Listener) error {
 		s.wg.Add(1)
 		go s.acceptLoop(ctx, l)
 	}
-	workers := s.cfg.Limits.UDPWorkers
-	if workers <= 0 {
-		workers = runtime.GOMAXPROCS(0)
-	}
 	for _, l := range s.udp {
-		for range workers {
-			s.wg.Add(1)
-			go s.readLoop(ctx, l)
-		}
+		s.wg.Add(1)
+		go s.readLoop(ctx, l)
 	}
 	s.serving.Store(true)
 	s.log.Info("sensor running", "sockets", s.Addrs, "profiles", len(s.profiles), "hosts_configured", s.hosts.configured())

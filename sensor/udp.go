@@ -167,46 +167,61 @@ func (s *Sensor) handleDatagram(ctx context.Context, l *udpListener, req []byte,
 	sess.Received(len(req))
 	// Answers given while ServePacket runs join the reader's batch; later ones (from a
 	// goroutine of the handler) are sent at once, since the batch may already have gone.
-	var serving atomic.Bool
-	serving.Store(true)
-	defer serving.Store(false)
-	reply := s.replier(ctx, l, sess, pc, nil, out, &serving)
+	r := &udpReply{s: s, ctx: ctx, l: l, sess: sess, pc: pc, out: out}
+	r.serving.Store(true)
+	defer r.serving.Store(false)
 	defer s.recoverHandler(ds.protocol, sess)
-	ps.ServePacket(ctx, sess, req, reply)
+	ps.ServePacket(ctx, sess, req, r.send)
 }
 
 // replier returns the reply function of one request: it sends from the session's host
 // address to its source, at most MaxRepliesPerRequest times, never after the session or the
 // sensor has stopped, and within budget (nil: unbounded) when the request was a broadcast.
-// With out, answers are queued for the reader's next sendmmsg while serving is true; else
-// each is sent at once.
-func (s *Sensor) replier(ctx context.Context, l *udpListener, sess *protocols.Session, pc *protoCounters, budget *fanBudget, out *udpOut, serving *atomic.Bool) func([]byte) {
-	var n atomic.Int32
-	return func(resp []byte) {
-		if ctx.Err() != nil || sess.Closed() {
-			return
-		}
-		if n.Add(1) > protocols.MaxRepliesPerRequest {
-			s.m.repliesDropped.WithLabelValues(sess.Protocol, "replies").Inc()
-			return
-		}
-		if why := s.mayAnswer(sess, len(resp)); why != "" {
-			s.m.repliesDropped.WithLabelValues(sess.Protocol, why).Inc()
-			return
-		}
-		if budget != nil && !budget.take(len(resp)) {
-			s.m.broadcastCapped.WithLabelValues(sess.Protocol, "bytes").Inc()
-			return
-		}
-		if out != nil && serving.Load() {
-			out.add(resp, sess.Local.Addr(), sess.Remote)
-		} else if err := l.write(resp, sess.Local.Addr(), sess.Remote, s.cfg.Limits.WriteTimeout.Duration); err != nil {
-			s.log.Debug("udp reply failed", "protocol", sess.Protocol, "err", err)
-			return
-		}
-		pc.out.Inc()
-		pc.bytesOut.Add(float64(len(resp)))
+// Each answer is sent at once.
+func (s *Sensor) replier(ctx context.Context, l *udpListener, sess *protocols.Session, pc *protoCounters, budget *fanBudget) func([]byte) {
+	r := &udpReply{s: s, ctx: ctx, l: l, sess: sess, pc: pc, budget: budget}
+	return r.send
+}
+
+// udpReply is one request's reply function and its state, in one allocation. With out,
+// answers are queued for the reader's next sendmmsg while serving is true.
+type udpReply struct {
+	s       *Sensor
+	ctx     context.Context
+	l       *udpListener
+	sess    *protocols.Session
+	pc      *protoCounters
+	budget  *fanBudget
+	out     *udpOut
+	n       atomic.Int32
+	serving atomic.Bool
+}
+
+func (r *udpReply) send(resp []byte) {
+	s, sess := r.s, r.sess
+	if r.ctx.Err() != nil || sess.Closed() {
+		return
 	}
+	if r.n.Add(1) > protocols.MaxRepliesPerRequest {
+		s.m.repliesDropped.WithLabelValues(sess.Protocol, "replies").Inc()
+		return
+	}
+	if why := s.mayAnswer(sess, len(resp)); why != "" {
+		s.m.repliesDropped.WithLabelValues(sess.Protocol, why).Inc()
+		return
+	}
+	if r.budget != nil && !r.budget.take(len(resp)) {
+		s.m.broadcastCapped.WithLabelValues(sess.Protocol, "bytes").Inc()
+		return
+	}
+	if r.out != nil && r.serving.Load() {
+		r.out.add(resp, sess.Local.Addr(), sess.Remote)
+	} else if err := r.l.write(resp, sess.Local.Addr(), sess.Remote, s.cfg.Limits.WriteTimeout.Duration); err != nil {
+		s.log.Debug("udp reply failed", "protocol", sess.Protocol, "err", err)
+		return
+	}
+	r.pc.out.Inc()
+	r.pc.bytesOut.Add(float64(len(resp)))
 }
 
 // mayAnswer checks one answer datagram of n bytes against the request's amplification

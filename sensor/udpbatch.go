@@ -29,6 +29,10 @@ type mmsgBatch struct {
 	names [udpBatchSize]unix.RawSockaddrInet6 // large enough for either family
 	bufs  [udpBatchSize][]byte
 	oobs  [udpBatchSize][]byte
+
+	recv func(fd uintptr) bool // readBatch's recvmmsg call and what it got
+	got  int
+	err  error
 }
 
 func newMmsgBatch(bufSize, oobSize int) *mmsgBatch {
@@ -100,26 +104,27 @@ func (l *udpListener) readBatch(b *mmsgBatch) (int, error) {
 	for i := range b.msgs {
 		b.arm(i, len(b.bufs[i]), len(b.oobs[i]))
 	}
-	var n int
-	var serr error
-	err := l.raw.Read(func(fd uintptr) bool {
-		r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.msgs[0])), udpBatchSize, unix.MSG_DONTWAIT, 0, 0)
-		switch {
-		case e == unix.EAGAIN:
-			return false
-		case e == unix.EINTR:
-			return false
-		case e != 0:
-			serr = e
-		default:
-			n = int(r)
+	if b.recv == nil { // made once per batch: a closure per call would be an allocation
+		b.recv = func(fd uintptr) bool {
+			r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.msgs[0])), udpBatchSize, unix.MSG_DONTWAIT, 0, 0)
+			switch {
+			case e == unix.EAGAIN:
+				return false
+			case e == unix.EINTR:
+				return false
+			case e != 0:
+				b.err = e
+			default:
+				b.got = int(r)
+			}
+			return true
 		}
-		return true
-	})
-	if err != nil {
+	}
+	b.got, b.err = 0, nil
+	if err := l.raw.Read(b.recv); err != nil {
 		return 0, err
 	}
-	return n, serr
+	return b.got, b.err
 }
 
 // udpOut collects the answers of one batch of requests and sends them with sendmmsg. It is
@@ -131,10 +136,28 @@ type udpOut struct {
 	b       *mmsgBatch
 	n       int
 	failed  func(err error)
+
+	send  func(fd uintptr) bool // flushLocked's sendmmsg call, made once
+	sent  int
+	serr  error
+	armed time.Time // the write deadline last set on the socket
 }
 
 func newUDPOut(l *udpListener, timeout time.Duration, failed func(error)) *udpOut {
-	return &udpOut{l: l, timeout: timeout, b: newMmsgBatch(maxDatagram, 64), failed: failed}
+	o := &udpOut{l: l, timeout: timeout, b: newMmsgBatch(maxDatagram, 64), failed: failed}
+	o.send = func(fd uintptr) bool {
+		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&o.b.msgs[o.sent])), uintptr(o.n-o.sent), unix.MSG_DONTWAIT, 0, 0)
+		switch {
+		case e == unix.EAGAIN || e == unix.EINTR:
+			return false
+		case e != 0:
+			o.serr = e
+		default:
+			o.sent += int(r)
+		}
+		return true
+	}
+	return o
 }
 
 // add queues resp to dst from src, sending the batch first when it is full.
@@ -169,33 +192,27 @@ func (o *udpOut) flushLocked() {
 	if o.n == 0 {
 		return
 	}
-	o.l.conn.SetWriteDeadline(time.Now().Add(o.timeout))
-	sent := 0
-	for sent < o.n {
-		var serr error
-		err := o.l.raw.Write(func(fd uintptr) bool {
-			r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&o.b.msgs[sent])), uintptr(o.n-sent), unix.MSG_DONTWAIT, 0, 0)
-			switch {
-			case e == unix.EAGAIN || e == unix.EINTR:
-				return false
-			case e != 0:
-				serr = e
-			default:
-				sent += int(r)
-			}
-			return true
-		})
-		if err != nil { // deadline or closed: the rest is lost
+	// The write deadline is re-armed only when less than three quarters of the timeout
+	// is left (a timer-heap update per batch otherwise); every setter of this socket's
+	// write deadline moves it later, so the one armed is at least o.armed.
+	if now := time.Now(); o.armed.Sub(now) < o.timeout*3/4 {
+		o.armed = now.Add(o.timeout)
+		o.l.conn.SetWriteDeadline(o.armed)
+	}
+	o.sent = 0
+	for o.sent < o.n {
+		o.serr = nil
+		if err := o.l.raw.Write(o.send); err != nil { // deadline or closed: the rest is lost
 			if o.failed != nil {
 				o.failed(err)
 			}
 			break
 		}
-		if serr != nil { // this message failed (an unreachable destination): skip it
-			if o.failed != nil && !errors.Is(serr, syscall.ECONNREFUSED) {
-				o.failed(serr)
+		if o.serr != nil { // this message failed (an unreachable destination): skip it
+			if o.failed != nil && !errors.Is(o.serr, syscall.ECONNREFUSED) {
+				o.failed(o.serr)
 			}
-			sent++
+			o.sent++
 		}
 	}
 	o.n = 0

@@ -7,7 +7,8 @@
 //
 // Modbus/TCP: one read per wakeup, every complete MBAP frame in it answered (FC3 with zero
 // registers, anything else with exception 1), the answers of one read written together.
-// s7comm: TPKT header then body (two reads, as icsnare), a canned connection confirm and
+// s7comm: TPKT header then body through a 512-byte read buffer (one read per frame, as
+// icsnare), a canned connection confirm and
 // Setup Communication answer, Read Var answered with zero bytes. UDP (SNMP, BACnet): one
 // socket per port with IP_PKTINFO, read with recvmmsg, answers sent with sendmmsg from each
 // datagram's destination address by a packet-info control message, like icsnare's wildcard
@@ -17,6 +18,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -175,15 +177,16 @@ func modbusAnswer(out, req []byte) []byte {
 func serveS7(c net.Conn) {
 	buf := make([]byte, 1024)
 	out := make([]byte, 0, 1024)
+	r := bufio.NewReaderSize(c, 512)
 	for {
-		if _, err := io.ReadFull(c, buf[:4]); err != nil {
+		if _, err := io.ReadFull(r, buf[:4]); err != nil {
 			return
 		}
 		n := int(binary.BigEndian.Uint16(buf[2:]))
 		if buf[0] != 3 || n < 7 || n > len(buf) {
 			return
 		}
-		if _, err := io.ReadFull(c, buf[4:n]); err != nil {
+		if _, err := io.ReadFull(r, buf[4:n]); err != nil {
 			return
 		}
 		out = s7Answer(out[:0], buf[:n])

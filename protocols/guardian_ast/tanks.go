@@ -317,8 +317,9 @@ func volumeFrac(x float64) float64 {
 	return (th - math.Sin(th)) / (2 * math.Pi)
 }
 
-// levelTable holds levelFrac at volume fractions i/levelSteps, for interpolation.
-var levelTable = func() []float64 {
+// levelTable holds levelFrac at volume fractions i/levelSteps, for interpolation; built on
+// first use (a quarter million trigonometric calls: not at every sensor's start).
+var levelTable = sync.OnceValue(func() []float64 {
 	t := make([]float64, levelSteps+1)
 	for i := range t {
 		f := float64(i) / levelSteps
@@ -334,7 +335,7 @@ var levelTable = func() []float64 {
 		t[i] = (lo + hi) / 2
 	}
 	return t
-}()
+})
 
 const levelSteps = 4096
 
@@ -361,7 +362,8 @@ func levelFrac(f float64) float64 {
 		return (lo + hi) / 2
 	}
 	w := f*levelSteps - float64(i)
-	x := levelTable[i]*(1-w) + levelTable[min(i+1, levelSteps)]*w
+	lt := levelTable()
+	x := lt[i]*(1-w) + lt[min(i+1, levelSteps)]*w
 	if d := 8 / math.Pi * math.Sqrt(x*(1-x)); d > 1e-9 {
 		x -= (volumeFrac(x) - f) / d
 	}

@@ -276,21 +276,9 @@ const (
 // emit sends the request event. It is on the hot path: one exactly sized field slice,
 // small integers (boxed without allocating up to 255), constant strings.
 func (c *conn) emit(frame, resp []byte, h *Header, req *Request, fc, ex uint8, drop string) {
-	n := 2
 	rng := drop != dropProtocolID && req.HasRange()
-	if rng {
-		n += 2
-		if fc == FuncReadWriteRegisters {
-			n += 2
-		}
-	}
-	if ex != 0 {
-		n++
-	}
-	if drop != "" {
-		n++
-	}
-	f := make([]protocols.Field, 0, n)
+	var fa [8]protocols.Field // on the stack: Emit copies the fields into the pooled event
+	f := fa[:0]
 	f = append(f, protocols.F("unit_id", h.Unit), protocols.F("function_code", fc))
 	if rng {
 		f = append(f, protocols.F("address", req.Address), protocols.F("quantity", req.Quantity))

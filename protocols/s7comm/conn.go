@@ -1,6 +1,7 @@
 package s7comm
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -18,6 +19,7 @@ type conn struct {
 	cfg  *config
 	s    *protocols.Session
 	nc   net.Conn
+	rd   *bufio.Reader // over nc: a frame's header and body come with one read
 	host *protocols.Host
 	cpu  *cpuState
 
@@ -51,7 +53,7 @@ type fragment struct {
 
 func (c *conn) run(ctx context.Context) {
 	for ctx.Err() == nil {
-		tpdu, frame, err := ReadTPKT(c.nc, c.rbuf, maxFrame)
+		tpdu, frame, err := ReadTPKT(c.rd, c.rbuf, maxFrame)
 		c.rbuf = frame[:0]
 		if err != nil {
 			if errors.Is(err, ErrTPKT) {

@@ -124,21 +124,6 @@ func (c *conn) itemArea(it VarItem) (*Area, int, int, byte) {
 	return a, off, n, RCSuccess
 }
 
-func itemFields(it VarItem, rc byte) map[string]any {
-	m := map[string]any{"area": areaName(it.Area), "offset": it.ByteOffset(), "length": it.ByteLen(),
-		"transport_size": int(it.TransportSize), "return_code": fmt.Sprintf("0x%02X", rc)}
-	if it.Area == AreaDB || it.Area == AreaDI {
-		m["db"] = int(it.DB)
-	}
-	if it.TransportSize == TSBit {
-		m["bit"] = int(it.BitAddr & 7)
-	}
-	if it.Syntax != syntaxS7Any {
-		m["syntax"] = int(it.Syntax)
-	}
-	return m
-}
-
 func resultTS(ts byte) byte {
 	switch ts {
 	case TSBit:
@@ -169,14 +154,14 @@ func (c *conn) readVar(p *PDU, frame []byte, ref protocols.Field) {
 		return
 	}
 	data := make([]byte, 0, 64)
-	fields := make([]map[string]any, 0, len(items))
+	fields := make(itemFields, 0, len(items))
 	failed, oversize := false, false
 	for i, it := range items {
 		a, off, n, rc := c.itemArea(it)
 		item := DataItem{RC: rc}
 		if rc == RCSuccess && 12+2+len(data)+4+n > int(c.pdu) {
 			oversize = true // checked before reading, so a large item costs nothing
-			fields = append(fields, itemFields(it, rc))
+			fields = append(fields, itemField{it: it, rc: rc})
 			break
 		}
 		if rc == RCSuccess {
@@ -189,7 +174,7 @@ func (c *conn) readVar(p *PDU, frame []byte, ref protocols.Field) {
 			failed = true
 		}
 		data = AppendDataItem(data, item, i < len(items)-1)
-		fields = append(fields, itemFields(it, rc))
+		fields = append(fields, itemField{it: it, rc: rc})
 	}
 	if oversize || 12+2+len(data) > int(c.pdu) {
 		resp := c.reply(p, ROSCTRAck, 0x85, 0x00, nil, nil)
@@ -212,7 +197,7 @@ func (c *conn) writeVar(p *PDU, frame []byte, ref protocols.Field) {
 		return
 	}
 	rcs := make([]byte, len(items))
-	fields := make([]map[string]any, 0, len(items))
+	fields := make(itemFields, 0, len(items))
 	failed := false
 	for i, it := range items {
 		a, off, n, rc := c.itemArea(it)
@@ -236,9 +221,7 @@ func (c *conn) writeVar(p *PDU, frame []byte, ref protocols.Field) {
 			failed = true
 		}
 		rcs[i] = rc
-		f := itemFields(it, rc)
-		f["value"] = hex.EncodeToString(v.Data)
-		fields = append(fields, f)
+		fields = append(fields, itemField{it: it, rc: rc, value: hex.EncodeToString(v.Data), write: true})
 	}
 	resp := c.reply(p, ROSCTRAckData, 0, 0, []byte{FuncWriteVar, byte(len(items))}, rcs)
 	c.emit("write", "write", failed, frame, resp, protocols.F("function", "write_var"), ref, protocols.F("items", fields),

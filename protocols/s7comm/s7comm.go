@@ -4,6 +4,7 @@
 package s7comm
 
 import (
+	"bufio"
 	"context"
 	"net"
 	"strings"
@@ -93,6 +94,8 @@ const (
 	maxFrame      = 8192 + tpktHeaderLen + 3 // one TPKT frame
 	maxReassembly = 8192                     // one S7 PDU assembled from DT TPDUs
 	maxErrors     = 8                        // protocol errors answered before the connection is dropped
+	// readBufSize holds a typical job frame: a larger one is read through.
+	readBufSize = 512
 )
 
 // ServeConn implements protocols.StreamService.
@@ -103,6 +106,7 @@ func (s *service) ServeConn(ctx context.Context, sess *protocols.Session, nc net
 		return
 	}
 	c.cpu = s.cpu(c.host)
+	c.rd = bufio.NewReaderSize(nc, readBufSize)
 	stop := context.AfterFunc(ctx, func() { nc.SetReadDeadline(time.Now()) })
 	defer stop()
 	c.run(ctx)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"net/netip"
 	"strings"
 	"testing"
@@ -501,8 +502,12 @@ func TestEvents(t *testing.T) {
 	}
 	for _, f := range write.Fields {
 		if f.Key == "items" {
-			it := f.Value.([]map[string]any)[0]
-			if it["db"] != 10 || it["offset"] != 0 || it["length"] != 2 || it["value"] != "abcd" || it["return_code"] != "0xFF" {
+			var items []map[string]any
+			if err := json.Unmarshal(f.Value.(protocols.JSONAppender).AppendJSON(nil), &items); err != nil || len(items) != 1 {
+				t.Fatalf("write items %v: %v", f.Value, err)
+			}
+			it := items[0]
+			if it["db"] != 10.0 || it["offset"] != 0.0 || it["length"] != 2.0 || it["value"] != "abcd" || it["return_code"] != "0xFF" {
 				t.Fatalf("write item %+v", it)
 			}
 			return

@@ -45,7 +45,11 @@ func (protocol) ConpotEvents(e *protocols.Event) []protocols.ConpotEvent {
 			name, _ := f.Value.(string)
 			command = conpotCommands[name]
 		case "oids":
-			if oids, _ := f.Value.([]string); len(oids) > 0 {
+			oids, _ := f.Value.([]string)
+			if l, ok := f.Value.(oidList); ok {
+				oids = l.Strings()
+			}
+			if len(oids) > 0 {
 				oid = oids[0]
 			}
 		case "set_values":

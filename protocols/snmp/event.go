@@ -28,16 +28,7 @@ func (s *service) emit(sess *protocols.Session, st *reqState, req, resp []byte) 
 		f = append(f, protocols.F("pdu", name))
 		p := &st.m.pdu
 		if n := len(p.vbs); n > 0 {
-			oids := make([]string, 0, min(n, maxEventOIDs))
-			for i := 0; i < n && i < maxEventOIDs; i++ {
-				oid, err := decodeOID(p.vbs[i].oid, nil)
-				if err != nil {
-					oids = append(oids, "?")
-					continue
-				}
-				oids = append(oids, oidString(oid))
-			}
-			f = append(f, protocols.F("oids", oids))
+			f = append(f, protocols.F("oids", newOIDList(p.vbs)))
 			if n > maxEventOIDs {
 				f = append(f, protocols.F("varbinds", n))
 			}
