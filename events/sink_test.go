@@ -44,3 +44,24 @@ func TestAppendJSONEscapes(t *testing.T) {
 		}
 	}
 }
+
+// rawList is a field value that writes itself (protocols.JSONAppender).
+type rawList []int
+
+func (l rawList) AppendJSON(b []byte) []byte {
+	b = append(b, '[')
+	for i, x := range l {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, byte('0'+x))
+	}
+	return append(b, ']')
+}
+
+func TestAppendJSONAppender(t *testing.T) {
+	e := &protocols.Event{Type: "x", Fields: []protocols.Field{{Key: "l", Value: rawList{1, 2}}}}
+	if got := string(AppendJSON(nil, e)); !strings.Contains(got, `"l":[1,2]`) {
+		t.Errorf("AppendJSON = %s, want the value's own JSON", got)
+	}
+}
