@@ -128,7 +128,9 @@ type LimitsConfig struct {
 	UDPFlowLifetime Duration `toml:"udp_flow_lifetime"` // a UDP session ends this long after it began, busy or not
 	MaxUDPFlows     int      `toml:"max_udp_flows"`
 	MaxEventPayload int      `toml:"max_event_payload"`
-	UDPWorkers      int      `toml:"udp_workers"`
+	// UDPWorkers is how many sockets serve each UDP port (SO_REUSEPORT spreads the
+	// sources over them), each read by one goroutine; 0: one per CPU.
+	UDPWorkers int `toml:"udp_workers"`
 	// A datagram to a prefix's broadcast address is answered by at most BroadcastMaxHosts
 	// hosts with at most BroadcastMaxBytes bytes together; a source may send
 	// BroadcastPerSourcePerMinute of them (all sources: BroadcastPerMinute; 0: no limit).

@@ -41,6 +41,8 @@ type conn struct {
 	dtRaw   []byte // the frames that carried it
 	out     []byte
 	pending []byte // the answer not yet written: it goes out once its event is emitted
+	pduBuf  []byte // scratch: the S7 PDU of an answer before its framing
+	data    []byte // scratch: a Read Var answer's data items
 }
 
 // fragment is the rest of a userdata answer that did not fit one PDU.

@@ -38,7 +38,8 @@ func (c *conn) handleS7(b, frame []byte) bool {
 func (c *conn) reply(req *PDU, rosctr byte, errClass, errCode byte, param, data []byte) []byte {
 	r := PDU{Header: Header{ROSCTR: rosctr, RedID: req.RedID, PDURef: req.PDURef, ErrClass: errClass, ErrCode: errCode},
 		Param: param, Data: data}
-	return c.sendS7(r.Append(make([]byte, 0, 12+len(param)+len(data))))
+	c.pduBuf = r.Append(c.pduBuf[:0]) // scratch: sendS7 frames a copy
+	return c.sendS7(c.pduBuf)
 }
 
 func errField(class, code byte) protocols.Field {
@@ -153,7 +154,7 @@ func (c *conn) readVar(p *PDU, frame []byte, ref protocols.Field) {
 		c.badVarJob(p, frame, ref, "read_var", "read", err)
 		return
 	}
-	data := make([]byte, 0, 64)
+	data := c.data[:0]
 	fields := make(itemFields, 0, len(items))
 	failed, oversize := false, false
 	for i, it := range items {
@@ -183,6 +184,7 @@ func (c *conn) readVar(p *PDU, frame []byte, ref protocols.Field) {
 		return
 	}
 	resp := c.reply(p, ROSCTRAckData, 0, 0, []byte{FuncReadVar, byte(len(items))}, data)
+	c.data = data[:0] // scratch: the answer is in c.out now
 	c.emit("request", "read", failed, frame, resp, protocols.F("function", "read_var"), ref, protocols.F("items", fields))
 }
 
