@@ -69,6 +69,15 @@ func TestTimingModel(t *testing.T) {
 	} else {
 		done()
 	}
+	// Off, Wait puts nothing on the answer's path: no draw is kept in the host's state.
+	if ok, done := m.Wait(t.Context(), h, "modbus.timing"); !ok {
+		t.Fatal("timing off: Wait failed")
+	} else {
+		done()
+	}
+	if h.State("modbus.timing", func() any { return "none" }) != "none" {
+		t.Fatal("timing off: Wait drew the host's timing")
+	}
 }
 
 func minDur(a, b time.Duration) time.Duration {
