@@ -14,7 +14,9 @@
 // datagram's destination address by a packet-info control message, like icsnare's wildcard
 // sockets (-udp-batch=false: one datagram per system call); SNMP turns the GET
 // into a GetResponse in place, BACnet answers ReadProperty with a short ComplexACK. HTTP:
-// net/http serving -http-body with the header lines of -http-headers.
+// net/http serving -http-body with the header lines of -http-headers, closing the
+// connection after each answer when those headers do (an HTTP/1.0 status line without
+// keep-alive, or Connection: close), as the sensor's server does.
 package main
 
 import (
@@ -238,22 +240,33 @@ func httpHandler(bodyFile, headerFile string) (http.Handler, error) {
 		return nil, fmt.Errorf("-http-body: %w", err)
 	}
 	hdr := http.Header{}
+	closing := false
 	if headerFile != "" {
 		raw, err := os.ReadFile(headerFile)
 		if err != nil {
 			return nil, fmt.Errorf("-http-headers: %w", err)
 		}
+		keepAlive := true
 		for _, line := range strings.Split(string(raw), "\n") {
-			k, v, ok := strings.Cut(strings.TrimRight(line, "\r"), ":")
+			line = strings.TrimRight(line, "\r")
+			if strings.HasPrefix(line, "HTTP/1.0 ") {
+				keepAlive = false // an HTTP/1.0 answer closes unless it says keep-alive
+				continue
+			}
+			k, v, ok := strings.Cut(line, ":")
 			if !ok || strings.HasPrefix(k, "HTTP/") {
 				continue
 			}
 			switch http.CanonicalHeaderKey(k) {
-			case "Date", "Content-Length", "Connection", "Keep-Alive":
+			case "Connection":
+				keepAlive = strings.EqualFold(strings.TrimSpace(v), "keep-alive")
+				continue
+			case "Date", "Content-Length", "Keep-Alive":
 				continue
 			}
 			hdr.Add(k, strings.TrimSpace(v))
 		}
+		closing = !keepAlive
 	}
 	n := strconv.Itoa(len(body))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -262,6 +275,9 @@ func httpHandler(bodyFile, headerFile string) (http.Handler, error) {
 			h[k] = v
 		}
 		h["Content-Length"] = []string{n}
+		if closing {
+			h["Connection"] = []string{"close"} // one request per connection, as the sensor's server
+		}
 		w.Write(body)
 	}), nil
 }

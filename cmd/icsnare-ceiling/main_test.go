@@ -4,6 +4,9 @@ import (
 	"encoding/binary"
 	"io"
 	"net"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -109,5 +112,38 @@ func TestBACnetAnswer(t *testing.T) {
 	}
 	if bacnetAnswer(req[:8], nil) != nil {
 		t.Fatal("a truncated request was answered")
+	}
+}
+
+// TestHTTPHandlerConnection: the ceiling closes after each answer when the sensor's
+// captured headers do (HTTP/1.0 without keep-alive, Connection: close) and keeps the
+// connection otherwise; the sensor's other header lines are copied.
+func TestHTTPHandlerConnection(t *testing.T) {
+	dir := t.TempDir()
+	body := filepath.Join(dir, "body")
+	os.WriteFile(body, []byte("<html>x</html>"), 0o644)
+	for _, tc := range []struct {
+		headers string
+		close   bool
+	}{
+		{"HTTP/1.0 200 OK\r\nContent-Type: text/html\r\nContent-Length: 14\r\n\r\n", true},
+		{"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Type: text/html\r\n\r\n", false},
+		{"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\n", false},
+		{"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Type: text/html\r\n\r\n", true},
+	} {
+		hf := filepath.Join(dir, "headers")
+		os.WriteFile(hf, []byte(tc.headers), 0o644)
+		h, err := httpHandler(body, hf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", "/index.html", nil))
+		if got := rec.Header().Get("Connection") == "close"; got != tc.close {
+			t.Errorf("%q: closes %v, want %v", tc.headers, got, tc.close)
+		}
+		if rec.Header().Get("Content-Type") != "text/html" || rec.Body.String() != "<html>x</html>" {
+			t.Errorf("%q: answer %v %q", tc.headers, rec.Header(), rec.Body.String())
+		}
 	}
 }
