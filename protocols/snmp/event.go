@@ -10,6 +10,26 @@ const maxEventOIDs = 16
 var pduNames = map[byte]string{pduGet: "get", pduGetNext: "getnext", pduGetBulk: "getbulk", pduSet: "set",
 	pduResponse: "response", pduTrapV1: "trap", pduTrapV2: "trap", pduInform: "inform", pduReport: "report"}
 
+// Field values boxed once: a string put into an interface on every request would be an
+// allocation each time.
+var (
+	pduNameValues = func() map[byte]any {
+		m := make(map[byte]any, len(pduNames))
+		for k, v := range pduNames {
+			m[k] = v
+		}
+		return m
+	}()
+	errNameValues = func() []any {
+		out := make([]any, len(errNames))
+		for i, n := range errNames {
+			out[i] = n
+		}
+		return out
+	}()
+	versionValues = map[string]any{"v1": "v1", "v2c": "v2c", "v3": "v3"}
+)
+
 // emit sends the request's event: version, community or user, PDU type, OIDs, error
 // status, and whether it was tarpitted, evaded or dropped.
 func (s *service) emit(sess *protocols.Session, st *reqState, req, resp []byte) {
@@ -18,13 +38,15 @@ func (s *service) emit(sess *protocols.Session, st *reqState, req, resp []byte) 
 	}
 	in := &st.info
 	f := make([]protocols.Field, 0, 10)
-	if in.version != "" {
+	if v, ok := versionValues[in.version]; ok {
+		f = append(f, protocols.F("version", v))
+	} else if in.version != "" {
 		f = append(f, protocols.F("version", in.version))
 	}
 	if in.userKey != "" {
 		f = append(f, protocols.F(in.userKey, string(in.principal)))
 	}
-	if name, ok := pduNames[st.m.pdu.typ]; ok && in.dropped != "malformed" && in.dropped != "bad version" {
+	if name, ok := pduNameValues[st.m.pdu.typ]; ok && in.dropped != "malformed" && in.dropped != "bad version" {
 		f = append(f, protocols.F("pdu", name))
 		p := &st.m.pdu
 		if n := len(p.vbs); n > 0 {
@@ -38,7 +60,11 @@ func (s *service) emit(sess *protocols.Session, st *reqState, req, resp []byte) 
 		}
 	}
 	if resp != nil {
-		f = append(f, protocols.F("error_status", errName(in.errStatus)))
+		if es := in.errStatus; es >= 0 && es < len(errNameValues) {
+			f = append(f, protocols.F("error_status", errNameValues[es]))
+		} else {
+			f = append(f, protocols.F("error_status", errName(es)))
+		}
 	}
 	if in.report > 0 {
 		f = append(f, protocols.F("report", usmStatsNames[in.report]))
