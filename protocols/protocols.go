@@ -262,6 +262,17 @@ var (
 
 const maxTypeNames = 4096
 
+// qualify is qualifiedType(s.Protocol, typ) with the last answer kept on the session: a
+// connection's events are mostly of one type, and this spares a shared map lookup per event.
+func (s *Session) qualify(typ string) string {
+	if q := s.lastType.Load(); q != nil && q[0] == typ {
+		return q[1]
+	}
+	name := qualifiedType(s.Protocol, typ)
+	s.lastType.Store(&[2]string{typ, name})
+	return name
+}
+
 func qualifiedType(protocol, typ string) string {
 	k := [2]string{protocol, typ}
 	if v, ok := typeNames.Load(k); ok {
@@ -350,6 +361,7 @@ type Session struct {
 	Start time.Time
 
 	requests atomic.Int64
+	lastType atomic.Pointer[[2]string] // the last event type qualified, and its qualified name
 	life     lifetime
 }
 
@@ -380,7 +392,7 @@ func (s *Session) emitPhase(phase, typ string, req, resp []byte, text bool, fiel
 		return
 	}
 	if len(typ) <= len(s.Protocol) || typ[:len(s.Protocol)] != s.Protocol || typ[len(s.Protocol)] != '.' {
-		typ = qualifiedType(s.Protocol, typ)
+		typ = s.qualify(typ)
 	}
 	e := NewEvent()
 	e.Time, e.Type, e.SessionID, e.Protocol = time.Now().UTC(), typ, s.ID, s.Protocol
