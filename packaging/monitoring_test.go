@@ -147,7 +147,11 @@ func TestMonitoringUsesExportedMetrics(t *testing.T) {
 	for _, name := range used {
 		// A counter's samples are NAME_total under "# TYPE NAME_total counter" in the text
 		// format; histograms and summaries add suffixes to their base name.
-		if !exported[name] && !exported[strings.TrimSuffix(name, "_total")] {
+		base := name
+		for _, suffix := range []string{"_total", "_bucket", "_count", "_sum"} {
+			base = strings.TrimSuffix(base, suffix)
+		}
+		if !exported[name] && !exported[base] {
 			t.Errorf("the dashboard or the alert rules use %s, which the sensor does not export", name)
 		}
 	}

@@ -38,15 +38,16 @@ type metrics struct {
 	eventsDropped prometheus.Counter
 	udpFlows      prometheus.Gauge
 
-	flowsEnded      *prometheus.CounterVec // protocol, reason
-	repliesDropped  *prometheus.CounterVec // protocol, reason
-	broadcasts      *prometheus.CounterVec // protocol
-	broadcastHosts  *prometheus.CounterVec // protocol
-	broadcastCapped *prometheus.CounterVec // protocol, reason
-	endpoints       *prometheus.CounterVec // protocol, transport
-	endpointsActive *prometheus.GaugeVec   // transport
-	evicted         *prometheus.CounterVec // protocol, reason
-	closed          *prometheus.CounterVec // protocol, reason
+	flowsEnded      *prometheus.CounterVec   // protocol, reason
+	repliesDropped  *prometheus.CounterVec   // protocol, reason
+	broadcasts      *prometheus.CounterVec   // protocol
+	broadcastHosts  *prometheus.CounterVec   // protocol
+	broadcastCapped *prometheus.CounterVec   // protocol, reason
+	endpoints       *prometheus.CounterVec   // protocol, transport
+	endpointsActive *prometheus.GaugeVec     // transport
+	evicted         *prometheus.CounterVec   // protocol, reason
+	closed          *prometheus.CounterVec   // protocol, reason
+	latency         *prometheus.HistogramVec // protocol, transport
 
 	kinds sync.Map // kindKey → *kindCounters
 }
@@ -99,7 +100,10 @@ func newMetrics() *metrics {
 	m.closed = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "icsnare_connections_closed_total",
 		Help: "Connections the sensor closed: request_timeout (a request incomplete past limits.request_timeout)."},
 		[]string{"protocol", "reason"})
-	for _, c := range []prometheus.Collector{m.evicted, m.closed, m.connections, m.active, m.rejected, m.requests, m.requestErrors,
+	m.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "icsnare_response_latency_seconds",
+		Help:    "Time from a request's first byte to the first byte of its answer, as the client sees it (the persona's timing model included).",
+		Buckets: latencyBuckets}, []string{"protocol", "transport"})
+	for _, c := range []prometheus.Collector{m.latency, m.evicted, m.closed, m.connections, m.active, m.rejected, m.requests, m.requestErrors,
 		m.panics, m.packets, m.bytes, m.eventsWritten, m.eventsFailed, m.eventsDropped, m.udpFlows,
 		m.flowsEnded, m.repliesDropped, m.broadcasts, m.broadcastHosts, m.broadcastCapped, m.endpoints, m.endpointsActive} {
 		f(c)
@@ -205,6 +209,11 @@ var (
 	broadcastCapReason = []string{"hosts", "bytes", "rate"}
 )
 
+// latencyBuckets span what ICS devices answer in: a sensor without its timing model in
+// tens of microseconds, PLCs and RTUs in milliseconds (a scan cycle), gateways and slow
+// serial-backed devices in hundreds of milliseconds to seconds.
+var latencyBuckets = []float64{0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5}
+
 // initSeries creates the series of every served protocol (protocol → its transports) with
 // the fixed label values above.
 func (m *metrics) initSeries(served map[string]map[string]bool) {
@@ -217,6 +226,9 @@ func (m *metrics) initSeries(served map[string]map[string]bool) {
 			m.bytes.WithLabelValues(p, dir)
 		}
 		m.panics.WithLabelValues(p)
+		for t := range transports {
+			m.latency.WithLabelValues(p, t)
+		}
 		if transports[protocols.TCP] {
 			m.connections.WithLabelValues(p, protocols.TCP)
 			m.active.WithLabelValues(p)

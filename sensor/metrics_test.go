@@ -1,6 +1,7 @@
 package sensor
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -21,7 +22,7 @@ func TestMetricsListener(t *testing.T) {
 	cfg.Privileges.User = ""
 	cfg.Metrics.Listen = ""
 	ctx, cancel := context.WithCancel(context.Background())
-	s, _ := newBound(t, ctx, cfg, func() int { return freePortPair(t) - 7 }, nil)
+	s, bound := newBound(t, ctx, cfg, func() int { return freePortPair(t) - 7 }, nil)
 	ln, err := net.Listen("tcp", net24+".1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -65,6 +66,47 @@ func TestMetricsListener(t *testing.T) {
 		`icsnare_udp_answers_dropped_total{protocol="echotest",reason="amplification"} 0`,
 		`icsnare_connections_total{protocol="echotest",transport="tcp"} 0`,
 		`icsnare_connections_total{protocol="echotest",transport="udp"} 0`,
+		`icsnare_response_latency_seconds_count{protocol="echotest",transport="tcp"} 0`,
+		`icsnare_response_latency_seconds_count{protocol="echotest",transport="udp"} 0`,
+	} {
+		if !strings.Contains(scrape, want+"\n") {
+			t.Errorf("scrape lacks %s", want)
+		}
+	}
+
+	// Two TCP requests on one connection and one datagram: three answers observed, each
+	// from its request's first byte to its answer.
+	port := fmt.Sprint(7 + bound.Bind.PortOffset)
+	c, err := net.DialTimeout("tcp", net24+".5:"+port, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	for _, line := range []string{"one\n", "two\n"} {
+		if _, err := c.Write([]byte(line)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := br.ReadString('\n'); err != nil {
+			t.Fatal(err)
+		}
+	}
+	u, err := net.Dial("udp", net24+".5:"+port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	u.SetDeadline(time.Now().Add(10 * time.Second))
+	u.Write([]byte("three"))
+	if _, err := u.Read(make([]byte, 512)); err != nil {
+		t.Fatal(err)
+	}
+	_, scrape = get("/metrics")
+	for _, want := range []string{
+		`icsnare_response_latency_seconds_count{protocol="echotest",transport="tcp"} 2`,
+		`icsnare_response_latency_seconds_count{protocol="echotest",transport="udp"} 1`,
+		`icsnare_response_latency_seconds_bucket{protocol="echotest",transport="tcp",le="+Inf"} 2`,
 	} {
 		if !strings.Contains(scrape, want+"\n") {
 			t.Errorf("scrape lacks %s", want)

@@ -371,6 +371,7 @@ func (s *Sensor) newSession(proto, transport string, h *host, local, remote neti
 // protoCounters caches a protocol's UDP series so the packet path does no label lookups.
 type protoCounters struct {
 	in, out, bytesIn, bytesOut prometheus.Counter
+	latency                    prometheus.Observer // of UDP answers
 }
 
 func (s *Sensor) protoCounters(proto string) *protoCounters {
@@ -382,6 +383,7 @@ func (s *Sensor) protoCounters(proto string) *protoCounters {
 	pc := &protoCounters{
 		in: s.m.packets.WithLabelValues(proto, "in"), out: s.m.packets.WithLabelValues(proto, "out"),
 		bytesIn: s.m.bytes.WithLabelValues(proto, "in"), bytesOut: s.m.bytes.WithLabelValues(proto, "out"),
+		latency: s.m.latency.WithLabelValues(proto, protocols.UDP),
 	}
 	s.pcByName[proto] = pc
 	return pc

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/icsnare/icsnare/protocols"
 )
 
@@ -114,7 +116,8 @@ func (s *Sensor) handleConn(ctx context.Context, c *net.TCPConn, port uint16) {
 		defer sess.Close() // runs after the disconnect event: ephemeral endpoints close with it
 		cc := &countingConn{TimeoutConn: protocols.TimeoutConn{Conn: c,
 			Idle: s.cfg.Limits.IdleTimeout.Duration, WriteTimeout: s.cfg.Limits.WriteTimeout.Duration,
-			RequestTimeout: reqTimeout, Progress: sess.Requests}}
+			RequestTimeout: reqTimeout, Progress: sess.Requests},
+			latency: s.m.latency.WithLabelValues(ds.protocol, protocols.TCP)}
 		started := time.Now()
 		sess.EmitPhase(protocols.PhaseStart, "connect")
 		defer func() {
@@ -148,19 +151,31 @@ func (s *Sensor) recoverHandler(proto string, sess *protocols.Session) {
 	}
 }
 
-// countingConn counts payload bytes on top of the timeouts.
+// countingConn counts payload bytes on top of the timeouts, and observes the response
+// latency: from the first byte read after an answer to the next answer's first write.
 type countingConn struct {
 	protocols.TimeoutConn
 	in, out atomic.Int64
+	latency prometheus.Observer // nil: not observed
+	asked   atomic.Int64        // when the unanswered request's first byte came (unix ns); 0: none
 }
 
 func (c *countingConn) Read(b []byte) (int, error) {
 	n, err := c.TimeoutConn.Read(b)
 	c.in.Add(int64(n))
+	if n > 0 && c.latency != nil && c.asked.Load() == 0 {
+		c.asked.CompareAndSwap(0, time.Now().UnixNano())
+	}
 	return n, err
 }
 
+// Write may run on another goroutine than Read (an answer a timer sends after the
+// persona's latency, a relay's other direction): the request time is handed over
+// atomically, and an answer observes at most one request.
 func (c *countingConn) Write(b []byte) (int, error) {
+	if t := c.asked.Load(); t != 0 && c.asked.CompareAndSwap(t, 0) {
+		c.latency.Observe(float64(time.Now().UnixNano()-t) / 1e9)
+	}
 	n, err := c.TimeoutConn.Write(b)
 	c.out.Add(int64(n))
 	return n, err

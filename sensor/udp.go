@@ -167,7 +167,7 @@ func (s *Sensor) handleDatagram(ctx context.Context, l *udpListener, req []byte,
 	sess.Received(len(req))
 	// Answers given while ServePacket runs join the reader's batch; later ones (from a
 	// goroutine of the handler) are sent at once, since the batch may already have gone.
-	r := &udpReply{s: s, ctx: ctx, l: l, sess: sess, pc: pc, out: out}
+	r := &udpReply{s: s, ctx: ctx, l: l, sess: sess, pc: pc, out: out, asked: time.Now()}
 	r.serving.Store(true)
 	defer r.serving.Store(false)
 	defer s.recoverHandler(ds.protocol, sess)
@@ -195,6 +195,7 @@ type udpReply struct {
 	out     *udpOut
 	n       atomic.Int32
 	serving atomic.Bool
+	asked   time.Time // when the request came, for the latency of its first answer (zero: not observed)
 }
 
 func (r *udpReply) send(resp []byte) {
@@ -202,7 +203,8 @@ func (r *udpReply) send(resp []byte) {
 	if r.ctx.Err() != nil || sess.Closed() {
 		return
 	}
-	if r.n.Add(1) > protocols.MaxRepliesPerRequest {
+	n := r.n.Add(1)
+	if n > protocols.MaxRepliesPerRequest {
 		s.m.repliesDropped.WithLabelValues(sess.Protocol, "replies").Inc()
 		return
 	}
@@ -222,6 +224,9 @@ func (r *udpReply) send(resp []byte) {
 	}
 	r.pc.out.Inc()
 	r.pc.bytesOut.Add(float64(len(resp)))
+	if n == 1 && !r.asked.IsZero() {
+		r.pc.latency.Observe(time.Since(r.asked).Seconds())
+	}
 }
 
 // mayAnswer checks one answer datagram of n bytes against the request's amplification
