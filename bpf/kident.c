@@ -69,6 +69,16 @@
 #define PERS_ECN 128     /* negotiates ECN */
 #define PERS_SYNFIN 256  /* answers SYN+FIN like SYN */
 
+#define VLAN_HLEN 4
+#define VLAN_VID_MASK 0x0fff
+
+struct vlan_hdr {
+	__be16 h_vlan_TCI;
+	__be16 h_vlan_encapsulated_proto;
+};
+
+#define OUI_STRIDE 8 /* per MAC block: 6 bytes of prefix, its length in bits (24, 28, 36), pad */
+
 enum ipid_mode { IPID_KEEP = 0, IPID_INC = 1, IPID_ZERO = 2, IPID_RANDOM = 3 };
 
 enum policy { POL_PASS = 0, POL_DROP = 1, POL_RESET = 2 };
@@ -90,6 +100,10 @@ enum counter {
 	C_TC_SYNACK,
 	C_EVENT_LOST,
 	C_MAC_OK,
+	C_ANSWER_PASS,       /* packets that spoofable requests elicit, within the destination's byte bucket */
+	C_ANSWER_DROP,       /* ... over it: dropped */
+	C_ANSWER_DROP_BYTES, /* bytes of those (counted by length, not packets) */
+	C_VLAN_OTHER,        /* tagged frames of another VLAN (or tagged with none configured): passed */
 	NR_COUNTERS,
 };
 
@@ -107,7 +121,7 @@ struct profile_ent {
 	__u8 name[MAX_NAME];/* the profile's name */
 	__u32 name_len;
 	__u32 n_ouis;       /* 0: the hosts keep the interface's MAC */
-	__u8 ouis[MAX_OUIS * 3];
+	__u8 ouis[MAX_OUIS * OUI_STRIDE];
 	__u32 profile;      /* index of the profile (for its ports) */
 	__u32 pers;         /* personality index + 1; 0: the sensor's own stack */
 	__u32 flags;        /* EF_* */
@@ -138,7 +152,8 @@ struct personality {
 	__u16 quote; /* bytes quoted beyond the IP header in ICMP errors; 0: keep */
 	__u16 mss_default; /* ECHOMSS: the SYN-ACK's MSS when the client sent none; 0: mss */
 	__u16 band_lo, band_hi, band_to; /* ECHOMSS: a client MSS in [lo, hi] is answered with to */
-	__u16 pad3;
+	__u8 ttl_open; /* TTL of TCP segments from an open port (0: ttl) */
+	__u8 pad3;
 };
 
 struct port_key {
@@ -231,6 +246,24 @@ struct {
 	__uint(max_entries, NR_COUNTERS);
 } kcounters SEC(".maps");
 
+/* The answer-byte bucket of one destination: what the hosts may still send it. */
+struct answer_state {
+	__u64 tokens; /* bytes times 1e9 */
+	__u64 last;   /* ns of the last refill */
+};
+
+/* Per destination (IPv4-mapped or IPv6): the bytes the emulated hosts send in answer to
+ * requests that a spoofed source can make (UDP, ICMP, SYN-ACKs and resets), bounded so
+ * that a spoofed victim is never flooded even if userspace budgets fail. LRU: a spoofed
+ * flood of many victims evicts old entries, which then start full again; each of them
+ * still gets at most one burst plus the rate. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct in6_addr);
+	__type(value, struct answer_state);
+	__uint(max_entries, 65536);
+} answers SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 64 * 1024);
@@ -248,12 +281,22 @@ volatile __u8 dev_mac[6];
 volatile __u32 policy_closed = POL_RESET; /* SYN to a port the host does not serve */
 volatile __u32 policy_local = POL_DROP;   /* SYN to a listened port of a non-emulated local address */
 volatile __u32 policy_edge = POL_DROP;    /* anything to a subnet edge or a dark host */
+volatile __u16 vlan_id = 0;               /* 802.1Q VID of the hosts' link; 0: untagged frames */
+volatile __u64 answer_rate = 0;           /* bytes per second per destination; 0: no bucket */
+volatile __u64 answer_burst = 0;          /* the bucket's depth in bytes */
+volatile __u64 answer_cap_ns = 0;         /* refill time of a full burst (burst*1e9/rate), set by the loader */
+volatile __u64 clock_ns = 0;              /* tests only: the bucket's clock when non-zero */
 
-static __always_inline void count(__u32 c)
+static __always_inline void count_n(__u32 c, __u64 n)
 {
 	__u64 *v = bpf_map_lookup_elem(&kcounters, &c);
 	if (v)
-		*v += 1;
+		*v += n;
+}
+
+static __always_inline void count(__u32 c)
+{
+	count_n(c, 1);
 }
 
 static __always_inline __u64 mix64(__u64 x)
@@ -330,12 +373,19 @@ static __always_inline int host_mac(const struct profile_ent *pe, __u64 seed, __
 	__u32 idx = (__u32)((x >> 40) % n);
 	if (idx >= MAX_OUIS)
 		return -1;
-	mac[0] = pe->ouis[idx * 3];
-	mac[1] = pe->ouis[idx * 3 + 1];
-	mac[2] = pe->ouis[idx * 3 + 2];
-	mac[3] = x >> 16;
-	mac[4] = x >> 8;
-	mac[5] = x;
+	const __u8 *o = &pe->ouis[idx * OUI_STRIDE];
+	mac[0] = o[0];
+	mac[1] = o[1];
+	mac[2] = o[2];
+	/* Bytes 3-5: the block's prefix bits (MA-M 28, MA-S 36), the seed's below. */
+	__u8 r[3] = {x >> 16, x >> 8, x};
+	int bits = o[6];
+#pragma unroll
+	for (int i = 0; i < 3; i++) {
+		int b = bits - 24 - 8 * i;
+		__u8 m = b >= 8 ? 0xff : b <= 0 ? 0 : (__u8)(0xff << (8 - b));
+		mac[3 + i] = (o[3 + i] & m) | (r[i] & ~m);
+	}
 	return 0;
 }
 
@@ -437,9 +487,9 @@ struct arphdr4 {
 	__u8 tpa[4];
 } __attribute__((packed));
 
-static __always_inline int handle_arp(struct xdp_md *ctx, struct ethhdr *eth, void *end)
+static __always_inline int handle_arp(struct xdp_md *ctx, struct ethhdr *eth, void *l3, void *end)
 {
-	struct arphdr4 *a = (void *)(eth + 1);
+	struct arphdr4 *a = l3;
 	if ((void *)(a + 1) > end)
 		return XDP_PASS; /* too short to name a target: not ours to judge */
 	__u8 tpa[16], spa[16];
@@ -625,13 +675,14 @@ static __always_inline int handle_nd(struct xdp_md *ctx, struct ethhdr *eth, str
 }
 
 /* tcp_reset turns a SYN into the RST+ACK a closed port answers with, in place. */
-static __always_inline int tcp_reset(struct xdp_md *ctx, int v6, const struct personality *pp)
+static __always_inline int tcp_reset(struct xdp_md *ctx, int v6, __u32 l2, const struct personality *pp)
 {
 	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
 	struct ethhdr *eth = data;
-	if ((void *)(eth + 1) > end)
+	if ((void *)(eth + 1) > end || (l2 != ETH_HLEN && l2 != ETH_HLEN + VLAN_HLEN))
 		return XDP_DROP;
+	void *l3 = data + l2;
 	__u8 tmp[6];
 	__builtin_memcpy(tmp, eth->h_source, 6);
 	__builtin_memcpy(eth->h_source, eth->h_dest, 6);
@@ -640,7 +691,7 @@ static __always_inline int tcp_reset(struct xdp_md *ctx, int v6, const struct pe
 	__u32 len;
 	__u64 s;
 	if (!v6) {
-		struct iphdr *ip = (void *)(eth + 1);
+		struct iphdr *ip = l3;
 		if ((void *)(ip + 1) > end || ip->ihl != 5)
 			return XDP_DROP;
 		th = (void *)(ip + 1);
@@ -686,9 +737,9 @@ static __always_inline int tcp_reset(struct xdp_md *ctx, int v6, const struct pe
 		s = bpf_csum_diff(NULL, 0, (__be32 *)&ph, sizeof(ph), 0);
 		s = bpf_csum_diff(NULL, 0, (__be32 *)th, 20, s);
 		th->check = fold(s);
-		len = 14 + 40;
+		len = l2 + 40;
 	} else {
-		struct ipv6hdr *ip6 = (void *)(eth + 1);
+		struct ipv6hdr *ip6 = l3;
 		if ((void *)(ip6 + 1) > end)
 			return XDP_DROP;
 		th = (void *)(ip6 + 1);
@@ -717,7 +768,7 @@ static __always_inline int tcp_reset(struct xdp_md *ctx, int v6, const struct pe
 		s = bpf_csum_diff(NULL, 0, (__be32 *)&ph, sizeof(ph), 0);
 		s = bpf_csum_diff(NULL, 0, (__be32 *)th, 20, s);
 		th->check = fold(s);
-		len = 14 + 40 + 20;
+		len = l2 + 40 + 20;
 	}
 	int extra = (int)(end - data) - (int)len;
 	if (extra > 0 && bpf_xdp_adjust_tail(ctx, -extra) != 0)
@@ -726,10 +777,10 @@ static __always_inline int tcp_reset(struct xdp_md *ctx, int v6, const struct pe
 	return XDP_TX;
 }
 
-static __always_inline int apply_policy(struct xdp_md *ctx, __u32 pol, int v6, const struct personality *pp)
+static __always_inline int apply_policy(struct xdp_md *ctx, __u32 pol, int v6, __u32 l2, const struct personality *pp)
 {
 	if (pol == POL_RESET)
-		return tcp_reset(ctx, v6, pp);
+		return tcp_reset(ctx, v6, l2, pp);
 	if (pol == POL_DROP) {
 		count(C_SYN_DROP);
 		return XDP_DROP;
@@ -824,7 +875,7 @@ static long strip_one(__u32 n, void *arg)
 	return 0;
 }
 
-static __always_inline int handle_tcp(struct xdp_md *ctx, int v6, const __u8 *src16, const __u8 *dst16,
+static __always_inline int handle_tcp(struct xdp_md *ctx, int v6, __u32 l2, const __u8 *src16, const __u8 *dst16,
 				      struct tcphdr *th, void *end, struct prefix_info *pi, struct profile_ent *pe)
 {
 	if ((void *)(th + 1) > end)
@@ -842,12 +893,12 @@ static __always_inline int handle_tcp(struct xdp_md *ctx, int v6, const __u8 *sr
 		/* The sensor's own address on a port it listens on for the hosts. */
 		__u16 dport = bpf_ntohs(th->dest);
 		if (bpf_map_lookup_elem(&locals, dst16) && bpf_map_lookup_elem(&listened, &dport))
-			return apply_policy(ctx, policy_local, v6, NULL);
+			return apply_policy(ctx, policy_local, v6, l2, NULL);
 		return XDP_PASS;
 	}
 	struct port_key pk = {.profile = pe->profile, .port = bpf_ntohs(th->dest)};
 	if (!(pe->flags & EF_ALLPORTS) && !bpf_map_lookup_elem(&ports, &pk))
-		return apply_policy(ctx, policy_closed, v6, pp);
+		return apply_policy(ctx, policy_closed, v6, l2, pp);
 	if (!pp)
 		return XDP_PASS;
 	/* Flags byte 13: CWR ECE URG ACK PSH RST SYN FIN. Without ECN, a SYN asking for it
@@ -884,15 +935,33 @@ int xdp_kident(struct xdp_md *ctx)
 	if ((void *)(eth + 1) > end)
 		goto next;
 	__u16 proto = eth->h_proto;
+	void *l3 = eth + 1;
+	__u32 l2 = ETH_HLEN;
+	/* The hosts' link is untagged (vlan_id 0) or the 802.1Q VLAN vlan_id: frames of
+	 * other VLANs (and QinQ) pass untouched. */
+	if (proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD)) {
+		struct vlan_hdr *vh = l3;
+		if ((void *)(vh + 1) > end)
+			goto next;
+		if (!vlan_id || proto != bpf_htons(ETH_P_8021Q) || (bpf_ntohs(vh->h_vlan_TCI) & VLAN_VID_MASK) != vlan_id) {
+			count(C_VLAN_OTHER);
+			goto next;
+		}
+		proto = vh->h_vlan_encapsulated_proto;
+		l3 = vh + 1;
+		l2 = ETH_HLEN + VLAN_HLEN;
+	} else if (vlan_id) {
+		goto next;
+	}
 	if (proto == bpf_htons(ETH_P_ARP))
-		return handle_arp(ctx, eth, end);
+		return handle_arp(ctx, eth, l3, end);
 
 	__u8 src16[16], dst16[16];
 	void *l4;
 	__u8 l4proto;
 	int v6 = 0;
 	if (proto == bpf_htons(ETH_P_IP)) {
-		struct iphdr *ip = (void *)(eth + 1);
+		struct iphdr *ip = l3;
 		if ((void *)(ip + 1) > end || ip->ihl < 5)
 			goto next;
 		map4(dst16, ip->daddr);
@@ -902,7 +971,7 @@ int xdp_kident(struct xdp_md *ctx)
 		if (ip->frag_off & bpf_htons(0x1fff))
 			l4proto = 0; /* a later fragment: no L4 header */
 	} else if (proto == bpf_htons(ETH_P_IPV6)) {
-		struct ipv6hdr *ip6 = (void *)(eth + 1);
+		struct ipv6hdr *ip6 = l3;
 		if ((void *)(ip6 + 1) > end)
 			goto next;
 		__builtin_memcpy(dst16, &ip6->daddr, 16);
@@ -943,7 +1012,7 @@ int xdp_kident(struct xdp_md *ctx)
 		}
 	}
 	if (l4proto == IPPROTO_TCP) {
-		int r = handle_tcp(ctx, v6, src16, dst16, l4, end, pi, pe);
+		int r = handle_tcp(ctx, v6, l2, src16, dst16, l4, end, pi, pe);
 		if (r != XDP_PASS)
 			return r;
 	}
@@ -954,7 +1023,78 @@ next:
 
 /* ---- egress ---- */
 
-#define IP_CSUM_OFF (ETH_HLEN + 10)
+#define NS 1000000000ULL
+
+/* answer_ok charges len bytes to dst's answer bucket; 0: over it, drop. Not atomic: two
+ * CPUs answering one destination at the same instant may both pass on the same tokens
+ * (at most one packet each beyond the bound). */
+static __always_inline int answer_ok(const __u8 *dst16, __u32 len)
+{
+	__u64 rate = answer_rate, burst = answer_burst, capns = answer_cap_ns;
+	if (!rate)
+		return 1;
+	__u64 now = clock_ns;
+	if (!now)
+		now = bpf_ktime_get_coarse_ns();
+	__u64 full = burst * NS, cost = (__u64)len * NS;
+	struct answer_state *st = bpf_map_lookup_elem(&answers, dst16);
+	if (!st) {
+		struct answer_state init = {.tokens = full, .last = now};
+		if (cost > full) {
+			init.tokens = full;
+			bpf_map_update_elem(&answers, dst16, &init, BPF_NOEXIST);
+			return 0;
+		}
+		init.tokens = full - cost;
+		bpf_map_update_elem(&answers, dst16, &init, BPF_NOEXIST);
+		return 1;
+	}
+	__u64 el = now > st->last ? now - st->last : 0;
+	if (el > capns)
+		el = capns;
+	__u64 t = st->tokens + el * rate;
+	if (t > full)
+		t = full;
+	st->last = now;
+	if (t < cost) {
+		st->tokens = t;
+		return 0;
+	}
+	st->tokens = t - cost;
+	return 1;
+}
+
+/* answer_bucket decides a packet from an emulated host to dst16: packets a spoofed
+ * request can elicit (UDP, ICMP, ICMPv6 other than neighbour discovery, TCP SYN-ACKs and
+ * resets) are charged to the destination's bucket. TC_ACT_SHOT when over it. */
+static __always_inline int answer_bucket(struct __sk_buff *skb, const __u8 *dst16, __u8 l4proto, __u32 toff)
+{
+	if (!answer_rate)
+		return TC_ACT_OK;
+	if (l4proto == IPPROTO_TCP) {
+		__u8 fl;
+		if (bpf_skb_load_bytes(skb, toff + 13, &fl, 1) < 0)
+			return TC_ACT_OK;
+		if ((fl & 0x12) != 0x12 && !(fl & 0x04))
+			return TC_ACT_OK; /* neither SYN-ACK nor reset: a handshake was completed */
+	} else if (l4proto == IPPROTO_ICMPV6) {
+		__u8 ty;
+		if (bpf_skb_load_bytes(skb, toff, &ty, 1) < 0)
+			return TC_ACT_OK;
+		if (ty >= 133 && ty <= 137)
+			return TC_ACT_OK; /* neighbour discovery and router messages */
+	} else if (l4proto != IPPROTO_UDP && l4proto != IPPROTO_ICMP) {
+		return TC_ACT_OK;
+	}
+	__u32 len = skb->len;
+	if (answer_ok(dst16, len)) {
+		count(C_ANSWER_PASS);
+		return TC_ACT_OK;
+	}
+	count(C_ANSWER_DROP);
+	count_n(C_ANSWER_DROP_BYTES, len);
+	return TC_ACT_SHOT;
+}
 
 static __always_inline int l4_word(struct __sk_buff *skb, __u32 csum_off, __u32 off, __u16 old, __u16 new)
 {
@@ -1021,10 +1161,10 @@ done:
 
 /* icmp_quote shortens an ICMP error (unreachable, time exceeded, parameter problem) to
  * the offending datagram's IP header plus quote bytes, fixing the lengths and checksums. */
-static __always_inline void icmp_quote(struct __sk_buff *skb, __u32 toff, __u16 quote)
+static __always_inline void icmp_quote(struct __sk_buff *skb, __u32 l2, __u32 toff, __u16 quote)
 {
 	__u8 ic[12];
-	if (quote > MAX_QUOTE || toff != ETH_HLEN + 20)
+	if (quote > MAX_QUOTE || toff != l2 + 20)
 		return;
 	if (bpf_skb_load_bytes(skb, toff, ic, 12) < 0)
 		return;
@@ -1039,11 +1179,11 @@ static __always_inline void icmp_quote(struct __sk_buff *skb, __u32 toff, __u16 
 		return;
 	if (bpf_skb_change_tail(skb, new_len, 0) < 0)
 		return;
-	__be16 old_tot, new_tot = bpf_htons(new_len - ETH_HLEN);
-	if (bpf_skb_load_bytes(skb, ETH_HLEN + 2, &old_tot, 2) < 0)
+	__be16 old_tot, new_tot = bpf_htons(new_len - l2);
+	if (bpf_skb_load_bytes(skb, l2 + 2, &old_tot, 2) < 0)
 		return;
-	bpf_l3_csum_replace(skb, IP_CSUM_OFF, old_tot, new_tot, 2);
-	bpf_skb_store_bytes(skb, ETH_HLEN + 2, &new_tot, 2, 0);
+	bpf_l3_csum_replace(skb, l2 + 10, old_tot, new_tot, 2);
+	bpf_skb_store_bytes(skb, l2 + 2, &new_tot, 2, 0);
 	/* The ICMP checksum over the shortened message, zero-padded to 4 bytes. */
 	__u8 buf[ICMP_BUF] = {};
 	__u32 n = icmp_len;
@@ -1063,6 +1203,16 @@ static __always_inline void icmp_quote(struct __sk_buff *skb, __u32 toff, __u16 
 	bpf_skb_store_bytes(skb, toff + 2, &c, 2, 0);
 }
 
+/* tcp_port_open reports whether a host's TCP port (network order) is one its profile
+ * serves. */
+static __always_inline int tcp_port_open(const struct profile_ent *pe, __be16 port)
+{
+	if (pe->flags & EF_ALLPORTS)
+		return 1;
+	struct port_key pk = {.profile = pe->profile, .port = bpf_ntohs(port)};
+	return bpf_map_lookup_elem(&ports, &pk) != NULL;
+}
+
 SEC("tc")
 int tc_kident(struct __sk_buff *skb)
 {
@@ -1072,13 +1222,26 @@ int tc_kident(struct __sk_buff *skb)
 	if ((void *)(eth + 1) > end)
 		return TC_ACT_OK;
 	__u16 proto = eth->h_proto;
+	__u32 l2 = ETH_HLEN;
+	/* The VLAN: in the skb (the usual case, a VLAN device's frames on its parent) or
+	 * inline (a device without VLAN offload, or reorder_hdr off). */
+	if (proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD)) {
+		struct vlan_hdr *vh = (void *)(eth + 1);
+		if ((void *)(vh + 1) > end || skb->vlan_present || proto != bpf_htons(ETH_P_8021Q) ||
+		    (bpf_ntohs(vh->h_vlan_TCI) & VLAN_VID_MASK) != vlan_id || !vlan_id)
+			return TC_ACT_OK;
+		proto = vh->h_vlan_encapsulated_proto;
+		l2 = ETH_HLEN + VLAN_HLEN;
+	} else if (skb->vlan_present ? (skb->vlan_tci & VLAN_VID_MASK) != vlan_id || !vlan_id : vlan_id != 0) {
+		return TC_ACT_OK;
+	}
 	__u8 src16[16], dst16[16];
 	struct prefix_info *pi;
 	__u8 mac[6];
 
 	if (proto == bpf_htons(ETH_P_ARP)) {
 		/* The kernel asking from an emulated address: the host's MAC asks. */
-		struct arphdr4 *a = (void *)(eth + 1);
+		struct arphdr4 *a = data + l2;
 		if ((void *)(a + 1) > end || a->plen != 4 || a->hlen != 6)
 			return TC_ACT_OK;
 		__u32 s4;
@@ -1089,22 +1252,30 @@ int tc_kident(struct __sk_buff *skb)
 		if (!pi || !(pi->flags & PF_ONLINK) || bpf_map_lookup_elem(&locals, src16) || host_of(pi, src16, &ape, mac) != 0)
 			return TC_ACT_OK;
 		bpf_skb_store_bytes(skb, ETH_ALEN, mac, 6, 0);
-		bpf_skb_store_bytes(skb, ETH_HLEN + 8, mac, 6, 0);
+		bpf_skb_store_bytes(skb, l2 + 8, mac, 6, 0);
 		count(C_TC_MAC);
 		return TC_ACT_OK;
 	}
+	__u32 toff;
+	__u8 l4proto;
 	if (proto == bpf_htons(ETH_P_IP)) {
-		struct iphdr *ip = (void *)(eth + 1);
+		struct iphdr *ip = data + l2;
 		if ((void *)(ip + 1) > end || ip->ihl < 5)
 			return TC_ACT_OK;
 		map4(src16, ip->saddr);
 		map4(dst16, ip->daddr);
+		toff = l2 + ip->ihl * 4;
+		l4proto = ip->protocol;
+		if (ip->frag_off & bpf_htons(0x1fff))
+			l4proto = 0; /* a later fragment: no L4 header */
 	} else if (proto == bpf_htons(ETH_P_IPV6)) {
-		struct ipv6hdr *ip6 = (void *)(eth + 1);
+		struct ipv6hdr *ip6 = data + l2;
 		if ((void *)(ip6 + 1) > end)
 			return TC_ACT_OK;
 		__builtin_memcpy(src16, &ip6->saddr, 16);
 		__builtin_memcpy(dst16, &ip6->daddr, 16);
+		toff = l2 + sizeof(*ip6);
+		l4proto = ip6->nexthdr;
 	} else {
 		return TC_ACT_OK;
 	}
@@ -1115,6 +1286,8 @@ int tc_kident(struct __sk_buff *skb)
 	int have = host_of(pi, src16, &pe, mac) == 0;
 	if (!pe)
 		return TC_ACT_OK;
+	if (answer_bucket(skb, dst16, l4proto, toff) != TC_ACT_OK)
+		return TC_ACT_SHOT;
 	if ((pi->flags & PF_ONLINK) && have) {
 		bpf_skb_store_bytes(skb, ETH_ALEN, mac, 6, 0);
 		count(C_TC_MAC);
@@ -1126,24 +1299,32 @@ int tc_kident(struct __sk_buff *skb)
 	if (!pp)
 		return TC_ACT_OK;
 	count(C_TC_PERSONA);
+	if (toff > 120)
+		return TC_ACT_OK;
+	/* The TCP header's first 20 bytes (ports and flags), when there is one. */
+	__u8 th[20];
+	int have_th = l4proto == IPPROTO_TCP && bpf_skb_load_bytes(skb, toff, th, 20) == 0;
+	__u8 ttl = pp->ttl;
+	if (have_th && pp->ttl_open) {
+		__be16 hport;
+		__builtin_memcpy(&hport, th, 2);
+		if (tcp_port_open(pe, hport))
+			ttl = pp->ttl_open;
+	}
 
-	data = (void *)(long)skb->data;
-	end = (void *)(long)skb->data_end;
-	__u32 toff;
-	__u8 l4proto;
 	if (proto == bpf_htons(ETH_P_IP)) {
-		struct iphdr *ip = data + ETH_HLEN;
+		data = (void *)(long)skb->data;
+		end = (void *)(long)skb->data_end;
+		struct iphdr *ip = data + l2;
 		if ((void *)(ip + 1) > end)
 			return TC_ACT_OK;
-		toff = ETH_HLEN + ip->ihl * 4;
-		l4proto = ip->protocol;
 		int later = ip->frag_off & bpf_htons(0x1fff);
 		/* TTL (with protocol: one word), flags+fragment offset, identification. */
 		__u16 old_tp = *(__u16 *)&ip->ttl;
 		__u16 old_fo = ip->frag_off;
 		__u16 old_id = ip->id;
 		__u16 new_tp = old_tp;
-		((__u8 *)&new_tp)[0] = pp->ttl;
+		((__u8 *)&new_tp)[0] = ttl;
 		__u16 new_fo = (pp->flags & PERS_DF) ? (old_fo | bpf_htons(0x4000)) : (old_fo & ~bpf_htons(0x4000));
 		__u16 new_id = old_id;
 		if (!later) {
@@ -1173,35 +1354,25 @@ int tc_kident(struct __sk_buff *skb)
 				break;
 			}
 		}
+		__u32 csum = l2 + 10;
 		if (old_tp != new_tp) {
-			bpf_l3_csum_replace(skb, IP_CSUM_OFF, old_tp, new_tp, 2);
-			bpf_skb_store_bytes(skb, ETH_HLEN + 8, &new_tp, 2, 0);
+			bpf_l3_csum_replace(skb, csum, old_tp, new_tp, 2);
+			bpf_skb_store_bytes(skb, l2 + 8, &new_tp, 2, 0);
 		}
 		if (old_fo != new_fo) {
-			bpf_l3_csum_replace(skb, IP_CSUM_OFF, old_fo, new_fo, 2);
-			bpf_skb_store_bytes(skb, ETH_HLEN + 6, &new_fo, 2, 0);
+			bpf_l3_csum_replace(skb, csum, old_fo, new_fo, 2);
+			bpf_skb_store_bytes(skb, l2 + 6, &new_fo, 2, 0);
 		}
 		if (old_id != new_id) {
-			bpf_l3_csum_replace(skb, IP_CSUM_OFF, old_id, new_id, 2);
-			bpf_skb_store_bytes(skb, ETH_HLEN + 4, &new_id, 2, 0);
+			bpf_l3_csum_replace(skb, csum, old_id, new_id, 2);
+			bpf_skb_store_bytes(skb, l2 + 4, &new_id, 2, 0);
 		}
 		if (later)
 			return TC_ACT_OK;
 	} else {
-		struct ipv6hdr *ip6 = data + ETH_HLEN;
-		if ((void *)(ip6 + 1) > end)
-			return TC_ACT_OK;
-		toff = ETH_HLEN + sizeof(*ip6);
-		l4proto = ip6->nexthdr;
-		__u8 hl = pp->ttl;
-		bpf_skb_store_bytes(skb, ETH_HLEN + 7, &hl, 1, 0);
+		bpf_skb_store_bytes(skb, l2 + 7, &ttl, 1, 0);
 	}
-	if (toff > 120)
-		return TC_ACT_OK;
-	if (l4proto == IPPROTO_TCP) {
-		__u8 th[20];
-		if (bpf_skb_load_bytes(skb, toff, th, 20) < 0)
-			return TC_ACT_OK;
+	if (have_th) {
 		__u8 flags = th[13];
 		if ((flags & 0x12) == 0x12) { /* SYN+ACK */
 			__be16 hport, cport;
@@ -1210,7 +1381,7 @@ int tc_kident(struct __sk_buff *skb)
 			synack(skb, toff, (th[12] >> 4) * 4, pp, src16, dst16, hport, cport);
 		}
 	} else if (l4proto == IPPROTO_ICMP && proto == bpf_htons(ETH_P_IP) && pp->quote) {
-		icmp_quote(skb, toff, pp->quote);
+		icmp_quote(skb, l2, toff, pp->quote);
 	}
 	if (l4proto == IPPROTO_ICMP && proto == bpf_htons(ETH_P_IP) && (pp->flags & PERS_ECHOCODE0)) {
 		__u8 ic[2];

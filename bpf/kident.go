@@ -9,7 +9,8 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"sort"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -61,9 +62,10 @@ func (p Policy) String() string {
 // HostProfile is one profile of an emulated prefix.
 type HostProfile struct {
 	Profile string // the profile's name: part of every host's seed
-	// OUIs of the hosts' MACs (profiles.Profile.MACOUIs); without any, the hosts keep
-	// the interface's MAC and get no ARP answers from XDP.
-	OUIs []profiles.OUI
+	// OUIs are the MAC blocks of the hosts' MACs (profiles.Profile.MACOUIs: MA-L, MA-M
+	// or MA-S); without any, the hosts keep the interface's MAC and get no ARP answers
+	// from XDP.
+	OUIs []profiles.MACBlock
 	// Personality shapes the hosts' packets; nil keeps the sensor's own stack.
 	Personality *profiles.Personality
 	// Ports are the TCP ports the profile serves; SYNs to the hosts' other ports get
@@ -122,7 +124,27 @@ type IdentityConfig struct {
 	Logger   *slog.Logger
 	// Defaults reports that Closed, Local and Edge were left zero and take their defaults.
 	Defaults bool
+	// VLAN is the 802.1Q VLAN id of the hosts' link on the interface: the programs act
+	// on frames tagged with it (and pass others untouched); 0: on untagged frames.
+	VLAN uint16
+	// AnswerRate and AnswerBurst bound, per destination address, the bytes the hosts
+	// send in packets a spoofed request can elicit (UDP, ICMP, SYN-ACKs, resets): a token
+	// bucket of AnswerBurst bytes refilled at AnswerRate bytes per second. 0: no bound.
+	AnswerRate, AnswerBurst uint64
+	// PinPath pins the counters and dark hosts under this bpffs directory (next to the
+	// rate limiter's maps) for `icsnare xdp stats`; "" pins nothing.
+	PinPath string
+	// Promisc: "auto" (or "") puts a physical NIC in promiscuous mode while attached, so
+	// frames to the hosts' MACs reach XDP (a veth or bridge port needs none); "on" any
+	// interface; "off" none.
+	Promisc string
 }
+
+// Limits of the answer bucket (bytes per second, bytes).
+const (
+	MaxAnswerRate  = 1 << 30
+	MaxAnswerBurst = 1 << 30
+)
 
 // Conflict is a real machine claiming an emulated address: the host went dark.
 type Conflict struct {
@@ -141,6 +163,7 @@ type Identity struct {
 	profiles map[string]uint32
 	mu       sync.Mutex
 	links    []link.Link
+	promisc  int // ifindex put in promiscuous mode by Attach; 0: none
 	xdpMode  string
 	ifname   string
 	rd       *ringbuf.Reader
@@ -152,9 +175,11 @@ type Identity struct {
 // Counter names, in the order of the program's enum counter.
 var identityCounters = []string{"arp_reply", "arp_malformed", "conflict", "dark_drop", "nd_reply",
 	"nd_malformed", "mac_mismatch", "syn_drop", "syn_reset", "syn_stripped", "edge_drop", "tc_mac",
-	"tc_personality", "tc_synack", "event_lost", "mac_ok"}
+	"tc_personality", "tc_synack", "event_lost", "mac_ok", "answer_pass", "answer_drop", "answer_drop_bytes", "vlan_other"}
 
 const (
+	ouiStride = 8 // bytes per MAC block in profile_ent.ouis: prefix, length, pad
+
 	prefFOnLink = 1
 	prefFEdges  = 2
 
@@ -197,6 +222,26 @@ func LoadIdentity(cfg IdentityConfig) (*Identity, error) {
 			return nil, fmt.Errorf("identity: %s: %w", name, err)
 		}
 	}
+	if cfg.VLAN > 4094 {
+		return nil, fmt.Errorf("identity: VLAN %d outside 0..4094", cfg.VLAN)
+	}
+	switch cfg.Promisc {
+	case "", "auto", "on", "off":
+	default:
+		return nil, fmt.Errorf("identity: promisc %q: want auto, on or off", cfg.Promisc)
+	}
+	if cfg.AnswerRate > MaxAnswerRate || cfg.AnswerBurst > MaxAnswerBurst || (cfg.AnswerRate > 0) != (cfg.AnswerBurst > 0) {
+		return nil, fmt.Errorf("identity: answer bucket %d B/s, burst %d B: want both 0 or both 1..%d", cfg.AnswerRate, cfg.AnswerBurst, MaxAnswerRate)
+	}
+	var capNS uint64
+	if cfg.AnswerRate > 0 {
+		capNS = cfg.AnswerBurst*1e9/cfg.AnswerRate + 1
+	}
+	for name, v := range map[string]any{"vlan_id": cfg.VLAN, "answer_rate": cfg.AnswerRate, "answer_burst": cfg.AnswerBurst, "answer_cap_ns": capNS} {
+		if err := spec.Variables[name].Set(v); err != nil {
+			return nil, fmt.Errorf("identity: %s: %w", name, err)
+		}
+	}
 	id := &Identity{cfg: cfg, log: cfg.Logger, profiles: map[string]uint32{}, events: make(chan Conflict, 64), done: make(chan struct{})}
 	if err := spec.LoadAndAssign(&id.objs, nil); err != nil {
 		var ve *ebpf.VerifierError
@@ -208,6 +253,12 @@ func LoadIdentity(cfg IdentityConfig) (*Identity, error) {
 	if err := id.fill(); err != nil {
 		id.objs.Close()
 		return nil, err
+	}
+	if cfg.PinPath != "" {
+		if err := id.pin(cfg.PinPath); err != nil {
+			id.objs.Close()
+			return nil, err
+		}
 	}
 	if id.rd, err = ringbuf.NewReader(id.objs.Conflicts); err != nil {
 		id.objs.Close()
@@ -287,8 +338,8 @@ func (id *Identity) fill() error {
 			if len(pr.Profile) > len(e.Name) {
 				return fmt.Errorf("identity: prefix %s: profile name %q over %d bytes", hp.Prefix, pr.Profile, len(e.Name))
 			}
-			if len(pr.OUIs) > len(e.Ouis)/3 {
-				return fmt.Errorf("identity: prefix %s: %d OUIs, at most %d", hp.Prefix, len(pr.OUIs), len(e.Ouis)/3)
+			if len(pr.OUIs) > len(e.Ouis)/ouiStride {
+				return fmt.Errorf("identity: prefix %s: %d OUIs, at most %d", hp.Prefix, len(pr.OUIs), len(e.Ouis)/ouiStride)
 			}
 			prof, ok := id.profiles[pr.Profile]
 			if !ok {
@@ -305,7 +356,11 @@ func (id *Identity) fill() error {
 			copy(e.Name[:], pr.Profile)
 			e.N_ouis = uint32(len(pr.OUIs))
 			for j, o := range pr.OUIs {
-				copy(e.Ouis[3*j:], o[:])
+				if o.Bits != 24 && o.Bits != 28 && o.Bits != 36 {
+					return fmt.Errorf("identity: prefix %s: MAC block %v: length %d", hp.Prefix, o, o.Bits)
+				}
+				copy(e.Ouis[ouiStride*j:], o.Prefix[:])
+				e.Ouis[ouiStride*j+6] = o.Bits
 			}
 			if pr.Ports == nil {
 				e.Flags |= entFAllPorts
@@ -351,7 +406,7 @@ func (id *Identity) fill() error {
 }
 
 func kernelPersonality(p profiles.Personality) kidentPersonality {
-	k := kidentPersonality{Ttl: p.TTL, Ipid: uint8(p.IPID), Window: p.Window, Mss: p.MSS}
+	k := kidentPersonality{Ttl: p.TTL, TtlOpen: p.TTLOpen, Ipid: uint8(p.IPID), Window: p.Window, Mss: p.MSS}
 	set := func(c bool, f uint32) {
 		if c {
 			k.Flags |= f
@@ -393,7 +448,7 @@ func (id *Identity) MAC(addr netip.Addr) (net.HardwareAddr, bool) {
 	if !ok || len(pr.OUIs) == 0 {
 		return nil, false
 	}
-	return profiles.HostMAC(HostSeed(id.cfg.Seed, addr, pr.Profile), pr.OUIs), true
+	return profiles.HostMACIn(HostSeed(id.cfg.Seed, addr, pr.Profile), pr.OUIs), true
 }
 
 // Attach sets the device MAC the program hands frames on with, attaches the XDP program
@@ -455,10 +510,48 @@ func (id *Identity) Attach(ifname, mode string) (string, error) {
 	}
 	id.links = []link.Link{xl, tl}
 	id.ifname = ifname
+	if id.cfg.Promisc == "on" || ((id.cfg.Promisc == "" || id.cfg.Promisc == "auto") && isPhysical(ifname)) {
+		if err := id.setPromisc(ifi.Index); err != nil {
+			id.log.Warn("identity: promiscuous mode not set; frames to the hosts' MACs may not reach XDP", "interface", ifname, "err", err)
+		}
+	}
 	if id.xdpMode == "generic" && len(try) == 2 {
 		id.log.Warn("identity XDP in generic mode (slower; the driver lacks native XDP)", "interface", ifname, "native_error", errors.Join(errs...))
 	}
 	return id.xdpMode, nil
+}
+
+// isPhysical reports whether the interface is backed by a device (a NIC), not a virtual
+// one (veth, bridge, bond, VLAN, tun).
+func isPhysical(ifname string) bool {
+	_, err := os.Stat(filepath.Join("/sys/class/net", ifname, "device"))
+	return err == nil
+}
+
+// setPromisc puts the interface in promiscuous mode unless it already is (then it is
+// left as found at Close): a NIC's unicast filter drops frames to MACs that are not its
+// own before XDP runs.
+func (id *Identity) setPromisc(index int) error {
+	l, err := netlink.LinkByIndex(index)
+	if err != nil {
+		return err
+	}
+	if l.Attrs().Promisc != 0 {
+		return nil
+	}
+	if err := netlink.SetPromiscOn(l); err != nil {
+		return err
+	}
+	id.promisc = index
+	id.log.Info("identity: promiscuous mode on while attached", "interface", l.Attrs().Name)
+	return nil
+}
+
+// Promisc reports whether Attach put the interface in promiscuous mode.
+func (id *Identity) Promisc() bool {
+	id.mu.Lock()
+	defer id.mu.Unlock()
+	return id.promisc != 0
 }
 
 // isVeth reports whether the interface is a veth end.
@@ -516,18 +609,7 @@ type DarkHost struct {
 
 // Dark lists the dark hosts.
 func (id *Identity) Dark() ([]DarkHost, error) {
-	var out []DarkHost
-	var k [16]byte
-	var v uint64
-	it := id.objs.Dark.Iterate()
-	for it.Next(&k, &v) {
-		out = append(out, DarkHost{Addr: netip.AddrFrom16(k).Unmap(), Since: v})
-	}
-	if err := it.Err(); err != nil {
-		return nil, fmt.Errorf("identity: dark hosts: %w", err)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Addr.Less(out[j].Addr) })
-	return out, nil
+	return identityMaps{id.objs.Kcounters, id.objs.Dark}.darkHosts()
 }
 
 // Undark lets XDP answer for addr again.
@@ -540,40 +622,15 @@ func (id *Identity) Undark(addr netip.Addr) error {
 
 // Counters sums the programs' per-CPU counters by name (arp_reply, mac_mismatch …).
 func (id *Identity) Counters() (map[string]uint64, error) {
-	out := make(map[string]uint64, len(identityCounters))
-	for i, name := range identityCounters {
-		var per []uint64
-		if err := id.objs.Kcounters.Lookup(uint32(i), &per); err != nil {
-			return nil, fmt.Errorf("identity: counter %s: %w", name, err)
-		}
-		var s uint64
-		for _, v := range per {
-			s += v
-		}
-		out[name] = s
-	}
-	return out, nil
+	return identityMaps{id.objs.Kcounters, id.objs.Dark}.read()
 }
 
 // WriteStats prints the counters and dark hosts (`icsnare xdp stats`).
 func (id *Identity) WriteStats(w io.Writer) error {
-	c, err := id.Counters()
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(w, "IDENTITY (%s, xdp %s)\n", id.ifname, id.xdpMode)
-	for _, name := range identityCounters {
-		fmt.Fprintf(w, "  %-16s %d\n", name, c[name])
-	}
-	dark, err := id.Dark()
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(w, "dark hosts: %d\n", len(dark))
-	for _, d := range dark {
-		fmt.Fprintf(w, "  %s\n", d.Addr)
-	}
-	return nil
+	id.mu.Lock()
+	head := fmt.Sprintf("IDENTITY (%s, xdp %s, promiscuous %v)", id.ifname, id.xdpMode, id.promisc != 0)
+	id.mu.Unlock()
+	return identityMaps{id.objs.Kcounters, id.objs.Dark}.writeStats(w, head)
 }
 
 var (
@@ -631,6 +688,13 @@ func (id *Identity) Close() error {
 		errs = append(errs, l.Close())
 	}
 	id.links = nil
+	if id.promisc != 0 {
+		if l, err := netlink.LinkByIndex(id.promisc); err == nil {
+			errs = append(errs, netlink.SetPromiscOff(l))
+		}
+		id.promisc = 0
+	}
+	id.unpin()
 	id.mu.Unlock()
 	errs = append(errs, id.rd.Close())
 	<-id.done

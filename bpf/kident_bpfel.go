@@ -19,6 +19,12 @@ type kidentAddrKey struct {
 	Addr      [16]uint8
 }
 
+type kidentAnswerState struct {
+	_      structs.HostLayout
+	Tokens uint64
+	Last   uint64
+}
+
 type kidentFlowKey struct {
 	_      structs.HostLayout
 	Client [16]uint8
@@ -49,7 +55,8 @@ type kidentPersonality struct {
 	BandLo     uint16
 	BandHi     uint16
 	BandTo     uint16
-	Pad3       uint16
+	TtlOpen    uint8
+	Pad3       uint8
 }
 
 type kidentPortKey struct {
@@ -73,7 +80,7 @@ type kidentPrefixInfo struct {
 		Name    [64]uint8
 		NameLen uint32
 		N_ouis  uint32
-		Ouis    [48]uint8
+		Ouis    [128]uint8
 		Profile uint32
 		Pers    uint32
 		Flags   uint32
@@ -85,6 +92,7 @@ type kidentPrefixInfo struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	kidentMapAnswers      = "answers"
 	kidentMapChain        = "chain"
 	kidentMapConflicts    = "conflicts"
 	kidentMapDark         = "dark"
@@ -98,10 +106,15 @@ const (
 	kidentMapPrefixes     = "prefixes"
 	kidentProgTcKident    = "tc_kident"
 	kidentProgXdpKident   = "xdp_kident"
+	kidentVarAnswerBurst  = "answer_burst"
+	kidentVarAnswerCapNs  = "answer_cap_ns"
+	kidentVarAnswerRate   = "answer_rate"
+	kidentVarClockNs      = "clock_ns"
 	kidentVarDevMac       = "dev_mac"
 	kidentVarPolicyClosed = "policy_closed"
 	kidentVarPolicyEdge   = "policy_edge"
 	kidentVarPolicyLocal  = "policy_local"
+	kidentVarVlanId       = "vlan_id"
 )
 
 // loadKident returns the embedded CollectionSpec for kident.
@@ -154,6 +167,7 @@ type kidentProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type kidentMapSpecs struct {
+	Answers   *ebpf.MapSpec `ebpf:"answers"`
 	Chain     *ebpf.MapSpec `ebpf:"chain"`
 	Conflicts *ebpf.MapSpec `ebpf:"conflicts"`
 	Dark      *ebpf.MapSpec `ebpf:"dark"`
@@ -171,10 +185,15 @@ type kidentMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type kidentVariableSpecs struct {
+	AnswerBurst  *ebpf.VariableSpec `ebpf:"answer_burst"`
+	AnswerCapNs  *ebpf.VariableSpec `ebpf:"answer_cap_ns"`
+	AnswerRate   *ebpf.VariableSpec `ebpf:"answer_rate"`
+	ClockNs      *ebpf.VariableSpec `ebpf:"clock_ns"`
 	DevMac       *ebpf.VariableSpec `ebpf:"dev_mac"`
 	PolicyClosed *ebpf.VariableSpec `ebpf:"policy_closed"`
 	PolicyEdge   *ebpf.VariableSpec `ebpf:"policy_edge"`
 	PolicyLocal  *ebpf.VariableSpec `ebpf:"policy_local"`
+	VlanId       *ebpf.VariableSpec `ebpf:"vlan_id"`
 }
 
 // kidentObjects contains all objects after they have been loaded into the kernel.
@@ -197,6 +216,7 @@ func (o *kidentObjects) Close() error {
 //
 // It can be passed to loadKidentObjects or ebpf.CollectionSpec.LoadAndAssign.
 type kidentMaps struct {
+	Answers   *ebpf.Map `ebpf:"answers"`
 	Chain     *ebpf.Map `ebpf:"chain"`
 	Conflicts *ebpf.Map `ebpf:"conflicts"`
 	Dark      *ebpf.Map `ebpf:"dark"`
@@ -212,6 +232,7 @@ type kidentMaps struct {
 
 func (m *kidentMaps) Close() error {
 	return _KidentClose(
+		m.Answers,
 		m.Chain,
 		m.Conflicts,
 		m.Dark,
@@ -230,10 +251,15 @@ func (m *kidentMaps) Close() error {
 //
 // It can be passed to loadKidentObjects or ebpf.CollectionSpec.LoadAndAssign.
 type kidentVariables struct {
+	AnswerBurst  *ebpf.Variable `ebpf:"answer_burst"`
+	AnswerCapNs  *ebpf.Variable `ebpf:"answer_cap_ns"`
+	AnswerRate   *ebpf.Variable `ebpf:"answer_rate"`
+	ClockNs      *ebpf.Variable `ebpf:"clock_ns"`
 	DevMac       *ebpf.Variable `ebpf:"dev_mac"`
 	PolicyClosed *ebpf.Variable `ebpf:"policy_closed"`
 	PolicyEdge   *ebpf.Variable `ebpf:"policy_edge"`
 	PolicyLocal  *ebpf.Variable `ebpf:"policy_local"`
+	VlanId       *ebpf.Variable `ebpf:"vlan_id"`
 }
 
 // kidentPrograms contains all programs after they have been loaded into the kernel.

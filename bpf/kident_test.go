@@ -44,16 +44,16 @@ func kiPersona(t testing.TB, name string) *profiles.Personality {
 func loadTestIdentity(t testing.TB) *Identity {
 	t.Helper()
 	protocoltest.NeedRoot(t)
-	siemens, _ := profiles.VendorOUIs("siemens")
+	siemens, _ := profiles.VendorBlocks("siemens")
 	id, err := LoadIdentity(IdentityConfig{Seed: kiSeed, Defaults: true,
 		Prefixes: []HostPrefix{
 			{Prefix: kiPrefix, OnLink: true, Profiles: []HostProfile{{Profile: "default", OUIs: siemens, Personality: kiPersona(t, "siemens-s7-300"), Ports: []uint16{80, 102, 502}}}},
-			{Prefix: kiPrefix2, OnLink: true, Profiles: []HostProfile{{Profile: "bmc", OUIs: []profiles.OUI{{0x0c, 0xc4, 0x7a}}, Personality: kiPersona(t, "supermicro-bmc")}}},
+			{Prefix: kiPrefix2, OnLink: true, Profiles: []HostProfile{{Profile: "bmc", OUIs: profiles.Blocks([]profiles.OUI{{0x0c, 0xc4, 0x7a}}), Personality: kiPersona(t, "supermicro-bmc")}}},
 			{Prefix: kiPrefix6, OnLink: true, Profiles: []HostProfile{{Profile: "default", OUIs: siemens, Personality: kiPersona(t, "siemens-s7-300"), Ports: []uint16{102}}}},
 			// A mix: 30 % S7, 70 % BMC, half the addresses live.
 			{Prefix: kiMix, OnLink: true, Live: 1 << 31, Cum: []uint64{(1 << 32) * 3 / 10, 1 << 32}, Profiles: []HostProfile{
 				{Profile: "default", OUIs: siemens, Personality: kiPersona(t, "siemens-s7-300"), Ports: []uint16{80, 102, 502}},
-				{Profile: "bmc", OUIs: []profiles.OUI{{0x0c, 0xc4, 0x7a}}, Personality: kiPersona(t, "supermicro-bmc")}}},
+				{Profile: "bmc", OUIs: profiles.Blocks([]profiles.OUI{{0x0c, 0xc4, 0x7a}}), Personality: kiPersona(t, "supermicro-bmc")}}},
 		},
 		Listened: []uint16{80, 102, 502},
 		Locals:   []netip.Addr{netip.MustParseAddr("198.18.36.1")},
@@ -130,7 +130,7 @@ func hostAddr(i int) netip.Addr {
 
 func TestIdentityARP(t *testing.T) {
 	id := loadTestIdentity(t)
-	siemens, _ := profiles.VendorOUIs("siemens")
+	siemens, _ := profiles.VendorBlocks("siemens")
 	seen := map[string]bool{}
 	for i := 1; i <= 10; i++ {
 		addr := hostAddr(i)
@@ -141,7 +141,7 @@ func TestIdentityARP(t *testing.T) {
 		p := decode(t, out)
 		eth := p.Layer(layers.LayerTypeEthernet).(*layers.Ethernet)
 		arp := p.Layer(layers.LayerTypeARP).(*layers.ARP)
-		want := profiles.HostMAC(HostSeed(kiSeed, addr, "default"), siemens)
+		want := profiles.HostMACIn(HostSeed(kiSeed, addr, "default"), siemens)
 		if m, _ := id.MAC(addr); !bytes.Equal(m, want) {
 			t.Fatalf("Identity.MAC %s != HostMAC %s", m, want)
 		}
@@ -351,7 +351,7 @@ func TestIdentityMACAndSYN(t *testing.T) {
 	ip := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
 	tcp := p.Layer(layers.LayerTypeTCP).(*layers.TCP)
 	if !tcp.RST || !tcp.ACK || tcp.SYN || tcp.Ack != 1002 || tcp.Seq != 0 || tcp.SrcPort != 22 || tcp.DstPort != 40000 ||
-		ip.TTL != 128 || ip.Flags&layers.IPv4DontFragment != 0 || netip.AddrFrom4([4]byte(ip.SrcIP)) != a || len(out) != 54 {
+		ip.TTL != 0x78 || ip.Flags&layers.IPv4DontFragment != 0 || netip.AddrFrom4([4]byte(ip.SrcIP)) != a || len(out) != 54 {
 		t.Fatalf("RST %+v ip %+v len %d", tcp, ip, len(out))
 	}
 	// IPv6: the same RST.
@@ -362,7 +362,7 @@ func TestIdentityMACAndSYN(t *testing.T) {
 		t.Fatalf("closed v6 port: %d", ret)
 	}
 	p = decode(t, out)
-	if tcp := p.Layer(layers.LayerTypeTCP).(*layers.TCP); !tcp.RST || tcp.Ack != 1001 || p.Layer(layers.LayerTypeIPv6).(*layers.IPv6).HopLimit != 128 {
+	if tcp := p.Layer(layers.LayerTypeTCP).(*layers.TCP); !tcp.RST || tcp.Ack != 1001 || p.Layer(layers.LayerTypeIPv6).(*layers.IPv6).HopLimit != 0x78 {
 		t.Fatalf("v6 RST %+v", tcp)
 	}
 	// Edges and the sensor's own address on a listened port: dropped before any handshake.
@@ -419,7 +419,7 @@ func TestIdentityEgress(t *testing.T) {
 		eth := p.Layer(layers.LayerTypeEthernet).(*layers.Ethernet)
 		ip := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
 		tcp := p.Layer(layers.LayerTypeTCP).(*layers.TCP)
-		if !bytes.Equal(eth.SrcMAC, macS7) || ip.TTL != 128 || ip.Flags&layers.IPv4DontFragment != 0 || tcp.Window != 0x800 {
+		if !bytes.Equal(eth.SrcMAC, macS7) || ip.TTL != 0x5a || ip.Flags&layers.IPv4DontFragment != 0 || tcp.Window != 0x800 {
 			t.Fatalf("S7 SYN-ACK: src %s ttl %d flags %v window %#x", eth.SrcMAC, ip.TTL, ip.Flags, tcp.Window)
 		}
 		wantMSS := uint16(1460)
@@ -460,7 +460,7 @@ func TestIdentityEgress(t *testing.T) {
 	ipi := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: layers.IPProtocolICMPv4, SrcIP: s7.AsSlice(), DstIP: kiPeer.AsSlice()}
 	_, out = runProg(t, id.objs.TcKident, serialize(t, &layers.Ethernet{SrcMAC: kiDevMAC, DstMAC: kiPeerMAC, EthernetType: layers.EthernetTypeIPv4}, ipi, icmp, gopacket.Payload(make([]byte, 120))))
 	p = decode(t, out)
-	if ic := p.Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4); ic.TypeCode.Code() != 0 || p.Layer(layers.LayerTypeIPv4).(*layers.IPv4).TTL != 128 {
+	if ic := p.Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4); ic.TypeCode.Code() != 0 || p.Layer(layers.LayerTypeIPv4).(*layers.IPv4).TTL != 0x78 {
 		t.Fatalf("echo reply %v", ic.TypeCode)
 	}
 	// Port unreachable quoting 128 bytes of the UDP probe (Linux): the S7 quotes the IP
@@ -473,7 +473,7 @@ func TestIdentityEgress(t *testing.T) {
 	ipu := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: layers.IPProtocolICMPv4, SrcIP: s7.AsSlice(), DstIP: kiPeer.AsSlice()}
 	_, out = runProg(t, id.objs.TcKident, serialize(t, &layers.Ethernet{SrcMAC: kiDevMAC, DstMAC: kiPeerMAC, EthernetType: layers.EthernetTypeIPv4}, ipu, unreach, gopacket.Payload(inner[:548])))
 	p = decode(t, out)
-	if ip := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4); ip.Length != 56 || len(out) != 14+56 || ip.TTL != 128 {
+	if ip := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4); ip.Length != 56 || len(out) != 14+56 || ip.TTL != 0x78 {
 		t.Fatalf("port unreachable: IP length %d, frame %d, TTL %d", ip.Length, len(out), ip.TTL)
 	}
 	// Not emulated: untouched.

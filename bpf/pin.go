@@ -91,5 +91,11 @@ func OpenPinned(dir string, quiet time.Duration) (*Reader, error) {
 		}
 		*dst[name] = m
 	}
+	id, err := openPinnedIdentity(dir)
+	if err != nil {
+		r.Close()
+		return nil, err
+	}
+	r.ident = id
 	return r, nil
 }

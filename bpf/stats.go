@@ -56,6 +56,7 @@ type Reader struct {
 	rules, counters, sources, gstates *ebpf.Map
 	matchers                          *ebpf.Map
 	clock                             *ebpf.Variable // test clock; nil in other processes
+	ident                             *identityMaps  // pinned identity maps (OpenPinned), when the sensor loaded it
 	quiet                             time.Duration
 	owned                             bool // Close closes the maps
 }
@@ -66,6 +67,9 @@ func (r *Reader) Close() error {
 		return nil
 	}
 	var errs []error
+	if r.ident != nil {
+		r.ident.close()
+	}
 	for _, m := range []*ebpf.Map{r.rules, r.counters, r.sources, r.gstates, r.matchers} {
 		if m != nil {
 			errs = append(errs, m.Close())
@@ -365,7 +369,11 @@ func (r *Reader) WriteStats(w io.Writer, n int) error {
 			fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%s ago\t%v\n", s.Addr, s.Port, orDash(s.Class), s.Passed, s.Dropped, s.LastDrop.Truncate(time.Millisecond), s.Limited)
 		}
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil || r.ident == nil {
+		return err
+	}
+	fmt.Fprintln(w)
+	return r.ident.writeStats(w, "IDENTITY (per-host MACs and stacks)")
 }
 
 func orDash(s string) string {

@@ -252,7 +252,7 @@ func init() {
 		if err != nil {
 			return nil, err
 		}
-		mac := HostMAC(env.HostSeed, ouis)
+		mac := HostMACIn(env.HostSeed, ouis)
 		mac[5] += byte(n)
 		return mac.String(), nil
 	})

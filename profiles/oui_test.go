@@ -24,8 +24,8 @@ func TestOUITableIsGenerated(t *testing.T) {
 	// administered unicast OUI.
 	for _, v := range Vendors() {
 		ouis, _ := VendorOUIs(v)
-		if len(ouis) == 0 {
-			t.Errorf("vendor %s: no OUI", v)
+		if bs, _ := VendorBlocks(v); len(bs) == 0 {
+			t.Errorf("vendor %s: no assignment", v)
 		}
 		for _, o := range ouis {
 			if o[0]&3 != 0 {
@@ -36,6 +36,82 @@ func TestOUITableIsGenerated(t *testing.T) {
 	s, _ := VendorOUIs("siemens")
 	if !slices.Contains(s, OUI{0x00, 0x1b, 0x1b}) {
 		t.Errorf("siemens OUIs %v lack 00:1B:1B (Siemens AG, I IA, Karlsruhe)", s)
+	}
+	// Distech Controls holds only an MA-M block (mam.csv: MA-M,38F7CDA,Distech Controls).
+	d, ok := VendorBlocks("distech")
+	if want := (MACBlock{[6]byte{0x38, 0xf7, 0xcd, 0xa0}, 28}); !ok || !slices.Contains(d, want) {
+		t.Errorf("distech blocks %v lack %v", d, want)
+	}
+	if o, _ := VendorOUIs("distech"); len(o) != 0 {
+		t.Errorf("distech MA-L %v", o)
+	}
+	for _, v := range Vendors() {
+		bs, _ := VendorBlocks(v)
+		for _, b := range bs {
+			if b.check(b.String()) != nil || (b.Bits != 24 && b.Bits != 28 && b.Bits != 36) {
+				t.Errorf("vendor %s: bad block %v", v, b)
+			}
+		}
+	}
+}
+
+// TestHostMACInBlocks: MACs drawn in MA-M and MA-S blocks keep the block's bits and vary
+// in all the others; for an MA-L block HostMACIn is HostMAC.
+func TestHostMACInBlocks(t *testing.T) {
+	mam := MACBlock{[6]byte{0x38, 0xf7, 0xcd, 0xa0}, 28}
+	mas := MACBlock{[6]byte{0x70, 0xb3, 0xd5, 0xf2, 0xf0}, 36}
+	siemens, _ := VendorOUIs("siemens")
+	var orM, orS byte
+	seen := map[string]bool{}
+	for seed := range uint64(1000) {
+		s := seed * 0x9e3779b97f4a7c15
+		m := HostMACIn(s, []MACBlock{mam})
+		if !mam.Contains(m) || m[0]&3 != 0 {
+			t.Fatalf("seed %d: %s outside %s", seed, m, mam)
+		}
+		orM |= m[3] & 0x0f
+		seen[m.String()] = true
+		n := HostMACIn(s, []MACBlock{mas})
+		if !mas.Contains(n) {
+			t.Fatalf("seed %d: %s outside %s", seed, n, mas)
+		}
+		orS |= n[4] & 0x0f
+		if !bytes.Equal(HostMAC(s, siemens), HostMACIn(s, Blocks(siemens))) {
+			t.Fatalf("seed %d: HostMAC and HostMACIn differ", seed)
+		}
+	}
+	if orM != 0x0f || orS != 0x0f || len(seen) < 990 {
+		t.Fatalf("free bits not drawn: %x %x, %d distinct", orM, orS, len(seen))
+	}
+}
+
+func TestParseMACBlock(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		want string
+		ok   bool
+	}{
+		{"00:1B:1B", "00:1B:1B", true},
+		{"38:F7:CD:A0:00:00/28", "38:F7:CD:A0:00:00/28", true},
+		{"38f7cda", "38:F7:CD:A0:00:00/28", true},
+		{"70B3D5F2F", "70:B3:D5:F2:F0:00/36", true},
+		{"38:F7:CD:A1:00:00/28", "", false}, // bits below the prefix
+		{"39:F7:CD:A0:00:00/28", "", false}, // multicast
+		{"38:F7:CD:A0:00:00/30", "", false},
+		{"38f7cdg", "", false},
+		{"38:F7:CD/28", "", false},
+	} {
+		b, err := ParseMACBlock(tt.in)
+		if (err == nil) != tt.ok || (tt.ok && b.String() != tt.want) {
+			t.Errorf("ParseMACBlock(%q) = %v, %v", tt.in, b, err)
+		}
+	}
+	if _, err := ouisParam([]any{"distech"}); err != nil {
+		t.Error(err)
+	}
+	bs, err := ouisParam([]any{"38:F7:CD:A0:00:00/28", "siemens"})
+	if err != nil || len(bs) < 2 || bs[0].Bits != 28 {
+		t.Errorf("ouisParam: %v %v", bs, err)
 	}
 }
 
@@ -91,7 +167,7 @@ func TestMACFromDatabus(t *testing.T) {
 			t.Fatalf("%s: MACOUIs = %q %v %v %v", tt.profile, key, ouis, ok, err)
 		}
 		if tt.vendor != "" {
-			want, _ := VendorOUIs(tt.vendor)
+			want, _ := VendorBlocks(tt.vendor)
 			if !slices.Equal(ouis, want) {
 				t.Fatalf("%s: OUIs %v, want %v", tt.profile, ouis, want)
 			}
@@ -103,8 +179,8 @@ func TestMACFromDatabus(t *testing.T) {
 				t.Fatal(err)
 			}
 			m, err := net.ParseMAC(v)
-			if err != nil || !bytes.Equal(m, HostMAC(seed, ouis)) {
-				t.Fatalf("%s seed %d: databus MAC %q, HostMAC %s", tt.profile, seed, v, HostMAC(seed, ouis))
+			if err != nil || !bytes.Equal(m, HostMACIn(seed, ouis)) {
+				t.Fatalf("%s seed %d: databus MAC %q, HostMAC %s", tt.profile, seed, v, HostMACIn(seed, ouis))
 			}
 		}
 	}
@@ -139,7 +215,7 @@ func TestPersonalities(t *testing.T) {
 		t.Errorf("bmc options: wscale %d", bmc.WScale())
 	}
 	s7, _ := LookupPersonality("siemens-s7-300")
-	if s7.WScale() != -1 || s7.HasOption('T') || s7.TTL != 128 || s7.Window != 0x800 || s7.DF {
+	if s7.WScale() != -1 || s7.HasOption('T') || s7.TTL != 0x78 || s7.TTLOpen != 0x5a || s7.Window != 0x800 || s7.DF {
 		t.Errorf("s7: %+v", s7)
 	}
 	bad := s7

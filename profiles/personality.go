@@ -31,6 +31,11 @@ type Personality struct {
 	Source string // the nmap-os-db fingerprint the values come from
 
 	TTL    uint8 // initial TTL of every IPv4 packet and IPv6 hop limit
+	// TTLOpen is the initial TTL of TCP segments sent from a port the host serves
+	// (SYN-ACKs, data, the resets of open ports: nmap's ECN, T1-T4); 0 means TTL. Some
+	// devices answer from two stacks (an S7-300 CPU's CP: T=5A on open ports, 78 on
+	// closed ports and ICMP in nmap-os-db).
+	TTLOpen uint8
 	IPID   IPID
 	DF     bool   // the don't-fragment bit on every IPv4 packet
 	Window uint16 // the SYN-ACK window
@@ -143,8 +148,10 @@ var personalities = []struct {
 		Source: "Siemens Simatic 300 programmable logic controller (CPU/CP firmware >= 3.1)",
 		// SEQ TI=I CI=I II=I SS=S TS=U; OPS O1=M5B4 O2=M578 O3=M200 O4=M200 O5=M218
 		// O6=M109 (nmap's probes offer 1460, 1400, 640, none, 536, 265);
-		// WIN W1..W6=800; T1/T3/ECN DF=N TG=80; IE CD=Z.
-		TTL: 128, IPID: IPIDIncremental, DF: false, Window: 0x800,
+		// WIN W1..W6=800; T1/T3/ECN DF=N TG=80; IE CD=Z. T (nmap's initial TTL after
+		// the hop distance): 55-5F on open ports (ECN, T1, T3, T4), 73-7D on closed
+		// ports (T5-T7), U1 and IE.
+		TTL: 0x78, TTLOpen: 0x5a, IPID: IPIDIncremental, DF: false, Window: 0x800,
 		MSS: 1460, EchoMSS: true, MSSDefault: 512, MSSBand: [3]uint16{537, 1024, 512}, Options: "M", EchoCodeZero: true,
 		// ECN CC=N; T3 R=Y; U1 IPL=38.
 		SYNFIN: true, ICMPQuote: 8,

@@ -1,8 +1,11 @@
-// Command ouigen writes profiles/oui_table.go: the IEEE MA-L assignments of the vendors
-// whose devices the personas emulate, read from the registry's CSV as Debian's ieee-data
-// ships it (/usr/share/ieee-data/oui.csv). Only the vendors below are kept, filtered by
-// the registered organisation name and, for vendors with many business units, by the
-// address of the unit that makes the devices.
+// Command ouigen writes profiles/oui_table.go: the IEEE MAC assignments of the vendors
+// whose devices the personas emulate, read from the registries' CSV files as Debian's
+// ieee-data ships them (/usr/share/ieee-data: oui.csv MA-L, mam.csv MA-M, oui36.csv
+// MA-S). Only the vendors below are kept, filtered by the registered organisation name
+// and, for vendors with many business units, by the address of the unit that makes the
+// devices. A vendor takes its MA-L assignments, and its MA-M and MA-S blocks only when it
+// is marked small (a vendor that holds only a small block, or whose devices use one):
+// adding blocks to a vendor would change every MAC its hosts already have.
 package main
 
 import (
@@ -14,6 +17,7 @@ import (
 	"io"
 	"log"
 	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -23,32 +27,47 @@ import (
 // address must match addr.
 type vendor struct {
 	key, org, addr, note string
+	small                bool // take MA-M and MA-S blocks too
 }
 
 var vendors = []vendor{
 	{"siemens", `(?i)^siemens ag,?$`, `(?i)karlsruhe|amberg|nuremberg|n(ue|ü)rnberg`,
-		"Siemens AG, Digital Industries (Karlsruhe, Amberg, Nuremberg): SIMATIC CPUs and CPs"},
-	{"schneider", `^Schneider Electric$`, "", "Schneider Electric (Modicon)"},
-	{"rockwell", `^Rockwell Automation$`, "", "Rockwell Automation (Allen-Bradley)"},
-	{"beckhoff", `^Beckhoff Automation GmbH$`, "", "Beckhoff Automation"},
-	{"phoenix", `^PHOENIX CONTACT Electronics GmbH$`, "", "Phoenix Contact"},
-	{"wago", `^WAGO Kontakttechnik GmbH$`, "", "WAGO"},
-	{"honeywell", `^Honeywell$`, "", "Honeywell (building automation)"},
-	{"supermicro", `^Super Micro Computer, Inc\.$`, "", "Super Micro Computer (BMCs)"},
+		"Siemens AG, Digital Industries (Karlsruhe, Amberg, Nuremberg): SIMATIC CPUs and CPs", false},
+	{"schneider", `^Schneider Electric$`, "", "Schneider Electric (Modicon)", false},
+	{"rockwell", `^Rockwell Automation$`, "", "Rockwell Automation (Allen-Bradley)", false},
+	{"beckhoff", `^Beckhoff Automation GmbH$`, "", "Beckhoff Automation", false},
+	{"phoenix", `^PHOENIX CONTACT Electronics GmbH$`, "", "Phoenix Contact", false},
+	{"wago", `^WAGO Kontakttechnik GmbH$`, "", "WAGO", false},
+	{"honeywell", `^Honeywell$`, "", "Honeywell (building automation)", false},
+	{"supermicro", `^Super Micro Computer, Inc\.$`, "", "Super Micro Computer (BMCs)", false},
+	{"distech", `^Distech Controls`, "", "Distech Controls (building automation: ECLYPSE, BACnet controllers); an MA-M block only", true},
 }
 
+// registries are the CSV files of the registries, their row tag and prefix length.
+var registries = []struct {
+	file, tag string
+	bits      int
+}{{"oui.csv", "MA-L", 24}, {"mam.csv", "MA-M", 28}, {"oui36.csv", "MA-S", 36}}
+
 func main() {
-	in := flag.String("in", "/usr/share/ieee-data/oui.csv", "the IEEE MA-L registry as CSV")
+	in := flag.String("in", "/usr/share/ieee-data", "the directory of the IEEE registries as CSV (oui.csv, mam.csv, oui36.csv)")
 	out := flag.String("out", "oui_table.go", "the Go file to write")
 	flag.Parse()
-	f, err := os.Open(*in)
-	if err != nil {
-		log.Fatal(err)
+	table := map[string][]block{}
+	for _, r := range registries {
+		path := filepath.Join(*in, r.file)
+		f, err := os.Open(path)
+		if err != nil {
+			log.Fatal(err)
+		}
+		err = read(f, r.tag, r.bits, table)
+		f.Close()
+		if err != nil {
+			log.Fatalf("%s: %v", path, err)
+		}
 	}
-	defer f.Close()
-	table, err := read(f)
-	if err != nil {
-		log.Fatalf("%s: %v", *in, err)
+	if err := complete(table); err != nil {
+		log.Fatal(err)
 	}
 	src, err := render(table)
 	if err != nil {
@@ -59,7 +78,14 @@ func main() {
 	}
 }
 
-func read(r io.Reader) (map[string][]string, error) {
+// block is one assignment: its hex digits (6, 7 or 9) and length in bits.
+type block struct {
+	hex  string
+	bits int
+}
+
+// read adds the rows of one registry (tag MA-L, MA-M or MA-S) to table.
+func read(r io.Reader, tag string, bits int, table map[string][]block) error {
 	type matcher struct {
 		org, addr *regexp.Regexp
 	}
@@ -72,47 +98,63 @@ func read(r io.Reader) (map[string][]string, error) {
 	}
 	cr := csv.NewReader(r)
 	cr.FieldsPerRecord = -1
-	table := map[string][]string{}
+	hexRE := regexp.MustCompile(`^[0-9A-Fa-f]+$`)
 	for {
 		rec, err := cr.Read()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			return nil, err
+			return err
 		}
-		if len(rec) < 4 || rec[0] != "MA-L" || len(rec[1]) != 6 {
+		if len(rec) < 4 || rec[0] != tag || len(rec[1]) != bits/4 || !hexRE.MatchString(rec[1]) {
 			continue
 		}
 		org, addr := strings.TrimSpace(rec[2]), strings.TrimSpace(rec[3])
 		for i, m := range ms {
+			if bits != 24 && !vendors[i].small {
+				continue
+			}
 			if m.org.MatchString(org) && (m.addr == nil || m.addr.MatchString(addr)) {
-				table[vendors[i].key] = append(table[vendors[i].key], strings.ToUpper(rec[1]))
+				table[vendors[i].key] = append(table[vendors[i].key], block{strings.ToUpper(rec[1]), bits})
 			}
 		}
 	}
-	for _, v := range vendors {
-		if len(table[v.key]) == 0 {
-			return nil, fmt.Errorf("no assignment for vendor %q", v.key)
-		}
-		sort.Strings(table[v.key])
-	}
-	return table, nil
+	return nil
 }
 
-func render(table map[string][]string) ([]byte, error) {
+// complete checks that every vendor has an assignment and sorts them: MA-L first (in
+// the order the table always had), then MA-M, then MA-S.
+func complete(table map[string][]block) error {
+	for _, v := range vendors {
+		bs := table[v.key]
+		if len(bs) == 0 {
+			return fmt.Errorf("no assignment for vendor %q", v.key)
+		}
+		sort.Slice(bs, func(i, j int) bool {
+			if bs[i].bits != bs[j].bits {
+				return bs[i].bits < bs[j].bits
+			}
+			return bs[i].hex < bs[j].hex
+		})
+	}
+	return nil
+}
+
+func render(table map[string][]block) ([]byte, error) {
 	var b bytes.Buffer
-	b.WriteString("// Code generated by profiles/internal/ouigen from the IEEE MA-L registry (Debian ieee-data); DO NOT EDIT.\n\n")
+	b.WriteString("// Code generated by profiles/internal/ouigen from the IEEE MA-L, MA-M and MA-S registries (Debian ieee-data); DO NOT EDIT.\n\n")
 	b.WriteString("package profiles\n\n")
-	b.WriteString("// vendorOUIs holds the MA-L assignments of the vendors personas emulate.\n")
-	b.WriteString("var vendorOUIs = map[string][]OUI{\n")
+	b.WriteString("// vendorOUIs holds the MAC assignments of the vendors personas emulate.\n")
+	b.WriteString("var vendorOUIs = map[string][]MACBlock{\n")
 	for _, v := range vendors {
 		fmt.Fprintf(&b, "\t// %s\n\t%q: {", v.note, v.key)
 		for i, o := range table[v.key] {
 			if i > 0 {
 				b.WriteString(", ")
 			}
-			fmt.Fprintf(&b, "{0x%s, 0x%s, 0x%s}", o[0:2], o[2:4], o[4:6])
+			h := o.hex + strings.Repeat("0", 12-len(o.hex))
+			fmt.Fprintf(&b, "{[6]byte{0x%s, 0x%s, 0x%s, 0x%s, 0x%s, 0x%s}, %d}", h[0:2], h[2:4], h[4:6], h[6:8], h[8:10], h[10:12], o.bits)
 		}
 		b.WriteString("},\n")
 	}
