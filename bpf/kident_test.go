@@ -43,9 +43,15 @@ func kiPersona(t testing.TB, name string) *profiles.Personality {
 // device MAC.
 func loadTestIdentity(t testing.TB) *Identity {
 	t.Helper()
+	return loadTestIdentityWith(t, nil)
+}
+
+// loadTestIdentityWith is loadTestIdentity with the configuration changed by edit.
+func loadTestIdentityWith(t testing.TB, edit func(*IdentityConfig)) *Identity {
+	t.Helper()
 	protocoltest.NeedRoot(t)
 	siemens, _ := profiles.VendorBlocks("siemens")
-	id, err := LoadIdentity(IdentityConfig{Seed: kiSeed, Defaults: true,
+	cfg := IdentityConfig{Seed: kiSeed, Defaults: true,
 		Prefixes: []HostPrefix{
 			{Prefix: kiPrefix, OnLink: true, Profiles: []HostProfile{{Profile: "default", OUIs: siemens, Personality: kiPersona(t, "siemens-s7-300"), Ports: []uint16{80, 102, 502}}}},
 			{Prefix: kiPrefix2, OnLink: true, Profiles: []HostProfile{{Profile: "bmc", OUIs: profiles.Blocks([]profiles.OUI{{0x0c, 0xc4, 0x7a}}), Personality: kiPersona(t, "supermicro-bmc")}}},
@@ -57,7 +63,11 @@ func loadTestIdentity(t testing.TB) *Identity {
 		},
 		Listened: []uint16{80, 102, 502},
 		Locals:   []netip.Addr{netip.MustParseAddr("198.18.36.1")},
-	})
+	}
+	if edit != nil {
+		edit(&cfg)
+	}
+	id, err := LoadIdentity(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -262,6 +262,19 @@ func ARPSysctls(dev string) []Sysctl {
 	return out
 }
 
+// IdentitySysctls keep the kernel from answering ARP on dev for addresses that are not
+// assigned to dev (arp_ignore=1: AnyIP addresses on lo are not), so that only the XDP
+// responder answers for emulated hosts, with each host's MAC; and make the kernel's own
+// requests name a source address of dev's subnets (arp_announce=1), so an emulated host
+// asks for its peers itself (TC gives the request the host's MAC). Only dev is changed:
+// the value that counts is the larger of all's and dev's.
+func IdentitySysctls(dev string) []Sysctl {
+	return []Sysctl{
+		{Key: "net/ipv4/conf/" + dev + "/arp_ignore", Value: "1"},
+		{Key: "net/ipv4/conf/" + dev + "/arp_announce", Value: "1"},
+	}
+}
+
 // NonlocalBindSysctls allow binding to addresses that are not (yet) local, for IPv4 and
 // IPv6. IPv6 needs it to bind one address of an AnyIP prefix (the kernel's IPv6 bind checks
 // assigned addresses only); a wildcard listener does not.

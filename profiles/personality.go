@@ -30,15 +30,15 @@ type Personality struct {
 	Vendor string // the OUI table's vendor, for MACs
 	Source string // the nmap-os-db fingerprint the values come from
 
-	TTL    uint8 // initial TTL of every IPv4 packet and IPv6 hop limit
+	TTL uint8 // initial TTL of every IPv4 packet and IPv6 hop limit
 	// TTLOpen is the initial TTL of TCP segments sent from a port the host serves
 	// (SYN-ACKs, data, the resets of open ports: nmap's ECN, T1-T4); 0 means TTL. Some
 	// devices answer from two stacks (an S7-300 CPU's CP: T=5A on open ports, 78 on
 	// closed ports and ICMP in nmap-os-db).
 	TTLOpen uint8
-	IPID   IPID
-	DF     bool   // the don't-fragment bit on every IPv4 packet
-	Window uint16 // the SYN-ACK window
+	IPID    IPID
+	DF      bool   // the don't-fragment bit on every IPv4 packet
+	Window  uint16 // the SYN-ACK window
 	// MSS is the SYN-ACK's MSS option (nmap O1 is the answer to a 1460 MSS). With
 	// EchoMSS, the device answers min(MSS, the client's MSS) and MSS without one.
 	MSS     uint16

@@ -43,6 +43,7 @@ func (r *Report) Describe() []string {
 	}
 	out = append(out, fmt.Sprintf("hosts kept in memory: at most %d (%s); idle ones are evicted and regenerated",
 		r.Hosts.MaxHosts, r.Hosts.Reason))
+	out = append(out, r.identityPlan()...)
 	limits, _, _ := RateLimitPlan(cfg, devs) // Check already planned them without error
 	return append(out, limits...)
 }

@@ -10,7 +10,8 @@ import (
 )
 
 // NetworkPlan is the netlink state the configuration asks for: AnyIP routes (or aliases)
-// for the host prefixes when netcfg.anyip is on, and an interface MAC when set. Rules that
+// for the host prefixes when netcfg.anyip is on, an interface MAC when set, and the ARP
+// sysctls of the hosts' link with xdp.identity (unless kernel_arp). Rules that
 // cover everything (0.0.0.0/0, ::/0) mean "every address already local" and add nothing.
 func NetworkPlan(cfg Config) (netcfg.Plan, error) {
 	var plan netcfg.Plan
@@ -42,6 +43,13 @@ func NetworkPlan(cfg Config) (netcfg.Plan, error) {
 			return plan, fmt.Errorf("netcfg: %w", err)
 		}
 		plan.MACs = append(plan.MACs, netcfg.MAC{Device: cfg.Netcfg.Interface, Addr: hw})
+	}
+	if id := cfg.XDP.Identity; id.Enabled && cfg.XDP.Interface != "" && !id.KernelARP {
+		dev, err := hostLink(cfg.XDP)
+		if err != nil {
+			return plan, err
+		}
+		plan.Sysctls = append(plan.Sysctls, netcfg.IdentitySysctls(dev)...)
 	}
 	return plan, plan.Validate()
 }

@@ -1,0 +1,292 @@
+package bpf
+
+import (
+	"bytes"
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+
+	"github.com/icsnare/icsnare/profiles"
+)
+
+const (
+	tcOK   = 0
+	tcShot = 2
+)
+
+var kiBlocks = netip.MustParsePrefix("198.18.72.0/26")
+
+// TestIdentityMACBlocks: hosts of a vendor that holds only an MA-M block (Distech) and of
+// an MA-S block get MACs inside the block from XDP, equal to profiles.HostMACIn.
+func TestIdentityMACBlocks(t *testing.T) {
+	distech, ok := profiles.VendorBlocks("distech")
+	if !ok || len(distech) == 0 || distech[0].Bits != 28 {
+		t.Fatalf("distech blocks %v", distech)
+	}
+	mas, err := profiles.ParseMACBlock("70:B3:D5:F2:F0:00/36")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := append(distech, mas)
+	id := loadTestIdentityWith(t, func(c *IdentityConfig) {
+		c.Prefixes = append(c.Prefixes, HostPrefix{Prefix: kiBlocks, OnLink: true,
+			Profiles: []HostProfile{{Profile: "bacnet-controller", OUIs: blocks}}})
+	})
+	inBlock := map[int]int{}
+	seen := map[string]bool{}
+	for i := 1; i <= 40; i++ {
+		addr := netip.AddrFrom4([4]byte{198, 18, 72, byte(i)})
+		ret, out := runProg(t, id.objs.XdpKident, arpFrame(t, layers.ARPRequest, kiPeerMAC, kiPeer, addr, nil))
+		if ret != xdpTX {
+			t.Fatalf("%s: XDP %d", addr, ret)
+		}
+		got := decode(t, out).Layer(layers.LayerTypeARP).(*layers.ARP).SourceHwAddress
+		want := profiles.HostMACIn(HostSeed(kiSeed, addr, "bacnet-controller"), blocks)
+		if m, _ := id.MAC(addr); !bytes.Equal(got, want) || !bytes.Equal(m, want) {
+			t.Fatalf("%s: XDP %s, Identity.MAC %s, HostMACIn %s", addr, net.HardwareAddr(got), m, want)
+		}
+		for k, b := range blocks {
+			if b.Contains(got) {
+				inBlock[k]++
+			}
+		}
+		seen[net.HardwareAddr(got).String()] = true
+	}
+	if inBlock[0]+inBlock[1] != 40 || inBlock[0] == 0 || inBlock[1] == 0 || len(seen) != 40 {
+		t.Fatalf("MACs per block %v, %d distinct", inBlock, len(seen))
+	}
+}
+
+func dot1q(t testing.TB, frame []byte, vid uint16) []byte {
+	t.Helper()
+	out := append([]byte(nil), frame[:12]...)
+	out = append(out, 0x81, 0x00, byte(vid>>8), byte(vid))
+	return append(out, frame[12:]...)
+}
+
+// TestIdentityVLAN: with VLAN 72, XDP answers ARP and resets SYNs in frames tagged 72
+// (the replies keep the tag), passes untagged frames and other VLANs untouched; TC
+// shapes frames with the tag inline at the right offsets.
+func TestIdentityVLAN(t *testing.T) {
+	id := loadTestIdentityWith(t, func(c *IdentityConfig) { c.VLAN = 72 })
+	addr := hostAddr(9)
+	mac, _ := id.MAC(addr)
+	arp := arpFrame(t, layers.ARPRequest, kiPeerMAC, kiPeer, addr, nil)
+	ret, out := runProg(t, id.objs.XdpKident, dot1q(t, arp, 72))
+	if ret != xdpTX {
+		t.Fatalf("tagged ARP: %d", ret)
+	}
+	p := decode(t, out)
+	q, _ := p.Layer(layers.LayerTypeDot1Q).(*layers.Dot1Q)
+	a, _ := p.Layer(layers.LayerTypeARP).(*layers.ARP)
+	if q == nil || q.VLANIdentifier != 72 || a == nil || a.Operation != layers.ARPReply || !bytes.Equal(a.SourceHwAddress, mac) {
+		t.Fatalf("tagged ARP reply: %v", p)
+	}
+	for name, f := range map[string][]byte{"untagged": arp, "VLAN 73": dot1q(t, arp, 73)} {
+		if ret, out := runProg(t, id.objs.XdpKident, f); ret != xdpPass || !bytes.Equal(out[:len(f)], f) {
+			t.Errorf("%s: XDP %d", name, ret)
+		}
+	}
+	// A SYN to a closed port of the S7, tagged: the RST keeps the tag and is whole.
+	syn := &layers.TCP{SrcPort: 40000, DstPort: 22, Seq: 1000, SYN: true, Window: 1024}
+	ret, out = runProg(t, id.objs.XdpKident, dot1q(t, tcpFrame(t, mac, kiPeer, addr, syn, nil), 72))
+	if ret != xdpTX || len(out) != 58 {
+		t.Fatalf("tagged SYN: %d, %d bytes", ret, len(out))
+	}
+	p = decode(t, out)
+	if tcp := p.Layer(layers.LayerTypeTCP).(*layers.TCP); !tcp.RST || tcp.Ack != 1001 || p.Layer(layers.LayerTypeDot1Q) == nil ||
+		p.Layer(layers.LayerTypeIPv4).(*layers.IPv4).TTL != 0x78 {
+		t.Fatalf("tagged RST %v", p)
+	}
+	// TC: an S7 SYN-ACK with the tag inline gets the host's MAC, TTL and window.
+	ret, out = runProg(t, id.objs.TcKident, dot1q(t, linuxSYNACK(t, addr, 102, true), 72))
+	if ret != tcOK {
+		t.Fatalf("tc: %d", ret)
+	}
+	p = decode(t, out)
+	eth := p.Layer(layers.LayerTypeEthernet).(*layers.Ethernet)
+	ip := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+	tcp := p.Layer(layers.LayerTypeTCP).(*layers.TCP)
+	if !bytes.Equal(eth.SrcMAC, mac) || ip.TTL != 0x5a || ip.Flags&layers.IPv4DontFragment != 0 || tcp.Window != 0x800 {
+		t.Fatalf("tagged SYN-ACK: src %s ttl %#x flags %v window %#x", eth.SrcMAC, ip.TTL, ip.Flags, tcp.Window)
+	}
+	// Untagged and VLAN 73 frames are another link's: untouched.
+	for name, f := range map[string][]byte{"untagged": linuxSYNACK(t, addr, 102, true), "VLAN 73": dot1q(t, linuxSYNACK(t, addr, 102, true), 73)} {
+		if _, out := runProg(t, id.objs.TcKident, f); !bytes.Equal(out[:len(f)], f) {
+			t.Errorf("tc %s changed", name)
+		}
+	}
+	if c, _ := id.Counters(); c["vlan_other"] != 1 || c["arp_reply"] != 1 || c["syn_reset"] != 1 {
+		t.Fatalf("counters %v", c)
+	}
+}
+
+// TestIdentityTTLOpen: the S7 answers from open ports with TTL 0x5A and from closed
+// ports (resets of the stack, ICMP) with 0x78, as nmap-os-db's Siemens Simatic 300.
+func TestIdentityTTLOpen(t *testing.T) {
+	id := loadTestIdentity(t)
+	addr := hostAddr(11)
+	rst := func(sport uint16) []byte {
+		tcp := &layers.TCP{SrcPort: layers.TCPPort(sport), DstPort: 40000, Seq: 7, RST: true, Window: 0}
+		ip := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Flags: layers.IPv4DontFragment, Protocol: layers.IPProtocolTCP, SrcIP: addr.AsSlice(), DstIP: kiPeer.AsSlice()}
+		tcp.SetNetworkLayerForChecksum(ip)
+		return serialize(t, &layers.Ethernet{SrcMAC: kiDevMAC, DstMAC: kiPeerMAC, EthernetType: layers.EthernetTypeIPv4}, ip, tcp)
+	}
+	for _, tt := range []struct {
+		port uint16
+		ttl  uint8
+	}{{102, 0x5a}, {502, 0x5a}, {80, 0x5a}, {22, 0x78}, {8080, 0x78}} {
+		_, out := runProg(t, id.objs.TcKident, rst(tt.port))
+		if ip := decode(t, out).Layer(layers.LayerTypeIPv4).(*layers.IPv4); ip.TTL != tt.ttl {
+			t.Errorf("reset from port %d: TTL %#x, want %#x", tt.port, ip.TTL, tt.ttl)
+		}
+	}
+}
+
+func udpAnswer(t testing.TB, src, dst netip.Addr, size int) []byte {
+	ip := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: src.AsSlice(), DstIP: dst.AsSlice()}
+	udp := &layers.UDP{SrcPort: 161, DstPort: 40000}
+	udp.SetNetworkLayerForChecksum(ip)
+	return serialize(t, &layers.Ethernet{SrcMAC: kiDevMAC, DstMAC: kiPeerMAC, EthernetType: layers.EthernetTypeIPv4}, ip, udp,
+		gopacket.Payload(make([]byte, size-14-20-8)))
+}
+
+// TestIdentityAnswerBucket: per destination, the hosts' answers (UDP, ICMP, SYN-ACKs,
+// resets) spend a byte bucket: exact over the test clock; other destinations, the
+// sensor's own traffic and established TCP segments are not charged.
+func TestIdentityAnswerBucket(t *testing.T) {
+	id := loadTestIdentityWith(t, func(c *IdentityConfig) { c.AnswerRate, c.AnswerBurst = 1000, 3000 })
+	clock := uint64(1e12)
+	setClock := func() {
+		if err := id.objs.ClockNs.Set(clock); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setClock()
+	s7, bmc := hostAddr(5), hostAddr(140)
+	victim, other := netip.MustParseAddr("203.0.113.9"), netip.MustParseAddr("203.0.113.10")
+	send := func(src, dst netip.Addr, size int) uint32 {
+		ret, _ := runProg(t, id.objs.TcKident, udpAnswer(t, src, dst, size))
+		return ret
+	}
+	// Three 1000-byte answers fill the burst; the fourth is dropped, whatever host sends it.
+	for i := range 3 {
+		if r := send([]netip.Addr{s7, bmc}[i%2], victim, 1000); r != tcOK {
+			t.Fatalf("answer %d: %d", i, r)
+		}
+	}
+	if r := send(bmc, victim, 1000); r != tcShot {
+		t.Fatalf("answer over the burst: %d", r)
+	}
+	// Another destination has its own bucket; the sensor's own address is not charged.
+	if r := send(s7, other, 1000); r != tcOK {
+		t.Fatal("other destination dropped")
+	}
+	if r := send(netip.MustParseAddr("198.18.36.1"), victim, 1000); r != tcOK {
+		t.Fatal("the sensor's own traffic dropped")
+	}
+	// 999 ms later: 999 bytes, not enough for 1000; at 1 s exactly: one answer.
+	clock += 999_000_000
+	setClock()
+	if r := send(s7, victim, 1000); r != tcShot {
+		t.Fatal("answer before the refill")
+	}
+	clock += 1_000_000
+	setClock()
+	if r := send(s7, victim, 1000); r != tcOK {
+		t.Fatal("answer after the refill dropped")
+	}
+	// Established TCP data is not charged; a SYN-ACK is.
+	data := linuxSYNACK(t, s7, 102, false)
+	data[14+20+13] = 0x18 // PSH ACK
+	if ret, _ := runProg(t, id.objs.TcKident, data); ret != tcOK {
+		t.Fatal("TCP data dropped")
+	}
+	// SYN-ACKs to the peer spend its bucket: exactly 3000/len of them pass.
+	sa := linuxSYNACK(t, s7, 102, false)
+	passed := 0
+	for range 100 {
+		if ret, _ := runProg(t, id.objs.TcKident, sa); ret != tcOK {
+			break
+		}
+		passed++
+	}
+	if passed != 3000/len(sa) {
+		t.Fatalf("%d SYN-ACKs of %d bytes passed, want %d", passed, len(sa), 3000/len(sa))
+	}
+	// A long idle time refills to the burst only.
+	clock += 3600 * 1e9
+	setClock()
+	for i := range 4 {
+		want := uint32(tcOK)
+		if i == 3 {
+			want = tcShot
+		}
+		if r := send(s7, victim, 1000); r != want {
+			t.Fatalf("after an hour, answer %d: %d", i, r)
+		}
+	}
+	c, err := id.Counters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c["answer_drop"] != 4 || c["answer_pass"] != uint64(8+passed) || c["answer_drop_bytes"] != uint64(3*1000+len(sa)) {
+		t.Fatalf("counters pass %d drop %d bytes %d", c["answer_pass"], c["answer_drop"], c["answer_drop_bytes"])
+	}
+	var sb strings.Builder
+	if err := id.WriteStats(&sb); err != nil || !strings.Contains(sb.String(), "answer_drop") {
+		t.Fatalf("stats: %v\n%s", err, sb.String())
+	}
+}
+
+// TestAnnounceFrames: the probes and announcements decode with gopacket (checksums good)
+// and carry what RFC 5227 and RFC 4861 ask.
+func TestAnnounceFrames(t *testing.T) {
+	mac := net.HardwareAddr{0x00, 0x1b, 0x1b, 1, 2, 3}
+	a4, a6 := netip.MustParseAddr("198.18.72.5"), netip.MustParseAddr("fd00:72::5")
+	for _, vlan := range []uint16{0, 72} {
+		for _, probe := range []bool{true, false} {
+			f, err := AnnounceFrame(mac, a4, vlan, probe)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := decode(t, f)
+			a := p.Layer(layers.LayerTypeARP).(*layers.ARP)
+			wantSPA := a4.AsSlice()
+			if probe {
+				wantSPA = []byte{0, 0, 0, 0}
+			}
+			if a.Operation != layers.ARPRequest || !bytes.Equal(a.SourceHwAddress, mac) || !bytes.Equal(a.SourceProtAddress, wantSPA) ||
+				!bytes.Equal(a.DstProtAddress, a4.AsSlice()) || !bytes.Equal(p.LinkLayer().LinkFlow().Dst().Raw(), layers.EthernetBroadcast) {
+				t.Errorf("ARP vlan %d probe %v: %+v", vlan, probe, a)
+			}
+			if q, _ := p.Layer(layers.LayerTypeDot1Q).(*layers.Dot1Q); (q != nil) != (vlan != 0) || (q != nil && q.VLANIdentifier != vlan) {
+				t.Errorf("vlan %d: tag %v", vlan, q)
+			}
+			f, err = AnnounceFrame(mac, a6, vlan, probe)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p = decode(t, f)
+			ip := p.Layer(layers.LayerTypeIPv6).(*layers.IPv6)
+			if ip.HopLimit != 255 {
+				t.Errorf("hop limit %d", ip.HopLimit)
+			}
+			if probe {
+				ns := p.Layer(layers.LayerTypeICMPv6NeighborSolicitation).(*layers.ICMPv6NeighborSolicitation)
+				if !ip.SrcIP.IsUnspecified() || ip.DstIP.String() != "ff02::1:ff00:5" || !ns.TargetAddress.Equal(a6.AsSlice()) || len(ns.Options) != 0 {
+					t.Errorf("DAD %v > %v %+v", ip.SrcIP, ip.DstIP, ns)
+				}
+			} else {
+				na := p.Layer(layers.LayerTypeICMPv6NeighborAdvertisement).(*layers.ICMPv6NeighborAdvertisement)
+				if ip.DstIP.String() != "ff02::1" || !na.Override() || na.Solicited() || len(na.Options) != 1 || !bytes.Equal(na.Options[0].Data, mac) {
+					t.Errorf("NA %v %+v", ip.DstIP, na)
+				}
+			}
+		}
+	}
+}
