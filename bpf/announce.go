@@ -84,7 +84,25 @@ func (id *Identity) isLocal(a netip.Addr) bool {
 // makes the host dark, in XDP). Frames carry the VLAN tag when the hosts' link is a
 // VLAN. Rate-bounded; it stops at ctx's end.
 func (id *Identity) Announce(ctx context.Context, ac AnnounceConfig) (Announced, error) {
-	var res Announced
+	a, err := id.NewAnnouncer(ac)
+	if err != nil {
+		return Announced{}, err
+	}
+	defer a.Close()
+	return a.Run(ctx)
+}
+
+// Announcer sends the announcements of Announce; NewAnnouncer opens its packet socket in
+// the calling thread's network namespace, so Run may run on any goroutine.
+type Announcer struct {
+	id *Identity
+	ac AnnounceConfig
+	fd int
+	to *unix.SockaddrLinklayer
+}
+
+// NewAnnouncer prepares the announcements on the attached interface.
+func (id *Identity) NewAnnouncer(ac AnnounceConfig) (*Announcer, error) {
 	if ac.Rate <= 0 {
 		ac.Rate = 20
 	}
@@ -101,18 +119,26 @@ func (id *Identity) Announce(ctx context.Context, ac AnnounceConfig) (Announced,
 	ifname := id.ifname
 	id.mu.Unlock()
 	if ifname == "" {
-		return res, fmt.Errorf("identity announce: not attached")
+		return nil, fmt.Errorf("identity announce: not attached")
 	}
 	ifi, err := net.InterfaceByName(ifname)
 	if err != nil {
-		return res, fmt.Errorf("identity announce: %w", err)
+		return nil, fmt.Errorf("identity announce: %w", err)
 	}
 	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return res, fmt.Errorf("identity announce: packet socket: %w", err)
+		return nil, fmt.Errorf("identity announce: packet socket: %w", err)
 	}
-	defer unix.Close(fd)
-	to := &unix.SockaddrLinklayer{Ifindex: ifi.Index, Halen: 6}
+	return &Announcer{id: id, ac: ac, fd: fd, to: &unix.SockaddrLinklayer{Ifindex: ifi.Index, Halen: 6}}, nil
+}
+
+// Close closes the packet socket.
+func (a *Announcer) Close() error { return unix.Close(a.fd) }
+
+// Run sends the probes and then the announcements, rate-bounded, until done or ctx ends.
+func (a *Announcer) Run(ctx context.Context) (Announced, error) {
+	var res Announced
+	id, ac, fd, to := a.id, a.ac, a.fd, a.to
 	hosts := id.announceHosts(ac.Max)
 	tick := time.NewTicker(time.Second / time.Duration(ac.Rate))
 	defer tick.Stop()

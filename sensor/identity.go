@@ -41,6 +41,11 @@ type IdentityConfig struct {
 	// this id. 0: the untagged link. A NIC that strips tags before XDP (rx-vlan-offload)
 	// must have it off: `ethtool -K <nic> rxvlan off`.
 	VLAN int `toml:"vlan"`
+	// Link names the device whose subnets are the hosts' link (its addresses decide
+	// which prefixes are on the link, its ARP sysctls are set) when it is not the VLAN
+	// device of xdp.interface with id vlan, or xdp.interface itself without a VLAN: e.g.
+	// a VLAN-aware bridge.
+	Link string `toml:"link"`
 	// Promisc: "auto" (default) puts a physical NIC in promiscuous mode while the
 	// programs are attached, so frames to the hosts' MACs reach XDP; "on" any interface;
 	// "off" never (a NIC whose unicast filter has the MACs, or a switch port mirror).
@@ -138,6 +143,9 @@ func (c IdentityConfig) validate(xdp XDPConfig) error {
 // hostLink is the device the hosts' link is on: xdp.interface, or its VLAN device with
 // xdp.identity.vlan (whose subnets are the on-link prefixes and whose ARP sysctls count).
 func hostLink(xdp XDPConfig) (string, error) {
+	if xdp.Identity.Link != "" {
+		return xdp.Identity.Link, nil
+	}
 	if xdp.Identity.VLAN == 0 {
 		return xdp.Interface, nil
 	}
@@ -308,12 +316,20 @@ func (s *Sensor) setupIdentity(ctx context.Context) (*bpf.Identity, func()) {
 		defer func() { done <- struct{}{} }()
 		s.forwardConflicts(evCtx, id.Conflicts())
 	}()
+	// The announcer's packet socket opens here, in the interface's namespace.
+	var ann *bpf.Announcer
+	if ic.Announce && onlink > 0 {
+		if ann, err = id.NewAnnouncer(bpf.AnnounceConfig{Rate: ic.AnnounceRate, Max: ic.AnnounceMax}); err != nil {
+			s.log.Warn("identity: hosts not announced", "err", err)
+		}
+	}
 	go func() {
 		defer func() { done <- struct{}{} }()
-		if !ic.Announce || onlink == 0 {
+		if ann == nil {
 			return
 		}
-		res, err := id.Announce(evCtx, bpf.AnnounceConfig{Rate: ic.AnnounceRate, Max: ic.AnnounceMax})
+		defer ann.Close()
+		res, err := ann.Run(evCtx)
 		if err != nil && evCtx.Err() == nil {
 			s.log.Warn("identity: announcing the hosts failed", "err", err)
 		}
