@@ -11,6 +11,8 @@ import (
 	"github.com/gopacket/gopacket/layers"
 
 	"github.com/icsnare/icsnare/profiles"
+	"github.com/icsnare/icsnare/protocols/protocoltest"
+	"golang.org/x/sys/unix"
 )
 
 const (
@@ -288,5 +290,53 @@ func TestAnnounceFrames(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestPinnedIdentityStats: with PinPath, `icsnare xdp stats` (OpenPinned in another
+// process) prints the identity counters after the limiter's; Close unpins them.
+func TestPinnedIdentityStats(t *testing.T) {
+	mnt := t.TempDir()
+	protocoltest.NeedRoot(t)
+	if err := unix.Mount("bpf", mnt, "bpf", 0, "mode=0700"); err != nil {
+		t.Fatalf("mount bpffs: %v", err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(mnt, unix.MNT_DETACH) })
+	dir := mnt + "/icsnare"
+	l, err := Load(Config{PinPath: dir, MaxSources: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	id := loadTestIdentityWith(t, func(c *IdentityConfig) { c.PinPath = dir })
+	for i := 1; i <= 3; i++ {
+		runProg(t, id.objs.XdpKident, arpFrame(t, layers.ARPRequest, kiPeerMAC, kiPeer, hostAddr(i), nil))
+	}
+	runProg(t, id.objs.XdpKident, tcpFrame(t, kiPeerMAC, kiPeer, hostAddr(4), &layers.TCP{SrcPort: 1, DstPort: 102, SYN: true}, nil))
+	r, err := OpenPinned(dir, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sb strings.Builder
+	err = r.WriteStats(&sb, 5)
+	r.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("xdp stats:\n%s", sb.String())
+	for _, want := range []string{"IDENTITY", "arp_reply          3", "mac_mismatch       1", "answer_drop", "dark hosts: 0"} {
+		if !strings.Contains(sb.String(), want) {
+			t.Errorf("stats lack %q", want)
+		}
+	}
+	id.Close()
+	r, err = OpenPinned(dir, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	sb.Reset()
+	if err := r.WriteStats(&sb, 5); err != nil || strings.Contains(sb.String(), "IDENTITY") {
+		t.Errorf("identity still pinned after Close: %v\n%s", err, sb.String())
 	}
 }
