@@ -415,6 +415,31 @@ func (r *Report) identityPlan() []string {
 			}
 		}
 		out = append(out, fmt.Sprintf("identity: the hosts' link is %s (subnets %s): prefixes inside them get ARP/ND answers and MAC checks", link, strings.Join(subnets, ", ")))
+		var ifPrefixes []netip.Prefix
+		if addrs, err := ifi.Addrs(); err == nil {
+			for _, a := range addrs {
+				if ipn, ok := a.(*net.IPNet); ok {
+					ip, _ := netip.AddrFromSlice(ipn.IP)
+					ones, _ := ipn.Mask.Size()
+					ifPrefixes = append(ifPrefixes, netip.PrefixFrom(ip.Unmap(), ones).Masked())
+				}
+			}
+		}
+		for _, h := range cfg.Hosts {
+			for _, a := range h.Addresses {
+				p, err := ParseAddrOrPrefix(a)
+				if err != nil || p.Bits() == 0 {
+					continue
+				}
+				where := "routed to the sensor (personality only, no ARP/ND answers or MAC checks)"
+				for _, ip := range ifPrefixes {
+					if ip.Addr().Is4() == p.Addr().Is4() && ip.Bits() <= p.Bits() && ip.Contains(p.Addr()) {
+						where = "on the link (ARP/ND from XDP, MAC checks)"
+					}
+				}
+				out = append(out, fmt.Sprintf("identity: hosts %s: %s", p, where))
+			}
+		}
 	}
 	if ic.KernelARP {
 		out = append(out, "identity: ARP: XDP answers for hosts with MACs, the kernel for the rest (kernel_arp)")
