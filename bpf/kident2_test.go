@@ -2,6 +2,7 @@ package bpf
 
 import (
 	"bytes"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"strings"
@@ -338,5 +339,85 @@ func TestPinnedIdentityStats(t *testing.T) {
 	sb.Reset()
 	if err := r.WriteStats(&sb, 5); err != nil || strings.Contains(sb.String(), "IDENTITY") {
 		t.Errorf("identity still pinned after Close: %v\n%s", err, sb.String())
+	}
+}
+
+// TestIdentityHostileVLAN: random tagged frames (TPIDs 8100 and 88a8, VLAN ids 72 and
+// others, QinQ, random bytes in the tag and the payload, truncated anywhere) through
+// both programs configured for VLAN 72 with an answer bucket. Every frame XDP transmits
+// decodes with good checksums and keeps its tag; TC never breaks a good checksum.
+func TestIdentityHostileVLAN(t *testing.T) {
+	id := loadTestIdentityWith(t, func(c *IdentityConfig) { c.VLAN = 72; c.AnswerRate, c.AnswerBurst = 1e6, 1e6 })
+	r := rand.New(rand.NewPCG(72, 4))
+	goodTCP := func(frame []byte) bool {
+		p := gopacket.NewPacket(frame, layers.LayerTypeEthernet, gopacket.Default)
+		tcp, ok := p.Layer(layers.LayerTypeTCP).(*layers.TCP)
+		if !ok || p.ErrorLayer() != nil {
+			return false
+		}
+		tcp.SetNetworkLayerForChecksum(p.NetworkLayer())
+		err, res := tcp.VerifyChecksum()
+		return err == nil && res.Valid
+	}
+	var txs, passes int
+	for i := range 2000 {
+		a := hostAddr(1 + r.IntN(120))
+		mac, _ := id.MAC(a)
+		var frame []byte
+		switch i % 3 {
+		case 0:
+			frame = arpFrame(t, layers.ARPRequest, kiPeerMAC, kiPeer, a, nil)
+		case 1:
+			frame = tcpFrame(t, mac, kiPeer, a, &layers.TCP{SrcPort: 40000, DstPort: layers.TCPPort([]uint16{22, 102, 502}[r.IntN(3)]), Seq: r.Uint32(), SYN: true}, nil)
+		case 2:
+			frame = linuxSYNACK(t, a, 102, r.IntN(2) == 0)
+		}
+		vid := uint16(72)
+		if r.IntN(4) == 0 {
+			vid = uint16(r.IntN(4096))
+		}
+		frame = dot1q(t, frame, vid)
+		switch r.IntN(6) {
+		case 0:
+			frame[12], frame[13] = 0x88, 0xa8 // 802.1ad outer tag
+		case 1:
+			frame = dot1q(t, frame, uint16(r.IntN(4096))) // QinQ
+		case 2:
+			frame[14+r.IntN(4)] = byte(r.Uint32()) // the tag's bytes
+		}
+		for range r.IntN(3) {
+			frame[18+r.IntN(len(frame)-18)] = byte(r.Uint32())
+		}
+		if r.IntN(5) == 0 {
+			frame = frame[:14+r.IntN(len(frame)-13)]
+		}
+		if i%3 == 2 {
+			ret, out := runProg(t, id.objs.TcKident, frame)
+			if ret != tcOK && ret != tcShot {
+				t.Fatalf("tc returned %d", ret)
+			}
+			if goodTCP(frame) && !goodTCP(out[:len(frame)]) {
+				t.Fatalf("TC broke a checksum:\nin  %x\nout %x", frame, out)
+			}
+			continue
+		}
+		ret, out := runProg(t, id.objs.XdpKident, frame)
+		switch ret {
+		case xdpTX:
+			p := decode(t, out)
+			if q, _ := p.Layer(layers.LayerTypeDot1Q).(*layers.Dot1Q); q == nil || q.VLANIdentifier != 72 {
+				t.Fatalf("transmitted without VLAN 72: %x", out)
+			}
+			txs++
+		case xdpPass:
+			passes++
+		case xdpDrop:
+		default:
+			t.Fatalf("XDP returned %d", ret)
+		}
+	}
+	t.Logf("%d transmitted, %d passed", txs, passes)
+	if txs == 0 || passes == 0 {
+		t.Fatal("the mutations never reached an answer or a pass")
 	}
 }

@@ -3,6 +3,7 @@ package sensor
 import (
 	"log/slog"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/icsnare/icsnare/bpf"
@@ -44,6 +45,40 @@ func TestIdentityPickMatchesRegistry(t *testing.T) {
 			if hostSeed(12345, addr, p) != bpf.HostSeed(12345, addr, p) {
 				t.Fatalf("%s %q: seeds differ", a, p)
 			}
+		}
+	}
+}
+
+// TestIdentityConfigValidate: the [xdp.identity] keys of production NICs and the answer
+// bucket are checked with a clear error; the bucket's defaults and the off switch.
+func TestIdentityConfigValidate(t *testing.T) {
+	xdp := XDPConfig{Interface: "eth0"}
+	for _, tt := range []struct {
+		c    IdentityConfig
+		want string
+	}{
+		{IdentityConfig{Enabled: true, VLAN: 72, Promisc: "auto", Announce: true, AnnounceRate: 50, AnnounceMax: 100}, ""},
+		{IdentityConfig{VLAN: 4095}, "vlan 4095"},
+		{IdentityConfig{VLAN: -1}, "vlan -1"},
+		{IdentityConfig{Promisc: "yes"}, `promisc "yes"`},
+		{IdentityConfig{AnnounceRate: 5000}, "announce_rate 5000"},
+		{IdentityConfig{AnnounceMax: -1}, "announce_max -1"},
+		{IdentityConfig{AnswerBytesPerSecond: 1 << 31}, "answer_bytes_per_second"},
+		{IdentityConfig{AnswerBurst: -5}, "answer_burst -5"},
+		{IdentityConfig{ClosedPorts: "maybe"}, "closed_ports"},
+	} {
+		err := tt.c.validate(xdp)
+		if (tt.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tt.want)) {
+			t.Errorf("%+v: %v, want %q", tt.c, err, tt.want)
+		}
+	}
+	for _, tt := range []struct {
+		rate, burst         int
+		wantRate, wantBurst uint64
+	}{{0, 0, 64 << 10, 1 << 20}, {1000, 0, 1000, 16000}, {1000, 500, 1000, 500}, {-1, 0, 0, 0}} {
+		r, b := IdentityConfig{AnswerBytesPerSecond: tt.rate, AnswerBurst: tt.burst}.answer()
+		if r != tt.wantRate || b != tt.wantBurst {
+			t.Errorf("answer(%d, %d) = %d, %d", tt.rate, tt.burst, r, b)
 		}
 	}
 }
