@@ -163,7 +163,8 @@ type Identity struct {
 	profiles map[string]uint32
 	mu       sync.Mutex
 	links    []link.Link
-	promisc  int // ifindex put in promiscuous mode by Attach; 0: none
+	promisc  int             // ifindex put in promiscuous mode by Attach; 0: none
+	nlh      *netlink.Handle // netlink in the interface's namespace, to undo promisc at Close
 	xdpMode  string
 	ifname   string
 	rd       *ringbuf.Reader
@@ -532,17 +533,24 @@ func isPhysical(ifname string) bool {
 // left as found at Close): a NIC's unicast filter drops frames to MACs that are not its
 // own before XDP runs.
 func (id *Identity) setPromisc(index int) error {
-	l, err := netlink.LinkByIndex(index)
+	h, err := netlink.NewHandle() // the calling thread's namespace, the interface's
 	if err != nil {
 		return err
 	}
-	if l.Attrs().Promisc != 0 {
-		return nil
-	}
-	if err := netlink.SetPromiscOn(l); err != nil {
+	l, err := h.LinkByIndex(index)
+	if err != nil {
+		h.Close()
 		return err
 	}
-	id.promisc = index
+	if l.Attrs().Promisc != 0 {
+		h.Close()
+		return nil
+	}
+	if err := h.SetPromiscOn(l); err != nil {
+		h.Close()
+		return err
+	}
+	id.promisc, id.nlh = index, h
 	id.log.Info("identity: promiscuous mode on while attached", "interface", l.Attrs().Name)
 	return nil
 }
@@ -689,10 +697,11 @@ func (id *Identity) Close() error {
 	}
 	id.links = nil
 	if id.promisc != 0 {
-		if l, err := netlink.LinkByIndex(id.promisc); err == nil {
-			errs = append(errs, netlink.SetPromiscOff(l))
+		if l, err := id.nlh.LinkByIndex(id.promisc); err == nil {
+			errs = append(errs, id.nlh.SetPromiscOff(l))
 		}
-		id.promisc = 0
+		id.nlh.Close()
+		id.promisc, id.nlh = 0, nil
 	}
 	id.unpin()
 	id.mu.Unlock()

@@ -10,6 +10,7 @@ import (
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
+	"github.com/vishvananda/netlink"
 
 	"github.com/icsnare/icsnare/profiles"
 	"github.com/icsnare/icsnare/protocols/protocoltest"
@@ -419,5 +420,65 @@ func TestIdentityHostileVLAN(t *testing.T) {
 	t.Logf("%d transmitted, %d passed", txs, passes)
 	if txs == 0 || passes == 0 {
 		t.Fatal("the mutations never reached an answer or a pass")
+	}
+}
+
+// TestIdentityVLANND: a tagged neighbour solicitation for an IPv6 host is answered with a
+// tagged advertisement carrying the host's MAC, checksummed.
+func TestIdentityVLANND(t *testing.T) {
+	id := loadTestIdentityWith(t, func(c *IdentityConfig) { c.VLAN = 72 })
+	target := netip.MustParseAddr("fd00:37::72")
+	want, _ := id.MAC(target)
+	sn := netip.AddrFrom16([16]byte{0xff, 0x02, 11: 1, 12: 0xff, 13: 0, 14: 0, 15: 0x72})
+	ip := &layers.IPv6{Version: 6, HopLimit: 255, NextHeader: layers.IPProtocolICMPv6, SrcIP: kiPeer6.AsSlice(), DstIP: sn.AsSlice()}
+	ic := &layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(layers.ICMPv6TypeNeighborSolicitation, 0)}
+	ic.SetNetworkLayerForChecksum(ip)
+	sol := &layers.ICMPv6NeighborSolicitation{TargetAddress: target.AsSlice(), Options: layers.ICMPv6Options{{Type: layers.ICMPv6OptSourceAddress, Data: kiPeerMAC}}}
+	frame := serialize(t, &layers.Ethernet{SrcMAC: kiPeerMAC, DstMAC: net.HardwareAddr{0x33, 0x33, 0xff, 0, 0, 0x72}, EthernetType: layers.EthernetTypeDot1Q},
+		&layers.Dot1Q{VLANIdentifier: 72, Type: layers.EthernetTypeIPv6}, ip, ic, sol)
+	ret, out := runProg(t, id.objs.XdpKident, frame)
+	if ret != xdpTX {
+		t.Fatalf("tagged NS: %d", ret)
+	}
+	p := decode(t, out)
+	na, ok := p.Layer(layers.LayerTypeICMPv6NeighborAdvertisement).(*layers.ICMPv6NeighborAdvertisement)
+	if q, _ := p.Layer(layers.LayerTypeDot1Q).(*layers.Dot1Q); q == nil || q.VLANIdentifier != 72 || !ok || !na.Solicited() ||
+		len(na.Options) != 1 || !bytes.Equal(na.Options[0].Data, want) || len(out) != 18+40+32 {
+		t.Fatalf("tagged NA: %v", p)
+	}
+}
+
+// TestIdentityPromisc: with promisc "on" Attach puts the interface in promiscuous mode
+// and Close restores it; an interface already promiscuous is left so.
+func TestIdentityPromisc(t *testing.T) {
+	n := newTestNet(t, 0)
+	promisc := func() (on bool) {
+		n.in(t, n.server, func() error {
+			l, err := netlink.LinkByName(n.serverIf)
+			if err == nil {
+				on = l.Attrs().Promisc != 0
+			}
+			return err
+		})
+		return on
+	}
+	for _, already := range []bool{false, true} {
+		if already {
+			if out, err := runIP("-n", n.server, "link", "set", n.serverIf, "promisc", "on"); err != nil {
+				t.Fatalf("%v: %s", err, out)
+			}
+		}
+		id := loadTestIdentityWith(t, func(c *IdentityConfig) { c.Promisc = "on" })
+		n.in(t, n.server, func() error { _, err := id.Attach(n.serverIf, "auto"); return err })
+		if !promisc() || id.Promisc() == already {
+			t.Fatalf("already %v: promiscuous %v, set by Attach %v", already, promisc(), id.Promisc())
+		}
+		id.Close() // from another namespace: the handle Attach opened knows the interface's
+		if promisc() != already {
+			t.Fatalf("already %v: promiscuous %v after Close", already, promisc())
+		}
+	}
+	if isPhysical(n.serverIf) {
+		t.Error("a veth counted as a physical NIC")
 	}
 }

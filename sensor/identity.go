@@ -66,15 +66,17 @@ type IdentityConfig struct {
 	// AnswerBytesPerSecond bounds, per destination address, the bytes the hosts send in
 	// packets a spoofed request can elicit (UDP, ICMP, SYN-ACKs, resets), in TC: a token
 	// bucket refilled at this rate, AnswerBurst bytes deep (default 16 times the rate).
-	// 0: no bound (default 65536 B/s; -1 turns it off). The userspace budgets (#22) come
-	// first; this holds even when they fail.
+	// 0: the default, 65536 B/s; -1 turns it off. The userspace budgets (#22,
+	// limits.udp_bytes_per_source_per_minute) come first; this holds even when they fail.
 	AnswerBytesPerSecond int `toml:"answer_bytes_per_second"`
 	AnswerBurst          int `toml:"answer_burst"`
 }
 
-// Defaults of the answer bucket: 64 KiB/s per destination, a 1 MiB burst. An SNMP walk or a
-// BACnet scan of one host stays far below; a reflection victim gets at most 0.5 Mbit/s from
-// the whole sensor.
+// Defaults of the answer bucket: 64 KiB/s per destination, a 1 MiB burst. The default
+// userspace budget (limits.udp_bytes_per_source_per_minute, 1 MiB a minute, all of it at
+// once at most) never reaches it, so the kernel bound bites only when userspace fails;
+// then a reflection victim gets at most 1 MiB and 0.5 Mbit/s from the whole sensor, over
+// all its hosts, ports and protocols.
 const (
 	defaultAnswerRate  = 64 << 10
 	defaultAnswerBurst = 16
