@@ -68,6 +68,8 @@
 #define PERS_ECHOCODE0 64
 #define PERS_ECN 128     /* negotiates ECN */
 #define PERS_SYNFIN 256  /* answers SYN+FIN like SYN */
+#define PERS_ICMP_NODF 512 /* ICMP messages never carry DF (nmap U1 DF=N, IE DFI=N) */
+#define PERS_FIN_SILENT 1024 /* a segment with FIN but neither SYN, ACK nor RST to a closed port gets no reset (nmap T7 R=N) */
 
 #define VLAN_HLEN 4
 #define VLAN_VID_MASK 0x0fff
@@ -146,7 +148,7 @@ struct personality {
 	__u8 ttl;
 	__u8 ipid;    /* enum ipid_mode */
 	__u8 wscale;
-	__u8 pad;
+	__u8 icmp_ipid; /* enum ipid_mode of ICMP messages; IPID_KEEP: ipid */
 	__u16 window;
 	__u16 mss;
 	__u16 quote; /* bytes quoted beyond the IP header in ICMP errors; 0: keep */
@@ -880,6 +882,17 @@ static __always_inline int handle_tcp(struct xdp_md *ctx, int v6, __u32 l2, cons
 {
 	if ((void *)(th + 1) > end)
 		return XDP_PASS;
+	if (th->fin && !th->syn && !th->ack && !th->rst && pi && pe && pe->pers && !(pe->flags & EF_ALLPORTS)) {
+		/* nmap T7 (FIN, PSH, URG to a closed port): silence for personas that give none. */
+		__u32 k = pe->pers - 1;
+		struct personality *fp = bpf_map_lookup_elem(&personas, &k);
+		struct port_key fk = {.profile = pe->profile, .port = bpf_ntohs(th->dest)};
+		if (fp && (fp->flags & PERS_FIN_SILENT) && !bpf_map_lookup_elem(&ports, &fk)) {
+			count(C_SYN_DROP);
+			return XDP_DROP;
+		}
+		return XDP_PASS;
+	}
 	if (!th->syn || th->ack || th->rst)
 		return XDP_PASS;
 	/* nmap's T3 probe and friends: SYN with FIN. */
@@ -1325,10 +1338,14 @@ int tc_kident(struct __sk_buff *skb)
 		__u16 old_id = ip->id;
 		__u16 new_tp = old_tp;
 		((__u8 *)&new_tp)[0] = ttl;
-		__u16 new_fo = (pp->flags & PERS_DF) ? (old_fo | bpf_htons(0x4000)) : (old_fo & ~bpf_htons(0x4000));
+		int df = (pp->flags & PERS_DF) && !(l4proto == IPPROTO_ICMP && (pp->flags & PERS_ICMP_NODF));
+		__u16 new_fo = df ? (old_fo | bpf_htons(0x4000)) : (old_fo & ~bpf_htons(0x4000));
 		__u16 new_id = old_id;
+		__u8 mode = pp->ipid;
+		if (l4proto == IPPROTO_ICMP && pp->icmp_ipid)
+			mode = pp->icmp_ipid;
 		if (!later) {
-			switch (pp->ipid) {
+			switch (mode) {
 			case IPID_INC: {
 				__u32 segs = skb->gso_segs ? skb->gso_segs : 1;
 				__u32 *c = bpf_map_lookup_elem(&ipids, src16);

@@ -195,6 +195,8 @@ const (
 	persEchoCode0 = 64
 	persECN       = 128
 	persSYNFIN    = 256
+	persICMPNoDF  = 512
+	persFINSilent = 1024
 )
 
 // LoadIdentity loads the identity programs and fills their maps. It attaches nothing
@@ -407,7 +409,7 @@ func (id *Identity) fill() error {
 }
 
 func kernelPersonality(p profiles.Personality) kidentPersonality {
-	k := kidentPersonality{Ttl: p.TTL, TtlOpen: p.TTLOpen, Ipid: uint8(p.IPID), Window: p.Window, Mss: p.MSS}
+	k := kidentPersonality{Ttl: p.TTL, TtlOpen: p.TTLOpen, Ipid: uint8(p.IPID), IcmpIpid: uint8(p.ICMPIPID), Window: p.Window, Mss: p.MSS}
 	set := func(c bool, f uint32) {
 		if c {
 			k.Flags |= f
@@ -421,6 +423,8 @@ func kernelPersonality(p profiles.Personality) kidentPersonality {
 	set(p.EchoCodeZero, persEchoCode0)
 	set(p.ECN, persECN)
 	set(p.SYNFIN, persSYNFIN)
+	set(p.ICMPNoDF, persICMPNoDF)
+	set(p.FINSilent, persFINSilent)
 	k.Quote = uint16(p.ICMPQuote)
 	k.MssDefault = p.MSSDefault
 	k.BandLo, k.BandHi, k.BandTo = p.MSSBand[0], p.MSSBand[1], p.MSSBand[2]

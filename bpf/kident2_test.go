@@ -482,3 +482,40 @@ func TestIdentityPromisc(t *testing.T) {
 		t.Error("a veth counted as a physical NIC")
 	}
 }
+
+// TestIdentityBMCStack: the Supermicro BMC's ICMP messages carry no DF and incremental
+// IP-IDs while its TCP has DF and IP-ID 0 (nmap U1 DF=N, IE DFI=N, II=I, TI=Z); nmap's T7
+// (FIN, PSH, URG to a closed port) gets no reset, while the S7 still resets it in the stack.
+func TestIdentityBMCStack(t *testing.T) {
+	id := loadTestIdentityWith(t, func(c *IdentityConfig) { c.Prefixes[1].Profiles[0].Ports = []uint16{80, 443} })
+	bmc := hostAddr(140)
+	echo := func() *layers.IPv4 {
+		icmp := &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(0, 0), Id: 7, Seq: 1}
+		ip := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Flags: layers.IPv4DontFragment, Protocol: layers.IPProtocolICMPv4, SrcIP: bmc.AsSlice(), DstIP: kiPeer.AsSlice()}
+		_, out := runProg(t, id.objs.TcKident, serialize(t, &layers.Ethernet{SrcMAC: kiDevMAC, DstMAC: kiPeerMAC, EthernetType: layers.EthernetTypeIPv4}, ip, icmp, gopacket.Payload(make([]byte, 56))))
+		return decode(t, out).Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+	}
+	a, b := echo(), echo()
+	if a.Flags&layers.IPv4DontFragment != 0 || b.Id != a.Id+1 || a.TTL != 64 {
+		t.Fatalf("BMC echo replies: flags %v, IDs %d %d, TTL %d", a.Flags, a.Id, b.Id, a.TTL)
+	}
+	_, out := runProg(t, id.objs.TcKident, linuxSYNACK(t, bmc, 80, true))
+	if ip := decode(t, out).Layer(layers.LayerTypeIPv4).(*layers.IPv4); ip.Flags&layers.IPv4DontFragment == 0 || ip.Id != 0 {
+		t.Fatalf("BMC SYN-ACK: flags %v ID %d", ip.Flags, ip.Id)
+	}
+	macB, _ := id.MAC(bmc)
+	t7 := &layers.TCP{SrcPort: 40000, DstPort: 22, Seq: 5, FIN: true, PSH: true, URG: true, Window: 1024}
+	if ret, _ := runProg(t, id.objs.XdpKident, tcpFrame(t, macB, kiPeer, bmc, t7, nil)); ret != xdpDrop {
+		t.Errorf("BMC T7 to a closed port: XDP %d, want drop", ret)
+	}
+	t7.DstPort = 80 // an open port: the stack decides
+	if ret, _ := runProg(t, id.objs.XdpKident, tcpFrame(t, macB, kiPeer, bmc, t7, nil)); ret != xdpPass {
+		t.Errorf("BMC T7 to an open port: XDP %d, want pass", ret)
+	}
+	s7 := hostAddr(5)
+	macS, _ := id.MAC(s7)
+	t7.DstPort = 22
+	if ret, _ := runProg(t, id.objs.XdpKident, tcpFrame(t, macS, kiPeer, s7, t7, nil)); ret != xdpPass {
+		t.Errorf("S7 T7: XDP %d, want pass (its stack resets)", ret)
+	}
+}

@@ -47,7 +47,7 @@ type kidentPersonality struct {
 	Ttl        uint8
 	Ipid       uint8
 	Wscale     uint8
-	Pad        uint8
+	IcmpIpid   uint8
 	Window     uint16
 	Mss        uint16
 	Quote      uint16

@@ -71,7 +71,7 @@ var identityLines = []struct{ name, what string }{
 	{"mac_ok", "frames to a host's MAC handed to the stack"},
 	{"edge_drop", "to subnet edges and absent addresses dropped"},
 	{"syn_reset", "SYNs reset in XDP (closed ports)"},
-	{"syn_drop", "SYNs dropped in XDP (own address, policy drop)"},
+	{"syn_drop", "SYNs dropped in XDP (own address, policy drop; T7 probes of silent personas)"},
 	{"syn_stripped", "SYN options the persona lacks removed"},
 	{"tc_mac", "frames sent with a host's MAC (rewrites)"},
 	{"tc_personality", "packets shaped by a personality (rewrites)"},

@@ -37,8 +37,16 @@ type Personality struct {
 	// closed ports and ICMP in nmap-os-db).
 	TTLOpen uint8
 	IPID    IPID
-	DF      bool   // the don't-fragment bit on every IPv4 packet
-	Window  uint16 // the SYN-ACK window
+	// ICMPIPID numbers ICMP messages (echo replies, errors) when not IPIDKeep (nmap II
+	// and the U1 reply's IP-ID); IPIDKeep: as IPID.
+	ICMPIPID IPID
+	DF       bool // the don't-fragment bit on every IPv4 packet
+	// ICMPNoDF: ICMP messages never carry DF, even with DF (nmap U1 DF=N, IE DFI=N).
+	ICMPNoDF bool
+	// FINSilent: a segment with FIN but neither SYN, ACK nor RST to a closed port gets no
+	// reset (nmap T7 R=N; the XDP program drops it).
+	FINSilent bool
+	Window    uint16 // the SYN-ACK window
 	// MSS is the SYN-ACK's MSS option (nmap O1 is the answer to a 1460 MSS). With
 	// EchoMSS, the device answers min(MSS, the client's MSS) and MSS without one.
 	MSS     uint16
@@ -96,8 +104,8 @@ func (p Personality) Validate() error {
 	switch {
 	case p.TTL == 0:
 		return fmt.Errorf("personality %q: TTL 0", p.Name)
-	case p.IPID > IPIDRandom:
-		return fmt.Errorf("personality %q: unknown IP-ID mode %d", p.Name, p.IPID)
+	case p.IPID > IPIDRandom || p.ICMPIPID > IPIDRandom:
+		return fmt.Errorf("personality %q: unknown IP-ID mode %d/%d", p.Name, p.IPID, p.ICMPIPID)
 	case !optionsRE.MatchString(p.Options):
 		return fmt.Errorf("personality %q: options %q not in nmap's notation (M S T11 N W<hex> L)", p.Name, p.Options)
 	case p.HasOption('M') && p.MSS == 0:
@@ -159,10 +167,10 @@ var personalities = []struct {
 	{regexp.MustCompile(`(?i)^super ?micro$`), regexp.MustCompile(`(?i)BMC`), Personality{
 		Name: "supermicro-bmc", Vendor: "supermicro",
 		Source: "Supermicro IPMI BMC (Linux 2.6.24)",
-		// SEQ TI=Z TS=7; OPS O1=M556ST11NW2 (MSS of its own link: 1460 here);
-		// WIN W1=16A0; T1 DF=Y TG=40; IE CD=S.
-		TTL: 64, IPID: IPIDZero, DF: true, Window: 0x16A0,
-		MSS: 1460, Options: "MST11NW2",
+		// SEQ TI=Z CI=Z II=I TS=7; OPS O1..O5=M556ST11NW2 (MSS 1366: the BMC's
+		// link); WIN W1=16A0; T1 DF=Y TG=40; T7 R=N; U1 DF=N; IE DFI=N CD=S.
+		TTL: 64, IPID: IPIDZero, ICMPIPID: IPIDIncremental, DF: true, ICMPNoDF: true, FINSilent: true, Window: 0x16A0,
+		MSS: 0x556, Options: "MST11NW2",
 	}},
 }
 
