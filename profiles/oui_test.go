@@ -224,3 +224,27 @@ func TestPersonalities(t *testing.T) {
 		t.Error("options MX accepted")
 	}
 }
+
+// FuzzParseMACBlock: any string either fails or gives a valid block whose String parses
+// back to the same block, and whose drawn MACs stay inside it.
+func FuzzParseMACBlock(f *testing.F) {
+	for _, s := range []string{"00:1B:1B", "38:F7:CD:A0:00:00/28", "38f7cda", "70B3D5F2F", "38:F7:CD:A1:00:00/28", "x/28", "//", "00-1b-1b", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		b, err := ParseMACBlock(s)
+		if err != nil {
+			return
+		}
+		if b.check(s) != nil || (b.Bits != 24 && b.Bits != 28 && b.Bits != 36) {
+			t.Fatalf("%q: invalid block %+v", s, b)
+		}
+		back, err := ParseMACBlock(b.String())
+		if err != nil || back != b {
+			t.Fatalf("%q: %v does not round-trip: %v %v", s, b, back, err)
+		}
+		if m := HostMACIn(uint64(len(s))*0x9e3779b97f4a7c15, []MACBlock{b}); !b.Contains(m) || m[0]&3 != 0 {
+			t.Fatalf("%q: MAC %s outside %v", s, m, b)
+		}
+	})
+}
