@@ -33,9 +33,13 @@ type announceHost struct {
 	mac  net.HardwareAddr
 }
 
+// announceScan bounds the addresses announceHosts looks at per host wanted, so a sparse
+// prefix (a /64 with a low density) cannot keep it walking.
+const announceScan = 64
+
 // announceHosts lists the on-link hosts with a MAC of their own, in prefix order, at
 // most max: each prefix's addresses from its start, subnet edges and absent addresses
-// left out.
+// left out, looking at no more than announceScan*max addresses of each prefix.
 func (id *Identity) announceHosts(max int) []announceHost {
 	var out []announceHost
 	for i := range id.cfg.Prefixes {
@@ -43,8 +47,10 @@ func (id *Identity) announceHosts(max int) []announceHost {
 		if !hp.OnLink {
 			continue
 		}
+		budget := announceScan * max
 		a := hp.Prefix.Addr()
-		for ; hp.Prefix.Contains(a) && len(out) < max; a = a.Next() {
+		for ; hp.Prefix.Contains(a) && len(out) < max && budget > 0; a = a.Next() {
+			budget--
 			if a.Is4() && hp.Prefix.Bits() < 31 {
 				b := a.As4()
 				host := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])

@@ -519,3 +519,23 @@ func TestIdentityBMCStack(t *testing.T) {
 		t.Errorf("S7 T7: XDP %d, want pass (its stack resets)", ret)
 	}
 }
+
+// TestAnnounceHostsBounded: a sparse prefix (a /64 of which one address in 2^32 is a
+// host) does not keep the announcer walking; a dense one gives the first hosts in order.
+func TestAnnounceHostsBounded(t *testing.T) {
+	id := loadTestIdentityWith(t, func(c *IdentityConfig) {
+		c.Prefixes = []HostPrefix{
+			{Prefix: netip.MustParsePrefix("fd00:72::/64"), OnLink: true, Live: 1,
+				Profiles: []HostProfile{{Profile: "default", OUIs: c.Prefixes[0].Profiles[0].OUIs}}},
+			{Prefix: kiBlocks, OnLink: true, Profiles: []HostProfile{{Profile: "default", OUIs: c.Prefixes[0].Profiles[0].OUIs}}},
+		}
+	})
+	hs := id.announceHosts(5)
+	var got []string
+	for _, h := range hs {
+		got = append(got, h.addr.String())
+	}
+	if strings.Join(got, " ") != "198.18.72.1 198.18.72.2 198.18.72.3 198.18.72.4 198.18.72.5" {
+		t.Fatalf("announced %v", got)
+	}
+}
