@@ -49,7 +49,7 @@ func newDevice(h *protocols.Host, id *identity) *device {
 	}
 	if _, macOUIs, ok, err := h.Profile.MACOUIs(); ok && err == nil && len(macOUIs) > 0 {
 		// The persona's MAC (icsnare.mac): the one SNMP, the web pages and ARP show.
-		copy(d.mac[:], profiles.HostMAC(h.Seed, macOUIs))
+		copy(d.mac[:], profiles.HostMACIn(h.Seed, macOUIs))
 	}
 	if a := h.Addr.Unmap(); a.Is4() {
 		d.ip = a.As4()
