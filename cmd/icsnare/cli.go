@@ -94,6 +94,14 @@ maps them onto icsnare's; flags of 'icsnare run' may follow "--" and apply over 
 			},
 		},
 		&cobra.Command{
+			Use:                "collect --nats URL --stream S --out DIR [flags]",
+			Short:              "a fleet's central side: NATS JetStream events to per-sensor, per-day JSON-lines files ('icsnare collect -h' for the flags)",
+			DisableFlagParsing: true,
+			RunE: func(_ *cobra.Command, args []string) error {
+				return status(cmdCollect(args, stderr))
+			},
+		},
+		&cobra.Command{
 			Use:   "version",
 			Short: "print the version",
 			Args:  cobra.NoArgs,

@@ -27,7 +27,7 @@ func (c Conn) check() error {
 		}
 	}
 	if n > 1 {
-		return errors.New("creds, nkey_seed, user and token: set at most one")
+		return errors.New("creds_file, nkey_seed_file, user and token: set at most one")
 	}
 	if c.Password != "" && c.User == "" {
 		return errors.New("password without user")
@@ -64,7 +64,7 @@ func (c Conn) Options(name string) ([]nats.Option, error) {
 	case c.NKeySeed != "":
 		o, err := nats.NkeyOptionFromSeed(c.NKeySeed)
 		if err != nil {
-			return nil, fmt.Errorf("nkey_seed: %w", err)
+			return nil, fmt.Errorf("nkey_seed_file: %w", err)
 		}
 		opts = append(opts, o)
 	case c.User != "":

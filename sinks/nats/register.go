@@ -66,8 +66,8 @@ type Options struct {
 	SpoolSegmentBytes int64 `toml:"spool_segment_bytes"`
 	// Credentials: a .creds file (JWT and NKey), an NKey seed file, user and password, or a
 	// token; at most one of them.
-	Creds    string `toml:"creds"`
-	NKeySeed string `toml:"nkey_seed"`
+	Creds    string `toml:"creds_file"`
+	NKeySeed string `toml:"nkey_seed_file"`
 	User     string `toml:"user"`
 	Password string `toml:"password"`
 	Token    string `toml:"token"`
