@@ -6,7 +6,7 @@ VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X github.com/icsnare/icsnare/sensor.Version=$(VERSION)
 ARGS      ?=
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
-APT_PKGS  := nmap tshark mbpoll snmp snmpd ipmitool python3-pymodbus curl openssl wrk iproute2 clang llvm libbpf-dev bpftool lftp tftp-hpa systemd prometheus podman runc ieee-data arping ethtool zsh groff-base rsyslog rsyslog-gnutls
+APT_PKGS  := nmap tshark mbpoll snmp snmpd ipmitool python3-pymodbus curl openssl wrk iproute2 clang llvm libbpf-dev bpftool lftp tftp-hpa systemd prometheus podman runc ieee-data arping ethtool zsh groff-base rsyslog rsyslog-gnutls nats-server
 
 .PHONY: build run test test-deps bench fuzz lint generate check-generated deps clean man completions
 

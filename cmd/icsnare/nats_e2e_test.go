@@ -20,11 +20,13 @@ import (
 	"github.com/icsnare/icsnare/protocols/protocoltest"
 )
 
-// natsServer runs a real nats-server with JetStream on addr:4222 (an address in
-// 127.77.0.0/16 that the test owns) and its own store directory.
+// natsServer runs a real nats-server with JetStream on an address in 127.77.0.0/16 that
+// the test owns, at a port the kernel picked (kept across restarts), with its own store
+// directory.
 type natsServer struct {
 	t              *testing.T
 	bin, addr, dir string
+	port           int
 	cmd            *exec.Cmd
 	log            *os.File
 }
@@ -32,7 +34,12 @@ type natsServer struct {
 func startNATSServer(t *testing.T, addr string) *natsServer {
 	t.Helper()
 	s := &natsServer{t: t, bin: protocoltest.NeedTool(t, "nats-server"), addr: addr, dir: t.TempDir()}
-	var err error
+	ln, err := net.Listen("tcp", net.JoinHostPort(addr, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.port = ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
 	if s.log, err = os.Create(filepath.Join(s.dir, "server.log")); err != nil {
 		t.Fatal(err)
 	}
@@ -48,16 +55,18 @@ func startNATSServer(t *testing.T, addr string) *natsServer {
 	return s
 }
 
-func (s *natsServer) url() string { return "nats://" + net.JoinHostPort(s.addr, "4222") }
+func (s *natsServer) hostPort() string { return net.JoinHostPort(s.addr, strconv.Itoa(s.port)) }
+
+func (s *natsServer) url() string { return "nats://" + s.hostPort() }
 
 func (s *natsServer) start() {
 	s.t.Helper()
-	s.cmd = exec.Command(s.bin, "-a", s.addr, "-p", "4222", "-n", "icsnare-test", "-js", "-sd", filepath.Join(s.dir, "store"))
+	s.cmd = exec.Command(s.bin, "-a", s.addr, "-p", strconv.Itoa(s.port), "-n", "icsnare-test", "-js", "-sd", filepath.Join(s.dir, "store"))
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatal(err)
 	}
-	waitListening(s.t, net.JoinHostPort(s.addr, "4222"))
+	waitListening(s.t, s.hostPort())
 }
 
 // kill ends the server the hard way (a crash, not a shutdown).

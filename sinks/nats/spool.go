@@ -16,26 +16,28 @@ import (
 
 // A spool keeps records on disk in segment files <n>.seg (n a 20-digit decimal number, in
 // order), each a run of records: a 4-byte big-endian length of the body, the body's CRC-32C,
-// then the body (record.marshal). A cursor file keeps the position of the first record not
-// yet acknowledged. The spool is not safe for concurrent use: the sink locks it.
+// then the body (record.marshal). A cursor file keeps, per segment, where its first record
+// not yet acknowledged starts (a segment's acknowledged records stay in it until all of them
+// are). The spool is not safe for concurrent use: the sink locks it.
 type spool struct {
-	dir          string
-	max, segMax  int64
-	segs         []*segment
-	w            *os.File // the last segment, appended to
-	bytes        int64    // sum of segment sizes
-	count        int64    // records not yet acknowledged
-	ackN, readN  uint64   // segments of the ack and read cursors
-	ackOff, rOff int64
-	r            *os.File
-	rb           *bufio.Reader
-	rAt          int64 // offset of rb in r
-	dirty        bool  // appended since the last sync
+	dir         string
+	max, segMax int64
+	segs        []*segment
+	w           *os.File // the last segment, appended to
+	bytes       int64    // sum of segment sizes
+	count       int64    // records not yet acknowledged
+	readN       uint64   // the read cursor: segment and offset
+	rOff        int64
+	r           *os.File
+	rb          *bufio.Reader
+	rAt         int64 // offset of rb in r
+	dirty       bool  // appended since the last sync
 }
 
 type segment struct {
-	n    uint64
-	size int64
+	n     uint64
+	size  int64
+	start int64 // the records before are acknowledged
 }
 
 const (
@@ -74,43 +76,28 @@ func openSpool(dir string, max, segMax int64) (sp *spool, lost int64, err error)
 		sp.segs = append(sp.segs, &segment{n: n})
 	}
 	slices.SortFunc(sp.segs, func(a, b *segment) int { return cmpU64(a.n, b.n) })
-	curN, curOff := sp.loadCursor()
+	starts := sp.loadCursor()
 	for i := 0; i < len(sp.segs); i++ {
 		seg := sp.segs[i]
-		skip := int64(0)
-		if seg.n == curN {
-			skip = curOff
-		}
+		skip := starts[seg.n]
 		size, count, before, cut, err := scanSegment(sp.path(seg.n), skip)
 		if err != nil {
 			return nil, lost, err
 		}
 		lost += cut
 		seg.size = size
-		if size == 0 || (seg.n < curN) {
-			// empty, or acknowledged before the cursor was saved
+		if size == 0 || skip >= size {
+			// empty, or acknowledged in full before the segment could be removed
 			os.Remove(sp.path(seg.n))
 			sp.segs = slices.Delete(sp.segs, i, i+1)
 			i--
 			continue
 		}
-		if seg.n == curN {
-			count -= before
-			if skip >= size {
-				os.Remove(sp.path(seg.n))
-				sp.segs = slices.Delete(sp.segs, i, i+1)
-				i--
-				continue
-			}
-		}
-		sp.count += count
+		seg.start = skip
+		sp.count += count - before
 		sp.bytes += size
 	}
 	if len(sp.segs) > 0 {
-		sp.ackN, sp.ackOff = sp.segs[0].n, 0
-		if sp.segs[0].n == curN {
-			sp.ackOff = curOff
-		}
 		last := sp.segs[len(sp.segs)-1]
 		if sp.w, err = os.OpenFile(sp.path(last.n), os.O_WRONLY|os.O_APPEND, 0o600); err != nil {
 			return nil, lost, fmt.Errorf("spool: %w", err)
@@ -134,29 +121,38 @@ func (sp *spool) path(n uint64) string {
 	return filepath.Join(sp.dir, fmt.Sprintf("%020d%s", n, segExt))
 }
 
-func (sp *spool) loadCursor() (uint64, int64) {
+// loadCursor reads the segments' starts: lines of "<segment> <offset>".
+func (sp *spool) loadCursor() map[uint64]int64 {
+	starts := map[uint64]int64{}
 	b, err := os.ReadFile(filepath.Join(sp.dir, cursorFile))
 	if err != nil {
-		return 0, 0
+		return starts
 	}
-	f := strings.Fields(string(b))
-	if len(f) != 2 {
-		return 0, 0
+	for line := range strings.Lines(string(b)) {
+		f := strings.Fields(line)
+		if len(f) != 2 {
+			continue
+		}
+		n, err1 := strconv.ParseUint(f[0], 10, 64)
+		off, err2 := strconv.ParseInt(f[1], 10, 64)
+		if err1 == nil && err2 == nil && off > 0 {
+			starts[n] = off
+		}
 	}
-	n, err1 := strconv.ParseUint(f[0], 10, 64)
-	off, err2 := strconv.ParseInt(f[1], 10, 64)
-	if err1 != nil || err2 != nil || off < 0 {
-		return 0, 0
-	}
-	return n, off
+	return starts
 }
 
-// saveCursor writes the ack cursor (atomically: a temporary file renamed).
+// saveCursor writes the segments' starts (atomically: a temporary file renamed).
 func (sp *spool) saveCursor() error {
 	p := filepath.Join(sp.dir, cursorFile)
 	tmp := p + ".tmp"
-	data := fmt.Sprintf("%d %d\n", sp.ackN, sp.ackOff)
-	if err := os.WriteFile(tmp, []byte(data), 0o600); err != nil {
+	var data []byte
+	for _, seg := range sp.segs {
+		if seg.start > 0 {
+			data = fmt.Appendf(data, "%d %d\n", seg.n, seg.start)
+		}
+	}
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
 		return fmt.Errorf("spool cursor: %w", err)
 	}
 	if err := os.Rename(tmp, p); err != nil {
@@ -282,7 +278,6 @@ func (sp *spool) roll(next uint64) error {
 	sp.w = f
 	sp.segs = append(sp.segs, &segment{n: next})
 	if len(sp.segs) == 1 {
-		sp.ackN, sp.ackOff = next, 0
 		sp.rewind()
 	}
 	return nil
@@ -326,16 +321,19 @@ func (sp *spool) prepend(recs []*record) error {
 	}
 	sp.bytes += int64(len(b))
 	sp.count += int64(len(recs))
-	sp.ackN, sp.ackOff = n, 0
 	sp.rewind()
 	// a cursor still naming the old first segment would, after a crash, make the next open
 	// take the new one for delivered
 	return sp.saveCursor()
 }
 
-// rewind moves the read cursor back to the ack cursor (after a failed publish).
+// rewind moves the read cursor back to the first record not acknowledged (after a failed
+// publish).
 func (sp *spool) rewind() {
-	sp.readN, sp.rOff = sp.ackN, sp.ackOff
+	sp.readN, sp.rOff = 0, 0
+	if len(sp.segs) > 0 {
+		sp.readN, sp.rOff = sp.segs[0].n, sp.segs[0].start
+	}
 	if sp.r != nil {
 		sp.r.Close()
 		sp.r, sp.rb = nil, nil
@@ -403,37 +401,32 @@ func (sp *spool) next() (*record, error) {
 // ack marks r, the oldest record read and not yet acknowledged, delivered; a segment whose
 // records are all delivered is removed.
 func (sp *spool) ack(r *record) {
-	sp.ackN, sp.ackOff = r.seg, r.end
+	if len(sp.segs) == 0 || sp.segs[0].n != r.seg {
+		return // not the oldest: cannot happen while acks come in order
+	}
+	head := sp.segs[0]
+	head.start = r.end
 	sp.count--
-	for len(sp.segs) > 0 {
-		head := sp.segs[0]
-		if head.n != sp.ackN || sp.ackOff < head.size {
-			return
-		}
-		last := len(sp.segs) == 1
-		if last && sp.count > 0 {
-			return
-		}
-		if last {
-			sp.w.Close()
-			sp.w = nil
-		}
-		if sp.r != nil && sp.readN == head.n {
-			sp.r.Close()
-			sp.r, sp.rb = nil, nil
-		}
-		os.Remove(sp.path(head.n))
-		sp.bytes -= head.size
-		sp.segs = sp.segs[1:]
-		if len(sp.segs) == 0 {
-			sp.ackN, sp.ackOff, sp.readN, sp.rOff = 0, 0, 0, 0
-			sp.count = 0
-			return
-		}
-		sp.ackN, sp.ackOff = sp.segs[0].n, 0
-		if sp.readN == head.n {
-			sp.readN, sp.rOff = sp.ackN, 0
-		}
+	if head.start < head.size {
+		return
+	}
+	if len(sp.segs) == 1 {
+		sp.w.Close()
+		sp.w = nil
+	}
+	if sp.r != nil && sp.readN == head.n {
+		sp.r.Close()
+		sp.r, sp.rb = nil, nil
+	}
+	os.Remove(sp.path(head.n))
+	sp.bytes -= head.size
+	sp.segs = sp.segs[1:]
+	if len(sp.segs) == 0 {
+		sp.segs, sp.readN, sp.rOff, sp.count = nil, 0, 0, 0
+		return
+	}
+	if sp.readN == head.n {
+		sp.readN, sp.rOff = sp.segs[0].n, sp.segs[0].start
 	}
 }
 
