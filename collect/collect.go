@@ -464,56 +464,64 @@ func (c *collector) closeAll() {
 	}
 }
 
-// seed remembers the event ids in the last seedBytes of each sensor's newest file, so a
-// message written just before a crash and delivered again is not written twice.
+// seed remembers the event ids in the last seedBytes of each sensor's files (the newest
+// days), so a message written just before a crash and delivered again is not written twice.
 func (c *collector) seed() (int, error) {
 	ents, err := os.ReadDir(c.o.Out)
 	if err != nil {
 		return 0, fmt.Errorf("collect: %w", err)
 	}
 	n := 0
-	key := []byte(`,"` + natssink.MsgIDField + `":"`)
 	for _, e := range ents {
 		if !e.IsDir() {
 			continue
 		}
-		dir := filepath.Join(c.o.Out, e.Name())
-		names, _ := filepath.Glob(filepath.Join(dir, "*.jsonl"))
-		if len(names) == 0 {
-			continue
-		}
+		names, _ := filepath.Glob(filepath.Join(c.o.Out, e.Name(), "*.jsonl"))
 		slices.Sort(names)
-		f, err := os.Open(names[len(names)-1])
-		if err != nil {
-			return n, fmt.Errorf("collect: %w", err)
-		}
-		st, err := f.Stat()
-		if err != nil {
-			f.Close()
-			return n, fmt.Errorf("collect: %w", err)
-		}
-		off := max(st.Size()-seedBytes, 0)
-		b := make([]byte, st.Size()-off)
-		_, err = f.ReadAt(b, off)
-		f.Close()
-		if err != nil && err != io.EOF {
-			return n, fmt.Errorf("collect: %w", err)
-		}
-		for line := range bytes.SplitSeq(b, []byte{'\n'}) {
-			i := bytes.LastIndex(line, key)
-			if i < 0 {
-				continue
+		budget := int64(seedBytes)
+		for i := len(names) - 1; i >= 0 && budget > 0; i-- {
+			got, used, err := c.seedFile(names[i], budget)
+			if err != nil {
+				return n, err
 			}
-			// the id is the last field: a JSON string, then the closing brace
-			var id string
-			if len(line) > i+len(key) && line[len(line)-1] == '}' &&
-				json.Unmarshal(line[i+len(key)-1:len(line)-1], &id) == nil && id != "" {
-				c.seen.add(id)
-				n++
-			}
+			n += got
+			budget -= used
 		}
 	}
 	return n, nil
+}
+
+// seedFile remembers the ids in the last budget bytes of a file.
+func (c *collector) seedFile(path string, budget int64) (ids int, used int64, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, 0, fmt.Errorf("collect: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return 0, 0, fmt.Errorf("collect: %w", err)
+	}
+	off := max(st.Size()-budget, 0)
+	b := make([]byte, st.Size()-off)
+	if _, err := f.ReadAt(b, off); err != nil && err != io.EOF {
+		return 0, 0, fmt.Errorf("collect: %w", err)
+	}
+	key := []byte(`,"` + natssink.MsgIDField + `":"`)
+	for line := range bytes.SplitSeq(b, []byte{'\n'}) {
+		i := bytes.LastIndex(line, key)
+		if i < 0 {
+			continue
+		}
+		// the id is the last field: a JSON string, then the closing brace
+		var id string
+		if len(line) > i+len(key) && line[len(line)-1] == '}' &&
+			json.Unmarshal(line[i+len(key)-1:len(line)-1], &id) == nil && id != "" {
+			c.seen.add(id)
+			ids++
+		}
+	}
+	return ids, int64(len(b)), nil
 }
 
 // window remembers the last n ids added.
