@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -62,6 +63,7 @@ const (
 	// seedBytes is how much of each sensor's newest file a starting collector reads to
 	// remember the ids it already wrote.
 	seedBytes = 8 << 20
+	lockFile  = ".icsnare-collect.lock"
 )
 
 // Stats count what a collector did.
@@ -82,6 +84,15 @@ func Run(ctx context.Context, o Options) (Stats, error) {
 	c := &collector{o: o, log: o.Logger, files: map[string]*outFile{}, seen: newWindow(o.DedupWindow)}
 	if err := os.MkdirAll(o.Out, 0o750); err != nil {
 		return c.st, fmt.Errorf("collect: %w", err)
+	}
+	// two collectors appending to the same files would interleave their buffers
+	lock, err := os.OpenFile(filepath.Join(o.Out, lockFile), os.O_RDWR|os.O_CREATE, 0o640)
+	if err != nil {
+		return c.st, fmt.Errorf("collect: %w", err)
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		return c.st, fmt.Errorf("collect: %s is in use by another collector: %w", o.Out, err)
 	}
 	if n, err := c.seed(); err != nil {
 		return c.st, err

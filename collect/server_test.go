@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -150,11 +151,26 @@ func TestCollectIsIdempotentAndSkipsHostileMessages(t *testing.T) {
 	ents, _ := os.ReadDir(out)
 	var dirs []string
 	for _, e := range ents {
-		dirs = append(dirs, e.Name())
+		if e.IsDir() {
+			dirs = append(dirs, e.Name())
+		}
 	}
 	if strings.Join(dirs, ",") != "_unknown,a__b,plant-1" {
 		t.Fatalf("output directories %v, want _unknown, a__b and plant-1", dirs)
 	}
+
+	// one collector per directory
+	lock, err := os.OpenFile(filepath.Join(out, lockFile), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Run(ctx, o); err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("a second collector on the same directory: %v", err)
+	}
+	lock.Close()
 
 	// a restarted collector remembers what it wrote
 	time.Sleep(200 * time.Millisecond)

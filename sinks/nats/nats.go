@@ -52,13 +52,25 @@ type Sink struct {
 
 	sent, dups, dropped, failures atomic.Int64
 	lastSuccess                   atomic.Int64 // unix nanoseconds
-	dropLogged                    atomic.Bool
+	dropLogged, rejectLogged      atomic.Bool
 }
 
 type flight struct {
 	r    *record
 	fut  jetstream.PubAckFuture
 	sent time.Time
+	// rejected: the server will never take this event (larger than its max_payload, or
+	// than the stream's max_msg_size); it is dropped and counted when its turn comes, so
+	// the spool's acknowledgements stay in order.
+	rejected error
+}
+
+// permanent reports whether the server refused a message for good: retrying would stall
+// every event behind it.
+func permanent(err error) bool {
+	var api *jetstream.APIError
+	return errors.Is(err, nats.ErrMaxPayload) ||
+		errors.As(err, &api) && api.ErrorCode == jetstream.JSErrCodeStreamMessageExceedsMaximum
 }
 
 var _ events.Spooler = (*Sink)(nil)
@@ -427,6 +439,24 @@ func (s *Sink) requeue() {
 	s.sp.rewind()
 }
 
+// retire takes the head of the window away: acknowledged, or dropped for good.
+func (s *Sink) retire(head flight, cursorSaved *time.Time) {
+	s.inflight[0] = flight{}
+	s.inflight = s.inflight[1:]
+	if len(s.inflight) == 0 {
+		s.inflight = nil
+	}
+	if head.r.fromDisk {
+		s.mu.Lock()
+		s.sp.ack(head.r)
+		if time.Since(*cursorSaved) > time.Second {
+			s.sp.saveCursor()
+			*cursorSaved = time.Now()
+		}
+		s.mu.Unlock()
+	}
+}
+
 // pump publishes until an error (returned), or, stopping, until nothing is left or the
 // deadline passes (nil). It starts with one message in flight and opens the window after
 // the first ack, so a server that has just come back cannot store a later event before an
@@ -454,6 +484,10 @@ func (s *Sink) pump(stopping bool, deadline time.Time) (progressed bool, err err
 			m.Header.Set(jetstream.MsgIDHeader, r.id)
 			m.Data = r.data
 			fut, err := s.js.PublishMsgAsync(m)
+			if err != nil && permanent(err) {
+				s.inflight = append(s.inflight, flight{r: r, rejected: err})
+				continue
+			}
 			if err != nil {
 				s.inflight = append(s.inflight, flight{r: r})
 				return progressed, err
@@ -479,6 +513,15 @@ func (s *Sink) pump(stopping bool, deadline time.Time) (progressed bool, err err
 			continue
 		}
 		head := s.inflight[0]
+		if head.rejected != nil {
+			s.retire(head, &cursorSaved)
+			s.dropped.Add(1)
+			if s.rejectLogged.CompareAndSwap(false, true) {
+				s.log.Error("nats: the server refuses an event for good; dropped (logged once)", "id", head.r.id,
+					"bytes", len(head.r.data), "err", head.rejected)
+			}
+			continue
+		}
 		wait := time.Until(head.sent.Add(s.o.AckTimeout))
 		if stopping {
 			wait = min(wait, time.Until(deadline))
@@ -491,23 +534,14 @@ func (s *Sink) pump(stopping bool, deadline time.Time) (progressed bool, err err
 			}
 			s.sent.Add(1)
 			s.lastSuccess.Store(time.Now().UnixNano())
-			s.inflight[0] = flight{}
-			s.inflight = s.inflight[1:]
-			if len(s.inflight) == 0 {
-				s.inflight = nil
-			}
-			if head.r.fromDisk {
-				s.mu.Lock()
-				s.sp.ack(head.r)
-				if time.Since(cursorSaved) > time.Second {
-					s.sp.saveCursor()
-					cursorSaved = time.Now()
-				}
-				s.mu.Unlock()
-			}
+			s.retire(head, &cursorSaved)
 			progressed = true
 			window = s.o.MaxInFlight
 		case err := <-head.fut.Err():
+			if permanent(err) {
+				s.inflight[0].rejected = err
+				continue
+			}
 			return progressed, err
 		case <-timer.C:
 			if stopping && time.Now().After(deadline) {

@@ -457,3 +457,71 @@ func TestReplayInOrderAndDeduplicated(t *testing.T) {
 		t.Fatalf("created stream's duplicate window %s, want %s", w, o.DuplicateWindow)
 	}
 }
+
+// TestRefusedEventsAreDroppedNotRetried: an event larger than the server's max_payload, or
+// than the stream's max_msg_size, is dropped and counted, and the events behind it (from
+// memory and from the spool) are delivered in order: a hostile payload cannot wedge the
+// queue.
+func TestRefusedEventsAreDroppedNotRetried(t *testing.T) {
+	addr := unusedAddr(t)
+	o := DefaultOptions()
+	o.Servers = []string{"nats://" + addr}
+	o.Stream = "SIZES"
+	o.Buffer = 2 // the rest goes to the spool
+	o.RetryMax = 200 * time.Millisecond
+	s, err := Open(context.Background(), *o, events.Env{SensorID: "sizes", StateDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	sizes := []int{0, 3 << 20, 0, 4 << 10, 0, 0, 3 << 20, 0} // 3 MiB > max_payload; 4 KiB (8 KiB as hex) > max_msg_size
+	var want []int
+	for i, n := range sizes {
+		e := event(i)
+		e.Request = make([]byte, n)
+		if err := s.Write(e); err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			want = append(want, i)
+		}
+	}
+	startServer(t, addr, t.TempDir())
+	nc, err := nats.Connect("nats://" + addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "SIZES", Subjects: []string{"icsnare.>"}, MaxMsgSize: 4096}); err != nil {
+		t.Fatal(err)
+	}
+	for st := s.Stats(); st.Sent+st.Dropped < int64(len(sizes)); st = s.Stats() {
+		if ctx.Err() != nil {
+			t.Fatalf("stuck: %+v", st)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if st := s.Stats(); st.Sent != int64(len(want)) || st.Dropped != 3 || st.Spooled != 0 {
+		t.Fatalf("%+v: want %d sent, 3 dropped, nothing spooled", st, len(want))
+	}
+	cons, err := js.OrderedConsumer(ctx, "SIZES", jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, i := range want {
+		m, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var doc struct {
+			N int `json:"n"`
+		}
+		json.Unmarshal(m.Data(), &doc)
+		if doc.N != i {
+			t.Fatalf("stored event %d, want %d (order)", doc.N, i)
+		}
+	}
+}
