@@ -81,9 +81,29 @@ func (s *natsServer) kill() {
 
 // fleetSensor is one `icsnare run` publishing to NATS.
 type fleetSensor struct {
-	id, addr, events string
-	cmd              *exec.Cmd
-	logs             *syncLog
+	id, addr, events, state string
+	bin                     string
+	args                    []string
+	cmd                     *exec.Cmd
+	logs                    *syncLog
+	restarted               bool
+}
+
+func (s *fleetSensor) start(t *testing.T) {
+	t.Helper()
+	s.cmd = exec.Command(s.bin, s.args...)
+	s.cmd.Stderr = s.logs
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (s *fleetSensor) stop(t *testing.T) {
+	t.Helper()
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	if err := s.cmd.Wait(); err != nil {
+		t.Fatalf("%s exit: %v", s.id, err)
+	}
 }
 
 // readJSONLines parses a JSON-lines file (absent: none).
@@ -136,7 +156,7 @@ func TestNATSFleetSurvivesServerOutage(t *testing.T) {
 	for i := range 3 {
 		dir := t.TempDir()
 		s := &fleetSensor{id: fmt.Sprintf("plant-%d", i+1), addr: fmt.Sprintf("127.77.%d.%d", net2, 10+i),
-			events: filepath.Join(dir, "events.jsonl")}
+			events: filepath.Join(dir, "events.jsonl"), state: filepath.Join(dir, "state"), bin: bin, logs: &syncLog{}}
 		cfg := filepath.Join(dir, "icsnare.toml")
 		conf := fmt.Sprintf(`[sinks.nats]
 servers = [%q]
@@ -145,17 +165,14 @@ create_stream = true
 ack_timeout = "2s"
 retry_max = "1s"
 close_timeout = "10s"
+buffer = 16
 `, srv.url())
 		if err := os.WriteFile(cfg, []byte(conf), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		s.cmd = exec.Command(bin, "run", "--config", cfg, "--listen", s.addr, "--port-offset", strconv.Itoa(off),
-			"--metrics", "off", "--events", s.events, "--user", "root", "--sensor-id", s.id, "--state", filepath.Join(dir, "state"))
-		s.logs = &syncLog{}
-		s.cmd.Stderr = s.logs
-		if err := s.cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
+		s.args = []string{"run", "--config", cfg, "--listen", s.addr, "--port-offset", strconv.Itoa(off),
+			"--metrics", "off", "--events", s.events, "--user", "root", "--sensor-id", s.id, "--state", s.state}
+		s.start(t)
 		t.Cleanup(func() {
 			if s.cmd.ProcessState == nil {
 				s.cmd.Process.Kill()
@@ -203,7 +220,20 @@ close_timeout = "10s"
 	srv.kill()
 	down := time.Now()
 	t.Log("nats-server killed")
-	traffic(20)
+	traffic(10)
+	// one sensor restarts during the outage: what it spooled must survive
+	restarted := sensors[2]
+	restarted.stop(t)
+	restarted.start(t)
+	restarted.restarted = true
+	waitListening(t, fmt.Sprintf("%s:%d", restarted.addr, 502+off))
+	traffic(10)
+	for _, s := range sensors {
+		segs, _ := filepath.Glob(filepath.Join(s.state, "nats", s.id, "spool", "*.seg"))
+		if len(segs) == 0 {
+			t.Errorf("%s: no spool segment on disk during the outage", s.id)
+		}
+	}
 	time.Sleep(time.Until(down.Add(10 * time.Second)))
 	srv.start()
 	t.Logf("nats-server restarted after %s", time.Since(down).Round(100*time.Millisecond))
@@ -233,10 +263,7 @@ close_timeout = "10s"
 	}
 	waitFor("after the restart")
 	for _, s := range sensors {
-		s.cmd.Process.Signal(syscall.SIGTERM)
-		if err := s.cmd.Wait(); err != nil {
-			t.Fatalf("%s exit: %v", s.id, err)
-		}
+		s.stop(t)
 	}
 	waitFor("after the sensors stopped")
 	time.Sleep(time.Second) // anything more would be a duplicate: give it time to show
@@ -250,6 +277,9 @@ close_timeout = "10s"
 		logs := s.logs.String()
 		if !strings.Contains(logs, "cannot deliver; spooling") || !strings.Contains(logs, "delivering again") {
 			t.Errorf("%s did not log the outage and the recovery:\n%s", s.id, logs)
+		}
+		if s.restarted && !strings.Contains(logs, "events spooled by an earlier run") {
+			t.Errorf("%s: the restarted run did not find the spool of the first:\n%s", s.id, logs)
 		}
 		want := readJSONLines(t, s.events)
 		got := collected(t, out, s.id)
@@ -277,7 +307,8 @@ close_timeout = "10s"
 			if !ok || err != nil {
 				t.Fatalf("%s: event id %q is not <sensor>-<sequence>", s.id, id)
 			}
-			if i > 0 && seq != prev+1 {
+			// a restart continues after the block of sequences it had reserved
+			if i > 0 && (seq <= prev || seq != prev+1 && !s.restarted) {
 				t.Errorf("%s: event %d has sequence %d after %d (order or loss)", s.id, i, seq, prev)
 			}
 			prev = seq
