@@ -57,6 +57,8 @@ func (c Conn) Options(name string) ([]nats.Option, error) {
 		nats.ReconnectJitter(100*time.Millisecond, time.Second),
 		nats.RetryOnFailedConnect(true),
 		nats.ReconnectBufSize(-1),
+		// credentials refused now may be accepted after the server's configuration is fixed
+		nats.IgnoreAuthErrorAbort(),
 	}
 	switch {
 	case c.Creds != "":

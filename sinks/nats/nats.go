@@ -356,7 +356,8 @@ func (s *Sink) run(ctx context.Context) {
 		}
 		if !outage {
 			outage = true
-			s.log.Warn("nats: cannot deliver; spooling until the server acknowledges again", "err", err)
+			s.log.Warn("nats: cannot deliver; spooling until the server acknowledges again", "err", err,
+				"connection_error", s.nc.LastError())
 		}
 		if stopping {
 			return
