@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"maps"
 	"math/rand/v2"
 	"net"
@@ -336,4 +337,23 @@ func lastLine(s string) string {
 		return s[i+1:]
 	}
 	return s
+}
+
+func TestCollectUsage(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"collect"}, exitUsage, "--nats URL and --out DIR are required"},
+		{[]string{"collect", "--nats", "nats://127.77.0.1:1"}, exitUsage, "required"},
+		{[]string{"collect", "--nats", "nats://127.77.0.1:1", "--out", "x", "extra"}, exitUsage, "unexpected argument"},
+		{[]string{"collect", "--nats", "nats://127.77.0.1:1", "--out", t.TempDir(), "--stream", "a.b"}, 1, "stream"},
+		{[]string{"collect", "--nats", "nats://127.77.0.1:1", "--out", t.TempDir(), "--user", "u", "--nkey", "f"}, 1, "at most one"},
+	} {
+		var stderr strings.Builder
+		if code := run(c.args, io.Discard, &stderr); code != c.code || !strings.Contains(stderr.String(), c.want) {
+			t.Errorf("%q: exit %d, %q; want %d and %q", c.args, code, stderr.String(), c.code, c.want)
+		}
+	}
 }
