@@ -274,7 +274,7 @@ func event(i int) *protocols.Event {
 }
 
 // unusedAddr returns host:port on an address of 127.77.0.0/16 where nothing listens.
-func unusedAddr(t *testing.T) string {
+func unusedAddr(t testing.TB) string {
 	ln, err := net.Listen("tcp", fmt.Sprintf("127.77.%d.%d:0", 1+rand.IntN(250), 1+rand.IntN(250)))
 	if err != nil {
 		t.Fatal(err)
@@ -342,7 +342,7 @@ func TestOpenNeedsAStateDirectory(t *testing.T) {
 
 // startServer runs nats-server -js on addr (our own 127.77 address, a port the kernel
 // picked) and returns a func that stops it.
-func startServer(t *testing.T, addr, store string) func() {
+func startServer(t testing.TB, addr, store string) func() {
 	t.Helper()
 	bin := protocoltest.NeedTool(t, "nats-server")
 	host, port, _ := net.SplitHostPort(addr)
@@ -524,4 +524,34 @@ func TestRefusedEventsAreDroppedNotRetried(t *testing.T) {
 			t.Fatalf("stored event %d, want %d (order)", doc.N, i)
 		}
 	}
+}
+
+// BenchmarkPublish measures events written and acknowledged per second through a real
+// nats-server (one sensor, default window).
+func BenchmarkPublish(b *testing.B) {
+	addr := unusedAddr(b)
+	stop := startServer(b, addr, b.TempDir())
+	defer stop()
+	o := DefaultOptions()
+	o.Servers, o.CreateStream, o.Stream = []string{"nats://" + addr}, true, "BENCH"
+	s, err := Open(context.Background(), *o, events.Env{SensorID: "bench", StateDir: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	e := event(1)
+	e.Request = make([]byte, 12)
+	e.Response = make([]byte, 25)
+	b.ResetTimer()
+	for range b.N {
+		if err := s.Write(e); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for s.Stats().Sent+s.Stats().Dropped < int64(b.N) {
+		time.Sleep(time.Millisecond)
+	}
+	b.StopTimer()
+	st := s.Stats()
+	b.ReportMetric(float64(st.Sent)/b.Elapsed().Seconds(), "acked/s")
 }
