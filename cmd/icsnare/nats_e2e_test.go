@@ -264,6 +264,12 @@ buffer = 16
 	}
 	waitFor("after the restart")
 	for _, s := range sensors {
+		logs := s.logs.String()
+		if !strings.Contains(logs, "cannot deliver; spooling") || !strings.Contains(logs, "delivering again") {
+			t.Errorf("%s did not log the outage and the recovery while running:\n%s", s.id, logs)
+		}
+	}
+	for _, s := range sensors {
 		s.stop(t)
 	}
 	waitFor("after the sensors stopped")
@@ -276,9 +282,6 @@ buffer = 16
 	ids := map[string]bool{}
 	for _, s := range sensors {
 		logs := s.logs.String()
-		if !strings.Contains(logs, "cannot deliver; spooling") || !strings.Contains(logs, "delivering again") {
-			t.Errorf("%s did not log the outage and the recovery:\n%s", s.id, logs)
-		}
 		if s.restarted && !strings.Contains(logs, "events spooled by an earlier run") {
 			t.Errorf("%s: the restarted run did not find the spool of the first:\n%s", s.id, logs)
 		}

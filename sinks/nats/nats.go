@@ -45,6 +45,7 @@ type Sink struct {
 
 	inflight []flight // the sender's; Close's once the sender is done
 	streamOK bool
+	outage   bool // the sender's: it has logged that it cannot deliver
 
 	wake, conn chan struct{}
 	stop, done chan struct{}
@@ -327,7 +328,6 @@ func (s *Sink) run(ctx context.Context) {
 	stopping := false
 	var deadline time.Time
 	pause := 100 * time.Millisecond
-	outage := false
 	for {
 		if !stopping {
 			select {
@@ -343,10 +343,6 @@ func (s *Sink) run(ctx context.Context) {
 			progressed, err = s.pump(stopping, deadline)
 			if progressed {
 				pause = 100 * time.Millisecond
-				if outage {
-					outage = false
-					s.log.Info("nats: delivering again", "spooled", s.Spooled())
-				}
 			}
 			if err == nil {
 				return // stopping, and done or out of time
@@ -354,8 +350,8 @@ func (s *Sink) run(ctx context.Context) {
 			s.failures.Add(1)
 			s.requeue()
 		}
-		if !outage {
-			outage = true
+		if !s.outage {
+			s.outage = true
 			s.log.Warn("nats: cannot deliver; spooling until the server acknowledges again", "err", err,
 				"connection_error", s.nc.LastError())
 		}
@@ -538,6 +534,10 @@ func (s *Sink) pump(stopping bool, deadline time.Time) (progressed bool, err err
 			s.retire(head, &cursorSaved)
 			progressed = true
 			window = s.o.MaxInFlight
+			if s.outage {
+				s.outage = false
+				s.log.Info("nats: delivering again", "spooled", s.Spooled())
+			}
 		case err := <-head.fut.Err():
 			if permanent(err) {
 				s.inflight[0].rejected = err
