@@ -196,6 +196,8 @@ type collector struct {
 	seen  *window
 	dirs  map[string]bool // directories created since the last sync
 	bad   time.Time       // last time an invalid message was logged
+	// reported is when progress was last logged
+	reported time.Time
 }
 
 type outFile struct {
@@ -243,6 +245,10 @@ func (c *collector) consume(ctx context.Context, js jetstream.JetStream) error {
 		}
 		for _, m := range got {
 			m.Ack() // lost acks mean a redelivery, which the window absorbs
+		}
+		if len(got) > 0 && time.Since(c.reported) >= time.Minute {
+			c.reported = time.Now()
+			c.log.Info("collect: progress", "written", c.st.Written, "duplicates", c.st.Duplicates, "invalid", c.st.Invalid)
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
 			return err
