@@ -206,7 +206,7 @@ func (s *Sink) Write(e *protocols.Event) error {
 		s.dropped.Add(1)
 		return fmt.Errorf("nats: event dropped: %w", err)
 	}
-	id := s.sensor + "-" + strconv.FormatUint(n, 10)
+	id := Token(s.sensor) + "-" + strconv.FormatUint(n, 10) // a header value: no CR, LF or spaces
 	s.buf = appendEvent(s.buf[:0], e, id)
 	subj, ok := s.subjects[e.Type]
 	if !ok {

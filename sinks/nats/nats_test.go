@@ -555,3 +555,29 @@ func BenchmarkPublish(b *testing.B) {
 	st := s.Stats()
 	b.ReportMetric(float64(st.Sent)/b.Elapsed().Seconds(), "acked/s")
 }
+
+// TestHostileSensorID: a sensor id with line breaks, spaces and wildcards still gives a valid
+// subject and a header-safe message id.
+func TestHostileSensorID(t *testing.T) {
+	o := DefaultOptions()
+	o.Servers = []string{"nats://" + unusedAddr(t)}
+	s, err := Open(context.Background(), *o, events.Env{SensorID: "a b\r\nX-Evil: 1.*>", StateDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Write(event(1)); err != nil {
+		t.Fatal(err)
+	}
+	s.mu.Lock()
+	r := s.mem[0]
+	s.mu.Unlock()
+	if strings.ContainsAny(r.id, " \r\n:*>.") || strings.ContainsAny(r.subject, " \r\n*>") ||
+		!strings.HasPrefix(r.subject, "icsnare.a_b__X-Evil__1___.") {
+		t.Fatalf("id %q, subject %q", r.id, r.subject)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(r.data, &doc); err != nil || doc[MsgIDField] != r.id {
+		t.Fatalf("body %s: %v", r.data, err)
+	}
+}
