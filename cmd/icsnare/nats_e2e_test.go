@@ -360,3 +360,79 @@ func TestCollectUsage(t *testing.T) {
 		}
 	}
 }
+
+// TestNATSSpoolFullIsNotAStall: with the NATS server away and a 64 KiB spool, a sensor under
+// Modbus traffic answers every request, its events file gets every event, the events the
+// spool cannot take are counted as failures of the nats sink, and SIGTERM still ends it.
+func TestNATSSpoolFullIsNotAStall(t *testing.T) {
+	protocoltest.NeedTool(t, "go")
+	bin := buildStatic(t)
+	net2 := 1 + rand.IntN(250)
+	away := fmt.Sprintf("127.77.%d.1", net2)
+	ln, err := net.Listen("tcp", away+":0") // a port where nothing listens afterwards
+	if err != nil {
+		t.Fatal(err)
+	}
+	natsURL := "nats://" + ln.Addr().String()
+	ln.Close()
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "icsnare.toml")
+	conf := fmt.Sprintf(`[sinks.nats]
+servers = [%q]
+buffer = 16
+spool_max_bytes = 65536
+spool_segment_bytes = 65536
+close_timeout = "1s"
+`, natsURL)
+	if err := os.WriteFile(cfg, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.77.%d.20", net2)
+	off := protocoltest.FreeOffset(t)
+	events := filepath.Join(dir, "events.jsonl")
+	p := launch(t, bin, addr, "run", "--config", cfg, "--listen", addr, "--port-offset", strconv.Itoa(off),
+		"--events", events, "--user", "root", "--sensor-id", "full", "--state", filepath.Join(dir, "state"))
+	target := fmt.Sprintf("%s:%d", addr, 502+off)
+	waitListening(t, target)
+	const requests = 300
+	for i := range requests {
+		if v, err := readHolding(target); err != nil || v != 1 {
+			t.Fatalf("request %d: %d, %v", i, v, err)
+		}
+	}
+	var failed float64
+	deadline := time.Now().Add(10 * time.Second)
+	for failed == 0 && time.Now().Before(deadline) {
+		time.Sleep(300 * time.Millisecond) // the bus flushes on a timer
+		failed = p.metric(t, `icsnare_events_failed_total{sink="nats"}`)
+	}
+	p.stop(t)
+	got := readJSONLines(t, events)
+	n := 0
+	for _, e := range got {
+		if e["event_type"] == "modbus.request" {
+			n++
+		}
+	}
+	if n != requests {
+		t.Fatalf("events file: %d modbus.request events, want %d", n, requests)
+	}
+	if failed == 0 {
+		t.Fatalf("no failure of the nats sink counted with a full spool (%d events)", len(got))
+	}
+	segs, _ := filepath.Glob(filepath.Join(dir, "state", "nats", "full", "spool", "*.seg"))
+	var size int64
+	for _, s := range segs {
+		if st, err := os.Stat(s); err == nil {
+			size += st.Size()
+		}
+	}
+	// the memory queue (16 events) joins the spool at shutdown, past the bound
+	if size == 0 || size > 65536+16*2048 {
+		t.Fatalf("spool holds %d bytes, want some and at most the bound plus the memory queue", size)
+	}
+	if !strings.Contains(p.log.String(), "the spool cannot take more") {
+		t.Errorf("no log line about the full spool:\n%s", p.log.String())
+	}
+	t.Logf("%d requests answered, %d events in the file, %.0f refused by the full spool (%d bytes spooled)", requests, len(got), failed, size)
+}
