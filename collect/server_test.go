@@ -85,6 +85,24 @@ func TestCollectIsIdempotentAndSkipsHostileMessages(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// storeAgain publishes an id the stream already holds until its duplicate window has
+	// let go of it and the stream stores it a second time
+	storeAgain := func(id, body string) {
+		t.Helper()
+		for {
+			m := nats.NewMsg("icsnare.plant-1.modbus.request")
+			m.Header.Set(jetstream.MsgIDHeader, id)
+			m.Data = []byte(body)
+			ack, err := js.PublishMsg(ctx, m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !ack.Duplicate {
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
 	ev := func(id string) string {
 		return `{"timestamp":"2026-11-29T10:00:00Z","event_type":"modbus.request","event_id":"` + id + `"}`
 	}
@@ -94,8 +112,7 @@ func TestCollectIsIdempotentAndSkipsHostileMessages(t *testing.T) {
 	pub("icsnare.plant-1.modbus.request", "bad-1", `{"not json`)
 	pub(`icsnare.a/\b.modbus.request`, "evil-1", ev("evil-1"))
 	pub("icsnare.short", "short-1", ev("short-1"))
-	time.Sleep(200 * time.Millisecond) // past the stream's duplicate window
-	pub("icsnare.plant-1.modbus.request", "plant-1-3", ev("plant-1-3"))
+	storeAgain("plant-1-3", ev("plant-1-3"))
 	pub("icsnare.plant-1.modbus.request", "", "{\n\"timestamp\": \"2026-11-30T00:00:01Z\"\n}")
 
 	out := t.TempDir()
@@ -173,8 +190,7 @@ func TestCollectIsIdempotentAndSkipsHostileMessages(t *testing.T) {
 	lock.Close()
 
 	// a restarted collector remembers what it wrote
-	time.Sleep(200 * time.Millisecond)
-	pub("icsnare.plant-1.modbus.request", "plant-1-4", ev("plant-1-4"))
+	storeAgain("plant-1-4", ev("plant-1-4"))
 	pub("icsnare.plant-1.modbus.request", "plant-1-5", ev("plant-1-5"))
 	st = run(consumerDone)
 	if st.Written != 1 || st.Duplicates != 1 {
