@@ -46,6 +46,9 @@ type Sink struct {
 	inflight []flight // the sender's; Close's once the sender is done
 	streamOK bool
 	outage   bool // the sender's: it has logged that it cannot deliver
+	// the sender's: Close asked it to stop; it delivers what it can until deadline
+	stopping bool
+	deadline time.Time
 
 	wake, conn chan struct{}
 	stop, done chan struct{}
@@ -325,22 +328,19 @@ var (
 // them, and backs off while it does not.
 func (s *Sink) run(ctx context.Context) {
 	defer close(s.done)
-	stopping := false
-	var deadline time.Time
 	pause := 100 * time.Millisecond
 	for {
-		if !stopping {
+		if !s.stopping {
 			select {
 			case <-s.stop:
-				stopping, deadline = true, time.Now().Add(s.o.CloseTimeout)
-			case <-ctx.Done():
+				s.beginStop()
 			default:
 			}
 		}
 		err := s.ready(ctx)
 		if err == nil {
 			var progressed bool
-			progressed, err = s.pump(stopping, deadline)
+			progressed, err = s.pump()
 			if progressed {
 				pause = 100 * time.Millisecond
 			}
@@ -355,7 +355,7 @@ func (s *Sink) run(ctx context.Context) {
 			s.log.Warn("nats: cannot deliver; spooling until the server acknowledges again", "err", err,
 				"connection_error", s.nc.LastError())
 		}
-		if stopping {
+		if s.stopping {
 			return
 		}
 		t := time.NewTimer(pause)
@@ -363,10 +363,17 @@ func (s *Sink) run(ctx context.Context) {
 		case <-t.C:
 		case <-s.conn:
 		case <-s.stop:
-			stopping, deadline = true, time.Now().Add(s.o.CloseTimeout)
+			s.beginStop()
 		}
 		t.Stop()
 		pause = min(2*pause, s.o.RetryMax)
+	}
+}
+
+// beginStop starts the sender's last CloseTimeout.
+func (s *Sink) beginStop() {
+	if !s.stopping {
+		s.stopping, s.deadline = true, time.Now().Add(s.o.CloseTimeout)
 	}
 }
 
@@ -458,10 +465,10 @@ func (s *Sink) retire(head flight, cursorSaved *time.Time) {
 // deadline passes (nil). It starts with one message in flight and opens the window after
 // the first ack, so a server that has just come back cannot store a later event before an
 // earlier one it refused.
-func (s *Sink) pump(stopping bool, deadline time.Time) (progressed bool, err error) {
+func (s *Sink) pump() (progressed bool, err error) {
 	window := 1
 	stopC := s.stop // nil once stopping: a closed channel is always ready
-	if stopping {
+	if s.stopping {
 		stopC = nil
 	}
 	timer := time.NewTimer(time.Hour)
@@ -491,7 +498,7 @@ func (s *Sink) pump(stopping bool, deadline time.Time) (progressed bool, err err
 			}
 			s.inflight = append(s.inflight, flight{r: r, fut: fut, sent: time.Now()})
 		}
-		if stopping && (len(s.inflight) == 0 || time.Now().After(deadline)) {
+		if s.stopping && (len(s.inflight) == 0 || time.Now().After(s.deadline)) {
 			return progressed, nil
 		}
 		if len(s.inflight) == 0 {
@@ -503,7 +510,8 @@ func (s *Sink) pump(stopping bool, deadline time.Time) (progressed bool, err err
 					return progressed, errDisconnected
 				}
 			case <-stopC:
-				stopping, deadline, stopC = true, time.Now().Add(s.o.CloseTimeout), nil
+				s.beginStop()
+				stopC = nil
 			case <-timer.C:
 			}
 			timer.Stop()
@@ -520,8 +528,8 @@ func (s *Sink) pump(stopping bool, deadline time.Time) (progressed bool, err err
 			continue
 		}
 		wait := time.Until(head.sent.Add(s.o.AckTimeout))
-		if stopping {
-			wait = min(wait, time.Until(deadline))
+		if s.stopping {
+			wait = min(wait, time.Until(s.deadline))
 		}
 		timer.Reset(max(wait, 0))
 		select {
@@ -545,7 +553,7 @@ func (s *Sink) pump(stopping bool, deadline time.Time) (progressed bool, err err
 			}
 			return progressed, err
 		case <-timer.C:
-			if stopping && time.Now().After(deadline) {
+			if s.stopping && time.Now().After(s.deadline) {
 				return progressed, nil
 			}
 			if time.Since(head.sent) >= s.o.AckTimeout {
@@ -556,7 +564,8 @@ func (s *Sink) pump(stopping bool, deadline time.Time) (progressed bool, err err
 				return progressed, errDisconnected
 			}
 		case <-stopC:
-			stopping, deadline, stopC = true, time.Now().Add(s.o.CloseTimeout), nil
+			s.beginStop()
+			stopC = nil
 		case <-s.wake:
 		}
 		timer.Stop()
