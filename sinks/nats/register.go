@@ -90,7 +90,7 @@ func DefaultOptions() *Options {
 		AckTimeout:        5 * time.Second,
 		ConnectTimeout:    5 * time.Second,
 		RetryMax:          30 * time.Second,
-		CloseTimeout:      5 * time.Second,
+		CloseTimeout:      time.Second,
 		SpoolMaxBytes:     256 << 20,
 		SpoolSegmentBytes: 4 << 20,
 	}
