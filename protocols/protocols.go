@@ -250,6 +250,7 @@ type Event struct {
 
 	payload []byte  // storage of Request and Response when the event came from NewEvent
 	fields  []Field // storage of Fields likewise
+	refs    int32   // consumers still holding the event (ShareEvent)
 }
 
 // typeNames caches "<protocol>.<type>" strings, so emitting costs no string concatenation.
@@ -314,6 +315,18 @@ func ReleaseEvent(e *Event) {
 	clear(f[:cap(f)]) // drop references the fields held
 	*e = Event{payload: p, fields: f}
 	eventPool.Put(e)
+}
+
+// ShareEvent hands e to n consumers (the sensor's sinks); each gives its hold back with
+// UnshareEvent, and the last one returns e to the pool.
+func ShareEvent(e *Event, n int) { atomic.StoreInt32(&e.refs, int32(n)) }
+
+// UnshareEvent gives back one consumer's hold on e (see ShareEvent); e must not be used
+// after it by that consumer.
+func UnshareEvent(e *Event) {
+	if atomic.AddInt32(&e.refs, -1) <= 0 {
+		ReleaseEvent(e)
+	}
 }
 
 // Event phases of the sensor's session events.

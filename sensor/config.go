@@ -161,6 +161,9 @@ type EventsConfig struct {
 	Group string `toml:"group"`
 	// PublicIP is written as Conpot's public_ip (format "conpot"); it is never looked up.
 	PublicIP string `toml:"public_ip"`
+	// ShutdownBudget is how long the sinks get at shutdown to write what is queued, flush
+	// and close; a sink still busy then is abandoned and its losses logged.
+	ShutdownBudget Duration `toml:"shutdown_budget"`
 }
 
 // FileMode returns the parsed events.mode; 0 when unset (the file is created 0640 under
@@ -294,7 +297,7 @@ func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil
 func DefaultConfig() Config {
 	c := Config{SensorID: "icsnare"}
 	c.Hosts = []HostRule{{Addresses: []string{"0.0.0.0/0", "::/0"}, Profile: "default"}}
-	c.Events = EventsConfig{File: "-", Format: "icsnare", Buffer: 65536}
+	c.Events = EventsConfig{File: "-", Format: "icsnare", Buffer: 65536, ShutdownBudget: Duration{time.Second}}
 	c.Metrics.Listen = "127.0.0.1:10108"
 	c.Privileges.User = "nobody"
 	c.Privileges.Seccomp = true

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"sync/atomic"
 	"time"
@@ -18,143 +19,317 @@ import (
 // Sink writes events somewhere (events.Sink).
 type Sink = events.Sink
 
-// Bus is the bounded queue between protocol goroutines and the sinks. Emit never blocks:
-// when the queue is full the event is dropped and counted.
+// Bus carries events from protocol goroutines to the sinks. Every sink has its own bounded
+// queue and goroutine, so a slow or dead sink costs drops counted against that sink and
+// nothing else: Emit never blocks, and shutdown waits for the sinks at most a budget.
+// An event is shared by the sinks by reference count (protocols.ShareEvent), never copied.
 type Bus struct {
-	ch      chan *protocols.Event
-	sinks   []Sink
-	dropped atomic.Int64
-	written atomic.Int64
-	failed  atomic.Int64
-	onWrite func(sink int) // the sink's index in sinks
-	onDrop  func()
-	onFail  func(sink int)
-	// OnReopenError is called (from Run) when a sink fails to reopen its file.
+	queues  []*sinkQueue
+	stopped atomic.Bool // Run is shutting down: later events are dropped (shutdown)
+
+	// OnReopenError is called (from a sink's goroutine) when a sink fails to reopen its file.
 	OnReopenError func(sink string, err error)
-	done          chan struct{}
-	reopen        chan struct{}
+	// Log hears what each sink lost at shutdown; nil is quiet.
+	Log *slog.Logger
+
+	done chan struct{}
+}
+
+// Reasons an event was dropped by a sink (icsnare_events_dropped_total{reason}).
+const (
+	DropQueueFull  = iota // the sink's queue was full
+	DropWriteError        // the sink's Write failed
+	DropShutdown          // still queued (or emitted) when the shutdown budget ran out
+	numDropReasons
+)
+
+// DropReasons names the drop reasons, indexed by the Drop constants.
+var DropReasons = [numDropReasons]string{"queue_full", "write_error", "shutdown"}
+
+// sinkQueue is one sink, its queue and its counters.
+type sinkQueue struct {
+	sink    Sink
+	ch      chan *protocols.Event
+	reopen  chan struct{}
+	done    chan struct{}
+	sent    atomic.Int64
+	dropped [numDropReasons]atomic.Int64
+	lastOK  atomic.Int64 // unix nanoseconds of the last batch written without error
+	// abandoned is set when the shutdown budget ran out with the sink still busy: its
+	// goroutine counts whatever it still holds as lost.
+	abandoned atomic.Bool
+	// writing is 1 while the sink's Write runs; abandoning the sink swaps it to 2 and
+	// counts the event that Write holds as lost.
+	writing atomic.Int32
 }
 
 // Reopener is a Sink that can reopen its file after log rotation (events.Reopener).
 type Reopener = events.Reopener
 
-// NewBus returns a bus with room for size queued events.
+// NewBus returns a bus whose sinks each have room for size queued events.
 func NewBus(size int, sinks ...Sink) *Bus {
-	return &Bus{ch: make(chan *protocols.Event, size), sinks: sinks, done: make(chan struct{}), reopen: make(chan struct{}, 1)}
-}
-
-// Reopen asks Run to reopen every sink's file (SIGHUP after logrotate); it never blocks.
-// OnReopenError, when set, hears of a sink that could not reopen (it keeps its old file).
-func (b *Bus) Reopen() {
-	select {
-	case b.reopen <- struct{}{}:
-	default:
+	if size < 1 {
+		size = 1
 	}
+	b := &Bus{done: make(chan struct{})}
+	for _, s := range sinks {
+		b.queues = append(b.queues, &sinkQueue{sink: s, ch: make(chan *protocols.Event, size),
+			reopen: make(chan struct{}, 1), done: make(chan struct{})})
+	}
+	return b
 }
 
-// Emit implements protocols.Emitter.
-func (b *Bus) Emit(e *protocols.Event) {
-	select {
-	case b.ch <- e:
-	default:
-		b.dropped.Add(1)
-		protocols.ReleaseEvent(e)
-		if b.onDrop != nil {
-			b.onDrop()
+// Reopen asks every sink that can to reopen its file (SIGHUP after logrotate); it never
+// blocks. OnReopenError, when set, hears of a sink that could not reopen (it keeps its old
+// file).
+func (b *Bus) Reopen() {
+	for _, q := range b.queues {
+		select {
+		case q.reopen <- struct{}{}:
+		default:
 		}
 	}
 }
 
-// Dropped returns how many events were dropped because the queue was full.
-func (b *Bus) Dropped() int64 { return b.dropped.Load() }
+// Emit implements protocols.Emitter. It never blocks: a sink whose queue is full loses
+// the event, counted as queue_full against it.
+func (b *Bus) Emit(e *protocols.Event) {
+	if len(b.queues) == 0 {
+		protocols.ReleaseEvent(e)
+		return
+	}
+	if b.stopped.Load() {
+		for _, q := range b.queues {
+			q.dropped[DropShutdown].Add(1)
+		}
+		protocols.ReleaseEvent(e)
+		return
+	}
+	protocols.ShareEvent(e, len(b.queues))
+	for _, q := range b.queues {
+		select {
+		case q.ch <- e:
+		default:
+			q.dropped[DropQueueFull].Add(1)
+			protocols.UnshareEvent(e)
+		}
+	}
+}
 
-// Written returns how many events the sinks wrote.
-func (b *Bus) Written() int64 { return b.written.Load() }
+// Dropped returns how many events the sinks dropped, for every reason, summed over sinks.
+func (b *Bus) Dropped() int64 {
+	var n int64
+	for _, q := range b.queues {
+		for i := range q.dropped {
+			n += q.dropped[i].Load()
+		}
+	}
+	return n
+}
 
-// Run delivers events to the sinks until ctx is done, then drains what is queued (for at
-// most drainFor), flushes and closes the sinks.
-func (b *Bus) Run(ctx context.Context, drainFor time.Duration) {
+// Written returns how many events the sinks wrote, summed over sinks.
+func (b *Bus) Written() int64 {
+	var n int64
+	for _, q := range b.queues {
+		n += q.sent.Load()
+	}
+	return n
+}
+
+// SinkStats is what the bus counted for one sink.
+type SinkStats struct {
+	Name      string
+	Sent      int64
+	Dropped   [numDropReasons]int64 // by reason, indexed like DropReasons
+	Queued    int                   // events waiting in the queue now
+	QueueCap  int
+	LastOK    time.Time // last batch written without error (zero: none yet)
+	Spooled   int64     // events the sink holds in its spool (events.Spooler); -1 when it has none
+	Abandoned bool      // the shutdown budget ran out with the sink still writing
+}
+
+// Stats returns the counters of every sink, in the order of the sinks.
+func (b *Bus) Stats() []SinkStats {
+	out := make([]SinkStats, len(b.queues))
+	for i, q := range b.queues {
+		st := SinkStats{Name: q.sink.Name(), Sent: q.sent.Load(), Queued: len(q.ch), QueueCap: cap(q.ch),
+			Spooled: -1, Abandoned: q.abandoned.Load()}
+		for r := range q.dropped {
+			st.Dropped[r] = q.dropped[r].Load()
+		}
+		if t := q.lastOK.Load(); t != 0 {
+			st.LastOK = time.Unix(0, t)
+		}
+		if sp, ok := q.sink.(events.Spooler); ok {
+			st.Spooled = sp.Spooled()
+		}
+		out[i] = st
+	}
+	return out
+}
+
+// Run runs every sink's goroutine until ctx is done. Then each sink writes what is queued,
+// flushes and closes, all within budget; a sink still busy when the budget runs out is
+// abandoned (its queued events count as dropped, shutdown) and Log hears what each sink
+// lost.
+func (b *Bus) Run(ctx context.Context, budget time.Duration) {
 	defer close(b.done)
-	// Sinks flush on a timer, not per event: at high rates a flush per event would cost a
-	// write system call per request.
-	tick := time.NewTicker(200 * time.Millisecond)
+	stop := make(chan struct{})
+	var deadline atomic.Int64
+	for _, q := range b.queues {
+		go q.run(stop, &deadline, b.OnReopenError)
+	}
+	<-ctx.Done()
+	end := time.Now().Add(budget)
+	deadline.Store(end.UnixNano())
+	b.stopped.Store(true)
+	close(stop)
+	all := make(chan struct{})
+	go func() { // leaks only with a sink blocked for ever, which the process outlives
+		for _, q := range b.queues {
+			<-q.done
+		}
+		close(all)
+	}()
+	timer := time.NewTimer(budget)
+	defer timer.Stop()
+	select {
+	case <-all:
+	case <-timer.C:
+		for _, q := range b.queues {
+			select {
+			case <-q.done:
+			default:
+				q.abandoned.Store(true)
+				if q.writing.CompareAndSwap(1, 2) {
+					q.dropped[DropShutdown].Add(1)
+				}
+				q.drain()
+			}
+		}
+	}
+	b.report()
+}
+
+// report logs, per sink, what it lost; quiet when nothing was lost.
+func (b *Bus) report() {
+	if b.Log == nil {
+		return
+	}
+	for _, st := range b.Stats() {
+		var lost int64
+		for _, n := range st.Dropped {
+			lost += n
+		}
+		if lost == 0 && !st.Abandoned {
+			continue
+		}
+		args := []any{"sink", st.Name, "sent", st.Sent}
+		for r, n := range st.Dropped {
+			args = append(args, "dropped_"+DropReasons[r], n)
+		}
+		if st.Abandoned {
+			b.Log.Error("events: sink still blocked when the shutdown budget ran out; abandoned it (what it buffered is lost too)", args...)
+			continue
+		}
+		b.Log.Warn("events: sink lost events", args...)
+	}
+}
+
+// Wait blocks until Run has returned.
+func (b *Bus) Wait() { <-b.done }
+
+// batchWait is how long a sink's goroutine lets events queue after writing a batch: under
+// load protocol goroutines queue events without waking it, one wake-up per batch.
+const batchWait = time.Millisecond
+
+// flushEvery is how often a sink that wrote since its last flush is flushed.
+const flushEvery = 200 * time.Millisecond
+
+// run is a sink's goroutine: it writes batches, flushes on a timer, reopens on request and,
+// once stop is closed, writes what is queued until the deadline, then flushes and closes.
+func (q *sinkQueue) run(stop <-chan struct{}, deadline *atomic.Int64, onReopenErr func(string, error)) {
+	defer close(q.done)
+	tick := time.NewTicker(flushEvery)
 	defer tick.Stop()
-	// After a batch the bus waits batchWait before it looks again, so that under load the
-	// protocol goroutines queue events without waking it: one wake-up per batch, not per
-	// event. An idle bus blocks on the queue and costs nothing.
 	pause := time.NewTimer(time.Hour)
 	pause.Stop()
 	defer pause.Stop()
 	dirty := false
 	for {
 		select {
-		case e := <-b.ch:
-			b.deliver(e)
-			for n := len(b.ch); n > 0; n-- {
-				b.deliver(<-b.ch)
+		case e := <-q.ch:
+			ok := q.deliver(e)
+			for n := len(q.ch); n > 0; n-- {
+				ok = q.deliver(<-q.ch) || ok
+			}
+			if ok {
+				q.lastOK.Store(time.Now().UnixNano())
 			}
 			dirty = true
 			pause.Reset(batchWait)
 			select {
 			case <-pause.C:
-			case <-ctx.Done():
+			case <-stop:
 				pause.Stop()
 			}
-		case <-b.reopen:
-			for _, s := range b.sinks {
-				if r, ok := s.(Reopener); ok {
-					if err := r.Reopen(); err != nil && b.OnReopenError != nil {
-						b.OnReopenError(s.Name(), err)
-					}
+		case <-q.reopen:
+			if r, ok := q.sink.(Reopener); ok {
+				if err := r.Reopen(); err != nil && onReopenErr != nil {
+					onReopenErr(q.sink.Name(), err)
 				}
 			}
 		case <-tick.C:
 			if dirty {
-				b.flush()
-				dirty = false
+				dirty = q.sink.Flush() != nil // a failed flush is retried at the next tick
 			}
-		case <-ctx.Done():
-			deadline := time.Now().Add(drainFor)
-			for len(b.ch) > 0 && time.Now().Before(deadline) {
-				b.deliver(<-b.ch)
+		case <-stop:
+			end := time.Unix(0, deadline.Load())
+			for len(q.ch) > 0 && time.Now().Before(end) && !q.abandoned.Load() {
+				q.deliver(<-q.ch)
 			}
-			b.flush()
-			for _, s := range b.sinks {
-				s.Close()
+			if q.abandoned.Load() {
+				return
 			}
+			q.drain()
+			q.sink.Flush()
+			q.sink.Close()
 			return
 		}
 	}
 }
 
-// batchWait is how long the bus lets events queue after delivering a batch.
-const batchWait = time.Millisecond
-
-// Wait blocks until Run has returned.
-func (b *Bus) Wait() { <-b.done }
-
-// deliver writes e to every sink, then gives it back to the event pool: sinks must not
-// keep it.
-func (b *Bus) deliver(e *protocols.Event) {
-	for i, s := range b.sinks {
-		if err := s.Write(e); err != nil {
-			b.failed.Add(1)
-			if b.onFail != nil {
-				b.onFail(i)
-			}
-			continue
-		}
-		b.written.Add(1)
-		if b.onWrite != nil {
-			b.onWrite(i)
-		}
+// deliver writes e to the sink and gives back its hold on e (sinks must not keep it); it
+// reports whether the sink wrote it.
+func (q *sinkQueue) deliver(e *protocols.Event) bool {
+	defer protocols.UnshareEvent(e)
+	if q.abandoned.Load() {
+		q.dropped[DropShutdown].Add(1)
+		return false
 	}
-	protocols.ReleaseEvent(e)
+	q.writing.Store(1)
+	err := q.sink.Write(e)
+	if !q.writing.CompareAndSwap(1, 0) {
+		return false // abandoned meanwhile, and counted as lost
+	}
+	if err != nil {
+		q.dropped[DropWriteError].Add(1)
+		return false
+	}
+	q.sent.Add(1)
+	return true
 }
 
-func (b *Bus) flush() {
-	for _, s := range b.sinks {
-		s.Flush()
+// drain drops what is queued, counted as shutdown losses.
+func (q *sinkQueue) drain() {
+	for {
+		select {
+		case e := <-q.ch:
+			q.dropped[DropShutdown].Add(1)
+			protocols.UnshareEvent(e)
+		default:
+			return
+		}
 	}
 }
 

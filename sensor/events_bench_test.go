@@ -36,12 +36,12 @@ func TestAppendJSONNoAllocs(t *testing.T) {
 // nothing once the event pool is warm (fields passed as a slice, as protocols do).
 func TestEmitDeliverNoAllocs(t *testing.T) {
 	bus := NewBus(4, NewJSONSink("discard", io.Discard, nil, false))
-	sess := benchSession(bus)
+	sess, q := benchSession(bus), bus.queues[0]
 	req, resp := requestEvent().Request, requestEvent().Response
 	fields := requestEvent().Fields
 	emit := func() {
 		sess.Emit("request", req, resp, fields...)
-		bus.deliver(<-bus.ch)
+		q.deliver(<-q.ch)
 	}
 	emit()
 	// sync.Pool may drop an item at a GC; allow a fraction of an allocation per run.
@@ -70,12 +70,12 @@ func BenchmarkAppendJSON(b *testing.B) {
 // the JSON sink's encoding and buffered write.
 func BenchmarkEmitDeliver(b *testing.B) {
 	bus := NewBus(4, NewJSONSink("discard", io.Discard, nil, false))
-	sess := benchSession(bus)
+	sess, q := benchSession(bus), bus.queues[0]
 	e := requestEvent()
 	b.ReportAllocs()
 	for b.Loop() {
 		sess.Emit("request", e.Request, e.Response, e.Fields...)
-		bus.deliver(<-bus.ch)
+		q.deliver(<-q.ch)
 	}
 }
 

@@ -33,9 +33,7 @@ type metrics struct {
 	panics        *prometheus.CounterVec // protocol
 	packets       *prometheus.CounterVec // protocol, direction
 	bytes         *prometheus.CounterVec // protocol, direction
-	eventsWritten *prometheus.CounterVec // sink
-	eventsFailed  *prometheus.CounterVec // sink
-	eventsDropped prometheus.Counter
+	bus           *busCollector // the sinks' counters
 	udpFlows      prometheus.Gauge
 
 	flowsEnded      *prometheus.CounterVec   // protocol, reason
@@ -71,12 +69,7 @@ func newMetrics() *metrics {
 		Help: "UDP datagrams received and sent."}, []string{"protocol", "direction"})
 	m.bytes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "icsnare_bytes_total",
 		Help: "Payload bytes received and sent."}, []string{"protocol", "direction"})
-	m.eventsWritten = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "icsnare_events_written_total",
-		Help: "Events written by each sink."}, []string{"sink"})
-	m.eventsFailed = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "icsnare_events_failed_total",
-		Help: "Events a sink failed to write."}, []string{"sink"})
-	m.eventsDropped = prometheus.NewCounter(prometheus.CounterOpts{Name: "icsnare_events_dropped_total",
-		Help: "Events dropped because the event queue was full."})
+	m.bus = newBusCollector()
 	m.udpFlows = prometheus.NewGauge(prometheus.GaugeOpts{Name: "icsnare_udp_flows",
 		Help: "UDP flows (source, host, protocol) tracked now."})
 	m.flowsEnded = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "icsnare_udp_flows_ended_total",
@@ -104,7 +97,7 @@ func newMetrics() *metrics {
 		Help:    "Time from a request's first byte to the first byte of its answer, as the client sees it (the persona's timing model included).",
 		Buckets: latencyBuckets}, []string{"protocol", "transport"})
 	for _, c := range []prometheus.Collector{m.latency, m.evicted, m.closed, m.connections, m.active, m.rejected, m.requests, m.requestErrors,
-		m.panics, m.packets, m.bytes, m.eventsWritten, m.eventsFailed, m.eventsDropped, m.udpFlows,
+		m.panics, m.packets, m.bytes, m.bus, m.udpFlows,
 		m.flowsEnded, m.repliesDropped, m.broadcasts, m.broadcastHosts, m.broadcastCapped, m.endpoints, m.endpointsActive} {
 		f(c)
 	}

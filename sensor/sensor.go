@@ -278,15 +278,7 @@ func (s *Sensor) SetTop(t *Top) { s.top = t }
 // and Bind.
 func (s *Sensor) SetBus(b *Bus) {
 	s.bus = b
-	b.onDrop = s.m.eventsDropped.Inc
-	written := make([]prometheus.Counter, len(b.sinks))
-	failed := make([]prometheus.Counter, len(b.sinks))
-	for i, sk := range b.sinks {
-		written[i] = s.m.eventsWritten.WithLabelValues(sk.Name())
-		failed[i] = s.m.eventsFailed.WithLabelValues(sk.Name())
-	}
-	b.onWrite = func(sink int) { written[sink].Inc() }
-	b.onFail = func(sink int) { failed[sink].Inc() }
+	s.m.bus.bus.Store(b)
 }
 
 // Run serves until ctx is done, then stops within about two seconds: it closes the
@@ -297,7 +289,11 @@ func (s *Sensor) Run(ctx context.Context, metricsLn net.Listener) error {
 		return errors.New("sensor: Run before Bind")
 	}
 	busCtx, stopBus := context.WithCancel(context.Background())
-	go s.bus.Run(busCtx, 300*time.Millisecond)
+	budget := s.cfg.Events.ShutdownBudget.Duration
+	if budget <= 0 {
+		budget = time.Second
+	}
+	go s.bus.Run(busCtx, budget)
 	stCtx, stopStore := context.WithCancel(context.Background())
 	if s.store != nil {
 		go s.store.Run(stCtx)

@@ -479,6 +479,7 @@ func serve(ctx context.Context, cfg sensor.Config, log *slog.Logger, stdout io.W
 		s.SetTop(top)
 	}
 	bus := sensor.NewBus(cfg.Events.Buffer, sinks...)
+	bus.Log = log
 	bus.OnReopenError = func(sink string, err error) {
 		log.Error("events: reopen failed; still writing the old file", "sink", sink, "err", err)
 	}
