@@ -33,7 +33,7 @@ type metrics struct {
 	panics        *prometheus.CounterVec // protocol
 	packets       *prometheus.CounterVec // protocol, direction
 	bytes         *prometheus.CounterVec // protocol, direction
-	bus           *busCollector // the sinks' counters
+	bus           *busCollector          // the sinks' counters
 	udpFlows      prometheus.Gauge
 
 	flowsEnded      *prometheus.CounterVec   // protocol, reason
