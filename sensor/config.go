@@ -164,6 +164,17 @@ type EventsConfig struct {
 	// ShutdownBudget is how long the sinks get at shutdown to write what is queued, flush
 	// and close; a sink still busy then is abandoned and its losses logged.
 	ShutdownBudget Duration `toml:"shutdown_budget"`
+	// RotateSize and RotateAge rotate the events file (0: never; logrotate and SIGHUP
+	// remain): it is renamed <file>.<UTC stamp>, compressed with Compress ("", "gzip",
+	// "zstd") off the sinks' path, and the newest Keep rotated files are kept (0: all).
+	RotateSize ByteSize `toml:"rotate_size"`
+	RotateAge  Duration `toml:"rotate_age"`
+	Keep       int      `toml:"keep"`
+	Compress   string   `toml:"compress"`
+	// Fsync is "never" (the default), "interval" (at most every FsyncInterval) or "always"
+	// (after every event).
+	Fsync         string   `toml:"fsync"`
+	FsyncInterval Duration `toml:"fsync_interval"`
 }
 
 // FileMode returns the parsed events.mode; 0 when unset (the file is created 0640 under
@@ -297,7 +308,8 @@ func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil
 func DefaultConfig() Config {
 	c := Config{SensorID: "icsnare"}
 	c.Hosts = []HostRule{{Addresses: []string{"0.0.0.0/0", "::/0"}, Profile: "default"}}
-	c.Events = EventsConfig{File: "-", Format: "icsnare", Buffer: 65536, ShutdownBudget: Duration{time.Second}}
+	c.Events = EventsConfig{File: "-", Format: "icsnare", Buffer: 65536, ShutdownBudget: Duration{time.Second},
+		Fsync: FsyncNever, FsyncInterval: Duration{time.Second}}
 	c.Metrics.Listen = "127.0.0.1:10108"
 	c.Privileges.User = "nobody"
 	c.Privileges.Seccomp = true
@@ -557,6 +569,26 @@ func (c *Config) Validate() error {
 	}
 	if _, err := c.Events.FileMode(); err != nil {
 		return fmt.Errorf("%s: %w", c.pos("events.mode"), err)
+	}
+	switch c.Events.Compress {
+	case "", "gzip", "zstd":
+	default:
+		return bad("events.compress %q: want gzip, zstd or nothing", c.Events.Compress)
+	}
+	switch c.Events.Fsync {
+	case "", FsyncNever, FsyncAlways:
+	case FsyncInterval:
+		if c.Events.FsyncInterval.Duration <= 0 {
+			return bad("events.fsync = \"interval\" needs a positive events.fsync_interval")
+		}
+	default:
+		return bad("events.fsync %q: want never, interval or always", c.Events.Fsync)
+	}
+	if c.Events.RotateSize < 0 || c.Events.Keep < 0 {
+		return bad("events.rotate_size and events.keep must not be negative")
+	}
+	if (c.Events.RotateSize > 0 || c.Events.RotateAge.Duration > 0) && (c.Events.File == "-" || c.Events.File == "") {
+		return bad("events.rotate_size and events.rotate_age rotate a file; events.file is %q", c.Events.File)
 	}
 	if c.Events.PublicIP != "" {
 		if _, err := netip.ParseAddr(c.Events.PublicIP); err != nil {

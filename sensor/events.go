@@ -1,7 +1,6 @@
 package sensor
 
 import (
-	"bufio"
 	"context"
 	"crypto/sha1"
 	"fmt"
@@ -336,13 +335,9 @@ func (q *sinkQueue) drain() {
 // JSONSink writes one JSON object per line.
 type JSONSink struct {
 	name string
-	w    *bufio.Writer
-	c    io.Closer
+	out  *output
 	opts JSONOptions
 	buf  []byte
-
-	// path is the file a Reopen opens again ("" for a writer the sink did not open).
-	path string
 	// ended holds, for the conpot format, the TCP sessions a protocol's own document has
 	// ended (CONNECTION_TERMINATED …), so the sensor's end writes no second one.
 	ended map[string]struct{}
@@ -359,6 +354,18 @@ type JSONOptions struct {
 	// existing file's mode, -1 leaves the group.
 	Mode fs.FileMode
 	GID  int
+	// RotateSize and RotateAge rotate the file (0: never): it is renamed to
+	// <file>.<UTC time stamp>, compressed when Compress is "gzip" or "zstd", and the newest
+	// Keep rotated files are kept (0: all).
+	RotateSize int64
+	RotateAge  time.Duration
+	Keep       int
+	Compress   string
+	// Fsync is FsyncNever (""), FsyncInterval (every FsyncInterval at most) or FsyncAlways.
+	Fsync         string
+	FsyncInterval time.Duration
+	// Log hears of write errors (once per run of them), recovery and rotation trouble.
+	Log *slog.Logger
 }
 
 // maxEndedSessions bounds the sessions a conpot sink remembers as ended.
@@ -380,8 +387,8 @@ func OpenJSONSinkWith(path string, opts JSONOptions) (*JSONSink, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := NewJSONSinkWith("file", f, f, opts)
-	s.path = path
+	s := &JSONSink{name: "file", opts: opts}
+	s.out = newOutput(f, f, f, path, &s.opts)
 	return s, nil
 }
 
@@ -419,7 +426,9 @@ func NewJSONSink(name string, w io.Writer, c io.Closer, conpot bool) *JSONSink {
 // NewJSONSinkWith writes JSON lines to w with the given options; c (may be nil) is closed
 // on Close.
 func NewJSONSinkWith(name string, w io.Writer, c io.Closer, opts JSONOptions) *JSONSink {
-	return &JSONSink{name: name, w: bufio.NewWriterSize(w, 256<<10), c: c, opts: opts}
+	s := &JSONSink{name: name, opts: opts}
+	s.out = newOutput(w, nil, c, "", &s.opts)
+	return s
 }
 
 // Name implements Sink.
@@ -436,8 +445,7 @@ func (s *JSONSink) Write(e *protocols.Event) error {
 		s.buf = events.AppendJSON(s.buf[:0], e)
 		s.buf = append(s.buf, '\n')
 	}
-	_, err := s.w.Write(s.buf)
-	return err
+	return s.out.write(s.buf)
 }
 
 // appendConpot appends the Conpot documents for e, one per line, and keeps track of the
@@ -468,37 +476,15 @@ func (s *JSONSink) appendConpot(b []byte, e *protocols.Event) []byte {
 }
 
 // Reopen closes the events file and opens it again (after logrotate moved it away),
-// applying the mode and group again. A sink writing to stdout does nothing.
-func (s *JSONSink) Reopen() error {
-	if s.path == "" {
-		return s.w.Flush()
-	}
-	ferr := s.w.Flush()
-	f, err := openEventsFile(s.path, s.opts)
-	if err != nil {
-		return err // keep writing to the old file rather than lose events
-	}
-	if s.c != nil {
-		s.c.Close()
-	}
-	s.c = f
-	s.w.Reset(f)
-	return ferr
-}
+// applying the mode and group again; what was buffered goes to the old file first. A sink
+// writing to stdout only flushes.
+func (s *JSONSink) Reopen() error { return s.out.reopen() }
 
 // Flush implements Sink.
-func (s *JSONSink) Flush() error { return s.w.Flush() }
+func (s *JSONSink) Flush() error { return s.out.flush() }
 
 // Close implements Sink.
-func (s *JSONSink) Close() error {
-	err := s.w.Flush()
-	if s.c != nil {
-		if cerr := s.c.Close(); err == nil {
-			err = cerr
-		}
-	}
-	return err
-}
+func (s *JSONSink) Close() error { return s.out.close() }
 
 // AppendJSON appends the icsnare JSON form of e (events.AppendJSON).
 func AppendJSON(b []byte, e *protocols.Event) []byte { return events.AppendJSON(b, e) }

@@ -22,7 +22,10 @@ func OpenSinks(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writ
 		return nil, err
 	}
 	if cfg.Events.File != "" {
-		opts := JSONOptions{Conpot: cfg.Events.Format == "conpot", PublicIP: cfg.Events.PublicIP}
+		ev := cfg.Events
+		opts := JSONOptions{Conpot: ev.Format == "conpot", PublicIP: ev.PublicIP, RotateSize: int64(ev.RotateSize),
+			RotateAge: ev.RotateAge.Duration, Keep: ev.Keep, Compress: ev.Compress, Fsync: ev.Fsync,
+			FsyncInterval: ev.FsyncInterval.Duration, Log: log}
 		var err error
 		if opts.Mode, err = cfg.Events.FileMode(); err != nil {
 			return nil, err

@@ -75,6 +75,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		profilesCmd(stdout, stderr),
 		xdpCmd(stdout, stderr),
 		topCmd(stdout, stderr),
+		reopenCmd(stdout, stderr),
 		&cobra.Command{
 			Use:   "conpot [Conpot's options] [-- run's flags]",
 			Short: "run with Conpot's command line and configuration file (also when invoked as \"conpot\")",

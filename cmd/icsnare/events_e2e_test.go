@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -26,12 +28,20 @@ func evAddr() string {
 // modbusRequests sends n FC3 requests over one connection and reads every answer.
 func modbusRequests(t *testing.T, target string, n int) {
 	t.Helper()
+	modbusReads(t, target, n, 0)
+}
+
+// modbusReads sends n FC3 requests for register addr over one connection and reads every
+// answer.
+func modbusReads(t *testing.T, target string, n int, addr uint16) {
+	t.Helper()
 	c, err := net.DialTimeout("tcp", target, 4*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	req := []byte{0, 0, 0, 0, 0, 6, 1, 3, 0, 0, 0, 1}
+	binary.BigEndian.PutUint16(req[8:], addr)
 	resp := make([]byte, 11)
 	for i := range n {
 		binary.BigEndian.PutUint16(req, uint16(i))
@@ -112,4 +122,123 @@ func grepLines(s, sub string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// startSensor runs the built binary with a configuration; it returns the process (stopped
+// with SIGTERM at the end of the test), its log and the Modbus target.
+func startSensor(t *testing.T, bin, addr, config string, extra ...string) (*exec.Cmd, *syncLog, string) {
+	t.Helper()
+	off := protocoltest.FreeOffset(t)
+	args := append([]string{"run", "--config", config, "--listen", addr, "--port-offset", strconv.Itoa(off),
+		"--user", "root", "--timing=false"}, extra...)
+	if !slices.Contains(args, "--state") {
+		args = append(args, "--state", t.TempDir())
+	}
+	cmd := exec.Command(bin, args...)
+	logs := &syncLog{}
+	cmd.Stdout, cmd.Stderr = io.Discard, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	})
+	target := fmt.Sprintf("%s:%d", addr, 502+off)
+	waitListening(t, target)
+	return cmd, logs, target
+}
+
+// stopSensor sends SIGTERM and waits for a clean exit.
+func stopSensor(t *testing.T, cmd *exec.Cmd) {
+	t.Helper()
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exit: %v", err)
+	}
+}
+
+// eventLines reads a JSON-lines events file: every line must be a JSON object; it returns
+// them and how many are modbus.request events.
+func eventLines(t *testing.T, path string) (lines, requests int) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for l := range strings.SplitSeq(strings.TrimSuffix(string(b), "\n"), "\n") {
+		if l == "" {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("%s: a broken line: %v\n%q", path, err, l)
+		}
+		lines++
+		if m["event_type"] == "modbus.request" {
+			requests++
+		}
+	}
+	return lines, requests
+}
+
+// waitFor polls cond until it holds or 15 s passed.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestReopenAfterMove: logrotate's way: the events file is moved away, the sensor is told
+// to reopen (by `icsnare reopen`, then by a plain SIGHUP); new events land in a new file and
+// none are lost: the requests sent equal the request events in all the files.
+func TestReopenAfterMove(t *testing.T) {
+	protocoltest.NeedTool(t, "go")
+	bin := buildStatic(t)
+	dir, state := t.TempDir(), t.TempDir()
+	events := filepath.Join(dir, "events.jsonl")
+	cfg := writeConfig(t, fmt.Sprintf("[events]\nfile = %q\n[metrics]\nlisten = \"\"\n", events))
+	cmd, logs, target := startSensor(t, bin, evAddr(), cfg, "--state", state)
+	sent := 0
+	for i, moved := range []string{"events.1", "events.2"} {
+		modbusRequests(t, target, 300)
+		sent += 300
+		if err := os.Rename(events, filepath.Join(dir, moved)); err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			var out strings.Builder
+			rc := run([]string{"reopen", "--state", state}, &out, &out)
+			if rc != 0 {
+				t.Fatalf("icsnare reopen: exit %d: %s", rc, out.String())
+			}
+			t.Logf("%s", strings.TrimSpace(out.String()))
+		} else {
+			cmd.Process.Signal(syscall.SIGHUP)
+		}
+		waitFor(t, "a new events file", func() bool { _, err := os.Stat(events); return err == nil })
+	}
+	modbusRequests(t, target, 300)
+	sent += 300
+	stopSensor(t, cmd)
+	got := 0
+	for _, f := range []string{"events.1", "events.2", "events.jsonl"} {
+		_, n := eventLines(t, filepath.Join(dir, f))
+		t.Logf("%s: %d request events", f, n)
+		if n == 0 {
+			t.Errorf("%s holds no request events", f)
+		}
+		got += n
+	}
+	if got != sent {
+		t.Fatalf("%d requests sent, %d request events in the files\n%s", sent, got, logs)
+	}
+	if _, err := os.Stat(filepath.Join(state, "icsnare.pid")); !os.IsNotExist(err) {
+		t.Errorf("pid file left behind after exit: %v", err)
+	}
 }

@@ -484,6 +484,13 @@ func serve(ctx context.Context, cfg sensor.Config, log *slog.Logger, stdout io.W
 		log.Error("events: reopen failed; still writing the old file", "sink", sink, "err", err)
 	}
 	s.SetBus(bus)
+	if p := sensor.PIDFile(cfg); p != "" {
+		remove, err := sensor.WritePIDFile(p)
+		if err != nil {
+			return err
+		}
+		defer remove()
+	}
 	// SIGHUP reopens the events file (logrotate), with events.mode and events.group again.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
