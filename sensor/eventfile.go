@@ -25,7 +25,7 @@ const outBuf = 256 << 10
 // Back-off between write attempts after a failure: first, then doubling up to the last.
 const (
 	retryFirst = 50 * time.Millisecond
-	retryMax   = 5 * time.Second
+	retryMax   = time.Second
 )
 
 // Fsync policies of the events file (events.fsync).

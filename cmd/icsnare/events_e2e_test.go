@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net/http"
 	"net"
 	"os"
 	"os/exec"
@@ -185,13 +186,21 @@ func eventLines(t *testing.T, path string) (lines, requests int) {
 // waitFor polls cond until it holds or 15 s passed.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
+	if !poll(cond) {
+		t.Fatalf("timed out waiting for %s", what)
+	}
+}
+
+// poll reports whether cond held within 15 s.
+func poll(cond func() bool) bool {
 	deadline := time.Now().Add(15 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+			return false
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	return true
 }
 
 // TestReopenAfterMove: logrotate's way: the events file is moved away, the sensor is told
@@ -240,5 +249,96 @@ func TestReopenAfterMove(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(state, "icsnare.pid")); !os.IsNotExist(err) {
 		t.Errorf("pid file left behind after exit: %v", err)
+	}
+}
+
+// metricValue scrapes one series from a metrics URL ("" when absent).
+func metricValue(t *testing.T, url, series string) float64 {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for l := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, series+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				t.Fatalf("%s: %v", l, err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("no series %s at %s", series, url)
+	return 0
+}
+
+// TestDiskFullResumes: the events file is on a small tmpfs the test mounts; filling it
+// stops events with one log line and the write_error drops count; freeing space lets
+// writing resume by itself, with no broken line and no restart. Every event is either in
+// the file or counted.
+func TestDiskFullResumes(t *testing.T) {
+	protocoltest.NeedTool(t, "go")
+	protocoltest.NeedRoot(t)
+	bin := buildStatic(t)
+	dir := t.TempDir()
+	if err := syscall.Mount("ev-tmpfs", dir, "tmpfs", 0, "size=1m,mode=0755"); err != nil {
+		t.Fatalf("mount tmpfs: %v", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
+	events := filepath.Join(dir, "events.jsonl")
+	addr := evAddr()
+	metrics := "http://" + addr + ":9108/metrics"
+	cfg := writeConfig(t, fmt.Sprintf("[events]\nfile = %q\n[metrics]\nlisten = %q\n", events, addr+":9108"))
+	cmd, logs, target := startSensor(t, bin, addr, cfg)
+	// 1. Writing works.
+	modbusReads(t, target, 50, 1)
+	waitFor(t, "the first events", func() bool { _, n := eventLines(t, events); return n == 50 })
+	// 2. The disk fills up.
+	filler := filepath.Join(dir, "filler")
+	f, err := os.Create(filler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk := make([]byte, 4096)
+	for {
+		if _, err := f.Write(chunk); err != nil {
+			break
+		}
+	}
+	f.Close()
+	modbusReads(t, target, 3000, 2) // ~1.3 MB of events: more than the sink's buffer holds
+	series := `icsnare_events_dropped_total{reason="write_error",sink="json_file"}`
+	waitFor(t, "write errors counted", func() bool { return metricValue(t, metrics, series) > 0 })
+	if n := strings.Count(logs.String(), "events: write failed"); n != 1 {
+		t.Fatalf("%d log lines about the full disk, want 1:\n%s", n, logs)
+	}
+	// 3. Space is freed: writing resumes by itself, at the next attempt of its back-off.
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "writing to resume", func() bool { return strings.Contains(logs.String(), "events: writing again") })
+	modbusReads(t, target, 50, 3)
+	// Every event is written or counted: 3100 requests, a connect and a disconnect per
+	// connection (three here, and waitListening's probe).
+	const total = 3100 + 2*4
+	var sent, dropped float64
+	if !poll(func() bool {
+		sent, dropped = metricValue(t, metrics, `icsnare_events_written_total{sink="json_file"}`), metricValue(t, metrics, series)
+		return sent+dropped == total
+	}) {
+		t.Fatalf("sent %.0f + dropped %.0f != %d events\n%s", sent, dropped, total, logs)
+	}
+	stopSensor(t, cmd)
+	lines, requests := eventLines(t, events)
+	t.Logf("events file: %d lines (%d requests); write_error drops: %.0f; log: %s", lines, requests, dropped,
+		grepLines(logs.String(), "events: w"))
+	if float64(lines) != sent {
+		t.Fatalf("%d lines in the file, %.0f events written", lines, sent)
+	}
+	b, _ := os.ReadFile(events)
+	if !strings.Contains(string(b[len(b)/2:]), `"address":3`) {
+		t.Errorf("no event of the requests sent after space was freed; the file ends with:\n%s", b[max(0, len(b)-2000):])
 	}
 }
