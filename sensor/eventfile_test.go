@@ -179,7 +179,7 @@ func TestWriteErrorLogsOnceAndResumes(t *testing.T) {
 	if n := strings.Count(logs.String(), "write failed"); n != 1 {
 		t.Fatalf("%d log lines about the failure, want 1:\n%s", n, logs.String())
 	}
-	w.room = 1 << 30 // space freed
+	w.room = 1 << 30                             // space freed
 	s.out.retryAt = s.out.retryAt.Add(-retryMax) // the back-off elapsed
 	write(50)
 	if err := s.Close(); err != nil {
