@@ -372,10 +372,16 @@ type Session struct {
 	Amplification float64
 	// Start is when the session began (zero: the time of each event).
 	Start time.Time
+	// KeepEvents, when positive, is the volume control (volume.go): the session's first
+	// KeepEvents events are emitted, then only notable ones (Notable, failed requests);
+	// the others are summarised (Summary) and reported to OnSummarised.
+	KeepEvents   int
+	OnSummarised func(s *Session, reqBytes, respBytes int)
 
 	requests atomic.Int64
 	lastType atomic.Pointer[[2]string] // the last event type qualified, and its qualified name
 	life     lifetime
+	vol      volume
 }
 
 // Emit sends an event of type typ, prefixed with "<protocol>." unless it already starts
@@ -406,6 +412,9 @@ func (s *Session) emitPhase(phase, typ string, req, resp []byte, text bool, fiel
 	}
 	if len(typ) <= len(s.Protocol) || typ[:len(s.Protocol)] != s.Protocol || typ[len(s.Protocol)] != '.' {
 		typ = s.qualify(typ)
+	}
+	if phase == "" && s.KeepEvents > 0 && s.summarise(typ, req, resp) {
+		return
 	}
 	e := NewEvent()
 	e.Time, e.Type, e.SessionID, e.Protocol = time.Now().UTC(), typ, s.ID, s.Protocol
@@ -453,6 +462,7 @@ func (s *Session) clipLen(b []byte) int {
 func (s *Session) Request(kind string, failed bool) {
 	s.Touch()
 	s.requests.Add(1)
+	s.noteRequest(kind, failed)
 	if s.Metrics != nil {
 		s.Metrics.Request(s.Protocol, kind, failed)
 	}

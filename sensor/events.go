@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -452,8 +453,8 @@ func (s *JSONSink) Write(e *protocols.Event) error {
 // TCP sessions they ended.
 func (s *JSONSink) appendConpot(b []byte, e *protocols.Event) []byte {
 	p, ok := protocols.Lookup(e.Protocol)
-	if !ok {
-		return b // not a protocol's event (the XDP limiter's …): Conpot has no counterpart
+	if !ok || isSummary(e) {
+		return b // not a protocol's event (the XDP limiter's, volume control's): Conpot has no counterpart
 	}
 	docs := protocols.ConpotDocuments(p, e)
 	if e.Phase == protocols.PhaseEnd {
@@ -473,6 +474,11 @@ func (s *JSONSink) appendConpot(b []byte, e *protocols.Event) []byte {
 		b = append(b, '\n')
 	}
 	return b
+}
+
+// isSummary reports whether e is one of volume control's summaries.
+func isSummary(e *protocols.Event) bool {
+	return e.Type == FloodSummaryEvent || strings.HasSuffix(e.Type, "."+SessionSummaryEvent)
 }
 
 // Reopen closes the events file and opens it again (after logrotate moved it away),

@@ -65,6 +65,8 @@ type Sensor struct {
 	limiter       *ratelimit.Limiter // userspace limits, for ports the kernel does not enforce
 	store         *state.Store       // nil without a state directory
 
+	flood *floodTable // nil without events.flood_summary
+
 	pcMu     sync.Mutex
 	pcByName map[string]*protoCounters
 }
@@ -113,8 +115,17 @@ func New(cfg Config, log *slog.Logger) (*Sensor, error) {
 		sessPrefix: hex.EncodeToString(rb[:]),
 		pcByName:   map[string]*protoCounters{},
 	}
+	if cfg.Events.FloodSummary {
+		s.flood = newFloodTable()
+	}
 	s.flows = newFlowTable(cfg.Limits.MaxUDPFlows, cfg.Limits.UDPFlowIdle.Duration, cfg.Limits.UDPFlowLifetime.Duration,
-		func(sess *protocols.Session, why string) { s.m.flowsEnded.WithLabelValues(sess.Protocol, why).Inc() })
+		func(sess *protocols.Session, why string) {
+			s.m.flowsEnded.WithLabelValues(sess.Protocol, why).Inc()
+			if sum := sess.Summary(); sum != nil {
+				sess.Notable() // kept past per_session
+				sess.Emit(SessionSummaryEvent, nil, nil, protocols.F("summarised", sum))
+			}
+		})
 	s.tellServices(nil)
 	served := map[string]map[string]bool{}
 	for _, d := range devs {
@@ -318,6 +329,8 @@ func (s *Sensor) Run(ctx context.Context, metricsLn net.Listener) error {
 	s.log.Info("sensor running", "sockets", s.Addrs, "profiles", len(s.profiles), "hosts_configured", s.hosts.configured())
 	tick := time.NewTicker(10 * time.Second)
 	defer tick.Stop()
+	minute := time.NewTicker(time.Minute)
+	defer minute.Stop()
 loop:
 	for {
 		select {
@@ -326,6 +339,10 @@ loop:
 		case <-tick.C:
 			s.m.udpFlows.Set(float64(s.flows.sweep(time.Now())))
 			s.hosts.sweep(ctx)
+		case <-minute.C:
+			if s.flood != nil {
+				s.flood.flush(s.bus, s.cfg.SensorID)
+			}
 		}
 	}
 	s.log.Info("shutting down")
@@ -348,6 +365,9 @@ loop:
 			s.log.Error("state: close", "err", err)
 		}
 	}
+	if s.flood != nil {
+		s.flood.flush(s.bus, s.cfg.SensorID)
+	}
 	stopBus()
 	s.bus.Wait()
 	return nil
@@ -361,6 +381,14 @@ func (s *Sensor) newSession(proto, transport string, h *host, local, remote neti
 		Log:    s.log.With("protocol", proto, "session", s.sessPrefix+"-"+strconv.FormatUint(n, 16)),
 		Sensor: s.cfg.SensorID, Events: s.bus, Metrics: s.m, MaxPayload: s.cfg.Limits.MaxEventPayload,
 		Endpoints: &endpointOpener{s: s, h: h}, Start: time.Now().UTC(),
+		KeepEvents: s.cfg.Events.KeepEvents(proto), OnSummarised: s.onSummarised,
+	}
+}
+
+// onSummarised counts an event volume control summarised in the flood aggregates.
+func (s *Sensor) onSummarised(sess *protocols.Session, reqBytes, respBytes int) {
+	if s.flood != nil {
+		s.flood.add(sess, reqBytes, respBytes)
 	}
 }
 

@@ -133,6 +133,9 @@ func (s *Sensor) handleConn(ctx context.Context, c *net.TCPConn, port uint16) {
 				s.m.closed.WithLabelValues(ds.protocol, "request_timeout").Inc()
 				fields = append(fields, protocols.F("closed_by", "request_timeout"))
 			}
+			if sum := sess.Summary(); sum != nil {
+				fields = append(fields, protocols.F("summarised", sum))
+			}
 			sess.EmitPhase(protocols.PhaseEnd, "disconnect", fields...)
 		}()
 		defer s.recoverHandler(ds.protocol, sess)

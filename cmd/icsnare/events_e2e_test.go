@@ -211,7 +211,7 @@ func TestReopenAfterMove(t *testing.T) {
 	bin := buildStatic(t)
 	dir, state := t.TempDir(), t.TempDir()
 	events := filepath.Join(dir, "events.jsonl")
-	cfg := writeConfig(t, fmt.Sprintf("[events]\nfile = %q\n[metrics]\nlisten = \"\"\n", events))
+	cfg := writeConfig(t, fmt.Sprintf("[events]\nfile = %q\nper_session = 0\n[metrics]\nlisten = \"\"\n", events))
 	cmd, logs, target := startSensor(t, bin, evAddr(), cfg, "--state", state)
 	sent := 0
 	for i, moved := range []string{"events.1", "events.2"} {
@@ -290,7 +290,7 @@ func TestDiskFullResumes(t *testing.T) {
 	events := filepath.Join(dir, "events.jsonl")
 	addr := evAddr()
 	metrics := "http://" + addr + ":9108/metrics"
-	cfg := writeConfig(t, fmt.Sprintf("[events]\nfile = %q\n[metrics]\nlisten = %q\n", events, addr+":9108"))
+	cfg := writeConfig(t, fmt.Sprintf("[events]\nfile = %q\nper_session = 0\n[metrics]\nlisten = %q\n", events, addr+":9108"))
 	cmd, logs, target := startSensor(t, bin, addr, cfg)
 	// 1. Writing works.
 	modbusReads(t, target, 50, 1)
@@ -340,5 +340,79 @@ func TestDiskFullResumes(t *testing.T) {
 	b, _ := os.ReadFile(events)
 	if !strings.Contains(string(b[len(b)/2:]), `"address":3`) {
 		t.Errorf("no event of the requests sent after space was freed; the file ends with:\n%s", b[max(0, len(b)-2000):])
+	}
+}
+
+// TestVolumeControlThroughSensor: with [events] per_session = 10 overridden to 5 for
+// Modbus, a session of 200 reads and 3 writes writes its first 5 request events and every
+// write; its disconnect event summarises the other reads, and the flood aggregate written
+// at shutdown counts them for the source's /24.
+func TestVolumeControlThroughSensor(t *testing.T) {
+	protocoltest.NeedTool(t, "go")
+	bin := buildStatic(t)
+	events := filepath.Join(t.TempDir(), "events.jsonl")
+	cfg := writeConfig(t, fmt.Sprintf("[events]\nfile = %q\nper_session = 10\n[events.protocols.modbus]\nper_session = 5\n[metrics]\nlisten = \"\"\n", events))
+	cmd, _, target := startSensor(t, bin, evAddr(), cfg)
+	c, err := net.DialTimeout("tcp", target, 4*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp := make([]byte, 12)
+	for i := range 203 {
+		req := []byte{0, byte(i), 0, 0, 0, 6, 1, 3, 0, 0, 0, 1} // FC3 read
+		n := 11
+		if i%70 == 69 {
+			req[7], n = 6, 12 // FC6 write single register: echoed
+		}
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := c.Write(req); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(c, resp[:n]); err != nil {
+			t.Fatalf("answer %d: %v", i, err)
+		}
+	}
+	c.Close()
+	stopSensor(t, cmd) // the handler's disconnect event is written before the sinks close
+
+	b, err := os.ReadFile(events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reads, writes int
+	var summarised, flood map[string]any
+	for l := range strings.SplitSeq(strings.TrimSpace(string(b)), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("%v: %s", err, l)
+		}
+		switch m["event_type"] {
+		case "modbus.request":
+			if m["function_code"] == 6.0 {
+				writes++
+			} else {
+				reads++
+			}
+		case "modbus.disconnect":
+			if s, ok := m["summarised"].(map[string]any); ok && m["requests"] == 203.0 {
+				summarised = s
+			}
+		case "flood.summary":
+			flood = m
+		}
+	}
+	t.Logf("reads written %d, writes %d, summary %v, flood %v", reads, writes, summarised, flood)
+	if reads != 5 || writes != 2 {
+		// 2 writes: i = 69 and 139 (and 209 is past the 203 requests)
+		t.Fatalf("request events: %d reads, %d writes; want the first 5 and both writes", reads, writes)
+	}
+	if summarised == nil || summarised["events"] != 203.0-5-2 {
+		t.Fatalf("disconnect summary %v, want %d events", summarised, 203-5-2)
+	}
+	if k, _ := summarised["kinds"].(map[string]any); len(k) != 1 {
+		t.Errorf("summary kinds %v, want the reads' one kind", summarised["kinds"])
+	}
+	if flood == nil || flood["events"] != 203.0-5-2 || flood["source_prefix"] != "127.0.0.0/24" || flood["protocol"] != "modbus" {
+		t.Fatalf("flood.summary %v", flood)
 	}
 }

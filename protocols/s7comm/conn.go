@@ -234,7 +234,8 @@ const timingKey = "s7comm.timing"
 // emit sends one event, counts one request and then writes the answer, so whoever reads
 // the answer finds the request's event already emitted.
 func (c *conn) emit(typ, kind string, failed bool, req, resp []byte, fields ...protocols.Field) {
-	c.s.Emit(typ, req, resp, fields...)
 	c.s.Request(kind, failed)
+	c.s.NotableIf(kind != "read") // volume control keeps all but reads (writes, PLC control, set-up, errors)
+	c.s.Emit(typ, req, resp, fields...)
 	c.flush()
 }

@@ -1,0 +1,117 @@
+package protocols
+
+import (
+	"sync"
+	"time"
+)
+
+// Volume control: a session keeps its first KeepEvents request events, and after them
+// only the notable ones (writes, state changes, errors); the others are summarised for the
+// session's end event instead of written one by one.
+
+// maxSummaryKinds bounds the kinds a session summary counts one by one; the rest count
+// under "other".
+const maxSummaryKinds = 32
+
+// Summary is what a session summarised instead of emitting: written in its end event.
+type Summary struct {
+	Events   int64            `json:"events"`
+	Kinds    map[string]int64 `json:"kinds"` // by request kind (Request's kind), or event type
+	BytesIn  int64            `json:"bytes_in"`
+	BytesOut int64            `json:"bytes_out"`
+	First    time.Time        `json:"first"`
+	Last     time.Time        `json:"last"`
+}
+
+// volume is a session's volume-control state.
+type volume struct {
+	mu      sync.Mutex
+	emitted int
+	notable bool
+	kind    string
+	sum     *Summary
+}
+
+// Notable marks the session's next event as one volume control always keeps: a write,
+// a state change (start, stop, login …). Request with failed set marks errors the same way.
+func (s *Session) Notable() {
+	if s.KeepEvents <= 0 {
+		return
+	}
+	s.vol.mu.Lock()
+	s.vol.notable = true
+	s.vol.mu.Unlock()
+}
+
+// NotableIf marks the session's next event notable (see Notable) when cond holds.
+func (s *Session) NotableIf(cond bool) {
+	if cond {
+		s.Notable()
+	}
+}
+
+// noteRequest remembers the kind of the request being handled, and marks a failed one
+// notable.
+func (s *Session) noteRequest(kind string, failed bool) {
+	if s.KeepEvents <= 0 {
+		return
+	}
+	s.vol.mu.Lock()
+	s.vol.kind = kind
+	if failed {
+		s.vol.notable = true
+	}
+	s.vol.mu.Unlock()
+}
+
+// summarise reports whether the event about to be emitted is summarised instead (the
+// session is past KeepEvents and the event is not notable), and counts it if so.
+func (s *Session) summarise(typ string, req, resp []byte) bool {
+	if s.KeepEvents <= 0 {
+		return false
+	}
+	v := &s.vol
+	v.mu.Lock()
+	notable, kind := v.notable, v.kind
+	v.notable, v.kind = false, ""
+	if v.emitted < s.KeepEvents || notable {
+		v.emitted++
+		v.mu.Unlock()
+		return false
+	}
+	now := time.Now().UTC()
+	if v.sum == nil {
+		v.sum = &Summary{Kinds: map[string]int64{}, First: now}
+	}
+	if kind == "" {
+		kind = typ
+	}
+	if _, ok := v.sum.Kinds[kind]; !ok && len(v.sum.Kinds) >= maxSummaryKinds-1 { // one left for "other"
+		kind = "other"
+	}
+	v.sum.Kinds[kind]++
+	v.sum.Events++
+	v.sum.BytesIn += int64(len(req))
+	v.sum.BytesOut += int64(len(resp))
+	v.sum.Last = now
+	v.mu.Unlock()
+	if s.OnSummarised != nil {
+		s.OnSummarised(s, len(req), len(resp))
+	}
+	return true
+}
+
+// Summary returns a copy of what the session summarised so far, or nil when nothing.
+func (s *Session) Summary() *Summary {
+	s.vol.mu.Lock()
+	defer s.vol.mu.Unlock()
+	if s.vol.sum == nil {
+		return nil
+	}
+	c := *s.vol.sum
+	c.Kinds = make(map[string]int64, len(s.vol.sum.Kinds))
+	for k, n := range s.vol.sum.Kinds {
+		c.Kinds[k] = n
+	}
+	return &c
+}

@@ -1,0 +1,97 @@
+package protocols
+
+import (
+	"sync"
+	"testing"
+)
+
+// recorder keeps the events it is given.
+type recorder struct {
+	mu sync.Mutex
+	ev []Event
+}
+
+func (r *recorder) Emit(e *Event) {
+	r.mu.Lock()
+	r.ev = append(r.ev, *e)
+	r.mu.Unlock()
+}
+
+// TestVolumeControl: past KeepEvents a session emits only notable events (Notable, failed
+// requests); the others are summarised by kind with their bytes, and session events
+// (start, end) are never summarised.
+func TestVolumeControl(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		keep    int
+		emitted int // of the 11 events between connect and disconnect
+	}{
+		{"off", 0, 11},
+		{"keep3", 3, 5}, // 3 kept, the write, the error
+		{"keep100", 100, 11},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := &recorder{}
+			s := &Session{ID: "v", Protocol: "p", Events: rec, KeepEvents: tc.keep}
+			hooked := 0
+			s.OnSummarised = func(*Session, int, int) { hooked++ }
+			s.EmitPhase(PhaseStart, "connect")
+			for i := range 10 {
+				switch i {
+				case 5:
+					s.Request("write", false)
+					s.Notable()
+				case 7:
+					s.Request("read", true) // an error
+				default:
+					s.Request("read", false)
+				}
+				s.Emit("request", []byte{1, 2, 3}, []byte{4, 5})
+			}
+			s.Emit("noise", []byte{1}, nil) // no request before it: summarised under its type
+			s.EmitPhase(PhaseEnd, "disconnect")
+			n := len(rec.ev)
+			if rec.ev[0].Phase != PhaseStart || rec.ev[n-1].Phase != PhaseEnd {
+				t.Fatal("a session start or end event was summarised")
+			}
+			if got := n - 2; got != tc.emitted {
+				t.Fatalf("emitted %d events, want %d", got, tc.emitted)
+			}
+			sum := s.Summary()
+			if tc.emitted == 11 {
+				if sum != nil || hooked != 0 {
+					t.Fatalf("summary %+v, hook %d; want none", sum, hooked)
+				}
+				return
+			}
+			if sum.Events != 6 || hooked != 6 {
+				t.Fatalf("summarised %d, hook %d; want 6", sum.Events, hooked)
+			}
+			if sum.Kinds["read"] != 5 || sum.Kinds["p.noise"] != 1 || sum.BytesIn != 5*3+1 || sum.BytesOut != 5*2 {
+				t.Errorf("summary %+v", sum)
+			}
+			if sum.First.IsZero() || sum.Last.Before(sum.First) {
+				t.Errorf("summary times %v .. %v", sum.First, sum.Last)
+			}
+			for _, e := range rec.ev[4:] { // past the 3 kept (and connect)
+				if e.Phase == "" && e.Type == "p.request" && e.Request == nil {
+					t.Errorf("kept event without its payload: %+v", e)
+				}
+			}
+		})
+	}
+}
+
+// TestVolumeSummaryKindsBounded: a session with ever new kinds counts those past the
+// bound under "other".
+func TestVolumeSummaryKindsBounded(t *testing.T) {
+	s := &Session{ID: "v", Protocol: "p", Events: &recorder{}, KeepEvents: 1}
+	for i := range 1000 {
+		s.Request(string(rune('a'+i%26))+string(rune('a'+i/26%26)), false)
+		s.Emit("request", nil, nil)
+	}
+	sum := s.Summary()
+	if len(sum.Kinds) > maxSummaryKinds || sum.Kinds["other"] == 0 || sum.Events != 999 {
+		t.Fatalf("%d kinds, other %d, events %d", len(sum.Kinds), sum.Kinds["other"], sum.Events)
+	}
+}
