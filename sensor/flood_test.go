@@ -1,0 +1,92 @@
+package sensor
+
+import (
+	"net/netip"
+	"sync"
+	"testing"
+
+	"github.com/icsnare/icsnare/protocols"
+)
+
+type eventList struct {
+	mu sync.Mutex
+	ev []*protocols.Event
+}
+
+func (l *eventList) Emit(e *protocols.Event) { l.mu.Lock(); l.ev = append(l.ev, e); l.mu.Unlock() }
+
+func floodSession(src string) *protocols.Session {
+	return &protocols.Session{Protocol: "modbus", Local: netip.MustParseAddrPort("[::ffff:198.51.100.7]:502"),
+		Remote: netip.MustParseAddrPort(src)}
+}
+
+func fieldsOf(e *protocols.Event) map[string]any {
+	m := map[string]any{}
+	for _, f := range e.Fields {
+		m[f.Key] = f.Value
+	}
+	return m
+}
+
+// TestFloodAggregates: summarised events count per (port, protocol, source /24 or /64),
+// with distinct sessions, and a flush writes one flood.summary per key and starts over.
+func TestFloodAggregates(t *testing.T) {
+	f := newFloodTable()
+	a1, a2 := floodSession("[::ffff:203.0.113.9]:40000"), floodSession("203.0.113.200:40001")
+	b := floodSession("192.0.2.1:1")
+	v6 := floodSession("[2001:db8:1:2::5]:9")
+	for range 10 {
+		f.add(a1, 12, 11)
+		f.add(a2, 12, 11)
+	}
+	f.add(b, 1, 2)
+	f.add(v6, 3, 4)
+	var out eventList
+	f.flush(&out, "s1")
+	if len(out.ev) != 3 {
+		t.Fatalf("%d flood.summary events, want 3", len(out.ev))
+	}
+	by := map[string]map[string]any{}
+	for _, e := range out.ev {
+		if e.Type != FloodSummaryEvent || e.Sensor != "s1" || e.Protocol != "modbus" {
+			t.Errorf("event %+v", e)
+		}
+		m := fieldsOf(e)
+		by[m["source_prefix"].(string)] = m
+	}
+	if m := by["203.0.113.0/24"]; m["events"] != int64(20) || m["sessions"] != 2 || m["bytes_in"] != int64(240) || m["port"] != uint16(502) {
+		t.Errorf("203.0.113.0/24: %v", m)
+	}
+	if m := by["2001:db8:1:2::/64"]; m["events"] != int64(1) {
+		t.Errorf("the IPv6 /64: %v", by)
+	}
+	out.ev = nil
+	f.flush(&out, "s1")
+	if len(out.ev) != 0 {
+		t.Fatalf("a second flush wrote %d events", len(out.ev))
+	}
+}
+
+// TestFloodKeysBounded: past maxFloodKeys keys a minute, events count in one event
+// without a prefix.
+func TestFloodKeysBounded(t *testing.T) {
+	f := newFloodTable()
+	for i := range maxFloodKeys + 10 {
+		a := netip.AddrFrom4([4]byte{10, byte(i >> 8), byte(i), 1}) // a /24 each
+		f.add(floodSession(netip.AddrPortFrom(a, 1).String()), 1, 1)
+	}
+	var out eventList
+	f.flush(&out, "s")
+	if len(out.ev) != maxFloodKeys+1 {
+		t.Fatalf("%d events, want %d and one for the rest", len(out.ev), maxFloodKeys+1)
+	}
+	var rest int64
+	for _, e := range out.ev {
+		if m := fieldsOf(e); m["source_prefix"] == nil {
+			rest = m["events"].(int64)
+		}
+	}
+	if rest != 10 {
+		t.Fatalf("events past the key bound: %d, want 10", rest)
+	}
+}
