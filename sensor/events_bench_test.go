@@ -87,3 +87,21 @@ func BenchmarkMetricsRequest(b *testing.B) {
 		m.Request("modbus", "read_holding_registers", false)
 	}
 }
+
+// BenchmarkSummarisedEvent is the per-request event path past per_session: the request is
+// counted in the session summary and the flood aggregate instead of being encoded.
+func BenchmarkSummarisedEvent(b *testing.B) {
+	bus := NewBus(4, NewJSONSink("discard", io.Discard, nil, false))
+	f := newFloodTable()
+	sess := benchSession(bus)
+	sess.KeepEvents, sess.OnSummarised = 1, f.add
+	e := requestEvent()
+	sess.Emit("request", e.Request, e.Response, e.Fields...)
+	q := bus.queues[0]
+	q.deliver(<-q.ch)
+	b.ReportAllocs()
+	for b.Loop() {
+		sess.Request("read_holding_registers", false)
+		sess.Emit("request", e.Request, e.Response, e.Fields...)
+	}
+}

@@ -1,6 +1,7 @@
 package sensor
 
 import (
+	"io"
 	"net/netip"
 	"sync"
 	"testing"
@@ -88,5 +89,31 @@ func TestFloodKeysBounded(t *testing.T) {
 	}
 	if rest != 10 {
 		t.Fatalf("events past the key bound: %d, want 10", rest)
+	}
+}
+
+// TestSummarisedEventNoAllocs: past per_session, a request event volume control summarises
+// (session summary and flood aggregate) allocates nothing.
+func TestSummarisedEventNoAllocs(t *testing.T) {
+	bus := NewBus(4, NewJSONSink("discard", io.Discard, nil, false))
+	f := newFloodTable()
+	sess := benchSession(bus)
+	sess.KeepEvents, sess.OnSummarised = 1, f.add
+	e := requestEvent()
+	q := bus.queues[0]
+	emit := func() {
+		sess.Request("read_holding_registers", false)
+		sess.Emit("request", e.Request, e.Response, e.Fields...)
+		for len(q.ch) > 0 {
+			q.deliver(<-q.ch)
+		}
+	}
+	emit()
+	emit()
+	if n := testing.AllocsPerRun(1000, emit); n >= 0.5 {
+		t.Fatalf("a summarised event: %v allocations, want 0", n)
+	}
+	if sum := sess.Summary(); sum == nil || sum.Events < 1000 {
+		t.Fatalf("summary %+v", sum)
 	}
 }
