@@ -73,7 +73,7 @@ func TestStalledStdoutShutdownWithinBudget(t *testing.T) {
 	protocoltest.NeedTool(t, "go")
 	bin := buildStatic(t)
 	addr, off := evAddr(), protocoltest.FreeOffset(t)
-	cfg := writeConfig(t, "[events]\nfile = \"-\"\nshutdown_budget = \"500ms\"\nbuffer = 1024\n")
+	cfg := writeConfig(t, "[events]\nfile = \"-\"\nshutdown_budget = \"500ms\"\nbuffer = 1024\nper_session = 0\n")
 	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
