@@ -2,7 +2,6 @@ package sensor
 
 import (
 	"context"
-	"crypto/sha1"
 	"fmt"
 	"io"
 	"io/fs"
@@ -470,7 +469,7 @@ func (s *JSONSink) appendConpot(b []byte, e *protocols.Event) []byte {
 			}
 			s.ended[e.SessionID] = struct{}{}
 		}
-		b = AppendConpotDocument(b, e, d, s.opts.PublicIP)
+		b = events.AppendConpotDocument(b, e, d, s.opts.PublicIP)
 		b = append(b, '\n')
 	}
 	return b
@@ -503,57 +502,8 @@ func AppendConpotJSON(b []byte, e *protocols.Event) []byte {
 		return b
 	}
 	for _, d := range protocols.ConpotDocuments(p, e) {
-		b = AppendConpotDocument(b, e, d, "")
+		b = events.AppendConpotDocument(b, e, d, "")
 		b = append(b, '\n')
 	}
 	return b
 }
-
-// conpotTimeLayout is Python's datetime.isoformat() of a naive datetime with microseconds;
-// without them it drops the fraction (see appendConpotTime).
-const conpotTimeLayout = "2006-01-02T15:04:05.000000"
-
-// appendConpotTime writes start (or, when zero, at) as Python's isoformat() of a naive UTC
-// datetime: microseconds, and no fraction at all when they are zero.
-func appendConpotTime(b []byte, start, at time.Time) []byte {
-	t := start
-	if t.IsZero() {
-		t = at
-	}
-	t = t.UTC().Truncate(time.Microsecond)
-	if t.Nanosecond() == 0 {
-		return t.AppendFormat(b, "2006-01-02T15:04:05")
-	}
-	return t.AppendFormat(b, conpotTimeLayout)
-}
-
-// sessionUUIDSpace is the name space of session UUIDs (RFC 9562 §5.5, name-based with
-// SHA-1): fa52f727-79da-5bfc-92e5-a1dc68c2f715, the UUIDv5 of "icsnare-session" in the
-// URL name space.
-var sessionUUIDSpace = [16]byte{0xfa, 0x52, 0xf7, 0x27, 0x79, 0xda, 0x5b, 0xfc, 0x92, 0xe5, 0xa1, 0xdc, 0x68, 0xc2, 0xf7, 0x15}
-
-// SessionUUID returns the UUID that stands for an icsnare session id in Conpot's "id": a
-// name-based (version 5) UUID of the id, so every document of a session carries the same
-// one and different sessions different ones.
-func SessionUUID(sessionID string) string {
-	return string(appendSessionUUID(nil, sessionID))
-}
-
-func appendSessionUUID(b []byte, sessionID string) []byte {
-	h := sha1.New()
-	h.Write(sessionUUIDSpace[:])
-	h.Write([]byte(sessionID))
-	var sum [sha1.Size]byte
-	u := h.Sum(sum[:0])[:16]
-	u[6] = u[6]&0x0f | 0x50 // version 5
-	u[8] = u[8]&0x3f | 0x80 // RFC 9562 variant
-	for i, x := range u {
-		if i == 4 || i == 6 || i == 8 || i == 10 {
-			b = append(b, '-')
-		}
-		b = append(b, hexDigits[x>>4], hexDigits[x&15])
-	}
-	return b
-}
-
-const hexDigits = "0123456789abcdef"

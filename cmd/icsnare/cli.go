@@ -54,11 +54,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		Version:       sensor.Version,
 		SilenceErrors: true,
 		SilenceUsage:  true,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cmd.SetOut(stderr)
-			cmd.Help()
-			return exitCode(exitUsage)
-		},
+		RunE:          usageOnly(stderr),
 	}
 	root.SetVersionTemplate(versionLine())
 	root.SetOut(stdout)
@@ -116,6 +112,16 @@ maps them onto icsnare's; flags of 'icsnare run' may follow "--" and apply over 
 	return root
 }
 
+// usageOnly is the action of a command that only groups others: it shows the command's
+// help on stderr and exits 2.
+func usageOnly(stderr io.Writer) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, _ []string) error {
+		cmd.SetOut(stderr)
+		cmd.Help()
+		return exitCode(exitUsage)
+	}
+}
+
 // runFlagsCmd is a command that takes run's flags (run, check, config print).
 func runFlagsCmd(use, short string, stderr io.Writer, do func(*runFlags) int) *cobra.Command {
 	f := newRunFlags(use, stderr)
@@ -139,11 +145,7 @@ func configCmd(stdout, stderr io.Writer) *cobra.Command {
 		Use:   "config",
 		Short: "show the configuration",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cmd.SetOut(stderr)
-			cmd.Help()
-			return exitCode(exitUsage)
-		},
+		RunE:  usageOnly(stderr),
 	}
 	cmd.AddCommand(runFlagsCmd("print", "print the effective configuration run would use with the same flags: every option with its value, passwords, secrets and tokens masked", stderr,
 		func(f *runFlags) int { return cmdConfigPrint(f, stdout, stderr) }))
@@ -175,11 +177,7 @@ func xdpCmd(stdout, stderr io.Writer) *cobra.Command {
 		Use:   "xdp",
 		Short: "inspect the kernel programs of a running sensor",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cmd.SetOut(stderr)
-			cmd.Help()
-			return exitCode(exitUsage)
-		},
+		RunE:  usageOnly(stderr),
 	}
 	var pin string
 	var top int

@@ -145,7 +145,7 @@ func TestPublishConpot(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := b.wait(3)
-	uuid := string(appendSessionUUID(nil, "sess-0"))
+	uuid := string(events.AppendSessionUUID(nil, "sess-0"))
 	head := `{"id": "` + uuid + `", "remote": ["198.51.100.7", 40001], "src_ip": "198.51.100.7", "src_port": 40001, ` +
 		`"local": ["192.0.2.5", 502], "dst_ip": "192.0.2.5", "dst_port": 502, "data_type": "modbus", ` +
 		`"timestamp": "2026-11-29T15:04:05.250000", "public_ip": "203.0.113.9", "data": `

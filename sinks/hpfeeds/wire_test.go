@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/icsnare/icsnare/events"
 	"github.com/icsnare/icsnare/protocols"
 	"github.com/icsnare/icsnare/sensor"
 )
@@ -96,14 +97,14 @@ func TestChannel(t *testing.T) {
 // TestConpotEncoding: strings as Python's json.dumps writes them (checked against
 // json.dumps({"type": "ü\"\\\x00𝄞"})), and the session's id the sensor's Conpot JSON uses.
 func TestConpotEncoding(t *testing.T) {
-	if got, want := string(appendPyString(nil, "ü\"\\\x00\U0001d11e")), `"\u00fc\"\\\u0000\ud834\udd1e"`; got != want {
+	if got, want := string(events.AppendPyString(nil, "ü\"\\\x00\U0001d11e")), `"\u00fc\"\\\u0000\ud834\udd1e"`; got != want {
 		t.Errorf("appendPyString = %s, want %s", got, want)
 	}
-	if got, want := string(appendPyValue(nil, map[string]any{"oid": "1.3", "val": []int{1, 2}})), `{"oid": "1.3", "val": [1, 2]}`; got != want {
+	if got, want := string(events.AppendPyValue(nil, map[string]any{"oid": "1.3", "val": []int{1, 2}})), `{"oid": "1.3", "val": [1, 2]}`; got != want {
 		t.Errorf("appendPyValue = %s, want %s", got, want)
 	}
 	for _, id := range []string{"", "s1", "0123456789abcdef"} {
-		if got, want := string(appendSessionUUID(nil, id)), sensor.SessionUUID(id); got != want {
+		if got, want := string(events.AppendSessionUUID(nil, id)), sensor.SessionUUID(id); got != want {
 			t.Errorf("session %q: UUID %s, the sensor's %s", id, got, want)
 		}
 	}
