@@ -58,8 +58,8 @@ func (c *busCollector) Collect(ch chan<- prometheus.Metric) {
 			t = float64(st.LastOK.UnixNano()) / 1e9
 		}
 		ch <- prometheus.MustNewConstMetric(c.lastOK, prometheus.GaugeValue, t, st.Name)
-		if st.Spooled >= 0 {
-			ch <- prometheus.MustNewConstMetric(c.spooled, prometheus.GaugeValue, float64(st.Spooled), st.Name)
-		}
+		// A sink without a spool has none waiting: 0, so alerts on the series work for
+		// every sink from the first scrape.
+		ch <- prometheus.MustNewConstMetric(c.spooled, prometheus.GaugeValue, float64(max(st.Spooled, 0)), st.Name)
 	}
 }
