@@ -413,7 +413,7 @@ func (s *Session) emitPhase(phase, typ string, req, resp []byte, text bool, fiel
 	if len(typ) <= len(s.Protocol) || typ[:len(s.Protocol)] != s.Protocol || typ[len(s.Protocol)] != '.' {
 		typ = s.qualify(typ)
 	}
-	if phase == "" && s.KeepEvents > 0 && s.summarise(typ, req, resp) {
+	if phase == "" && s.KeepEvents > 0 && s.summarise(typ, req, resp, fields) {
 		return
 	}
 	e := NewEvent()

@@ -65,8 +65,9 @@ func (s *Session) noteRequest(kind string, failed bool) {
 }
 
 // summarise reports whether the event about to be emitted is summarised instead (the
-// session is past KeepEvents and the event is not notable), and counts it if so.
-func (s *Session) summarise(typ string, req, resp []byte) bool {
+// session is past KeepEvents and the event is not notable: marked by the protocol, a
+// failed request, or a write or state change by ClassifyAction), and counts it if so.
+func (s *Session) summarise(typ string, req, resp []byte, fields []Field) bool {
 	if s.KeepEvents <= 0 {
 		return false
 	}
@@ -74,6 +75,9 @@ func (s *Session) summarise(typ string, req, resp []byte) bool {
 	v.mu.Lock()
 	notable, kind := v.notable, v.kind
 	v.notable, v.kind = false, ""
+	if !notable && v.emitted >= s.KeepEvents {
+		_, notable = ClassifyAction(typ, fields)
+	}
 	if v.emitted < s.KeepEvents || notable {
 		v.emitted++
 		v.mu.Unlock()

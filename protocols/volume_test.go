@@ -95,3 +95,31 @@ func TestVolumeSummaryKindsBounded(t *testing.T) {
 		t.Fatalf("%d kinds, other %d, events %d", len(sum.Kinds), sum.Kinds["other"], sum.Events)
 	}
 }
+
+// TestVolumeControlKeepsClassifiedActions: past KeepEvents, an event ClassifyAction calls a
+// write or a state change is kept even when its protocol did not mark it (a BACnet
+// WriteProperty, an SNMP SET, a Kamstrup reboot), and a read is summarised.
+func TestVolumeControlKeepsClassifiedActions(t *testing.T) {
+	tests := []struct {
+		proto, typ string
+		fields     []Field
+		kept       bool
+	}{
+		{"bacnet", "bacnet.request", []Field{F("service", "write-property")}, true},
+		{"bacnet", "bacnet.request", []Field{F("service", "read-property")}, false},
+		{"snmp", "snmp.request", []Field{F("pdu", "set")}, true},
+		{"snmp", "snmp.request", []Field{F("pdu", "get")}, false},
+		{"kamstrup_management", "kamstrup_management.command", []Field{F("command", "RR")}, true},
+		{"iec104", "iec104.command", []Field{F("type_id", uint8(45))}, true},
+		{"ftp", "ftp.upload", nil, true},
+	}
+	for _, tc := range tests {
+		rec := &recorder{}
+		s := &Session{ID: "v", Protocol: tc.proto, Events: rec, KeepEvents: 1}
+		s.Emit("request", nil, nil, F("service", "read-property"), F("pdu", "get")) // the one kept
+		s.Emit(tc.typ, nil, nil, tc.fields...)
+		if got := len(rec.ev) == 2; got != tc.kept {
+			t.Errorf("%s %v: kept %v, want %v", tc.typ, tc.fields, got, tc.kept)
+		}
+	}
+}

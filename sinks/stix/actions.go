@@ -1,158 +1,16 @@
 package stix
 
-import (
-	"strconv"
-	"strings"
+import "github.com/icsnare/icsnare/protocols"
 
-	"github.com/icsnare/icsnare/protocols"
-)
-
-// Action kinds: a write to the emulated device's data or files, or a change of its state
-// (run/stop, restart, clock, communication control, users).
+// Action kinds: a write to the emulated device's data or files, or a change of its state.
 const (
-	KindWrite = "write"
-	KindState = "state"
+	KindWrite = protocols.ActionWrite
+	KindState = protocols.ActionState
 )
 
-// Action is what an event did to the emulated device, when it wrote to it or changed its
-// state.
-type Action struct {
-	Kind  string // KindWrite or KindState
-	Label string // "<protocol> <what>", from a small fixed set per protocol
-}
-
-// modbusWrites names the Modbus function codes that write.
-var modbusWrites = map[int64]string{5: "write_single_coil", 6: "write_single_register", 15: "write_multiple_coils",
-	16: "write_multiple_registers", 21: "write_file_record", 22: "mask_write_register", 23: "read_write_registers"}
-
-// bacnetServices names the BACnet services that write or change a device's state.
-var bacnetServices = map[string]string{"write-property": KindWrite, "write-property-multiple": KindWrite,
-	"atomic-write-file": KindWrite, "create-object": KindWrite, "delete-object": KindWrite,
-	"add-list-element": KindWrite, "remove-list-element": KindWrite, "write-group": KindWrite,
-	"device-communication-control": KindState, "reinitialize-device": KindState,
-	"time-synchronization": KindState, "utc-time-synchronization": KindState}
-
-// ipmiCommands names the IPMI commands that change a BMC's or its server's state.
-var ipmiCommands = map[string]string{"chassis_control": KindState, "cold_reset": KindState, "warm_reset": KindState,
-	"set_boot_options": KindState, "clear_sel": KindWrite, "set_user_password": KindWrite,
-	"set_user_name": KindWrite, "set_user_access": KindWrite}
-
-// iec104Commands names the IEC 60870-5-104 control-direction ASDU types.
-var iec104Commands = map[int64]string{45: "single_command", 46: "double_command", 47: "regulating_step_command",
-	48: "setpoint_normalised", 49: "setpoint_scaled", 50: "setpoint_float", 51: "bitstring_command",
-	58: "single_command", 59: "double_command", 60: "regulating_step_command", 61: "setpoint_normalised",
-	62: "setpoint_scaled", 63: "setpoint_float", 64: "bitstring_command", 101: "counter_interrogation",
-	103: "clock_synchronisation", 105: "reset_process"}
-
-// s7Types names the S7comm event types that write or change the CPU's state.
-var s7Types = map[string]Action{"s7comm.write": {KindWrite, "s7comm write_var"},
-	"s7comm.download": {KindWrite, "s7comm download"}, "s7comm.stop": {KindState, "s7comm plc_stop"},
-	"s7comm.start": {KindState, "s7comm plc_start"}}
+// Action is what an event did to the emulated device (protocols.Action).
+type Action = protocols.Action
 
 // Classify reports whether e wrote to the emulated device or changed its state, and what
-// it did. Attempts count whether the device accepted them or not: a refused write to a
-// PLC tells as much about its source as an accepted one.
-func Classify(e *protocols.Event) (Action, bool) {
-	switch e.Type {
-	case "modbus.request":
-		fc, ok := intField(e, "function_code")
-		if name, w := modbusWrites[fc]; ok && w {
-			return Action{KindWrite, "modbus " + name}, true
-		}
-	case "s7comm.write", "s7comm.download", "s7comm.stop", "s7comm.start":
-		return s7Types[e.Type], true
-	case "s7comm.request":
-		switch fn, _ := stringField(e, "function"); fn {
-		case "pi_service":
-			return Action{KindState, "s7comm pi_service"}, true
-		case "set_clock":
-			return Action{KindState, "s7comm set_clock"}, true
-		}
-	case "snmp.request":
-		if pdu, _ := stringField(e, "pdu"); pdu == "set" {
-			return Action{KindWrite, "snmp set"}, true
-		}
-	case "bacnet.request":
-		svc, _ := stringField(e, "service")
-		if kind, ok := bacnetServices[svc]; ok {
-			return Action{kind, "bacnet " + svc}, true
-		}
-	case "enip.write":
-		return Action{KindWrite, "enip write_tag"}, true
-	case "iec104.command":
-		t, _ := intField(e, "type_id")
-		name, ok := iec104Commands[t]
-		if !ok {
-			name = "type_" + strconv.FormatInt(t, 10)
-		}
-		kind := KindWrite
-		if t == 101 || t == 103 || t == 105 {
-			kind = KindState
-		}
-		return Action{kind, "iec104 " + name}, true
-	case "ipmi.request":
-		k, _ := stringField(e, "kind")
-		if kind, ok := ipmiCommands[k]; ok {
-			return Action{kind, "ipmi " + k}, true
-		}
-	case "kamstrup_management.command":
-		cmd, _ := stringField(e, "command")
-		switch {
-		case cmd == "RR":
-			return Action{KindState, "kamstrup_management reboot"}, true
-		case len(cmd) == 2 && cmd[0] == 'S' && cmd[1] >= 'A' && cmd[1] <= 'Z':
-			return Action{KindWrite, "kamstrup_management set"}, true
-		}
-	case "guardian_ast.command":
-		if k, _ := stringField(e, "kind"); k == "set_product" {
-			return Action{KindWrite, "guardian_ast set_product"}, true
-		}
-	case "ftp.upload", "ftp.delete", "ftp.rename", "tftp.upload":
-		return Action{KindWrite, strings.Replace(e.Type, ".", " ", 1)}, true
-	}
-	return Action{}, false
-}
-
-// field returns the value of e's field key.
-func field(e *protocols.Event, key string) (any, bool) {
-	for _, f := range e.Fields {
-		if f.Key == key {
-			return f.Value, true
-		}
-	}
-	return nil, false
-}
-
-func stringField(e *protocols.Event, key string) (string, bool) {
-	v, _ := field(e, key)
-	s, ok := v.(string)
-	return s, ok
-}
-
-// intField returns the integer field key, whatever integer type the protocol used.
-func intField(e *protocols.Event, key string) (int64, bool) {
-	v, _ := field(e, key)
-	switch x := v.(type) {
-	case int:
-		return int64(x), true
-	case int8:
-		return int64(x), true
-	case int16:
-		return int64(x), true
-	case int32:
-		return int64(x), true
-	case int64:
-		return x, true
-	case uint8:
-		return int64(x), true
-	case uint16:
-		return int64(x), true
-	case uint32:
-		return int64(x), true
-	case uint64:
-		if x <= 1<<62 {
-			return int64(x), true
-		}
-	}
-	return 0, false
-}
+// it did (protocols.ClassifyAction).
+func Classify(e *protocols.Event) (Action, bool) { return protocols.ClassifyAction(e.Type, e.Fields) }

@@ -127,7 +127,7 @@ func (a *actions) merge(b *actions) {
 		return
 	}
 	for label, n := range b.labels {
-		a.add(Action{b.labelKind[label], label}, n, b.first, b.last)
+		a.add(Action{Kind: b.labelKind[label], Label: label}, n, b.first, b.last)
 	}
 }
 
@@ -201,11 +201,11 @@ func (x *Exporter) Add(e *protocols.Event, now time.Time) []*Bundle {
 	switch e.Phase {
 	case protocols.PhaseStart:
 	case protocols.PhaseEnd:
-		if n, ok := intField(e, "requests"); ok {
+		if n, ok := protocols.FieldInt(e.Fields, "requests"); ok {
 			s.requests, s.haveRequests = n, true
 		}
-		in, okIn := intField(e, "bytes_in")
-		outB, okOut := intField(e, "bytes_out")
+		in, okIn := protocols.FieldInt(e.Fields, "bytes_in")
+		outB, okOut := protocols.FieldInt(e.Fields, "bytes_out")
 		if okIn && okOut {
 			s.bytesIn, s.bytesOut, s.haveBytes = in, outB, true
 		}
