@@ -53,7 +53,7 @@ func TestSignalSensorRefusesStalePIDFile(t *testing.T) {
 	path := filepath.Join(dir, PIDFileName)
 	sleep := exec.Command("sleep", "30")
 	if err := sleep.Start(); err != nil {
-		t.Skip("no sleep(1)")
+		t.Fatalf("sleep(1) from coreutils: %v", err)
 	}
 	defer func() { sleep.Process.Kill(); sleep.Wait() }()
 	for _, tc := range []struct{ content, want string }{
