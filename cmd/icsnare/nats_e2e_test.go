@@ -404,7 +404,7 @@ close_timeout = "1s"
 	deadline := time.Now().Add(10 * time.Second)
 	for failed == 0 && time.Now().Before(deadline) {
 		time.Sleep(300 * time.Millisecond) // the bus flushes on a timer
-		failed = p.metric(t, `icsnare_events_failed_total{sink="nats"}`)
+		failed = p.metric(t, `icsnare_events_dropped_total{reason="write_error",sink="nats"}`)
 	}
 	p.stop(t)
 	got := readJSONLines(t, events)
