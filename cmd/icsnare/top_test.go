@@ -52,11 +52,12 @@ func TestTopShowsBusiestHostsAndSources(t *testing.T) {
 	for {
 		out.Reset()
 		errb.Reset()
-		code := run([]string{"top", "--once", "--metrics", metrics, "-n", "2"}, &out, &errb)
+		code := run([]string{"top", "--once", "--metrics", metrics, "-n", "3"}, &out, &errb)
 		if code != 0 {
 			t.Fatalf("icsnare top: exit %d: %s", code, errb.String())
 		}
-		if strings.Contains(out.String(), "127.79.2.11") || time.Now().After(deadline) {
+		// The quiet source's three requests are the last events to arrive.
+		if topEvents(out.String(), "127.79.3.2") >= 3 || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -66,6 +67,9 @@ func TestTopShowsBusiestHostsAndSources(t *testing.T) {
 	host := strings.Index(text, "127.79.2.10")
 	if host < 0 || host > strings.Index(text, "127.79.2.11") {
 		t.Fatalf("the busy host is not listed first:\n%s", text)
+	}
+	if topEvents(text, "127.79.3.2") < 3 {
+		t.Fatalf("the quiet source's requests never showed:\n%s", text)
 	}
 	src := strings.Index(text, "127.79.3.1 ")
 	if src < 0 || src > strings.Index(text, "127.79.3.2 ") {
@@ -88,4 +92,16 @@ func TestTopShowsBusiestHostsAndSources(t *testing.T) {
 	if code := run([]string{"top", "--once", "--metrics", "127.79.2.1:1"}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "127.79.2.1:1") {
 		t.Fatalf("no sensor: exit %d, %s", code, errb.String())
 	}
+}
+
+// topEvents returns the EVENTS column of key's row in icsnare top's output (-1: no row).
+func topEvents(out, key string) int {
+	for line := range strings.SplitSeq(out, "\n") {
+		if f := strings.Fields(line); len(f) == 3 && f[0] == key {
+			if n, err := strconv.Atoi(f[1]); err == nil {
+				return n
+			}
+		}
+	}
+	return -1
 }
