@@ -182,3 +182,43 @@ func AppendSessionUUID(b []byte, sessionID string) []byte {
 	}
 	return b
 }
+
+// MaxEndedSessions bounds the sessions a ConpotSessions remembers as ended by a protocol's
+// own document.
+const MaxEndedSessions = 1 << 16
+
+// ConpotSessions turns events into Conpot's documents in the order they come, as Conpot's
+// loggers write them: a TCP session whose protocol's own document ended it
+// (CONNECTION_TERMINATED …) gets no second end document from the sensor's end event. The
+// zero value is ready for use; it is not safe for concurrent use (a sink's one goroutine).
+type ConpotSessions struct {
+	ended map[string]struct{}
+}
+
+// Documents returns the Conpot documents of e; none for an event of no protocol (the XDP
+// limiter's …), which Conpot has no counterpart for.
+func (c *ConpotSessions) Documents(e *protocols.Event) []protocols.ConpotEvent {
+	p, ok := protocols.Lookup(e.Protocol)
+	if !ok {
+		return nil
+	}
+	docs := protocols.ConpotDocuments(p, e)
+	if e.Phase == protocols.PhaseEnd {
+		if _, done := c.ended[e.SessionID]; done {
+			docs = nil
+		}
+		delete(c.ended, e.SessionID)
+	}
+	for _, d := range docs {
+		if e.Phase == "" && e.Transport == protocols.TCP && protocols.ConpotEndsSession(d.EventType) {
+			if c.ended == nil || len(c.ended) >= MaxEndedSessions {
+				c.ended = map[string]struct{}{} // lost end events must not grow it for ever
+			}
+			c.ended[e.SessionID] = struct{}{}
+		}
+	}
+	return docs
+}
+
+// Remembered returns how many sessions it remembers as ended.
+func (c *ConpotSessions) Remembered() int { return len(c.ended) }

@@ -53,38 +53,34 @@ var s7Types = map[string]Action{"s7comm.write": {ActionWrite, "s7comm write_var"
 // accepted one. Volume control keeps every such event; the STIX sink makes indicators of
 // their sources.
 func ClassifyAction(typ string, fields []Field) (Action, bool) {
-	e := struct {
-		Type   string
-		Fields []Field
-	}{typ, fields}
-	switch e.Type {
+	switch typ {
 	case "modbus.request":
-		fc, ok := FieldInt(e.Fields, "function_code")
+		fc, ok := FieldInt(fields, "function_code")
 		if name, w := modbusWrites[fc]; ok && w {
 			return Action{ActionWrite, "modbus " + name}, true
 		}
 	case "s7comm.write", "s7comm.download", "s7comm.stop", "s7comm.start":
-		return s7Types[e.Type], true
+		return s7Types[typ], true
 	case "s7comm.request":
-		switch fn, _ := stringField(e.Fields, "function"); fn {
+		switch fn, _ := stringField(fields, "function"); fn {
 		case "pi_service":
 			return Action{ActionState, "s7comm pi_service"}, true
 		case "set_clock":
 			return Action{ActionState, "s7comm set_clock"}, true
 		}
 	case "snmp.request":
-		if pdu, _ := stringField(e.Fields, "pdu"); pdu == "set" {
+		if pdu, _ := stringField(fields, "pdu"); pdu == "set" {
 			return Action{ActionWrite, "snmp set"}, true
 		}
 	case "bacnet.request":
-		svc, _ := stringField(e.Fields, "service")
+		svc, _ := stringField(fields, "service")
 		if kind, ok := bacnetServices[svc]; ok {
 			return Action{kind, "bacnet " + svc}, true
 		}
 	case "enip.write":
 		return Action{ActionWrite, "enip write_tag"}, true
 	case "iec104.command":
-		t, _ := FieldInt(e.Fields, "type_id")
+		t, _ := FieldInt(fields, "type_id")
 		name, ok := iec104Commands[t]
 		if !ok {
 			name = "type_" + strconv.FormatInt(t, 10)
@@ -95,12 +91,12 @@ func ClassifyAction(typ string, fields []Field) (Action, bool) {
 		}
 		return Action{kind, "iec104 " + name}, true
 	case "ipmi.request":
-		k, _ := stringField(e.Fields, "kind")
+		k, _ := stringField(fields, "kind")
 		if kind, ok := ipmiCommands[k]; ok {
 			return Action{kind, "ipmi " + k}, true
 		}
 	case "kamstrup_management.command":
-		cmd, _ := stringField(e.Fields, "command")
+		cmd, _ := stringField(fields, "command")
 		switch {
 		case cmd == "RR":
 			return Action{ActionState, "kamstrup_management reboot"}, true
@@ -108,11 +104,11 @@ func ClassifyAction(typ string, fields []Field) (Action, bool) {
 			return Action{ActionWrite, "kamstrup_management set"}, true
 		}
 	case "guardian_ast.command":
-		if k, _ := stringField(e.Fields, "kind"); k == "set_product" {
+		if k, _ := stringField(fields, "kind"); k == "set_product" {
 			return Action{ActionWrite, "guardian_ast set_product"}, true
 		}
 	case "ftp.upload", "ftp.delete", "ftp.rename", "tftp.upload":
-		return Action{ActionWrite, strings.Replace(e.Type, ".", " ", 1)}, true
+		return Action{ActionWrite, strings.Replace(typ, ".", " ", 1)}, true
 	}
 	return Action{}, false
 }

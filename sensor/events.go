@@ -338,9 +338,8 @@ type JSONSink struct {
 	out  *output
 	opts JSONOptions
 	buf  []byte
-	// ended holds, for the conpot format, the TCP sessions a protocol's own document has
-	// ended (CONNECTION_TERMINATED …), so the sensor's end writes no second one.
-	ended map[string]struct{}
+	// conpot gives the conpot format's documents, with the sessions they ended.
+	conpot events.ConpotSessions
 }
 
 // JSONOptions shape a JSON sink.
@@ -367,9 +366,6 @@ type JSONOptions struct {
 	// Log hears of write errors (once per run of them), recovery and rotation trouble.
 	Log *slog.Logger
 }
-
-// maxEndedSessions bounds the sessions a conpot sink remembers as ended.
-const maxEndedSessions = 1 << 16
 
 // OpenJSONSink opens path ("-" is stdout) for appending JSON lines. conpot selects Conpot's
 // documents (timestamp, sensorid, id, src_ip … data_type, event_type).
@@ -448,34 +444,18 @@ func (s *JSONSink) Write(e *protocols.Event) error {
 	return s.out.write(s.buf)
 }
 
-// appendConpot appends the Conpot documents for e, one per line, and keeps track of the
-// TCP sessions they ended.
+// appendConpot appends the Conpot documents for e, one per line.
 func (s *JSONSink) appendConpot(b []byte, e *protocols.Event) []byte {
-	p, ok := protocols.Lookup(e.Protocol)
-	if !ok || isSummary(e) {
-		return b // not a protocol's event (the XDP limiter's, volume control's): Conpot has no counterpart
+	if isSummary(e) {
+		return b // volume control's: Conpot has no counterpart
 	}
-	docs := protocols.ConpotDocuments(p, e)
-	if e.Phase == protocols.PhaseEnd {
-		if _, done := s.ended[e.SessionID]; done {
-			docs = nil
-		}
-		delete(s.ended, e.SessionID)
-	}
-	for _, d := range docs {
-		if e.Phase == "" && e.Transport == protocols.TCP && protocols.ConpotEndsSession(d.EventType) {
-			if s.ended == nil || len(s.ended) >= maxEndedSessions {
-				s.ended = map[string]struct{}{} // lost end events must not grow it for ever
-			}
-			s.ended[e.SessionID] = struct{}{}
-		}
+	for _, d := range s.conpot.Documents(e) {
 		b = events.AppendConpotDocument(b, e, d, s.opts.PublicIP)
 		b = append(b, '\n')
 	}
 	return b
 }
 
-// isSummary reports whether e is one of volume control's summaries.
 func isSummary(e *protocols.Event) bool {
 	return e.Type == FloodSummaryEvent || strings.HasSuffix(e.Type, "."+SessionSummaryEvent)
 }

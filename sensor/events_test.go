@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/icsnare/icsnare/events"
 	"github.com/icsnare/icsnare/profiles"
 	"github.com/icsnare/icsnare/protocols"
 )
@@ -282,22 +283,23 @@ func TestSlowSinkNeverBlocksEmitters(t *testing.T) {
 func TestConpotEndedSessionsBounded(t *testing.T) {
 	sink := NewJSONSinkWith("t", io.Discard, nil, JSONOptions{Conpot: true, GID: -1})
 	e := &protocols.Event{Protocol: "conpot-test", Transport: protocols.TCP, Type: "conpot-test.end"}
-	for i := range maxEndedSessions + 10 {
+	for i := range events.MaxEndedSessions + 10 {
 		e.SessionID = strconv.Itoa(i)
 		if err := sink.Write(e); err != nil {
 			t.Fatal(err)
 		}
-		if len(sink.ended) > maxEndedSessions {
-			t.Fatalf("%d ended sessions remembered", len(sink.ended))
+		if sink.conpot.Remembered() > events.MaxEndedSessions {
+			t.Fatalf("%d ended sessions remembered", sink.conpot.Remembered())
 		}
 	}
 	// A session end the sink has seen is forgotten at once.
-	e.SessionID, e.Phase, e.Type = "last", protocols.PhaseEnd, "disconnect"
-	sink.ended["last"] = struct{}{}
-	n := len(sink.ended)
+	e.SessionID = "last"
+	sink.Write(e) // its protocol's document ends it
+	e.Phase, e.Type = protocols.PhaseEnd, "disconnect"
+	n := sink.conpot.Remembered()
 	sink.Write(e)
-	if len(sink.ended) != n-1 {
-		t.Errorf("ended sessions %d after the end of one of %d", len(sink.ended), n)
+	if sink.conpot.Remembered() != n-1 {
+		t.Errorf("ended sessions %d after the end of one of %d", sink.conpot.Remembered(), n)
 	}
 }
 

@@ -260,7 +260,6 @@ func (c *conn) handle(frame []byte) (broadcast bool) {
 		resp = c.out[start:]
 	}
 	c.sess.Request(FuncName(fc), ex != 0 || drop != "")
-	c.sess.NotableIf(IsWrite(fc) || fc == FuncReadWriteRegisters) // volume control keeps every write
 	if c.sess.Events != nil {
 		c.emit(frame, resp, &h, &req, fc, ex, drop)
 	}

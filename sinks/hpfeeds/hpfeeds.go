@@ -20,10 +20,6 @@ import (
 // publications of channels it never subscribed to, which it discards).
 const maxBrokerMessage = 64 << 10
 
-// maxEndedSessions bounds the sessions the conpot format remembers as ended by a document
-// of their protocol (so the sensor's own end event adds no second one).
-const maxEndedSessions = 1 << 16
-
 // Sink publishes events to an hpfeeds broker.
 type Sink struct {
 	name     string
@@ -34,7 +30,7 @@ type Sink struct {
 	perEvent bool // a channel names {type} or {protocol}
 	payload  []byte
 	msg      []byte
-	ended    map[string]struct{}
+	conpot   events.ConpotSessions // the conpot format's documents, with the sessions they ended
 	oversize atomic.Uint64
 
 	mu            sync.Mutex
@@ -103,36 +99,11 @@ func (s *Sink) Write(e *protocols.Event) error {
 		publish(s.payload)
 		return errors.Join(errs...)
 	}
-	for _, d := range s.conpotDocuments(e) {
+	for _, d := range s.conpot.Documents(e) {
 		s.payload = AppendConpotRecord(s.payload[:0], e, d, s.o.PublicIP)
 		publish(s.payload)
 	}
 	return errors.Join(errs...)
-}
-
-// conpotDocuments returns the Conpot documents of e, leaving out the session end of a TCP
-// session whose protocol already ended it (as the sensor's Conpot JSON does).
-func (s *Sink) conpotDocuments(e *protocols.Event) []protocols.ConpotEvent {
-	p, ok := protocols.Lookup(e.Protocol)
-	if !ok {
-		return nil // not a protocol's event: Conpot has no counterpart
-	}
-	docs := protocols.ConpotDocuments(p, e)
-	if e.Phase == protocols.PhaseEnd {
-		if _, done := s.ended[e.SessionID]; done {
-			docs = nil
-		}
-		delete(s.ended, e.SessionID)
-	}
-	for _, d := range docs {
-		if e.Phase == "" && e.Transport == protocols.TCP && protocols.ConpotEndsSession(d.EventType) {
-			if s.ended == nil || len(s.ended) >= maxEndedSessions {
-				s.ended = map[string]struct{}{}
-			}
-			s.ended[e.SessionID] = struct{}{}
-		}
-	}
-	return docs
 }
 
 // Channel expands a channel name: {type} is the event type, {protocol} its protocol; the
