@@ -133,7 +133,7 @@ var personalities = []struct {
 		// SEQ TI=I SS=S TS=U; OPS O1=M5B4 (MSS echoed up to 1460); WIN W1..W6=2000;
 		// T1 DF=N TG=20; IE CD=S.
 		TTL: 32, IPID: IPIDIncremental, DF: false, Window: 0x2000,
-		MSS: 1460, EchoMSS: true, Options: "M", ICMPQuote: 8,
+		MSS: 1460, EchoMSS: true, Options: "M", ICMPQuote: 8, FINSilent: true,
 	}},
 	{regexp.MustCompile(`(?i)^schneider`), regexp.MustCompile(`(?i)M340|BMX ?P34`), Personality{
 		Name: "schneider-m340", Vendor: "schneider",
@@ -141,7 +141,7 @@ var personalities = []struct {
 		// SEQ CI=I II=I TS=U; OPS O1..O6=M200NW0 (MSS 512 whatever the client offers);
 		// WIN W1..W6=2000; T1 DF=N TG=40; IE CD=S.
 		TTL: 64, IPID: IPIDIncremental, DF: false, Window: 0x2000,
-		MSS: 512, Options: "MNW0",
+		MSS: 512, Options: "MNW0", FINSilent: true, ICMPQuote: 8,
 	}},
 	{regexp.MustCompile(`(?i)^rockwell|allen.?bradley`), regexp.MustCompile(`(?i)1769-L|CompactLogix`), Personality{
 		Name: "rockwell-logix", Vendor: "rockwell",
@@ -149,7 +149,7 @@ var personalities = []struct {
 		// SEQ TI=BI SS=S TS=U; OPS O1..O5=M5B4NW0; WIN W1..W6=2710; T1 DF=Y TG=40;
 		// ECN CC=N; IE CD=Z.
 		TTL: 64, IPID: IPIDIncremental, DF: true, Window: 0x2710,
-		MSS: 1460, EchoMSS: true, Options: "MNW0", EchoCodeZero: true,
+		MSS: 1460, Options: "MNW0", EchoCodeZero: true, ICMPNoDF: true,
 	}},
 	{regexp.MustCompile(`(?i)^siemens$`), regexp.MustCompile(`(?i)S7-[234]00|CP ?343|CP ?443`), Personality{
 		Name: "siemens-s7-300", Vendor: "siemens",

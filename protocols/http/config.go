@@ -22,7 +22,16 @@ const (
 )
 
 // header is one response header as the profile spells it.
-type header struct{ name, value string }
+type header struct {
+	name, value string
+	// sep is what the profile writes between name and value ("" is ": "): a device's
+	// own spelling, as nmap's signatures match it ("Content-Type:text/html").
+	sep string
+	// slot marks a computed header (Content-Length, Connection) the profile places: the
+	// server writes its own value at this position, with sep; value "close" on
+	// Connection says "Connection: close" whenever the connection ends.
+	slot bool
+}
 
 // tarpit delays a response by a random duration in [min, max].
 type tarpit struct{ min, max time.Duration }
@@ -212,8 +221,10 @@ func parseHeaders(sec *profiles.Section, n *profiles.Node) ([]header, error) {
 			return nil, err
 		}
 		if computed[strings.ToLower(h.name)] {
-			sec.Warnf(e, "header %s is computed by the server, ignored", h.name)
-			continue
+			if h.slot = slottable(h); !h.slot {
+				sec.Warnf(e, "header %s is computed by the server, ignored (an empty Content-Length or Connection, or Connection close, places the server's own)", h.name)
+				continue
+			}
 		}
 		out = mergeHeaders(out, []header{h})
 	}
@@ -230,7 +241,28 @@ func parseHeader(e *profiles.Node) (header, error) {
 	if strings.ContainsAny(v, "\r\n\x00") {
 		return header{}, e.Errorf("header %s: value contains a line break or NUL", name)
 	}
-	return header{name: name, value: v}, nil
+	sep, ok := e.Attr("separator")
+	switch {
+	case !ok:
+		sep = ""
+	case sep == ": ":
+		sep = ""
+	case sep != ":":
+		return header{}, e.Errorf("header %s: separator %q: want \":\" or \": \"", name, sep)
+	}
+	return header{name: name, value: v, sep: sep}, nil
+}
+
+// slottable reports whether a computed header in a profile places the server's own: an
+// empty Content-Length, an empty Connection or Connection close.
+func slottable(h header) bool {
+	switch strings.ToLower(h.name) {
+	case "content-length":
+		return h.value == ""
+	case "connection":
+		return h.value == "" || strings.EqualFold(h.value, "close")
+	}
+	return false
 }
 
 // mergeHeaders returns base with each of over applied: a header of the same name

@@ -38,6 +38,7 @@ func TestConfigErrors(t *testing.T) {
 		{"bad chunks", wrap(`<node name="/a"><chunks>10,-1</chunks></node>`), "chunk size \"-1\""},
 		{"bad proxy", wrap(`<node name="/a"><proxy>ftp://x/</proxy></node>`), "<proxy>: proxy"},
 		{"bad header", wrap(`<node name="/a"><headers><entity name="Bad Name">x</entity></headers></node>`), "not an HTTP token"},
+		{"bad separator", wrap(`<node name="/a"><headers><entity name="X" separator=" : ">1</entity></headers></node>`), `separator " : "`},
 		{"bad status page", `<http enabled="True"><statuscodes><status name="4040"/></statuscodes></http>`, "not an HTTP status code"},
 		{"bad version", `<http enabled="True"><global><config><entity name="protocol_version">HTTP/2</entity></config></global></http>`, "protocol_version"},
 		{"bad bool", `<http enabled="True"><global><config><entity name="disable_method_head">maybe</entity></config></global></http>`, "not a boolean"},
@@ -85,7 +86,7 @@ func TestConfigValues(t *testing.T) {
 		t.Errorf("global config %+v", c)
 	}
 	n := c.nodes["/x"]
-	want := []header{{"A", "1"}, {"b", "3"}, {"C", "4"}}
+	want := []header{{name: "A", value: "1"}, {name: "b", value: "3"}, {name: "C", value: "4"}}
 	if len(n.merged) != len(want) {
 		t.Fatalf("merged headers %v", n.merged)
 	}

@@ -51,14 +51,14 @@ func (s *service) handle(ctx context.Context, sess *protocols.Session, req *requ
 		if c.disableOptions {
 			return s.disabled(ctx, sess, req, rawPath, query, body)
 		}
-		return &response{status: 200, headers: mergeHeaders(c.headers, []header{{"Allow", s.allow()}}), tarpit: c.tarpit, node: "OPTIONS"}
+		return &response{status: 200, headers: mergeHeaders(c.headers, []header{{name: "Allow", value: s.allow()}}), tarpit: c.tarpit, node: "OPTIONS"}
 	case "TRACE":
 		if c.disableTrace {
 			return s.disabled(ctx, sess, req, rawPath, query, body)
 		}
 		// RFC 9110 §9.3.8: the request as received, as a message/http body.
 		echo := append([]byte(nil), req.raw...)
-		return &response{status: 200, headers: mergeHeaders(c.headers, []header{{"Content-Type", "message/http"}}),
+		return &response{status: 200, headers: mergeHeaders(c.headers, []header{{name: "Content-Type", value: "message/http"}}),
 			body: echo, tarpit: c.tarpit, node: "TRACE"}
 	}
 	return s.statusPage(ctx, sess, req, 501, rawPath, query, body, true)
@@ -85,7 +85,7 @@ func (s *service) allow() string {
 func (s *service) disabled(ctx context.Context, sess *protocols.Session, req *request, rawPath, query string, body []byte) *response {
 	if _, ok := s.cfg.status[405]; ok {
 		r := s.statusPage(ctx, sess, req, 405, rawPath, query, body, true)
-		r.headers = mergeHeaders(r.headers, []header{{"Allow", s.allow()}})
+		r.headers = mergeHeaders(r.headers, []header{{name: "Allow", value: s.allow()}})
 		return r
 	}
 	return s.statusPage(ctx, sess, req, 501, rawPath, query, body, true)
@@ -181,34 +181,28 @@ func (s *service) write(dst []byte, req *request, r *response, now time.Time) []
 		dst = appendHeader(dst, "Date", date())
 		wroteDate = true
 	}
+	chunked := len(r.chunks) > 0 && req.minor == 1 && s.cfg.version == "HTTP/1.1"
+	wroteLen, wroteConn := false, false
 	for _, h := range r.headers {
+		switch {
+		case h.slot && strings.EqualFold(h.name, "Content-Length"):
+			dst, wroteLen = appendFraming(dst, r, chunked, h.sep), true
+			continue
+		case h.slot:
+			dst, wroteConn = s.appendConnection(dst, req, r, h), true
+			continue
+		}
 		v := h.value
 		if !wroteDate && s.cfg.updateDate && strings.EqualFold(h.name, "Date") {
 			v, wroteDate = date(), true
 		}
-		dst = appendHeader(dst, h.name, v)
+		dst = appendHeaderSep(dst, h.name, h.sep, v)
 	}
-	chunked := len(r.chunks) > 0 && req.minor == 1 && s.cfg.version == "HTTP/1.1"
-	switch {
-	case bodiless(r.status):
-	case chunked:
-		dst = appendHeader(dst, "Transfer-Encoding", "chunked")
-		if len(r.trailers) > 0 {
-			names := make([]string, len(r.trailers))
-			for i, t := range r.trailers {
-				names[i] = t.name
-			}
-			dst = appendHeader(dst, "Trailer", strings.Join(names, ", "))
-		}
-	default:
-		dst = append(dst, "Content-Length: "...)
-		dst = strconv.AppendInt(dst, int64(len(r.body)), 10)
-		dst = append(dst, "\r\n"...)
+	if !wroteLen {
+		dst = appendFraming(dst, r, chunked, "")
 	}
-	if r.closeConn && req.minor == 1 && s.cfg.version == "HTTP/1.1" {
-		dst = appendHeader(dst, "Connection", "close")
-	} else if !r.closeConn && req.keepAlive10 {
-		dst = appendHeader(dst, "Connection", "keep-alive")
+	if !wroteConn {
+		dst = s.appendConnection(dst, req, r, header{})
 	}
 	dst = append(dst, "\r\n"...)
 	r.headLen = len(dst)
@@ -248,9 +242,59 @@ func appendChunks(dst, body []byte, sizes []int, trailers []header) []byte {
 	return append(dst, "\r\n"...)
 }
 
+// appendFraming writes how the body is framed: nothing for a bodiless status,
+// Transfer-Encoding (and Trailer) when chunked, else Content-Length (name and value
+// separated by sep, "" for ": ").
+func appendFraming(dst []byte, r *response, chunked bool, sep string) []byte {
+	switch {
+	case bodiless(r.status):
+	case chunked:
+		dst = appendHeader(dst, "Transfer-Encoding", "chunked")
+		if len(r.trailers) > 0 {
+			names := make([]string, len(r.trailers))
+			for i, t := range r.trailers {
+				names[i] = t.name
+			}
+			dst = appendHeader(dst, "Trailer", strings.Join(names, ", "))
+		}
+	default:
+		dst = append(dst, "Content-Length"...)
+		dst = appendSep(dst, sep)
+		dst = strconv.AppendInt(dst, int64(len(r.body)), 10)
+		dst = append(dst, "\r\n"...)
+	}
+	return dst
+}
+
+// appendConnection writes the Connection header the exchange needs: close when an
+// HTTP/1.1 connection ends, keep-alive for an HTTP/1.0 client that asked for it. A
+// profile's slot (value close) says close whenever the connection ends, as devices
+// answering HTTP/1.0 do.
+func (s *service) appendConnection(dst []byte, req *request, r *response, slot header) []byte {
+	switch {
+	case r.closeConn && (slot.value != "" || req.minor == 1 && s.cfg.version == "HTTP/1.1"):
+		dst = appendHeaderSep(dst, "Connection", slot.sep, "close")
+	case !r.closeConn && req.keepAlive10:
+		dst = appendHeaderSep(dst, "Connection", slot.sep, "keep-alive")
+	}
+	return dst
+}
+
+func appendSep(dst []byte, sep string) []byte {
+	if sep == "" {
+		return append(dst, ": "...)
+	}
+	return append(dst, sep...)
+}
+
 func appendHeader(dst []byte, name, value string) []byte {
+	return appendHeaderSep(dst, name, "", value)
+}
+
+// appendHeaderSep writes one header line, name and value separated by sep ("" for ": ").
+func appendHeaderSep(dst []byte, name, sep, value string) []byte {
 	dst = append(dst, name...)
-	dst = append(dst, ": "...)
+	dst = appendSep(dst, sep)
 	dst = append(dst, value...)
 	return append(dst, "\r\n"...)
 }

@@ -19,7 +19,7 @@ func TestAppendChunks(t *testing.T) {
 		{"abcdefghij", []int{3, 7}, nil, "3\r\nabc\r\n7\r\ndefghij\r\n0\r\n\r\n"},
 		{"abc", []int{2, 5, 9}, nil, "2\r\nab\r\n1\r\nc\r\n0\r\n\r\n"},
 		{"", []int{4}, nil, "0\r\n\r\n"},
-		{strings.Repeat("z", 300), []int{256}, []header{{"X-Sum", "1"}}, "100\r\n" + strings.Repeat("z", 256) + "\r\n2c\r\n" + strings.Repeat("z", 44) + "\r\n0\r\nX-Sum: 1\r\n\r\n"},
+		{strings.Repeat("z", 300), []int{256}, []header{{name: "X-Sum", value: "1"}}, "100\r\n" + strings.Repeat("z", 256) + "\r\n2c\r\n" + strings.Repeat("z", 44) + "\r\n0\r\nX-Sum: 1\r\n\r\n"},
 	}
 	for _, tc := range tests {
 		if got := string(appendChunks(nil, []byte(tc.body), tc.sizes, tc.trailers)); got != tc.want {

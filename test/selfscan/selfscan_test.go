@@ -1,7 +1,8 @@
-// Package selfscan scans a /24 of mixed personas the way a careful scanner would and fails
-// on every honeypot tell it knows (issue 20): shared literals between hosts, protocols of
-// one host disagreeing, the network and broadcast addresses answering, flat or
-// microsecond timing, and the published honeypot strings of peers.md.
+// Package selfscan scans /24s the way a careful scanner would and fails on every honeypot
+// tell it knows (issue 20): shared literals between hosts, protocols of one host
+// disagreeing, the network and broadcast addresses answering, flat or microsecond timing,
+// and the published honeypot strings of peers.md. One sub-test per population: the mixed
+// /24 of six personas, and a sparse /24 of each embedded persona alone.
 package selfscan
 
 import (
@@ -9,6 +10,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/hex"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -31,10 +33,7 @@ import (
 	"github.com/icsnare/icsnare/protocols/protocoltest"
 )
 
-const (
-	prefix = "127.39.7" // a /24 on the loopback of the scan's own network namespace
-	inner  = "ICSNARE_SELFSCAN_INNER"
-)
+const inner = "ICSNARE_SELFSCAN_INNER"
 
 // avoid are the published honeypot identity strings (peers.md §2 tell 1: Conpot's
 // defaults, the nmap documentation example, Snap7's default) and this project's own
@@ -44,10 +43,16 @@ var avoid = []string{"Technodrome", "Mouser Factory", "88111222", "IM151-8 PN/DP
 	"S7-200", "CP 443-1", "48217733", "CP443-Leitstand"}
 
 // TestSelfScan creates a network namespace, re-runs itself inside it (so the sensor serves
-// the standard ports and the scanners reach them as on a network) and removes it.
+// the standard ports and the scanners reach them as on a network) and removes it. -run
+// selects populations as usual (TestSelfScan/m340); the inner run gets the same pattern.
 func TestSelfScan(t *testing.T) {
 	if os.Getenv(inner) == "1" {
-		scan(t)
+		for _, pop := range populations {
+			t.Run(pop.name, func(t *testing.T) {
+				t.Parallel()
+				scan(t, pop)
+			})
+		}
 		return
 	}
 	protocoltest.NeedRoot(t)
@@ -68,12 +73,18 @@ func TestSelfScan(t *testing.T) {
 		t.Fatalf("build: %v: %s", err, out)
 	}
 	self, _ := os.Executable()
-	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	run := "^TestSelfScan$"
+	if f := flag.Lookup("test.run"); f != nil && f.Value.String() != "" {
+		run = f.Value.String()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 9*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, ipCmd, "netns", "exec", ns, self, "-test.run", "^TestSelfScan$", "-test.v", "-test.count=1")
+	// Three populations at a time: nmap waits on the network far more than it computes.
+	cmd := exec.CommandContext(ctx, ipCmd, "netns", "exec", ns, self, "-test.run", run, "-test.v", "-test.count=1", "-test.parallel=3")
 	cmd.Env = append(os.Environ(), inner+"=1", "ICSNARE_SELFSCAN_BIN="+bin)
+	start := time.Now()
 	out, err := cmd.CombinedOutput()
-	t.Logf("inside %s:\n%s", ns, out)
+	t.Logf("inside %s (%v):\n%s", ns, time.Since(start).Round(time.Second), out)
 	if err != nil {
 		t.Fatalf("self-scan failed: %v", err)
 	}
@@ -86,15 +97,153 @@ type host struct {
 	descr   string
 }
 
-func scan(t *testing.T) {
+// persona is what the scan knows of one embedded persona: how discovery recognises it,
+// what nmap must name on its ports, which of its answers must differ between two hosts,
+// and which protocols carry a latency model.
+type persona struct {
+	name  string
+	match string // in the identity answer (SNMP sysDescr, or ident's answer)
+	// ident, when set, replaces the SNMP sysDescr query in discovery (a persona without
+	// SNMP).
+	ident func(ip string) (string, bool)
+	probe int // a TCP port the persona serves (the silence check and the start-up wait)
+	// nmap: the ports (nmap -p syntax, open and closed ones) and scripts, and what the
+	// report of each scanned host must match.
+	ports, scripts string
+	want           []string
+	walkMin        int      // SNMP walk of .1.3.6.1.2.1: at least this many values; 0: no SNMP
+	addrTable      bool     // ipAddrTable has the host's own address and the /24's mask
+	pages          []string // web pages with host data: different on two hosts
+	// agree checks one host's protocols against each other (nmap's report for its PLC
+	// protocol); nil: the persona has one protocol of identity.
+	agree func(t *testing.T, h host, report string, all *bytes.Buffer)
+	// timing samples the protocols with a scan-cycle model on a host.
+	timing []func(t *testing.T, ip string) (string, []time.Duration)
+}
+
+var personas = map[string]*persona{
+	"default": {
+		match: "CPU315-2 PN/DP", probe: 502,
+		ports: "T:21,80,102,502,44818,U:161", scripts: "s7-info,modbus-discover,http-title,snmp-info",
+		want: []string{`80/tcp\s+open\s+http\s+Siemens Simatic S7-300 PLC httpd`, `102/tcp\s+open\s+iso-tsap\s+Siemens S7 PLC`,
+			`502/tcp\s+open\s+modbus\s+Modbus TCP`, `Module Type: CPU 315-2 PN/DP`, `Copyright: Original Siemens Equipment`,
+			`21/tcp\s+closed`, `44818/tcp\s+closed`, `161/udp\s+open\s+snmp`},
+		walkMin: 100, addrTable: true,
+		pages: []string{"/Portal0000.htm", "/Identification.htm", "/DiagBuffer.htm", "/Communication.htm"},
+		agree: agreeS7300,
+		timing: []func(*testing.T, string) (string, []time.Duration){
+			func(t *testing.T, ip string) (string, []time.Duration) {
+				return "modbus", sample(t, ip, 502, modbusReq)
+			},
+			func(t *testing.T, ip string) (string, []time.Duration) { return "s7", sampleS7(t, ip, "0102") },
+		},
+	},
+	"s7-1200": {
+		match: "CPU 1214C", probe: 102,
+		ports: "T:21,80,102,502,44818,U:161", scripts: "s7-info,http-title,snmp-info",
+		want: []string{`102/tcp\s+open\s+iso-tsap\s+Siemens S7 PLC`, `Module Type: CPU 1214C DC/DC/DC`, `Module: 6ES7 214-1AG40-0XB0`,
+			`502/tcp\s+closed`, `21/tcp\s+closed`, `44818/tcp\s+closed`, `http-title: SIMATIC 1200 Station`,
+			`80/tcp\s+open\s+http\s+Siemens Simatic S7-1200 PLC httpd`, `161/udp\s+open\s+snmp`},
+		walkMin: 100, addrTable: true,
+		pages: []string{"/Portal/Portal.mwsl"},
+		agree: agreeS71200,
+		timing: []func(*testing.T, string) (string, []time.Duration){
+			func(t *testing.T, ip string) (string, []time.Duration) { return "s7", sampleS7(t, ip, "0100") },
+		},
+	},
+	"m340": {
+		match: "BMX P34 2020", probe: 502,
+		ports: "T:21,80,102,502,44818,U:161", scripts: "modbus-discover,http-title,snmp-info",
+		want: []string{`502/tcp\s+open\s+modbus\s+Modbus TCP`, `Device identification: Schneider Electric BMX P34 2020 v\d`,
+			`21/tcp\s+open\s+ftp\s+VxWorks ftpd`, `80/tcp\s+open\s+http\s+Schneider-WEB`, `102/tcp\s+closed`, `44818/tcp\s+closed`,
+			`161/udp\s+open\s+snmp`},
+		walkMin: 100, addrTable: true,
+		pages: []string{"/html/english/home/home.htm"},
+		agree: agreeM340,
+		timing: []func(*testing.T, string) (string, []time.Duration){
+			func(t *testing.T, ip string) (string, []time.Duration) {
+				return "modbus", sample(t, ip, 502, modbusReq)
+			},
+		},
+	},
+	"compactlogix": {
+		match: "1769-L33ER", probe: 44818,
+		ports: "T:21,80,102,502,44818,U:161", scripts: "enip-info,http-title,snmp-info",
+		want: []string{`44818/tcp\s+open\s+EtherNet-IP-2`, `vendor: Rockwell Automation/Allen-Bradley \(1\)`, `productName: 1769-L33ER/A LOGIX5333ER`,
+			`80/tcp\s+open\s+http\s+GoAhead-Webs`, `102/tcp\s+closed`, `502/tcp\s+closed`, `21/tcp\s+closed`, `161/udp\s+open\s+snmp`},
+		walkMin: 100, addrTable: true,
+		pages: []string{"/index.html"},
+		agree: agreeCompactLogix,
+	},
+	"bacnet-controller": {
+		match: "ECLYPSE", probe: 80,
+		ports: "T:80,102,502,U:161,47808", scripts: "bacnet-info,http-title,snmp-info",
+		want:    []string{`47808/udp\s+open\s+bacnet`, `ECY-S1000`, `102/tcp\s+closed`, `502/tcp\s+closed`, `80/tcp\s+open\s+http`, `161/udp\s+open\s+snmp`},
+		walkMin: 40,
+		pages:   []string{"/index.html"},
+	},
+	"bmc": {
+		match: "Supermicro", probe: 80,
+		ports: "T:80,102,502,U:161,623", scripts: "ipmi-version,http-title,snmp-info",
+		want:    []string{`623/udp\s+open\s+asf-rmcp`, `80/tcp\s+open\s+http`, `102/tcp\s+closed`, `502/tcp\s+closed`, `161/udp\s+open\s+snmp`},
+		walkMin: 40,
+		pages:   []string{"/index.html"},
+	},
+	"tls350": {
+		match: "IN-TANK INVENTORY", probe: 10001, ident: tankInventory,
+		ports: "T:80,102,502,10001", scripts: "",
+		want: []string{`10001/tcp\s+open`, `80/tcp\s+closed`, `102/tcp\s+closed`, `502/tcp\s+closed`},
+	},
+}
+
+func init() {
+	for name, p := range personas {
+		p.name = name
+	}
+}
+
+// population is one /24 the scan runs on: a mix of personas (profile = weight) and the
+// share of addresses that answer.
+type population struct {
+	name    string
+	prefix  string
+	mix     map[string]int
+	density float64
+	// nmapHosts: how many hosts of each persona nmap -sV scans.
+	nmapHosts int
+	// live: the bounds on the live addresses the density gives.
+	minLive, maxLive int
+}
+
+var populations = func() []population {
+	out := []population{{name: "mixed", prefix: "127.39.7", density: 0.5, nmapHosts: 1, minLive: 60, maxLive: 200,
+		mix: map[string]int{"default": 3, "s7-1200": 1, "m340": 1, "compactlogix": 1, "bacnet-controller": 1, "bmc": 1}}}
+	names := make([]string, 0, len(personas))
+	for n := range personas {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for i, n := range names {
+		// A sparse /24 with a dark share: discovery is cheap, nmap scans two hosts.
+		out = append(out, population{name: n, prefix: fmt.Sprintf("127.39.%d", 20+i), density: 0.3, nmapHosts: 2,
+			minLive: 30, maxLive: 130, mix: map[string]int{n: 1}})
+	}
+	return out
+}()
+
+func scan(t *testing.T, pop population) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "icsnare.toml")
-	os.WriteFile(cfg, []byte(`sensor_id = "selfscan"
+	var mix []string
+	for _, n := range slices.Sorted(mapKeys(pop.mix)) {
+		mix = append(mix, fmt.Sprintf("%q = %d", n, pop.mix[n]))
+	}
+	os.WriteFile(cfg, []byte(`sensor_id = "selfscan-`+pop.name+`"
 seed = "selfscan-`+time.Now().Format("20060102")+`"
 [[hosts]]
-addresses = ["`+prefix+`.0/24"]
-profiles = { default = 3, "s7-1200" = 1, m340 = 1, compactlogix = 1, "bacnet-controller" = 1, bmc = 1 }
-density = 0.5
+addresses = ["`+pop.prefix+`.0/24"]
+profiles = { `+strings.Join(mix, ", ")+` }
+density = `+strconv.FormatFloat(pop.density, 'f', -1, 64)+`
 `), 0o644)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -112,153 +261,129 @@ density = 0.5
 			t.Logf("sensor log:\n%s", log.String())
 		}
 	}()
-	waitTCP(t, 80)
+	start := time.Now()
+	var members []*persona
+	for n := range pop.mix {
+		members = append(members, personas[n])
+	}
+	waitServing(t, pop.prefix, members)
 
-	hosts := discover(t)
+	hosts := discover(t, pop.prefix, members)
 	var all bytes.Buffer // every answer, for the avoid list
 	byPersona := map[string][]host{}
 	for _, h := range hosts {
 		byPersona[h.persona] = append(byPersona[h.persona], h)
 		all.WriteString(h.descr + "\n")
 	}
-	t.Logf("%d of 254 addresses answer: %d default, %d s7-1200, %d m340, %d compactlogix, %d bacnet-controller, %d bmc", len(hosts),
-		len(byPersona["default"]), len(byPersona["s7-1200"]), len(byPersona["m340"]), len(byPersona["compactlogix"]),
-		len(byPersona["bacnet-controller"]), len(byPersona["bmc"]))
-	if len(hosts) < 60 || len(hosts) > 200 {
-		t.Errorf("%d live hosts for density 0.5", len(hosts))
+	var counts []string
+	for _, p := range slices.Sorted(mapKeys(pop.mix)) {
+		counts = append(counts, fmt.Sprintf("%d %s", len(byPersona[p]), p))
 	}
-	for _, p := range []string{"default", "s7-1200", "m340", "compactlogix", "bacnet-controller", "bmc"} {
+	t.Logf("%s: %d of 254 addresses answer: %s", pop.name, len(hosts), strings.Join(counts, ", "))
+	if len(hosts) < pop.minLive || len(hosts) > pop.maxLive {
+		t.Errorf("%d live hosts for density %v", len(hosts), pop.density)
+	}
+	for p := range pop.mix {
 		if len(byPersona[p]) < 2 {
-			t.Fatalf("the mix has fewer than two hosts of %s: %v", p, byPersona)
+			t.Fatalf("fewer than two hosts of %s: %v", p, byPersona)
 		}
 	}
 	if n := len(byPersona["unknown"]); n > 0 {
 		t.Errorf("%d hosts of no known persona: %v", n, byPersona["unknown"])
 	}
-	silent(t, hosts)
-	d := byPersona["default"][:2]
+	silent(t, pop.prefix, hosts, members)
 
-	// nmap -sV with the ICS scripts: the service and the device as the real one is named.
-	s12, m340, clx := byPersona["s7-1200"][0], byPersona["m340"][0], byPersona["compactlogix"][0]
-	targets := []string{d[0].ip, d[1].ip, byPersona["bacnet-controller"][0].ip, s12.ip, m340.ip, clx.ip}
-	nm, err := protocoltest.Run(t, 4*time.Minute, "nmap", append([]string{"-Pn", "-n", "-sT", "-sU", "-sV",
-		"-p", "T:21,80,102,502,44818,U:161,47808", "--script", "s7-info,modbus-discover,http-title,snmp-info,bacnet-info,enip-info"}, targets...)...)
-	if err != nil {
-		t.Fatalf("nmap: %v\n%s", err, nm)
-	}
-	all.WriteString(nm)
-	reports := splitNmap(nm)
-	for _, h := range d {
-		r := reports[h.ip]
-		for _, want := range []string{`80/tcp\s+open\s+http\s+Siemens Simatic S7-300 PLC httpd`, `102/tcp\s+open\s+iso-tsap\s+Siemens S7 PLC`,
-			`502/tcp\s+open\s+modbus\s+Modbus TCP`, `Module Type: CPU 315-2 PN/DP`, `Copyright: Original Siemens Equipment`} {
-			if !regexp.MustCompile(want).MatchString(r) {
-				t.Errorf("%s: nmap lacks %q:\n%s", h.ip, want, r)
+	// nmap -sV with the ICS scripts, on nmapHosts hosts of each persona: the service and
+	// the device as the real one is named, its own ports open and the others closed
+	// (refused before the handshake, not tcpwrapped). One nmap per persona: each has its
+	// own ports.
+	for _, p := range members {
+		targets := byPersona[p.name][:pop.nmapHosts]
+		args := []string{"-Pn", "-n", "-sV", "-p", p.ports}
+		if strings.Contains(p.ports, "U:") {
+			args = append(args, "-sT", "-sU")
+		}
+		if p.scripts != "" {
+			args = append(args, "--script", p.scripts)
+		}
+		for _, h := range targets {
+			args = append(args, h.ip)
+		}
+		nm, err := protocoltest.Run(t, 4*time.Minute, "nmap", args...)
+		if err != nil {
+			t.Fatalf("nmap: %v\n%s", err, nm)
+		}
+		all.WriteString(nm)
+		reports := splitNmap(nm)
+		for _, h := range targets {
+			r := reports[h.ip]
+			t.Logf("nmap -sV %s (%s):\n%s", h.ip, p.name, strings.TrimSpace(r))
+			for _, want := range p.want {
+				if !regexp.MustCompile(want).MatchString(r) {
+					t.Errorf("%s (%s): nmap lacks %q:\n%s", h.ip, p.name, want, r)
+				}
 			}
-		}
-		if strings.Contains(r, "SNMPv3") {
-			t.Errorf("%s: nmap sees an SNMPv3 engine; the CPU has none:\n%s", h.ip, r)
-		}
-		agree(t, h, r, &all)
-	}
-	if r := reports[targets[2]]; !strings.Contains(r, "ECY-S1000") {
-		t.Errorf("%s: bacnet-info does not name the ECLYPSE:\n%s", targets[2], r)
-	}
-	// Each persona as nmap names the real device, its own ports open and the others closed
-	// (refused before the handshake, not tcpwrapped).
-	for _, c := range []struct {
-		h    host
-		want []string
-	}{
-		{byPersona["bacnet-controller"][0], []string{`47808/udp\s+open\s+bacnet`, `102/tcp\s+closed`, `502/tcp\s+closed`, `21/tcp\s+closed`, `44818/tcp\s+closed`}},
-		{s12, []string{`102/tcp\s+open\s+iso-tsap\s+Siemens S7 PLC`, `Module Type: CPU 1214C DC/DC/DC`, `Module: 6ES7 214-1AG40-0XB0`,
-			`502/tcp\s+closed`, `21/tcp\s+closed`, `44818/tcp\s+closed`, `http-title: SIMATIC 1200 Station`}},
-		{m340, []string{`502/tcp\s+open\s+modbus\s+Modbus TCP`, `Device identification: Schneider Electric BMX P34 2020 v\d`,
-			`21/tcp\s+open\s+ftp\s+VxWorks ftpd`, `80/tcp\s+open\s+http\s+Schneider-WEB`, `102/tcp\s+closed`, `44818/tcp\s+closed`}},
-		{clx, []string{`44818/tcp\s+open\s+EtherNet-IP-2`, `vendor: Rockwell Automation/Allen-Bradley \(1\)`, `productName: 1769-L33ER/A LOGIX5333ER`,
-			`80/tcp\s+open\s+http\s+GoAhead-Webs`, `102/tcp\s+closed`, `502/tcp\s+closed`, `21/tcp\s+closed`}},
-	} {
-		r := reports[c.h.ip]
-		for _, want := range c.want {
-			if !regexp.MustCompile(want).MatchString(r) {
-				t.Errorf("%s (%s): nmap lacks %q:\n%s", c.h.ip, c.h.persona, want, r)
+			if strings.Contains(r, "tcpwrapped") {
+				t.Errorf("%s (%s): a port nmap calls tcpwrapped:\n%s", h.ip, p.name, r)
 			}
-		}
-		if strings.Contains(r, "tcpwrapped") {
-			t.Errorf("%s (%s): a port nmap calls tcpwrapped:\n%s", c.h.ip, c.h.persona, r)
-		}
-	}
-	agreeOthers(t, s12, m340, clx, reports)
-
-	// SNMP walks of two hosts of each PLC persona: no distinctive value alike on both; the
-	// host's own address in ipAddrTable.
-	for _, p := range []string{"default", "s7-1200", "m340", "compactlogix"} {
-		a, b := byPersona[p][0], byPersona[p][1]
-		w0, w1 := walk(t, a.ip), walk(t, b.ip)
-		all.WriteString(fmt.Sprint(w0, w1))
-		t.Logf("SNMP walk of %s: %d and %d values", p, len(w0), len(w1))
-		constants := constantValues(t, p)
-		for oid, v := range w0 {
-			_, val, _ := strings.Cut(v, ": ")
-			if w1[oid] == v && distinctive(v) && !constants[strings.Trim(val, `"`)] {
-				t.Errorf("%s: shared literal: %s = %s on %s and %s", p, oid, v, a.ip, b.ip)
+			if p.agree != nil {
+				p.agree(t, h, r, &all)
 			}
-		}
-		if len(w0) < 100 { // system, interfaces, ip with ipAddrTable, icmp, tcp, udp, snmp
-			t.Errorf("SNMP walk of %s (%s) has %d values", a.ip, p, len(w0))
-		}
-		if v := w0[".1.3.6.1.2.1.4.20.1.1."+a.ip]; v != "IpAddress: "+a.ip {
-			t.Errorf("%s (%s): ipAdEntAddr.%s = %q", a.ip, p, a.ip, v)
-		}
-		if v := w0[".1.3.6.1.2.1.4.20.1.3."+a.ip]; v != "IpAddress: 255.255.255.0" {
-			t.Errorf("%s (%s): ipAdEntNetMask = %q, want the /24's", a.ip, p, v)
 		}
 	}
 
-	// Web pages: every page with host data differs between two hosts.
-	for _, pg := range []string{"/Portal0000.htm", "/Identification.htm", "/DiagBuffer.htm", "/Communication.htm"} {
-		a, b := get(t, d[0].ip, pg), get(t, d[1].ip, pg)
-		all.WriteString(a + b)
-		if a == b {
-			t.Errorf("%s is the same on %s and %s", pg, d[0].ip, d[1].ip)
-		}
-	}
-
-	// Timing: milliseconds with spread, each host its own.
-	var med [2]time.Duration
-	for i, h := range d {
-		mb := sample(t, h.ip, 502, modbusReq)
-		s7 := sampleS7(t, h.ip, "0102")
-		t.Logf("%s latency: Modbus median %v p10-p90 %v-%v; S7 median %v p10-p90 %v-%v", h.ip,
-			pct(mb, 50), pct(mb, 10), pct(mb, 90), pct(s7, 50), pct(s7, 10), pct(s7, 90))
-		for name, s := range map[string][]time.Duration{"modbus": mb, "s7": s7} {
-			if pct(s, 50) < 500*time.Microsecond {
-				t.Errorf("%s %s: median %v: a PLC takes milliseconds", h.ip, name, pct(s, 50))
+	for _, p := range members {
+		a, b := byPersona[p.name][0], byPersona[p.name][1]
+		// SNMP walks of two hosts: no distinctive value alike on both; the host's own
+		// address in ipAddrTable.
+		if p.walkMin > 0 {
+			w0, w1 := walk(t, a.ip), walk(t, b.ip)
+			all.WriteString(fmt.Sprint(w0, w1))
+			t.Logf("SNMP walk of %s: %d and %d values", p.name, len(w0), len(w1))
+			constants := constantValues(t, p.name)
+			for oid, v := range w0 {
+				_, val, _ := strings.Cut(v, ": ")
+				if w1[oid] == v && distinctive(v) && !constants[strings.Trim(val, `"`)] {
+					t.Errorf("%s: shared literal: %s = %s on %s and %s", p.name, oid, v, a.ip, b.ip)
+				}
 			}
-			if pct(s, 90)-pct(s, 10) < 300*time.Microsecond {
-				t.Errorf("%s %s: flat timing, p10 %v p90 %v", h.ip, name, pct(s, 10), pct(s, 90))
+			if len(w0) < p.walkMin {
+				t.Errorf("SNMP walk of %s (%s) has %d values, want %d or more", a.ip, p.name, len(w0), p.walkMin)
+			}
+			if p.addrTable {
+				if v := w0[".1.3.6.1.2.1.4.20.1.1."+a.ip]; v != "IpAddress: "+a.ip {
+					t.Errorf("%s (%s): ipAdEntAddr.%s = %q", a.ip, p.name, a.ip, v)
+				}
+				if v := w0[".1.3.6.1.2.1.4.20.1.3."+a.ip]; v != "IpAddress: 255.255.255.0" {
+					t.Errorf("%s (%s): ipAdEntNetMask = %q, want the /24's", a.ip, p.name, v)
+				}
 			}
 		}
-		med[i] = pct(s7, 50)
-	}
-	// The other PLC personas' own protocol: S7 of an S7-1200 (rack 0 slot 0), Modbus of an
-	// M340; EtherNet/IP is answered by the stack without a scan-cycle model.
-	for _, c := range []struct {
-		h    host
-		name string
-		s    func() []time.Duration
-	}{
-		{byPersona["s7-1200"][1], "s7", func() []time.Duration { return sampleS7(t, byPersona["s7-1200"][1].ip, "0100") }},
-		{byPersona["m340"][1], "modbus", func() []time.Duration { return sample(t, byPersona["m340"][1].ip, 502, modbusReq) }},
-	} {
-		x := c.s()
-		t.Logf("%s (%s) latency: %s median %v p10-p90 %v-%v", c.h.ip, c.h.persona, c.name, pct(x, 50), pct(x, 10), pct(x, 90))
-		if pct(x, 50) < 500*time.Microsecond || pct(x, 90)-pct(x, 10) < 300*time.Microsecond {
-			t.Errorf("%s (%s) %s: median %v p10 %v p90 %v: flat or microsecond timing", c.h.ip, c.h.persona, c.name, pct(x, 50), pct(x, 10), pct(x, 90))
+		// Web pages: every page with host data differs between two hosts.
+		for _, pg := range p.pages {
+			x, y := get(t, a.ip, pg), get(t, b.ip, pg)
+			all.WriteString(x + y)
+			if x == y {
+				t.Errorf("%s: %s is the same on %s and %s", p.name, pg, a.ip, b.ip)
+			}
 		}
-	}
-	if med[0].Round(50*time.Microsecond) == med[1].Round(50*time.Microsecond) {
-		t.Logf("note: both hosts' S7 medians round to %v", med[0])
+		// A persona without SNMP or web: its identity answer differs.
+		if p.ident != nil && a.descr == b.descr {
+			t.Errorf("%s: the identity answer is the same on %s and %s:\n%s", p.name, a.ip, b.ip, a.descr)
+		}
+		// Timing: milliseconds with spread.
+		for _, h := range []host{a, b} {
+			for _, f := range p.timing {
+				proto, s := f(t, h.ip)
+				t.Logf("%s (%s) latency: %s median %v p10-p90 %v-%v", h.ip, p.name, proto, pct(s, 50), pct(s, 10), pct(s, 90))
+				if pct(s, 50) < 500*time.Microsecond {
+					t.Errorf("%s (%s) %s: median %v: a PLC takes milliseconds", h.ip, p.name, proto, pct(s, 50))
+				}
+				if pct(s, 90)-pct(s, 10) < 300*time.Microsecond {
+					t.Errorf("%s (%s) %s: flat timing, p10 %v p90 %v", h.ip, p.name, proto, pct(s, 10), pct(s, 90))
+				}
+			}
+		}
 	}
 
 	for _, s := range avoid {
@@ -266,10 +391,34 @@ density = 0.5
 			t.Errorf("known honeypot string %q in the answers", s)
 		}
 	}
+	t.Logf("%s: scanned in %v", pop.name, time.Since(start).Round(time.Second))
 }
 
-// discover asks every address of the /24 for sysDescr and sorts the live ones by persona.
-func discover(t *testing.T) []host {
+func mapKeys[V any](m map[string]V) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+// discover asks every address of the /24 for its identity (SNMP sysDescr, or the
+// persona's own ident) and sorts the live ones by persona.
+func discover(t *testing.T, prefix string, members []*persona) []host {
+	var idents []func(string) (string, bool)
+	snmp := false
+	for _, p := range members {
+		if p.ident != nil {
+			idents = append(idents, p.ident)
+		} else {
+			snmp = true
+		}
+	}
+	if snmp {
+		idents = append(idents, func(ip string) (string, bool) { return snmpGet(ip, "1.3.6.1.2.1.1.1.0") })
+	}
 	var mu sync.Mutex
 	var out []host
 	var wg sync.WaitGroup
@@ -280,35 +429,44 @@ func discover(t *testing.T) []host {
 		go func(ip string) {
 			defer wg.Done()
 			defer func() { <-sem }()
-			v, ok := snmpGet(ip, "1.3.6.1.2.1.1.1.0")
-			if !ok {
+			for _, id := range idents {
+				v, ok := id(ip)
+				if !ok {
+					continue
+				}
+				h := host{ip: ip, descr: v, persona: "unknown"}
+				for _, p := range members {
+					if strings.Contains(v, p.match) {
+						h.persona = p.name
+					}
+				}
+				mu.Lock()
+				out = append(out, h)
+				mu.Unlock()
 				return
 			}
-			h := host{ip: ip, descr: v}
-			switch {
-			case strings.Contains(v, "CPU315-2 PN/DP"):
-				h.persona = "default"
-			case strings.Contains(v, "ECLYPSE"):
-				h.persona = "bacnet-controller"
-			case strings.Contains(v, "Supermicro"):
-				h.persona = "bmc"
-			case strings.Contains(v, "CPU 1214C"):
-				h.persona = "s7-1200"
-			case strings.Contains(v, "BMX P34 2020"):
-				h.persona = "m340"
-			case strings.Contains(v, "1769-L33ER"):
-				h.persona = "compactlogix"
-			default:
-				h.persona = "unknown"
-			}
-			mu.Lock()
-			out = append(out, h)
-			mu.Unlock()
 		}(fmt.Sprintf("%s.%d", prefix, i))
 	}
 	wg.Wait()
 	sort.Slice(out, func(i, j int) bool { return ipLess(out[i].ip, out[j].ip) })
 	return out
+}
+
+// tankInventory sends a TLS-350's in-tank inventory request (I20100) and returns the
+// report.
+func tankInventory(ip string) (string, bool) {
+	c, err := net.DialTimeout("tcp", ip+":10001", 1500*time.Millisecond)
+	if err != nil {
+		return "", false
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(3 * time.Second))
+	if _, err := c.Write([]byte("\x01I20100\n")); err != nil {
+		return "", false
+	}
+	var b bytes.Buffer
+	io.Copy(&b, io.LimitReader(c, 4096)) // the console answers and waits; the deadline ends the read
+	return b.String(), b.Len() > 0
 }
 
 func ipLess(a, b string) bool {
@@ -332,9 +490,9 @@ func snmpGet(ip, oid string) (string, bool) {
 	return string(b), ok
 }
 
-// silent checks that the network and broadcast addresses and the dark addresses answer
-// nothing, on TCP and on SNMP.
-func silent(t *testing.T, live []host) {
+// silent checks that the network and broadcast addresses and a dark address answer
+// nothing, on TCP (each member's own port) and on SNMP.
+func silent(t *testing.T, prefix string, live []host, members []*persona) {
 	isLive := map[string]bool{}
 	for _, h := range live {
 		isLive[h.ip] = true
@@ -345,6 +503,9 @@ func silent(t *testing.T, live []host) {
 			dark = ip
 		}
 	}
+	if dark == "" {
+		t.Errorf("no dark address in %s.0/24", prefix)
+	}
 	for _, ip := range []string{prefix + ".0", prefix + ".255", dark} {
 		if ip == "" {
 			continue
@@ -352,21 +513,24 @@ func silent(t *testing.T, live []host) {
 		if _, ok := snmpGet(ip, "1.3.6.1.2.1.1.5.0"); ok {
 			t.Errorf("%s answers SNMP", ip)
 		}
-		c, err := net.DialTimeout("tcp", ip+":502", 2*time.Second)
-		if err != nil {
-			continue
+		for _, p := range members {
+			c, err := net.DialTimeout("tcp", fmt.Sprintf("%s:%d", ip, p.probe), 2*time.Second)
+			if err != nil {
+				continue
+			}
+			c.SetDeadline(time.Now().Add(2 * time.Second))
+			c.Write(modbusReq)
+			if n, _ := c.Read(make([]byte, 64)); n > 0 {
+				t.Errorf("%s answers on %d/tcp", ip, p.probe)
+			}
+			c.Close()
 		}
-		c.SetDeadline(time.Now().Add(2 * time.Second))
-		c.Write(modbusReq)
-		if n, _ := c.Read(make([]byte, 64)); n > 0 {
-			t.Errorf("%s answers Modbus", ip)
-		}
-		c.Close()
 	}
 }
 
-// agree checks that S7 (from nmap), SNMP, HTTP and Modbus name the same CPU and firmware.
-func agree(t *testing.T, h host, nmap string, all *bytes.Buffer) {
+// agreeS7300 checks that S7 (from nmap), SNMP, HTTP and Modbus name the same CPU and
+// firmware.
+func agreeS7300(t *testing.T, h host, nmap string, all *bytes.Buffer) {
 	m := regexp.MustCompile(`Version: (\d+\.\d+\.\d+)`).FindStringSubmatch(nmap)
 	if m == nil {
 		t.Errorf("%s: s7-info shows no version", h.ip)
@@ -574,43 +738,71 @@ func pct(s []time.Duration, p int) time.Duration {
 	return c[min(len(c)-1, len(c)*p/100)].Round(10 * time.Microsecond)
 }
 
-func waitTCP(t *testing.T, port int) {
+// waitServing waits until the sensor has bound its hosts' ports: some host of the /24
+// accepts a connection on a member's port.
+func waitServing(t *testing.T, prefix string, members []*persona) {
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		c, err := net.DialTimeout("tcp", fmt.Sprintf("%s.1:%d", prefix, port), 500*time.Millisecond)
-		if err == nil {
-			c.Close()
-			return
+		for i := 1; i < 255; i += 17 {
+			for _, p := range members {
+				c, err := net.DialTimeout("tcp", fmt.Sprintf("%s.%d:%d", prefix, i, p.probe), 300*time.Millisecond)
+				if err == nil {
+					c.Close()
+					return
+				}
+			}
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
 	t.Fatal("the sensor did not start serving")
 }
 
-// agreeOthers checks that the S7-1200, M340 and CompactLogix hosts name the same firmware in
-// SNMP as in their PLC protocol (from nmap's scripts) and on their web page.
-func agreeOthers(t *testing.T, s12, m340, clx host, reports map[string]string) {
-	if m := regexp.MustCompile(`Version: (\d+\.\d+\.\d+)`).FindStringSubmatch(reports[s12.ip]); m == nil || !strings.Contains(s12.descr, "FW: V"+m[1]) {
-		t.Errorf("%s: s7-info version %v, SNMP sysDescr %q", s12.ip, m, s12.descr)
-	} else if page := get(t, s12.ip, "/Portal/Portal.mwsl"); !strings.Contains(page, "V"+m[1]) || !strings.Contains(page, `<span class="mode">RUN</span>`) {
-		t.Errorf("%s: start page lacks firmware V%s or RUN", s12.ip, m[1])
+// agreeS71200 checks that the S7-1200 names the same firmware in SNMP as in S7 (from
+// nmap's s7-info) and on its web page.
+func agreeS71200(t *testing.T, h host, report string, all *bytes.Buffer) {
+	m := regexp.MustCompile(`Version: (\d+\.\d+\.\d+)`).FindStringSubmatch(report)
+	if m == nil || !strings.Contains(h.descr, "FW: V"+m[1]) {
+		t.Errorf("%s: s7-info version %v, SNMP sysDescr %q", h.ip, m, h.descr)
+		return
 	}
-	if m := regexp.MustCompile(`BMX P34 2020 v(\d+\.\d+)`).FindStringSubmatch(reports[m340.ip]); m == nil || !strings.Contains(m340.descr, "V"+m[1]) {
-		t.Errorf("%s: Modbus identification %v, SNMP sysDescr %q", m340.ip, m, m340.descr)
-	} else if page := get(t, m340.ip, "/html/english/home/home.htm"); !strings.Contains(page, m[1]) {
-		t.Errorf("%s: home page lacks firmware %s", m340.ip, m[1])
+	page := get(t, h.ip, "/Portal/Portal.mwsl")
+	all.WriteString(page)
+	if !strings.Contains(page, "V"+m[1]) || !strings.Contains(page, `<span class="mode">RUN</span>`) {
+		t.Errorf("%s: start page lacks firmware V%s or RUN", h.ip, m[1])
 	}
-	if m := regexp.MustCompile(`revision: (\d+\.\d+)`).FindStringSubmatch(reports[clx.ip]); m == nil || !strings.Contains(clx.descr, "Rev "+m[1]) {
-		t.Errorf("%s: enip-info revision %v, SNMP sysDescr %q", clx.ip, m, clx.descr)
-	} else if page := get(t, clx.ip, "/index.html"); !strings.Contains(page, m[1]) {
-		t.Errorf("%s: home page lacks revision %s", clx.ip, m[1])
+}
+
+// agreeM340 checks that the M340 names the same firmware in Modbus (nmap's
+// modbus-discover), SNMP and on its home page.
+func agreeM340(t *testing.T, h host, report string, all *bytes.Buffer) {
+	m := regexp.MustCompile(`BMX P34 2020 v(\d+\.\d+)`).FindStringSubmatch(report)
+	if m == nil || !strings.Contains(h.descr, "V"+m[1]) {
+		t.Errorf("%s: Modbus identification %v, SNMP sysDescr %q", h.ip, m, h.descr)
+		return
 	}
-	m := regexp.MustCompile(`serialNumber: 0x([0-9a-f]+)`).FindStringSubmatch(reports[clx.ip])
+	page := get(t, h.ip, "/html/english/home/home.htm")
+	all.WriteString(page)
+	if !strings.Contains(page, m[1]) {
+		t.Errorf("%s: home page lacks firmware %s", h.ip, m[1])
+	}
+}
+
+// agreeCompactLogix checks that the CompactLogix names the same revision and serial in
+// EtherNet/IP (nmap's enip-info), SNMP and on its home page.
+func agreeCompactLogix(t *testing.T, h host, report string, all *bytes.Buffer) {
+	page := get(t, h.ip, "/index.html")
+	all.WriteString(page)
+	if m := regexp.MustCompile(`revision: (\d+\.\d+)`).FindStringSubmatch(report); m == nil || !strings.Contains(h.descr, "Rev "+m[1]) {
+		t.Errorf("%s: enip-info revision %v, SNMP sysDescr %q", h.ip, m, h.descr)
+	} else if !strings.Contains(page, m[1]) {
+		t.Errorf("%s: home page lacks revision %s", h.ip, m[1])
+	}
+	m := regexp.MustCompile(`serialNumber: 0x([0-9a-f]+)`).FindStringSubmatch(report)
 	var serial uint64
 	if m != nil {
 		serial, _ = strconv.ParseUint(m[1], 16, 32)
 	}
-	if m == nil || !strings.Contains(get(t, clx.ip, "/index.html"), fmt.Sprintf("%08X", serial)) {
-		t.Errorf("%s: enip-info serial %v is not the web page's", clx.ip, m)
+	if m == nil || !strings.Contains(page, fmt.Sprintf("%08X", serial)) {
+		t.Errorf("%s: enip-info serial %v is not the web page's", h.ip, m)
 	}
 }
