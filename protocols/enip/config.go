@@ -21,6 +21,9 @@ type identity struct {
 	productName                     string
 	state                           uint8
 	serialKey                       string // databus key holding the serial; "" draws it from the seed
+	// revisionKey is the databus key holding the revision ("major.minor", the host's
+	// firmware, as SNMP and the web pages spell it); "": major.minor.
+	revisionKey string
 }
 
 // Logix atomic data types and the STRING structure handle.
@@ -175,6 +178,14 @@ func parseIdentity(sec *profiles.Section, n *profiles.Node, id *identity) error 
 			v, err = parseUint(e, e.Name, 8)
 			id.state = uint8(v)
 		case "ProductRevision":
+			if k, ok := e.Attr("databus"); ok {
+				k = strings.TrimSpace(k)
+				if !sec.Profile.Schema.Has(k) {
+					return e.Errorf("databus key %q is not defined in template.xml", k)
+				}
+				id.revisionKey = k
+				continue
+			}
 			err = parseRevision(e, id)
 		case "ProductName":
 			id.productName = e.TextTrim()
@@ -203,6 +214,17 @@ func parseIdentity(sec *profiles.Section, n *profiles.Node, id *identity) error 
 		}
 	}
 	return nil
+}
+
+// revisionOf parses a databus revision ("major.minor", each 0..255).
+func revisionOf(s string) (major, minor uint8, ok bool) {
+	a, b, found := strings.Cut(strings.TrimSpace(s), ".")
+	x, err1 := strconv.ParseUint(a, 10, 8)
+	y, err2 := strconv.ParseUint(b, 10, 8)
+	if !found || err1 != nil || err2 != nil {
+		return 0, 0, false
+	}
+	return uint8(x), uint8(y), true
 }
 
 // parseRevision reads a revision as cpppo stores it (a 16-bit number, major in the low

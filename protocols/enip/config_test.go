@@ -39,6 +39,7 @@ func TestConfigErrors(t *testing.T) {
 		{`<tags><tag name="A"><type>INT</type><addr>1/1/1</addr></tag></tags>`, "device's own objects"},
 		{`<tags><tag name="A"><type>INT</type></tag><tag name="a"><type>INT</type></tag></tags>`, "defined twice"},
 		{`<device_info><SerialNumber databus="nope"/></device_info>`, "databus key \"nope\""},
+		{`<device_info><ProductRevision databus="nope"/></device_info>`, "databus key \"nope\""},
 	} {
 		dir := t.TempDir()
 		os.MkdirAll(filepath.Join(dir, "enip"), 0o755)

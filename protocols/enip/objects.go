@@ -74,6 +74,20 @@ func (x *exec) serial() uint32 {
 	return x.dev.serial
 }
 
+// revision returns the host's revision: the databus key the profile names (its drawn
+// firmware), else the profile's literal.
+func (x *exec) revision() (major, minor uint8) {
+	id := &x.svc.cfg.id
+	if k := id.revisionKey; k != "" && x.db != nil {
+		if v, err := x.db.GetString(k); err == nil {
+			if a, b, ok := revisionOf(v); ok {
+				return a, b
+			}
+		}
+	}
+	return id.major, id.minor
+}
+
 // appendIdentityItem appends the ListIdentity CPF item (2-4.2.3) for host address addr.
 func (x *exec) appendIdentityItem(dst []byte, addr netip.Addr, port uint16) []byte {
 	id := &x.svc.cfg.id
@@ -93,7 +107,8 @@ func (x *exec) appendIdentityItem(dst []byte, addr netip.Addr, port uint16) []by
 	dst = binary.LittleEndian.AppendUint16(dst, id.vendor)
 	dst = binary.LittleEndian.AppendUint16(dst, id.deviceType)
 	dst = binary.LittleEndian.AppendUint16(dst, id.productCode)
-	dst = append(dst, id.major, id.minor)
+	major, minor := x.revision()
+	dst = append(dst, major, minor)
 	dst = binary.LittleEndian.AppendUint16(dst, id.status)
 	dst = binary.LittleEndian.AppendUint32(dst, x.serial())
 	dst = appendShortString(dst, name)
@@ -143,7 +158,8 @@ func (x *exec) attribute(dst []byte, class, inst, attr uint32) ([]byte, byte) {
 		case 3:
 			return le16(dst, id.productCode), gsSuccess
 		case 4:
-			return append(dst, id.major, id.minor), gsSuccess
+			major, minor := x.revision()
+			return append(dst, major, minor), gsSuccess
 		case 5:
 			return le16(dst, id.status), gsSuccess
 		case 6:
