@@ -45,7 +45,7 @@ test: test-deps
 # namespace); about six minutes. One population: make selfscan SELFSCAN='^m340$$'.
 # `make test` runs it too.
 selfscan:
-	$(GO) test -count=1 -timeout 10m -run '^TestSelfScan$$/$(SELFSCAN)' -v ./test/selfscan
+	$(GO) test -count=1 -timeout 12m -parallel 4 -run '^TestSelfScan$$/$(SELFSCAN)' -v ./test/selfscan
 
 # Codec benchmarks, the ratio bench (icsnare against bare servers doing the same I/O, bench.json),
 # then the load generator against freshly started sensors.

@@ -70,6 +70,10 @@
 #define PERS_SYNFIN 256  /* answers SYN+FIN like SYN */
 #define PERS_ICMP_NODF 512 /* ICMP messages never carry DF (nmap U1 DF=N, IE DFI=N) */
 #define PERS_FIN_SILENT 1024 /* a segment with FIN but neither SYN, ACK nor RST to a closed port gets no reset (nmap T7 R=N) */
+#define PERS_RST_NODF 2048 /* resets never carry DF (nmap T4-T7 DF=N of a stack with DF elsewhere) */
+#define PERS_QUOTE_ZEROCK 4096 /* ICMP errors quote the datagram with its IP and UDP checksums zeroed (nmap U1 RIPCK=Z RUCK=0) */
+#define PERS_ACK_SILENT 8192 /* a bare ACK to a closed port gets no reset (nmap T6 R=N) */
+#define PERS_RST_WINDOW 16384 /* a reset from a port the host serves carries the SYN-ACK window (nmap T4 W) */
 
 #define VLAN_HLEN 4
 #define VLAN_VID_MASK 0x0fff
@@ -81,7 +85,8 @@ struct vlan_hdr {
 
 #define OUI_STRIDE 8 /* per MAC block: 6 bytes of prefix, its length in bits (24, 28, 36), pad */
 
-enum ipid_mode { IPID_KEEP = 0, IPID_INC = 1, IPID_ZERO = 2, IPID_RANDOM = 3 };
+/* IPID_INC_SWAPPED: incremental, written in the host's little-endian order (nmap BI). */
+enum ipid_mode { IPID_KEEP = 0, IPID_INC = 1, IPID_ZERO = 2, IPID_RANDOM = 3, IPID_INC_SWAPPED = 4 };
 
 enum policy { POL_PASS = 0, POL_DROP = 1, POL_RESET = 2 };
 
@@ -705,14 +710,14 @@ static __always_inline int tcp_reset(struct xdp_md *ctx, int v6, __u32 l2, const
 		ip->daddr = a;
 		ip->tot_len = bpf_htons(40);
 		ip->ttl = pp ? pp->ttl : 64;
-		ip->frag_off = pp && !(pp->flags & PERS_DF) ? 0 : bpf_htons(0x4000);
+		ip->frag_off = pp && (!(pp->flags & PERS_DF) || (pp->flags & PERS_RST_NODF)) ? 0 : bpf_htons(0x4000);
 		ip->id = 0;
-		if (pp && pp->ipid == IPID_INC) {
+		if (pp && (pp->ipid == IPID_INC || pp->ipid == IPID_INC_SWAPPED)) {
 			__u8 h16[16];
 			map4(h16, ip->saddr);
 			__u32 *c = bpf_map_lookup_elem(&ipids, h16);
 			if (c) {
-				ip->id = bpf_htons((__u16)*c);
+				ip->id = pp->ipid == IPID_INC ? bpf_htons((__u16)*c) : (__u16)*c;
 				__sync_fetch_and_add(c, 1);
 			}
 		} else if (pp && pp->ipid == IPID_RANDOM) {
@@ -882,12 +887,16 @@ static __always_inline int handle_tcp(struct xdp_md *ctx, int v6, __u32 l2, cons
 {
 	if ((void *)(th + 1) > end)
 		return XDP_PASS;
-	if (th->fin && !th->syn && !th->ack && !th->rst && pi && pe && pe->pers && !(pe->flags & EF_ALLPORTS)) {
-		/* nmap T7 (FIN, PSH, URG to a closed port): silence for personas that give none. */
+	int bare_fin = th->fin && !th->syn && !th->ack && !th->rst;
+	int bare_ack = th->ack && !th->syn && !th->fin && !th->rst;
+	if ((bare_fin || bare_ack) && pi && pe && pe->pers && !(pe->flags & EF_ALLPORTS)) {
+		/* nmap T7 (FIN, PSH, URG to a closed port) and T6 (ACK to a closed port):
+		 * silence for personas that give none. */
 		__u32 k = pe->pers - 1;
 		struct personality *fp = bpf_map_lookup_elem(&personas, &k);
 		struct port_key fk = {.profile = pe->profile, .port = bpf_ntohs(th->dest)};
-		if (fp && (fp->flags & PERS_FIN_SILENT) && !bpf_map_lookup_elem(&ports, &fk)) {
+		__u32 want = bare_fin ? PERS_FIN_SILENT : PERS_ACK_SILENT;
+		if (fp && (fp->flags & want) && !bpf_map_lookup_elem(&ports, &fk)) {
 			count(C_SYN_DROP);
 			return XDP_DROP;
 		}
@@ -1174,7 +1183,7 @@ done:
 
 /* icmp_quote shortens an ICMP error (unreachable, time exceeded, parameter problem) to
  * the offending datagram's IP header plus quote bytes, fixing the lengths and checksums. */
-static __always_inline void icmp_quote(struct __sk_buff *skb, __u32 l2, __u32 toff, __u16 quote)
+static __always_inline void icmp_quote(struct __sk_buff *skb, __u32 l2, __u32 toff, __u16 quote, int zerock)
 {
 	__u8 ic[12];
 	if (quote > MAX_QUOTE || toff != l2 + 20)
@@ -1206,6 +1215,20 @@ static __always_inline void icmp_quote(struct __sk_buff *skb, __u32 l2, __u32 to
 		return;
 	buf[2] = 0;
 	buf[3] = 0;
+	if (zerock) {
+		/* The quoted IP header's checksum, and a quoted UDP header's. */
+		buf[8 + 10] = 0;
+		buf[8 + 11] = 0;
+		bpf_skb_store_bytes(skb, toff + 8 + 10, buf + 8 + 10, 2, 0);
+		if (buf[8 + 9] == IPPROTO_UDP && quote >= 8 && inner <= 60) {
+			__u32 uo = 8 + inner + 6;
+			if (uo + 2 <= ICMP_BUF) {
+				buf[uo] = 0;
+				buf[uo + 1] = 0;
+				bpf_skb_store_bytes(skb, toff + uo, buf + uo, 2, 0);
+			}
+		}
+	}
 	__u32 n4 = (n + 3) & ~3U;
 	if (n4 > ICMP_BUF || n4 < 4)
 		return;
@@ -1338,7 +1361,8 @@ int tc_kident(struct __sk_buff *skb)
 		__u16 old_id = ip->id;
 		__u16 new_tp = old_tp;
 		((__u8 *)&new_tp)[0] = ttl;
-		int df = (pp->flags & PERS_DF) && !(l4proto == IPPROTO_ICMP && (pp->flags & PERS_ICMP_NODF));
+		int df = (pp->flags & PERS_DF) && !(l4proto == IPPROTO_ICMP && (pp->flags & PERS_ICMP_NODF)) &&
+			 !(have_th && (th[13] & 0x04) && (pp->flags & PERS_RST_NODF));
 		__u16 new_fo = df ? (old_fo | bpf_htons(0x4000)) : (old_fo & ~bpf_htons(0x4000));
 		__u16 new_id = old_id;
 		__u8 mode = pp->ipid;
@@ -1346,7 +1370,8 @@ int tc_kident(struct __sk_buff *skb)
 			mode = pp->icmp_ipid;
 		if (!later) {
 			switch (mode) {
-			case IPID_INC: {
+			case IPID_INC:
+			case IPID_INC_SWAPPED: {
 				__u32 segs = skb->gso_segs ? skb->gso_segs : 1;
 				__u32 *c = bpf_map_lookup_elem(&ipids, src16);
 				if (!c) {
@@ -1358,7 +1383,7 @@ int tc_kident(struct __sk_buff *skb)
 					/* Not atomic with the read: two CPUs sending for one host at
 					 * the same instant may repeat an ID, as real stacks under
 					 * load do. */
-					new_id = bpf_htons((__u16)*c);
+					new_id = mode == IPID_INC ? bpf_htons((__u16)*c) : (__u16)*c;
 					__sync_fetch_and_add(c, segs);
 				}
 				break;
@@ -1391,6 +1416,15 @@ int tc_kident(struct __sk_buff *skb)
 	}
 	if (have_th) {
 		__u8 flags = th[13];
+		if ((flags & 0x04) && (pp->flags & PERS_RST_WINDOW)) {
+			__be16 hport;
+			__builtin_memcpy(&hport, th, 2);
+			if (tcp_port_open(pe, hport)) {
+				__u16 ow, nw = bpf_htons(pp->window);
+				__builtin_memcpy(&ow, th + 14, 2);
+				l4_word(skb, toff + 16, toff + 14, ow, nw);
+			}
+		}
 		if ((flags & 0x12) == 0x12) { /* SYN+ACK */
 			__be16 hport, cport;
 			__builtin_memcpy(&hport, th, 2);
@@ -1398,7 +1432,7 @@ int tc_kident(struct __sk_buff *skb)
 			synack(skb, toff, (th[12] >> 4) * 4, pp, src16, dst16, hport, cport);
 		}
 	} else if (l4proto == IPPROTO_ICMP && proto == bpf_htons(ETH_P_IP) && pp->quote) {
-		icmp_quote(skb, l2, toff, pp->quote);
+		icmp_quote(skb, l2, toff, pp->quote, pp->flags & PERS_QUOTE_ZEROCK);
 	}
 	if (l4proto == IPPROTO_ICMP && proto == bpf_htons(ETH_P_IP) && (pp->flags & PERS_ECHOCODE0)) {
 		__u8 ic[2];

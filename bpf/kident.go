@@ -197,6 +197,10 @@ const (
 	persSYNFIN    = 256
 	persICMPNoDF  = 512
 	persFINSilent = 1024
+	persRSTNoDF   = 2048
+	persQuoteZero = 4096
+	persACKSilent = 8192
+	persRSTWindow = 16384
 )
 
 // LoadIdentity loads the identity programs and fills their maps. It attaches nothing
@@ -425,6 +429,10 @@ func kernelPersonality(p profiles.Personality) kidentPersonality {
 	set(p.SYNFIN, persSYNFIN)
 	set(p.ICMPNoDF, persICMPNoDF)
 	set(p.FINSilent, persFINSilent)
+	set(p.RSTNoDF, persRSTNoDF)
+	set(p.QuoteZeroChecksums, persQuoteZero)
+	set(p.ACKSilent, persACKSilent)
+	set(p.RSTWindow, persRSTWindow)
 	k.Quote = uint16(p.ICMPQuote)
 	k.MssDefault = p.MSSDefault
 	k.BandLo, k.BandHi, k.BandTo = p.MSSBand[0], p.MSSBand[1], p.MSSBand[2]

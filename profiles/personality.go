@@ -15,10 +15,13 @@ const (
 	IPIDIncremental             // one counter per host, +1 per packet (TI=I, SS=S)
 	IPIDZero                    // always 0 (TI=Z)
 	IPIDRandom                  // random per packet (TI=RD)
+	// IPIDSwapped is incremental, written in a little-endian host's byte order: the
+	// identification grows by 256 per packet on the wire (nmap TI=BI).
+	IPIDSwapped
 )
 
 func (m IPID) String() string {
-	return [...]string{"keep", "incremental", "zero", "random"}[m]
+	return [...]string{"keep", "incremental", "zero", "random", "swapped"}[m]
 }
 
 // Personality is a device's TCP/IP stack as the kernel programs shape it on the wire.
@@ -46,7 +49,20 @@ type Personality struct {
 	// FINSilent: a segment with FIN but neither SYN, ACK nor RST to a closed port gets no
 	// reset (nmap T7 R=N; the XDP program drops it).
 	FINSilent bool
-	Window    uint16 // the SYN-ACK window
+	// ACKSilent: a bare ACK to a closed port gets no reset (nmap T6 R=N; the XDP program
+	// drops it).
+	ACKSilent bool
+	// RSTNoDF: resets never carry DF, though the stack's other segments do (nmap T4-T7
+	// DF=N with T1 DF=Y).
+	RSTNoDF bool
+	// RSTWindow: a reset from a port the host serves carries Window rather than 0 (nmap
+	// T4 W=2000 of the Modicon stack).
+	RSTWindow bool
+	// QuoteZeroChecksums: ICMP errors quote the offending datagram with its IP header
+	// checksum and UDP checksum zeroed, as some embedded stacks rebuild them (nmap U1
+	// RIPCK=Z RUCK=0); needs ICMPQuote.
+	QuoteZeroChecksums bool
+	Window             uint16 // the SYN-ACK window
 	// MSS is the SYN-ACK's MSS option (nmap O1 is the answer to a 1460 MSS). With
 	// EchoMSS, the device answers min(MSS, the client's MSS) and MSS without one.
 	MSS     uint16
@@ -104,7 +120,7 @@ func (p Personality) Validate() error {
 	switch {
 	case p.TTL == 0:
 		return fmt.Errorf("personality %q: TTL 0", p.Name)
-	case p.IPID > IPIDRandom || p.ICMPIPID > IPIDRandom:
+	case p.IPID > IPIDSwapped || p.ICMPIPID > IPIDSwapped:
 		return fmt.Errorf("personality %q: unknown IP-ID mode %d/%d", p.Name, p.IPID, p.ICMPIPID)
 	case !optionsRE.MatchString(p.Options):
 		return fmt.Errorf("personality %q: options %q not in nmap's notation (M S T11 N W<hex> L)", p.Name, p.Options)
@@ -112,6 +128,8 @@ func (p Personality) Validate() error {
 		return fmt.Errorf("personality %q: an MSS option needs an MSS", p.Name)
 	case p.ICMPQuote < 0 || p.ICMPQuote > 64:
 		return fmt.Errorf("personality %q: ICMP quote %d outside 0..64", p.Name, p.ICMPQuote)
+	case p.QuoteZeroChecksums && p.ICMPQuote == 0:
+		return fmt.Errorf("personality %q: zeroed quote checksums need an ICMP quote length", p.Name)
 	case p.WScale() > 14:
 		return fmt.Errorf("personality %q: window scale %d over 14", p.Name, p.WScale())
 	}
@@ -133,7 +151,10 @@ var personalities = []struct {
 		// SEQ TI=I SS=S TS=U; OPS O1=M5B4 (MSS echoed up to 1460); WIN W1..W6=2000;
 		// T1 DF=N TG=20; IE CD=S.
 		TTL: 32, IPID: IPIDIncremental, DF: false, Window: 0x2000,
-		MSS: 1460, EchoMSS: true, Options: "M", ICMPQuote: 8, FINSilent: true,
+		MSS: 1460, EchoMSS: true, Options: "M", ICMPQuote: 8,
+		// T5-T7 are not in HoneyPLC's fingerprint: as nmap-os-db's Siemens Simatic TDC
+		// (the same O1-O6, W=2000, TG=20), no reset to an ACK or a FIN at a closed port.
+		FINSilent: true, ACKSilent: true,
 	}},
 	{regexp.MustCompile(`(?i)^schneider`), regexp.MustCompile(`(?i)M340|BMX ?P34`), Personality{
 		Name: "schneider-m340", Vendor: "schneider",
@@ -141,15 +162,18 @@ var personalities = []struct {
 		// SEQ CI=I II=I TS=U; OPS O1..O6=M200NW0 (MSS 512 whatever the client offers);
 		// WIN W1..W6=2000; T1 DF=N TG=40; IE CD=S.
 		TTL: 64, IPID: IPIDIncremental, DF: false, Window: 0x2000,
-		MSS: 512, Options: "MNW0", FINSilent: true, ICMPQuote: 8,
+		MSS: 512, Options: "MNW0",
+		// T4 W=2000; T7 R=N; U1 IPL=38 RIPCK=Z RUCK=0.
+		RSTWindow: true, FINSilent: true, ICMPQuote: 8, QuoteZeroChecksums: true,
 	}},
 	{regexp.MustCompile(`(?i)^rockwell|allen.?bradley`), regexp.MustCompile(`(?i)1769-L|CompactLogix`), Personality{
 		Name: "rockwell-logix", Vendor: "rockwell",
 		Source: "Rockwell Automation 1756-L8xE ControlLogix processor (the Logix controllers' stack; nmap-os-db has no CompactLogix entry)",
-		// SEQ TI=BI SS=S TS=U; OPS O1..O5=M5B4NW0; WIN W1..W6=2710; T1 DF=Y TG=40;
+		// SEQ TI=BI CI=BI II=BI SS=S TS=U; OPS O1..O5=M5B4NW0 O6=M5B4 (1460 whatever
+		// the client offers); WIN W1..W6=2710; T1 DF=Y TG=40; T4-T7 DF=N; U1 DF=N;
 		// ECN CC=N; IE CD=Z.
-		TTL: 64, IPID: IPIDIncremental, DF: true, Window: 0x2710,
-		MSS: 1460, Options: "MNW0", EchoCodeZero: true, ICMPNoDF: true,
+		TTL: 64, IPID: IPIDSwapped, DF: true, RSTNoDF: true, ICMPNoDF: true, Window: 0x2710,
+		MSS: 1460, Options: "MNW0", EchoCodeZero: true,
 	}},
 	{regexp.MustCompile(`(?i)^siemens$`), regexp.MustCompile(`(?i)S7-[234]00|CP ?343|CP ?443`), Personality{
 		Name: "siemens-s7-300", Vendor: "siemens",

@@ -10,7 +10,6 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/hex"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -42,16 +41,14 @@ var avoid = []string{"Technodrome", "Mouser Factory", "88111222", "IM151-8 PN/DP
 	"CP 443-1 EX40", "Venus", "6ES7 315-2AG10-0AB0", "S C-X4U421302009", "SIMATIC 300(1)", "Boot Loader",
 	"S7-200", "CP 443-1", "48217733", "CP443-Leitstand"}
 
-// TestSelfScan creates a network namespace, re-runs itself inside it (so the sensor serves
-// the standard ports and the scanners reach them as on a network) and removes it. -run
-// selects populations as usual (TestSelfScan/m340); the inner run gets the same pattern.
+// TestSelfScan scans each population in a network namespace of its own (so its sensor
+// serves the standard ports and the scanners reach them as on a network): one sub-test
+// per population, each re-running this test inside its namespace. -run selects
+// populations as usual (TestSelfScan/m340).
 func TestSelfScan(t *testing.T) {
 	if os.Getenv(inner) == "1" {
 		for _, pop := range populations {
-			t.Run(pop.name, func(t *testing.T) {
-				t.Parallel()
-				scan(t, pop)
-			})
+			t.Run(pop.name, func(t *testing.T) { scan(t, pop) })
 		}
 		return
 	}
@@ -60,33 +57,36 @@ func TestSelfScan(t *testing.T) {
 	for _, tool := range []string{"nmap", "snmpwalk"} {
 		protocoltest.NeedTool(t, tool)
 	}
-	ns := fmt.Sprintf("icsnare-selfscan-%d", os.Getpid())
-	if out, err := exec.Command(ipCmd, "netns", "add", ns).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add: %v: %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command(ipCmd, "netns", "delete", ns).Run() })
-	if out, err := exec.Command(ipCmd, "netns", "exec", ns, ipCmd, "link", "set", "lo", "up").CombinedOutput(); err != nil {
-		t.Fatalf("lo up: %v: %s", err, out)
-	}
 	bin := filepath.Join(t.TempDir(), "icsnare")
 	if out, err := exec.Command("go", "build", "-o", bin, "github.com/icsnare/icsnare/cmd/icsnare").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v: %s", err, out)
 	}
 	self, _ := os.Executable()
-	run := "^TestSelfScan$"
-	if f := flag.Lookup("test.run"); f != nil && f.Value.String() != "" {
-		run = f.Value.String()
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 9*time.Minute)
-	defer cancel()
-	// Three populations at a time: nmap waits on the network far more than it computes.
-	cmd := exec.CommandContext(ctx, ipCmd, "netns", "exec", ns, self, "-test.run", run, "-test.v", "-test.count=1", "-test.parallel=3")
-	cmd.Env = append(os.Environ(), inner+"=1", "ICSNARE_SELFSCAN_BIN="+bin)
 	start := time.Now()
-	out, err := cmd.CombinedOutput()
-	t.Logf("inside %s (%v):\n%s", ns, time.Since(start).Round(time.Second), out)
-	if err != nil {
-		t.Fatalf("self-scan failed: %v", err)
+	t.Cleanup(func() { t.Logf("self-scan of the selected populations: %v", time.Since(start).Round(time.Second)) })
+	for _, pop := range populations {
+		t.Run(pop.name, func(t *testing.T) {
+			t.Parallel() // nmap waits on the network far more than it computes
+			ns := fmt.Sprintf("icsnare-selfscan-%d-%s", os.Getpid(), pop.name)
+			if out, err := exec.Command(ipCmd, "netns", "add", ns).CombinedOutput(); err != nil {
+				t.Fatalf("ip netns add: %v: %s", err, out)
+			}
+			t.Cleanup(func() { exec.Command(ipCmd, "netns", "delete", ns).Run() })
+			if out, err := exec.Command(ipCmd, "netns", "exec", ns, ipCmd, "link", "set", "lo", "up").CombinedOutput(); err != nil {
+				t.Fatalf("lo up: %v: %s", err, out)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, ipCmd, "netns", "exec", ns, self, "-test.run", "^TestSelfScan$/^"+regexp.QuoteMeta(pop.name)+"$",
+				"-test.v", "-test.count=1")
+			cmd.Env = append(os.Environ(), inner+"=1", "ICSNARE_SELFSCAN_BIN="+bin)
+			begin := time.Now()
+			out, err := cmd.CombinedOutput()
+			t.Logf("inside %s (%v):\n%s", ns, time.Since(begin).Round(time.Second), out)
+			if err != nil {
+				t.Fatalf("self-scan of %s failed: %v", pop.name, err)
+			}
+		})
 	}
 }
 
@@ -111,9 +111,12 @@ type persona struct {
 	// report of each scanned host must match.
 	ports, scripts string
 	want           []string
-	walkMin        int      // SNMP walk of .1.3.6.1.2.1: at least this many values; 0: no SNMP
-	addrTable      bool     // ipAddrTable has the host's own address and the /24's mask
-	pages          []string // web pages with host data: different on two hosts
+	// intensity, when set, lowers nmap's --version-intensity (a service no probe names:
+	// nmap would otherwise try every probe on it).
+	intensity int
+	walkMin   int      // SNMP walk of .1.3.6.1.2.1: at least this many values; 0: no SNMP
+	addrTable bool     // ipAddrTable has the host's own address and the /24's mask
+	pages     []string // web pages with host data: different on two hosts
 	// agree checks one host's protocols against each other (nmap's report for its PLC
 	// protocol); nil: the persona has one protocol of identity.
 	agree func(t *testing.T, h host, report string, all *bytes.Buffer)
@@ -178,19 +181,21 @@ var personas = map[string]*persona{
 	"bacnet-controller": {
 		match: "ECLYPSE", probe: 80,
 		ports: "T:80,102,502,U:161,47808", scripts: "bacnet-info,http-title,snmp-info",
-		want:    []string{`47808/udp\s+open\s+bacnet`, `ECY-S1000`, `102/tcp\s+closed`, `502/tcp\s+closed`, `80/tcp\s+open\s+http`, `161/udp\s+open\s+snmp`},
+		want: []string{`47808/udp\s+open\s+bacnet`, `Vendor Name: Distech Controls`, `Model Name: ECY-S1000`, `102/tcp\s+closed`,
+			`502/tcp\s+closed`, `80/tcp\s+open\s+http\s+nginx`, `161/udp\s+open\s+snmp`},
 		walkMin: 40,
 		pages:   []string{"/index.html"},
 	},
 	"bmc": {
 		match: "Supermicro", probe: 80,
 		ports: "T:80,102,502,U:161,623", scripts: "ipmi-version,http-title,snmp-info",
-		want:    []string{`623/udp\s+open\s+asf-rmcp`, `80/tcp\s+open\s+http`, `102/tcp\s+closed`, `502/tcp\s+closed`, `161/udp\s+open\s+snmp`},
+		want: []string{`623/udp\s+open\s+asf-rmcp`, `ipmi-version:\s+\|\s+Version:\s+\|\s+IPMI-2\.0`, `80/tcp\s+open\s+http\s+ATEN HTTP Server`,
+			`102/tcp\s+closed`, `502/tcp\s+closed`, `161/udp\s+open\s+snmp\s+SNMPv1 server; Super Micro Computer Inc\. SNMPv3 server`},
 		walkMin: 40,
 		pages:   []string{"/index.html"},
 	},
 	"tls350": {
-		match: "IN-TANK INVENTORY", probe: 10001, ident: tankInventory,
+		match: "IN-TANK INVENTORY", probe: 10001, ident: tankInventory, intensity: 1,
 		ports: "T:80,102,502,10001", scripts: "",
 		want: []string{`10001/tcp\s+open`, `80/tcp\s+closed`, `102/tcp\s+closed`, `502/tcp\s+closed`},
 	},
@@ -293,42 +298,67 @@ density = `+strconv.FormatFloat(pop.density, 'f', -1, 64)+`
 	}
 	silent(t, pop.prefix, hosts, members)
 
-	// nmap -sV with the ICS scripts, on nmapHosts hosts of each persona: the service and
-	// the device as the real one is named, its own ports open and the others closed
-	// (refused before the handshake, not tcpwrapped). One nmap per persona: each has its
-	// own ports.
+	// nmap -sV with the ICS scripts, one run over nmapHosts hosts of each persona (the
+	// union of their ports and scripts): the service and the device as the real one is
+	// named, its own ports open and the others closed (refused before the handshake, not
+	// tcpwrapped).
+	var targets []host
+	tcp, udp, scripts := map[string]bool{}, map[string]bool{}, map[string]bool{}
+	intensity := 9
 	for _, p := range members {
-		targets := byPersona[p.name][:pop.nmapHosts]
-		args := []string{"-Pn", "-n", "-sV", "-p", p.ports}
-		if strings.Contains(p.ports, "U:") {
-			args = append(args, "-sT", "-sU")
-		}
-		if p.scripts != "" {
-			args = append(args, "--script", p.scripts)
-		}
-		for _, h := range targets {
-			args = append(args, h.ip)
-		}
-		nm, err := protocoltest.Run(t, 4*time.Minute, "nmap", args...)
-		if err != nil {
-			t.Fatalf("nmap: %v\n%s", err, nm)
-		}
-		all.WriteString(nm)
-		reports := splitNmap(nm)
-		for _, h := range targets {
-			r := reports[h.ip]
-			t.Logf("nmap -sV %s (%s):\n%s", h.ip, p.name, strings.TrimSpace(r))
-			for _, want := range p.want {
-				if !regexp.MustCompile(want).MatchString(r) {
-					t.Errorf("%s (%s): nmap lacks %q:\n%s", h.ip, p.name, want, r)
-				}
+		targets = append(targets, byPersona[p.name][:pop.nmapHosts]...)
+		set := tcp // nmap's lists stay in the protocol last named
+		for _, part := range strings.Split(p.ports, ",") {
+			switch {
+			case strings.HasPrefix(part, "T:"):
+				set = tcp
+			case strings.HasPrefix(part, "U:"):
+				set = udp
 			}
-			if strings.Contains(r, "tcpwrapped") {
-				t.Errorf("%s (%s): a port nmap calls tcpwrapped:\n%s", h.ip, p.name, r)
+			set[strings.TrimPrefix(strings.TrimPrefix(part, "T:"), "U:")] = true
+		}
+		for _, sc := range strings.Split(p.scripts, ",") {
+			if sc != "" {
+				scripts[sc] = true
 			}
-			if p.agree != nil {
-				p.agree(t, h, r, &all)
+		}
+		if p.intensity > 0 {
+			intensity = min(intensity, p.intensity)
+		}
+	}
+	args := []string{"-Pn", "-n", "-sT", "-sV", "-p", portSpec(tcp, udp)}
+	if intensity < 9 {
+		args = append(args, "--version-intensity", strconv.Itoa(intensity))
+	}
+	if len(udp) > 0 {
+		args = append(args, "-sU")
+	}
+	if len(scripts) > 0 {
+		args = append(args, "--script", strings.Join(slices.Sorted(mapKeys(scripts)), ","))
+	}
+	for _, h := range targets {
+		args = append(args, h.ip)
+	}
+	nm, err := protocoltest.Run(t, 5*time.Minute, "nmap", args...)
+	if err != nil {
+		t.Fatalf("nmap: %v\n%s", err, nm)
+	}
+	all.WriteString(nm)
+	reports := splitNmap(nm)
+	for _, h := range targets {
+		p := personas[h.persona]
+		r := reports[h.ip]
+		t.Logf("nmap -sV %s (%s):\n%s", h.ip, p.name, strings.TrimSpace(r))
+		for _, want := range p.want {
+			if !regexp.MustCompile(want).MatchString(r) {
+				t.Errorf("%s (%s): nmap lacks %q", h.ip, p.name, want)
 			}
+		}
+		if strings.Contains(r, "tcpwrapped") {
+			t.Errorf("%s (%s): a port nmap calls tcpwrapped", h.ip, p.name)
+		}
+		if p.agree != nil {
+			p.agree(t, h, r, &all)
 		}
 	}
 
@@ -392,6 +422,20 @@ density = `+strconv.FormatFloat(pop.density, 'f', -1, 64)+`
 		}
 	}
 	t.Logf("%s: scanned in %v", pop.name, time.Since(start).Round(time.Second))
+}
+
+// portSpec is nmap's -p list of the TCP and UDP ports.
+func portSpec(tcp, udp map[string]bool) string {
+	byNum := func(m map[string]bool) []string {
+		out := slices.Collect(mapKeys(m))
+		slices.SortFunc(out, func(a, b string) int { x, _ := strconv.Atoi(a); y, _ := strconv.Atoi(b); return x - y })
+		return out
+	}
+	spec := "T:" + strings.Join(byNum(tcp), ",")
+	if len(udp) > 0 {
+		spec += ",U:" + strings.Join(byNum(udp), ",")
+	}
+	return spec
 }
 
 func mapKeys[V any](m map[string]V) func(func(string) bool) {
