@@ -2,7 +2,10 @@ package profiles
 
 import (
 	"fmt"
+	"io/fs"
 	"net/netip"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -166,4 +169,26 @@ func (d *Databus) getAt(key string, now time.Time) (any, error) {
 		return dyn.Value(now), nil
 	}
 	return v, nil
+}
+
+// snmpLiteral is a numeric literal an SNMP symbol serves as is.
+var snmpLiteral = regexp.MustCompile(`<symbol name="([^"]+)"[^>]*>\s*<value>(\d+)</value>`)
+
+// TestPersonaSNMPLiterals fails when an embedded persona's snmp.xml serves a distinctive
+// number (a counter's start, a serial) as a literal: every host would show it alike
+// (issue 20: the ifInOctets 48217733 tell). Such values come from the databus, drawn per
+// host (the counter function); round numbers (speeds, timeouts) are the device's own.
+func TestPersonaSNMPLiterals(t *testing.T) {
+	for _, name := range Embedded() {
+		b, err := fs.ReadFile(templates, "templates/"+name+"/snmp/snmp.xml")
+		if err != nil {
+			continue // no SNMP
+		}
+		for _, m := range snmpLiteral.FindAllStringSubmatch(string(b), -1) {
+			n, _ := strconv.ParseUint(m[2], 10, 64)
+			if n >= 10000 && n%1000 != 0 {
+				t.Errorf("%s: snmp.xml serves %s = %s, alike on every host; draw it from the databus", name, m[1], m[2])
+			}
+		}
+	}
 }
