@@ -55,3 +55,30 @@ func TestConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestRevisionOf: a databus revision is "major.minor" with each part 0..255; anything
+// else is refused (the literal or the default is served instead).
+func TestRevisionOf(t *testing.T) {
+	for _, tc := range []struct {
+		in         string
+		maj, minor uint8
+		ok         bool
+	}{
+		{"30.11", 30, 11, true},
+		{" 20.19 ", 20, 19, true},
+		{"0.0", 0, 0, true},
+		{"255.255", 255, 255, true},
+		{"256.1", 0, 0, false},
+		{"30", 0, 0, false},
+		{"30.11.2", 0, 0, false},
+		{"-1.2", 0, 0, false},
+		{"a.b", 0, 0, false},
+		{"", 0, 0, false},
+		{"30.", 0, 0, false},
+	} {
+		a, b, ok := revisionOf(tc.in)
+		if ok != tc.ok || a != tc.maj || b != tc.minor {
+			t.Errorf("revisionOf(%q) = %d, %d, %v; want %d, %d, %v", tc.in, a, b, ok, tc.maj, tc.minor, tc.ok)
+		}
+	}
+}
