@@ -2,14 +2,20 @@ package http
 
 import (
 	"bufio"
+	"bytes"
+	"context"
 	"io"
+	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/icsnare/icsnare/protocols"
 	"github.com/icsnare/icsnare/protocols/protocoltest"
 )
 
@@ -90,4 +96,70 @@ func TestS71200Signature(t *testing.T) {
 	if !re.MatchString(got) {
 		t.Errorf("the answer %q does not match nmap's %s", got, re)
 	}
+}
+
+// FuzzServeConnSpelled runs whole connections through the S7-1200 persona's server, whose
+// profile places and spells its headers: every answer is one HTTP/1.0 response with at
+// most one Content-Length and one Connection header, and a Content-Length the body has.
+func FuzzServeConnSpelled(f *testing.F) {
+	for _, s := range []string{
+		"GET / HTTP/1.0\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n",
+		"GET /Portal/Portal.mwsl HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+		"HEAD / HTTP/1.0\r\n\r\n",
+		"POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc",
+		"GET /nope HTTP/1.1\r\n\r\n",
+		"\x00\x01garbage\r\n\r\n",
+	} {
+		f.Add([]byte(s))
+	}
+	p := protocoltest.Profile(f, "s7-1200")
+	svc := protocoltest.Configure(f, protocol{}, p).(*service)
+	for _, n := range allNodes(svc.cfg) {
+		n.tarpit = nil
+	}
+	svc.cfg.tarpit = tarpit{}
+	h := protocoltest.Host(p, netip.MustParseAddr("192.0.2.10"), 42)
+	sess := &protocols.Session{ID: "mem", Protocol: Name, Transport: protocols.TCP, Host: h,
+		Log: slog.New(slog.DiscardHandler), Events: &protocoltest.Recorder{}, MaxPayload: 4096}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		c := &memConn{in: bytes.NewReader(in)}
+		svc.ServeConn(context.Background(), sess, c)
+		out := c.out.Bytes()
+		if len(out) == 0 {
+			return
+		}
+		if !bytes.HasPrefix(out, []byte("HTTP/1.0 ")) {
+			t.Fatalf("answer does not start with an HTTP/1.0 status line: %q", out[:min(len(out), 80)])
+		}
+		i := bytes.Index(out, []byte("\r\n\r\n"))
+		if i < 0 {
+			t.Fatalf("answer head not terminated: %q", out)
+		}
+		counts := map[string]int{}
+		length := -1
+		for _, l := range strings.Split(string(out[:i]), "\r\n")[1:] {
+			name, v, ok := strings.Cut(l, ":")
+			if !ok {
+				t.Fatalf("header line without a colon: %q", l)
+			}
+			counts[strings.ToLower(name)]++
+			if strings.EqualFold(name, "Content-Length") {
+				if length, ok = atoiOK(strings.TrimPrefix(v, " ")); !ok {
+					t.Fatalf("Content-Length %q", v)
+				}
+			}
+		}
+		if counts["content-length"] > 1 || counts["connection"] > 1 {
+			t.Fatalf("repeated computed headers: %v\n%q", counts, out[:i])
+		}
+		if body := len(out) - i - 4; length >= 0 && body != 0 && body != length {
+			t.Fatalf("Content-Length %d, body %d", length, body)
+		}
+	})
+}
+
+func atoiOK(s string) (int, bool) {
+	n, err := strconv.Atoi(s)
+	return n, err == nil && n >= 0
 }
