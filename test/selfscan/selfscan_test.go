@@ -111,6 +111,9 @@ type persona struct {
 	// report of each scanned host must match.
 	ports, scripts string
 	want           []string
+	// distinct are values nmap's scripts report (one capture group each) that two hosts
+	// of the persona never share: serials, names.
+	distinct []string
 	// intensity, when set, lowers nmap's --version-intensity (a service no probe names:
 	// nmap would otherwise try every probe on it).
 	intensity int
@@ -131,7 +134,8 @@ var personas = map[string]*persona{
 		want: []string{`80/tcp\s+open\s+http\s+Siemens Simatic S7-300 PLC httpd`, `102/tcp\s+open\s+iso-tsap\s+Siemens S7 PLC`,
 			`502/tcp\s+open\s+modbus\s+Modbus TCP`, `Module Type: CPU 315-2 PN/DP`, `Copyright: Original Siemens Equipment`,
 			`21/tcp\s+closed`, `44818/tcp\s+closed`, `161/udp\s+open\s+snmp`},
-		walkMin: 100, addrTable: true,
+		distinct: []string{`Serial Number: (.+)`, `System Name: (.+)`, `Plant Identification: (.+)`, `http-title: (.+)`},
+		walkMin:  100, addrTable: true,
 		pages: []string{"/Portal0000.htm", "/Identification.htm", "/DiagBuffer.htm", "/Communication.htm"},
 		agree: agreeS7300,
 		timing: []func(*testing.T, string) (string, []time.Duration){
@@ -147,7 +151,8 @@ var personas = map[string]*persona{
 		want: []string{`102/tcp\s+open\s+iso-tsap\s+Siemens S7 PLC`, `Module Type: CPU 1214C DC/DC/DC`, `Module: 6ES7 214-1AG40-0XB0`,
 			`502/tcp\s+closed`, `21/tcp\s+closed`, `44818/tcp\s+closed`, `http-title: SIMATIC 1200 Station`,
 			`80/tcp\s+open\s+http\s+Siemens Simatic S7-1200 PLC httpd`, `161/udp\s+open\s+snmp`},
-		walkMin: 100, addrTable: true,
+		distinct: []string{`Serial Number: (.+)`, `System Name: (.+)`, `Plant Identification: (.+)`},
+		walkMin:  100, addrTable: true,
 		pages: []string{"/Portal/Portal.mwsl"},
 		agree: agreeS71200,
 		timing: []func(*testing.T, string) (string, []time.Duration){
@@ -160,7 +165,8 @@ var personas = map[string]*persona{
 		want: []string{`502/tcp\s+open\s+modbus\s+Modbus TCP`, `Device identification: Schneider Electric BMX P34 2020 v\d`,
 			`21/tcp\s+open\s+ftp\s+VxWorks ftpd`, `80/tcp\s+open\s+http\s+Schneider-WEB`, `102/tcp\s+closed`, `44818/tcp\s+closed`,
 			`161/udp\s+open\s+snmp`},
-		walkMin: 100, addrTable: true,
+		distinct: []string{`Service Info: Host: (\S+)`, `http-title: (.+)`},
+		walkMin:  100, addrTable: true,
 		pages: []string{"/html/english/home/home.htm"},
 		agree: agreeM340,
 		timing: []func(*testing.T, string) (string, []time.Duration){
@@ -174,7 +180,8 @@ var personas = map[string]*persona{
 		ports: "T:21,80,102,502,44818,U:161", scripts: "enip-info,http-title,snmp-info",
 		want: []string{`44818/tcp\s+open\s+EtherNet-IP-2`, `vendor: Rockwell Automation/Allen-Bradley \(1\)`, `productName: 1769-L33ER/A LOGIX5333ER`,
 			`80/tcp\s+open\s+http\s+GoAhead-Webs`, `102/tcp\s+closed`, `502/tcp\s+closed`, `21/tcp\s+closed`, `161/udp\s+open\s+snmp`},
-		walkMin: 100, addrTable: true,
+		distinct: []string{`serialNumber: (0x[0-9a-f]+)`, `Service Info: Host: (\S+)`},
+		walkMin:  100, addrTable: true,
 		pages: []string{"/index.html"},
 		agree: agreeCompactLogix,
 	},
@@ -183,16 +190,18 @@ var personas = map[string]*persona{
 		ports: "T:80,102,502,U:161,47808", scripts: "bacnet-info,http-title,snmp-info",
 		want: []string{`47808/udp\s+open\s+bacnet`, `Vendor Name: Distech Controls`, `Model Name: ECY-S1000`, `102/tcp\s+closed`,
 			`502/tcp\s+closed`, `80/tcp\s+open\s+http\s+nginx`, `161/udp\s+open\s+snmp`},
-		walkMin: 40,
-		pages:   []string{"/index.html"},
+		distinct: []string{`Object-identifier: (\d+)`, `Object Name: (.+)`},
+		walkMin:  40,
+		pages:    []string{"/index.html"},
 	},
 	"bmc": {
 		match: "Supermicro", probe: 80,
 		ports: "T:80,102,502,U:161,623", scripts: "ipmi-version,http-title,snmp-info",
 		want: []string{`623/udp\s+open\s+asf-rmcp`, `ipmi-version:\s+\|\s+Version:\s+\|\s+IPMI-2\.0`, `80/tcp\s+open\s+http\s+ATEN HTTP Server`,
 			`102/tcp\s+closed`, `502/tcp\s+closed`, `161/udp\s+open\s+snmp\s+SNMPv1 server; Super Micro Computer Inc\. SNMPv3 server`},
-		walkMin: 40,
-		pages:   []string{"/index.html"},
+		distinct: []string{`Service Info: Host: (\S+)`, `http-title: (.+)`},
+		walkMin:  40,
+		pages:    []string{"/index.html"},
 	},
 	"tls350": {
 		match: "IN-TANK INVENTORY", probe: 10001, ident: tankInventory, intensity: 1,
@@ -359,6 +368,23 @@ density = `+strconv.FormatFloat(pop.density, 'f', -1, 64)+`
 		}
 		if p.agree != nil {
 			p.agree(t, h, r, &all)
+		}
+	}
+	// What nmap's scripts show of two hosts of one persona: no serial or name alike.
+	for _, p := range members {
+		if pop.nmapHosts < 2 {
+			break
+		}
+		a, b := byPersona[p.name][0], byPersona[p.name][1]
+		for _, d := range p.distinct {
+			re := regexp.MustCompile(d)
+			x, y := re.FindStringSubmatch(reports[a.ip]), re.FindStringSubmatch(reports[b.ip])
+			switch {
+			case x == nil || y == nil:
+				t.Errorf("%s: nmap's report of %s or %s lacks %q", p.name, a.ip, b.ip, d)
+			case strings.TrimSpace(x[1]) == strings.TrimSpace(y[1]):
+				t.Errorf("%s: nmap shows %q on both %s and %s", p.name, x[0], a.ip, b.ip)
+			}
 		}
 	}
 
