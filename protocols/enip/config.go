@@ -184,7 +184,10 @@ func parseIdentity(sec *profiles.Section, n *profiles.Node, id *identity) error 
 					return e.Errorf("databus key %q is not defined in template.xml", k)
 				}
 				id.revisionKey = k
-				continue
+				if e.TextTrim() == "" {
+					continue
+				}
+				// a literal too: served when the key's value is not major.minor
 			}
 			err = parseRevision(e, id)
 		case "ProductName":

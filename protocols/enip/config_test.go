@@ -1,12 +1,15 @@
 package enip
 
 import (
+	"bytes"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/icsnare/icsnare/profiles"
+	"github.com/icsnare/icsnare/protocols/protocoltest"
 )
 
 // TestConpotDefaultSection: Conpot's enip.xml parses; its cpppo serial is refused with a
@@ -79,6 +82,44 @@ func TestRevisionOf(t *testing.T) {
 		a, b, ok := revisionOf(tc.in)
 		if ok != tc.ok || a != tc.maj || b != tc.minor {
 			t.Errorf("revisionOf(%q) = %d, %d, %v; want %d, %d, %v", tc.in, a, b, ok, tc.maj, tc.minor, tc.ok)
+		}
+	}
+}
+
+// TestRevisionFromDatabus: <ProductRevision databus="…"> serves the host's value; a value
+// that is not major.minor falls back to the element's literal.
+func TestRevisionFromDatabus(t *testing.T) {
+	for _, tc := range []struct {
+		value, literal string
+		maj, minor     byte
+	}{
+		{`"24.11"`, "", 24, 11},
+		{`"24.11"`, "20.11", 24, 11},
+		{`"V24"`, "20.11", 20, 11},
+		{`"300.1"`, "20.11", 20, 11},
+		{`"V24"`, "", 2, 10}, // no literal: the default, Conpot's 2.10
+	} {
+		dir := t.TempDir()
+		os.MkdirAll(filepath.Join(dir, "enip"), 0o755)
+		os.WriteFile(filepath.Join(dir, "template.xml"), []byte(`<core><databus><key_value_mappings>
+<key name="Revision"><value type="value">`+tc.value+`</value></key></key_value_mappings></databus></core>`), 0o644)
+		os.WriteFile(filepath.Join(dir, "enip", "enip.xml"), []byte(`<enip enabled="True"><device_info>
+<ProductRevision databus="Revision">`+tc.literal+`</ProductRevision></device_info></enip>`), 0o644)
+		p, err := profiles.LoadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := protocol{}.Configure(p.Sections[Name], nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		svc := s.(*service)
+		h := protocoltest.Host(p, netip.MustParseAddr("192.0.2.7"), 3)
+		x := exec{svc: svc, db: h.Databus, dev: svc.hostDevice(h)}
+		got, gs := x.attribute(nil, classIdentity, 1, 4)
+		want := []byte{tc.maj, tc.minor}
+		if gs != gsSuccess || !bytes.Equal(got, want) {
+			t.Errorf("Revision %s, literal %q: identity revision % x (status %#x), want % x", tc.value, tc.literal, got, gs, want)
 		}
 	}
 }

@@ -67,6 +67,9 @@ func TestNmapEnipRevisionPerHost(t *testing.T) {
 			hosts = append(hosts, h)
 		}
 	}
+	if len(hosts) < 2 {
+		t.Fatalf("1000 seeds drew one revision: %v", seen)
+	}
 	for _, h := range hosts {
 		protocoltest.ServeTCP(t, Name, svc, h, netip.AddrPortFrom(h.Addr, Port).String())
 		rev, _ := h.Databus.GetString("Revision")
