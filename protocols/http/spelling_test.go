@@ -163,3 +163,18 @@ func atoiOK(s string) (int, bool) {
 	n, err := strconv.Atoi(s)
 	return n, err == nil && n >= 0
 }
+
+// TestHeaderSpelling11: on an HTTP/1.1 server the placed Connection says close only when
+// the connection ends, and keep-alive answers carry none.
+func TestHeaderSpelling11(t *testing.T) {
+	xml := `<http enabled="True"><global><config><entity name="update_header_date">false</entity></config></global>
+<htdocs><node name="/"><file>/e</file><headers><entity name="Connection">close</entity>
+<entity name="Content-Length" separator=":"></entity><entity name="X-Last">1</entity></headers></node></htdocs></http>`
+	srv, _ := startProfile(t, testProfile(t, xml, map[string]string{"htdocs/e": "ok"}), "127.83.81.3:0")
+	got := rawExchange(t, srv.Addr.String(), "GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	want := "HTTP/1.1 200 OK\r\nContent-Length:2\r\nX-Last: 1\r\n\r\nok" +
+		"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length:2\r\nX-Last: 1\r\n\r\nok"
+	if got != want {
+		t.Errorf("got  %q\nwant %q", got, want)
+	}
+}
