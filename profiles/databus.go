@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"net/netip"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -32,6 +33,9 @@ type KeySpec struct {
 	expr  *Expr // type "value"
 	param *Expr // type "function" with param
 	ctor  FunctionCtor
+	// make builds a host's value of a compiled function (FunctionCompiler) whose param
+	// does not depend on the host; nil otherwise.
+	make func(EngineEnv) (any, error)
 
 	// shared is the value of a host-independent expression, evaluated once at load and
 	// shared by every host (copy on write: databus writers replace, never modify, values).
@@ -68,6 +72,9 @@ func (s *Schema) Spec(key string) (KeySpec, bool) {
 	return s.keys[i], true
 }
 
+// maxKeys bounds the keys of one databus (a host stores their positions in 16 bits).
+const maxKeys = 1 << 16
+
 // checkSeed is the seed used to evaluate every key once at load, so errors surface at start.
 const checkSeed = 0x1c5a4e
 
@@ -87,8 +94,12 @@ func parseDatabus(p *Profile, n *Node) (*Schema, error) {
 			if err != nil {
 				return nil, err
 			}
+			spec.compile()
 			if _, dup := s.index[spec.Name]; dup {
 				return nil, k.Errorf("duplicate databus key %q", spec.Name)
+			}
+			if len(s.keys) == maxKeys {
+				return nil, k.Errorf("more than %d databus keys", maxKeys)
 			}
 			s.index[spec.Name] = len(s.keys)
 			s.keys = append(s.keys, spec)
@@ -142,6 +153,7 @@ func parseKey(k *Node) (KeySpec, error) {
 		return KeySpec{}, k.Errorf("key %q has no <value>", name)
 	}
 	spec := KeySpec{Name: name, Text: v.TextTrim(), File: v.File, Line: v.Line}
+
 	spec.Type, _ = v.Attr("type")
 	spec.Param, _ = v.Attr("param")
 	spec.Seed, _ = v.Attr("seed")
@@ -185,6 +197,29 @@ func parseKey(k *Node) (KeySpec, error) {
 		return KeySpec{}, v.Errorf("key %q: value type %q is neither \"value\" nor \"function\"", name, spec.Type)
 	}
 	return spec, nil
+}
+
+// compile parses the param of a compiled function (FunctionCompiler) once, when it does
+// not depend on the host; an error is left for instantiate, which names file and line.
+func (k *KeySpec) compile() {
+	if k.ctor == nil || (k.param != nil && !k.param.HostIndependent()) {
+		return
+	}
+	compile, ok := lookupCompiler(k.Text)
+	if !ok {
+		return
+	}
+	var params []any
+	if k.param != nil {
+		pv, err := k.param.Eval(checkSeed)
+		if err != nil {
+			return
+		}
+		params = paramList(pv)
+	}
+	if mk, err := compile(params); err == nil {
+		k.make = mk
+	}
 }
 
 // Sample returns key's value as the load-time check evaluates it (a dynamic value read
@@ -235,21 +270,28 @@ func (k KeySpec) instantiate(env EngineEnv) (any, error) {
 	if k.expr != nil {
 		return k.expr.Eval(seed)
 	}
+	if k.make != nil {
+		env.HostSeed, env.Seed = env.Seed, seed
+		return k.make(env)
+	}
 	var params []any
 	if k.param != nil {
 		pv, err := k.param.Eval(seed)
 		if err != nil {
 			return nil, err
 		}
-		switch x := pv.(type) {
-		case []any:
-			params = x
-		default:
-			params = []any{x}
-		}
+		params = paramList(pv)
 	}
 	env.HostSeed, env.Seed = env.Seed, seed
 	return k.ctor(env, params)
+}
+
+// paramList is a function's evaluated param as a list of arguments.
+func paramList(pv any) []any {
+	if l, ok := pv.([]any); ok {
+		return l
+	}
+	return []any{pv}
 }
 
 // Dynamic is a value computed on every read (an uptime, a counter, a random register).
@@ -283,9 +325,83 @@ type Databus struct {
 	env    EngineEnv
 	hook   WriteHook
 
-	mu      sync.RWMutex
-	vals    map[string]any
-	written map[string]struct{} // keys set by Set, Update or Restore; nil until the first
+	mu sync.RWMutex
+	// The values materialised so far of the schema's keys: idx holds their positions in
+	// the schema's key order, sorted, and vals their values (a host touched by one
+	// protocol stores a few keys, not a map sized for all of them).
+	idx  []uint16
+	vals []any
+	// written is a bit per schema key set by Set, Update or Restore; nil until the first.
+	written []uint64
+	// extra holds keys outside the schema (a protocol's Init values, writes of new keys),
+	// sorted by key; nil until one.
+	extra []extraValue
+}
+
+// extraValue is a value of a key the schema does not define.
+type extraValue struct {
+	key     string
+	v       any
+	written bool
+}
+
+// extraLocked returns the position of key in d.extra, or where it would go.
+func (d *Databus) extraLocked(key string) (int, bool) {
+	return slices.BinarySearchFunc(d.extra, key, func(e extraValue, k string) int { return strings.Compare(e.key, k) })
+}
+
+// extraEntryLocked returns key's entry in d.extra, adding it when missing.
+func (d *Databus) extraEntryLocked(key string) *extraValue {
+	j, ok := d.extraLocked(key)
+	if !ok {
+		d.extra = slices.Insert(d.extra, j, extraValue{key: key})
+	}
+	return &d.extra[j]
+}
+
+// loadLocked returns the stored value of key.
+func (d *Databus) loadLocked(key string) (any, bool) {
+	if i, ok := d.schema.index[key]; ok {
+		if j, found := slices.BinarySearch(d.idx, uint16(i)); found {
+			return d.vals[j], true
+		}
+		return nil, false
+	}
+	if j, ok := d.extraLocked(key); ok {
+		return d.extra[j].v, true
+	}
+	return nil, false
+}
+
+// storeLocked stores v under key, keeping whether it was written.
+func (d *Databus) storeLocked(key string, v any) {
+	if i, ok := d.schema.index[key]; ok {
+		j, found := slices.BinarySearch(d.idx, uint16(i))
+		if found {
+			d.vals[j] = v
+			return
+		}
+		if len(d.vals) == cap(d.vals) {
+			// Grow by a quarter (at least 4), not by doubling: a host keeps what it
+			// materialised for as long as it lives.
+			n := len(d.vals) + max(4, len(d.vals)/4)
+			d.idx = slices.Grow(d.idx, n-len(d.idx))
+			d.vals = slices.Grow(d.vals, n-len(d.vals))
+		}
+		d.idx = slices.Insert(d.idx, j, uint16(i))
+		d.vals = slices.Insert(d.vals, j, v)
+		return
+	}
+	d.extraEntryLocked(key).v = v
+}
+
+// writtenLocked reports whether key was written or restored.
+func (d *Databus) writtenLocked(key string) bool {
+	if i, ok := d.schema.index[key]; ok {
+		return i/64 < len(d.written) && d.written[i/64]&(1<<(i%64)) != 0
+	}
+	j, ok := d.extraLocked(key)
+	return ok && d.extra[j].written
 }
 
 // WriteHook is told about every Set and Update, with the value now stored. It runs under
@@ -299,7 +415,7 @@ func (d *Databus) SetWriteHook(h WriteHook) { d.hook = h }
 // Restore stores a kept value as written, without telling the hook.
 func (d *Databus) Restore(key string, v any) {
 	d.mu.Lock()
-	d.vals[key] = v
+	d.storeLocked(key, compactList(v))
 	d.markLocked(key)
 	d.mu.Unlock()
 }
@@ -309,8 +425,8 @@ func (d *Databus) Restore(key string, v any) {
 // the host was regenerated.
 func (d *Databus) Init(key string, v any) {
 	d.mu.Lock()
-	if _, w := d.written[key]; !w {
-		d.vals[key] = v
+	if !d.writtenLocked(key) {
+		d.storeLocked(key, v)
 	}
 	d.mu.Unlock()
 }
@@ -319,15 +435,18 @@ func (d *Databus) Init(key string, v any) {
 func (d *Databus) Written(key string) bool {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
-	_, w := d.written[key]
-	return w
+	return d.writtenLocked(key)
 }
 
 func (d *Databus) markLocked(key string) {
-	if d.written == nil {
-		d.written = make(map[string]struct{})
+	if i, ok := d.schema.index[key]; ok {
+		if n := i/64 + 1; len(d.written) < n {
+			d.written = append(d.written, make([]uint64, n-len(d.written))...)
+		}
+		d.written[i/64] |= 1 << (i % 64)
+		return
 	}
-	d.written[key] = struct{}{}
+	d.extraEntryLocked(key).written = true
 }
 
 // wroteLocked records a write and hands it to the hook.
@@ -343,7 +462,7 @@ func (s *Schema) NewDatabus(env EngineEnv) *Databus {
 	if env.Start.IsZero() {
 		env.Start = time.Now()
 	}
-	return &Databus{schema: s, env: env, vals: make(map[string]any)}
+	return &Databus{schema: s, env: env}
 }
 
 // Env returns the host identity the databus was created with.
@@ -352,7 +471,7 @@ func (d *Databus) Env() EngineEnv { return d.env }
 // raw returns the stored value (possibly a Dynamic), materialising it if needed.
 func (d *Databus) raw(key string) (any, error) {
 	d.mu.RLock()
-	v, ok := d.vals[key]
+	v, ok := d.loadLocked(key)
 	d.mu.RUnlock()
 	if ok {
 		return v, nil
@@ -369,10 +488,10 @@ func (d *Databus) raw(key string) (any, error) {
 	nv = compactList(nv) // a list of numbers costs a byte or two per element, not an interface
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if v, ok := d.vals[key]; ok { // another reader got there first
+	if v, ok := d.loadLocked(key); ok { // another reader got there first
 		return v, nil
 	}
-	d.vals[key] = nv
+	d.storeLocked(key, nv)
 	return nv, nil
 }
 
@@ -438,7 +557,7 @@ func (d *Databus) GetIntList(key string) (l *IntList, ok bool, err error) {
 // Set replaces the value of key (a dynamic value becomes the static value written).
 func (d *Databus) Set(key string, v any) {
 	d.mu.Lock()
-	d.vals[key] = v
+	d.storeLocked(key, compactList(v)) // a written list of numbers stays compact
 	d.wroteLocked(key, v)
 	d.mu.Unlock()
 }
@@ -451,7 +570,8 @@ func (d *Databus) Update(key string, fn func(cur any) (any, error)) error {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	cur := expand(d.vals[key])
+	cur, _ := d.loadLocked(key)
+	cur = expand(cur)
 	if dyn, ok := cur.(Dynamic); ok {
 		cur = dyn.Value(time.Now())
 	}
@@ -459,7 +579,7 @@ func (d *Databus) Update(key string, fn func(cur any) (any, error)) error {
 	if err != nil {
 		return err
 	}
-	d.vals[key] = nv
+	d.storeLocked(key, compactList(nv))
 	d.wroteLocked(key, nv)
 	return nil
 }
@@ -471,8 +591,8 @@ func (d *Databus) Keys() []string {
 		seen[k.Name] = true
 	}
 	d.mu.RLock()
-	for k := range d.vals {
-		seen[k] = true
+	for _, e := range d.extra {
+		seen[e.key] = true
 	}
 	d.mu.RUnlock()
 	out := make([]string, 0, len(seen))

@@ -31,10 +31,38 @@ func (e EngineEnv) Rand(label string) *rand.Rand {
 // evaluated `param` attribute (a list), possibly empty. It may return a Dynamic.
 type FunctionCtor func(env EngineEnv, params []any) (any, error)
 
+// FunctionCompiler is a databus function whose parameters are read once per profile: it
+// checks params and returns what builds each host's value. A key whose param attribute does
+// not depend on the host is compiled when the profile loads, so its hosts share the parsed
+// parameters and keep only what they draw from their seed.
+type FunctionCompiler func(params []any) (func(env EngineEnv) (any, error), error)
+
 var (
-	funcMu sync.RWMutex
-	funcs  = map[string]FunctionCtor{}
+	funcMu    sync.RWMutex
+	funcs     = map[string]FunctionCtor{}
+	compilers = map[string]FunctionCompiler{}
 )
+
+// RegisterCompiledFunction registers a function given as a compiler (see FunctionCompiler).
+func RegisterCompiledFunction(name string, compile FunctionCompiler) {
+	RegisterFunction(name, func(env EngineEnv, params []any) (any, error) {
+		mk, err := compile(params)
+		if err != nil {
+			return nil, err
+		}
+		return mk(env)
+	})
+	funcMu.Lock()
+	compilers[name] = compile
+	funcMu.Unlock()
+}
+
+func lookupCompiler(name string) (FunctionCompiler, bool) {
+	funcMu.RLock()
+	defer funcMu.RUnlock()
+	c, ok := compilers[strings.TrimSpace(name)]
+	return c, ok
+}
 
 // RegisterFunction makes a databus function available to templates under name (Conpot's
 // dotted class path, or a short icsnare name).

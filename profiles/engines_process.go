@@ -26,23 +26,24 @@ import (
 // parameters give the values in and out of the schedule ([6, 19, 1, 2]: a BACnet
 // multi-state occupied/unoccupied).
 func init() {
-	RegisterFunction("process", func(env EngineEnv, params []any) (any, error) {
+	RegisterCompiledFunction("process", func(params []any) (func(EngineEnv) (any, error), error) {
 		f, err := processParams(params)
 		if err != nil {
 			return nil, err
 		}
-		v := newProcess(env.Rand("process"), f, len(params) == 8)
-		return DynamicFunc(func(now time.Time) any { return v.at(now) }), nil
+		spec := newProcessSpec(f, len(params) == 8)
+		return func(env EngineEnv) (any, error) {
+			return &processValue{spec: spec, seed: keySeed(env.Seed, "process")}, nil
+		}, nil
 	})
 	// processlist is a list of process values (a Modbus register block, an S7 data block):
 	// param is a list of process params, one per element; values are rounded to integers
 	// unless an element asks for decimals.
-	RegisterFunction("processlist", func(env EngineEnv, params []any) (any, error) {
+	RegisterCompiledFunction("processlist", func(params []any) (func(EngineEnv) (any, error), error) {
 		if len(params) == 0 || len(params) > 4096 {
 			return nil, fmt.Errorf("processlist: param is a list of 1 to 4096 process params")
 		}
-		r := env.Rand("processlist")
-		ps := make([]*process, len(params))
+		specs := make([]processSpec, len(params))
 		for i, p := range params {
 			l, ok := p.([]any)
 			if !ok {
@@ -52,20 +53,11 @@ func init() {
 			if err != nil {
 				return nil, fmt.Errorf("processlist: element %d: %w", i+1, err)
 			}
-			ps[i] = newProcess(r, f, len(l) == 8)
+			specs[i] = *newProcessSpec(f, len(l) == 8)
 		}
-		return DynamicFunc(func(now time.Time) any {
-			out := make([]any, len(ps))
-			for i, p := range ps {
-				v := p.at(now)
-				if p.dec == 0 {
-					out[i] = int64(v)
-				} else {
-					out[i] = v
-				}
-			}
-			return out
-		}), nil
+		return func(env EngineEnv) (any, error) {
+			return &processList{specs: specs, seed: keySeed(env.Seed, "processlist")}, nil
+		}, nil
 	})
 	RegisterFunction("schedule", func(env EngineEnv, params []any) (any, error) {
 		if len(params) != 2 && len(params) != 4 {
@@ -89,12 +81,64 @@ func init() {
 	})
 }
 
-// process is one process value of one host: its parameters and its draws from the seed.
-type process struct {
-	mean, off, amp, period, noise, scale, dec float64
-	p1, p2, p3                                float64
-	gated                                     bool
-	on, offHour                               float64
+// processSpec is a process value's parameters, shared by every host of a profile.
+type processSpec struct {
+	mean, spread, amp, period, noise, scale, dec float64
+	gated                                        bool
+	on, offHour                                  float64
+}
+
+// processValue is one host's process value: nothing but its seed, from which its offset
+// and phases are drawn again on every read (a few nanoseconds), so an untouched value costs
+// no storage beyond this.
+type processValue struct {
+	spec *processSpec
+	seed uint64
+}
+
+// Value implements Dynamic.
+func (p *processValue) Value(now time.Time) any {
+	g := seedPCG(p.seed)
+	return p.spec.at(now, drawProcess(g, p.spec.spread))
+}
+
+// processList is one host's list of process values (processlist).
+type processList struct {
+	specs []processSpec
+	seed  uint64
+}
+
+// Value implements Dynamic.
+func (l *processList) Value(now time.Time) any {
+	g := seedPCG(l.seed)
+	out := make([]any, len(l.specs))
+	for i := range l.specs {
+		p := &l.specs[i]
+		v := p.at(now, drawProcess(g, p.spread))
+		if p.dec == 0 {
+			out[i] = int64(v)
+		} else {
+			out[i] = v
+		}
+	}
+	return out
+}
+
+// seedPCG is the generator EngineEnv.Rand gives for a key's seed (keySeed of the label).
+func seedPCG(s uint64) *rand.PCG { return rand.NewPCG(s, s^0xda942042e4dd58b5) }
+
+// processDraws is what a host draws for one process value: its offset from the mean and
+// the phases of its daily swing and its wander.
+type processDraws struct{ off, p1, p2, p3 float64 }
+
+// drawProcess draws one process value's offset and phases from g, as rand.Rand.Float64
+// would (the values hosts showed before they were drawn at every read).
+func drawProcess(g *rand.PCG, spread float64) processDraws {
+	f := func() float64 { return float64(g.Uint64()<<11>>11) / (1 << 53) }
+	var d processDraws
+	d.off = (2*f() - 1) * spread
+	d.p1, d.p2, d.p3 = 2*math.Pi*f(), 2*math.Pi*f(), 2*math.Pi*f()
+	return d
 }
 
 // processParams checks [mean, spread, amplitude, period, noise, decimals(, on, off)].
@@ -119,22 +163,19 @@ func processParams(params []any) ([8]float64, error) {
 	return f, nil
 }
 
-func newProcess(r *rand.Rand, f [8]float64, gated bool) *process {
-	p := &process{mean: f[0], amp: f[2], period: f[3], noise: f[4], dec: f[5], scale: math.Pow(10, f[5]),
+func newProcessSpec(f [8]float64, gated bool) *processSpec {
+	return &processSpec{mean: f[0], spread: f[1], amp: f[2], period: f[3], noise: f[4], dec: f[5], scale: math.Pow(10, f[5]),
 		gated: gated, on: f[6], offHour: f[7]}
-	p.off = (2*r.Float64() - 1) * f[1]
-	p.p1, p.p2, p.p3 = 2*math.Pi*r.Float64(), 2*math.Pi*r.Float64(), 2*math.Pi*r.Float64()
-	return p
 }
 
-// at is the value at now: a pure function of the time.
-func (p *process) at(now time.Time) float64 {
+// at is the value at now of a host with draws d: a pure function of the time.
+func (p *processSpec) at(now time.Time, d processDraws) float64 {
 	if p.gated && !inSchedule(now, p.on, p.offHour) {
 		return 0
 	}
 	t := float64(now.UnixNano()) / 1e9
 	w := 2 * math.Pi * t / p.period
-	v := p.mean + p.off + p.amp*math.Sin(w+p.p1) + p.noise*(0.6*math.Sin(w*37.3+p.p2)+0.4*math.Sin(w*131.7+p.p3))
+	v := p.mean + d.off + p.amp*math.Sin(w+d.p1) + p.noise*(0.6*math.Sin(w*37.3+d.p2)+0.4*math.Sin(w*131.7+d.p3))
 	return math.Round(v*p.scale) / p.scale
 }
 
@@ -172,7 +213,7 @@ func number(v any) (float64, bool) {
 // reads it), wrapping at 2^32 as a Counter32 does. Two hosts never show the same count,
 // and the count grows with uptime and with traffic.
 func init() {
-	RegisterFunction("counter", func(env EngineEnv, params []any) (any, error) {
+	RegisterCompiledFunction("counter", func(params []any) (func(EngineEnv) (any, error), error) {
 		if len(params) < 1 || len(params) > 3 {
 			return nil, fmt.Errorf("counter: param is [rate per second(, modulus(, per read))]")
 		}
@@ -188,28 +229,49 @@ func init() {
 		if mod < 2 || mod > 1<<63 || rate > 1e12 || perRead > 1<<32 {
 			return nil, fmt.Errorf("counter: modulus 2 to 2^63, rate up to 1e12 per second, per read up to 2^32")
 		}
-		r := env.Rand("counter")
-		rate *= 0.5 + r.Float64()
-		phase := 2 * math.Pi * r.Float64()
-		var reads, last atomic.Int64
-		m := uint64(mod)
-		return DynamicFunc(func(now time.Time) any {
-			up := float64(UptimeSeconds(env, now))
-			// a wander of ±5 % of the rate over hours, never making the count go back
-			v := int64(rate*up+0.05*rate*3600*(math.Sin(up/7200+phase)-math.Sin(phase))) + reads.Add(1)*perRead
-			for {
-				l := last.Load()
-				if v <= l {
-					v = l
-					break
-				}
-				if last.CompareAndSwap(l, v) {
-					break
-				}
-			}
-			return int64(uint64(v) % m)
-		}), nil
+		spec := &counterSpec{rate: rate, mod: uint64(mod), perRead: perRead}
+		return func(env EngineEnv) (any, error) {
+			return &counterValue{spec: spec, seed: keySeed(env.Seed, "counter"), start: env.Start.UnixNano()}, nil
+		}, nil
 	})
+}
+
+// counterSpec is a counter's parameters, shared by every host of a profile.
+type counterSpec struct {
+	rate    float64
+	mod     uint64
+	perRead int64
+}
+
+// counterValue is one host's counter: its rate and phase are drawn from the seed on every
+// read; only the reads and the highest value shown are kept.
+type counterValue struct {
+	spec        *counterSpec
+	seed        uint64
+	start       int64 // the host's boot, Unix nanoseconds
+	reads, last atomic.Int64
+}
+
+// Value implements Dynamic.
+func (c *counterValue) Value(now time.Time) any {
+	g := seedPCG(c.seed)
+	f := func() float64 { return float64(g.Uint64()<<11>>11) / (1 << 53) }
+	rate := c.spec.rate * (0.5 + f())
+	phase := 2 * math.Pi * f()
+	up := float64(int64(time.Duration(now.UnixNano()-c.start) / time.Second))
+	// a wander of ±5 % of the rate over hours, never making the count go back
+	v := int64(rate*up+0.05*rate*3600*(math.Sin(up/7200+phase)-math.Sin(phase))) + c.reads.Add(1)*c.spec.perRead
+	for {
+		l := c.last.Load()
+		if v <= l {
+			v = l
+			break
+		}
+		if c.last.CompareAndSwap(l, v) {
+			break
+		}
+	}
+	return int64(uint64(v) % c.spec.mod)
 }
 
 // Moments of a host's history relative to its boot, for a diagnostic buffer or an event log:

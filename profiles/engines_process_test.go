@@ -1,7 +1,10 @@
 package profiles
 
 import (
+	"fmt"
 	"math"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -11,12 +14,12 @@ func TestProcessFunction(t *testing.T) {
 	if !ok {
 		t.Fatal("process is not registered")
 	}
-	mk := func(seed uint64) DynamicFunc {
+	mk := func(seed uint64) func(time.Time) any {
 		v, err := ctor(EngineEnv{Seed: seed}, []any{21.5, 0.8, 1.2, int64(86400), 0.15, int64(1)})
 		if err != nil {
 			t.Fatal(err)
 		}
-		return v.(DynamicFunc)
+		return v.(Dynamic).Value
 	}
 	a, b := mk(1), mk(2)
 	t0 := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
@@ -52,7 +55,7 @@ func TestProcessFunction(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if on, off := gated.(DynamicFunc)(t0), gated.(DynamicFunc)(t0.Add(-10*time.Hour)); on != 72.0 || off != 0.0 {
+	if on, off := gated.(Dynamic).Value(t0), gated.(Dynamic).Value(t0.Add(-10*time.Hour)); on != 72.0 || off != 0.0 {
 		t.Fatalf("gated by 05-22: %v at noon, %v at 02:00", on, off)
 	}
 	for _, bad := range [][]any{{}, {"x"}, {1.0, -1.0}, {1.0, 0.0, 1.0, 0.0}, {1.0, 0.0, 0.0, 60.0, 0.0, 9.0},
@@ -96,4 +99,78 @@ func TestScheduleFunction(t *testing.T) {
 			t.Errorf("params %v accepted", bad)
 		}
 	}
+}
+
+// TestProcessDrawsAsBefore holds the compact process values (drawn again from the seed on
+// every read) to what a host showed when each value kept its draws: a rand.Rand on the
+// key's seed, read in the same order.
+func TestProcessDrawsAsBefore(t *testing.T) {
+	params := []any{[]any{380.0, 40.0, 25.0, 86400.0, 3.0, 0.0}, []any{21.5, 0.8, 1.2, 3600.0, 0.15, 1.0}}
+	ctor, _ := lookupFunction("processlist")
+	now := time.Date(2026, 11, 29, 17, 3, 4, 5, time.UTC)
+	for seed := uint64(1); seed < 50; seed++ {
+		env := EngineEnv{Seed: seed}
+		v, err := ctor(env, params)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := v.(Dynamic).Value(now).([]any)
+		r := env.Rand("processlist")
+		for i, p := range params {
+			f, _ := processParams(p.([]any))
+			off := (2*r.Float64() - 1) * f[1]
+			p1, p2, p3 := 2*math.Pi*r.Float64(), 2*math.Pi*r.Float64(), 2*math.Pi*r.Float64()
+			w := 2 * math.Pi * (float64(now.UnixNano()) / 1e9) / f[3]
+			x := f[0] + off + f[2]*math.Sin(w+p1) + f[4]*(0.6*math.Sin(w*37.3+p2)+0.4*math.Sin(w*131.7+p3))
+			scale := math.Pow(10, f[5])
+			var want any = math.Round(x*scale) / scale
+			if f[5] == 0 {
+				want = int64(want.(float64))
+			}
+			if got[i] != want {
+				t.Fatalf("seed %d element %d: %v, want %v", seed, i, got[i], want)
+			}
+		}
+	}
+}
+
+// TestCompiledFunctionsShareParams checks that hosts of a profile share a process list's
+// parsed parameters and keep only their seed, and still differ.
+func TestCompiledFunctionsShareParams(t *testing.T) {
+	p := loadWithKey(t, `<value type="function" param="[[100, 50, 10, 3600, 1, 0] for i in range(32)]">processlist</value>`)
+	a := p.Schema.NewDatabus(EngineEnv{Seed: 1})
+	b := p.Schema.NewDatabus(EngineEnv{Seed: 2})
+	ra, _ := a.raw("k")
+	rb, _ := b.raw("k")
+	la, lb := ra.(*processList), rb.(*processList)
+	if &la.specs[0] != &lb.specs[0] {
+		t.Error("two hosts parsed the process list's params each")
+	}
+	va, _ := a.Get("k")
+	vb, _ := b.Get("k")
+	if len(va.([]any)) != 32 || fmt.Sprint(va) == fmt.Sprint(vb) {
+		t.Errorf("host values %v and %v", va, vb)
+	}
+	// A param drawn per host is evaluated per host, as before.
+	p = loadWithKey(t, `<value type="function" param="[random.randint(1, 1000), 0, 0, 3600, 0, 0]">process</value>`)
+	x, _ := p.Schema.NewDatabus(EngineEnv{Seed: 1}).Get("k")
+	y, _ := p.Schema.NewDatabus(EngineEnv{Seed: 2}).Get("k")
+	if x == y {
+		t.Errorf("per-host means gave %v on both hosts", x)
+	}
+}
+
+// loadWithKey loads a profile whose databus holds one key "k" with the given <value>.
+func loadWithKey(t *testing.T, value string) *Profile {
+	t.Helper()
+	dir := t.TempDir()
+	xml := "<core><databus><key_value_mappings><key name=\"k\">" + value + "</key></key_value_mappings></databus></core>\n"
+	if err := os.WriteFile(filepath.Join(dir, "template.xml"), []byte(xml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, err := LoadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

@@ -1,21 +1,25 @@
 package profiles
 
-import "math"
+import (
+	"fmt"
+	"math"
+)
 
 // IntList is a compact, read-only list of integers: how the databus keeps a template's
-// list of numbers (a Modbus register block, coil states), with one or two bytes per element
-// when the values fit instead of an interface per element. Databus.Get still returns such a
-// value as []any (a fresh copy); GetIntList reads it without copying.
+// list of numbers (a Modbus register block, coil states), with one bit per element for a
+// list of 0s and 1s and one or two bytes when the values fit, instead of an interface per
+// element. Databus.Get still returns such a value as []any (a fresh copy); GetIntList reads
+// it without copying.
 type IntList struct {
-	u8  []uint8
-	u16 []uint16
-	i64 []int64
+	n     int32
+	width uint8    // bits per element: 1, 8, 16 or 64
+	w     []uint64 // the elements, packed little end first
 }
 
 // compactList returns a list of int64 values as an *IntList, anything else unchanged.
 func compactList(v any) any {
 	l, ok := v.([]any)
-	if !ok || len(l) == 0 {
+	if !ok || len(l) == 0 || len(l) > math.MaxInt32 {
 		return v
 	}
 	lo, hi := int64(math.MaxInt64), int64(math.MinInt64)
@@ -26,39 +30,37 @@ func compactList(v any) any {
 		}
 		lo, hi = min(lo, x), max(hi, x)
 	}
-	out := &IntList{}
+	out := &IntList{n: int32(len(l)), width: 64}
 	switch {
+	case lo >= 0 && hi <= 1:
+		out.width = 1
 	case lo >= 0 && hi <= math.MaxUint8:
-		out.u8 = make([]uint8, len(l))
-		for i, e := range l {
-			out.u8[i] = uint8(e.(int64))
-		}
+		out.width = 8
 	case lo >= 0 && hi <= math.MaxUint16:
-		out.u16 = make([]uint16, len(l))
-		for i, e := range l {
-			out.u16[i] = uint16(e.(int64))
-		}
-	default:
-		out.i64 = make([]int64, len(l))
-		for i, e := range l {
-			out.i64[i] = e.(int64)
-		}
+		out.width = 16
+	}
+	per := 64 / int(out.width)
+	out.w = make([]uint64, (len(l)+per-1)/per)
+	for i, e := range l {
+		x := uint64(e.(int64))
+		out.w[i/per] |= x << (uint(i%per) * uint(out.width))
 	}
 	return out
 }
 
 // Len returns the number of elements.
-func (l *IntList) Len() int { return len(l.u8) + len(l.u16) + len(l.i64) }
+func (l *IntList) Len() int { return int(l.n) }
 
 // At returns element i; it panics when i is out of range, as a slice does.
 func (l *IntList) At(i int) int64 {
-	switch {
-	case l.u8 != nil:
-		return int64(l.u8[i])
-	case l.u16 != nil:
-		return int64(l.u16[i])
+	if uint(i) >= uint(l.n) {
+		panic(fmt.Sprintf("profiles: IntList index %d out of range [0:%d]", i, l.n))
 	}
-	return l.i64[i]
+	if l.width == 64 {
+		return int64(l.w[i])
+	}
+	per := 64 / int(l.width)
+	return int64(l.w[i/per] >> (uint(i%per) * uint(l.width)) & (1<<l.width - 1))
 }
 
 // List returns the elements as a new []any of int64.

@@ -11,9 +11,10 @@ func TestCompactList(t *testing.T) {
 	cases := []struct {
 		name  string
 		in    any
-		width string // "u8", "u16", "i64" or "" (left as it was)
+		width string // "u1", "u8", "u16", "i64" or "" (left as it was)
 	}{
-		{"bits", []any{int64(0), int64(1), int64(1)}, "u8"},
+		{"bits", []any{int64(0), int64(1), int64(1)}, "u1"},
+		{"bytes", []any{int64(0), int64(2), int64(255)}, "u8"},
 		{"registers", []any{int64(0), int64(65535), int64(300)}, "u16"},
 		{"negative", []any{int64(-1), int64(2)}, "i64"},
 		{"large", []any{int64(1 << 40)}, "i64"},
@@ -31,7 +32,7 @@ func TestCompactList(t *testing.T) {
 			}
 			continue
 		}
-		w := map[string]bool{"u8": l.u8 != nil, "u16": l.u16 != nil, "i64": l.i64 != nil}
+		w := map[string]bool{"u1": l.width == 1, "u8": l.width == 8, "u16": l.width == 16, "i64": l.width == 64}
 		if !ok || !w[c.width] {
 			t.Fatalf("%s: %#v, want an IntList of %s", c.name, got, c.width)
 		}
@@ -43,7 +44,7 @@ func TestCompactList(t *testing.T) {
 
 // TestDatabusCompactLists: a template's number list is kept compact, read through Get as a
 // fresh []any (changing it changes nothing), through GetIntList in place, and replaced by
-// the []any an Update returns.
+// the []any an Update returns, itself kept compact.
 func TestDatabusCompactLists(t *testing.T) {
 	dir := t.TempDir()
 	xml := `<core><databus><key_value_mappings>
@@ -79,10 +80,63 @@ func TestDatabusCompactLists(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok, _ := db.GetIntList("regs"); ok {
-		t.Fatal("a written list is still the template's compact one")
+	if w, ok, _ := db.GetIntList("regs"); !ok || w == il || w.At(1) != 42 {
+		t.Fatal("a written list of numbers is not kept compact, or is still the template's")
 	}
 	if v, _ := db.Get("regs"); v.([]any)[1] != int64(42) || v.([]any)[8] != int64(70000) {
 		t.Fatalf("after Update: %v", v)
+	}
+}
+
+// TestIntListPacking reads back every element of lists of each width and of lengths that do
+// not fill their last word.
+func TestIntListPacking(t *testing.T) {
+	for _, hi := range []int64{1, 255, 65535, 1 << 40} {
+		for _, n := range []int{1, 7, 63, 64, 65, 129} {
+			in := make([]any, n)
+			for i := range in {
+				in[i] = (int64(i)*2654435761 + 12345) % (hi + 1)
+			}
+			in[n-1] = hi
+			l, ok := compactList(in).(*IntList)
+			if !ok {
+				t.Fatalf("max %d len %d: not compacted", hi, n)
+			}
+			if !reflect.DeepEqual(l.List(), in) {
+				t.Fatalf("max %d len %d: %v, want %v", hi, n, l.List(), in)
+			}
+		}
+	}
+	neg := []any{int64(-5), int64(1 << 62), int64(-1 << 63)}
+	if l := compactList(neg).(*IntList); !reflect.DeepEqual(l.List(), neg) {
+		t.Fatalf("%v became %v", neg, l.List())
+	}
+}
+
+// TestDatabusKeysOutsideTheSchema: keys a protocol adds (Init) or a write creates live beside
+// the schema's, keep whether they were written, and are listed by Keys.
+func TestDatabusKeysOutsideTheSchema(t *testing.T) {
+	p := loadWithKey(t, `<value type="value">7</value>`)
+	db := p.Schema.NewDatabus(EngineEnv{Seed: 1})
+	for _, k := range []string{"snmp.z", "snmp.a", "snmp.m"} {
+		db.Init(k, k)
+	}
+	db.Set("snmp.m", "written")
+	db.Init("snmp.m", "start-up value") // a write wins
+	db.Restore("snmp.b", []any{int64(1), int64(0)})
+	for _, c := range []struct {
+		key     string
+		want    string
+		written bool
+	}{{"snmp.a", "snmp.a", false}, {"snmp.b", "[1, 0]", true}, {"snmp.m", "written", true}, {"snmp.z", "snmp.z", false}, {"k", "7", false}} {
+		if v, err := db.GetString(c.key); err != nil || v != c.want || db.Written(c.key) != c.written {
+			t.Errorf("%s = %q (%v), written %v; want %q, %v", c.key, v, err, db.Written(c.key), c.want, c.written)
+		}
+	}
+	if got := db.Keys(); !reflect.DeepEqual(got, []string{"k", "snmp.a", "snmp.b", "snmp.m", "snmp.z"}) {
+		t.Errorf("Keys() = %v", got)
+	}
+	if _, err := db.Get("nope"); err == nil {
+		t.Error("an unknown key read without error")
 	}
 }

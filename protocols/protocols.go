@@ -124,7 +124,13 @@ type Host struct {
 	Boots int64
 
 	store HostStore
-	state sync.Map
+	state atomic.Pointer[[]stateEntry] // copy on write: a host holds a few, read on every request
+}
+
+// stateEntry is one protocol's state on a host (Host.State).
+type stateEntry struct {
+	key string
+	v   any
 }
 
 // HostStore keeps what attackers changed on one host (databus writes, an S7 CPU's mode …)
@@ -205,11 +211,38 @@ func (h *Host) Persisted(key string) ([]byte, bool) {
 // Protocols keep per-host state here (an S7 CPU's operating mode, SNMP counters …) under
 // keys prefixed with their name.
 func (h *Host) State(key string, init func() any) any {
-	if v, ok := h.state.Load(key); ok {
+	cur := h.state.Load()
+	if v, ok := findState(cur, key); ok {
 		return v
 	}
-	v, _ := h.state.LoadOrStore(key, init())
-	return v
+	v := init()
+	for {
+		var next []stateEntry
+		if cur != nil {
+			next = make([]stateEntry, len(*cur), len(*cur)+1)
+			copy(next, *cur)
+		}
+		next = append(next, stateEntry{key, v})
+		if h.state.CompareAndSwap(cur, &next) {
+			return v
+		}
+		cur = h.state.Load()
+		if old, ok := findState(cur, key); ok { // another request stored it first
+			return old
+		}
+	}
+}
+
+func findState(l *[]stateEntry, key string) (any, bool) {
+	if l == nil {
+		return nil, false
+	}
+	for _, e := range *l {
+		if e.key == key {
+			return e.v, true
+		}
+	}
+	return nil, false
 }
 
 // Field is one protocol-specific event field.
