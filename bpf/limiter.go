@@ -354,8 +354,19 @@ func (l *Limiter) putLocked(k ruleKey, r Rule) error {
 			}
 		}
 	}
-	if err := l.objs.Rules.Put(k.kernel(), r.kernel(slot, flags)); err != nil {
+	kr := r.kernel(slot, flags)
+	// The slot's rule before the port points to it (the program's fast path), and the
+	// rules hash, which readers and class lookups use.
+	if err := l.objs.SlotRules.Put(slot, kr); err != nil {
 		return fmt.Errorf("xdp: set rule for port %d: %w", r.Port, err)
+	}
+	if err := l.objs.Rules.Put(k.kernel(), kr); err != nil {
+		return fmt.Errorf("xdp: set rule for port %d: %w", r.Port, err)
+	}
+	if k.class == 0 {
+		if err := l.objs.PortSlots.Put(uint32(k.port), slot); err != nil {
+			return fmt.Errorf("xdp: set rule for port %d: %w", r.Port, err)
+		}
 	}
 	l.rules[k] = r
 	return nil
@@ -377,6 +388,9 @@ func (l *Limiter) DeleteRule(port uint16) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	// The port's rule first, so that no packet looks up a class rule without it.
+	if err := l.objs.PortSlots.Put(uint32(port), uint32(0)); err != nil {
+		return fmt.Errorf("xdp: delete rule for port %d: %w", port, err)
+	}
 	keys := []ruleKey{{port: port}}
 	for k := range l.rules {
 		if k.port == port && k.class != 0 {

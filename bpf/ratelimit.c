@@ -143,6 +143,24 @@ struct {
 	__type(value, struct rule);
 } rules SEC(".maps");
 
+/* The fast path to a port's rule: port_slots maps every UDP port to the slot of its
+ * rule (0: none) and slot_rules holds each slot's rule, both arrays, whose lookups the
+ * verifier inlines; the rules hash stays the rules' record (readers, class rules). The
+ * loader writes a slot's rule before its port points to it and clears the port first. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 65536);
+	__type(key, __u32); /* the destination port */
+	__type(value, __u32);
+} port_slots SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_SLOTS);
+	__type(key, __u32);
+	__type(value, struct rule);
+} slot_rules SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, MAX_SLOTS);
@@ -294,7 +312,8 @@ static __always_inline int global_drop(struct rule *r, struct gstate *g, struct 
 				       __u64 now, __u64 quiet, __u32 reason, __u64 bytes)
 {
 	__u64 ld = g->last_drop_ns; /* unlocked: only decides notifications */
-	g->last_drop_ns = now;
+	if (ld != now) /* the coarse clock moves once a tick: no store per packet */
+		g->last_drop_ns = now;
 	count(r->slot, reason, bytes);
 	if (ld == 0 || now - ld > quiet)
 		notify(EV_GLOBAL, k, now, 0);
@@ -510,14 +529,17 @@ static __always_inline int handle_udp(void *l4, void *data_end, struct src_key *
 {
 	struct udphdr *udp = l4;
 	struct rule *r;
-	__u32 rk;
+	__u32 rk, *slot;
 
 	if ((void *)(udp + 1) > data_end) {
 		count(0, R_TRUNCATED, bytes);
 		return XDP_PASS;
 	}
 	rk = bpf_ntohs(udp->dest);
-	r = bpf_map_lookup_elem(&rules, &rk);
+	slot = bpf_map_lookup_elem(&port_slots, &rk);
+	if (!slot || *slot == 0)
+		return XDP_PASS;
+	r = bpf_map_lookup_elem(&slot_rules, slot);
 	if (!r)
 		return XDP_PASS;
 	k->port = rk;

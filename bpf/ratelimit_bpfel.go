@@ -98,7 +98,9 @@ const (
 	ratelimitMapGstates       = "gstates"
 	ratelimitMapKnown         = "known"
 	ratelimitMapMatchers      = "matchers"
+	ratelimitMapPortSlots     = "port_slots"
 	ratelimitMapRules         = "rules"
+	ratelimitMapSlotRules     = "slot_rules"
 	ratelimitMapSources       = "sources"
 	ratelimitProgXdpRatelimit = "xdp_ratelimit"
 	ratelimitVarClockNs       = "clock_ns"
@@ -157,13 +159,15 @@ type ratelimitProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type ratelimitMapSpecs struct {
-	Counters *ebpf.MapSpec `ebpf:"counters"`
-	Events   *ebpf.MapSpec `ebpf:"events"`
-	Gstates  *ebpf.MapSpec `ebpf:"gstates"`
-	Known    *ebpf.MapSpec `ebpf:"known"`
-	Matchers *ebpf.MapSpec `ebpf:"matchers"`
-	Rules    *ebpf.MapSpec `ebpf:"rules"`
-	Sources  *ebpf.MapSpec `ebpf:"sources"`
+	Counters  *ebpf.MapSpec `ebpf:"counters"`
+	Events    *ebpf.MapSpec `ebpf:"events"`
+	Gstates   *ebpf.MapSpec `ebpf:"gstates"`
+	Known     *ebpf.MapSpec `ebpf:"known"`
+	Matchers  *ebpf.MapSpec `ebpf:"matchers"`
+	PortSlots *ebpf.MapSpec `ebpf:"port_slots"`
+	Rules     *ebpf.MapSpec `ebpf:"rules"`
+	SlotRules *ebpf.MapSpec `ebpf:"slot_rules"`
+	Sources   *ebpf.MapSpec `ebpf:"sources"`
 }
 
 // ratelimitVariableSpecs contains global variables before they are loaded into the kernel.
@@ -197,13 +201,15 @@ func (o *ratelimitObjects) Close() error {
 //
 // It can be passed to loadRatelimitObjects or ebpf.CollectionSpec.LoadAndAssign.
 type ratelimitMaps struct {
-	Counters *ebpf.Map `ebpf:"counters"`
-	Events   *ebpf.Map `ebpf:"events"`
-	Gstates  *ebpf.Map `ebpf:"gstates"`
-	Known    *ebpf.Map `ebpf:"known"`
-	Matchers *ebpf.Map `ebpf:"matchers"`
-	Rules    *ebpf.Map `ebpf:"rules"`
-	Sources  *ebpf.Map `ebpf:"sources"`
+	Counters  *ebpf.Map `ebpf:"counters"`
+	Events    *ebpf.Map `ebpf:"events"`
+	Gstates   *ebpf.Map `ebpf:"gstates"`
+	Known     *ebpf.Map `ebpf:"known"`
+	Matchers  *ebpf.Map `ebpf:"matchers"`
+	PortSlots *ebpf.Map `ebpf:"port_slots"`
+	Rules     *ebpf.Map `ebpf:"rules"`
+	SlotRules *ebpf.Map `ebpf:"slot_rules"`
+	Sources   *ebpf.Map `ebpf:"sources"`
 }
 
 func (m *ratelimitMaps) Close() error {
@@ -213,7 +219,9 @@ func (m *ratelimitMaps) Close() error {
 		m.Gstates,
 		m.Known,
 		m.Matchers,
+		m.PortSlots,
 		m.Rules,
+		m.SlotRules,
 		m.Sources,
 	)
 }
