@@ -92,7 +92,7 @@ func TestMemoryPerHost(t *testing.T) {
 	perTouched := perIdle + float64(touched-idle)/touchedHosts
 	t.Logf("65,536 hosts: %.0f bytes per materialised idle host (heap %.1f MiB); %.0f bytes per host after a Modbus contact",
 		perIdle, float64(idle-before)/(1<<20), perTouched)
-	if perIdle > 2048 || perTouched > 16384 {
+	if perIdle > idleHostTarget || perTouched > modbusHostTarget {
 		t.Fatalf("hosts cost more than expected: %.0f idle, %.0f touched", perIdle, perTouched)
 	}
 	runtime.KeepAlive(r)

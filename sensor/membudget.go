@@ -14,10 +14,12 @@ import (
 
 // HostCost is the memory one materialised host may cost, as resident memory, when a scanner
 // has touched every protocol of the default profile (Modbus, S7, SNMP and HTTP): about
-// 8.5 KiB of live heap for the S7-300 persona (TestHostCostWithinEstimate measures it;
-// template lists of numbers are kept compact, see profiles.IntList) times the heap growth
-// the Go collector allows (GOGC=100), with a margin. max_hosts derives from it.
-const HostCost = 20 << 10
+// 4 KiB of live heap for the S7-300 persona, the client's SNMP flow included
+// (TestHostCostWithinEstimate measures it; a host keeps only the databus values it was
+// asked for, in compact form, and live process values are drawn from its seed at each
+// read, see profiles.Databus), times the heap growth the Go collector allows (GOGC=100),
+// with a margin. max_hosts derives from it.
+const HostCost = 10 << 10
 
 // ByteSize is a size in bytes read from TOML as an integer or a string with a unit
 // ("512MiB", "2GiB", "64KB"); "auto" and 0 mean "derive it".
