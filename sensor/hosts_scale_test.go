@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/netip"
+	"runtime"
 	"slices"
 	"sync"
 	"testing"
@@ -327,5 +328,80 @@ func TestFullStoreIsCountedNotFatal(t *testing.T) {
 	}
 	if got["icsnare_state_writes_total"] < 1 || got["icsnare_state_writes_refused_total/store_full"] < 1 {
 		t.Fatalf("state metrics %v", got)
+	}
+}
+
+// TestAddressFloodEvictsIdleHosts: a sweep of 20,000 new addresses (every eighth also read
+// through Modbus) through a registry capped at 1,024 hosts replaces idle hosts instead of
+// growing the heap, and the hosts attackers wrote to come back with their writes (a register
+// block and a string).
+func TestAddressFloodEvictsIdleHosts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("materialises 20,000 hosts")
+	}
+	const maxHosts = 1024
+	st, seed, boot := testState(t, t.TempDir(), "")
+	defer st.Close()
+	r := newHostRegistry([]rule{{prefix: netip.MustParsePrefix("198.18.0.0/16"), dev: defaultDev(t)}}, deploymentSeed(seed), maxHosts, time.Hour)
+	r.store, r.boot = st, boot
+	heap := func() uint64 {
+		runtime.GC()
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	written := make([]netip.Addr, 16)
+	for i := range written {
+		written[i] = addr4(198, 18, 0, 1+i)
+		h, _ := r.get(written[i])
+		err := h.Databus.Update("memoryModbusHoldingRegisters", func(cur any) (any, error) {
+			l := append([]any(nil), cur.([]any)...)
+			l[5] = int64(4200 + i)
+			return l, nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.Databus.Set("sysName", fmt.Sprintf("owned-%d", i))
+	}
+	// Fill the registry with hosts a scanner read Modbus from, then measure.
+	touch := func(a netip.Addr, modbus bool) {
+		h, _ := r.get(a)
+		if !modbus {
+			return
+		}
+		if _, err := h.Databus.Get("memoryModbusHoldingRegisters"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range maxHosts {
+		touch(addr4(198, 18, 1+i/250, 1+i%250), i%8 == 0)
+	}
+	full := heap()
+	for i := range 20000 {
+		touch(addr4(198, 18, 10+i/250, 1+i%250), i%8 == 0)
+	}
+	after := heap()
+	t.Logf("%d hosts kept after 21,040 addresses, %d evicted; heap %.1f MiB full, %.1f MiB after the flood",
+		r.count(), r.evicted.Load(), float64(full)/(1<<20), float64(after)/(1<<20))
+	if r.count() > maxHosts {
+		t.Errorf("%d hosts in memory, more than max_hosts %d", r.count(), maxHosts)
+	}
+	if after > full && after-full > maxHosts*modbusHostTarget {
+		t.Errorf("the flood grew the heap by %d bytes with the host count capped", after-full)
+	}
+	for i, a := range written {
+		h, _ := r.get(a)
+		l, err := h.Databus.Get("memoryModbusHoldingRegisters")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := l.([]any)[5]; got != int64(4200+i) {
+			t.Errorf("%v: register 5 = %v after eviction, want the written %d", a, got, 4200+i)
+		}
+		if s, _ := h.Databus.GetString("sysName"); s != fmt.Sprintf("owned-%d", i) {
+			t.Errorf("%v: sysName %q after eviction", a, s)
+		}
 	}
 }
