@@ -117,9 +117,9 @@ func (s EngineSpec) New(env EngineEnv, label string, initial any) (Dynamic, erro
 	case "static":
 		return DynamicFunc(func(time.Time) any { return initial }), nil
 	case "sysuptime":
-		head := s.a
+		head, start := s.a, env.Start // not all of env: every SNMP host holds one
 		return DynamicFunc(func(now time.Time) any {
-			return head + int64(now.Sub(env.Start)/(10*time.Millisecond))
+			return head + int64(now.Sub(start)/(10*time.Millisecond))
 		}), nil
 	case "evaluate":
 		var mu sync.Mutex
