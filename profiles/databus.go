@@ -543,15 +543,27 @@ func (d *Databus) Get(key string) (any, error) {
 }
 
 // GetIntList returns key's value when the databus keeps it as a compact list of integers
-// (a template's list of numbers not written since), without copying; ok is false for any
-// other value, which Get returns.
+// (a list of numbers, written or not), without copying, or when it is a live list of
+// integers (a processlist of whole numbers), computed now without an interface per
+// element; ok is false for any other value, which Get returns. Treat the list as read-only.
 func (d *Databus) GetIntList(key string) (l *IntList, ok bool, err error) {
 	v, err := d.raw(key)
 	if err != nil {
 		return nil, false, err
 	}
-	l, ok = v.(*IntList)
-	return l, ok, nil
+	switch x := v.(type) {
+	case *IntList:
+		return x, true, nil
+	case intLister:
+		l, ok = x.IntList(time.Now())
+		return l, ok, nil
+	}
+	return nil, false, nil
+}
+
+// intLister is a dynamic value that can give its value at now as an IntList.
+type intLister interface {
+	IntList(now time.Time) (*IntList, bool)
 }
 
 // Set replaces the value of key (a dynamic value becomes the static value written).

@@ -124,6 +124,23 @@ func (l *processList) Value(now time.Time) any {
 	return out
 }
 
+// IntList gives the value at now as a compact list when every element is a whole number
+// (no decimals), as Value would give it.
+func (l *processList) IntList(now time.Time) (*IntList, bool) {
+	for i := range l.specs {
+		if l.specs[i].dec != 0 {
+			return nil, false
+		}
+	}
+	g := seedPCG(l.seed)
+	out := &IntList{n: int32(len(l.specs)), width: 64, w: make([]uint64, len(l.specs))}
+	for i := range l.specs {
+		p := &l.specs[i]
+		out.w[i] = uint64(int64(p.at(now, drawProcess(g, p.spread))))
+	}
+	return out, true
+}
+
 // seedPCG is the generator EngineEnv.Rand gives for a key's seed (keySeed of the label).
 func seedPCG(s uint64) *rand.PCG { return rand.NewPCG(s, s^0xda942042e4dd58b5) }
 

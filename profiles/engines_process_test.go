@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 	"time"
 )
@@ -192,5 +193,46 @@ func BenchmarkProcessListRead(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		d.Value(now)
+	}
+}
+
+// TestProcessListAsIntList: a processlist of whole numbers reads through GetIntList as the
+// same values Get gives, and one with decimals does not.
+func TestProcessListAsIntList(t *testing.T) {
+	p := loadWithKey(t, `<value type="function" param="[[100, 50, 10, 3600, 1, 0], [-20, 5, 3, 60, 1, 0], [5e12, 1e9, 1e6, 60, 10, 0]]">processlist</value>`)
+	db := p.Schema.NewDatabus(EngineEnv{Seed: 3})
+	if il, ok, err := db.GetIntList("k"); err != nil || !ok || il.Len() != 3 {
+		t.Fatalf("GetIntList: %v %v %v", il, ok, err)
+	}
+	// The values move with the time: compare the two forms at one instant.
+	raw, _ := db.raw("k")
+	lst := raw.(*processList)
+	for _, now := range []time.Time{time.Now(), time.Date(2026, 11, 29, 3, 4, 5, 6, time.UTC)} {
+		il, _ := lst.IntList(now)
+		if want := lst.Value(now).([]any); !reflect.DeepEqual(il.List(), want) {
+			t.Fatalf("IntList %v, Value %v", il.List(), want)
+		}
+	}
+	p = loadWithKey(t, `<value type="function" param="[[21.5, 0.8, 1.2, 86400, 0.15, 1]]">processlist</value>`)
+	if _, ok, _ := p.Schema.NewDatabus(EngineEnv{Seed: 3}).GetIntList("k"); ok {
+		t.Fatal("a list with decimals read as integers")
+	}
+}
+
+func BenchmarkProcessListIntList(b *testing.B) {
+	params := make([]any, 32)
+	for i := range params {
+		params[i] = []any{13824.0, 13000.0, 1500.0, 3600.0, 80.0, 0.0}
+	}
+	ctor, _ := lookupFunction("processlist")
+	v, err := ctor(EngineEnv{Seed: 7}, params)
+	if err != nil {
+		b.Fatal(err)
+	}
+	l := v.(*processList)
+	now := time.Now()
+	b.ReportAllocs()
+	for b.Loop() {
+		l.IntList(now)
 	}
 }
