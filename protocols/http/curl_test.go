@@ -240,7 +240,7 @@ func TestCurlLoginRecorded(t *testing.T) {
 	if !strings.HasPrefix(out, "HTTP/1.1 200 OK\r\n") || !strings.Contains(out, "Login failed") {
 		t.Fatalf("login answer:\n%s", out)
 	}
-	e := lastEvent(t, srv, "http.request")
+	e := nthEvent(t, srv, "http.request", 1)
 	for k, want := range map[string]any{"method": "POST", "path": "/FormLogin", "query": "lang=de", "status": 200,
 		"user_agent": "Mozilla/5.0 test", "host": srv.Addr.String(), "username": "admin", "password": "Siemens#1", "auth": "form"} {
 		if got := field(e, k); got != want {
@@ -250,13 +250,13 @@ func TestCurlLoginRecorded(t *testing.T) {
 	if !strings.Contains(fmt.Sprint(field(e, "body")), "Password=Siemens%231") || !e.Text {
 		t.Errorf("body field %v", field(e, "body"))
 	}
-	l := lastEvent(t, srv, "http.login")
+	l := nthEvent(t, srv, "http.login", 1)
 	if field(l, "username") != "admin" || field(l, "password") != "Siemens#1" {
 		t.Errorf("login event %+v", l.Fields)
 	}
 	// Basic authorization counts too.
 	curl(t, "-u", "operator:1234", baseURL(srv)+"/Login.htm")
-	if l := lastEvent(t, srv, "http.login"); field(l, "username") != "operator" || field(l, "password") != "1234" || field(l, "auth") != "basic" {
+	if l := nthEvent(t, srv, "http.login", 2); field(l, "username") != "operator" || field(l, "password") != "1234" || field(l, "auth") != "basic" {
 		t.Errorf("basic login event %+v", l.Fields)
 	}
 }

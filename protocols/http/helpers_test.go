@@ -66,17 +66,17 @@ func testProfile(t testing.TB, httpXML string, files map[string]string) *profile
 
 func baseURL(s *protocoltest.Server) string { return "http://" + s.Addr.String() }
 
-// lastEvent returns the last event of type typ.
-func lastEvent(t testing.TB, s *protocoltest.Server, typ string) *protocols.Event {
+// nthEvent returns the n-th (from 1) event of type typ the server emitted.
+func nthEvent(t testing.TB, s *protocoltest.Server, typ string, n int) *protocols.Event {
 	t.Helper()
 	// The server writes the answer, then emits its event: a client may read the answer
-	// first, so wait (bounded) for the event to arrive.
+	// first, so wait (bounded) until the n-th event of the type has arrived.
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		if ev := s.Events.OfType(typ); len(ev) > 0 {
-			return ev[len(ev)-1]
+		if ev := s.Events.OfType(typ); len(ev) >= n {
+			return ev[n-1]
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no %s event", typ)
+			t.Fatalf("no %s event number %d", typ, n)
 		}
 	}
 }
