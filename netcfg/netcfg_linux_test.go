@@ -35,24 +35,30 @@ func sensorNet(t *testing.T) (a, b *netnstest.NS, c *Configurator) {
 }
 
 // snapshot describes a namespace's addresses, routes (all tables), links (with MACs) and
-// the sysctls tests touch, one sorted line each, waiting until two readings agree.
+// the sysctls tests touch, one sorted line each. It waits (at most 5 s) until the kernel's
+// link set-up has settled, since the kernel does it after the calls that cause it: no
+// address is still in duplicate address detection (its local route comes when DAD ends),
+// every link that is up is running and has its link-local address, and two readings agree.
 func snapshot(t *testing.T, n *netnstest.NS) string {
 	t.Helper()
 	prev := ""
-	for range 20 {
-		s := readState(t, n)
-		if s == prev {
+	for range 100 {
+		s, settled := readState(t, n)
+		if settled && s == prev {
 			return s
 		}
 		prev = s
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatalf("state of %s does not settle:\n%s", n.Name, prev)
 	return ""
 }
 
-func readState(t *testing.T, n *netnstest.NS) string {
+// readState reads the state snapshot describes and whether the kernel's IPv6 set-up has
+// settled.
+func readState(t *testing.T, n *netnstest.NS) (string, bool) {
 	h := n.Netlink()
+	settled := true
 	var lines []string
 	links, err := h.LinkList()
 	if err != nil {
@@ -66,8 +72,21 @@ func readState(t *testing.T, n *netnstest.NS) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	linkLocal := map[int]bool{}
 	for _, a := range addrs {
 		lines = append(lines, fmt.Sprintf("addr %d %s", a.LinkIndex, a.IPNet))
+		if a.Flags&unix.IFA_F_TENTATIVE != 0 {
+			settled = false
+		}
+		if a.IP.IsLinkLocalUnicast() && a.IP.To4() == nil {
+			linkLocal[a.LinkIndex] = true
+		}
+	}
+	for _, l := range links {
+		a := l.Attrs()
+		if a.Flags&net.FlagLoopback == 0 && a.Flags&net.FlagUp != 0 && (a.OperState != netlink.OperUp || !linkLocal[a.Index]) {
+			settled = false
+		}
 	}
 	routes, err := h.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
 	if err != nil {
@@ -89,7 +108,24 @@ func readState(t *testing.T, n *netnstest.NS) string {
 		t.Fatal(err)
 	}
 	slices.Sort(lines)
-	return strings.Join(lines, "\n")
+	return strings.Join(lines, "\n"), settled
+}
+
+// lineDiff lists the lines only in a (-) and only in b (+).
+func lineDiff(a, b string) string {
+	as, bs := strings.Split(a, "\n"), strings.Split(b, "\n")
+	var out []string
+	for _, l := range as {
+		if !slices.Contains(bs, l) {
+			out = append(out, "- "+l)
+		}
+	}
+	for _, l := range bs {
+		if !slices.Contains(as, l) {
+			out = append(out, "+ "+l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 func mustMAC(s string) net.HardwareAddr {
@@ -128,8 +164,8 @@ func TestApplyTwiceAndTeardown(t *testing.T) {
 	if got := len(diff.Pending()); got != 2+3+1+4 {
 		t.Fatalf("diff has %d pending changes, want 10:\n%s", got, diff)
 	}
-	if snapshot(t, a) != before {
-		t.Fatal("Diff changed the namespace")
+	if after := snapshot(t, a); after != before {
+		t.Fatalf("Diff changed the namespace:\n%s", lineDiff(before, after))
 	}
 	applied, err := c.Apply(ctx, plan)
 	if err != nil {
@@ -158,8 +194,8 @@ func TestApplyTwiceAndTeardown(t *testing.T) {
 	if p := again.Pending(); len(p) != 0 {
 		t.Fatalf("second Apply changed:\n%s", p)
 	}
-	if snapshot(t, a) != mid {
-		t.Fatal("second Apply changed the namespace")
+	if after := snapshot(t, a); after != mid {
+		t.Fatalf("second Apply changed the namespace:\n%s", lineDiff(mid, after))
 	}
 	for _, k := range again {
 		if k.Target == "127.64.0.0/10 dev lo" && !strings.Contains(k.Reason, "127.0.0.0/8 dev lo") {

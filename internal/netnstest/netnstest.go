@@ -156,7 +156,64 @@ func NewPair(t testing.TB, aAddrs, bAddrs []netip.Prefix) (a, b *NS) {
 			t.Fatalf("netnstest: %s up in %s: %v", side.n.Link, side.n.Name, err)
 		}
 	}
+	for _, n := range []*NS{a, b} {
+		n.waitRunning()
+	}
 	return a, b
+}
+
+// waitRunning waits (at most 5 s) until the namespace's veth end is operationally up and
+// has its IPv6 link-local address. The kernel does both in its link-watch work after the
+// carrier comes up; both ends of a pair often have the same ifindex in fresh namespaces,
+// which makes that work non-urgent, so it can run up to a second later when other
+// namespaces changed links just before. Tests see a settled namespace instead.
+func (n *NS) waitRunning() {
+	n.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		up, ll, err := n.linkState()
+		if err != nil {
+			n.t.Fatalf("netnstest: %s in %s: %v", n.Link, n.Name, err)
+		}
+		if up && ll {
+			return
+		}
+		if time.Now().After(deadline) {
+			n.t.Fatalf("netnstest: %s in %s not running after 5 s (oper up %v, link-local %v)", n.Link, n.Name, up, ll)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// linkState reports whether the veth end is operationally up and whether it has an IPv6
+// link-local address (true too when IPv6 is off on it).
+func (n *NS) linkState() (up, linkLocal bool, err error) {
+	link, err := n.nl.LinkByName(n.Link)
+	if err != nil {
+		return false, false, err
+	}
+	up = link.Attrs().OperState == netlink.OperUp
+	ipv6 := false
+	if err := n.Do(func() error {
+		v, err := os.ReadFile("/proc/sys/net/ipv6/conf/" + n.Link + "/disable_ipv6")
+		ipv6 = err == nil && strings.TrimSpace(string(v)) == "0"
+		return nil
+	}); err != nil {
+		return false, false, err
+	}
+	if !ipv6 {
+		return up, true, nil // no IPv6 in this kernel or on this link
+	}
+	addrs, err := n.nl.AddrList(link, netlink.FAMILY_V6)
+	if err != nil {
+		return false, false, err
+	}
+	for _, a := range addrs {
+		if a.IP.IsLinkLocalUnicast() {
+			return up, true, nil
+		}
+	}
+	return up, false, nil
 }
 
 // Handle is the namespace's file descriptor (owned by NS: do not close it).
