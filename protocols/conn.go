@@ -28,6 +28,12 @@ type TimeoutConn struct {
 	WriteTimeout   time.Duration
 	RequestTimeout time.Duration
 	Progress       func() int64
+	// Session, when set, is marked active (Session.Touch) by every Read that returns data,
+	// with the clock reading Read takes anyway; its Request then reads no clock of its own.
+	Session *Session
+
+	readAt  int64        // when the last Read that returned data returned (unix ns); 0: not read
+	wroteAt atomic.Int64 // when the last Write began (unix ns); 0: not read
 
 	readDL, writeDL atomic.Int64 // deadlines the handler set, unix nanoseconds; 0 for none
 	// rStale and wStale say the handler set a deadline on the connection since Read or
@@ -45,7 +51,7 @@ type TimeoutConn struct {
 // Reads of one connection come from one goroutine at a time, as net.Conn users do.
 func (c *TimeoutConn) Read(b []byte) (int, error) {
 	timed := c.RequestTimeout > 0 && c.Progress != nil
-	if c.Idle <= 0 && !timed {
+	if c.Idle <= 0 && !timed && c.Session == nil {
 		return c.Conn.Read(b)
 	}
 	start := time.Now().UnixNano()
@@ -65,8 +71,14 @@ func (c *TimeoutConn) Read(b []byte) (int, error) {
 			continue // the handler set a deadline meanwhile: honour it
 		}
 		n, err := c.Conn.Read(b)
-		if timed && n > 0 && c.reqStart == 0 {
-			c.reqStart = time.Now().UnixNano()
+		if n > 0 && (timed && c.reqStart == 0 || c.Session != nil) {
+			c.readAt = time.Now().UnixNano()
+			if timed && c.reqStart == 0 {
+				c.reqStart = c.readAt
+			}
+			if c.Session != nil {
+				c.Session.touchAt(c.readAt)
+			}
 		}
 		if n == 0 && err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
 			// A kept deadline fired early, or the handler moved its own: go on while the
@@ -137,6 +149,7 @@ func (c *TimeoutConn) Write(b []byte) (int, error) {
 		return c.Conn.Write(b)
 	}
 	start := time.Now().UnixNano()
+	c.wroteAt.Store(start)
 	now, lead := start, int64(c.WriteTimeout/4)
 	total := 0
 	for {
@@ -159,6 +172,15 @@ func (c *TimeoutConn) Write(b []byte) (int, error) {
 		return total, err
 	}
 }
+
+// ReadAt returns when the last Read that returned data returned (unix nanoseconds), if Read
+// read the clock for it (a request timeout or a Session to mark); 0 otherwise. Call it from
+// the goroutine that reads.
+func (c *TimeoutConn) ReadAt() int64 { return c.readAt }
+
+// WroteAt returns when the last Write began (unix nanoseconds), if Write read the clock for
+// it (a write timeout); 0 otherwise.
+func (c *TimeoutConn) WroteAt() int64 { return c.wroteAt.Load() }
 
 // CloseWrite half-closes the connection (a TCP FIN) when the wrapped connection can, so
 // a relay can pass a client's or a backend's end of stream on; errors.ErrUnsupported

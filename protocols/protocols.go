@@ -307,6 +307,14 @@ func (s *Session) qualify(typ string) string {
 	return name
 }
 
+// qualified returns typ prefixed with "<protocol>." unless it already starts with it.
+func (s *Session) qualified(typ string) string {
+	if len(typ) <= len(s.Protocol) || typ[:len(s.Protocol)] != s.Protocol || typ[len(s.Protocol)] != '.' {
+		return s.qualify(typ)
+	}
+	return typ
+}
+
 func qualifiedType(protocol, typ string) string {
 	k := [2]string{protocol, typ}
 	if v, ok := typeNames.Load(k); ok {
@@ -443,9 +451,7 @@ func (s *Session) emitPhase(phase, typ string, req, resp []byte, text bool, fiel
 	if s.Events == nil {
 		return
 	}
-	if len(typ) <= len(s.Protocol) || typ[:len(s.Protocol)] != s.Protocol || typ[len(s.Protocol)] != '.' {
-		typ = s.qualify(typ)
-	}
+	typ = s.qualified(typ)
 	if phase == "" && s.KeepEvents > 0 && s.summarise(typ, req, resp, fields) {
 		return
 	}
@@ -493,7 +499,9 @@ func (s *Session) clipLen(b []byte) int {
 // session active: it stops the request deadline and renews the connection's standing
 // against eviction when the sensor's slots run out.
 func (s *Session) Request(kind string, failed bool) {
-	s.Touch()
+	if !s.life.marked.Load() { // else the transport marked the request's arrival
+		s.Touch()
+	}
 	s.requests.Add(1)
 	s.noteRequest(kind, failed)
 	if s.Metrics != nil {

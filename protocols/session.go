@@ -44,6 +44,7 @@ type lifetime struct {
 	state     sync.Map
 	send      func([]byte) error
 	last      atomic.Int64 // unix nanoseconds of the last activity
+	marked    atomic.Bool  // the transport marks activity (Received, TimeoutConn.Session): Request need not
 	unsoli    atomic.Int32 // Send calls since the last request
 	verified  atomic.Bool
 	replyLeft atomic.Int64 // answer bytes the last request may still cause (amplification bound)
@@ -136,6 +137,14 @@ func (s *Session) State(key string, init func() any) any {
 // ephemeral endpoint of it is busy.
 func (s *Session) Touch() { s.life.last.Store(time.Now().UnixNano()) }
 
+// touchAt is Touch with the clock read by the transport, which marks activity from then on.
+func (s *Session) touchAt(unixNano int64) {
+	s.life.last.Store(unixNano)
+	if !s.life.marked.Load() {
+		s.life.marked.Store(true)
+	}
+}
+
 // LastActive returns when the session last saw traffic (or Touch).
 func (s *Session) LastActive() time.Time { return time.Unix(0, s.life.last.Load()) }
 
@@ -143,7 +152,7 @@ func (s *Session) LastActive() time.Time { return time.Unix(0, s.life.last.Load(
 // renews the budgets of unsolicited datagrams and of answer bytes (MaxReply(n)). The sensor
 // calls it for every datagram of the flow.
 func (s *Session) Received(n int) {
-	s.Touch()
+	s.touchAt(time.Now().UnixNano())
 	s.life.unsoli.Store(0)
 	s.life.replyLeft.Store(int64(s.MaxReply(n)))
 }

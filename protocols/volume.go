@@ -68,22 +68,50 @@ func (s *Session) noteRequest(kind string, failed bool) {
 // session is past KeepEvents and the event is not notable: marked by the protocol, a
 // failed request, or a write or state change by ClassifyAction), and counts it if so.
 func (s *Session) summarise(typ string, req, resp []byte, fields []Field) bool {
+	return s.summariseOrPeek(typ, req, resp, fields, false)
+}
+
+// Skip is for a protocol that builds an event's fields only when the event is kept: it
+// reports whether an event of type typ need not be built, because the session has no
+// emitter or volume control summarises it (counting it in the summary, as Emit would).
+// When it returns false the session is left as it was, for the Emit that follows with the
+// full fields. fields need only hold what ClassifyAction reads for typ (Modbus's
+// function_code, SNMP's pdu, BACnet's service, s7comm's function), so the request path
+// builds nothing for a summarised event.
+func (s *Session) Skip(typ string, req, resp []byte, fields ...Field) bool {
+	if s.Events == nil {
+		return true
+	}
+	if s.KeepEvents <= 0 {
+		return false
+	}
+	return s.summariseOrPeek(s.qualified(typ), req, resp, fields, true)
+}
+
+// summariseOrPeek is summarise; with peek, an event that is kept leaves the volume state
+// untouched (Skip's Emit follows and decides again, the same way).
+func (s *Session) summariseOrPeek(typ string, req, resp []byte, fields []Field, peek bool) bool {
 	if s.KeepEvents <= 0 {
 		return false
 	}
 	v := &s.vol
 	v.mu.Lock()
 	notable, kind := v.notable, v.kind
-	v.notable, v.kind = false, ""
 	if !notable && v.emitted >= s.KeepEvents {
 		_, notable = ClassifyAction(typ, fields)
 	}
 	if v.emitted < s.KeepEvents || notable {
-		v.emitted++
+		if !peek {
+			v.notable, v.kind = false, ""
+			v.emitted++
+		}
 		v.mu.Unlock()
 		return false
 	}
-	now := time.Now().UTC()
+	v.notable, v.kind = false, ""
+	// The session's last activity is the request being summarised (Request and Received
+	// mark it), which spares a clock read per event.
+	now := s.activeOrNow().UTC()
 	if v.sum == nil {
 		v.sum = &Summary{Kinds: map[string]int64{}, First: now}
 	}
@@ -118,4 +146,25 @@ func (s *Session) Summary() *Summary {
 		c.Kinds[k] = n
 	}
 	return &c
+}
+
+// activeOrNow is the session's last activity, or now for a session that saw none.
+func (s *Session) activeOrNow() time.Time {
+	if t := s.life.last.Load(); t != 0 {
+		return time.Unix(0, t)
+	}
+	return time.Now()
+}
+
+// RequestTime is when the request being handled arrived, as the transport marked it (a
+// UDP flow's datagram, a TCP session's last read), so a protocol that needs the time of a
+// request reads no clock of its own; now when the session has no such mark.
+func (s *Session) RequestTime() time.Time {
+	if !s.life.marked.Load() {
+		return time.Now()
+	}
+	if t := s.life.last.Load(); t != 0 {
+		return time.Unix(0, t)
+	}
+	return time.Now()
 }

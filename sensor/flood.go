@@ -51,7 +51,10 @@ func newFloodTable() *floodTable { return &floodTable{counts: map[floodKey]*floo
 // add counts one summarised event of sess.
 func (f *floodTable) add(sess *protocols.Session, reqBytes, respBytes int) {
 	k := floodKey{port: sess.Local.Port(), protocol: sess.Protocol, prefix: sourcePrefix(sess.Remote.Addr().Unmap())}
-	now := time.Now()
+	now := sess.LastActive() // the summarised request's time: spares a clock read per event
+	if now.Unix() <= 0 {
+		now = time.Now()
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	c, ok := f.counts[k]

@@ -116,7 +116,7 @@ func (s *Sensor) handleConn(ctx context.Context, c *net.TCPConn, port uint16) {
 		defer sess.Close() // runs after the disconnect event: ephemeral endpoints close with it
 		cc := &countingConn{TimeoutConn: protocols.TimeoutConn{Conn: c,
 			Idle: s.cfg.Limits.IdleTimeout.Duration, WriteTimeout: s.cfg.Limits.WriteTimeout.Duration,
-			RequestTimeout: reqTimeout, Progress: sess.Requests},
+			RequestTimeout: reqTimeout, Progress: sess.Requests, Session: sess},
 			latency: s.m.latency.WithLabelValues(ds.protocol, protocols.TCP)}
 		started := time.Now()
 		sess.EmitPhase(protocols.PhaseStart, "connect")
@@ -167,7 +167,11 @@ func (c *countingConn) Read(b []byte) (int, error) {
 	n, err := c.TimeoutConn.Read(b)
 	c.in.Add(int64(n))
 	if n > 0 && c.latency != nil && c.asked.Load() == 0 {
-		c.asked.CompareAndSwap(0, time.Now().UnixNano())
+		t := c.ReadAt() // the clock Read took, if it took one
+		if t == 0 {
+			t = time.Now().UnixNano()
+		}
+		c.asked.CompareAndSwap(0, t)
 	}
 	return n, err
 }
@@ -176,10 +180,18 @@ func (c *countingConn) Read(b []byte) (int, error) {
 // persona's latency, a relay's other direction): the request time is handed over
 // atomically, and an answer observes at most one request.
 func (c *countingConn) Write(b []byte) (int, error) {
-	if t := c.asked.Load(); t != 0 && c.asked.CompareAndSwap(t, 0) {
-		c.latency.Observe(float64(time.Now().UnixNano()-t) / 1e9)
+	t := c.asked.Load()
+	if t != 0 && !c.asked.CompareAndSwap(t, 0) {
+		t = 0
 	}
 	n, err := c.TimeoutConn.Write(b)
 	c.out.Add(int64(n))
+	if t != 0 { // the answer began when Write did: its clock reading, if it took one
+		at := c.WroteAt()
+		if at == 0 {
+			at = time.Now().UnixNano()
+		}
+		c.latency.Observe(float64(at-t) / 1e9)
+	}
 	return n, err
 }

@@ -3,6 +3,8 @@ package bacnet
 import (
 	"context"
 	"testing"
+
+	"github.com/icsnare/icsnare/protocols"
 )
 
 func benchServe(b *testing.B, req []byte) {
@@ -42,5 +44,41 @@ func BenchmarkDecodeMessage(b *testing.B) {
 		if _, err := decodeMessage(req); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// releaseEvents hands events straight back to the pool, as the sensor's bus does.
+type releaseEvents struct{}
+
+func (releaseEvents) Emit(e *protocols.Event) { protocols.ReleaseEvent(e) }
+
+// BenchmarkReadPropertyEvents is a ReadProperty of the device's object name (the ratio
+// bench's request) with events on: every event kept, and the default volume control past
+// its first events.
+func BenchmarkReadPropertyEvents(b *testing.B) {
+	req := unicast(confirmedReq(1, svcReadProperty, 5, rpData(testDevice, propObjectName, -1)))
+	for _, keep := range []int{0, 100} {
+		name := "events=all"
+		if keep > 0 {
+			name = "events=volume-control"
+		}
+		b.Run(name, func(b *testing.B) {
+			sv, h := testService(b, "controller")
+			f := newFlow(b, sv, h)
+			f.s.Events, f.s.KeepEvents = releaseEvents{}, keep
+			ctx := context.Background()
+			n := 0
+			reply := func(resp []byte) { n += len(resp) }
+			for range keep + 1 {
+				sv.ServePacket(ctx, f.s, req, reply)
+			}
+			if n == 0 {
+				b.Fatal("no answer")
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				sv.ServePacket(ctx, f.s, req, reply)
+			}
+		})
 	}
 }

@@ -27,6 +27,24 @@ func clip(s string) string {
 // emit records one answered request: an http.request event, and an http.login event when
 // the request carried credentials (a login form's fields or Basic authorization).
 func (s *service) emit(sess *protocols.Session, req *request, r *response, rawPath, query string, body []byte, respHead []byte) {
+	reqBytes := req.raw
+	if len(body) > 0 {
+		reqBytes = append(append([]byte(nil), req.raw...), body...)
+	}
+	cr, found := credentials(req, query, body)
+	// The request event's fields are built only when volume control keeps it.
+	if !sess.Skip("request", reqBytes, respHead) {
+		s.emitRequest(sess, req, r, rawPath, query, body, respHead, reqBytes, cr, found)
+	}
+	if found {
+		sess.EmitText("login", nil, nil,
+			protocols.F("path", clip(rawPath)), protocols.F("username", clip(cr.user)),
+			protocols.F("password", clip(cr.pass)), protocols.F("auth", cr.kind), protocols.F("success", false))
+	}
+}
+
+// emitRequest sends the http.request event.
+func (s *service) emitRequest(sess *protocols.Session, req *request, r *response, rawPath, query string, body, respHead, reqBytes []byte, cr creds, found bool) {
 	fields := []protocols.Field{
 		protocols.F("method", clip(req.method)),
 		protocols.F("path", clip(rawPath)),
@@ -51,20 +69,10 @@ func (s *service) emit(sess *protocols.Session, req *request, r *response, rawPa
 	if r.proxied != "" {
 		fields = append(fields, protocols.F("upstream", r.proxied))
 	}
-	cr, found := credentials(req, query, body)
 	if found {
 		fields = append(fields, protocols.F("username", clip(cr.user)), protocols.F("password", clip(cr.pass)), protocols.F("auth", cr.kind))
 	}
-	reqBytes := req.raw
-	if len(body) > 0 {
-		reqBytes = append(append([]byte(nil), req.raw...), body...)
-	}
 	sess.EmitText("request", reqBytes, respHead, fields...)
-	if found {
-		sess.EmitText("login", nil, nil,
-			protocols.F("path", clip(rawPath)), protocols.F("username", clip(cr.user)),
-			protocols.F("password", clip(cr.pass)), protocols.F("auth", cr.kind), protocols.F("success", false))
-	}
 }
 
 type creds struct{ user, pass, kind string }

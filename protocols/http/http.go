@@ -149,7 +149,7 @@ func (s *service) serve(ctx context.Context, sess *protocols.Session, conn net.C
 	rawPath, query := splitTarget(req.target)
 	r := s.handle(ctx, sess, req, rawPath, query, body)
 	r.closeConn = last || r.closeConn
-	out = s.write(out, req, r, time.Now())
+	out = s.write(out, req, r, sess.RequestTime()) // the request's arrival: no clock read of its own
 	if !protocols.Sleep(ctx, r.tarpit.delay()) {
 		return out, false
 	}

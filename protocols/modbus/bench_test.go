@@ -68,16 +68,17 @@ func (c *loopConn) Write(p []byte) (int, error) { return len(p), nil }
 // discard is an emitter that drops events (the sensor's bus is non-blocking).
 type discard struct{ n atomic.Int64 }
 
-func (d *discard) Emit(*protocols.Event) { d.n.Add(1) }
+func (d *discard) Emit(e *protocols.Event) {
+	d.n.Add(1)
+	protocols.ReleaseEvent(e)
+}
 
 // BenchmarkHandleFC3 measures the server loop per FC3 request (10 registers), 64
 // pipelined requests per read, without and with events.
 func BenchmarkHandleFC3(b *testing.B) {
-	for _, events := range []bool{false, true} {
-		name := "events=off"
-		if events {
-			name = "events=on"
-		}
+	for _, mode := range []string{"off", "all", "volume-control"} {
+		events := mode != "off"
+		name := "events=" + mode
 		b.Run(name, func(b *testing.B) {
 			svc, h := newTestService(b)
 			var batch []byte
@@ -89,6 +90,10 @@ func BenchmarkHandleFC3(b *testing.B) {
 				em = &discard{}
 			}
 			sess := testSession(h, em)
+			if mode == "volume-control" { // the default, past the events it keeps
+				sess.KeepEvents = 100
+				svc.ServeConn(context.Background(), sess, &loopConn{batch: batch, n: 2})
+			}
 			b.ReportAllocs()
 			b.ResetTimer()
 			c := &loopConn{batch: batch, n: (b.N + 63) / 64}

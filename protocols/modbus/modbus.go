@@ -276,6 +276,11 @@ const (
 // emit sends the request event. It is on the hot path: one exactly sized field slice,
 // small integers (boxed without allocating up to 255), constant strings.
 func (c *conn) emit(frame, resp []byte, h *Header, req *Request, fc, ex uint8, drop string) {
+	// Volume control decides on the function code (it keeps writes): the fields are built
+	// only for an event it keeps.
+	if c.sess.Skip(evRequest, frame, resp, protocols.F("function_code", fc)) {
+		return
+	}
 	rng := drop != dropProtocolID && req.HasRange()
 	var fa [8]protocols.Field // on the stack: Emit copies the fields into the pooled event
 	f := fa[:0]

@@ -73,3 +73,36 @@ func BenchmarkSession(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkReadVar handles one Read Var frame (four DB1 words) as the connection loop
+// does, with every event kept and with the default volume control past its first events
+// (events summarised): the request path allocates nothing in the second case.
+func BenchmarkReadVar(b *testing.B) {
+	for _, keep := range []int{0, 100} {
+		name := "events=all"
+		if keep > 0 {
+			name = "events=volume-control"
+		}
+		b.Run(name, func(b *testing.B) {
+			svc, host := testService(b)
+			sess := newBenchSession(host)
+			sess.KeepEvents = keep
+			c := &conn{svc: svc, cfg: svc.cfg, s: sess, nc: discard{}, host: host, cpu: svc.cpu(host), tpdu: 1024, pdu: 240, amq: 1}
+			if !c.handleTPDU(seedBytes(seedFrames[0])[tpktHeaderLen:], seedBytes(seedFrames[0])) {
+				b.Fatal("connect")
+			}
+			read := seedBytes(seedFrames[8])
+			for range keep + 1 { // past the events volume control keeps
+				if !c.handleTPDU(read[tpktHeaderLen:], read) {
+					b.Fatal("request refused")
+				}
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if !c.handleTPDU(read[tpktHeaderLen:], read) {
+					b.Fatal("request refused")
+				}
+			}
+		})
+	}
+}

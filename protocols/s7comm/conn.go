@@ -43,6 +43,11 @@ type conn struct {
 	pending []byte // the answer not yet written: it goes out once its event is emitted
 	pduBuf  []byte // scratch: the S7 PDU of an answer before its framing
 	data    []byte // scratch: a Read Var answer's data items
+	area    []byte // scratch: one item's bytes
+	param   []byte // scratch: an answer's parameter
+	items   []VarItem
+	// itemFields is scratch for a Read Var's items field, cloned for an event that is kept.
+	itemFields itemFields
 }
 
 // fragment is the rest of a userdata answer that did not fit one PDU.
@@ -234,8 +239,19 @@ const timingKey = "s7comm.timing"
 // emit sends one event, counts one request and then writes the answer, so whoever reads
 // the answer finds the request's event already emitted.
 func (c *conn) emit(typ, kind string, failed bool, req, resp []byte, fields ...protocols.Field) {
+	c.note(kind, failed)
+	c.send(typ, req, resp, fields...)
+}
+
+// note counts one request of kind; volume control keeps all but reads (writes, PLC
+// control, set-up, errors).
+func (c *conn) note(kind string, failed bool) {
 	c.s.Request(kind, failed)
-	c.s.NotableIf(kind != "read") // volume control keeps all but reads (writes, PLC control, set-up, errors)
+	c.s.NotableIf(kind != "read")
+}
+
+// send emits the event of the request note counted, then writes the answer.
+func (c *conn) send(typ string, req, resp []byte, fields ...protocols.Field) {
 	c.s.Emit(typ, req, resp, fields...)
 	c.flush()
 }

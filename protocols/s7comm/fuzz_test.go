@@ -156,7 +156,7 @@ func FuzzConn(f *testing.F) {
 
 type dropEvents struct{}
 
-func (dropEvents) Emit(*protocols.Event) {}
+func (dropEvents) Emit(e *protocols.Event) { protocols.ReleaseEvent(e) }
 
 func newBenchSession(h *protocols.Host) *protocols.Session {
 	return &protocols.Session{Protocol: Name, Host: h, Events: dropEvents{}, MaxPayload: 4096}

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/icsnare/icsnare/protocols"
@@ -52,12 +53,14 @@ func (c *conn) handleJob(p *PDU, frame []byte) {
 		c.emit("request", "other", true, frame, resp, protocols.F("function", "empty_job"), errField(0x81, 0x04))
 		return
 	}
+	if p.Param[0] == FuncReadVar { // the hot path: it builds its fields only for a kept event
+		c.readVar(p, frame)
+		return
+	}
 	ref := protocols.F("pdu_ref", int(p.PDURef))
 	switch fn := p.Param[0]; fn {
 	case FuncSetup:
 		c.setupComm(p, frame, ref)
-	case FuncReadVar:
-		c.readVar(p, frame, ref)
 	case FuncWriteVar:
 		c.writeVar(p, frame, ref)
 	case FuncPLCStop:
@@ -148,14 +151,16 @@ func (c *conn) badVarJob(p *PDU, frame []byte, ref protocols.Field, name, kind s
 	c.emit(kind, kind, true, frame, resp, protocols.F("function", name), ref, errField(class, code), protocols.F("error", err.Error()))
 }
 
-func (c *conn) readVar(p *PDU, frame []byte, ref protocols.Field) {
-	_, items, err := ParseVarJob(p.Param)
+func (c *conn) readVar(p *PDU, frame []byte) {
+	var err error
+	c.items, err = appendVarJob(c.items[:0], p.Param)
 	if err != nil {
-		c.badVarJob(p, frame, ref, "read_var", "read", err)
+		c.badVarJob(p, frame, protocols.F("pdu_ref", int(p.PDURef)), "read_var", "read", err)
 		return
 	}
+	items := c.items
 	data := c.data[:0]
-	fields := make(itemFields, 0, len(items))
+	fields := c.itemFields[:0] // scratch: copied for an event that is kept
 	failed, oversize := false, false
 	for i, it := range items {
 		a, off, n, rc := c.itemArea(it)
@@ -166,7 +171,8 @@ func (c *conn) readVar(p *PDU, frame []byte, ref protocols.Field) {
 			break
 		}
 		if rc == RCSuccess {
-			v := readArea(c.host, a, off, n)
+			c.area = appendArea(c.area[:0], c.host, a, off, n)
+			v := c.area
 			if it.TransportSize == TSBit {
 				v[0] = v[0] >> (it.BitAddr & 7) & 1
 			}
@@ -177,15 +183,23 @@ func (c *conn) readVar(p *PDU, frame []byte, ref protocols.Field) {
 		data = AppendDataItem(data, item, i < len(items)-1)
 		fields = append(fields, itemField{it: it, rc: rc})
 	}
+	c.itemFields = fields[:0]
 	if oversize || 12+2+len(data) > int(c.pdu) {
 		resp := c.reply(p, ROSCTRAck, 0x85, 0x00, nil, nil)
-		c.emit("request", "read", true, frame, resp, protocols.F("function", "read_var"), ref, protocols.F("items", fields),
-			errField(0x85, 0x00))
+		c.emit("request", "read", true, frame, resp, protocols.F("function", "read_var"), protocols.F("pdu_ref", int(p.PDURef)),
+			protocols.F("items", slices.Clone(fields)), errField(0x85, 0x00))
 		return
 	}
-	resp := c.reply(p, ROSCTRAckData, 0, 0, []byte{FuncReadVar, byte(len(items))}, data)
+	c.param = append(c.param[:0], FuncReadVar, byte(len(items)))
+	resp := c.reply(p, ROSCTRAckData, 0, 0, c.param, data)
 	c.data = data[:0] // scratch: the answer is in c.out now
-	c.emit("request", "read", failed, frame, resp, protocols.F("function", "read_var"), ref, protocols.F("items", fields))
+	c.note("read", failed)
+	if c.s.Skip("request", frame, resp, protocols.F("function", "read_var")) {
+		c.flush()
+		return
+	}
+	c.send("request", frame, resp, protocols.F("function", "read_var"), protocols.F("pdu_ref", int(p.PDURef)),
+		protocols.F("items", slices.Clone(fields)))
 }
 
 func (c *conn) writeVar(p *PDU, frame []byte, ref protocols.Field) {

@@ -2,6 +2,7 @@ package s7comm
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
@@ -224,9 +225,13 @@ func listLen(format, size int) int {
 	return size
 }
 
-// readArea copies n bytes at off of area a on host h. The caller checked the bounds.
-func readArea(h *protocols.Host, a *Area, off, n int) []byte {
-	out := make([]byte, n)
+// appendArea appends the n bytes at off of area a on host h to dst. The caller checked the
+// bounds.
+func appendArea(dst []byte, h *protocols.Host, a *Area, off, n int) []byte {
+	dst = slices.Grow(dst, n)
+	out := dst[len(dst) : len(dst)+n]
+	clear(out)
+	dst = dst[:len(dst)+n]
 	if a.Key != "" && h.Databus != nil {
 		if il, ok, err := h.Databus.GetIntList(a.Key); err == nil && ok { // compact: read in place
 			elem := func(j int) int64 {
@@ -238,26 +243,26 @@ func readArea(h *protocols.Host, a *Area, off, n int) []byte {
 			for i := range out {
 				out[i] = elemByte(elem, a.Format, off+i)
 			}
-			return out
+			return dst
 		}
 		if v, err := h.Databus.Get(a.Key); err == nil {
 			if list, ok := v.([]any); ok {
 				for i := range out {
 					out[i] = listByte(list, a.Format, off+i)
 				}
-				return out
+				return dst
 			}
 			if s, ok := v.(string); ok && off < len(s) {
 				copy(out, s[off:])
 			}
-			return out
+			return dst
 		}
 	}
 	m := hostMemory(h)
 	m.mu.Lock()
 	copy(out, m.buf(a)[off:off+n])
 	m.mu.Unlock()
-	return out
+	return dst
 }
 
 // writeArea stores data at off of area a on host h; mask, when non-zero, limits the write

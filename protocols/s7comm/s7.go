@@ -217,6 +217,20 @@ func (v VarItem) ByteLen() int { return ElemSize(v.TransportSize) * int(v.Count)
 // ParseVarJob decodes the parameter block of a Read Var or Write Var job. Items with a
 // syntax other than S7ANY are returned with Syntax set and the other fields zero.
 func ParseVarJob(param []byte) (fn byte, items []VarItem, err error) {
+	if len(param) >= 2 {
+		items = make([]VarItem, 0, min(int(param[1]), MaxItems+1))
+	}
+	return parseVarJob(items, param)
+}
+
+// appendVarJob is ParseVarJob appending the items to items (a scratch slice of the
+// connection, so a request allocates nothing); the function code must be Read or Write Var.
+func appendVarJob(items []VarItem, param []byte) ([]VarItem, error) {
+	_, items, err := parseVarJob(items, param)
+	return items, err
+}
+
+func parseVarJob(items []VarItem, param []byte) (fn byte, _ []VarItem, err error) {
 	if len(param) < 2 {
 		return 0, nil, fmt.Errorf("%w: var job parameter of %d bytes", ErrS7, len(param))
 	}
@@ -228,7 +242,6 @@ func ParseVarJob(param []byte) (fn byte, items []VarItem, err error) {
 		return fn, nil, fmt.Errorf("%w: no items", ErrS7)
 	}
 	b := param[2:]
-	items = make([]VarItem, 0, min(n, MaxItems+1))
 	for i := 0; i < n; i++ {
 		if len(b) < 2 || b[0] != varSpecTag {
 			return fn, nil, fmt.Errorf("%w: item %d: bad variable specification", ErrS7, i)

@@ -3,6 +3,8 @@ package snmp
 import (
 	"context"
 	"testing"
+
+	"github.com/icsnare/icsnare/protocols"
 )
 
 func benchServe(b *testing.B, req []byte) {
@@ -54,5 +56,41 @@ func BenchmarkDecodeMessage(b *testing.B) {
 		if err := decodeMessage(req, &m); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// releaseEvents is an emitter that hands events straight back to the pool, as the
+// sensor's bus does once its sinks wrote them.
+type releaseEvents struct{}
+
+func (releaseEvents) Emit(e *protocols.Event) { protocols.ReleaseEvent(e) }
+
+// BenchmarkGetV2cEvents is BenchmarkGetV2c with events on: every event kept, and the
+// default volume control past its first events (summarised: the request path allocates
+// nothing then).
+func BenchmarkGetV2cEvents(b *testing.B) {
+	req := request(b, version2c, "public", pduGet, 0, 0, vbSpec{oid: "1.3.6.1.2.1.1.1.0"})
+	for _, keep := range []int{0, 100} {
+		name := "events=all"
+		if keep > 0 {
+			name = "events=volume-control"
+		}
+		b.Run(name, func(b *testing.B) {
+			a := quiet(b)
+			a.sess.Events, a.sess.KeepEvents = releaseEvents{}, keep
+			ctx := context.Background()
+			n := 0
+			reply := func(resp []byte) { n += len(resp) }
+			for range keep + 1 {
+				a.svc.ServePacket(ctx, a.sess, req, reply)
+			}
+			if n == 0 {
+				b.Fatal("no reply")
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				a.svc.ServePacket(ctx, a.sess, req, reply)
+			}
+		})
 	}
 }

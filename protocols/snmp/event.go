@@ -37,6 +37,16 @@ func (s *service) emit(sess *protocols.Session, st *reqState, req, resp []byte) 
 		return
 	}
 	in := &st.info
+	pduName, pduKnown := pduNameValues[st.m.pdu.typ]
+	pduKnown = pduKnown && in.dropped != "malformed" && in.dropped != "bad version"
+	if !pduKnown {
+		pduName = nil
+	}
+	// The fields are built only for an event volume control keeps (the PDU type tells it
+	// a SET, which it always keeps).
+	if sess.Skip("request", req, resp, protocols.F("pdu", pduName)) {
+		return
+	}
 	f := make([]protocols.Field, 0, 10)
 	if v, ok := versionValues[in.version]; ok {
 		f = append(f, protocols.F("version", v))
@@ -46,8 +56,8 @@ func (s *service) emit(sess *protocols.Session, st *reqState, req, resp []byte) 
 	if in.userKey != "" {
 		f = append(f, protocols.F(in.userKey, string(in.principal)))
 	}
-	if name, ok := pduNameValues[st.m.pdu.typ]; ok && in.dropped != "malformed" && in.dropped != "bad version" {
-		f = append(f, protocols.F("pdu", name))
+	if pduKnown {
+		f = append(f, protocols.F("pdu", pduName))
 		p := &st.m.pdu
 		if n := len(p.vbs); n > 0 {
 			f = append(f, protocols.F("oids", newOIDList(p.vbs)))

@@ -68,7 +68,7 @@ func (s *service) ServePacket(ctx context.Context, sess *protocols.Session, req 
 	st := s.pool.Get().(*reqState)
 	defer s.pool.Put(st)
 	st.info = info{class: -1}
-	now := time.Now()
+	now := sess.RequestTime() // the datagram's arrival, as the sensor marked it
 	resp := s.handle(st, hs, sess, req, now)
 	in := &st.info
 	s.count(sess, in)
