@@ -22,8 +22,8 @@ func AppendJSON(b []byte, e *protocols.Event) []byte {
 	b = appendKV(b, "session_id", e.SessionID)
 	b = appendKV(b, "protocol", e.Protocol)
 	b = appendKV(b, "transport", e.Transport)
-	b = appendAddrPort(b, "src", e.Src)
-	b = appendAddrPort(b, "dst", e.Dst)
+	b = appendAddrPort(b, `,"src_ip":"`, `","src_port":`, `,"src_ip":null,"src_port":null`, e.Src)
+	b = appendAddrPort(b, `,"dst_ip":"`, `","dst_port":`, `,"dst_ip":null,"dst_port":null`, e.Dst)
 	b = appendKV(b, "sensor", e.Sensor)
 	b = appendKV(b, "profile", e.Profile)
 	if e.Request != nil {
@@ -48,13 +48,16 @@ func appendKV(b []byte, k, v string) []byte {
 	return AppendString(b, v)
 }
 
-func appendAddrPort(b []byte, prefix string, ap netip.AddrPort) []byte {
+// appendAddrPort appends an address and port under their keys: ip and port are the
+// constant texts before each value, none the text for an invalid ap (no string is built
+// per event).
+func appendAddrPort(b []byte, ip, port, none string, ap netip.AddrPort) []byte {
 	if !ap.IsValid() {
-		return append(b, `,"`+prefix+`_ip":null,"`+prefix+`_port":null`...)
+		return append(b, none...)
 	}
-	b = append(b, `,"`+prefix+`_ip":"`...)
+	b = append(b, ip...)
 	b = ap.Addr().Unmap().AppendTo(b)
-	b = append(b, `","`+prefix+`_port":`...)
+	b = append(b, port...)
 	return strconv.AppendUint(b, uint64(ap.Port()), 10)
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/icsnare/icsnare/protocols"
@@ -53,26 +54,58 @@ func (sv *service) ServeBroadcast(ctx context.Context, s *protocols.Session, to 
 	sv.serve(ctx, s, req, reply, true)
 }
 
-// exchange collects what one request did, for its event.
+// exchange collects what one request did, for its event. Exchanges are pooled with their
+// buffers: a request that volume control summarises allocates nothing for its event.
 type exchange struct {
 	reqLen int
 	kind   string
 	failed bool
 	fields []protocols.Field
-	out    []byte // the first answer datagram
+	out    []byte // the first answer datagram (a copy in outBuf); nil: none
+	outBuf []byte
+	// object is the object the request named, rendered into the event's fields at objAt
+	// only when the event is kept.
+	object    objectID
+	hasObject bool
+	objAt     int
+
+	reply  func([]byte) // the sensor's, for this request
+	send   func([]byte) // x.answer, bound once
+	data   []byte       // scratch: a ComplexACK's service data
+	apdu   []byte       // scratch: an answer's APDU
+	framed []byte       // scratch: an answer's APDU and its framing
 }
 
 func (x *exchange) add(k string, v any) { x.fields = append(x.fields, protocols.F(k, v)) }
 
-func (sv *service) serve(ctx context.Context, s *protocols.Session, req []byte, reply func([]byte), broadcast bool) {
-	x := &exchange{reqLen: len(req)}
-	send := func(b []byte) {
-		if x.out == nil {
-			x.out = b
-		}
-		reply(b)
+// addObject records the object a request named, for the event's "object" field.
+func (x *exchange) addObject(oid objectID) {
+	x.object, x.hasObject, x.objAt = oid, true, len(x.fields)
+}
+
+// answer sends one answer datagram, keeping a copy of the first for the event.
+func (x *exchange) answer(b []byte) {
+	if x.out == nil {
+		x.outBuf = append(x.outBuf[:0], b...)
+		x.out = x.outBuf
 	}
-	sv.handle(ctx, s, req, send, broadcast, x)
+	x.reply(b)
+}
+
+// maxPooledBuf bounds the scratch an exchange keeps when it goes back to the pool.
+const maxPooledBuf = 4 << 10
+
+var exchangePool = sync.Pool{New: func() any {
+	x := &exchange{}
+	x.send = x.answer
+	return x
+}}
+
+func (sv *service) serve(ctx context.Context, s *protocols.Session, req []byte, reply func([]byte), broadcast bool) {
+	x := exchangePool.Get().(*exchange)
+	defer x.release()
+	x.reqLen, x.reply = len(req), reply
+	sv.handle(ctx, s, req, x.send, broadcast, x)
 	if x.kind == "" {
 		x.kind = "ignored"
 	}
@@ -80,7 +113,38 @@ func (sv *service) serve(ctx context.Context, s *protocols.Session, req []byte, 
 	if broadcast {
 		x.add("broadcast", true)
 	}
-	s.Emit("request", req, x.out, append([]protocols.Field{protocols.F("service", x.kind)}, x.fields...)...)
+	// Volume control decides on the service (it keeps writes and state changes): the
+	// fields are built only for an event it keeps.
+	if s.Skip("request", req, x.out, protocols.F("service", x.kind)) {
+		return
+	}
+	fields := make([]protocols.Field, 0, len(x.fields)+2)
+	fields = append(fields, protocols.F("service", x.kind))
+	for i, f := range x.fields {
+		if x.hasObject && i == x.objAt {
+			fields = append(fields, protocols.F("object", x.object.String()))
+		}
+		fields = append(fields, f)
+	}
+	if x.hasObject && x.objAt == len(x.fields) {
+		fields = append(fields, protocols.F("object", x.object.String()))
+	}
+	s.Emit("request", req, x.out, fields...)
+}
+
+// release resets x and returns it to the pool.
+func (x *exchange) release() {
+	clear(x.fields)
+	*x = exchange{fields: x.fields[:0], send: x.send, outBuf: keepBuf(x.outBuf), data: keepBuf(x.data), apdu: keepBuf(x.apdu), framed: keepBuf(x.framed)}
+	exchangePool.Put(x)
+}
+
+// keepBuf returns b emptied for reuse, or nil when it is too large to pool.
+func keepBuf(b []byte) []byte {
+	if cap(b) > maxPooledBuf {
+		return nil
+	}
+	return b[:0]
 }
 
 func (sv *service) handle(ctx context.Context, s *protocols.Session, req []byte, reply func([]byte), broadcast bool, x *exchange) {
@@ -116,7 +180,7 @@ func (sv *service) handle(ctx context.Context, s *protocols.Session, req []byte,
 		return
 	}
 	a := &m.apdu
-	if why, ok := sv.state(s.Host).silenced(a, time.Now()); ok {
+	if why, ok := sv.state(s.Host).silenced(a, s.RequestTime()); ok {
 		x.kind = serviceName(a.typ == pduConfirmed, a.service)
 		if a.typ != pduConfirmed && a.typ != pduUnconfirmed {
 			x.kind = "ignored"
@@ -180,7 +244,8 @@ func (sv *service) confirmed(ctx context.Context, s *protocols.Session, m *messa
 		a.data = data
 		a.flags &^= flagSEG | flagMOR
 	}
-	v := sv.view(s.Host)
+	vv := sv.view(s.Host, s.RequestTime())
+	v := &vv
 	var res result
 	switch a.service {
 	case svcReadProperty:
@@ -270,7 +335,7 @@ func (sv *service) readProperty(v *view, data []byte, x *exchange) result {
 	if !r.done() {
 		return rejected(rejectTooManyArguments)
 	}
-	x.add("object", oid.String())
+	x.addObject(oid)
 	x.add("property", int(prop))
 	if idx >= 0 {
 		x.add("array_index", idx)
@@ -279,7 +344,7 @@ func (sv *service) readProperty(v *view, data []byte, x *exchange) result {
 	if o == nil {
 		return failed(errUnknownObject)
 	}
-	b := appendCtxObjectID(nil, 0, v.idOf(o))
+	b := appendCtxObjectID(x.data[:0], 0, v.idOf(o))
 	b = appendCtxUnsigned(b, 1, prop)
 	if idx >= 0 {
 		b = appendCtxUnsigned(b, 2, uint32(idx))
@@ -289,7 +354,9 @@ func (sv *service) readProperty(v *view, data []byte, x *exchange) result {
 	if e != nil {
 		return failed(e)
 	}
-	return complexACK(appendClose(b, 3))
+	b = appendClose(b, 3)
+	x.data = b // scratch: sendComplexACK frames a copy
+	return complexACK(b)
 }
 
 func (sv *service) readPropertyMultiple(v *view, data []byte, x *exchange) result {
@@ -414,7 +481,7 @@ func (sv *service) writeProperty(v *view, data []byte, x *exchange) result {
 	if !r.done() {
 		return rejected(rejectTooManyArguments)
 	}
-	x.add("object", oid.String())
+	x.addObject(oid)
 	x.add("property", int(prop))
 	x.add("value", hex.EncodeToString(value))
 	x.add("priority", int(priority))
@@ -596,7 +663,8 @@ func password(r *reader, n uint32, x *exchange) (*string, result, bool) {
 // unconfirmed serves an unconfirmed request.
 func (sv *service) unconfirmed(s *protocols.Session, m *message, reply func([]byte), x *exchange) {
 	a := &m.apdu
-	v := sv.view(s.Host)
+	vv := sv.view(s.Host, s.RequestTime())
+	v := &vv
 	r := reader{b: a.data}
 	switch a.service {
 	case svcWhoIs:
@@ -633,7 +701,7 @@ func (sv *service) unconfirmed(s *protocols.Session, m *message, reply func([]by
 		switch {
 		case t.isCtx(2) && len(t.data) == 4:
 			oid := decodeObjectID(uint32(t.data[0])<<24 | uint32(t.data[1])<<16 | uint32(t.data[2])<<8 | uint32(t.data[3]))
-			x.add("object", oid.String())
+			x.addObject(oid)
 			match = func(o *objectConfig) bool { return v.idOf(o) == oid }
 		case t.isCtx(3):
 			name, err := decodeApp(tag{num: tagCharString, data: t.data})

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // BVLC (Annex J) for BACnet/IP.
@@ -407,10 +408,15 @@ func decodeMessage(b []byte) (message, error) {
 
 // frame wraps an APDU in BVLC (Original-Unicast-NPDU) and the reply NPDU for req.
 func frame(req *npdu, apduBytes []byte) []byte {
-	var n []byte
-	n = appendReplyNPDU(n, req)
-	out := make([]byte, 0, bvlcHeaderLen+len(n)+len(apduBytes))
-	out = appendBVLC(out, bvlcOriginalUnicast, len(n)+len(apduBytes))
-	out = append(out, n...)
-	return append(out, apduBytes...)
+	return appendFrame(nil, req, apduBytes)
+}
+
+// appendFrame is frame appending to dst (which must not overlap apduBytes).
+func appendFrame(dst []byte, req *npdu, apduBytes []byte) []byte {
+	var nb [2 + 2 + 1 + 255 + 1]byte
+	n := appendReplyNPDU(nb[:0], req)
+	dst = slices.Grow(dst, bvlcHeaderLen+len(n)+len(apduBytes))
+	dst = appendBVLC(dst, bvlcOriginalUnicast, len(n)+len(apduBytes))
+	dst = append(dst, n...)
+	return append(dst, apduBytes...)
 }

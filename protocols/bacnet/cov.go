@@ -104,7 +104,7 @@ func (sv *service) subscribeCOV(s *protocols.Session, v *view, m *message, x *ex
 		return rejected(rejectMissingParameter) // a lifetime without issue-confirmed-notifications
 	}
 	x.add("process_id", int64(process))
-	x.add("object", oid.String())
+	x.addObject(oid)
 	if !cancel {
 		x.add("confirmed", confirmed)
 		x.add("lifetime", int64(lifetime))
@@ -152,7 +152,8 @@ func (sv *service) covInitial(s *protocols.Session, m *message, reply func([]byt
 	r := reader{b: m.apdu.data}
 	process, _ := r.ctxUnsigned(0)
 	oid, _ := r.ctxObjectID(1)
-	v := sv.view(s.Host)
+	vv := sv.view(s.Host, s.RequestTime())
+	v := &vv
 	o := v.lookup(oid)
 	if o == nil {
 		return
@@ -174,7 +175,8 @@ func (sv *service) covInitial(s *protocols.Session, m *message, reply func([]byt
 // subscriptions.
 func (sv *service) covCheck(s *protocols.Session, ct *covTable) {
 	now := time.Now()
-	v := sv.view(s.Host)
+	vv := sv.view(s.Host, s.RequestTime())
+	v := &vv
 	var out [][]byte
 	ct.mu.Lock()
 	if ct.closed {

@@ -103,12 +103,14 @@ type view struct {
 	now time.Time
 }
 
-func (sv *service) view(h *protocols.Host) *view {
+// view returns host h's view at now (the request's time), by value: a request's view
+// lives on its stack.
+func (sv *service) view(h *protocols.Host, now time.Time) view {
 	st := sv.state(h)
 	st.mu.Lock()
 	off := st.clock
 	st.mu.Unlock()
-	return &view{sv: sv, h: h, st: st, now: time.Now().Add(off)}
+	return view{sv: sv, h: h, st: st, now: now.Add(off)}
 }
 
 func (v *view) deviceID() objectID { return objectID{typ: objDevice, inst: v.st.instance} }

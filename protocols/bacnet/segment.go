@@ -75,7 +75,9 @@ func (sv *service) sendComplexACK(s *protocols.Session, m *message, data []byte,
 	// the bound, and a client that really asks gets the whole answer.
 	budget := s.MaxReply(x.reqLen)
 	if 3+len(data) <= maxAPDU {
-		out := frame(&m.npdu, append(appendComplexACKHeader(nil, a.invokeID, a.service), data...))
+		x.apdu = append(appendComplexACKHeader(x.apdu[:0], a.invokeID, a.service), data...)
+		out := appendFrame(x.framed[:0], &m.npdu, x.apdu)
+		x.framed = out
 		if len(out) <= budget {
 			reply(out)
 			return

@@ -416,20 +416,23 @@ func appendTagHeader(b []byte, num uint32, context bool, l int) []byte {
 	if context {
 		h = 0x08
 	}
-	var ext []byte
-	if num >= 15 {
+	ext := num >= 15 // the tag number follows in its own octet
+	if ext {
 		h |= 0xF0
-		ext = []byte{byte(num)}
 	} else {
 		h |= byte(num) << 4
 	}
 	switch {
 	case l <= 4:
 		b = append(b, h|byte(l))
-		b = append(b, ext...)
+		if ext {
+			b = append(b, byte(num))
+		}
 	default:
 		b = append(b, h|5)
-		b = append(b, ext...)
+		if ext {
+			b = append(b, byte(num))
+		}
 		switch {
 		case l < 254:
 			b = append(b, byte(l))
