@@ -9,6 +9,9 @@
 # figure and of icsnare/ceiling, with the load average) is printed and written to $OUT.
 # icsnare runs the default profile with events on (to a file, default volume control); SNMP
 # with its tarpit and evasion removed and the UDP answer byte budgets lifted, as in bench.sh.
+# With BASELINE set to a directory holding another build's icsnare (main's, say), that
+# build runs too, on BASELINE_ADDR, in the same rounds: its runs are labelled
+# "<workload>@baseline" and compared with the same ceiling runs, for a before/after in one run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 off=${PORT_OFFSET:-21000}
@@ -19,9 +22,11 @@ rounds=${ROUNDS:-3}
 sensor=${SENSOR_ADDR:-127.37.0.1}
 ceil=${CEILING_ADDR:-127.37.0.2}
 out=${OUT:-bench.json}
+base=${BASELINE:-}
+baddr=${BASELINE_ADDR:-127.37.0.3}
 work=$(mktemp -d /tmp/icsnare-ratio.XXXXXX)
-spid= cpid= bpid=
-trap 'for p in $spid $cpid $bpid; do kill $p 2>/dev/null || true; wait $p 2>/dev/null || true; done; rm -rf "$work"' EXIT
+spid= cpid= bpid= xpid= xbpid=
+trap 'for p in $spid $cpid $bpid $xpid $xbpid; do kill $p 2>/dev/null || true; wait $p 2>/dev/null || true; done; rm -rf "$work"' EXIT
 
 waitport() { # PROTO PORT ADDR
   for i in $(seq 100); do
@@ -43,6 +48,17 @@ sed -i 's|</bacnet>|    <rate_limit class="confirmed">0;0</rate_limit>\n</bacnet
 ./bin/icsnare run --timing=false --config "$work/bench.toml" --profile "$work/bacnet" --listen "$sensor" --port-offset "$boff" \
   --events "$work/events-bacnet.jsonl" --state "$work/state-bacnet" --metrics off --user root --log-level warn &
 bpid=$!
+if [ -n "$base" ]; then
+  "$base/icsnare" run --timing=false --config "$work/bench.toml" --profile "$work/profile" --listen "$baddr" --port-offset "$off" \
+    --events "$work/events-base.jsonl" --state "$work/state-base" --metrics off --user root --log-level warn &
+  xpid=$!
+  "$base/icsnare" run --timing=false --config "$work/bench.toml" --profile "$work/bacnet" --listen "$baddr" --port-offset "$boff" \
+    --events "$work/events-base-bacnet.jsonl" --state "$work/state-base-bacnet" --metrics off --user root --log-level warn &
+  xbpid=$!
+  for p in tcp:502 tcp:102 udp:161 tcp:80; do waitport "${p%%:*}" $((${p#*:} + off)) "$baddr"; done
+  waitport udp $((47808 + boff)) "$baddr"
+  echo "baseline $base/icsnare pid $xpid (BACnet: $xbpid) on $baddr"
+fi
 for p in tcp:502 tcp:102 udp:161 tcp:80; do waitport "${p%%:*}" $((${p#*:} + off)) "$sensor"; done
 waitport udp $((47808 + boff)) "$sensor"
 curl -s -o "$work/body" -D "$work/headers" "http://$sensor:$((80 + off))/index.html"
@@ -60,9 +76,16 @@ one() {
   shift 4
   if [ "$port" = $((47808 + boff)) ]; then pid=$bpid; fi
   if [ "$server" = ceiling ]; then addr=$ceil pid=$cpid; fi
+  if [ "$server" = baseline ]; then
+    addr=$baddr pid=$xpid label=$label@baseline server=icsnare
+    if [ "$port" = $((47808 + boff)) ]; then pid=$xbpid; fi
+  fi
   ./bin/icsnare-load -duration "$dur" -warmup "$warm" -pid "$pid" -target "$addr:$port" \
-    -json "$work/runs.jsonl" -label "$label" -server "$server" -round "$round" "$@" | sed "s/^/  $server r$round: /" ||
-    { echo "run failed: $label $server round $round"; failed=1; }
+    -json "$work/runs.jsonl" -label "$label" -server "$server" -round "$round" "$@" | sed "s/^/  $2 r$round: /" ||
+    { echo "run failed: $label $2 round $round"; failed=1; }
+  if [ "$server" = ceiling ] && [ -n "$base" ]; then # the baseline is compared with the same ceiling run
+    tail -n 1 "$work/runs.jsonl" | sed "s/\"label\":\"$label\"/\"label\":\"$label@baseline\"/" >> "$work/runs.jsonl"
+  fi
 }
 # workload LABEL PORT ARGS…: ROUNDS rounds, alternating which server goes first.
 workload() {
@@ -71,9 +94,13 @@ workload() {
   echo "== $label ($*)"
   for r in $(seq "$rounds"); do
     if [ $((r % 2)) = 1 ]; then
-      one "$label" icsnare "$r" "$port" "$@"; one "$label" ceiling "$r" "$port" "$@"
+      one "$label" icsnare "$r" "$port" "$@"
+      if [ -n "$base" ]; then one "$label" baseline "$r" "$port" "$@"; fi
+      one "$label" ceiling "$r" "$port" "$@"
     else
-      one "$label" ceiling "$r" "$port" "$@"; one "$label" icsnare "$r" "$port" "$@"
+      one "$label" ceiling "$r" "$port" "$@"
+      if [ -n "$base" ]; then one "$label" baseline "$r" "$port" "$@"; fi
+      one "$label" icsnare "$r" "$port" "$@"
     fi
   done
 }

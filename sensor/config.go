@@ -129,7 +129,7 @@ type LimitsConfig struct {
 	MaxUDPFlows     int      `toml:"max_udp_flows"`
 	MaxEventPayload int      `toml:"max_event_payload"`
 	// UDPWorkers is how many sockets serve each UDP port (SO_REUSEPORT spreads the
-	// sources over them), each read by one goroutine; 0: one per CPU.
+	// sources over them), each read by one goroutine; 0: one per two CPUs.
 	UDPWorkers int `toml:"udp_workers"`
 	// A datagram to a prefix's broadcast address is answered by at most BroadcastMaxHosts
 	// hosts with at most BroadcastMaxBytes bytes together; a source may send

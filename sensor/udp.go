@@ -147,20 +147,30 @@ func (s *Sensor) handleDatagram(ctx context.Context, l *udpListener, req []byte,
 		s.m.rejected.WithLabelValues("none", "unknown_host").Inc()
 		return
 	}
-	ds, ok := h.dev.services[protocols.Endpoint{Transport: protocols.UDP, Port: int(l.port)}]
-	if !ok {
-		s.m.rejected.WithLabelValues("none", "no_service").Inc()
-		return
-	}
-	ps, ok := ds.svc.(protocols.PacketService)
-	if !ok {
-		s.m.rejected.WithLabelValues(ds.protocol, "no_service").Inc()
-		return
+	var ds deviceService
+	var ps protocols.PacketService
+	var pc *protoCounters
+	if out != nil && out.last.dev == h.dev && h.dev != nil { // the reader's last lookup
+		ds, ps, pc = out.last.ds, out.last.ps, out.last.pc
+	} else {
+		ds, ok = h.dev.services[protocols.Endpoint{Transport: protocols.UDP, Port: int(l.port)}]
+		if !ok {
+			s.m.rejected.WithLabelValues("none", "no_service").Inc()
+			return
+		}
+		ps, ok = ds.svc.(protocols.PacketService)
+		if !ok {
+			s.m.rejected.WithLabelValues(ds.protocol, "no_service").Inc()
+			return
+		}
+		pc = s.protoCounters(ds.protocol)
+		if out != nil {
+			out.last = serviceLookup{dev: h.dev, ds: ds, ps: ps, pc: pc}
+		}
 	}
 	if !s.allowDatagram(ds.protocol, l.port, from.Addr(), req) {
 		return
 	}
-	pc := s.protoCounters(ds.protocol)
 	pc.in.Inc()
 	pc.bytesIn.Add(float64(len(req)))
 	sess := s.flows.session(ctx, s, l, ds.protocol, h, netip.AddrPortFrom(dst, l.port), from)
@@ -172,6 +182,16 @@ func (s *Sensor) handleDatagram(ctx context.Context, l *udpListener, req []byte,
 	defer r.serving.Store(false)
 	defer s.recoverHandler(ds.protocol, sess)
 	ps.ServePacket(ctx, sess, req, r.send)
+}
+
+// serviceLookup is a reader's last lookup of its port's service on a host's device
+// profile: the datagrams of one port mostly go to hosts of one profile, so a reader spares
+// a map lookup, a type assertion and a locked counter lookup per datagram.
+type serviceLookup struct {
+	dev *deviceProfile
+	ds  deviceService
+	ps  protocols.PacketService
+	pc  *protoCounters
 }
 
 // replier returns the reply function of one request: it sends from the session's host

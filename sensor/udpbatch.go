@@ -141,6 +141,8 @@ type udpOut struct {
 	sent  int
 	serr  error
 	armed time.Time // the write deadline last set on the socket
+
+	last serviceLookup // the reader's last service lookup (handleDatagram), touched by the reader only
 }
 
 func newUDPOut(l *udpListener, timeout time.Duration, failed func(error)) *udpOut {
