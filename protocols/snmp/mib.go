@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -120,8 +121,28 @@ func (r *mibResolver) setSearchPath() {
 // about such a symbol and goes on, so the agent does the same.
 var errNoSymbol = errors.New("unknown MIB symbol")
 
-// lookup resolves symbol in module.
+// lookup resolves symbol in module. A resolver that searches only the base MIB modules
+// (no profile MIBs, no mibpath) answers from baseMIBObjects, resolved from those modules
+// when the sensor was built, so a profile that names only base symbols parses no MIB at
+// start-up; anything else goes to gosmi.
 func (r *mibResolver) lookup(module, symbol string) (*mibObject, error) {
+	if r.profileMIBs == nil && len(r.userDirs) == 0 {
+		if o, ok := baseMIBObjects()[module+"::"+symbol]; ok {
+			return o.clone(), nil
+		}
+	}
+	return r.lookupSMI(module, symbol)
+}
+
+// clone returns a copy of o that shares no slice with it.
+func (o *mibObject) clone() *mibObject {
+	c := *o
+	c.oid, c.enum, c.ranges = slices.Clone(o.oid), slices.Clone(o.enum), slices.Clone(o.ranges)
+	return &c
+}
+
+// lookupSMI resolves symbol in module with gosmi.
+func (r *mibResolver) lookupSMI(module, symbol string) (*mibObject, error) {
 	mibMu.Lock()
 	defer mibMu.Unlock()
 	r.setSearchPath()
