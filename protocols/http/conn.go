@@ -20,8 +20,9 @@ type guard struct {
 	conn net.Conn
 
 	mu      sync.Mutex
-	gen     uint64
-	timer   *time.Timer
+	timer   *time.Timer // made on the first arm and reset by later ones: no timer per request
+	armed   time.Time   // when the current phase began (monotonic); zero between phases
+	phase   time.Duration
 	expired bool
 	closed  bool // the context ended: never read again
 }
@@ -50,30 +51,32 @@ func (g *guard) Read(p []byte) (int, error) {
 func (g *guard) arm(d time.Duration) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.gen++
-	gen := g.gen
 	g.expired = false
-	if g.timer != nil {
-		g.timer.Stop()
+	g.armed, g.phase = time.Now(), d
+	if g.timer == nil {
+		g.timer = time.AfterFunc(d, g.fire)
+	} else {
+		g.timer.Reset(d)
 	}
-	g.timer = time.AfterFunc(d, func() { g.expire(gen) })
 }
 
 // disarm ends the phase.
 func (g *guard) disarm() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.gen++
+	g.armed = time.Time{}
 	if g.timer != nil {
 		g.timer.Stop()
-		g.timer = nil
 	}
 }
 
-func (g *guard) expire(gen uint64) {
+// fire ends the phase when its time has come. A call of the timer's for an earlier phase
+// (it may run just as the phase ends and the next is armed) finds the phase over or not yet
+// due, and does nothing: the timer, reset for the new phase, calls again when it is due.
+func (g *guard) fire() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if gen != g.gen {
+	if g.armed.IsZero() || time.Since(g.armed) < g.phase {
 		return
 	}
 	g.expired = true

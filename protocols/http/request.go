@@ -67,7 +67,7 @@ func parseRequest(head []byte) (*request, error) {
 	if sp2 == sp1 {
 		return nil, badRequest("no HTTP version") // HTTP/0.9 simple requests are not served
 	}
-	r.method = string(line[:sp1])
+	r.method = internMethod(line[:sp1])
 	if !isToken(r.method) {
 		return nil, badRequest("malformed method")
 	}
@@ -83,7 +83,7 @@ func parseRequest(head []byte) (*request, error) {
 		proto[5] < '0' || proto[5] > '9' || proto[7] < '0' || proto[7] > '9' {
 		return nil, badRequest("malformed HTTP version")
 	}
-	r.proto = string(proto)
+	r.proto = internProto(proto)
 	if proto[5] != '1' {
 		return nil, &httpError{status: 505, msg: "HTTP version not supported"}
 	}
@@ -108,7 +108,7 @@ func parseRequest(head []byte) (*request, error) {
 		if colon <= 0 {
 			return nil, badRequest("malformed header field")
 		}
-		name := string(line[:colon])
+		name := internHeader(line[:colon])
 		if !isToken(name) {
 			return nil, badRequest("malformed header field name")
 		}
@@ -120,7 +120,7 @@ func parseRequest(head []byte) (*request, error) {
 		}
 		h := header{name: name, value: string(value)}
 		r.headers = append(r.headers, h)
-		switch strings.ToLower(name) {
+		switch lowerHeader(name) {
 		case "host":
 			if r.host != "" {
 				return nil, badRequest("duplicate Host")
@@ -295,4 +295,74 @@ func methodKind(m string) string {
 		return k
 	}
 	return "other"
+}
+
+// The strings of a request that come from a small set are interned: the request path
+// converts no bytes to strings for them (a conversion per request line and header field
+// otherwise). Other values are converted as they come.
+
+func internMethod(b []byte) string {
+	switch string(b) { // compiled without a conversion
+	case "GET":
+		return "GET"
+	case "HEAD":
+		return "HEAD"
+	case "POST":
+		return "POST"
+	case "OPTIONS":
+		return "OPTIONS"
+	case "PUT":
+		return "PUT"
+	}
+	return string(b)
+}
+
+func internProto(b []byte) string {
+	switch string(b) {
+	case "HTTP/1.1":
+		return "HTTP/1.1"
+	case "HTTP/1.0":
+		return "HTTP/1.0"
+	}
+	return string(b)
+}
+
+func internHeader(b []byte) string {
+	switch string(b) {
+	case "Host":
+		return "Host"
+	case "User-Agent":
+		return "User-Agent"
+	case "Accept":
+		return "Accept"
+	case "Accept-Encoding":
+		return "Accept-Encoding"
+	case "Accept-Language":
+		return "Accept-Language"
+	case "Connection":
+		return "Connection"
+	case "Content-Length":
+		return "Content-Length"
+	case "Content-Type":
+		return "Content-Type"
+	}
+	return string(b)
+}
+
+// lowerHeader is strings.ToLower for a header field name, without a new string for the
+// usual spellings of the names parseRequest looks at.
+func lowerHeader(name string) string {
+	switch name {
+	case "Host":
+		return "host"
+	case "User-Agent":
+		return "user-agent"
+	case "Content-Length":
+		return "content-length"
+	case "Connection":
+		return "connection"
+	case "Accept", "Accept-Encoding", "Accept-Language", "Content-Type":
+		return "" // none of the names parseRequest acts on
+	}
+	return strings.ToLower(name)
 }
