@@ -387,6 +387,24 @@ type Metrics interface {
 	Request(protocol, kind string, failed bool)
 }
 
+// KindMetrics is a Metrics that hands out the counter of one (protocol, kind): a session
+// keeps the last one it used and counts a run of requests of one kind without a lookup.
+type KindMetrics interface {
+	Metrics
+	Counter(protocol, kind string) RequestCounter
+}
+
+// RequestCounter counts the requests of one (protocol, kind).
+type RequestCounter interface {
+	Count(failed bool)
+}
+
+// kindCounter is a session's last (kind, counter).
+type kindCounter struct {
+	kind string
+	c    RequestCounter
+}
+
 // Session is one TCP connection or one UDP flow (source, host, protocol).
 type Session struct {
 	ID        string
@@ -421,6 +439,7 @@ type Session struct {
 
 	requests atomic.Int64
 	lastType atomic.Pointer[[2]string] // the last event type qualified, and its qualified name
+	lastKind atomic.Pointer[kindCounter] // with a KindMetrics: the last kind counted
 	life     lifetime
 	vol      volume
 }
@@ -504,9 +523,21 @@ func (s *Session) Request(kind string, failed bool) {
 	}
 	s.requests.Add(1)
 	s.noteRequest(kind, failed)
-	if s.Metrics != nil {
-		s.Metrics.Request(s.Protocol, kind, failed)
+	if s.Metrics == nil {
+		return
 	}
+	if kc := s.lastKind.Load(); kc != nil && kc.kind == kind {
+		kc.c.Count(failed)
+		return
+	}
+	km, ok := s.Metrics.(KindMetrics)
+	if !ok {
+		s.Metrics.Request(s.Protocol, kind, failed)
+		return
+	}
+	c := km.Counter(s.Protocol, kind)
+	s.lastKind.Store(&kindCounter{kind: kind, c: c})
+	c.Count(failed)
 }
 
 // Requests returns how many requests the session counted.

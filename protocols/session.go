@@ -151,8 +151,12 @@ func (s *Session) LastActive() time.Time { return time.Unix(0, s.life.last.Load(
 // Received records that a request of n bytes arrived: it marks the session active and
 // renews the budgets of unsolicited datagrams and of answer bytes (MaxReply(n)). The sensor
 // calls it for every datagram of the flow.
-func (s *Session) Received(n int) {
-	s.touchAt(time.Now().UnixNano())
+func (s *Session) Received(n int) { s.ReceivedAt(n, time.Now()) }
+
+// ReceivedAt is Received for a request that arrived at at (the clock the sensor read for
+// it anyway).
+func (s *Session) ReceivedAt(n int, at time.Time) {
+	s.touchAt(at.UnixNano())
 	s.life.unsoli.Store(0)
 	s.life.replyLeft.Store(int64(s.MaxReply(n)))
 }

@@ -121,6 +121,11 @@ type kindCounters struct{ requests, errors prometheus.Counter }
 // bounded as the series themselves, and a request costs a map lookup instead of hashing
 // label values in the vector.
 func (m *metrics) Request(protocol, kind string, failed bool) {
+	m.Counter(protocol, kind).Count(failed)
+}
+
+// Counter implements protocols.KindMetrics: a session keeps the counters of its last kind.
+func (m *metrics) Counter(protocol, kind string) protocols.RequestCounter {
 	k := kindKey{protocol, kind}
 	v, ok := m.kinds.Load(k)
 	if !ok {
@@ -128,7 +133,11 @@ func (m *metrics) Request(protocol, kind string, failed bool) {
 		v, _ = m.kinds.LoadOrStore(k, &kindCounters{requests: m.requests.WithLabelValues(protocol, kind),
 			errors: m.requestErrors.WithLabelValues(protocol, kind)})
 	}
-	kc := v.(*kindCounters)
+	return v.(*kindCounters)
+}
+
+// Count implements protocols.RequestCounter.
+func (kc *kindCounters) Count(failed bool) {
 	kc.requests.Inc()
 	if failed {
 		kc.errors.Inc()

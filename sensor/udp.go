@@ -174,10 +174,11 @@ func (s *Sensor) handleDatagram(ctx context.Context, l *udpListener, req []byte,
 	pc.in.Inc()
 	pc.bytesIn.Add(float64(len(req)))
 	sess := s.flows.session(ctx, s, l, ds.protocol, h, netip.AddrPortFrom(dst, l.port), from)
-	sess.Received(len(req))
+	now := time.Now() // the request's arrival: its session, its answers' budgets and latency
+	sess.ReceivedAt(len(req), now)
 	// Answers given while ServePacket runs join the reader's batch; later ones (from a
 	// goroutine of the handler) are sent at once, since the batch may already have gone.
-	r := &udpReply{s: s, ctx: ctx, l: l, sess: sess, pc: pc, out: out, asked: time.Now()}
+	r := &udpReply{s: s, ctx: ctx, l: l, sess: sess, pc: pc, out: out, asked: now}
 	r.serving.Store(true)
 	defer r.serving.Store(false)
 	defer s.recoverHandler(ds.protocol, sess)
@@ -228,7 +229,11 @@ func (r *udpReply) send(resp []byte) {
 		s.m.repliesDropped.WithLabelValues(sess.Protocol, "replies").Inc()
 		return
 	}
-	if why := s.mayAnswer(sess, len(resp)); why != "" {
+	now := r.asked // an answer given while the request is served is charged at its arrival
+	if now.IsZero() || !r.serving.Load() {
+		now = time.Now()
+	}
+	if why := s.mayAnswerAt(sess, len(resp), now); why != "" {
 		s.m.repliesDropped.WithLabelValues(sess.Protocol, why).Inc()
 		return
 	}
@@ -253,10 +258,15 @@ func (r *udpReply) send(resp []byte) {
 // bound and the per-source and per-port byte budgets; it returns "" or why it must be
 // dropped.
 func (s *Sensor) mayAnswer(sess *protocols.Session, n int) string {
+	return s.mayAnswerAt(sess, n, time.Now())
+}
+
+// mayAnswerAt is mayAnswer at time now.
+func (s *Sensor) mayAnswerAt(sess *protocols.Session, n int, now time.Time) string {
 	if !sess.TakeReply(n) {
 		return "amplification"
 	}
-	return s.udpBytes.take(sess.Remote.Addr(), sess.Local.Port(), n, time.Now())
+	return s.udpBytes.take(sess.Remote.Addr(), sess.Local.Port(), n, now)
 }
 
 // amplification is the bound for a protocol's unverified UDP sessions.

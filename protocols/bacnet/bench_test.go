@@ -82,3 +82,29 @@ func BenchmarkReadPropertyEvents(b *testing.B) {
 		})
 	}
 }
+
+// TestReadPropertyNoAllocs: under the default volume control, past the events it keeps, a
+// ReadProperty allocates nothing.
+func TestReadPropertyNoAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts of pooled paths mean nothing under the race detector")
+	}
+	req := unicast(confirmedReq(1, svcReadProperty, 5, rpData(testDevice, propObjectName, -1)))
+	sv, h := testService(t, "controller")
+	f := newFlow(t, sv, h)
+	f.s.Events, f.s.KeepEvents = releaseEvents{}, 100
+	ctx := context.Background()
+	n := 0
+	reply := func(resp []byte) { n += len(resp) }
+	serve := func() { sv.ServePacket(ctx, f.s, req, reply) }
+	for range f.s.KeepEvents + 1 {
+		serve()
+	}
+	// sync.Pool may drop an exchange at a GC; allow a fraction of an allocation.
+	if got := testing.AllocsPerRun(200, serve); got >= 0.5 {
+		t.Fatalf("ReadProperty: %v allocations per request, want 0", got)
+	}
+	if n == 0 {
+		t.Fatal("no answer")
+	}
+}

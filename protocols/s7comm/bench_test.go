@@ -106,3 +106,27 @@ func BenchmarkReadVar(b *testing.B) {
 		})
 	}
 }
+
+// TestReadVarNoAllocs: under the default volume control, past the events it keeps, a Read
+// Var request allocates nothing.
+func TestReadVarNoAllocs(t *testing.T) {
+	svc, host := testService(t)
+	sess := newBenchSession(host)
+	sess.KeepEvents = 100
+	c := &conn{svc: svc, cfg: svc.cfg, s: sess, nc: discard{}, host: host, cpu: svc.cpu(host), tpdu: 1024, pdu: 240, amq: 1}
+	if !c.handleTPDU(seedBytes(seedFrames[0])[tpktHeaderLen:], seedBytes(seedFrames[0])) {
+		t.Fatal("connect")
+	}
+	read := seedBytes(seedFrames[8])
+	serve := func() {
+		if !c.handleTPDU(read[tpktHeaderLen:], read) {
+			t.Fatal("request refused")
+		}
+	}
+	for range sess.KeepEvents + 1 {
+		serve()
+	}
+	if n := testing.AllocsPerRun(200, serve); n != 0 {
+		t.Fatalf("Read Var: %v allocations per request, want 0", n)
+	}
+}

@@ -94,3 +94,28 @@ func BenchmarkGetV2cEvents(b *testing.B) {
 		})
 	}
 }
+
+// TestGetV2cNoAllocs: under the default volume control, past the events it keeps, a GET
+// allocates nothing.
+func TestGetV2cNoAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts of pooled paths mean nothing under the race detector")
+	}
+	req := request(t, version2c, "public", pduGet, 0, 0, vbSpec{oid: "1.3.6.1.2.1.1.1.0"})
+	a := quiet(t)
+	a.sess.Events, a.sess.KeepEvents = releaseEvents{}, 100
+	ctx := context.Background()
+	n := 0
+	reply := func(resp []byte) { n += len(resp) }
+	serve := func() { a.svc.ServePacket(ctx, a.sess, req, reply) }
+	for range a.sess.KeepEvents + 1 {
+		serve()
+	}
+	// sync.Pool may drop a request state at a GC; allow a fraction of an allocation.
+	if got := testing.AllocsPerRun(200, serve); got >= 0.5 {
+		t.Fatalf("GET: %v allocations per request, want 0", got)
+	}
+	if n == 0 {
+		t.Fatal("no reply")
+	}
+}

@@ -1,0 +1,5 @@
+//go:build !race
+
+package bacnet
+
+const raceEnabled = false
