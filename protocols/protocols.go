@@ -438,7 +438,7 @@ type Session struct {
 	OnSummarised func(s *Session, reqBytes, respBytes int)
 
 	requests atomic.Int64
-	lastType atomic.Pointer[[2]string] // the last event type qualified, and its qualified name
+	lastType atomic.Pointer[[2]string]   // the last event type qualified, and its qualified name
 	lastKind atomic.Pointer[kindCounter] // with a KindMetrics: the last kind counted
 	life     lifetime
 	vol      volume
