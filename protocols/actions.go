@@ -56,7 +56,10 @@ func ClassifyAction(typ string, fields []Field) (Action, bool) {
 	switch typ {
 	case "modbus.request":
 		fc, ok := FieldInt(fields, "function_code")
-		if name, w := modbusWrites[fc]; ok && w {
+		if !ok || fc < 5 || fc > 23 { // every write code is in 5..23: most requests need no lookup
+			break
+		}
+		if name, w := modbusWrites[fc]; w {
 			return Action{ActionWrite, "modbus " + name}, true
 		}
 	case "s7comm.write", "s7comm.download", "s7comm.stop", "s7comm.start":

@@ -44,6 +44,9 @@ type floodTable struct {
 	mu     sync.Mutex
 	counts map[floodKey]*floodCount
 	other  int64 // events past maxFloodKeys
+	// lastKey and last are the key counted last and its count in counts (nil: none).
+	lastKey floodKey
+	last    *floodCount
 }
 
 func newFloodTable() *floodTable { return &floodTable{counts: map[floodKey]*floodCount{}} }
@@ -57,7 +60,10 @@ func (f *floodTable) add(sess *protocols.Session, reqBytes, respBytes int) {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	c, ok := f.counts[k]
+	c, ok := f.last, f.last != nil && f.lastKey == k // a flood comes mostly from one key
+	if !ok {
+		c, ok = f.counts[k]
+	}
 	if !ok {
 		if len(f.counts) >= maxFloodKeys {
 			f.other++
@@ -66,6 +72,7 @@ func (f *floodTable) add(sess *protocols.Session, reqBytes, respBytes int) {
 		c = &floodCount{sessions: map[*protocols.Session]struct{}{}, first: now}
 		f.counts[k] = c
 	}
+	f.lastKey, f.last = k, c
 	c.events++
 	c.bytesIn += int64(reqBytes)
 	c.bytesOut += int64(respBytes)
@@ -83,7 +90,7 @@ func (f *floodTable) add(sess *protocols.Session, reqBytes, respBytes int) {
 func (f *floodTable) flush(emit protocols.Emitter, sensorID string) {
 	f.mu.Lock()
 	counts, other := f.counts, f.other
-	f.counts, f.other = map[floodKey]*floodCount{}, 0
+	f.counts, f.other, f.last = map[floodKey]*floodCount{}, 0, nil
 	f.mu.Unlock()
 	for k, c := range counts {
 		e := protocols.NewEvent()
