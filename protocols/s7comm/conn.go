@@ -40,11 +40,12 @@ type conn struct {
 	dt      []byte // DT user data being reassembled
 	dtRaw   []byte // the frames that carried it
 	out     []byte
-	pending []byte // the answer not yet written: it goes out once its event is emitted
-	pduBuf  []byte // scratch: the S7 PDU of an answer before its framing
-	data    []byte // scratch: a Read Var answer's data items
-	area    []byte // scratch: one item's bytes
-	param   []byte // scratch: an answer's parameter
+	pending []byte  // the answer not yet written: it goes out once its event is emitted
+	pduBuf  []byte  // scratch: the S7 PDU of an answer before its framing
+	data    []byte  // scratch: a Read Var answer's data items
+	area    []byte  // scratch: one item's bytes
+	mem     *memory // the host's memory, once a Read Var needed it
+	param   []byte  // scratch: an answer's parameter
 	items   []VarItem
 	// itemFields is scratch for a Read Var's items field, cloned for an event that is kept.
 	itemFields itemFields

@@ -171,7 +171,10 @@ func (c *conn) readVar(p *PDU, frame []byte) {
 			break
 		}
 		if rc == RCSuccess {
-			c.area = appendArea(c.area[:0], c.host, a, off, n)
+			if c.mem == nil {
+				c.mem = hostMemory(c.host)
+			}
+			c.area = appendAreaMem(c.area[:0], c.host, c.mem, a, off, n)
 			v := c.area
 			if it.TransportSize == TSBit {
 				v[0] = v[0] >> (it.BitAddr & 7) & 1

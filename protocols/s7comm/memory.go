@@ -225,9 +225,9 @@ func listLen(format, size int) int {
 	return size
 }
 
-// appendArea appends the n bytes at off of area a on host h to dst. The caller checked the
-// bounds.
-func appendArea(dst []byte, h *protocols.Host, a *Area, off, n int) []byte {
+// appendAreaMem appends the n bytes at off of area a on host h to dst; m is the host's
+// memory when the caller has it (nil: looked up when needed). The caller checked the bounds.
+func appendAreaMem(dst []byte, h *protocols.Host, m *memory, a *Area, off, n int) []byte {
 	dst = slices.Grow(dst, n)
 	out := dst[len(dst) : len(dst)+n]
 	clear(out)
@@ -258,7 +258,9 @@ func appendArea(dst []byte, h *protocols.Host, a *Area, off, n int) []byte {
 			return dst
 		}
 	}
-	m := hostMemory(h)
+	if m == nil {
+		m = hostMemory(h)
+	}
 	m.mu.Lock()
 	copy(out, m.buf(a)[off:off+n])
 	m.mu.Unlock()
