@@ -69,6 +69,7 @@ type exchange struct {
 	hasObject bool
 	objAt     int
 
+	st     *hostState   // the host's state, once handle looked it up
 	reply  func([]byte) // the sensor's, for this request
 	send   func([]byte) // x.answer, bound once
 	data   []byte       // scratch: a ComplexACK's service data
@@ -180,7 +181,8 @@ func (sv *service) handle(ctx context.Context, s *protocols.Session, req []byte,
 		return
 	}
 	a := &m.apdu
-	if why, ok := sv.state(s.Host).silenced(a, s.RequestTime()); ok {
+	x.st = sv.state(s.Host) // once per request: confirmed's view reuses it
+	if why, ok := x.st.silenced(a, s.RequestTime()); ok {
 		x.kind = serviceName(a.typ == pduConfirmed, a.service)
 		if a.typ != pduConfirmed && a.typ != pduUnconfirmed {
 			x.kind = "ignored"
@@ -244,7 +246,7 @@ func (sv *service) confirmed(ctx context.Context, s *protocols.Session, m *messa
 		a.data = data
 		a.flags &^= flagSEG | flagMOR
 	}
-	vv := sv.view(s.Host, s.RequestTime())
+	vv := sv.viewOf(x.st, s.Host, s.RequestTime())
 	v := &vv
 	var res result
 	switch a.service {

@@ -106,7 +106,14 @@ type view struct {
 // view returns host h's view at now (the request's time), by value: a request's view
 // lives on its stack.
 func (sv *service) view(h *protocols.Host, now time.Time) view {
-	st := sv.state(h)
+	return sv.viewOf(nil, h, now)
+}
+
+// viewOf is view with the host's state, when the caller has it (nil: looked up).
+func (sv *service) viewOf(st *hostState, h *protocols.Host, now time.Time) view {
+	if st == nil {
+		st = sv.state(h)
+	}
 	st.mu.Lock()
 	off := st.clock
 	st.mu.Unlock()
