@@ -28,8 +28,9 @@ type TimeoutConn struct {
 	WriteTimeout   time.Duration
 	RequestTimeout time.Duration
 	Progress       func() int64
-	// Session, when set, is marked active (Session.Touch) by every Read that returns data,
-	// with the clock reading Read takes anyway; its Request then reads no clock of its own.
+	// Session, when set, is told when every Read that returns data returned, with the clock
+	// reading Read takes anyway: its Request marks it active at that time and its
+	// RequestTime returns it, with no clock reading of their own.
 	Session *Session
 
 	readAt  int64        // when the last Read that returned data returned (unix ns); 0: not read
@@ -77,7 +78,7 @@ func (c *TimeoutConn) Read(b []byte) (int, error) {
 				c.reqStart = c.readAt
 			}
 			if c.Session != nil {
-				c.Session.touchAt(c.readAt)
+				c.Session.heardAt(c.readAt)
 			}
 		}
 		if n == 0 && err != nil && errors.Is(err, os.ErrDeadlineExceeded) {

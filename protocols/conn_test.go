@@ -118,3 +118,31 @@ func TestTimeoutConnHandlerDeadlineWins(t *testing.T) {
 		t.Fatalf("last deadline %v, want the handler's %v", last, past)
 	}
 }
+
+// TestTimeoutConnSession: reads tell the session when data came (its RequestTime) without
+// renewing its standing (LastActive): only a completed request (Request) does, at the time
+// its last bytes came.
+func TestTimeoutConnSession(t *testing.T) {
+	s := &Session{}
+	s.Touch()
+	before := s.LastActive()
+	c := &TimeoutConn{Conn: &scriptConn{reads: []scriptStep{{n: 3}, {n: 2}}}, Idle: time.Minute, Session: s}
+	b := make([]byte, 8)
+	if _, err := c.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	if !s.LastActive().Equal(before) {
+		t.Fatalf("a read renewed the session's standing: %v, was %v", s.LastActive(), before)
+	}
+	heard := s.RequestTime()
+	if heard.UnixNano() != c.ReadAt() || heard.Before(before) {
+		t.Fatalf("RequestTime %v, ReadAt %d, session touched at %v", heard, c.ReadAt(), before)
+	}
+	if _, err := c.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	s.Request("read", false)
+	if got := s.LastActive().UnixNano(); got != c.ReadAt() {
+		t.Fatalf("Request marked the session active at %d, want the last read's %d", got, c.ReadAt())
+	}
+}

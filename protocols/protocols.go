@@ -518,7 +518,9 @@ func (s *Session) clipLen(b []byte) int {
 // session active: it stops the request deadline and renews the connection's standing
 // against eviction when the sensor's slots run out.
 func (s *Session) Request(kind string, failed bool) {
-	if !s.life.marked.Load() { // else the transport marked the request's arrival
+	if t := s.life.heard.Load(); t != 0 { // the transport read the clock when the request's last bytes came
+		s.life.last.Store(t)
+	} else {
 		s.Touch()
 	}
 	s.requests.Add(1)

@@ -44,7 +44,7 @@ type lifetime struct {
 	state     sync.Map
 	send      func([]byte) error
 	last      atomic.Int64 // unix nanoseconds of the last activity
-	marked    atomic.Bool  // the transport marks activity (Received, TimeoutConn.Session): Request need not
+	heard     atomic.Int64 // unix nanoseconds the transport last received data (Received, TimeoutConn.Session); 0: not marked
 	unsoli    atomic.Int32 // Send calls since the last request
 	verified  atomic.Bool
 	replyLeft atomic.Int64 // answer bytes the last request may still cause (amplification bound)
@@ -137,13 +137,10 @@ func (s *Session) State(key string, init func() any) any {
 // ephemeral endpoint of it is busy.
 func (s *Session) Touch() { s.life.last.Store(time.Now().UnixNano()) }
 
-// touchAt is Touch with the clock read by the transport, which marks activity from then on.
-func (s *Session) touchAt(unixNano int64) {
-	s.life.last.Store(unixNano)
-	if !s.life.marked.Load() {
-		s.life.marked.Store(true)
-	}
-}
+// heardAt records that the transport received data at unixNano (the clock it read for its
+// deadlines). It is not activity (a client trickling bytes does not renew its standing);
+// Request makes it so when the data completes a request, with no clock reading of its own.
+func (s *Session) heardAt(unixNano int64) { s.life.heard.Store(unixNano) }
 
 // LastActive returns when the session last saw traffic (or Touch).
 func (s *Session) LastActive() time.Time { return time.Unix(0, s.life.last.Load()) }
@@ -156,7 +153,9 @@ func (s *Session) Received(n int) { s.ReceivedAt(n, time.Now()) }
 // ReceivedAt is Received for a request that arrived at at (the clock the sensor read for
 // it anyway).
 func (s *Session) ReceivedAt(n int, at time.Time) {
-	s.touchAt(at.UnixNano())
+	t := at.UnixNano()
+	s.life.last.Store(t) // a datagram is a whole request
+	s.heardAt(t)
 	s.life.unsoli.Store(0)
 	s.life.replyLeft.Store(int64(s.MaxReply(n)))
 }

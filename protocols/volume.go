@@ -160,10 +160,7 @@ func (s *Session) activeOrNow() time.Time {
 // UDP flow's datagram, a TCP session's last read), so a protocol that needs the time of a
 // request reads no clock of its own; now when the session has no such mark.
 func (s *Session) RequestTime() time.Time {
-	if !s.life.marked.Load() {
-		return time.Now()
-	}
-	if t := s.life.last.Load(); t != 0 {
+	if t := s.life.heard.Load(); t != 0 {
 		return time.Unix(0, t)
 	}
 	return time.Now()
