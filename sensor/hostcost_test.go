@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -59,26 +58,8 @@ func TestHostCostWithinEstimate(t *testing.T) {
 	cfg.Events.File = ""
 	cfg.Limits.UDPAmplification = 0
 	cfg.Limits.MaxConnsPerSource, cfg.Limits.MaxConnsPerSourcePrefix = 4096, 4096
-	s, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	if err := ns.Do(func() error { return s.Bind(ctx) }); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { s.Run(ctx, nil); close(done) }()
-	defer func() { cancel(); <-done }()
+	s := runInNamespace(t, ns, cfg)
 
-	heap := func() uint64 {
-		runtime.GC()
-		runtime.GC()
-		var ms runtime.MemStats
-		runtime.ReadMemStats(&ms)
-		return ms.HeapAlloc
-	}
 	// Dial inside the namespace (ns.Dial would keep every connection for the test's cleanup,
 	// which this test would count as the hosts' memory).
 	dial := func(ctx context.Context, network, addr string) (c net.Conn, err error) {
@@ -136,7 +117,7 @@ func TestHostCostWithinEstimate(t *testing.T) {
 	}
 	time.Sleep(100 * time.Millisecond)
 	for pi, ph := range phases {
-		before := heap()
+		before := liveHeap()
 		for i := range n {
 			ip := addr(pi, i)
 			if err := ph.touch(ip); err != nil {
@@ -151,7 +132,7 @@ func TestHostCostWithinEstimate(t *testing.T) {
 		// Let the sessions' goroutines finish (UDP flows keep their state: they are part
 		// of what a touched host costs).
 		time.Sleep(200 * time.Millisecond)
-		after := heap()
+		after := liveHeap()
 		per := float64(int64(after)-int64(before)) / n
 		t.Logf("%-6s %d hosts: %6.0f bytes of live heap per host (HostCost allows %d resident)", ph.name, n, per, HostCost)
 		if profDir != "" {

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/netip"
-	"runtime"
 	"slices"
 	"sync"
 	"testing"
@@ -344,13 +343,6 @@ func TestAddressFloodEvictsIdleHosts(t *testing.T) {
 	defer st.Close()
 	r := newHostRegistry([]rule{{prefix: netip.MustParsePrefix("198.18.0.0/16"), dev: defaultDev(t)}}, deploymentSeed(seed), maxHosts, time.Hour)
 	r.store, r.boot = st, boot
-	heap := func() uint64 {
-		runtime.GC()
-		runtime.GC()
-		var ms runtime.MemStats
-		runtime.ReadMemStats(&ms)
-		return ms.HeapAlloc
-	}
 	written := make([]netip.Addr, 16)
 	for i := range written {
 		written[i] = addr4(198, 18, 0, 1+i)
@@ -378,11 +370,11 @@ func TestAddressFloodEvictsIdleHosts(t *testing.T) {
 	for i := range maxHosts {
 		touch(addr4(198, 18, 1+i/250, 1+i%250), i%8 == 0)
 	}
-	full := heap()
+	full := liveHeap()
 	for i := range 20000 {
 		touch(addr4(198, 18, 10+i/250, 1+i%250), i%8 == 0)
 	}
-	after := heap()
+	after := liveHeap()
 	t.Logf("%d hosts kept after 21,040 addresses, %d evicted; heap %.1f MiB full, %.1f MiB after the flood",
 		r.count(), r.evicted.Load(), float64(full)/(1<<20), float64(after)/(1<<20))
 	if r.count() > maxHosts {

@@ -66,17 +66,11 @@ func TestMemoryPerHost(t *testing.T) {
 	}
 	dev := defaultDev(t)
 	r := newHostRegistry([]rule{{prefix: netip.MustParsePrefix("198.18.0.0/16"), dev: dev}}, 1, 1<<20, time.Hour)
-	measure := func() uint64 {
-		runtime.GC()
-		var ms runtime.MemStats
-		runtime.ReadMemStats(&ms)
-		return ms.HeapAlloc
-	}
-	before := measure()
+	before := liveHeap()
 	for i := 0; i < 1<<16; i++ {
 		r.get(netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)}))
 	}
-	idle := measure()
+	idle := liveHeap()
 	keys := []string{"memoryModbusCoils", "memoryModbusDiscreteInputs", "memoryModbusInputRegisters", "memoryModbusHoldingRegisters"}
 	const touchedHosts = 4096            // evaluating the register expressions dominates the test's time
 	for i := 1; i <= touchedHosts; i++ { // .0.0 is the /16's network address, not a host
@@ -87,7 +81,7 @@ func TestMemoryPerHost(t *testing.T) {
 			}
 		}
 	}
-	touched := measure()
+	touched := liveHeap()
 	perIdle := float64(idle-before) / (1 << 16)
 	perTouched := perIdle + float64(touched-idle)/touchedHosts
 	t.Logf("65,536 hosts: %.0f bytes per materialised idle host (heap %.1f MiB); %.0f bytes per host after a Modbus contact",

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/netip"
 	"strings"
@@ -35,18 +34,8 @@ func TestWritesAgreeAcrossProtocolsAfterEviction(t *testing.T) {
 	cfg.Events.File = ""
 	cfg.Limits.MaxHosts = 256
 	cfg.State = StateConfig{Dir: t.TempDir()}
-	s, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	if err := ns.Do(func() error { return s.Bind(ctx) }); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { s.Run(ctx, nil); close(done) }()
-	defer func() { cancel(); <-done }()
+	s := runInNamespace(t, ns, cfg)
+	ctx := t.Context()
 
 	const target = "127.82.16.10"
 	mb := func(args ...string) string {
@@ -93,7 +82,7 @@ func TestWritesAgreeAcrossProtocolsAfterEviction(t *testing.T) {
 		t.Errorf("coils 3-4 after eviction:\n%s", out)
 	}
 	var db1, q []byte
-	err = ns.Do(func() (err error) {
+	err := ns.Do(func() (err error) {
 		db1, q, err = s7Read(target+":102",
 			s7comm.VarItem{TransportSize: s7comm.TSByte, Count: 16, DB: 1, Area: s7comm.AreaDB},
 			s7comm.VarItem{TransportSize: s7comm.TSByte, Count: 1, Area: s7comm.AreaQ})
