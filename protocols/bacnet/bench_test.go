@@ -87,7 +87,7 @@ func BenchmarkReadPropertyEvents(b *testing.B) {
 // ReadProperty allocates nothing.
 func TestReadPropertyNoAllocs(t *testing.T) {
 	if raceEnabled {
-		t.Skip("allocation counts of pooled paths mean nothing under the race detector")
+		t.Skip("allocation counts of pooled paths mean nothing under the race detector (make test runs this test again without it)")
 	}
 	req := unicast(confirmedReq(1, svcReadProperty, 5, rpData(testDevice, propObjectName, -1)))
 	sv, h := testService(t, "controller")

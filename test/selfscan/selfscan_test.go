@@ -62,6 +62,7 @@ func TestSelfScan(t *testing.T) {
 		t.Fatalf("build: %v: %s", err, out)
 	}
 	self, _ := os.Executable()
+	removeStaleNamespaces(t, ipCmd)
 	start := time.Now()
 	t.Cleanup(func() { t.Logf("self-scan of the selected populations: %v", time.Since(start).Round(time.Second)) })
 	for _, pop := range populations {
@@ -470,6 +471,26 @@ func mapKeys[V any](m map[string]V) func(func(string) bool) {
 			if !yield(k) {
 				return
 			}
+		}
+	}
+}
+
+// removeStaleNamespaces deletes the namespaces of self-scans whose process is gone (a run
+// killed before its cleanup), so they do not pile up on a CI machine.
+func removeStaleNamespaces(t *testing.T, ipCmd string) {
+	names, _ := filepath.Glob("/run/netns/icsnare-selfscan-*")
+	for _, path := range names {
+		pid, _, ok := strings.Cut(strings.TrimPrefix(filepath.Base(path), "icsnare-selfscan-"), "-")
+		if _, err := strconv.Atoi(pid); !ok || err != nil {
+			continue
+		}
+		if _, err := os.Stat("/proc/" + pid); err == nil {
+			continue // still running (its own cleanup removes it)
+		}
+		if out, err := exec.Command(ipCmd, "netns", "delete", filepath.Base(path)).CombinedOutput(); err != nil {
+			t.Logf("stale namespace %s: %v: %s", filepath.Base(path), err, out)
+		} else {
+			t.Logf("removed the stale namespace %s", filepath.Base(path))
 		}
 	}
 }
