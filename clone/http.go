@@ -248,7 +248,9 @@ func pageLinks(pg *httpPage) []string {
 		if strings.HasSuffix(ref.Path, "/") && pth != "/" {
 			pth += "/"
 		}
-		if pth == "" || strings.Contains(pth, "..") || strings.ContainsAny(pth, "\"<>\\") || seen[pth] {
+		// A path the base page brought in with a literal '?' or '#' would be fetched as a
+		// query or a fragment: not a page of the site.
+		if pth == "" || strings.Contains(pth, "..") || strings.ContainsAny(pth, "\"<>\\?#") || seen[pth] {
 			continue
 		}
 		seen[pth] = true
