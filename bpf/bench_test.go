@@ -237,20 +237,15 @@ func BenchmarkProgram(b *testing.B) {
 	}
 }
 
-// dropProgram is a plain XDP_DROP with one atomic counter, the baseline.
-func dropProgram(b *testing.B) (*ebpf.Program, func() uint64) {
+// counterProgram loads the XDP program code(m) builds around a one-counter array m, and
+// returns it with a reader of the counter.
+func counterProgram(b *testing.B, code func(m *ebpf.Map) asm.Instructions) (*ebpf.Program, func() uint64) {
 	m, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 1})
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { m.Close() })
-	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.XDP, License: "GPL", Instructions: asm.Instructions{
-		asm.LoadMapValue(asm.R1, m.FD(), 0),
-		asm.Mov.Imm(asm.R2, 1),
-		asm.StoreXAdd(asm.R1, asm.R2, asm.DWord),
-		asm.Mov.Imm(asm.R0, 1), // XDP_DROP
-		asm.Return(),
-	}})
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.XDP, License: "GPL", Instructions: code(m)})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -264,36 +259,35 @@ func dropProgram(b *testing.B) (*ebpf.Program, func() uint64) {
 	}
 }
 
+// dropProgram is a plain XDP_DROP with one atomic counter, the baseline.
+func dropProgram(b *testing.B) (*ebpf.Program, func() uint64) {
+	return counterProgram(b, func(m *ebpf.Map) asm.Instructions {
+		return asm.Instructions{
+			asm.LoadMapValue(asm.R1, m.FD(), 0),
+			asm.Mov.Imm(asm.R2, 1),
+			asm.StoreXAdd(asm.R1, asm.R2, asm.DWord),
+			asm.Mov.Imm(asm.R0, 1), // XDP_DROP
+			asm.Return(),
+		}
+	})
+}
+
 // dropPassProgram is dropProgram passing every n-th packet to the stack: the ceiling
 // of a limiter that passes that share.
 func dropPassProgram(b *testing.B, n uint64) (*ebpf.Program, func() uint64) {
-	m, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 1})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { m.Close() })
-	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.XDP, License: "GPL", Instructions: asm.Instructions{
-		asm.LoadMapValue(asm.R1, m.FD(), 0),
-		asm.LoadMem(asm.R2, asm.R1, 0, asm.DWord),
-		asm.Add.Imm(asm.R2, 1),
-		asm.StoreMem(asm.R1, 0, asm.R2, asm.DWord), // one CPU sends: no atomic needed
-		asm.Mod.Imm(asm.R2, int32(n)),
-		asm.Mov.Imm(asm.R0, 1), // XDP_DROP
-		asm.JNE.Imm(asm.R2, 0, "out"),
-		asm.Mov.Imm(asm.R0, 2), // XDP_PASS
-		asm.Return().WithSymbol("out"),
-	}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { prog.Close() })
-	return prog, func() uint64 {
-		var v uint64
-		if err := m.Lookup(uint32(0), &v); err != nil {
-			b.Fatal(err)
+	return counterProgram(b, func(m *ebpf.Map) asm.Instructions {
+		return asm.Instructions{
+			asm.LoadMapValue(asm.R1, m.FD(), 0),
+			asm.LoadMem(asm.R2, asm.R1, 0, asm.DWord),
+			asm.Add.Imm(asm.R2, 1),
+			asm.StoreMem(asm.R1, 0, asm.R2, asm.DWord), // one CPU sends: no atomic needed
+			asm.Mod.Imm(asm.R2, int32(n)),
+			asm.Mov.Imm(asm.R0, 1), // XDP_DROP
+			asm.JNE.Imm(asm.R2, 0, "out"),
+			asm.Mov.Imm(asm.R0, 2), // XDP_PASS
+			asm.Return().WithSymbol("out"),
 		}
-		return v
-	}
+	})
 }
 
 // inReceives reads Ip.InReceives of the server namespace.

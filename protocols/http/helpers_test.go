@@ -121,7 +121,13 @@ func (c *memConn) SetWriteDeadline(t time.Time) error { return nil }
 // memService configures the default profile without tarpits, for in-memory serving.
 func memService(t testing.TB) (*service, *protocols.Session) {
 	t.Helper()
-	p := protocoltest.Profile(t, protocoltest.Station)
+	return memServiceOf(t, protocoltest.Station)
+}
+
+// memServiceOf is memService for the embedded profile named profile.
+func memServiceOf(t testing.TB, profile string) (*service, *protocols.Session) {
+	t.Helper()
+	p := protocoltest.Profile(t, profile)
 	svc := protocoltest.Configure(t, protocol{}, p).(*service)
 	for _, n := range allNodes(svc.cfg) {
 		n.tarpit = nil

@@ -5,9 +5,7 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"log/slog"
 	"net"
-	"net/netip"
 	"os"
 	"regexp"
 	"strconv"
@@ -15,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/icsnare/icsnare/protocols"
 	"github.com/icsnare/icsnare/protocols/protocoltest"
 )
 
@@ -113,15 +110,7 @@ func FuzzServeConnSpelled(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
-	p := protocoltest.Profile(f, "s7-1200")
-	svc := protocoltest.Configure(f, protocol{}, p).(*service)
-	for _, n := range allNodes(svc.cfg) {
-		n.tarpit = nil
-	}
-	svc.cfg.tarpit = tarpit{}
-	h := protocoltest.Host(p, netip.MustParseAddr("192.0.2.10"), 42)
-	sess := &protocols.Session{ID: "mem", Protocol: Name, Transport: protocols.TCP, Host: h,
-		Log: slog.New(slog.DiscardHandler), Events: &protocoltest.Recorder{}, MaxPayload: 4096}
+	svc, sess := memServiceOf(f, "s7-1200")
 	f.Fuzz(func(t *testing.T, in []byte) {
 		c := &memConn{in: bytes.NewReader(in)}
 		svc.ServeConn(context.Background(), sess, c)
