@@ -30,6 +30,24 @@ type volume struct {
 	notable bool
 	kind    string
 	sum     *Summary
+	// A run of summarised requests of one kind is counted here and folded into
+	// sum.Kinds when the kind changes or the summary is read: a session repeating one
+	// request costs no map update per request.
+	runKind string
+	runN    int64
+}
+
+// foldRun adds the pending run of one kind to the summary's kinds; v.mu held.
+func (v *volume) foldRun() {
+	if v.runN == 0 {
+		return
+	}
+	kind := v.runKind
+	if _, ok := v.sum.Kinds[kind]; !ok && len(v.sum.Kinds) >= maxSummaryKinds-1 { // one left for "other"
+		kind = "other"
+	}
+	v.sum.Kinds[kind] += v.runN
+	v.runKind, v.runN = "", 0
 }
 
 // Notable marks the session's next event as one volume control always keeps: a write,
@@ -118,10 +136,11 @@ func (s *Session) summariseOrPeek(typ string, req, resp []byte, fields []Field, 
 	if kind == "" {
 		kind = typ
 	}
-	if _, ok := v.sum.Kinds[kind]; !ok && len(v.sum.Kinds) >= maxSummaryKinds-1 { // one left for "other"
-		kind = "other"
+	if kind != v.runKind {
+		v.foldRun()
+		v.runKind = kind
 	}
-	v.sum.Kinds[kind]++
+	v.runN++
 	v.sum.Events++
 	v.sum.BytesIn += int64(len(req))
 	v.sum.BytesOut += int64(len(resp))
@@ -140,6 +159,7 @@ func (s *Session) Summary() *Summary {
 	if s.vol.sum == nil {
 		return nil
 	}
+	s.vol.foldRun()
 	c := *s.vol.sum
 	c.Kinds = make(map[string]int64, len(s.vol.sum.Kinds))
 	for k, n := range s.vol.sum.Kinds {

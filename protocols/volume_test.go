@@ -96,6 +96,42 @@ func TestVolumeSummaryKindsBounded(t *testing.T) {
 	}
 }
 
+// TestVolumeSummaryRuns: runs of one kind are counted apart from the map and folded in
+// when the kind changes or the summary is read, with nothing lost or counted twice.
+func TestVolumeSummaryRuns(t *testing.T) {
+	s := &Session{ID: "v", Protocol: "p", Events: &recorder{}, KeepEvents: 1}
+	s.Request("kept", false)
+	s.Emit("request", nil, nil)
+	for _, step := range []struct {
+		kinds []string
+		want  map[string]int64
+	}{
+		{[]string{"a", "a", "b", "a"}, map[string]int64{"a": 3, "b": 1}},
+		{[]string{"a"}, map[string]int64{"a": 4, "b": 1}}, // the run read above goes on
+		{nil, map[string]int64{"a": 4, "b": 1}},            // reading twice adds nothing
+		{[]string{"c", "c", "b"}, map[string]int64{"a": 4, "b": 2, "c": 2}},
+	} {
+		for _, k := range step.kinds {
+			s.Request(k, false)
+			s.Emit("request", nil, nil)
+		}
+		sum := s.Summary()
+		if len(sum.Kinds) != len(step.want) {
+			t.Fatalf("after %v: kinds %v, want %v", step.kinds, sum.Kinds, step.want)
+		}
+		var events int64
+		for k, n := range step.want {
+			events += n
+			if sum.Kinds[k] != n {
+				t.Fatalf("after %v: kinds %v, want %v", step.kinds, sum.Kinds, step.want)
+			}
+		}
+		if sum.Events != events {
+			t.Fatalf("after %v: %d events, want %d", step.kinds, sum.Events, events)
+		}
+	}
+}
+
 // TestVolumeControlKeepsClassifiedActions: past KeepEvents, an event ClassifyAction calls a
 // write or a state change is kept even when its protocol did not mark it (a BACnet
 // WriteProperty, an SNMP SET, a Kamstrup reboot), and a read is summarised.

@@ -12,6 +12,9 @@
 # With BASELINE set to a directory holding another build's icsnare (main's, say), that
 # build runs too, on BASELINE_ADDR, in the same rounds: its runs are labelled
 # "<workload>@baseline" and compared with the same ceiling runs, for a before/after in one run.
+# With PIN=1 (and at least two CPUs) every server runs on the last CPU and the load generator
+# on the others (taskset), so the two never compete for a core: the spread between rounds
+# narrows, and each server's Go runtime then has one P (GOMAXPROCS follows the CPU mask).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 off=${PORT_OFFSET:-21000}
@@ -24,6 +27,11 @@ ceil=${CEILING_ADDR:-127.37.0.2}
 out=${OUT:-bench.json}
 base=${BASELINE:-}
 baddr=${BASELINE_ADDR:-127.37.0.3}
+srvpin=() loadpin=()
+if [ "${PIN:-0}" = 1 ] && [ "$(nproc)" -ge 2 ]; then
+  last=$(($(nproc) - 1))
+  srvpin=(taskset -c "$last") loadpin=(taskset -c "0-$((last - 1))")
+fi
 work=$(mktemp -d /tmp/icsnare-ratio.XXXXXX)
 spid= cpid= bpid= xpid= xbpid=
 trap 'for p in $spid $cpid $bpid $xpid $xbpid; do kill $p 2>/dev/null || true; wait $p 2>/dev/null || true; done; rm -rf "$work"' EXIT
@@ -40,19 +48,19 @@ waitport() { # PROTO PORT ADDR
 printf '[limits]\nudp_bytes_per_source_per_minute = 0\nudp_bytes_per_port_per_minute = 0\n' > "$work/bench.toml"
 ./bin/icsnare profiles export default "$work/profile"
 sed -i -e '/name="tarpit"/d' -e '/name="evasion"/d' "$work/profile/snmp/snmp.xml"
-./bin/icsnare run --timing=false --config "$work/bench.toml" --profile "$work/profile" --listen "$sensor" --port-offset "$off" \
+"${srvpin[@]}" ./bin/icsnare run --timing=false --config "$work/bench.toml" --profile "$work/profile" --listen "$sensor" --port-offset "$off" \
   --events "$work/events.jsonl" --state "$work/state" --metrics off --user root --log-level warn &
 spid=$!
 cp -r protocols/bacnet/testdata/controller "$work/bacnet"
 sed -i 's|</bacnet>|    <rate_limit class="confirmed">0;0</rate_limit>\n</bacnet>|' "$work/bacnet/bacnet/bacnet.xml"
-./bin/icsnare run --timing=false --config "$work/bench.toml" --profile "$work/bacnet" --listen "$sensor" --port-offset "$boff" \
+"${srvpin[@]}" ./bin/icsnare run --timing=false --config "$work/bench.toml" --profile "$work/bacnet" --listen "$sensor" --port-offset "$boff" \
   --events "$work/events-bacnet.jsonl" --state "$work/state-bacnet" --metrics off --user root --log-level warn &
 bpid=$!
 if [ -n "$base" ]; then
-  "$base/icsnare" run --timing=false --config "$work/bench.toml" --profile "$work/profile" --listen "$baddr" --port-offset "$off" \
+  "${srvpin[@]}" "$base/icsnare" run --timing=false --config "$work/bench.toml" --profile "$work/profile" --listen "$baddr" --port-offset "$off" \
     --events "$work/events-base.jsonl" --state "$work/state-base" --metrics off --user root --log-level warn &
   xpid=$!
-  "$base/icsnare" run --timing=false --config "$work/bench.toml" --profile "$work/bacnet" --listen "$baddr" --port-offset "$boff" \
+  "${srvpin[@]}" "$base/icsnare" run --timing=false --config "$work/bench.toml" --profile "$work/bacnet" --listen "$baddr" --port-offset "$boff" \
     --events "$work/events-base-bacnet.jsonl" --state "$work/state-base-bacnet" --metrics off --user root --log-level warn &
   xbpid=$!
   for p in tcp:502 tcp:102 udp:161 tcp:80; do waitport "${p%%:*}" $((${p#*:} + off)) "$baddr"; done
@@ -62,12 +70,12 @@ fi
 for p in tcp:502 tcp:102 udp:161 tcp:80; do waitport "${p%%:*}" $((${p#*:} + off)) "$sensor"; done
 waitport udp $((47808 + boff)) "$sensor"
 curl -s -o "$work/body" -D "$work/headers" "http://$sensor:$((80 + off))/index.html"
-./bin/icsnare-ceiling -addr "$ceil" -modbus $((502 + off)) -s7comm $((102 + off)) -snmp $((161 + off)) \
+"${srvpin[@]}" ./bin/icsnare-ceiling -addr "$ceil" -modbus $((502 + off)) -s7comm $((102 + off)) -snmp $((161 + off)) \
   -bacnet $((47808 + boff)) -http $((80 + off)) -http-body "$work/body" -http-headers "$work/headers" &
 cpid=$!
 for p in tcp:502 tcp:102 udp:161 tcp:80; do waitport "${p%%:*}" $((${p#*:} + off)) "$ceil"; done
 waitport udp $((47808 + boff)) "$ceil"
-echo "icsnare pid $spid (BACnet: $bpid) on $sensor, ceiling pid $cpid on $ceil; $(nproc) CPUs; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "icsnare pid $spid (BACnet: $bpid) on $sensor, ceiling pid $cpid on $ceil; $(nproc) CPUs${srvpin[*]:+, servers pinned (${srvpin[*]}), load generator ${loadpin[*]}}; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 
 failed=0
 # one LABEL SERVER ROUND PORT ARGS…: one measured run (PORT with its offset).
@@ -80,7 +88,7 @@ one() {
     addr=$baddr pid=$xpid label=$label@baseline server=icsnare
     if [ "$port" = $((47808 + boff)) ]; then pid=$xbpid; fi
   fi
-  ./bin/icsnare-load -duration "$dur" -warmup "$warm" -pid "$pid" -target "$addr:$port" \
+  "${loadpin[@]}" ./bin/icsnare-load -duration "$dur" -warmup "$warm" -pid "$pid" -target "$addr:$port" \
     -json "$work/runs.jsonl" -label "$label" -server "$server" -round "$round" "$@" | sed "s/^/  $2 r$round: /" ||
     { echo "run failed: $label $2 round $round"; failed=1; }
   if [ "$server" = ceiling ] && [ -n "$base" ]; then # the baseline is compared with the same ceiling run

@@ -208,8 +208,13 @@ func (r *hostRegistry) configured() float64 {
 // covers addr. It takes one shard's read lock when the host exists; creating a host (and
 // reading its kept state) happens outside any lock, inserting it under its shard's lock.
 func (r *hostRegistry) get(addr netip.Addr) (*host, bool) {
+	return r.getAt(addr, time.Now().UnixNano())
+}
+
+// getAt is get for a caller that has read the clock already: now (unix nanoseconds) is
+// when the host was last seen.
+func (r *hostRegistry) getAt(addr netip.Addr, now int64) (*host, bool) {
 	addr = addr.Unmap()
-	now := time.Now().UnixNano()
 	sh := r.shard(addr)
 	sh.mu.RLock()
 	h, ok := sh.m[addr]

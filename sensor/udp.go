@@ -117,6 +117,9 @@ func (s *Sensor) readLoop(ctx context.Context, l *udpListener) {
 			s.log.Debug("udp read failed", "port", l.port, "err", err)
 			continue
 		}
+		// One clock reading serves the batch: every datagram in it arrived by now, and
+		// it is each one's arrival for its host, session, answer budgets and latency.
+		now := time.Now()
 		for i := 0; i < n; i++ {
 			m := &in.msgs[i]
 			from := in.from(i)
@@ -128,21 +131,22 @@ func (s *Sensor) readLoop(ctx context.Context, l *udpListener) {
 			if !from.IsValid() {
 				continue
 			}
-			s.handleDatagram(ctx, l, in.bufs[i][:min(int(m.n), maxDatagram)], from, dst.Unmap(), out)
+			s.handleDatagram(ctx, l, in.bufs[i][:min(int(m.n), maxDatagram)], from, dst.Unmap(), out, now)
 		}
 		out.flush()
 	}
 }
 
-// handleDatagram serves one datagram; answers go into out (nil: sent at once).
-func (s *Sensor) handleDatagram(ctx context.Context, l *udpListener, req []byte, from netip.AddrPort, dst netip.Addr, out *udpOut) {
+// handleDatagram serves one datagram that arrived at now; answers go into out (nil: sent
+// at once).
+func (s *Sensor) handleDatagram(ctx context.Context, l *udpListener, req []byte, from netip.AddrPort, dst netip.Addr, out *udpOut, now time.Time) {
 	if s.isBroadcast(dst) {
 		if s.allowDatagram("none", l.port, from.Addr(), req) { // one request, however many answer
 			s.fanOut(ctx, l, req, from, dst)
 		}
 		return
 	}
-	h, ok := s.hosts.get(dst)
+	h, ok := s.hosts.getAt(dst, now.UnixNano())
 	if !ok {
 		s.m.rejected.WithLabelValues("none", "unknown_host").Inc()
 		return
@@ -174,7 +178,6 @@ func (s *Sensor) handleDatagram(ctx context.Context, l *udpListener, req []byte,
 	pc.in.Inc()
 	pc.bytesIn.Add(float64(len(req)))
 	sess := s.flows.session(ctx, s, l, ds.protocol, h, netip.AddrPortFrom(dst, l.port), from)
-	now := time.Now() // the request's arrival: its session, its answers' budgets and latency
 	sess.ReceivedAt(len(req), now)
 	// Answers given while ServePacket runs join the reader's batch; later ones (from a
 	// goroutine of the handler) are sent at once, since the batch may already have gone.

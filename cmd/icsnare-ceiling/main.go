@@ -33,6 +33,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -52,7 +53,18 @@ func main() {
 	body := flag.String("http-body", "", "`file` whose bytes every HTTP GET answers")
 	batched := flag.Bool("udp-batch", true, "UDP: recvmmsg/sendmmsg batches, as icsnare (false: one datagram per system call)")
 	headers := flag.String("http-headers", "", "`file` of raw response header lines to copy (Date, Content-Length and Connection are the server's own)")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile to `file` until the ceiling stops")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			log.Fatalf("icsnare-ceiling: %v", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			log.Fatalf("icsnare-ceiling: %v", err)
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
 	a, err := netip.ParseAddr(*addr)
 	if err != nil || !a.IsLoopback() {
 		log.Fatalf("icsnare-ceiling: -addr must be a loopback address")
