@@ -108,7 +108,7 @@ func TestVolumeSummaryRuns(t *testing.T) {
 	}{
 		{[]string{"a", "a", "b", "a"}, map[string]int64{"a": 3, "b": 1}},
 		{[]string{"a"}, map[string]int64{"a": 4, "b": 1}}, // the run read above goes on
-		{nil, map[string]int64{"a": 4, "b": 1}},            // reading twice adds nothing
+		{nil, map[string]int64{"a": 4, "b": 1}},           // reading twice adds nothing
 		{[]string{"c", "c", "b"}, map[string]int64{"a": 4, "b": 2, "c": 2}},
 	} {
 		for _, k := range step.kinds {
