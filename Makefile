@@ -58,6 +58,10 @@ bench: build
 	$(GO) test -tags bench -count=1 -run TestEvictionStallAt1MHosts -v ./sensor
 	./scripts/bench-ratio.sh
 	./scripts/bench.sh
+	@if [ "$$(id -u)" = 0 ]; then \
+		ICSNARE_BENCH_ROUNDS=$${ICSNARE_BENCH_ROUNDS:-9} $(GO) test ./bpf -run '^$$' -bench Veth -benchtime 1x; \
+		$(GO) test ./bpf -run '^$$' -bench Program -benchtime 2000000x; \
+	else echo "bench: the XDP benchmarks need root; skipped"; fi
 
 # A short run of every fuzz target (FUZZTIME each).
 FUZZTIME ?= 10s

@@ -19,9 +19,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 off=${PORT_OFFSET:-21000}
 boff=${BACNET_PORT_OFFSET:-1000} # BACnet's 47808 leaves less room
-dur=${DURATION:-3s}
-warm=${WARMUP:-1s}
-rounds=${ROUNDS:-3}
+dur=${DURATION:-2s}
+warm=${WARMUP:-500ms}
+rounds=${ROUNDS:-9}
 sensor=${SENSOR_ADDR:-127.37.0.1}
 ceil=${CEILING_ADDR:-127.37.0.2}
 out=${OUT:-bench.json}
