@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"sync/atomic"
 	"time"
 )
 
@@ -44,7 +43,7 @@ func answerInvoke(b []byte) (byte, bool) {
 	return 0, false
 }
 
-func (l *bacnetLoad) run(ctx context.Context, target string, rec *recorder, budget *atomic.Int64) error {
+func (l *bacnetLoad) run(ctx context.Context, target string, rec *recorder, budget *pacer) error {
 	c, err := net.Dial("udp", target)
 	if err != nil {
 		return fmt.Errorf("bacnet: %w", err)

@@ -22,7 +22,7 @@ func TestBACnetLoad(t *testing.T) {
 	a := testAddr()
 	h := protocoltest.Host(p, a, 1)
 	srv := protocoltest.ServeUDP(t, bacnet.Name, svc, h, netip.AddrPortFrom(a, 0).String())
-	res, err := measure(newBACnet(opts{property: 77}), srv.Addr.String(), 2, 0, 30*time.Second, 200, 0)
+	res, err := measure(newBACnet(opts{property: 77}), srv.Addr.String(), 2, 0, 30*time.Second, 200, 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,7 +30,7 @@ func TestBACnetLoad(t *testing.T) {
 		t.Fatalf("%d answered, %d failed", res.ok, res.failed)
 	}
 	// An unknown property is an Error, counted as a failure.
-	res, err = measure(newBACnet(opts{property: 999}), srv.Addr.String(), 1, 0, 30*time.Second, 5, 0)
+	res, err = measure(newBACnet(opts{property: 999}), srv.Addr.String(), 1, 0, 30*time.Second, 5, 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"sync/atomic"
 	"time"
 )
 
@@ -153,7 +152,7 @@ type enipIdentityLoad struct{ o opts }
 
 func newENIPIdentity(o opts) workload { return &enipIdentityLoad{o} }
 
-func (e *enipIdentityLoad) run(ctx context.Context, target string, rec *recorder, budget *atomic.Int64) error {
+func (e *enipIdentityLoad) run(ctx context.Context, target string, rec *recorder, budget *pacer) error {
 	if e.o.transport == "tcp" {
 		return e.runTCP(ctx, target, rec, budget)
 	}
@@ -200,7 +199,7 @@ func (e *enipIdentityLoad) run(ctx context.Context, target string, rec *recorder
 
 // pipelined runs a request/reply exchange over one TCP connection with depth requests in
 // flight; the sender context carries a sequence number matching replies to send times.
-func pipelined(ctx context.Context, c net.Conn, depth int, rec *recorder, budget *atomic.Int64,
+func pipelined(ctx context.Context, c net.Conn, depth int, rec *recorder, budget *pacer,
 	req func(seq uint64) []byte, check func(reply []byte, seq uint64) error) error {
 	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Now()) })
 	defer stop()
@@ -250,7 +249,7 @@ func pipelined(ctx context.Context, c net.Conn, depth int, rec *recorder, budget
 	}
 }
 
-func (e *enipIdentityLoad) runTCP(ctx context.Context, target string, rec *recorder, budget *atomic.Int64) error {
+func (e *enipIdentityLoad) runTCP(ctx context.Context, target string, rec *recorder, budget *pacer) error {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "tcp", target)
 	if err != nil {
@@ -268,7 +267,7 @@ type enipReadTagLoad struct{ o opts }
 
 func newENIPReadTag(o opts) workload { return &enipReadTagLoad{o} }
 
-func (e *enipReadTagLoad) run(ctx context.Context, target string, rec *recorder, budget *atomic.Int64) error {
+func (e *enipReadTagLoad) run(ctx context.Context, target string, rec *recorder, budget *pacer) error {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "tcp", target)
 	if err != nil {

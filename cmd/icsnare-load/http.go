@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"sync/atomic"
 	"time"
 )
 
@@ -17,7 +16,7 @@ type httpLoad struct{ o opts }
 
 func newHTTP(o opts) workload { return &httpLoad{o} }
 
-func (h *httpLoad) run(ctx context.Context, target string, rec *recorder, budget *atomic.Int64) error {
+func (h *httpLoad) run(ctx context.Context, target string, rec *recorder, budget *pacer) error {
 	req := []byte("GET " + h.o.path + " HTTP/1.1\r\nHost: " + target + "\r\nUser-Agent: icsnare-load\r\nAccept: */*\r\n\r\n")
 	for ctx.Err() == nil {
 		again, err := h.conn(ctx, target, req, rec, budget)
@@ -30,7 +29,7 @@ func (h *httpLoad) run(ctx context.Context, target string, rec *recorder, budget
 
 // conn runs requests over one connection; again says the server closed it and the caller
 // should dial another.
-func (h *httpLoad) conn(ctx context.Context, target string, req []byte, rec *recorder, budget *atomic.Int64) (bool, error) {
+func (h *httpLoad) conn(ctx context.Context, target string, req []byte, rec *recorder, budget *pacer) (bool, error) {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "tcp", target)
 	if err != nil {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"sync/atomic"
 	"time"
 )
 
@@ -185,7 +184,7 @@ func (ic *iecConn) interrogate(ca uint16) error {
 	}
 }
 
-func (l *iecGILoad) run(ctx context.Context, target string, rec *recorder, budget *atomic.Int64) error {
+func (l *iecGILoad) run(ctx context.Context, target string, rec *recorder, budget *pacer) error {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "tcp", target)
 	if err != nil {

@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"sync/atomic"
 	"time"
 )
 
@@ -464,7 +463,7 @@ type ipmiSessionLoad struct{ o opts }
 
 func newIPMISession(o opts) workload { return &ipmiSessionLoad{o} }
 
-func (l *ipmiSessionLoad) run(ctx context.Context, target string, rec *recorder, budget *atomic.Int64) error {
+func (l *ipmiSessionLoad) run(ctx context.Context, target string, rec *recorder, budget *pacer) error {
 	ic, err := dialIPMI(target, l.o)
 	if err != nil {
 		return err
@@ -492,7 +491,7 @@ type ipmiChassisLoad struct{ o opts }
 
 func newIPMIChassis(o opts) workload { return &ipmiChassisLoad{o} }
 
-func (l *ipmiChassisLoad) run(ctx context.Context, target string, rec *recorder, budget *atomic.Int64) error {
+func (l *ipmiChassisLoad) run(ctx context.Context, target string, rec *recorder, budget *pacer) error {
 	ic, err := dialIPMI(target, l.o)
 	if err != nil {
 		return err

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -71,5 +72,48 @@ func TestRecorderPercentiles(t *testing.T) {
 	}
 	if !bytes.Equal([]byte(result{ok: 1, elapsed: time.Second}.String()[:10]), []byte("requests=1")) {
 		t.Fatal("result line")
+	}
+}
+
+// TestPacer: a paced connection waits for its next slot, takes one request from the shared
+// budget per call, and after falling behind by more than an interval starts afresh instead
+// of catching up in a burst. The clock is the test's.
+func TestPacer(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	now := t0
+	var slept []time.Duration
+	var left atomic.Int64
+	left.Store(10)
+	p := &pacer{left: &left, every: 10 * time.Millisecond, now: func() time.Time { return now },
+		sleep: func(d time.Duration) { slept = append(slept, d); now = now.Add(d) }}
+	steps := []struct {
+		advance time.Duration // the clock moves this much before the call
+		sleep   time.Duration // the wait the call must make (0: none)
+	}{
+		{0, 0},                     // the first request goes at once
+		{0, 10 * time.Millisecond}, // the next waits a whole interval
+		{4 * time.Millisecond, 6 * time.Millisecond},
+		{15 * time.Millisecond, 0}, // late by 5 ms: goes at once, the slot after is due 5 ms later
+		{0, 5 * time.Millisecond},
+		{50 * time.Millisecond, 0}, // behind by more than an interval: starts afresh
+		{0, 10 * time.Millisecond},
+	}
+	for i, s := range steps {
+		now = now.Add(s.advance)
+		slept = slept[:0]
+		if got := p.Add(-1); got != int64(9-i) {
+			t.Fatalf("step %d: %d left, want %d", i, got, 9-i)
+		}
+		var waited time.Duration
+		for _, d := range slept {
+			waited += d
+		}
+		if waited != s.sleep {
+			t.Fatalf("step %d: waited %v, want %v", i, waited, s.sleep)
+		}
+	}
+	unpaced := &pacer{left: &left, now: func() time.Time { t.Fatal("an unpaced connection read the clock"); return t0 }}
+	if got := unpaced.Add(-1); got != 2 {
+		t.Fatalf("%d left, want 2", got)
 	}
 }

@@ -38,7 +38,7 @@ import (
 // workload drives one connection's worth of requests.
 type workload interface {
 	// run sends requests until ctx is done or budget says stop, recording each latency.
-	run(ctx context.Context, target string, rec *recorder, budget *atomic.Int64) error
+	run(ctx context.Context, target string, rec *recorder, budget *pacer) error
 }
 
 var workloads = map[string]func(opts) workload{
@@ -99,6 +99,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	label := fs.String("label", "", "-json: the workload's label (default: the mode)")
 	server := fs.String("server", "icsnare", "-json: which server was measured (icsnare or ceiling)")
 	round := fs.Int("round", 0, "-json: the round number")
+	rate := fs.Float64("rate", 0, "offered load: at most this many requests/s over all connections, each paced to its share (0: each connection sends its next request when the answer comes)")
 	var o opts
 	fs.StringVar(&o.path, "path", "/", "http: the path to GET")
 	fs.IntVar(&o.status, "status", 200, "http: the status code expected")
@@ -142,7 +143,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "icsnare-load: -quantity 1..125, -path an absolute path without spaces")
 		return 2
 	}
-	res, err := measure(mk(o), *target, *conns, *warmup, *duration, *maxReq, *pid)
+	var every time.Duration // one connection's interval between requests
+	if *rate > 0 {
+		every = time.Duration(float64(*conns) / *rate * float64(time.Second))
+	}
+	res, err := measure(mk(o), *target, *conns, *warmup, *duration, *maxReq, *pid, every)
 	if err != nil {
 		fmt.Fprintf(stderr, "icsnare-load: %v\n", err)
 		return 1
@@ -203,11 +208,11 @@ func (r result) String() string {
 	return b.String()
 }
 
-func measure(w workload, target string, conns int, warmup, duration time.Duration, maxReq int64, pid int) (result, error) {
+func measure(w workload, target string, conns int, warmup, duration time.Duration, maxReq int64, pid int, every time.Duration) (result, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), warmup+duration)
 	defer cancel()
-	var budget atomic.Int64
-	budget.Store(maxReq)
+	var left atomic.Int64
+	left.Store(maxReq)
 	recs := make([]*recorder, conns)
 	var wg sync.WaitGroup
 	errs := make(chan error, conns)
@@ -218,7 +223,7 @@ func measure(w workload, target string, conns int, warmup, duration time.Duratio
 		wg.Add(1)
 		go func(r *recorder) {
 			defer wg.Done()
-			if err := w.run(ctx, target, r, &budget); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			if err := w.run(ctx, target, r, &pacer{left: &left, every: every}); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 				errs <- err
 			}
 		}(recs[i])
@@ -257,6 +262,38 @@ func measure(w workload, target string, conns int, warmup, duration time.Duratio
 		return res, firstErr
 	}
 	return res, nil
+}
+
+// pacer is one connection's view of the shared request budget and, with -rate, its pace:
+// Add, called before each further request, waits for the connection's next slot.
+type pacer struct {
+	left  *atomic.Int64
+	every time.Duration // 0: no pace
+	next  time.Time
+	// The clock and the wait; nil: time.Now and time.Sleep.
+	now   func() time.Time
+	sleep func(time.Duration)
+}
+
+// Add takes d (-1: one request) from the budget and returns what is left, after waiting
+// for the connection's next slot when it is paced. A connection that fell behind by more
+// than one interval starts afresh rather than sending a burst to catch up.
+func (p *pacer) Add(d int64) int64 {
+	if p.every > 0 {
+		clock, sleep := p.now, p.sleep
+		if clock == nil {
+			clock, sleep = time.Now, time.Sleep
+		}
+		now := clock()
+		switch {
+		case p.next.IsZero() || now.Sub(p.next) > p.every:
+			p.next = now
+		case p.next.After(now):
+			sleep(p.next.Sub(now))
+		}
+		p.next = p.next.Add(p.every)
+	}
+	return p.left.Add(d)
 }
 
 // procCPU returns a process's user+system CPU time from /proc/PID/stat.

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"sync/atomic"
 	"time"
 )
 
@@ -16,7 +15,7 @@ type modbusLoad struct{ o opts }
 
 func newModbus(o opts) workload { return &modbusLoad{o} }
 
-func (m *modbusLoad) run(ctx context.Context, target string, rec *recorder, budget *atomic.Int64) error {
+func (m *modbusLoad) run(ctx context.Context, target string, rec *recorder, budget *pacer) error {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "tcp", target)
 	if err != nil {

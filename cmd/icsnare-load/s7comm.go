@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"sync/atomic"
 	"time"
 )
 
@@ -63,7 +62,7 @@ func s7AckOK(f []byte, ref uint16, read bool) error {
 	return nil
 }
 
-func (s *s7Load) run(ctx context.Context, target string, rec *recorder, budget *atomic.Int64) error {
+func (s *s7Load) run(ctx context.Context, target string, rec *recorder, budget *pacer) error {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "tcp", target)
 	if err != nil {

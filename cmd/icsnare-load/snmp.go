@@ -7,7 +7,6 @@ import (
 	"net"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 )
 
@@ -16,7 +15,7 @@ type snmpLoad struct{ o opts }
 
 func newSNMP(o opts) workload { return &snmpLoad{o} }
 
-func (s *snmpLoad) run(ctx context.Context, target string, rec *recorder, budget *atomic.Int64) error {
+func (s *snmpLoad) run(ctx context.Context, target string, rec *recorder, budget *pacer) error {
 	oid, err := encodeOID(s.o.oid)
 	if err != nil {
 		return err
