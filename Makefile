@@ -57,6 +57,7 @@ bench: build
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 1s ./protocols/... ./sensor/...
 	$(GO) test -tags bench -count=1 -run TestEvictionStallAt1MHosts -v ./sensor
 	./scripts/bench-ratio.sh
+	RATE=20000 OUT=bench-rate.json ./scripts/bench-ratio.sh
 	./scripts/bench.sh
 	@if [ "$$(id -u)" = 0 ]; then \
 		ICSNARE_BENCH_ROUNDS=$${ICSNARE_BENCH_ROUNDS:-9} $(GO) test ./bpf -run '^$$' -bench Veth -benchtime 1x; \

@@ -12,6 +12,10 @@
 # With BASELINE set to a directory holding another build's icsnare (main's, say), that
 # build runs too, on BASELINE_ADDR, in the same rounds: its runs are labelled
 # "<workload>@baseline" and compared with the same ceiling runs, for a before/after in one run.
+# With RATE set (requests/s) every run offers that load instead of answering as fast as the
+# server can (HTTP offers HTTP_RATE, default RATE/8): both servers then see the same
+# client, and the CPU per request of each is measured at the same operating point, which
+# varies far less between rounds than a saturated run does.
 # With PIN=1 (and at least two CPUs) every server runs on the last CPU and the load generator
 # on the others (taskset), so the two never compete for a core: the spread between rounds
 # narrows, and each server's Go runtime then has one P (GOMAXPROCS follows the CPU mask).
@@ -27,6 +31,8 @@ ceil=${CEILING_ADDR:-127.37.0.2}
 out=${OUT:-bench.json}
 base=${BASELINE:-}
 baddr=${BASELINE_ADDR:-127.37.0.3}
+rate=${RATE:-0}
+http_rate=${HTTP_RATE:-$((rate / 8))}
 srvpin=() loadpin=()
 if [ "${PIN:-0}" = 1 ] && [ "$(nproc)" -ge 2 ]; then
   last=$(($(nproc) - 1))
@@ -75,7 +81,7 @@ curl -s -o "$work/body" -D "$work/headers" "http://$sensor:$((80 + off))/index.h
 cpid=$!
 for p in tcp:502 tcp:102 udp:161 tcp:80; do waitport "${p%%:*}" $((${p#*:} + off)) "$ceil"; done
 waitport udp $((47808 + boff)) "$ceil"
-echo "icsnare pid $spid (BACnet: $bpid) on $sensor, ceiling pid $cpid on $ceil; $(nproc) CPUs${srvpin[*]:+, servers pinned (${srvpin[*]}), load generator ${loadpin[*]}}; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "icsnare pid $spid (BACnet: $bpid) on $sensor, ceiling pid $cpid on $ceil; $(nproc) CPUs; offered load ${rate/#0/as fast as answered} (HTTP ${http_rate/#0/as fast as answered}) req/s${srvpin[*]:+, servers pinned (${srvpin[*]}), load generator ${loadpin[*]}}; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 
 failed=0
 # one LABEL SERVER ROUND PORT ARGS…: one measured run (PORT with its offset).
@@ -88,7 +94,9 @@ one() {
     addr=$baddr pid=$xpid label=$label@baseline server=icsnare
     if [ "$port" = $((47808 + boff)) ]; then pid=$xbpid; fi
   fi
-  "${loadpin[@]}" ./bin/icsnare-load -duration "$dur" -warmup "$warm" -pid "$pid" -target "$addr:$port" \
+  local r=$rate
+  if [ "$label" = http-get ] || [ "$label" = http-get@baseline ]; then r=$http_rate; fi
+  "${loadpin[@]}" ./bin/icsnare-load -rate "$r" -duration "$dur" -warmup "$warm" -pid "$pid" -target "$addr:$port" \
     -json "$work/runs.jsonl" -label "$label" -server "$server" -round "$round" "$@" | sed "s/^/  $2 r$round: /" ||
     { echo "run failed: $label $2 round $round"; failed=1; }
   if [ "$server" = ceiling ] && [ -n "$base" ]; then # the baseline is compared with the same ceiling run
