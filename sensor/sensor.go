@@ -67,8 +67,11 @@ type Sensor struct {
 
 	flood *floodTable // nil without events.flood_summary
 
-	pcMu     sync.Mutex
-	pcByName map[string]*protoCounters
+	pcMu      sync.Mutex
+	pcByName  map[string]*protoCounters
+	tcpByName map[string]*tcpCounters
+
+	handlers *handlerPool // the goroutines that serve TCP connections
 }
 
 // New loads the profiles and prepares the sensor. It binds nothing yet. It refuses
@@ -114,6 +117,8 @@ func New(cfg Config, log *slog.Logger) (*Sensor, error) {
 		conns:      map[net.Conn]*connEntry{},
 		sessPrefix: hex.EncodeToString(rb[:]),
 		pcByName:   map[string]*protoCounters{},
+		tcpByName:  map[string]*tcpCounters{},
+		handlers:   newHandlerPool(handlerKeep, maxIdleHandlers),
 	}
 	if cfg.Events.FloodSummary {
 		s.flood = newFloodTable()
@@ -415,6 +420,36 @@ func (s *Sensor) protoCounters(proto string) *protoCounters {
 	s.pcByName[proto] = pc
 	return pc
 }
+
+// tcpCounters are one protocol's TCP connection metrics, looked up by label once.
+type tcpCounters struct {
+	conns             prometheus.Counter
+	active            prometheus.Gauge
+	bytesIn, bytesOut prometheus.Counter
+	latency           prometheus.Observer
+}
+
+func (s *Sensor) tcpCounters(proto string) *tcpCounters {
+	s.pcMu.Lock()
+	defer s.pcMu.Unlock()
+	if tc, ok := s.tcpByName[proto]; ok {
+		return tc
+	}
+	tc := &tcpCounters{
+		conns: s.m.connections.WithLabelValues(proto, protocols.TCP), active: s.m.active.WithLabelValues(proto),
+		bytesIn: s.m.bytes.WithLabelValues(proto, "in"), bytesOut: s.m.bytes.WithLabelValues(proto, "out"),
+		latency: s.m.latency.WithLabelValues(proto, protocols.TCP),
+	}
+	s.tcpByName[proto] = tc
+	return tc
+}
+
+// handlerKeep is how long an idle connection handler goroutine waits for the next
+// connection before it exits.
+const handlerKeep = 10 * time.Second
+
+// maxIdleHandlers bounds the idle handler goroutines (and the stacks they keep).
+const maxIdleHandlers = 256
 
 // ipv6Available reports whether an IPv6 socket can be bound here.
 func ipv6Available() bool {

@@ -95,15 +95,16 @@ func (s *Sensor) handleConn(ctx context.Context, c *net.TCPConn, port uint16) {
 	sess.Open(ctx, nil)
 	entry := &connEntry{c: c, h: h, sess: sess}
 	s.trackConn(c, entry)
-	s.m.connections.WithLabelValues(ds.protocol, protocols.TCP).Inc()
-	active := s.m.active.WithLabelValues(ds.protocol)
+	tc := s.tcpCounters(ds.protocol)
+	tc.conns.Inc()
+	active := tc.active
 	active.Inc()
 	reqTimeout := s.cfg.Limits.RequestTimeout.Duration
 	if rt, ok := ds.svc.(protocols.RequestTimeouter); ok {
 		reqTimeout = rt.RequestTimeout(reqTimeout)
 	}
 	s.wg.Add(1)
-	go func() {
+	s.handlers.run(ctx, func() {
 		defer s.wg.Done()
 		defer func() {
 			c.Close()
@@ -117,13 +118,13 @@ func (s *Sensor) handleConn(ctx context.Context, c *net.TCPConn, port uint16) {
 		cc := &countingConn{TimeoutConn: protocols.TimeoutConn{Conn: c,
 			Idle: s.cfg.Limits.IdleTimeout.Duration, WriteTimeout: s.cfg.Limits.WriteTimeout.Duration,
 			RequestTimeout: reqTimeout, Progress: sess.Requests, Session: sess},
-			latency: s.m.latency.WithLabelValues(ds.protocol, protocols.TCP)}
+			latency: tc.latency}
 		started := time.Now()
 		sess.EmitPhase(protocols.PhaseStart, "connect")
 		defer func() {
 			in, out := cc.in.Load(), cc.out.Load()
-			s.m.bytes.WithLabelValues(ds.protocol, "in").Add(float64(in))
-			s.m.bytes.WithLabelValues(ds.protocol, "out").Add(float64(out))
+			tc.bytesIn.Add(float64(in))
+			tc.bytesOut.Add(float64(out))
 			fields := []protocols.Field{protocols.F("duration_ms", time.Since(started).Milliseconds()),
 				protocols.F("bytes_in", in), protocols.F("bytes_out", out), protocols.F("requests", sess.Requests())}
 			switch {
@@ -140,7 +141,7 @@ func (s *Sensor) handleConn(ctx context.Context, c *net.TCPConn, port uint16) {
 		}()
 		defer s.recoverHandler(ds.protocol, sess)
 		stream.ServeConn(ctx, sess, cc)
-	}()
+	})
 }
 
 // recoverHandler turns a handler panic into a log line with a stack and a counter; only
