@@ -382,11 +382,11 @@ loop:
 }
 
 func (s *Sensor) newSession(proto, transport string, h *host, local, remote netip.AddrPort) *protocols.Session {
-	n := s.sessSeq.Add(1)
+	id := s.sessPrefix + "-" + strconv.FormatUint(s.sessSeq.Add(1), 16)
 	return &protocols.Session{
-		ID:       s.sessPrefix + "-" + strconv.FormatUint(n, 16),
+		ID:       id,
 		Protocol: proto, Transport: transport, Local: local, Remote: remote, Host: h.Host,
-		Log:    s.log.With("protocol", proto, "session", s.sessPrefix+"-"+strconv.FormatUint(n, 16)),
+		Log:    newSessionLogger(s.log, proto, id),
 		Sensor: s.cfg.SensorID, Events: s.bus, Metrics: s.m, MaxPayload: s.cfg.Limits.MaxEventPayload,
 		Endpoints: &endpointOpener{s: s, h: h}, Start: time.Now().UTC(),
 		KeepEvents: s.cfg.Events.KeepEvents(proto), OnSummarised: s.onSummarised,

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"net"
 	nethttp "net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -47,6 +48,16 @@ type connBufs struct {
 	head, body, out []byte
 }
 
+// connState is a connection's reader and buffers; connections take them from connStates
+// and give them back, so a one-request connection (what scanners make) allocates neither
+// the reader's 8 KiB nor its buffers. Buffers larger than keepMax are not kept.
+type connState struct {
+	br   *bufio.Reader
+	bufs connBufs
+}
+
+var connStates = sync.Pool{New: func() any { return &connState{br: bufio.NewReaderSize(nil, maxLine)} }}
+
 // ServeConn serves HTTP/1.x requests on conn until the client closes, a limit is reached
 // or a request cannot be read in time.
 func (s *service) ServeConn(ctx context.Context, sess *protocols.Session, conn net.Conn) {
@@ -54,8 +65,14 @@ func (s *service) ServeConn(ctx context.Context, sess *protocols.Session, conn n
 	stop := context.AfterFunc(ctx, g.stop)
 	defer stop()
 	defer g.release()
-	br := bufio.NewReaderSize(g, maxLine)
-	var bufs connBufs
+	st := connStates.Get().(*connState)
+	st.br.Reset(g)
+	defer func() {
+		st.br.Reset(nil) // nothing of this connection stays reachable from the pool
+		st.bufs = connBufs{head: keep(st.bufs.head), body: keep(st.bufs.body), out: keep(st.bufs.out)}
+		connStates.Put(st)
+	}()
+	br, bufs := st.br, &st.bufs
 	for i := 1; ctx.Err() == nil; i++ {
 		g.arm(s.headerTimeout)
 		head, err := readHead(br, bufs.head)
