@@ -84,7 +84,9 @@ func BenchmarkVeth(b *testing.B) {
 		return func() (uint64, uint64) { c := count(); return c, c - c/passEvery }, prog, func() { lk.Close(); prog.Close() }
 	}
 	attachLimiter := func(reserve int) func() (func() (uint64, uint64), *ebpf.Program, func()) {
-		return func() (func() (uint64, uint64), *ebpf.Program, func()) { return attachLimiterReserve(reserve, 1_200_000) }
+		return func() (func() (uint64, uint64), *ebpf.Program, func()) {
+			return attachLimiterReserve(reserve, 1_200_000)
+		}
 	}
 	attachLimiterReserve = func(reserve, global int) (func() (uint64, uint64), *ebpf.Program, func()) {
 		l, err := Load(Config{Rules: []Rule{{Port: 161, PerSource: 120, Global: global, GlobalBurst: 2_000, Reserve: reserve}},
