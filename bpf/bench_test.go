@@ -50,14 +50,13 @@ func BenchmarkVeth(b *testing.B) {
 		benchRounds = n
 	}
 	n := newTestNet(b, 0)
-	var attachLimiterReserve func(reserve, global int) (func() (uint64, uint64), *ebpf.Program, func())
 	type config struct {
 		name    string
 		sources uint32
 		setup   func() (handled func() (total, dropped uint64), prog *ebpf.Program, teardown func())
 	}
-	attachDrop := func() (func() (uint64, uint64), *ebpf.Program, func()) {
-		prog, count := dropProgram(b)
+	// attachNative attaches prog to the server end in native mode.
+	attachNative := func(prog *ebpf.Program) link.Link {
 		var lk link.Link
 		n.in(b, n.server, func() error {
 			ifi, err := net.InterfaceByName(n.serverIf)
@@ -67,49 +66,45 @@ func BenchmarkVeth(b *testing.B) {
 			lk, err = link.AttachXDP(link.XDPOptions{Program: prog, Interface: ifi.Index, Flags: link.XDPDriverMode})
 			return err
 		})
+		return lk
+	}
+	attachDrop := func() (func() (uint64, uint64), *ebpf.Program, func()) {
+		prog, count := dropProgram(b)
+		lk := attachNative(prog)
 		return func() (uint64, uint64) { c := count(); return c, c }, prog, func() { lk.Close(); prog.Close() }
 	}
 	passEvery := uint64(10) // drop-pass: set from lim1M's last slice
 	attachDropPass := func() (func() (uint64, uint64), *ebpf.Program, func()) {
 		prog, count := dropPassProgram(b, passEvery)
-		var lk link.Link
-		n.in(b, n.server, func() error {
-			ifi, err := net.InterfaceByName(n.serverIf)
-			if err != nil {
-				return err
-			}
-			lk, err = link.AttachXDP(link.XDPOptions{Program: prog, Interface: ifi.Index, Flags: link.XDPDriverMode})
-			return err
-		})
+		lk := attachNative(prog)
 		return func() (uint64, uint64) { c := count(); return c, c - c/passEvery }, prog, func() { lk.Close(); prog.Close() }
 	}
-	attachLimiter := func(reserve int) func() (func() (uint64, uint64), *ebpf.Program, func()) {
+	// attachLimiter is the setup of the limiter with a reserve (-1: none) and a global rate
+	// per minute.
+	attachLimiter := func(reserve, global int) func() (func() (uint64, uint64), *ebpf.Program, func()) {
 		return func() (func() (uint64, uint64), *ebpf.Program, func()) {
-			return attachLimiterReserve(reserve, 1_200_000)
+			l, err := Load(Config{Rules: []Rule{{Port: 161, PerSource: 120, Global: global, GlobalBurst: 2_000, Reserve: reserve}},
+				Logger: slog.New(slog.DiscardHandler)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			n.in(b, n.server, func() error { _, err := l.AttachMode(n.serverIf, "native"); return err })
+			return func() (uint64, uint64) {
+				m := portCounts(b, l, 161)
+				return sum(m), m["per_source"] + m["global"] + m["global_new"]
+			}, l.objs.XdpRatelimit, func() { l.Close() }
 		}
-	}
-	attachLimiterReserve = func(reserve, global int) (func() (uint64, uint64), *ebpf.Program, func()) {
-		l, err := Load(Config{Rules: []Rule{{Port: 161, PerSource: 120, Global: global, GlobalBurst: 2_000, Reserve: reserve}},
-			Logger: slog.New(slog.DiscardHandler)})
-		if err != nil {
-			b.Fatal(err)
-		}
-		n.in(b, n.server, func() error { _, err := l.AttachMode(n.serverIf, "native"); return err })
-		return func() (uint64, uint64) {
-			m := portCounts(b, l, 161)
-			return sum(m), m["per_source"] + m["global"] + m["global_new"]
-		}, l.objs.XdpRatelimit, func() { l.Close() }
 	}
 	configs := []config{
 		{"none", 1 << 20, func() (func() (uint64, uint64), *ebpf.Program, func()) {
 			return func() (uint64, uint64) { return inReceives(b, n), 0 }, nil, func() {}
 		}},
 		{"drop", 1 << 20, attachDrop},
-		{"lim1M", 1 << 20, attachLimiter(0)},
-		{"lim1M-nores", 1 << 20, attachLimiter(-1)},
-		{"lim1src", 1, attachLimiter(0)},
+		{"lim1M", 1 << 20, attachLimiter(0, 1_200_000)},
+		{"lim1M-nores", 1 << 20, attachLimiter(-1, 1_200_000)},
+		{"lim1src", 1, attachLimiter(0, 1_200_000)},
 		{"drop-pass", 1 << 20, attachDropPass},
-		{"lim1M-g2k", 1 << 20, func() (func() (uint64, uint64), *ebpf.Program, func()) { return attachLimiterReserve(0, 120_000) }},
+		{"lim1M-g2k", 1 << 20, attachLimiter(0, 120_000)},
 	}
 	rx := map[string][]float64{}
 	dropped := map[string][]float64{}

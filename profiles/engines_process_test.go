@@ -176,9 +176,8 @@ func loadWithKey(t *testing.T, value string) *Profile {
 	return p
 }
 
-// BenchmarkProcessListRead reads a 32-register process list (the default persona's input
-// registers), whose draws are repeated from the host's seed at each read.
-func BenchmarkProcessListRead(b *testing.B) {
+// benchProcessList is the default persona's 32-register process list of input registers.
+func benchProcessList(b *testing.B) *processList {
 	params := make([]any, 32)
 	for i := range params {
 		params[i] = []any{13824.0, 13000.0, 1500.0, 3600.0, 80.0, 0.0}
@@ -188,7 +187,13 @@ func BenchmarkProcessListRead(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	d := v.(Dynamic)
+	return v.(*processList)
+}
+
+// BenchmarkProcessListRead reads a 32-register process list (the default persona's input
+// registers), whose draws are repeated from the host's seed at each read.
+func BenchmarkProcessListRead(b *testing.B) {
+	d := benchProcessList(b)
 	now := time.Now()
 	b.ReportAllocs()
 	for b.Loop() {
@@ -220,16 +225,7 @@ func TestProcessListAsIntList(t *testing.T) {
 }
 
 func BenchmarkProcessListIntList(b *testing.B) {
-	params := make([]any, 32)
-	for i := range params {
-		params[i] = []any{13824.0, 13000.0, 1500.0, 3600.0, 80.0, 0.0}
-	}
-	ctor, _ := lookupFunction("processlist")
-	v, err := ctor(EngineEnv{Seed: 7}, params)
-	if err != nil {
-		b.Fatal(err)
-	}
-	l := v.(*processList)
+	l := benchProcessList(b)
 	now := time.Now()
 	b.ReportAllocs()
 	for b.Loop() {

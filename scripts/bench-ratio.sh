@@ -95,7 +95,7 @@ one() {
     if [ "$port" = $((47808 + boff)) ]; then pid=$xbpid; fi
   fi
   local r=$rate
-  if [ "$label" = http-get ] || [ "$label" = http-get@baseline ]; then r=$http_rate; fi
+  if [ "${label%@baseline}" = http-get ]; then r=$http_rate; fi
   "${loadpin[@]}" ./bin/icsnare-load -rate "$r" -duration "$dur" -warmup "$warm" -pid "$pid" -target "$addr:$port" \
     -json "$work/runs.jsonl" -label "$label" -server "$server" -round "$round" "$@" | sed "s/^/  $2 r$round: /" ||
     { echo "run failed: $label $2 round $round"; failed=1; }

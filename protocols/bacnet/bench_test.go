@@ -4,6 +4,7 @@ import (
 	"context"
 	"testing"
 
+	"github.com/icsnare/icsnare/internal/racedetector"
 	"github.com/icsnare/icsnare/protocols"
 )
 
@@ -86,7 +87,7 @@ func BenchmarkReadPropertyEvents(b *testing.B) {
 // TestReadPropertyNoAllocs: under the default volume control, past the events it keeps, a
 // ReadProperty allocates nothing.
 func TestReadPropertyNoAllocs(t *testing.T) {
-	if raceEnabled {
+	if racedetector.Enabled {
 		t.Skip("allocation counts of pooled paths mean nothing under the race detector (make test runs this test again without it)")
 	}
 	req := unicast(confirmedReq(1, svcReadProperty, 5, rpData(testDevice, propObjectName, -1)))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"testing"
 
+	"github.com/icsnare/icsnare/internal/racedetector"
 	"github.com/icsnare/icsnare/protocols"
 )
 
@@ -98,7 +99,7 @@ func BenchmarkGetV2cEvents(b *testing.B) {
 // TestGetV2cNoAllocs: under the default volume control, past the events it keeps, a GET
 // allocates nothing.
 func TestGetV2cNoAllocs(t *testing.T) {
-	if raceEnabled {
+	if racedetector.Enabled {
 		t.Skip("allocation counts of pooled paths mean nothing under the race detector (make test runs this test again without it)")
 	}
 	req := request(t, version2c, "public", pduGet, 0, 0, vbSpec{oid: "1.3.6.1.2.1.1.1.0"})

@@ -1,5 +1,0 @@
-//go:build !race
-
-package bacnet
-
-const raceEnabled = false

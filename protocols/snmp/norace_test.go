@@ -1,5 +1,0 @@
-//go:build !race
-
-package snmp
-
-const raceEnabled = false
