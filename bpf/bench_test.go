@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -40,7 +41,8 @@ import (
 // The configurations run round-robin (benchRounds rounds of benchSlice each, bounded
 // to 10M frames per slice) because this machine is shared; the medians are reported.
 // ICSNARE_BENCH_ROUNDS sets the number of rounds (default 3): on a loaded machine more
-// short rounds give steadier medians. Run:
+// short rounds give steadier medians; ICSNARE_BENCH_ONLY (names, comma-separated) runs
+// only those configurations. Run:
 //
 //	go test ./bpf -run '^$' -bench Veth -benchtime 1x
 func BenchmarkVeth(b *testing.B) {
@@ -105,6 +107,9 @@ func BenchmarkVeth(b *testing.B) {
 		{"lim1src", 1, attachLimiter(0, 1_200_000)},
 		{"drop-pass", 1 << 20, attachDropPass},
 		{"lim1M-g2k", 1 << 20, attachLimiter(0, 120_000)},
+	}
+	if only := os.Getenv("ICSNARE_BENCH_ONLY"); only != "" {
+		configs = slices.DeleteFunc(configs, func(c config) bool { return !slices.Contains(strings.Split(only, ","), c.name) })
 	}
 	rx := map[string][]float64{}
 	dropped := map[string][]float64{}

@@ -8,8 +8,9 @@ import (
 	"time"
 )
 
-// TimeoutConn wraps a connection so that every Read must complete within Idle and every
-// Write within WriteTimeout. Handlers then need no deadline code of their own; a deadline a
+// TimeoutConn wraps a connection so that every Read must complete within Idle (counted
+// from its start, or from the start of a Write since the last Read) and every Write within
+// WriteTimeout. Handlers then need no deadline code of their own; a deadline a
 // handler sets itself (net/http's header timeout, say) still applies when it is earlier.
 //
 // With RequestTimeout and Progress set, a request must also be complete within
@@ -55,7 +56,14 @@ func (c *TimeoutConn) Read(b []byte) (int, error) {
 	if c.Idle <= 0 && !timed && c.Session == nil {
 		return c.Conn.Read(b)
 	}
-	start := time.Now().UnixNano()
+	// The idle timeout runs from when this Read began. A Write that began after the last
+	// Read returned stands in for that clock reading (a request-response loop reads right
+	// after it wrote its answer), which spares one per request; the bound is then early by
+	// how long that Write took, at most WriteTimeout with a client that stopped reading.
+	start := c.wroteAt.Load()
+	if start == 0 || start < c.readAt {
+		start = time.Now().UnixNano()
+	}
 	if timed {
 		if p := c.Progress(); p != c.seen {
 			c.seen, c.reqStart = p, 0

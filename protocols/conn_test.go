@@ -146,3 +146,37 @@ func TestTimeoutConnSession(t *testing.T) {
 		t.Fatalf("Request marked the session active at %d, want the last read's %d", got, c.ReadAt())
 	}
 }
+
+// TestTimeoutConnIdleFromWrite: a Read right after a Write counts its idle bound from the
+// Write's start (the clock reading it took); a Read with no Write since the last one reads
+// the clock itself.
+func TestTimeoutConnIdleFromWrite(t *testing.T) {
+	cases := []struct {
+		name      string
+		write     bool
+		fromWrite bool
+	}{
+		{"after a write", true, true},
+		{"after a read", false, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			sc := &scriptConn{reads: []scriptStep{{n: 1}, {n: 1}}}
+			c := &TimeoutConn{Conn: sc, Idle: time.Hour, WriteTimeout: time.Hour, Session: &Session{}}
+			b := make([]byte, 1)
+			c.Read(b)
+			if tc.write {
+				c.Write(b)
+			}
+			c.SetReadDeadline(time.Time{}) // what is armed is no longer known: the next Read arms its bound
+			c.Read(b)
+			got := sc.rdl[len(sc.rdl)-1]
+			if fromWrite := got.Equal(time.Unix(0, c.WroteAt()).Add(time.Hour)); fromWrite != tc.fromWrite {
+				t.Errorf("deadline %v, write began %v: from the write %v, want %v", got, time.Unix(0, c.WroteAt()), fromWrite, tc.fromWrite)
+			}
+			if got.Before(time.Unix(0, c.ReadAt()).Add(time.Hour - time.Minute)) {
+				t.Errorf("deadline %v long before an hour after the first read %v", got, time.Unix(0, c.ReadAt()))
+			}
+		})
+	}
+}

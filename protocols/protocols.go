@@ -391,7 +391,9 @@ type Metrics interface {
 // keeps the last one it used and counts a run of requests of one kind without a lookup.
 type KindMetrics interface {
 	Metrics
-	Counter(protocol, kind string) RequestCounter
+	// Counter returns the counter of (protocol, kind) that adds in the given stripe (see
+	// Session.Stripe).
+	Counter(protocol, kind string, stripe uint32) RequestCounter
 }
 
 // RequestCounter counts the requests of one (protocol, kind).
@@ -436,6 +438,11 @@ type Session struct {
 	// the others are summarised (Summary) and reported to OnSummarised.
 	KeepEvents   int
 	OnSummarised func(s *Session, reqBytes, respBytes int)
+	// Stripe spreads what sessions count in shared tables (request counters, latency,
+	// flood aggregates): sessions with different stripes write different cache lines, so
+	// sessions served on different CPUs do not contend on each request. The sensor gives
+	// consecutive sessions consecutive stripes.
+	Stripe uint32
 
 	requests atomic.Int64
 	lastType atomic.Pointer[[2]string]   // the last event type qualified, and its qualified name
@@ -537,7 +544,7 @@ func (s *Session) Request(kind string, failed bool) {
 		s.Metrics.Request(s.Protocol, kind, failed)
 		return
 	}
-	c := km.Counter(s.Protocol, kind)
+	c := km.Counter(s.Protocol, kind, s.Stripe)
 	s.lastKind.Store(&kindCounter{kind: kind, c: c})
 	c.Count(failed)
 }

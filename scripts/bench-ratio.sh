@@ -19,6 +19,7 @@
 # With PIN=1 (and at least two CPUs) every server runs on the last CPU and the load generator
 # on the others (taskset), so the two never compete for a core: the spread between rounds
 # narrows, and each server's Go runtime then has one P (GOMAXPROCS follows the CPU mask).
+# WORKLOADS (labels, space-separated; default all) runs only those workloads.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 off=${PORT_OFFSET:-21000}
@@ -107,6 +108,7 @@ one() {
 workload() {
   local label=$1 port=$2
   shift 2
+  if [ -n "${WORKLOADS:-}" ] && [[ " $WORKLOADS " != *" $label "* ]]; then return; fi
   echo "== $label ($*)"
   for r in $(seq "$rounds"); do
     if [ $((r % 2)) = 1 ]; then

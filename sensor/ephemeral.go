@@ -207,8 +207,8 @@ func (e *udpEndpoint) ReadFrom(b []byte) (int, netip.AddrPort, error) {
 		return 0, netip.AddrPort{}, err
 	}
 	e.sess.Touch()
-	e.pc.in.Inc()
-	e.pc.bytesIn.Add(float64(n))
+	e.pc.in.Inc(e.sess.Stripe)
+	e.pc.bytesIn.Add(e.sess.Stripe, uint64(n))
 	return n, netip.AddrPortFrom(from.Addr().Unmap(), from.Port()), nil
 }
 
@@ -223,8 +223,8 @@ func (e *udpEndpoint) WriteTo(b []byte, to netip.AddrPort) (int, error) {
 	n, err := e.conn.WriteToUDPAddrPort(b, to)
 	if err == nil {
 		e.sess.Touch()
-		e.pc.out.Inc()
-		e.pc.bytesOut.Add(float64(n))
+		e.pc.out.Inc(e.sess.Stripe)
+		e.pc.bytesOut.Add(e.sess.Stripe, uint64(n))
 	}
 	return n, err
 }

@@ -135,10 +135,10 @@ func (s *Sensor) fanOut(ctx context.Context, l *udpListener, req []byte, from ne
 func (s *Sensor) serveBroadcast(ctx context.Context, l *udpListener, bs protocols.BroadcastService, proto string, h *host,
 	req []byte, from netip.AddrPort, dst netip.Addr, budget *fanBudget) {
 	pc := s.protoCounters(proto)
-	pc.in.Inc()
-	pc.bytesIn.Add(float64(len(req)))
 	s.m.broadcastHosts.WithLabelValues(proto).Inc()
 	sess := s.flows.session(ctx, s, l, proto, h, netip.AddrPortFrom(h.Addr, l.port), from)
+	pc.in.Inc(sess.Stripe)
+	pc.bytesIn.Add(sess.Stripe, uint64(len(req)))
 	sess.Received(len(req))
 	defer s.recoverHandler(proto, sess)
 	bs.ServeBroadcast(ctx, sess, dst, req, s.replier(ctx, l, sess, pc, budget))

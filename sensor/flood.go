@@ -39,17 +39,35 @@ type floodCount struct {
 // maxFloodSessions bounds the sessions a key remembers to count distinct ones.
 const maxFloodSessions = 1024
 
+// floodShards spreads the table over locks: a session counts in the shard of its stripe,
+// so sessions served on different CPUs do not take one lock per summarised event. A
+// flush merges the shards.
+const floodShards = 8
+
 // floodTable counts summarised events per key for the current minute.
 type floodTable struct {
+	shards [floodShards]floodShard
+}
+
+// floodShard is one lock's part of the table; each shard holds at most
+// maxFloodKeys/floodShards keys.
+type floodShard struct {
 	mu     sync.Mutex
 	counts map[floodKey]*floodCount
-	other  int64 // events past maxFloodKeys
+	other  int64 // events past the shard's keys
 	// lastKey and last are the key counted last and its count in counts (nil: none).
 	lastKey floodKey
 	last    *floodCount
+	_       [64]byte // the next shard's lock on another cache line
 }
 
-func newFloodTable() *floodTable { return &floodTable{counts: map[floodKey]*floodCount{}} }
+func newFloodTable() *floodTable {
+	f := &floodTable{}
+	for i := range f.shards {
+		f.shards[i].counts = map[floodKey]*floodCount{}
+	}
+	return f
+}
 
 // add counts one summarised event of sess.
 func (f *floodTable) add(sess *protocols.Session, reqBytes, respBytes int) {
@@ -58,21 +76,22 @@ func (f *floodTable) add(sess *protocols.Session, reqBytes, respBytes int) {
 	if now.Unix() <= 0 {
 		now = time.Now()
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	c, ok := f.last, f.last != nil && f.lastKey == k // a flood comes mostly from one key
+	sh := &f.shards[sess.Stripe%floodShards]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	c, ok := sh.last, sh.last != nil && sh.lastKey == k // a flood comes mostly from one key
 	if !ok {
-		c, ok = f.counts[k]
+		c, ok = sh.counts[k]
 	}
 	if !ok {
-		if len(f.counts) >= maxFloodKeys {
-			f.other++
+		if len(sh.counts) >= maxFloodKeys/floodShards {
+			sh.other++
 			return
 		}
 		c = &floodCount{sessions: map[*protocols.Session]struct{}{}, first: now}
-		f.counts[k] = c
+		sh.counts[k] = c
 	}
-	f.lastKey, f.last = k, c
+	sh.lastKey, sh.last = k, c
 	c.events++
 	c.bytesIn += int64(reqBytes)
 	c.bytesOut += int64(respBytes)
@@ -86,12 +105,58 @@ func (f *floodTable) add(sess *protocols.Session, reqBytes, respBytes int) {
 	}
 }
 
+// take empties the table and returns what it counted, the shards merged.
+func (f *floodTable) take() (map[floodKey]*floodCount, int64) {
+	var counts map[floodKey]*floodCount
+	var other int64
+	for i := range f.shards {
+		sh := &f.shards[i]
+		sh.mu.Lock()
+		part, o := sh.counts, sh.other
+		sh.counts, sh.other, sh.last = map[floodKey]*floodCount{}, 0, nil
+		sh.mu.Unlock()
+		other += o
+		if counts == nil {
+			counts = part
+			continue
+		}
+		for k, c := range part {
+			if into, ok := counts[k]; ok {
+				into.merge(c)
+			} else {
+				counts[k] = c
+			}
+		}
+	}
+	return counts, other
+}
+
+// merge adds o's counts to c.
+func (c *floodCount) merge(o *floodCount) {
+	c.events += o.events
+	c.bytesIn += o.bytesIn
+	c.bytesOut += o.bytesOut
+	if o.first.Before(c.first) {
+		c.first = o.first
+	}
+	if o.last.After(c.last) {
+		c.last = o.last
+	}
+	c.sessionsOver = c.sessionsOver || o.sessionsOver
+	for s := range o.sessions {
+		if len(c.sessions) >= maxFloodSessions {
+			if _, seen := c.sessions[s]; !seen {
+				c.sessionsOver = true
+			}
+			continue
+		}
+		c.sessions[s] = struct{}{}
+	}
+}
+
 // flush emits one flood.summary event per key counted since the last flush, and resets.
 func (f *floodTable) flush(emit protocols.Emitter, sensorID string) {
-	f.mu.Lock()
-	counts, other := f.counts, f.other
-	f.counts, f.other, f.last = map[floodKey]*floodCount{}, 0, nil
-	f.mu.Unlock()
+	counts, other := f.take()
 	for k, c := range counts {
 		e := protocols.NewEvent()
 		e.Time, e.Start, e.Type, e.Protocol, e.Sensor = c.last.UTC(), c.first.UTC(), FloodSummaryEvent, k.protocol, sensorID

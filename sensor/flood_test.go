@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/icsnare/icsnare/protocols"
 )
@@ -31,9 +32,11 @@ func fieldsOf(e *protocols.Event) map[string]any {
 
 // TestFloodAggregates: summarised events count per (port, protocol, source /24 or /64),
 // with distinct sessions, and a flush writes one flood.summary per key and starts over.
+// The two sessions of one key count in different shards, which the flush merges.
 func TestFloodAggregates(t *testing.T) {
 	f := newFloodTable()
 	a1, a2 := floodSession("[::ffff:203.0.113.9]:40000"), floodSession("203.0.113.200:40001")
+	a2.Stripe = 1
 	b := floodSession("192.0.2.1:1")
 	v6 := floodSession("[2001:db8:1:2::5]:9")
 	for range 10 {
@@ -74,7 +77,9 @@ func TestFloodKeysBounded(t *testing.T) {
 	f := newFloodTable()
 	for i := range maxFloodKeys + 10 {
 		a := netip.AddrFrom4([4]byte{10, byte(i >> 8), byte(i), 1}) // a /24 each
-		f.add(floodSession(netip.AddrPortFrom(a, 1).String()), 1, 1)
+		sess := floodSession(netip.AddrPortFrom(a, 1).String())
+		sess.Stripe = uint32(i) // as the sensor numbers sessions: the shards fill evenly
+		f.add(sess, 1, 1)
 	}
 	var out eventList
 	f.flush(&out, "s")
@@ -115,5 +120,49 @@ func TestSummarisedEventNoAllocs(t *testing.T) {
 	}
 	if sum := sess.Summary(); sum == nil || sum.Events < 1000 {
 		t.Fatalf("summary %+v", sum)
+	}
+}
+
+// TestFloodMerge: the counts of one key from several shards merge into one: sums, the
+// earliest first and latest last, distinct sessions up to maxFloodSessions.
+func TestFloodMerge(t *testing.T) {
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	s1, s2, s3 := &protocols.Session{}, &protocols.Session{}, &protocols.Session{}
+	cases := []struct {
+		name       string
+		a, b, want floodCount
+	}{
+		{"sums and times",
+			floodCount{events: 2, bytesIn: 10, bytesOut: 20, first: t0.Add(time.Second), last: t0.Add(5 * time.Second), sessions: map[*protocols.Session]struct{}{s1: {}}},
+			floodCount{events: 3, bytesIn: 1, bytesOut: 2, first: t0, last: t0.Add(4 * time.Second), sessions: map[*protocols.Session]struct{}{s2: {}}},
+			floodCount{events: 5, bytesIn: 11, bytesOut: 22, first: t0, last: t0.Add(5 * time.Second), sessions: map[*protocols.Session]struct{}{s1: {}, s2: {}}}},
+		{"a session in both counts once",
+			floodCount{events: 1, first: t0, last: t0, sessions: map[*protocols.Session]struct{}{s1: {}}},
+			floodCount{events: 1, first: t0, last: t0.Add(time.Minute), sessions: map[*protocols.Session]struct{}{s1: {}, s3: {}}},
+			floodCount{events: 2, first: t0, last: t0.Add(time.Minute), sessions: map[*protocols.Session]struct{}{s1: {}, s3: {}}}},
+		{"over the bound in one shard stays over",
+			floodCount{events: 1, first: t0, last: t0, sessions: map[*protocols.Session]struct{}{}},
+			floodCount{events: 1, first: t0, last: t0, sessions: map[*protocols.Session]struct{}{s2: {}}, sessionsOver: true},
+			floodCount{events: 2, first: t0, last: t0, sessions: map[*protocols.Session]struct{}{s2: {}}, sessionsOver: true}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			a := c.a
+			a.merge(&c.b)
+			if a.events != c.want.events || a.bytesIn != c.want.bytesIn || a.bytesOut != c.want.bytesOut ||
+				!a.first.Equal(c.want.first) || !a.last.Equal(c.want.last) || a.sessionsOver != c.want.sessionsOver ||
+				len(a.sessions) != len(c.want.sessions) {
+				t.Errorf("merged %+v, want %+v", a, c.want)
+			}
+		})
+	}
+	// Past maxFloodSessions distinct sessions, the merge marks the count over the bound.
+	full := floodCount{sessions: map[*protocols.Session]struct{}{}}
+	for range maxFloodSessions {
+		full.sessions[&protocols.Session{}] = struct{}{}
+	}
+	full.merge(&floodCount{sessions: map[*protocols.Session]struct{}{s1: {}}})
+	if len(full.sessions) != maxFloodSessions || !full.sessionsOver {
+		t.Errorf("%d sessions, over %v; want %d and over", len(full.sessions), full.sessionsOver, maxFloodSessions)
 	}
 }

@@ -83,8 +83,8 @@ func (t *flowTable) session(ctx context.Context, s *Sensor, l *udpListener, prot
 		if err := l.write(b, local.Addr(), remote, s.cfg.Limits.WriteTimeout.Duration); err != nil {
 			return err
 		}
-		pc.out.Inc()
-		pc.bytesOut.Add(float64(len(b)))
+		pc.out.Inc(sess.Stripe)
+		pc.bytesOut.Add(sess.Stripe, uint64(len(b)))
 		return nil
 	})
 

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/icsnare/icsnare/internal/striped"
 	"github.com/icsnare/icsnare/protocols"
 )
 
@@ -22,30 +23,33 @@ var Version = "dev"
 
 // metrics holds the sensor's Prometheus series. No label ever holds an address: labels are
 // protocol names, transports, fixed reasons and kinds the protocols draw from small sets.
+// The series every request or datagram updates (requests, packets, bytes, latency) are
+// striped: a session adds to the cells of its stripe, so sessions served on different
+// CPUs do not write one shared word per request.
 type metrics struct {
 	reg *prometheus.Registry
 
 	connections   *prometheus.CounterVec // protocol, transport
 	active        *prometheus.GaugeVec   // protocol
 	rejected      *prometheus.CounterVec // protocol, reason
-	requests      *prometheus.CounterVec // protocol, kind
-	requestErrors *prometheus.CounterVec // protocol, kind
+	requests      *striped.CounterVec    // protocol, kind
+	requestErrors *striped.CounterVec    // protocol, kind
 	panics        *prometheus.CounterVec // protocol
-	packets       *prometheus.CounterVec // protocol, direction
-	bytes         *prometheus.CounterVec // protocol, direction
+	packets       *striped.CounterVec    // protocol, direction
+	bytes         *striped.CounterVec    // protocol, direction
 	bus           *busCollector          // the sinks' counters
 	udpFlows      prometheus.Gauge
 
-	flowsEnded      *prometheus.CounterVec   // protocol, reason
-	repliesDropped  *prometheus.CounterVec   // protocol, reason
-	broadcasts      *prometheus.CounterVec   // protocol
-	broadcastHosts  *prometheus.CounterVec   // protocol
-	broadcastCapped *prometheus.CounterVec   // protocol, reason
-	endpoints       *prometheus.CounterVec   // protocol, transport
-	endpointsActive *prometheus.GaugeVec     // transport
-	evicted         *prometheus.CounterVec   // protocol, reason
-	closed          *prometheus.CounterVec   // protocol, reason
-	latency         *prometheus.HistogramVec // protocol, transport
+	flowsEnded      *prometheus.CounterVec // protocol, reason
+	repliesDropped  *prometheus.CounterVec // protocol, reason
+	broadcasts      *prometheus.CounterVec // protocol
+	broadcastHosts  *prometheus.CounterVec // protocol
+	broadcastCapped *prometheus.CounterVec // protocol, reason
+	endpoints       *prometheus.CounterVec // protocol, transport
+	endpointsActive *prometheus.GaugeVec   // transport
+	evicted         *prometheus.CounterVec // protocol, reason
+	closed          *prometheus.CounterVec // protocol, reason
+	latency         *striped.HistogramVec  // protocol, transport
 
 	kinds sync.Map // kindKey → *kindCounters
 }
@@ -59,16 +63,14 @@ func newMetrics() *metrics {
 		Help: "TCP connections open now."}, []string{"protocol"})
 	m.rejected = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "icsnare_connections_rejected_total",
 		Help: "Connections closed at once: unknown_host, no_service, global_cap, host_cap, source_cap, source_prefix_cap."}, []string{"protocol", "reason"})
-	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "icsnare_requests_total",
-		Help: "Protocol requests handled, by protocol and request kind."}, []string{"protocol", "kind"})
-	m.requestErrors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "icsnare_request_errors_total",
-		Help: "Requests answered with an error or exception, by protocol and request kind."}, []string{"protocol", "kind"})
+	m.requests = striped.NewCounterVec("icsnare_requests_total",
+		"Protocol requests handled, by protocol and request kind.", "protocol", "kind")
+	m.requestErrors = striped.NewCounterVec("icsnare_request_errors_total",
+		"Requests answered with an error or exception, by protocol and request kind.", "protocol", "kind")
 	m.panics = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "icsnare_handler_panics_total",
 		Help: "Handler panics caught; each closed only its own connection."}, []string{"protocol"})
-	m.packets = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "icsnare_udp_packets_total",
-		Help: "UDP datagrams received and sent."}, []string{"protocol", "direction"})
-	m.bytes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "icsnare_bytes_total",
-		Help: "Payload bytes received and sent."}, []string{"protocol", "direction"})
+	m.packets = striped.NewCounterVec("icsnare_udp_packets_total", "UDP datagrams received and sent.", "protocol", "direction")
+	m.bytes = striped.NewCounterVec("icsnare_bytes_total", "Payload bytes received and sent.", "protocol", "direction")
 	m.bus = newBusCollector()
 	m.udpFlows = prometheus.NewGauge(prometheus.GaugeOpts{Name: "icsnare_udp_flows",
 		Help: "UDP flows (source, host, protocol) tracked now."})
@@ -93,9 +95,9 @@ func newMetrics() *metrics {
 	m.closed = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "icsnare_connections_closed_total",
 		Help: "Connections the sensor closed: request_timeout (a request incomplete past limits.request_timeout)."},
 		[]string{"protocol", "reason"})
-	m.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "icsnare_response_latency_seconds",
-		Help:    "Time from a request's first byte to the first byte of its answer, as the client sees it (the persona's timing model included).",
-		Buckets: latencyBuckets}, []string{"protocol", "transport"})
+	m.latency = striped.NewHistogramVec("icsnare_response_latency_seconds",
+		"Time from a request's first byte to the first byte of its answer, as the client sees it (the persona's timing model included).",
+		latencyBuckets, "protocol", "transport")
 	for _, c := range []prometheus.Collector{m.latency, m.evicted, m.closed, m.connections, m.active, m.rejected, m.requests, m.requestErrors,
 		m.panics, m.packets, m.bytes, m.bus, m.udpFlows,
 		m.flowsEnded, m.repliesDropped, m.broadcasts, m.broadcastHosts, m.broadcastCapped, m.endpoints, m.endpointsActive} {
@@ -113,34 +115,49 @@ func newMetrics() *metrics {
 // kindKey names one request kind of one protocol.
 type kindKey struct{ protocol, kind string }
 
-// kindCounters are the resolved series of one request kind.
-type kindCounters struct{ requests, errors prometheus.Counter }
+// kindCounters are the resolved series of one request kind, with a RequestCounter bound to
+// each stripe.
+type kindCounters struct {
+	requests, errors *striped.Counter
+	stripes          [striped.Stripes]kindStripe
+}
+
+// kindStripe counts one kind's requests in one stripe.
+type kindStripe struct {
+	kc     *kindCounters
+	stripe uint32
+}
 
 // Request implements protocols.Metrics. The series of each (protocol, kind) are resolved
 // once and cached: kinds come from small fixed sets per protocol, so the cache is as
 // bounded as the series themselves, and a request costs a map lookup instead of hashing
 // label values in the vector.
 func (m *metrics) Request(protocol, kind string, failed bool) {
-	m.Counter(protocol, kind).Count(failed)
+	m.Counter(protocol, kind, 0).Count(failed)
 }
 
-// Counter implements protocols.KindMetrics: a session keeps the counters of its last kind.
-func (m *metrics) Counter(protocol, kind string) protocols.RequestCounter {
+// Counter implements protocols.KindMetrics: a session keeps the counters of its last kind,
+// bound to its stripe.
+func (m *metrics) Counter(protocol, kind string, stripe uint32) protocols.RequestCounter {
 	k := kindKey{protocol, kind}
 	v, ok := m.kinds.Load(k)
 	if !ok {
 		// The error series exists from the kind's first request, at zero when it succeeded.
-		v, _ = m.kinds.LoadOrStore(k, &kindCounters{requests: m.requests.WithLabelValues(protocol, kind),
-			errors: m.requestErrors.WithLabelValues(protocol, kind)})
+		kc := &kindCounters{requests: m.requests.WithLabelValues(protocol, kind),
+			errors: m.requestErrors.WithLabelValues(protocol, kind)}
+		for i := range kc.stripes {
+			kc.stripes[i] = kindStripe{kc: kc, stripe: uint32(i)}
+		}
+		v, _ = m.kinds.LoadOrStore(k, kc)
 	}
-	return v.(*kindCounters)
+	return &v.(*kindCounters).stripes[stripe%striped.Stripes]
 }
 
 // Count implements protocols.RequestCounter.
-func (kc *kindCounters) Count(failed bool) {
-	kc.requests.Inc()
+func (ks *kindStripe) Count(failed bool) {
+	ks.kc.requests.Inc(ks.stripe)
 	if failed {
-		kc.errors.Inc()
+		ks.kc.errors.Inc(ks.stripe)
 	}
 }
 

@@ -102,14 +102,28 @@ func TestMetricsListener(t *testing.T) {
 	if _, err := u.Read(make([]byte, 512)); err != nil {
 		t.Fatal(err)
 	}
-	_, scrape = get("/metrics")
-	for _, want := range []string{
+	// The server observes an answer's latency once its write returned, which can be just
+	// after the client read the answer: scrape until the observations are in (bounded).
+	wants := []string{
 		`icsnare_response_latency_seconds_count{protocol="echotest",transport="tcp"} 2`,
 		`icsnare_response_latency_seconds_count{protocol="echotest",transport="udp"} 1`,
 		`icsnare_response_latency_seconds_bucket{protocol="echotest",transport="tcp",le="+Inf"} 2`,
-	} {
-		if !strings.Contains(scrape, want+"\n") {
-			t.Errorf("scrape lacks %s", want)
+	}
+	var lacking []string
+	for range 100 {
+		_, scrape = get("/metrics")
+		lacking = lacking[:0]
+		for _, want := range wants {
+			if !strings.Contains(scrape, want+"\n") {
+				lacking = append(lacking, want)
+			}
 		}
+		if len(lacking) == 0 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, want := range lacking {
+		t.Errorf("scrape lacks %s", want)
 	}
 }

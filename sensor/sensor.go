@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/icsnare/icsnare/bpf"
+	"github.com/icsnare/icsnare/internal/striped"
 	"github.com/icsnare/icsnare/protocols"
 	"github.com/icsnare/icsnare/protocols/ratelimit"
 	"github.com/icsnare/icsnare/state"
@@ -382,8 +383,10 @@ loop:
 }
 
 func (s *Sensor) newSession(proto, transport string, h *host, local, remote netip.AddrPort) *protocols.Session {
-	id := s.sessPrefix + "-" + strconv.FormatUint(s.sessSeq.Add(1), 16)
+	seq := s.sessSeq.Add(1)
+	id := s.sessPrefix + "-" + strconv.FormatUint(seq, 16)
 	return &protocols.Session{
+		Stripe:   uint32(seq),
 		ID:       id,
 		Protocol: proto, Transport: transport, Local: local, Remote: remote, Host: h.Host,
 		Log:    newSessionLogger(s.log, proto, id),
@@ -402,8 +405,8 @@ func (s *Sensor) onSummarised(sess *protocols.Session, reqBytes, respBytes int) 
 
 // protoCounters caches a protocol's UDP series so the packet path does no label lookups.
 type protoCounters struct {
-	in, out, bytesIn, bytesOut prometheus.Counter
-	latency                    prometheus.Observer // of UDP answers
+	in, out, bytesIn, bytesOut *striped.Counter
+	latency                    *striped.Histogram // of UDP answers
 }
 
 func (s *Sensor) protoCounters(proto string) *protoCounters {
@@ -425,8 +428,8 @@ func (s *Sensor) protoCounters(proto string) *protoCounters {
 type tcpCounters struct {
 	conns             prometheus.Counter
 	active            prometheus.Gauge
-	bytesIn, bytesOut prometheus.Counter
-	latency           prometheus.Observer
+	bytesIn, bytesOut *striped.Counter
+	latency           *striped.Histogram
 }
 
 func (s *Sensor) tcpCounters(proto string) *tcpCounters {

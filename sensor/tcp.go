@@ -118,13 +118,13 @@ func (s *Sensor) handleConn(ctx context.Context, c *net.TCPConn, port uint16) {
 		cc := &countingConn{TimeoutConn: protocols.TimeoutConn{Conn: c,
 			Idle: s.cfg.Limits.IdleTimeout.Duration, WriteTimeout: s.cfg.Limits.WriteTimeout.Duration,
 			RequestTimeout: reqTimeout, Progress: sess.Requests, Session: sess},
-			latency: tc.latency}
+			latency: tc.latency.Observer(sess.Stripe)}
 		started := time.Now()
 		sess.EmitPhase(protocols.PhaseStart, "connect")
 		defer func() {
 			in, out := cc.in.Load(), cc.out.Load()
-			tc.bytesIn.Add(float64(in))
-			tc.bytesOut.Add(float64(out))
+			tc.bytesIn.Add(sess.Stripe, uint64(in))
+			tc.bytesOut.Add(sess.Stripe, uint64(out))
 			fields := []protocols.Field{protocols.F("duration_ms", time.Since(started).Milliseconds()),
 				protocols.F("bytes_in", in), protocols.F("bytes_out", out), protocols.F("requests", sess.Requests())}
 			switch {

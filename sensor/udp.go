@@ -175,9 +175,9 @@ func (s *Sensor) handleDatagram(ctx context.Context, l *udpListener, req []byte,
 	if !s.allowDatagram(ds.protocol, l.port, from.Addr(), req) {
 		return
 	}
-	pc.in.Inc()
-	pc.bytesIn.Add(float64(len(req)))
 	sess := s.flows.session(ctx, s, l, ds.protocol, h, netip.AddrPortFrom(dst, l.port), from)
+	pc.in.Inc(sess.Stripe)
+	pc.bytesIn.Add(sess.Stripe, uint64(len(req)))
 	sess.ReceivedAt(len(req), now)
 	// Answers given while ServePacket runs join the reader's batch; later ones (from a
 	// goroutine of the handler) are sent at once, since the batch may already have gone.
@@ -250,10 +250,10 @@ func (r *udpReply) send(resp []byte) {
 		s.log.Debug("udp reply failed", "protocol", sess.Protocol, "err", err)
 		return
 	}
-	r.pc.out.Inc()
-	r.pc.bytesOut.Add(float64(len(resp)))
+	r.pc.out.Inc(sess.Stripe)
+	r.pc.bytesOut.Add(sess.Stripe, uint64(len(resp)))
 	if n == 1 && !r.asked.IsZero() {
-		r.pc.latency.Observe(time.Since(r.asked).Seconds())
+		r.pc.latency.Observe(sess.Stripe, time.Since(r.asked).Seconds())
 	}
 }
 
