@@ -16,7 +16,9 @@
 // into a GetResponse in place, BACnet answers ReadProperty with a short ComplexACK. HTTP:
 // net/http serving -http-body with the header lines of -http-headers, closing the
 // connection after each answer when those headers do (an HTTP/1.0 status line without
-// keep-alive, or Connection: close), as the sensor's server does.
+// keep-alive, or Connection: close), as the sensor's server does. With -idle, Modbus and
+// s7comm connections get an idle read deadline armed lazily, as icsnare's connections have:
+// the same deadline pattern, for comparing with a ceiling that has none.
 package main
 
 import (
@@ -54,6 +56,7 @@ func main() {
 	batched := flag.Bool("udp-batch", true, "UDP: recvmmsg/sendmmsg batches, as icsnare (false: one datagram per system call)")
 	headers := flag.String("http-headers", "", "`file` of raw response header lines to copy (Date, Content-Length and Connection are the server's own)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile to `file` until the ceiling stops")
+	idle := flag.Duration("idle", 0, "Modbus and s7comm: an idle `timeout` per connection, its read deadline armed lazily as icsnare's (0: none)")
 	flag.Parse()
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
@@ -83,8 +86,8 @@ func main() {
 		context.AfterFunc(ctx, func() { ln.Close() })
 		go serve(ln)
 	}
-	listen(*modbus, func(ln net.Listener) { errc <- acceptLoop(ln, serveModbus) })
-	listen(*s7, func(ln net.Listener) { errc <- acceptLoop(ln, serveS7) })
+	listen(*modbus, func(ln net.Listener) { errc <- acceptLoop(ln, *idle, serveModbus) })
+	listen(*s7, func(ln net.Listener) { errc <- acceptLoop(ln, *idle, serveS7) })
 	if *httpPort != 0 {
 		h, err := httpHandler(*body, *headers)
 		if err != nil {
@@ -122,7 +125,7 @@ func main() {
 	}
 }
 
-func acceptLoop(ln net.Listener, serve func(net.Conn)) error {
+func acceptLoop(ln net.Listener, idle time.Duration, serve func(net.Conn)) error {
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -135,11 +138,33 @@ func acceptLoop(ln net.Listener, serve func(net.Conn)) error {
 			}
 			return err
 		}
+		if idle > 0 {
+			c = &idleConn{Conn: c, idle: idle}
+		}
 		go func() {
 			defer c.Close()
 			serve(c)
 		}()
 	}
+}
+
+// idleConn gives each Read an idle deadline, re-armed only when the armed one is within a
+// quarter of the timeout: one clock reading per Read and a timer update every few seconds,
+// the deadline pattern of icsnare's connections.
+type idleConn struct {
+	net.Conn
+	idle  time.Duration
+	armed time.Time
+}
+
+func (c *idleConn) Read(b []byte) (int, error) {
+	if now := time.Now(); c.armed.Sub(now) < c.idle/4 {
+		c.armed = now.Add(c.idle)
+		if err := c.Conn.SetReadDeadline(c.armed); err != nil {
+			return 0, err
+		}
+	}
+	return c.Conn.Read(b)
 }
 
 // serveModbus answers MBAP frames: every complete frame of a read, replies written together.

@@ -147,3 +147,28 @@ func TestHTTPHandlerConnection(t *testing.T) {
 		}
 	}
 }
+
+// deadlineConn counts the read deadlines set on it; its reads return one byte.
+type deadlineConn struct {
+	net.Conn
+	set []time.Time
+}
+
+func (c *deadlineConn) Read(b []byte) (int, error)        { return 1, nil }
+func (c *deadlineConn) SetReadDeadline(t time.Time) error { c.set = append(c.set, t); return nil }
+
+// TestIdleConnArmsLazily: -idle sets a read deadline on the first read and keeps it while
+// it is more than a quarter of the timeout away.
+func TestIdleConnArmsLazily(t *testing.T) {
+	dc := &deadlineConn{}
+	c := &idleConn{Conn: dc, idle: time.Hour}
+	before := time.Now()
+	for range 100 {
+		if _, err := c.Read(make([]byte, 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(dc.set) != 1 || dc.set[0].Before(before.Add(time.Hour)) || dc.set[0].After(time.Now().Add(time.Hour)) {
+		t.Fatalf("deadlines %v for 100 reads, want one an hour after the first", dc.set)
+	}
+}
