@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -325,17 +326,59 @@ type Databus struct {
 	env    EngineEnv
 	hook   WriteHook
 
-	mu sync.RWMutex
-	// The values materialised so far of the schema's keys: idx holds their positions in
-	// the schema's key order, sorted, and vals their values (a host touched by one
-	// protocol stores a few keys, not a map sized for all of them).
-	idx  []uint16
-	vals []any
+	mu sync.RWMutex // orders the writers; guards written and extra
+	// vals holds the values materialised so far of the schema's keys (a host touched by
+	// one protocol stores a few keys, not a map sized for all of them). A published set is
+	// never changed, a store publishes a new one: reads of schema keys take no lock, so
+	// the readers of one busy host do not all write the lock's word on every request.
+	vals atomic.Pointer[schemaVals]
 	// written is a bit per schema key set by Set, Update or Restore; nil until the first.
 	written []uint64
 	// extra holds keys outside the schema (a protocol's Init values, writes of new keys),
 	// sorted by key; nil until one.
 	extra []extraValue
+}
+
+// schemaVals are values of schema keys: idx holds their positions in the schema's key
+// order, sorted, and vals their values.
+type schemaVals struct {
+	idx  []uint16
+	vals []any
+}
+
+// get returns the value at schema position i.
+func (s *schemaVals) get(i int) (any, bool) {
+	if s == nil {
+		return nil, false
+	}
+	j, found := slices.BinarySearch(s.idx, uint16(i))
+	if !found {
+		return nil, false
+	}
+	return s.vals[j], true
+}
+
+// with returns a copy of s with the value at schema position i set to v (s may be nil).
+// Replacing a value shares s's positions; adding one copies both, exactly sized.
+func (s *schemaVals) with(i uint16, v any) *schemaVals {
+	var idx []uint16
+	var vals []any
+	if s != nil {
+		idx, vals = s.idx, s.vals
+	}
+	j, found := slices.BinarySearch(idx, i)
+	if found {
+		n := &schemaVals{idx: idx, vals: slices.Clone(vals)}
+		n.vals[j] = v
+		return n
+	}
+	n := &schemaVals{idx: make([]uint16, len(idx)+1), vals: make([]any, len(vals)+1)}
+	copy(n.idx, idx[:j])
+	copy(n.vals, vals[:j])
+	n.idx[j], n.vals[j] = i, v
+	copy(n.idx[j+1:], idx[j:])
+	copy(n.vals[j+1:], vals[j:])
+	return n
 }
 
 // extraValue is a value of a key the schema does not define.
@@ -362,11 +405,22 @@ func (d *Databus) extraEntryLocked(key string) *extraValue {
 // loadLocked returns the stored value of key.
 func (d *Databus) loadLocked(key string) (any, bool) {
 	if i, ok := d.schema.index[key]; ok {
-		if j, found := slices.BinarySearch(d.idx, uint16(i)); found {
-			return d.vals[j], true
-		}
-		return nil, false
+		return d.vals.Load().get(i)
 	}
+	if j, ok := d.extraLocked(key); ok {
+		return d.extra[j].v, true
+	}
+	return nil, false
+}
+
+// load returns the stored value of key, taking the read lock only for a key outside the
+// schema.
+func (d *Databus) load(key string) (any, bool) {
+	if i, ok := d.schema.index[key]; ok {
+		return d.vals.Load().get(i)
+	}
+	d.mu.RLock()
+	defer d.mu.RUnlock()
 	if j, ok := d.extraLocked(key); ok {
 		return d.extra[j].v, true
 	}
@@ -376,20 +430,7 @@ func (d *Databus) loadLocked(key string) (any, bool) {
 // storeLocked stores v under key, keeping whether it was written.
 func (d *Databus) storeLocked(key string, v any) {
 	if i, ok := d.schema.index[key]; ok {
-		j, found := slices.BinarySearch(d.idx, uint16(i))
-		if found {
-			d.vals[j] = v
-			return
-		}
-		if len(d.vals) == cap(d.vals) {
-			// Grow by a quarter (at least 4), not by doubling: a host keeps what it
-			// materialised for as long as it lives.
-			n := len(d.vals) + max(4, len(d.vals)/4)
-			d.idx = slices.Grow(d.idx, n-len(d.idx))
-			d.vals = slices.Grow(d.vals, n-len(d.vals))
-		}
-		d.idx = slices.Insert(d.idx, j, uint16(i))
-		d.vals = slices.Insert(d.vals, j, v)
+		d.vals.Store(d.vals.Load().with(uint16(i), v))
 		return
 	}
 	d.extraEntryLocked(key).v = v
@@ -470,10 +511,7 @@ func (d *Databus) Env() EngineEnv { return d.env }
 
 // raw returns the stored value (possibly a Dynamic), materialising it if needed.
 func (d *Databus) raw(key string) (any, error) {
-	d.mu.RLock()
-	v, ok := d.loadLocked(key)
-	d.mu.RUnlock()
-	if ok {
+	if v, ok := d.load(key); ok {
 		return v, nil
 	}
 	nv, err := d.overlay(key)

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -185,4 +186,87 @@ func TestSectionsAndWarnings(t *testing.T) {
 	if w := p.Warnings(); len(w) != 2 {
 		t.Fatalf("warnings = %v", w)
 	}
+}
+
+// TestDatabusConcurrentReadersAndWriters: readers that take no lock see each key's writes in
+// order while other keys are materialised and written beside them, and no write is lost
+// to a concurrent materialisation (run it with -race).
+func TestDatabusConcurrentReadersAndWriters(t *testing.T) {
+	p, err := Open(DefaultName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := p.Schema.NewDatabus(EngineEnv{Seed: 11})
+	keys := p.Schema.Keys()
+	if len(keys) < 8 {
+		t.Fatalf("the default profile has %d databus keys", len(keys))
+	}
+	written, others := keys[:4], keys[4:]
+	const writes = 500
+	var wg sync.WaitGroup
+	for _, k := range written {
+		wg.Go(func() {
+			for i := range writes {
+				db.Set(k, int64(i))
+			}
+		})
+		wg.Go(func() { // a reader of the same key: never a value older than one it saw
+			last := int64(-1)
+			for range writes {
+				v, err := db.Get(k)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if n, ok := v.(int64); ok {
+					if n < last {
+						t.Errorf("%s: read %d after %d", k, n, last)
+						return
+					}
+					last = n
+				}
+			}
+		})
+	}
+	for g := range 4 {
+		wg.Go(func() { // materialise every other key, in a different order each
+			for i := range others {
+				if _, err := db.Get(others[(i*(g+1))%len(others)]); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for _, k := range written {
+		if v, err := db.Get(k); err != nil || v != int64(writes-1) {
+			t.Errorf("%s = %v, %v; want the last write %d", k, v, err, writes-1)
+		}
+		if !db.Written(k) {
+			t.Errorf("%s not marked written", k)
+		}
+	}
+}
+
+// BenchmarkDatabusGetIntListParallel reads one host's Modbus registers from every CPU, as
+// the connections of one busy host do.
+func BenchmarkDatabusGetIntListParallel(b *testing.B) {
+	p, err := Open(DefaultName)
+	if err != nil {
+		b.Fatal(err)
+	}
+	db := p.Schema.NewDatabus(EngineEnv{Seed: 3})
+	const key = "memoryModbusHoldingRegisters"
+	if _, ok, err := db.GetIntList(key); err != nil || !ok {
+		b.Fatalf("%s: not a compact list (%v)", key, err)
+	}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, _, err := db.GetIntList(key); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
