@@ -397,7 +397,7 @@ density = `+strconv.FormatFloat(pop.density, 'f', -1, 64)+`
 			w0, w1 := walk(t, a.ip), walk(t, b.ip)
 			all.WriteString(fmt.Sprint(w0, w1))
 			t.Logf("SNMP walk of %s: %d and %d values", p.name, len(w0), len(w1))
-			constants := constantValues(t, p.name)
+			constants := sharedValues(t, p.name)
 			for oid, v := range w0 {
 				_, val, _ := strings.Cut(v, ": ")
 				if w1[oid] == v && distinctive(v) && !constants[strings.Trim(val, `"`)] {
@@ -691,21 +691,40 @@ func distinctive(v string) bool {
 	return false
 }
 
-// constantValues evaluates the persona's constant="true" keys on many seeds: the values a
-// real unit of that model may show alike.
-func constantValues(t *testing.T, persona string) map[string]bool {
+// sharedValues evaluates the persona's databus keys on many seeds and returns the values two
+// hosts may show alike: those of constant="true" keys (what every real unit of the model
+// shows) and those of keys drawn per host from a pool (a site's few locations, say: two
+// hosts draw the same one by chance, 1 in 5 for a pool of five). A key with one value on
+// every seed is a literal every host shares, and its value stays a tell.
+func sharedValues(t *testing.T, persona string) map[string]bool {
 	p, err := profiles.Open(persona)
 	if err != nil {
 		t.Fatal(err)
 	}
 	out := map[string]bool{}
+	drawn := map[string]map[string]bool{} // key → its values over the seeds
 	for s := uint64(1); s < 200; s++ {
 		db := p.Schema.NewDatabus(profiles.EngineEnv{Seed: s * 0x9e3779b97f4a7c15})
 		for _, k := range p.Schema.Keys() {
-			if spec, _ := p.Schema.Spec(k); spec.Constant {
-				if v, err := db.GetString(k); err == nil {
-					out[v] = true
-				}
+			spec, _ := p.Schema.Spec(k)
+			v, err := db.GetString(k)
+			if err != nil {
+				continue
+			}
+			if spec.Constant {
+				out[v] = true
+				continue
+			}
+			if drawn[k] == nil {
+				drawn[k] = map[string]bool{}
+			}
+			drawn[k][v] = true
+		}
+	}
+	for _, vals := range drawn {
+		if len(vals) > 1 {
+			for v := range vals {
+				out[v] = true
 			}
 		}
 	}
