@@ -538,9 +538,12 @@ func TestIdentityNmapOS(t *testing.T) {
 	}
 	outBMC, fpBMC := kiNmapOS(t, c, "198.18.37.140", "22,80")
 	t.Logf("nmap -O 198.18.37.140:\n%s", outBMC)
-	// The BMC's entry (Supermicro IPMI BMC, Linux 2.6.24) has the top score (ties with
-	// routers on Linux 2.6 are nmap's: they differ only in what the kernel cannot shape).
-	if top, bmcScore := guessScore(outBMC, ""), guessScore(outBMC, "Supermicro IPMI BMC"); bmcScore == 0 || bmcScore != top {
+	// The BMC's entry (Supermicro IPMI BMC, Linux 2.6.24) has the top score, or one point
+	// under it: the routers on Linux 2.6 it ties with differ from it only in what the kernel
+	// cannot shape, among them the timestamp rate nmap measures, which the kernel's random
+	// per-connection timestamp offsets make differ from run to run (TS=20, TS=22), so that
+	// one of them scores a point above the others in some runs (OpenWrt 95 %, the BMC 94 %).
+	if top, bmcScore := guessScore(outBMC, ""), guessScore(outBMC, "Supermicro IPMI BMC"); bmcScore == 0 || bmcScore < top-1 {
 		t.Errorf("Supermicro IPMI BMC scores %d%%, the top guess %d%%", bmcScore, top)
 	}
 	if fpS7 == fpBMC {
