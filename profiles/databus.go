@@ -407,10 +407,7 @@ func (d *Databus) loadLocked(key string) (any, bool) {
 	if i, ok := d.schema.index[key]; ok {
 		return d.vals.Load().get(i)
 	}
-	if j, ok := d.extraLocked(key); ok {
-		return d.extra[j].v, true
-	}
-	return nil, false
+	return d.extraValueLocked(key)
 }
 
 // load returns the stored value of key, taking the read lock only for a key outside the
@@ -421,6 +418,11 @@ func (d *Databus) load(key string) (any, bool) {
 	}
 	d.mu.RLock()
 	defer d.mu.RUnlock()
+	return d.extraValueLocked(key)
+}
+
+// extraValueLocked returns the value of a key outside the schema.
+func (d *Databus) extraValueLocked(key string) (any, bool) {
 	if j, ok := d.extraLocked(key); ok {
 		return d.extra[j].v, true
 	}

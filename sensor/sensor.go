@@ -410,18 +410,13 @@ type protoCounters struct {
 }
 
 func (s *Sensor) protoCounters(proto string) *protoCounters {
-	s.pcMu.Lock()
-	defer s.pcMu.Unlock()
-	if pc, ok := s.pcByName[proto]; ok {
-		return pc
-	}
-	pc := &protoCounters{
-		in: s.m.packets.WithLabelValues(proto, "in"), out: s.m.packets.WithLabelValues(proto, "out"),
-		bytesIn: s.m.bytes.WithLabelValues(proto, "in"), bytesOut: s.m.bytes.WithLabelValues(proto, "out"),
-		latency: s.m.latency.WithLabelValues(proto, protocols.UDP),
-	}
-	s.pcByName[proto] = pc
-	return pc
+	return counterCache(s, s.pcByName, proto, func() *protoCounters {
+		return &protoCounters{
+			in: s.m.packets.WithLabelValues(proto, "in"), out: s.m.packets.WithLabelValues(proto, "out"),
+			bytesIn: s.m.bytes.WithLabelValues(proto, "in"), bytesOut: s.m.bytes.WithLabelValues(proto, "out"),
+			latency: s.m.latency.WithLabelValues(proto, protocols.UDP),
+		}
+	})
 }
 
 // tcpCounters are one protocol's TCP connection metrics, looked up by label once.
@@ -433,18 +428,26 @@ type tcpCounters struct {
 }
 
 func (s *Sensor) tcpCounters(proto string) *tcpCounters {
+	return counterCache(s, s.tcpByName, proto, func() *tcpCounters {
+		return &tcpCounters{
+			conns: s.m.connections.WithLabelValues(proto, protocols.TCP), active: s.m.active.WithLabelValues(proto),
+			bytesIn: s.m.bytes.WithLabelValues(proto, "in"), bytesOut: s.m.bytes.WithLabelValues(proto, "out"),
+			latency: s.m.latency.WithLabelValues(proto, protocols.TCP),
+		}
+	})
+}
+
+// counterCache returns cache's series of proto, resolving them with resolve the first time
+// (under s.pcMu).
+func counterCache[T any](s *Sensor, cache map[string]*T, proto string, resolve func() *T) *T {
 	s.pcMu.Lock()
 	defer s.pcMu.Unlock()
-	if tc, ok := s.tcpByName[proto]; ok {
-		return tc
+	if c, ok := cache[proto]; ok {
+		return c
 	}
-	tc := &tcpCounters{
-		conns: s.m.connections.WithLabelValues(proto, protocols.TCP), active: s.m.active.WithLabelValues(proto),
-		bytesIn: s.m.bytes.WithLabelValues(proto, "in"), bytesOut: s.m.bytes.WithLabelValues(proto, "out"),
-		latency: s.m.latency.WithLabelValues(proto, protocols.TCP),
-	}
-	s.tcpByName[proto] = tc
-	return tc
+	c := resolve()
+	cache[proto] = c
+	return c
 }
 
 // handlerKeep is how long an idle connection handler goroutine waits for the next

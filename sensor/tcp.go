@@ -97,8 +97,7 @@ func (s *Sensor) handleConn(ctx context.Context, c *net.TCPConn, port uint16) {
 	s.trackConn(c, entry)
 	tc := s.tcpCounters(ds.protocol)
 	tc.conns.Inc()
-	active := tc.active
-	active.Inc()
+	tc.active.Inc()
 	reqTimeout := s.cfg.Limits.RequestTimeout.Duration
 	if rt, ok := ds.svc.(protocols.RequestTimeouter); ok {
 		reqTimeout = rt.RequestTimeout(reqTimeout)
@@ -112,7 +111,7 @@ func (s *Sensor) handleConn(ctx context.Context, c *net.TCPConn, port uint16) {
 			s.sources.release(remote.Addr())
 			h.conns.Add(-1)
 			s.activeConns.Add(-1)
-			active.Dec()
+			tc.active.Dec()
 		}()
 		defer sess.Close() // runs after the disconnect event: ephemeral endpoints close with it
 		cc := &countingConn{TimeoutConn: protocols.TimeoutConn{Conn: c,

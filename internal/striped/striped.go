@@ -112,12 +112,12 @@ func (h *Histogram) snapshot() (count uint64, sum float64, buckets map[float64]u
 
 // family is the labelled series of one metric, created on first use.
 type family[T any] struct {
-	desc   *prometheus.Desc
-	labels int
-	mu     sync.Mutex
-	byKey  map[string]*T
-	all    atomic.Pointer[[]*T] // for scrapes, replaced when a series is added
-	make   func(labels []string) *T
+	desc      *prometheus.Desc
+	labels    int
+	mu        sync.Mutex
+	byKey     map[string]*T
+	all       atomic.Pointer[[]*T] // for scrapes, replaced when a series is added
+	newSeries func(labels []string) *T
 }
 
 func (f *family[T]) with(values []string) *T {
@@ -130,7 +130,7 @@ func (f *family[T]) with(values []string) *T {
 	if t, ok := f.byKey[key]; ok {
 		return t
 	}
-	t := f.make(append([]string(nil), values...))
+	t := f.newSeries(append([]string(nil), values...))
 	f.byKey[key] = t
 	var all []*T
 	if p := f.all.Load(); p != nil {
@@ -155,7 +155,7 @@ type CounterVec struct{ f family[Counter] }
 // NewCounterVec returns a counter family; its series appear when first asked for.
 func NewCounterVec(name, help string, labels ...string) *CounterVec {
 	return &CounterVec{f: family[Counter]{desc: prometheus.NewDesc(name, help, labels, nil), labels: len(labels),
-		byKey: map[string]*Counter{}, make: func(l []string) *Counter { return &Counter{labels: l} }}}
+		byKey: map[string]*Counter{}, newSeries: func(l []string) *Counter { return &Counter{labels: l} }}}
 }
 
 // WithLabelValues returns the series of these label values, creating it at zero. Callers
@@ -184,7 +184,7 @@ func NewHistogramVec(name, help string, upper []float64, labels ...string) *Hist
 	}
 	upper = append([]float64(nil), upper...)
 	return &HistogramVec{f: family[Histogram]{desc: prometheus.NewDesc(name, help, labels, nil), labels: len(labels),
-		byKey: map[string]*Histogram{}, make: func(l []string) *Histogram { return newHistogram(upper, l) }}}
+		byKey: map[string]*Histogram{}, newSeries: func(l []string) *Histogram { return newHistogram(upper, l) }}}
 }
 
 // WithLabelValues returns the series of these label values, creating it empty.
