@@ -94,7 +94,7 @@ func BenchmarkSummarisedEvent(b *testing.B) {
 	bus := NewBus(4, NewJSONSink("discard", io.Discard, nil, false))
 	f := newFloodTable()
 	sess := benchSession(bus)
-	sess.KeepEvents, sess.OnSummarised = 1, f.add
+	sess.KeepEvents, sess.OnSummarised = 1, f.hook()
 	e := requestEvent()
 	sess.Emit("request", e.Request, e.Response, e.Fields...)
 	q := bus.queues[0]

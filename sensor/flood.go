@@ -58,7 +58,24 @@ type floodShard struct {
 	// lastKey and last are the key counted last and its count in counts (nil: none).
 	lastKey floodKey
 	last    *floodCount
+	gen     uint64   // counts a take: a cursor from an earlier one is stale
 	_       [64]byte // the next shard's lock on another cache line
+}
+
+// floodCursor is one session's place in its shard: the count its summarised events go
+// to in the shard's current generation, the session already among that count's
+// sessions. A session's key never changes, so while the generation holds, its next event
+// needs neither the key nor a map. Read and written under the shard's lock only.
+type floodCursor struct {
+	gen uint64
+	c   *floodCount // nil: none (no event yet, or the shard's keys were full)
+}
+
+// hook returns the OnSummarised function of one session: it counts the session's
+// summarised events through a cursor of its own.
+func (f *floodTable) hook() func(*protocols.Session, int, int) {
+	cur := new(floodCursor)
+	return func(sess *protocols.Session, reqBytes, respBytes int) { f.count(sess, cur, reqBytes, respBytes) }
 }
 
 func newFloodTable() *floodTable {
@@ -71,7 +88,11 @@ func newFloodTable() *floodTable {
 
 // add counts one summarised event of sess.
 func (f *floodTable) add(sess *protocols.Session, reqBytes, respBytes int) {
-	k := floodKey{port: sess.Local.Port(), protocol: sess.Protocol, prefix: sourcePrefix(sess.Remote.Addr().Unmap())}
+	f.count(sess, nil, reqBytes, respBytes)
+}
+
+// count is add through the session's cursor (nil: none).
+func (f *floodTable) count(sess *protocols.Session, cur *floodCursor, reqBytes, respBytes int) {
 	now := sess.LastActive() // the summarised request's time: spares a clock read per event
 	if now.Unix() <= 0 {
 		now = time.Now()
@@ -79,6 +100,14 @@ func (f *floodTable) add(sess *protocols.Session, reqBytes, respBytes int) {
 	sh := &f.shards[sess.Stripe%floodShards]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
+	if cur != nil && cur.c != nil && cur.gen == sh.gen {
+		cur.c.events++
+		cur.c.bytesIn += int64(reqBytes)
+		cur.c.bytesOut += int64(respBytes)
+		cur.c.last = now
+		return
+	}
+	k := floodKey{port: sess.Local.Port(), protocol: sess.Protocol, prefix: sourcePrefix(sess.Remote.Addr().Unmap())}
 	c, ok := sh.last, sh.last != nil && sh.lastKey == k // a flood comes mostly from one key
 	if !ok {
 		c, ok = sh.counts[k]
@@ -103,6 +132,9 @@ func (f *floodTable) add(sess *protocols.Session, reqBytes, respBytes int) {
 			c.sessionsOver = true
 		}
 	}
+	if cur != nil {
+		cur.gen, cur.c = sh.gen, c
+	}
 }
 
 // take empties the table and returns what it counted, the shards merged.
@@ -114,6 +146,7 @@ func (f *floodTable) take() (map[floodKey]*floodCount, int64) {
 		sh.mu.Lock()
 		part, o := sh.counts, sh.other
 		sh.counts, sh.other, sh.last = map[floodKey]*floodCount{}, 0, nil
+		sh.gen++
 		sh.mu.Unlock()
 		other += o
 		if counts == nil {
@@ -123,6 +156,7 @@ func (f *floodTable) take() (map[floodKey]*floodCount, int64) {
 		for k, c := range part {
 			if into, ok := counts[k]; ok {
 				into.merge(c)
+				c.sessions = nil // a session's stale cursor may keep c, but not the sessions
 			} else {
 				counts[k] = c
 			}
@@ -169,6 +203,7 @@ func (f *floodTable) flush(emit protocols.Emitter, sensorID string) {
 			protocols.F("sessions", sessions), protocols.F("first", c.first.UTC().Format(time.RFC3339Nano)),
 			protocols.F("last", c.last.UTC().Format(time.RFC3339Nano)))
 		emit.Emit(e)
+		c.sessions = nil // a session's stale cursor may keep c, but not the sessions
 	}
 	if other > 0 {
 		e := protocols.NewEvent()

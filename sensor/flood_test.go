@@ -32,42 +32,61 @@ func fieldsOf(e *protocols.Event) map[string]any {
 
 // TestFloodAggregates: summarised events count per (port, protocol, source /24 or /64),
 // with distinct sessions, and a flush writes one flood.summary per key and starts over.
-// The two sessions of one key count in different shards, which the flush merges.
+// The two sessions of one key count in different shards, which the flush merges. The
+// counts are the same with and without the sessions' cursors (the sensor's hooks), over
+// two minutes: a cursor from before a flush is not used after it.
 func TestFloodAggregates(t *testing.T) {
-	f := newFloodTable()
-	a1, a2 := floodSession("[::ffff:203.0.113.9]:40000"), floodSession("203.0.113.200:40001")
-	a2.Stripe = 1
-	b := floodSession("192.0.2.1:1")
-	v6 := floodSession("[2001:db8:1:2::5]:9")
-	for range 10 {
-		f.add(a1, 12, 11)
-		f.add(a2, 12, 11)
-	}
-	f.add(b, 1, 2)
-	f.add(v6, 3, 4)
-	var out eventList
-	f.flush(&out, "s1")
-	if len(out.ev) != 3 {
-		t.Fatalf("%d flood.summary events, want 3", len(out.ev))
-	}
-	by := map[string]map[string]any{}
-	for _, e := range out.ev {
-		if e.Type != FloodSummaryEvent || e.Sensor != "s1" || e.Protocol != "modbus" {
-			t.Errorf("event %+v", e)
-		}
-		m := fieldsOf(e)
-		by[m["source_prefix"].(string)] = m
-	}
-	if m := by["203.0.113.0/24"]; m["events"] != int64(20) || m["sessions"] != 2 || m["bytes_in"] != int64(240) || m["port"] != uint16(502) {
-		t.Errorf("203.0.113.0/24: %v", m)
-	}
-	if m := by["2001:db8:1:2::/64"]; m["events"] != int64(1) {
-		t.Errorf("the IPv6 /64: %v", by)
-	}
-	out.ev = nil
-	f.flush(&out, "s1")
-	if len(out.ev) != 0 {
-		t.Fatalf("a second flush wrote %d events", len(out.ev))
+	for _, hooked := range []bool{false, true} {
+		t.Run(map[bool]string{false: "add", true: "hook"}[hooked], func(t *testing.T) {
+			f := newFloodTable()
+			a1, a2 := floodSession("[::ffff:203.0.113.9]:40000"), floodSession("203.0.113.200:40001")
+			a2.Stripe = 1
+			b := floodSession("192.0.2.1:1")
+			v6 := floodSession("[2001:db8:1:2::5]:9")
+			count := f.add
+			if hooked {
+				hooks := map[*protocols.Session]func(*protocols.Session, int, int){}
+				for _, s := range []*protocols.Session{a1, a2, b, v6} {
+					hooks[s] = f.hook()
+				}
+				count = func(s *protocols.Session, in, out int) { hooks[s](s, in, out) }
+			}
+			for minute := range 2 {
+				for range 10 {
+					count(a1, 12, 11)
+					count(a2, 12, 11)
+				}
+				count(b, 1, 2)
+				count(v6, 3, 4)
+				var out eventList
+				f.flush(&out, "s1")
+				if len(out.ev) != 3 {
+					t.Fatalf("minute %d: %d flood.summary events, want 3", minute, len(out.ev))
+				}
+				by := map[string]map[string]any{}
+				for _, e := range out.ev {
+					if e.Type != FloodSummaryEvent || e.Sensor != "s1" || e.Protocol != "modbus" {
+						t.Errorf("event %+v", e)
+					}
+					m := fieldsOf(e)
+					by[m["source_prefix"].(string)] = m
+				}
+				if m := by["203.0.113.0/24"]; m["events"] != int64(20) || m["sessions"] != 2 || m["bytes_in"] != int64(240) || m["port"] != uint16(502) {
+					t.Errorf("minute %d, 203.0.113.0/24: %v", minute, m)
+				}
+				if m := by["192.0.2.0/24"]; m["events"] != int64(1) || m["bytes_out"] != int64(2) || m["sessions"] != 1 {
+					t.Errorf("minute %d, 192.0.2.0/24: %v", minute, m)
+				}
+				if m := by["2001:db8:1:2::/64"]; m["events"] != int64(1) {
+					t.Errorf("minute %d, the IPv6 /64: %v", minute, by)
+				}
+			}
+			var out eventList
+			f.flush(&out, "s1")
+			if len(out.ev) != 0 {
+				t.Fatalf("a flush after an empty minute wrote %d events", len(out.ev))
+			}
+		})
 	}
 }
 
@@ -103,7 +122,7 @@ func TestSummarisedEventNoAllocs(t *testing.T) {
 	bus := NewBus(4, NewJSONSink("discard", io.Discard, nil, false))
 	f := newFloodTable()
 	sess := benchSession(bus)
-	sess.KeepEvents, sess.OnSummarised = 1, f.add
+	sess.KeepEvents, sess.OnSummarised = 1, f.hook()
 	e := requestEvent()
 	q := bus.queues[0]
 	emit := func() {

@@ -385,6 +385,11 @@ loop:
 func (s *Sensor) newSession(proto, transport string, h *host, local, remote netip.AddrPort) *protocols.Session {
 	seq := s.sessSeq.Add(1)
 	id := s.sessPrefix + "-" + strconv.FormatUint(seq, 16)
+	keep := s.cfg.Events.KeepEvents(proto)
+	var onSummarised func(*protocols.Session, int, int) // counts the summarised events in the flood aggregates
+	if s.flood != nil && keep > 0 {
+		onSummarised = s.flood.hook()
+	}
 	return &protocols.Session{
 		Stripe:   uint32(seq),
 		ID:       id,
@@ -392,14 +397,7 @@ func (s *Sensor) newSession(proto, transport string, h *host, local, remote neti
 		Log:    newSessionLogger(s.log, proto, id),
 		Sensor: s.cfg.SensorID, Events: s.bus, Metrics: s.m, MaxPayload: s.cfg.Limits.MaxEventPayload,
 		Endpoints: &endpointOpener{s: s, h: h}, Start: time.Now().UTC(),
-		KeepEvents: s.cfg.Events.KeepEvents(proto), OnSummarised: s.onSummarised,
-	}
-}
-
-// onSummarised counts an event volume control summarised in the flood aggregates.
-func (s *Sensor) onSummarised(sess *protocols.Session, reqBytes, respBytes int) {
-	if s.flood != nil {
-		s.flood.add(sess, reqBytes, respBytes)
+		KeepEvents: keep, OnSummarised: onSummarised,
 	}
 }
 

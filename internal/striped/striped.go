@@ -77,7 +77,7 @@ func newHistogram(upper []float64, labels []string) *Histogram {
 // Observe records v in stripe s.
 func (h *Histogram) Observe(s uint32, v float64) {
 	w := h.words[int(s%Stripes)*h.stride:]
-	w[sort.SearchFloat64s(h.upper, v)].Add(1) // the first bucket whose bound is ≥ v; len(upper) is +Inf
+	w[bucket(h.upper, v)].Add(1)
 	sum := &w[len(h.upper)+1]
 	for {
 		old := sum.Load()
@@ -85,6 +85,21 @@ func (h *Histogram) Observe(s uint32, v float64) {
 			return
 		}
 	}
+}
+
+// bucket returns the index of the first bound in upper (ascending) that is ≥ v, len(upper)
+// when none is (+Inf): sort.SearchFloat64s without its closure calls, for the request path.
+func bucket(upper []float64, v float64) int {
+	lo, hi := 0, len(upper)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if !(upper[m] >= v) { // as sort.SearchFloat64s: NaN goes to +Inf
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	return lo
 }
 
 // Observer returns a prometheus.Observer that records in stripe s.

@@ -2,6 +2,7 @@ package striped
 
 import (
 	"math"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -41,6 +42,7 @@ func TestHistogramMatchesPrometheus(t *testing.T) {
 		{"on the bounds", []float64{0.001, 0.01, 0.1, 1}},
 		{"between and beyond", []float64{0, 0.0005, 0.002, 0.05, 0.5, 2, 1e9, -1}},
 		{"many in one bucket", []float64{0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.09, 0.099}},
+		{"infinities", []float64{math.Inf(-1), math.Inf(1)}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -73,6 +75,22 @@ func TestHistogramMatchesPrometheus(t *testing.T) {
 				t.Errorf("labels %v", l)
 			}
 		})
+	}
+}
+
+// TestBucketAsSearchFloat64s: the request path's bucket search picks what
+// sort.SearchFloat64s (client_golang's) picks, for bounds, values between and beyond them,
+// infinities and NaN, over bound lists of every length up to 9.
+func TestBucketAsSearchFloat64s(t *testing.T) {
+	all := []float64{-1, 0, 0.001, 0.0025, 0.01, 0.1, 1, 10, 100}
+	values := []float64{math.Inf(-1), -2, -1, 0, 0.0005, 0.001, 0.002, 0.0025, 0.05, 1, 5, 100, 1e9, math.Inf(1), math.NaN()}
+	for n := range len(all) + 1 {
+		upper := all[:n]
+		for _, v := range values {
+			if got, want := bucket(upper, v), sort.SearchFloat64s(upper, v); got != want {
+				t.Errorf("bounds %v, value %g: bucket %d, want %d", upper, v, got, want)
+			}
+		}
 	}
 }
 

@@ -27,6 +27,7 @@ type Area struct {
 	Size   int    // bytes
 	Key    string // databus key holding the contents; empty: per-host memory, zeroed at start
 	Format int
+	index  int // its place in the profile's areas: its slot in a host's memory
 }
 
 func (a *Area) String() string {
@@ -112,6 +113,7 @@ func parseMemory(sec *profiles.Section, n *profiles.Node, cfg *config) error {
 				return a.Errorf("area %s defined twice", ar)
 			}
 		}
+		ar.index = len(cfg.Areas)
 		cfg.Areas = append(cfg.Areas, ar)
 	}
 	return nil
@@ -133,20 +135,24 @@ func (c *config) area(code byte, db uint16) *Area {
 // memory is one host's unkeyed areas.
 type memory struct {
 	mu    sync.Mutex
-	areas map[*Area][]byte
+	areas [][]byte // by Area.index; nil: not touched yet
 }
 
 const memStateKey = "s7comm.memory"
 
 func hostMemory(h *protocols.Host) *memory {
-	return h.State(memStateKey, func() any { return &memory{areas: map[*Area][]byte{}} }).(*memory)
+	return h.State(memStateKey, func() any { return &memory{} }).(*memory)
 }
 
+// buf returns area a's bytes on this host, zeroed the first time; m.mu held.
 func (m *memory) buf(a *Area) []byte {
-	b, ok := m.areas[a]
-	if !ok {
+	if a.index >= len(m.areas) {
+		m.areas = append(m.areas, make([][]byte, a.index+1-len(m.areas))...)
+	}
+	b := m.areas[a.index]
+	if b == nil {
 		b = make([]byte, a.Size)
-		m.areas[a] = b
+		m.areas[a.index] = b
 	}
 	return b
 }
