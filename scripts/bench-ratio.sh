@@ -20,6 +20,10 @@
 # on the others (taskset), so the two never compete for a core: the spread between rounds
 # narrows, and each server's Go runtime then has one P (GOMAXPROCS follows the CPU mask).
 # WORKLOADS (labels, space-separated; default all) runs only those workloads.
+# With CONCURRENT=1 each round drives icsnare and the ceiling (and the baseline) at the same
+# time, each with its own icsnare-load at the same offered RATE (which it then needs): what
+# else runs on the box then weighs on both alike, so the rounds' ratios spread far less than
+# in alternating rounds, at the price of the servers sharing the CPUs with each other.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 off=${PORT_OFFSET:-21000}
@@ -33,6 +37,12 @@ out=${OUT:-bench.json}
 base=${BASELINE:-}
 baddr=${BASELINE_ADDR:-127.37.0.3}
 rate=${RATE:-0}
+concurrent=${CONCURRENT:-0} order="alternating which server goes first"
+if [ "$concurrent" = 1 ] && [ "$rate" = 0 ]; then
+  echo "CONCURRENT=1 needs RATE (requests/s offered to each server)" >&2
+  exit 2
+fi
+if [ "$concurrent" = 1 ]; then order="with the servers driven at the same time"; fi
 http_rate=${HTTP_RATE:-$((rate / 8))}
 srvpin=() loadpin=()
 if [ "${PIN:-0}" = 1 ] && [ "$(nproc)" -ge 2 ]; then
@@ -82,10 +92,11 @@ curl -s -o "$work/body" -D "$work/headers" "http://$sensor:$((80 + off))/index.h
 cpid=$!
 for p in tcp:502 tcp:102 udp:161 tcp:80; do waitport "${p%%:*}" $((${p#*:} + off)) "$ceil"; done
 waitport udp $((47808 + boff)) "$ceil"
-echo "icsnare pid $spid (BACnet: $bpid) on $sensor, ceiling pid $cpid on $ceil; $(nproc) CPUs; offered load ${rate/#0/as fast as answered} (HTTP ${http_rate/#0/as fast as answered}) req/s${srvpin[*]:+, servers pinned (${srvpin[*]}), load generator ${loadpin[*]}}; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "icsnare pid $spid (BACnet: $bpid) on $sensor, ceiling pid $cpid on $ceil; $(nproc) CPUs; offered load ${rate/#0/as fast as answered} (HTTP ${http_rate/#0/as fast as answered}) req/s${srvpin[*]:+, servers pinned (${srvpin[*]}), load generator ${loadpin[*]}}; $rounds rounds, $order; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 
-failed=0
-# one LABEL SERVER ROUND PORT ARGS…: one measured run (PORT with its offset).
+# one LABEL SERVER ROUND PORT ARGS…: one measured run (PORT with its offset). Its record
+# goes to a file of its own first, so that runs at the same time (CONCURRENT) append whole
+# lines, and the baseline is compared with the ceiling run of its round.
 one() {
   local label=$1 server=$2 round=$3 port=$4 addr=$sensor pid=$spid
   shift 4
@@ -95,23 +106,37 @@ one() {
     addr=$baddr pid=$xpid label=$label@baseline server=icsnare
     if [ "$port" = $((47808 + boff)) ]; then pid=$xbpid; fi
   fi
-  local r=$rate
+  local r=$rate rec="$work/run.$2.$round.jsonl"
   if [ "${label%@baseline}" = http-get ]; then r=$http_rate; fi
+  rm -f "$rec"
   "${loadpin[@]}" ./bin/icsnare-load -rate "$r" -duration "$dur" -warmup "$warm" -pid "$pid" -target "$addr:$port" \
-    -json "$work/runs.jsonl" -label "$label" -server "$server" -round "$round" "$@" | sed "s/^/  $2 r$round: /" ||
-    { echo "run failed: $label $2 round $round"; failed=1; }
-  if [ "$server" = ceiling ] && [ -n "$base" ]; then # the baseline is compared with the same ceiling run
-    tail -n 1 "$work/runs.jsonl" | sed "s/\"label\":\"$label\"/\"label\":\"$label@baseline\"/" >> "$work/runs.jsonl"
+    -json "$rec" -label "$label" -server "$server" -round "$round" "$@" | sed "s/^/  $2 r$round: /" ||
+    { echo "run failed: $label $2 round $round"; : > "$work/failed"; }
+  if [ -f "$rec" ]; then
+    cat "$rec" >> "$work/runs.jsonl"
+    if [ "$server" = ceiling ] && [ -n "$base" ]; then # the baseline is compared with the same ceiling run
+      sed "s/\"label\":\"$label\"/\"label\":\"$label@baseline\"/" "$rec" >> "$work/runs.jsonl"
+    fi
   fi
 }
-# workload LABEL PORT ARGS…: ROUNDS rounds, alternating which server goes first.
+# workload LABEL PORT ARGS…: ROUNDS rounds, alternating which server goes first, or with
+# CONCURRENT=1 every server driven at the same time.
 workload() {
   local label=$1 port=$2
   shift 2
   if [ -n "${WORKLOADS:-}" ] && [[ " $WORKLOADS " != *" $label "* ]]; then return; fi
   echo "== $label ($*)"
   for r in $(seq "$rounds"); do
-    if [ $((r % 2)) = 1 ]; then
+    if [ "$concurrent" = 1 ]; then
+      local servers=(icsnare ceiling) pids=()
+      if [ -n "$base" ]; then servers+=(baseline); fi
+      for s in "${servers[@]}"; do
+        one "$label" "$s" "$r" "$port" "$@" > "$work/out.$s" &
+        pids+=($!)
+      done
+      wait "${pids[@]}"
+      for s in "${servers[@]}"; do cat "$work/out.$s"; done
+    elif [ $((r % 2)) = 1 ]; then
       one "$label" icsnare "$r" "$port" "$@"
       if [ -n "$base" ]; then one "$label" baseline "$r" "$port" "$@"; fi
       one "$label" ceiling "$r" "$port" "$@"
@@ -130,6 +155,6 @@ workload bacnet-read $((47808 + boff)) -mode bacnet -property 77 -conns 16
 echo "events written by icsnare: $(cat "$work"/events*.jsonl | wc -l)"
 echo
 ./bin/icsnare-load summarize -out "$out" "$work/runs.jsonl"
-echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) (the box is shared; the ratios come from alternating rounds)"
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) (the box is shared; the ratios come from $rounds rounds, $order)"
 echo "wrote $out"
-exit $failed
+if [ -e "$work/failed" ]; then exit 1; fi
