@@ -2,7 +2,8 @@
 # Ratio bench: icsnare and icsnare-ceiling (bare Go servers doing the same I/O and nothing
 # else) run side by side on two loopback addresses, and icsnare-load drives each in
 # alternating rounds (ROUNDS of DURATION after WARMUP, the order swapped every round) for
-# Modbus FC3, s7comm Read Var, SNMP v2c GET and HTTP GET (the default profile) and BACnet
+# Modbus FC3, s7comm Read Var, SNMP v2c GET and HTTP GET (the default profile; HTTP also with
+# wrk, 2 threads and 32 connections, as fast as answered whatever RATE says) and BACnet
 # ReadProperty (a second sensor with the BACnet controller test profile, its `confirmed`
 # rate class off). Each run's requests/s and requests
 # per server CPU-second go to $OUT.jsonl; the summary (min/median/max over the rounds of each
@@ -98,7 +99,7 @@ echo "icsnare pid $spid (BACnet: $bpid) on $sensor, ceiling pid $cpid on $ceil; 
 # goes to a file of its own first, so that runs at the same time (CONCURRENT) append whole
 # lines, and the baseline is compared with the ceiling run of its round.
 one() {
-  local label=$1 server=$2 round=$3 port=$4 addr=$sensor pid=$spid
+  local label=$1 server=$2 round=$3 port=$4 addr=$sensor pid=$spid who=$2
   shift 4
   if [ "$port" = $((47808 + boff)) ]; then pid=$bpid; fi
   if [ "$server" = ceiling ]; then addr=$ceil pid=$cpid; fi
@@ -106,12 +107,17 @@ one() {
     addr=$baddr pid=$xpid label=$label@baseline server=icsnare
     if [ "$port" = $((47808 + boff)) ]; then pid=$xbpid; fi
   fi
-  local r=$rate rec="$work/run.$2.$round.jsonl"
+  local r=$rate rec="$work/run.$who.$round.jsonl"
   if [ "${label%@baseline}" = http-get ]; then r=$http_rate; fi
   rm -f "$rec"
-  "${loadpin[@]}" ./bin/icsnare-load -rate "$r" -duration "$dur" -warmup "$warm" -pid "$pid" -target "$addr:$port" \
-    -json "$rec" -label "$label" -server "$server" -round "$round" "$@" | sed "s/^/  $2 r$round: /" ||
-    { echo "run failed: $label $2 round $round"; : > "$work/failed"; }
+  local load=(./bin/icsnare-load -rate "$r")
+  if [ "${1:-}" = wrk ]; then # wrk: closed loop, always
+    shift
+    load=(./bin/icsnare-load wrk)
+  fi
+  "${loadpin[@]}" "${load[@]}" -duration "$dur" -warmup "$warm" -pid "$pid" -target "$addr:$port" \
+    -json "$rec" -label "$label" -server "$server" -round "$round" "$@" | sed "s/^/  $who r$round: /" ||
+    { echo "run failed: $label $who round $round"; : > "$work/failed"; }
   if [ -f "$rec" ]; then
     cat "$rec" >> "$work/runs.jsonl"
     if [ "$server" = ceiling ] && [ -n "$base" ]; then # the baseline is compared with the same ceiling run
@@ -151,6 +157,7 @@ workload modbus-fc3 $((502 + off)) -mode modbus -unit 1 -quantity 10 -conns 16
 workload s7comm-read $((102 + off)) -mode s7comm -quantity 10 -conns 16
 workload snmp-get $((161 + off)) -mode snmp -conns 16
 workload http-get $((80 + off)) -mode http -path /index.html -conns 32
+workload http-wrk $((80 + off)) wrk -path /index.html -threads 2 -conns 32
 workload bacnet-read $((47808 + boff)) -mode bacnet -property 77 -conns 16
 echo "events written by icsnare: $(cat "$work"/events*.jsonl | wc -l)"
 echo

@@ -14,6 +14,9 @@
 //	icsnare-load -mode s7comm -quantity 10 -target 127.0.0.1:10102 -conns 16 -duration 10s
 //	icsnare-load -mode http -path / -target 127.0.0.1:10080 -conns 32 -duration 10s
 //
+// `icsnare-load wrk -target 127.0.0.1:10080 -path /index.html -threads 2 -conns 32` runs wrk
+// instead of a built-in mode, with the same report and record.
+//
 // With -json FILE each run appends one JSON line (see record) labelled with -label and
 // -server; `icsnare-load summarize FILE…` groups such lines into rounds and prints each
 // label's icsnare/ceiling ratios (min/median/max), writing them as JSON with -out.
@@ -81,6 +84,9 @@ func main() {
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "summarize" {
 		return summarize(args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "wrk" {
+		return runWrk(args[1:], stdout, stderr)
 	}
 	fs := flag.NewFlagSet("icsnare-load", flag.ContinueOnError)
 	fs.SetOutput(stderr)
