@@ -101,6 +101,9 @@ func (c *conn) handleTPDU(b, frame []byte) bool {
 		if !c.connected {
 			return c.reject(RejectTPDUType, t.Header, frame, errors.New("data before connection"))
 		}
+		if t.EOT && len(c.dt) == 0 { // a PDU in one TPDU, as clients send them: no reassembly copy
+			return c.handleS7(t.Data, frame)
+		}
 		if len(c.dt)+len(t.Data) > maxReassembly {
 			c.emit("error", "malformed", true, frame, nil, protocols.F("error", "segmented PDU above 8192 bytes"))
 			return false
