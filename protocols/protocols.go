@@ -525,13 +525,18 @@ func (s *Session) clipLen(b []byte) int {
 // session active: it stops the request deadline and renews the connection's standing
 // against eviction when the sensor's slots run out.
 func (s *Session) Request(kind string, failed bool) {
+	s.countRequest(kind, failed)
+	s.noteRequest(kind, failed)
+}
+
+// countRequest is Request but for volume control's note of the request.
+func (s *Session) countRequest(kind string, failed bool) {
 	if t := s.life.heard.Load(); t != 0 { // the transport read the clock when the request's last bytes came
 		s.life.last.Store(t)
 	} else {
 		s.Touch()
 	}
 	s.requests.Add(1)
-	s.noteRequest(kind, failed)
 	if s.Metrics == nil {
 		return
 	}

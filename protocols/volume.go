@@ -106,14 +106,42 @@ func (s *Session) Skip(typ string, req, resp []byte, fields ...Field) bool {
 	return s.summariseOrPeek(s.qualified(typ), req, resp, fields, true)
 }
 
+// RequestSkip is Request(kind, failed) followed by Skip(typ, req, resp, fields...), with
+// one volume-control lock instead of two: for the request path of a protocol that builds
+// its event's fields only for a kept event.
+func (s *Session) RequestSkip(kind string, failed bool, typ string, req, resp []byte, fields ...Field) bool {
+	s.countRequest(kind, failed)
+	if s.Events == nil || s.KeepEvents <= 0 {
+		s.noteRequest(kind, failed)
+		return s.Events == nil
+	}
+	return s.decide(s.qualified(typ), req, resp, fields, true, &requestNote{kind, failed})
+}
+
+// requestNote is what Request tells volume control of the request being handled.
+type requestNote struct {
+	kind   string
+	failed bool
+}
+
 // summariseOrPeek is summarise; with peek, an event that is kept leaves the volume state
 // untouched (Skip's Emit follows and decides again, the same way).
 func (s *Session) summariseOrPeek(typ string, req, resp []byte, fields []Field, peek bool) bool {
 	if s.KeepEvents <= 0 {
 		return false
 	}
+	return s.decide(typ, req, resp, fields, peek, nil)
+}
+
+// decide is summariseOrPeek, taking first, under the same lock, the note of the request
+// (as noteRequest does) when there is one.
+func (s *Session) decide(typ string, req, resp []byte, fields []Field, peek bool, note *requestNote) bool {
 	v := &s.vol
 	v.mu.Lock()
+	if note != nil {
+		v.kind = note.kind
+		v.notable = v.notable || note.failed
+	}
 	notable, kind := v.notable, v.kind
 	if !notable && v.emitted >= s.KeepEvents {
 		_, notable = ClassifyAction(typ, fields)

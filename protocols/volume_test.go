@@ -159,3 +159,85 @@ func TestVolumeControlKeepsClassifiedActions(t *testing.T) {
 		}
 	}
 }
+
+// TestRequestSkipAsRequestThenSkip: RequestSkip decides, counts and summarises as Request
+// followed by Skip (and Emit for a kept event) do, over a run of reads, failed reads,
+// writes the classifier keeps, a Notable mark, with volume control on and off and without
+// an emitter.
+func TestRequestSkipAsRequestThenSkip(t *testing.T) {
+	type req struct {
+		kind    string
+		failed  bool
+		fc      int
+		notable bool
+	}
+	var run []req
+	for i := range 40 {
+		r := req{kind: "read_holding_registers", fc: 3}
+		switch {
+		case i%7 == 3:
+			r.failed = true
+		case i%11 == 5:
+			r.kind, r.fc = "write_single_register", 6 // kept by ClassifyAction
+		case i%13 == 9:
+			r.notable = true
+		}
+		run = append(run, r)
+	}
+	for _, tc := range []struct {
+		name   string
+		keep   int
+		events bool
+	}{{"volume control", 5, true}, {"keep all", 0, true}, {"no emitter", 5, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			play := func(combined bool) (*Session, *recorder, []bool) {
+				rec := &recorder{}
+				s := &Session{ID: "v", Protocol: "modbus", KeepEvents: tc.keep}
+				if tc.events {
+					s.Events = rec
+				}
+				var skips []bool
+				for _, r := range run {
+					if r.notable {
+						s.Notable()
+					}
+					f := F("function_code", uint8(r.fc))
+					var skip bool
+					if combined {
+						skip = s.RequestSkip(r.kind, r.failed, "request", []byte{1, 2, 3}, []byte{4}, f)
+					} else {
+						s.Request(r.kind, r.failed)
+						skip = s.Skip("request", []byte{1, 2, 3}, []byte{4}, f)
+					}
+					skips = append(skips, skip)
+					if !skip {
+						s.Emit("request", []byte{1, 2, 3}, []byte{4}, f, F("address", 7))
+					}
+				}
+				return s, rec, skips
+			}
+			a, ra, sa := play(false)
+			b, rb, sb := play(true)
+			for i := range sa {
+				if sa[i] != sb[i] {
+					t.Fatalf("request %d (%+v): Skip %v, RequestSkip %v", i, run[i], sa[i], sb[i])
+				}
+			}
+			if len(ra.ev) != len(rb.ev) || a.Requests() != b.Requests() || a.Requests() != int64(len(run)) {
+				t.Fatalf("events %d and %d, requests %d and %d", len(ra.ev), len(rb.ev), a.Requests(), b.Requests())
+			}
+			sumA, sumB := a.Summary(), b.Summary()
+			if (sumA == nil) != (sumB == nil) {
+				t.Fatalf("summaries %+v and %+v", sumA, sumB)
+			}
+			if sumA != nil && (sumA.Events != sumB.Events || sumA.BytesIn != sumB.BytesIn || len(sumA.Kinds) != len(sumB.Kinds) ||
+				sumA.Kinds["read_holding_registers"] != sumB.Kinds["read_holding_registers"]) {
+				t.Errorf("summaries %+v and %+v", sumA, sumB)
+			}
+			if tc.name == "volume control" && (sumA == nil || sumA.Events == 0 || len(ra.ev) <= tc.keep) {
+				t.Errorf("the run should keep some events past the first %d and summarise others: %d kept, summary %+v",
+					tc.keep, len(ra.ev), sumA)
+			}
+		})
+	}
+}

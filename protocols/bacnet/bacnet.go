@@ -110,13 +110,12 @@ func (sv *service) serve(ctx context.Context, s *protocols.Session, req []byte, 
 	if x.kind == "" {
 		x.kind = "ignored"
 	}
-	s.Request(x.kind, x.failed)
 	if broadcast {
 		x.add("broadcast", true)
 	}
-	// Volume control decides on the service (it keeps writes and state changes): the
-	// fields are built only for an event it keeps.
-	if s.Skip("request", req, x.out, protocols.F("service", x.kind)) {
+	// The request is counted, and volume control decides on the service (it keeps writes
+	// and state changes): the fields are built only for an event it keeps.
+	if s.RequestSkip(x.kind, x.failed, "request", req, x.out, protocols.F("service", x.kind)) {
 		return
 	}
 	fields := make([]protocols.Field, 0, len(x.fields)+2)

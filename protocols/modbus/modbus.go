@@ -259,10 +259,7 @@ func (c *conn) handle(frame []byte) (broadcast bool) {
 		AppendHeader(c.out[start:start], h.Transaction, 0, h.Unit, len(c.out)-start-HeaderLen)
 		resp = c.out[start:]
 	}
-	c.sess.Request(FuncName(fc), ex != 0 || drop != "")
-	if c.sess.Events != nil {
-		c.emit(frame, resp, &h, &req, fc, ex, drop)
-	}
+	c.emit(frame, resp, &h, &req, fc, ex, drop)
 	return broadcast
 }
 
@@ -276,9 +273,9 @@ const (
 // emit sends the request event. It is on the hot path: one exactly sized field slice,
 // small integers (boxed without allocating up to 255), constant strings.
 func (c *conn) emit(frame, resp []byte, h *Header, req *Request, fc, ex uint8, drop string) {
-	// Volume control decides on the function code (it keeps writes): the fields are built
-	// only for an event it keeps.
-	if c.sess.Skip(evRequest, frame, resp, protocols.F("function_code", fc)) {
+	// The request is counted, and volume control decides on the function code (it keeps
+	// writes): the fields are built only for an event it keeps.
+	if c.sess.RequestSkip(FuncName(fc), ex != 0 || drop != "", evRequest, frame, resp, protocols.F("function_code", fc)) {
 		return
 	}
 	rng := drop != dropProtocolID && req.HasRange()

@@ -196,8 +196,8 @@ func (c *conn) readVar(p *PDU, frame []byte) {
 	c.param = append(c.param[:0], FuncReadVar, byte(len(items)))
 	resp := c.reply(p, ROSCTRAckData, 0, 0, c.param, data)
 	c.data = data[:0] // scratch: the answer is in c.out now
-	c.note("read", failed)
-	if c.s.Skip("request", frame, resp, protocols.F("function", "read_var")) {
+	// Counted as note counts a read; volume control decides as Skip does.
+	if c.s.RequestSkip("read", failed, "request", frame, resp, protocols.F("function", "read_var")) {
 		c.flush()
 		return
 	}
