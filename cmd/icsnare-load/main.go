@@ -101,10 +101,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	warmup := fs.Duration("warmup", 2*time.Second, "unmeasured time before it")
 	maxReq := fs.Int64("max-requests", 50_000_000, "stop after this many requests")
 	pid := fs.Int("pid", 0, "sensor `pid`, to report its CPU time")
-	jsonOut := fs.String("json", "", "append the result as one JSON line to `file`")
-	label := fs.String("label", "", "-json: the workload's label (default: the mode)")
-	server := fs.String("server", "icsnare", "-json: which server was measured (icsnare or ceiling)")
-	round := fs.Int("round", 0, "-json: the round number")
+	rf := addRecordFlags(fs, "", "(default: the mode)")
 	rate := fs.Float64("rate", 0, "offered load: at most this many requests/s over all connections, each paced to its share (0: each connection sends its next request when the answer comes)")
 	var o opts
 	fs.StringVar(&o.path, "path", "/", "http: the path to GET")
@@ -160,11 +157,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "mode=%s target=%s conns=%d depth=%d duration=%s\n", *mode, *target, *conns, o.depth, res.elapsed.Round(time.Millisecond))
 	fmt.Fprint(stdout, res.String())
-	if *jsonOut != "" {
-		if *label == "" {
-			*label = *mode
+	if *rf.json != "" {
+		if *rf.label == "" {
+			*rf.label = *mode
 		}
-		if err := appendRecord(*jsonOut, newRecord(*label, *server, *round, *mode, *conns, res)); err != nil {
+		if err := appendRecord(*rf.json, newRecord(*rf.label, *rf.server, *rf.round, *mode, *conns, res)); err != nil {
 			fmt.Fprintf(stderr, "icsnare-load: %v\n", err)
 			return 1
 		}

@@ -32,6 +32,23 @@ type record struct {
 	Time     string  `json:"time"`
 }
 
+// recordFlags are a measured run's -json, -label, -server and -round.
+type recordFlags struct {
+	json, label, server *string
+	round               *int
+}
+
+// addRecordFlags defines the record flags on fs, -label defaulting to label (note: what
+// its help says of an empty default).
+func addRecordFlags(fs *flag.FlagSet, label, note string) recordFlags {
+	return recordFlags{
+		json:   fs.String("json", "", "append the result as one JSON line to `file`"),
+		label:  fs.String("label", label, strings.TrimSpace("-json: the workload's label "+note)),
+		server: fs.String("server", "icsnare", "-json: which server was measured (icsnare or ceiling)"),
+		round:  fs.Int("round", 0, "-json: the round number"),
+	}
+}
+
 func newRecord(label, server string, round int, mode string, conns int, r result) record {
 	rec := record{Label: label, Server: server, Round: round, Mode: mode, Conns: conns, Requests: r.ok, Errors: r.failed,
 		Seconds: r.elapsed.Seconds(), CPU: r.cpu.Seconds(), P50us: r.p50.Microseconds(), P99us: r.p99.Microseconds(),

@@ -31,10 +31,7 @@ func runWrk(args []string, stdout, stderr io.Writer) int {
 	warmup := fs.Duration("warmup", 0, "an unmeasured run before it (0: none)")
 	pid := fs.Int("pid", 0, "the server's `pid`, for CPU time per request")
 	bin := fs.String("wrk", "wrk", "the wrk `binary`")
-	jsonOut := fs.String("json", "", "append the result as one JSON line to `file`")
-	label := fs.String("label", "http-wrk", "-json: the workload's label")
-	server := fs.String("server", "icsnare", "-json: which server was measured (icsnare or ceiling)")
-	round := fs.Int("round", 0, "-json: the round number")
+	rf := addRecordFlags(fs, "http-wrk", "")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -90,8 +87,8 @@ func runWrk(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "mode=wrk target=%s threads=%d conns=%d duration=%s\n", *target, *threads, *conns, res.elapsed.Round(time.Millisecond))
 	fmt.Fprint(stdout, res.String())
-	if *jsonOut != "" {
-		if err := appendRecord(*jsonOut, newRecord(*label, *server, *round, "wrk", *conns, res)); err != nil {
+	if *rf.json != "" {
+		if err := appendRecord(*rf.json, newRecord(*rf.label, *rf.server, *rf.round, "wrk", *conns, res)); err != nil {
 			return fail(err)
 		}
 	}
