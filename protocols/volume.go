@@ -86,7 +86,7 @@ func (s *Session) noteRequest(kind string, failed bool) {
 // session is past KeepEvents and the event is not notable: marked by the protocol, a
 // failed request, or a write or state change by ClassifyAction), and counts it if so.
 func (s *Session) summarise(typ string, req, resp []byte, fields []Field) bool {
-	return s.summariseOrPeek(typ, req, resp, fields, false)
+	return s.summariseOrPeek(typ, req, resp, fields, false, nil)
 }
 
 // Skip is for a protocol that builds an event's fields only when the event is kept: it
@@ -103,7 +103,7 @@ func (s *Session) Skip(typ string, req, resp []byte, fields ...Field) bool {
 	if s.KeepEvents <= 0 {
 		return false
 	}
-	return s.summariseOrPeek(s.qualified(typ), req, resp, fields, true)
+	return s.summariseOrPeek(s.qualified(typ), req, resp, fields, true, nil)
 }
 
 // RequestSkip is Request(kind, failed) followed by Skip(typ, req, resp, fields...), with
@@ -115,7 +115,7 @@ func (s *Session) RequestSkip(kind string, failed bool, typ string, req, resp []
 		s.noteRequest(kind, failed)
 		return s.Events == nil
 	}
-	return s.decide(s.qualified(typ), req, resp, fields, true, &requestNote{kind, failed})
+	return s.summariseOrPeek(s.qualified(typ), req, resp, fields, true, &requestNote{kind, failed})
 }
 
 // requestNote is what Request tells volume control of the request being handled.
@@ -125,17 +125,12 @@ type requestNote struct {
 }
 
 // summariseOrPeek is summarise; with peek, an event that is kept leaves the volume state
-// untouched (Skip's Emit follows and decides again, the same way).
-func (s *Session) summariseOrPeek(typ string, req, resp []byte, fields []Field, peek bool) bool {
+// untouched (Skip's Emit follows and decides again, the same way). A note (RequestSkip's)
+// is taken first, under the same lock, as noteRequest takes it.
+func (s *Session) summariseOrPeek(typ string, req, resp []byte, fields []Field, peek bool, note *requestNote) bool {
 	if s.KeepEvents <= 0 {
 		return false
 	}
-	return s.decide(typ, req, resp, fields, peek, nil)
-}
-
-// decide is summariseOrPeek, taking first, under the same lock, the note of the request
-// (as noteRequest does) when there is one.
-func (s *Session) decide(typ string, req, resp []byte, fields []Field, peek bool, note *requestNote) bool {
 	v := &s.vol
 	v.mu.Lock()
 	if note != nil {

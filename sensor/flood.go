@@ -54,12 +54,9 @@ type floodTable struct {
 type floodShard struct {
 	mu     sync.Mutex
 	counts map[floodKey]*floodCount
-	other  int64 // events past the shard's keys
-	// lastKey and last are the key counted last and its count in counts (nil: none).
-	lastKey floodKey
-	last    *floodCount
-	gen     uint64   // counts a take: a cursor from an earlier one is stale
-	_       [64]byte // the next shard's lock on another cache line
+	other  int64    // events past the shard's keys
+	gen    uint64   // counts a take: a cursor from an earlier one is stale
+	_      [64]byte // the next shard's lock on another cache line
 }
 
 // floodCursor is one session's place in its shard: the count its summarised events go
@@ -108,10 +105,7 @@ func (f *floodTable) count(sess *protocols.Session, cur *floodCursor, reqBytes, 
 		return
 	}
 	k := floodKey{port: sess.Local.Port(), protocol: sess.Protocol, prefix: sourcePrefix(sess.Remote.Addr().Unmap())}
-	c, ok := sh.last, sh.last != nil && sh.lastKey == k // a flood comes mostly from one key
-	if !ok {
-		c, ok = sh.counts[k]
-	}
+	c, ok := sh.counts[k]
 	if !ok {
 		if len(sh.counts) >= maxFloodKeys/floodShards {
 			sh.other++
@@ -120,7 +114,6 @@ func (f *floodTable) count(sess *protocols.Session, cur *floodCursor, reqBytes, 
 		c = &floodCount{sessions: map[*protocols.Session]struct{}{}, first: now}
 		sh.counts[k] = c
 	}
-	sh.lastKey, sh.last = k, c
 	c.events++
 	c.bytesIn += int64(reqBytes)
 	c.bytesOut += int64(respBytes)
@@ -145,7 +138,7 @@ func (f *floodTable) take() (map[floodKey]*floodCount, int64) {
 		sh := &f.shards[i]
 		sh.mu.Lock()
 		part, o := sh.counts, sh.other
-		sh.counts, sh.other, sh.last = map[floodKey]*floodCount{}, 0, nil
+		sh.counts, sh.other = map[floodKey]*floodCount{}, 0
 		sh.gen++
 		sh.mu.Unlock()
 		other += o

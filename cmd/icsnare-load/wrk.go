@@ -61,7 +61,7 @@ func runWrk(args []string, stdout, stderr io.Writer) int {
 		return parseWrk(out.Bytes())
 	}
 	if *warmup > 0 {
-		if _, err := wrk(max(*warmup, time.Second)); err != nil {
+		if _, err := wrk(*warmup); err != nil { // wrk runs whole seconds, at least one
 			return fail(err)
 		}
 	}

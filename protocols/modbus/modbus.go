@@ -270,7 +270,7 @@ const (
 	evPartialFrame = Name + ".partial_frame"
 )
 
-// emit sends the request event. It is on the hot path: one exactly sized field slice,
+// emit counts the request and sends its event. It is on the hot path: one exactly sized field slice,
 // small integers (boxed without allocating up to 255), constant strings.
 func (c *conn) emit(frame, resp []byte, h *Header, req *Request, fc, ex uint8, drop string) {
 	// The request is counted, and volume control decides on the function code (it keeps
