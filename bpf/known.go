@@ -11,7 +11,7 @@ import (
 
 // The "known" bitmap (see ratelimit.c): KNOWN_BITS bits per half, two halves.
 const (
-	knownBits  = 1 << 20
+	knownBits  = 1 << 18
 	knownWords = knownBits / 64
 )
 
@@ -54,8 +54,9 @@ func (kb *knownBitmap) has(half uint32, k *ratelimitSrcKey) bool {
 }
 
 // rebuildKnown rebuilds the half the program does not read from the per-source
-// table, then makes the program read it. Sources inserted meanwhile are marked in
-// both halves by the program itself, so no known source loses its bit.
+// table's known sources (answered at least twice), then makes the program read it.
+// Sources that become known meanwhile are marked in both halves by the program
+// itself, so no known source loses its bit.
 func (l *Limiter) rebuildKnown() error {
 	var active uint32
 	if err := l.objs.KnownHalf.Get(&active); err != nil {
@@ -66,7 +67,10 @@ func (l *Limiter) rebuildKnown() error {
 	for i := range words {
 		atomic.StoreUint64(&words[i], 0)
 	}
-	err := l.walkSources(func(k *ratelimitSrcKey, _ *ratelimitSrcState) {
+	err := l.walkSources(func(k *ratelimitSrcKey, st *ratelimitSrcState) {
+		if st.Passed < 2 {
+			return // answered once at most: not known (ratelimit.c)
+		}
 		b := knownBit(k)
 		atomic.OrUint64(&words[b/64], 1<<(b%64))
 	})

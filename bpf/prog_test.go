@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -281,13 +282,18 @@ func TestTokenBucket(t *testing.T) {
 func TestGlobalBucket(t *testing.T) {
 	l := loadTest(t, Rule{Port: 47808, PerSource: 600, Burst: 100, Global: 60, GlobalBurst: 8, Reserve: 2})
 	src := func(i int) []byte { return udp4(t, fmt.Sprintf("10.0.0.%d", i), 47808, frameOpt{}) }
-	for i := 1; i <= 6; i++ { // six new sources take the global tokens down to the reserve
-		if got := runN(t, l, src(i), 1); got != 1 {
-			t.Fatalf("new source %d dropped", i)
+	// Four new sources take the global tokens down to the reserve; 1 and 2 are
+	// answered twice, which makes them known, 3 and 4 once.
+	for i, n := range []int{2, 2, 1, 1} {
+		if got := runN(t, l, src(i+1), n); got != n {
+			t.Fatalf("new source %d: %d of %d passed", i+1, got, n)
 		}
 	}
 	if got := runN(t, l, src(7), 3); got != 0 {
 		t.Errorf("new source 7: %d passed with only the reserve left, want 0", got)
+	}
+	if got := runN(t, l, src(3), 1); got != 0 {
+		t.Errorf("source 3, answered once: passed with only the reserve left")
 	}
 	if got := runN(t, l, src(1), 4); got != 2 {
 		t.Errorf("known source 1: %d passed, want the 2 reserved tokens", got)
@@ -303,7 +309,7 @@ func TestGlobalBucket(t *testing.T) {
 	if got := runN(t, l, src(9), 1) + runN(t, l, src(10), 1); got != 1 {
 		t.Errorf("new sources 9, 10: %d passed, want 1", got)
 	}
-	equalCounts(t, counts(t, l), map[string]uint64{"47808/ok": 10, "47808/global_new": 5, "47808/global": 3})
+	equalCounts(t, counts(t, l), map[string]uint64{"47808/ok": 10, "47808/global_new": 6, "47808/global": 3})
 
 	// Per-source drops do not spend global tokens.
 	l2 := loadTest(t, Rule{Port: 161, PerSource: 60, Burst: 1, Global: 60, GlobalBurst: 3, Reserve: -1})
@@ -479,45 +485,57 @@ func nextEvent(t testing.TB, l *Limiter) LimitEvent {
 }
 
 // TestKnownBitmap checks that the program and knownBit agree on the bitmap, that a
-// rebuild drops evicted sources and keeps the others, and that known sources keep
-// the reserve across rebuilds.
+// source takes its bit when it is answered for the second time (not before), that a
+// set bit alone does not let a source into the reserve, that a rebuild keeps the known
+// sources' bits and drops the others, and that known sources keep the reserve across
+// rebuilds.
 func TestKnownBitmap(t *testing.T) {
-	l := loadTest(t, Rule{Port: 161, PerSource: 600, Burst: 10, Global: 60, GlobalBurst: 5, Reserve: 2},
+	l := loadTest(t, Rule{Port: 161, PerSource: 600, Burst: 10, Global: 60, GlobalBurst: 9, Reserve: 2},
 		Rule{Port: 161, Class: "get", PerSource: 600, Burst: 10})
 	srcs := [][]byte{
 		udp4(t, "10.0.0.1", 161, frameOpt{}),
 		udp6(t, "2001:db8::1", 161, frameOpt{}),
 		udp4(t, "10.0.0.2", 161, frameOpt{}),
 	}
-	for _, f := range srcs {
-		if runN(t, l, f, 1) != 1 {
+	for _, f := range srcs { // answered twice each: known
+		if runN(t, l, f, 2) != 2 {
 			t.Fatal("new source dropped with a full bucket")
 		}
 	}
-	var keys []ratelimitSrcKey
-	if err := l.walkSources(func(k *ratelimitSrcKey, _ *ratelimitSrcState) { keys = append(keys, *k) }); err != nil {
+	once := udp4(t, "10.0.0.4", 161, frameOpt{})
+	if runN(t, l, once, 1) != 1 { // the global bucket is now at its reserve
+		t.Fatal("source answered once: dropped with tokens above the reserve")
+	}
+	keys := map[string]ratelimitSrcKey{}
+	if err := l.walkSources(func(k *ratelimitSrcKey, _ *ratelimitSrcState) { keys[keyAddr(k.Family, k.Addr).String()] = *k }); err != nil {
 		t.Fatal(err)
 	}
-	if len(keys) != 3 {
+	if len(keys) != 4 {
 		t.Fatalf("%d sources", len(keys))
 	}
-	for _, k := range keys {
-		if !l.known.has(0, &k) || !l.known.has(1, &k) {
-			t.Errorf("bit of %v not set in both halves", keyAddr(k.Family, k.Addr))
+	for a, k := range keys {
+		want := a != "10.0.0.4"
+		if l.known.has(0, &k) != want || l.known.has(1, &k) != want {
+			t.Errorf("%s: bit %v/%v, want %v in both halves", a, l.known.has(0, &k), l.known.has(1, &k), want)
 		}
 	}
-	// The bucket has 2 tokens left, the reserve: unknown sources are dropped
-	// (via the bitmap), known ones pass.
+	// Only the reserve is left: sources not known are dropped (via the bitmap),
+	// known ones pass.
 	if runN(t, l, udp4(t, "10.0.0.3", 161, frameOpt{}), 1) != 0 {
 		t.Error("unknown source passed in the reserve zone")
 	}
-	// Evict 10.0.0.2 and rebuild: its bit goes, the others stay.
-	evicted := keys[0]
-	for _, k := range keys {
-		if keyAddr(k.Family, k.Addr).String() == "10.0.0.2" {
-			evicted = k
-		}
+	if runN(t, l, once, 1) != 0 {
+		t.Error("source answered once passed in the reserve zone")
 	}
+	// A bit another source set (a hash collision) is confirmed by the table's count.
+	k4 := keys["10.0.0.4"]
+	b := knownBit(&k4)
+	atomic.OrUint64(&l.known.words[b/64], 1<<(b%64))
+	if runN(t, l, once, 1) != 0 {
+		t.Error("source answered once passed in the reserve zone on a colliding bit")
+	}
+	// Evict 10.0.0.2 and rebuild: its bit and the stray one go, the others stay.
+	evicted := keys["10.0.0.2"]
 	if err := l.objs.Sources.Delete(&evicted); err != nil {
 		t.Fatal(err)
 	}
@@ -530,10 +548,10 @@ func TestKnownBitmap(t *testing.T) {
 	if err := l.objs.KnownHalf.Get(&half); err != nil || half != 0 {
 		t.Fatalf("known half %d, %v", half, err)
 	}
-	for _, k := range keys {
-		want := k != evicted
+	for a, k := range keys {
+		want := a == "10.0.0.1" || a == "2001:db8::1"
 		if l.known.has(0, &k) != want || l.known.has(1, &k) != want {
-			t.Errorf("%v: bit %v/%v after rebuild, want %v", keyAddr(k.Family, k.Addr), l.known.has(0, &k), l.known.has(1, &k), want)
+			t.Errorf("%s: bit %v/%v after rebuild, want %v", a, l.known.has(0, &k), l.known.has(1, &k), want)
 		}
 	}
 	if runN(t, l, srcs[1], 1) != 1 {
@@ -545,7 +563,7 @@ func TestKnownBitmap(t *testing.T) {
 	// A class rule's sources are keyed with the class.
 	get := udp4(t, "10.0.0.9", 161, frameOpt{payload: snmpMsg(t, 1, 0xa0)})
 	l.setClock(t, t0+10e9) // refill the global bucket
-	if runN(t, l, get, 1) != 1 {
+	if runN(t, l, get, 2) != 2 {
 		t.Fatal("get dropped")
 	}
 	found := false
@@ -557,5 +575,5 @@ func TestKnownBitmap(t *testing.T) {
 	if !found {
 		t.Error("class-keyed source not marked known")
 	}
-	equalCounts(t, counts(t, l), map[string]uint64{"161/ok": 5, "161/global_new": 2})
+	equalCounts(t, counts(t, l), map[string]uint64{"161/ok": 10, "161/global_new": 4})
 }

@@ -41,8 +41,8 @@
 enum reason {
 	R_PASS = 0,         /* within limits */
 	R_DROP_SOURCE = 1,  /* per-source bucket empty */
-	R_DROP_GLOBAL = 2,  /* known source, global bucket empty */
-	R_DROP_NEW = 3,     /* unknown source, global bucket at or below the reserve */
+	R_DROP_GLOBAL = 2,  /* global bucket empty (for this source) */
+	R_DROP_NEW = 3,     /* source not known, global bucket at or below the reserve */
 	R_FRAGMENT = 4,     /* slot 0: UDP fragment, passed */
 	R_TRUNCATED = 5,    /* slot 0: truncated or malformed IP/UDP header, passed */
 	R_UNTRACKED = 6,    /* passed, but the source could not be inserted */
@@ -182,13 +182,15 @@ struct {
 	__type(value, struct src_state);
 } sources SEC(".maps");
 
-/* The "known" bitmap: one bit per hash of a per-source key, set when the source is
- * inserted. A clear bit means the source is certainly not in the table, so a flood
- * from unknown sources is dropped in the reserve zone without touching the (large,
- * cache-cold) LRU table. Two halves: the program reads half known_half and sets
- * bits in both; userspace rebuilds the other half from the table from time to time
- * (evicted sources leave stale bits) and then flips known_half. */
-#define KNOWN_BITS (1u << 20)
+/* The "known" bitmap: one bit per hash of a per-source key, set when a source in the
+ * table is answered for the second time. Known sources may take the global reserve;
+ * a clear bit means the source is certainly not known, so a flood is dropped in the
+ * reserve zone without touching the (large, cache-cold) LRU table. Sources of a
+ * spoofed flood are answered once at most, so they never take a bit, and the bitmap
+ * stays small enough to stay in cache. Two halves: the program reads half known_half
+ * and sets bits in both; userspace rebuilds the other half from the table from time
+ * to time (evicted sources leave stale bits) and then flips known_half. */
+#define KNOWN_BITS (1u << 18)
 #define KNOWN_WORDS (KNOWN_BITS / 64)
 
 struct {
@@ -327,7 +329,8 @@ static __always_inline int limit(struct rule *r, struct src_key *k, __u64 bytes)
 	struct src_state *s = NULL;
 	struct gstate *g = NULL;
 	__u64 st = 0, peek = 0;
-	int unknown = 0;
+	int unknown = 0; /* not in the table */
+	int fresh = 0;   /* not known (answered once at most): may not take the reserve */
 
 	if (r->glob_rate) {
 		__u32 slot = r->slot;
@@ -345,13 +348,21 @@ static __always_inline int limit(struct rule *r, struct src_key *k, __u64 bytes)
 	}
 
 	if (r->src_rate) {
-		/* In the reserve zone an unknown source is dropped anyway: when the
-		 * bitmap says it is certainly unknown, skip the table lookup. */
-		if (g && peek < NS_PER_MIN + r->glob_reserve && !maybe_known(k))
+		/* In the reserve zone only known sources go on: when the bitmap says a
+		 * source is certainly not known, skip the table lookup. */
+		int reserve_zone = g && peek < NS_PER_MIN + r->glob_reserve;
+
+		if (reserve_zone && !maybe_known(k))
 			return global_drop(r, g, k, now, quiet, R_DROP_NEW, bytes);
 		s = bpf_map_lookup_elem(&sources, k);
 		if (s) {
-			__u64 last = s->last_ns;
+			__u64 last;
+
+			/* A set bit can be another source's: the count decides. */
+			fresh = s->passed < 2;
+			if (reserve_zone && fresh)
+				return global_drop(r, g, k, now, quiet, R_DROP_NEW, bytes);
+			last = s->last_ns;
 			st = refill(s->tokens, last, now, r->src_rate, r->src_burst, r->src_fill_ns);
 			if (now > last)
 				s->last_ns = now;
@@ -367,7 +378,7 @@ static __always_inline int limit(struct rule *r, struct src_key *k, __u64 bytes)
 				return XDP_DROP;
 			}
 		} else {
-			unknown = 1;
+			unknown = fresh = 1;
 		}
 	}
 
@@ -376,8 +387,8 @@ static __always_inline int limit(struct rule *r, struct src_key *k, __u64 bytes)
 		__u64 gt;
 		int ok = 0;
 
-		if (unknown) {
-			/* Unknown sources may not take the reserve (global first: nothing
+		if (fresh) {
+			/* Sources not known may not take the reserve (global first: nothing
 			 * is inserted for a source that cannot pass). */
 			floor += r->glob_reserve;
 			if (peek < floor)
@@ -401,13 +412,15 @@ static __always_inline int limit(struct rule *r, struct src_key *k, __u64 bytes)
 				s->tokens = st; /* refilled, not spent */
 				__sync_fetch_and_add(&s->dropped, 1);
 			}
-			return global_drop(r, g, k, now, quiet, unknown ? R_DROP_NEW : R_DROP_GLOBAL, bytes);
+			return global_drop(r, g, k, now, quiet, fresh ? R_DROP_NEW : R_DROP_GLOBAL, bytes);
 		}
 	}
 
 	if (s) {
 		s->tokens = st - NS_PER_MIN;
-		__sync_fetch_and_add(&s->passed, 1);
+		/* Its second answered request makes a source known. */
+		if (__sync_fetch_and_add(&s->passed, 1) == 1)
+			mark_known(k);
 	} else if (unknown) {
 		struct src_state ns = {
 			.tokens = r->src_burst - NS_PER_MIN,
@@ -418,7 +431,6 @@ static __always_inline int limit(struct rule *r, struct src_key *k, __u64 bytes)
 			count(r->slot, R_UNTRACKED, bytes);
 			return XDP_PASS;
 		}
-		mark_known(k);
 	}
 	count(r->slot, R_PASS, bytes);
 	return XDP_PASS;

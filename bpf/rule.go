@@ -68,9 +68,10 @@ type Rule struct {
 	Burst int
 	// GlobalBurst is the global bucket's depth; 0 means Global.
 	GlobalBurst int
-	// Reserve is the part of the global bucket that unknown sources (not yet in the
-	// per-source table) cannot take, so that known clients keep being answered during a
-	// flood from spoofed sources. 0 means GlobalBurst/4; negative means none.
+	// Reserve is the part of the global bucket that only known sources (answered at
+	// least twice while in the per-source table) can take, so that known clients keep
+	// being answered during a flood from spoofed sources. 0 means GlobalBurst/4;
+	// negative means none.
 	Reserve int
 }
 

@@ -37,7 +37,7 @@ type Rule struct {
 	Global      int // requests per minute from all sources, 0 = unlimited
 	Burst       int // per-source bucket depth, 0 = PerSource
 	GlobalBurst int // global bucket depth, 0 = Global
-	Reserve     int // global tokens unknown sources cannot take; 0 = GlobalBurst/4, < 0 = none
+	Reserve     int // global tokens only known sources (answered twice) take; 0 = GlobalBurst/4, < 0 = none
 }
 
 // where names the rule in errors; Port 0 is a rule whose port is not known yet.
@@ -109,7 +109,7 @@ const (
 	Pass          Reason = iota // within the limits (or not limited)
 	DropPerSource               // the source's bucket is empty
 	DropGlobal                  // known source, the global bucket is empty
-	DropGlobalNew               // unknown source, the global bucket is at or below the reserve
+	DropGlobalNew               // source not known, the global bucket is at or below the reserve
 )
 
 var reasonNames = [...]string{"ok", "per_source", "global", "global_new"}
@@ -170,6 +170,7 @@ type srcKey struct {
 
 type srcState struct {
 	tokens, last uint64
+	passed       uint64 // answered requests; two make the source known
 }
 
 // New validates rules and builds a Limiter. Classes are tried in the order of rules; a
@@ -332,16 +333,17 @@ func (l *Limiter) limit(c *class, portNum uint16, src netip.Addr) Decision {
 	}
 	var s *srcState
 	var st uint64
-	unknown := false
+	unknown := false // not in the table
+	fresh := false   // not known (answered once at most): may not take the reserve
 	if srcRate > 0 {
 		s = l.sources[key]
-		if s == nil {
-			unknown = true
-			if gRate > 0 && peek < unit+gReserve {
-				d.Reason = DropGlobalNew
-				return d
-			}
-		} else {
+		unknown = s == nil
+		fresh = unknown || s.passed < 2
+		if gRate > 0 && peek < unit+gReserve && fresh {
+			d.Reason = DropGlobalNew
+			return d
+		}
+		if s != nil {
 			st = refill(s.tokens, s.last, now, srcRate, srcBurst, fillNs(srcBurst, srcRate))
 			if now > s.last {
 				s.last = now
@@ -355,7 +357,7 @@ func (l *Limiter) limit(c *class, portNum uint16, src netip.Addr) Decision {
 	}
 	if gRate > 0 {
 		floor := uint64(unit)
-		if unknown {
+		if fresh {
 			floor += gReserve // peek >= floor was checked above
 		}
 		gt := gBurst
@@ -372,10 +374,11 @@ func (l *Limiter) limit(c *class, portNum uint16, src netip.Addr) Decision {
 		c.gTokens = gt
 		if !ok {
 			d.Reason = DropGlobal
+			if fresh {
+				d.Reason = DropGlobalNew
+			}
 			if s != nil {
 				s.tokens = st // refilled, not spent
-			} else if unknown {
-				d.Reason = DropGlobalNew
 			}
 			return d
 		}
@@ -383,6 +386,7 @@ func (l *Limiter) limit(c *class, portNum uint16, src netip.Addr) Decision {
 	switch {
 	case s != nil:
 		s.tokens = st - unit
+		s.passed++
 	case unknown:
 		if len(l.sources) >= l.max {
 			for k := range l.sources { // a random victim
@@ -390,7 +394,7 @@ func (l *Limiter) limit(c *class, portNum uint16, src netip.Addr) Decision {
 				break
 			}
 		}
-		l.sources[key] = &srcState{tokens: srcBurst - unit, last: now}
+		l.sources[key] = &srcState{tokens: srcBurst - unit, last: now, passed: 1}
 	}
 	return d
 }

@@ -191,6 +191,13 @@ func TestBuckets(t *testing.T) {
 			{s + s, c, read, 1, 0, "global_new", "read"}, // +1 token: still within the reserve
 			{s + s, a, read, 1, 1, "ok", "read"},         // a known source takes it
 		}},
+		{"known after two answers", []Rule{{Port: 69, PerSource: 600, Burst: 10, Global: 60, GlobalBurst: 6, Reserve: 2}}, []step{
+			{s, a, other, 1, 1, "ok", ""},         // global 6 -> 5; a answered once
+			{s, b, other, 2, 2, "ok", ""},         // 5 -> 3; b answered twice: known
+			{s, c, other, 1, 1, "ok", ""},         // 3 -> 2, the reserve
+			{s, a, other, 1, 0, "global_new", ""}, // in the table but not known: not its reserve
+			{s, b, other, 3, 2, "global", ""},     // known: the reserve, then the global drop
+		}},
 		{"global only", []Rule{{Port: 69, Global: 2}}, []step{
 			{s, a, other, 2, 2, "ok", ""},
 			{s, b, other, 1, 0, "global", ""},
