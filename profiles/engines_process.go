@@ -133,7 +133,7 @@ func (l *processList) IntList(now time.Time) (*IntList, bool) {
 		}
 	}
 	g := seedPCG(l.seed)
-	out := &IntList{n: int32(len(l.specs)), width: 64, w: make([]uint64, len(l.specs))}
+	out := &IntList{n: int32(len(l.specs)), width: 64, lg: 6, w: make([]uint64, len(l.specs))}
 	for i := range l.specs {
 		p := &l.specs[i]
 		out.w[i] = uint64(int64(p.at(now, drawProcess(g, p.spread))))

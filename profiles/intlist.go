@@ -13,6 +13,7 @@ import (
 type IntList struct {
 	n     int32
 	width uint8    // bits per element: 1, 8, 16 or 64
+	lg    uint8    // log2(width): element i is in word i >> (6-lg), at bit (i mod 64/width) << lg
 	w     []uint64 // the elements, packed little end first
 }
 
@@ -30,14 +31,14 @@ func compactList(v any) any {
 		}
 		lo, hi = min(lo, x), max(hi, x)
 	}
-	out := &IntList{n: int32(len(l)), width: 64}
+	out := &IntList{n: int32(len(l)), width: 64, lg: 6}
 	switch {
 	case lo >= 0 && hi <= 1:
-		out.width = 1
+		out.width, out.lg = 1, 0
 	case lo >= 0 && hi <= math.MaxUint8:
-		out.width = 8
+		out.width, out.lg = 8, 3
 	case lo >= 0 && hi <= math.MaxUint16:
-		out.width = 16
+		out.width, out.lg = 16, 4
 	}
 	per := 64 / int(out.width)
 	out.w = make([]uint64, (len(l)+per-1)/per)
@@ -59,8 +60,29 @@ func (l *IntList) At(i int) int64 {
 	if l.width == 64 {
 		return int64(l.w[i])
 	}
-	per := 64 / int(l.width)
-	return int64(l.w[i/per] >> (uint(i%per) * uint(l.width)) & (1<<l.width - 1))
+	// Shifts, not a division by the elements per word: this is on Modbus's read path.
+	sh := 6 - uint(l.lg)
+	return int64(l.w[uint(i)>>sh] >> ((uint(i) & (1<<sh - 1)) << l.lg) & (1<<l.width - 1))
+}
+
+// AppendBE16 appends elements [i, i+n) to dst as big-endian 16-bit values, each cut to its
+// low 16 bits (Modbus's register encoding); it panics when the range is out of bounds.
+func (l *IntList) AppendBE16(dst []byte, i, n int) []byte {
+	if i < 0 || n < 0 || i > int(l.n)-n {
+		panic(fmt.Sprintf("profiles: IntList range [%d:%d] out of range [0:%d]", i, i+n, l.n))
+	}
+	if l.width == 64 {
+		for _, w := range l.w[i : i+n] {
+			dst = append(dst, byte(w>>8), byte(w))
+		}
+		return dst
+	}
+	sh, mask := 6-uint(l.lg), uint64(1)<<l.width-1
+	for j := uint(i); j < uint(i+n); j++ {
+		v := l.w[j>>sh] >> ((j & (1<<sh - 1)) << l.lg) & mask
+		dst = append(dst, byte(v>>8), byte(v))
+	}
+	return dst
 }
 
 // List returns the elements as a new []any of int64.

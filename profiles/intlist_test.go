@@ -140,3 +140,54 @@ func TestDatabusKeysOutsideTheSchema(t *testing.T) {
 		t.Error("an unknown key read without error")
 	}
 }
+
+// BenchmarkIntListAt reads ten registers of a Modbus-style u16 block, as an FC 3 read does.
+func BenchmarkIntListAt(b *testing.B) {
+	in := make([]any, 100)
+	for i := range in {
+		in[i] = int64(i * 300)
+	}
+	l := compactList(in).(*IntList)
+	var s int64
+	for b.Loop() {
+		for i := 40; i < 50; i++ {
+			s += l.At(i)
+		}
+	}
+	if s == 0 {
+		b.Fatal("nothing read")
+	}
+}
+
+// TestIntListAppendBE16 checks the bulk register encoding against At for every width,
+// range and word boundary, and that a range out of bounds panics.
+func TestIntListAppendBE16(t *testing.T) {
+	for _, hi := range []int64{1, 255, 65535, 1 << 40} {
+		in := make([]any, 130)
+		for i := range in {
+			in[i] = (int64(i)*2654435761 + 12345) % (hi + 1)
+		}
+		l := compactList(in).(*IntList)
+		for _, r := range [][2]int{{0, 0}, {0, 130}, {3, 10}, {60, 9}, {63, 2}, {127, 3}, {130, 0}} {
+			var want []byte
+			for i := r[0]; i < r[0]+r[1]; i++ {
+				v := l.At(i)
+				want = append(want, byte(v>>8), byte(v))
+			}
+			got := l.AppendBE16([]byte{0xee}, r[0], r[1])
+			if !reflect.DeepEqual(got, append([]byte{0xee}, want...)) {
+				t.Errorf("max %d [%d:+%d]: % x, want % x", hi, r[0], r[1], got[1:], want)
+			}
+		}
+		for _, r := range [][2]int{{-1, 2}, {129, 2}, {0, 131}, {5, -1}} {
+			func() {
+				defer func() {
+					if recover() == nil {
+						t.Errorf("max %d [%d:+%d]: no panic", hi, r[0], r[1])
+					}
+				}()
+				l.AppendBE16(nil, r[0], r[1])
+			}()
+		}
+	}
+}

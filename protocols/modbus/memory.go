@@ -82,6 +82,16 @@ func appendRegisters(dst []byte, db *profiles.Databus, b *block, addr, qty int) 
 	}
 	dst = append(dst, byte(2*qty))
 	off := addr - b.start
+	if l.ints != nil { // the compact list's own loop; registers past its end read 0
+		n := min(qty, max(l.ints.Len()-off, 0))
+		if n > 0 {
+			dst = l.ints.AppendBE16(dst, off, n)
+		}
+		for ; n < qty; n++ {
+			dst = append(dst, 0, 0)
+		}
+		return dst, nil
+	}
 	for i := 0; i < qty; i++ {
 		r := l.at(off + i)
 		dst = append(dst, byte(r>>8), byte(r))

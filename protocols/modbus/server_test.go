@@ -192,6 +192,15 @@ func TestWritesPersist(t *testing.T) {
 	if got, want := c.out.Bytes(), adu(3, 1, unhex(t, "04 0a ffff 0001 0003 0011 0000")...); !bytes.Equal(got, want) {
 		t.Fatalf("reply % x, want % x", got, want)
 	}
+	// A compact list shorter than its block: the registers past its end read 0, from
+	// within the list and from past it.
+	h.Databus.Set("memoryModbusInputRegisters", []any{int64(7), int64(65535), int64(300)})
+	c = &fakeConn{chunks: [][]byte{adu(4, 1, unhex(t, "04 0001 0004")...), adu(5, 1, unhex(t, "04 0005 0002")...)}}
+	svc.ServeConn(context.Background(), testSession(h, nil), c)
+	want := append(adu(4, 1, unhex(t, "04 08 ffff 012c 0000 0000")...), adu(5, 1, unhex(t, "04 04 0000 0000")...)...)
+	if got := c.out.Bytes(); !bytes.Equal(got, want) {
+		t.Fatalf("reply % x, want % x", got, want)
+	}
 }
 
 func TestEvents(t *testing.T) {
