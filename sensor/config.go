@@ -274,7 +274,7 @@ type XDPRule struct {
 	GlobalPerMinute    int      `toml:"global_per_minute"`
 	Burst              int      `toml:"burst"`        // per-source bucket depth (0: a minute's worth)
 	GlobalBurst        int      `toml:"global_burst"` // global bucket depth (0: a minute's worth)
-	Reserve            int      `toml:"reserve"`      // global tokens only known sources take (0: a quarter, -1: none)
+	Reserve            int      `toml:"reserve"`      // global tokens only known sources (answered twice) take (0: a quarter, -1: none)
 }
 
 // limit converts the rule for port, validating it.
