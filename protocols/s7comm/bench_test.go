@@ -21,13 +21,14 @@ func BenchmarkParseReadVar(b *testing.B) {
 	}
 	pdu := (&PDU{Header: Header{ROSCTR: ROSCTRJob}, Param: param}).Append(nil)
 	b.ReportAllocs()
+	var items []VarItem // the connection's scratch slice, as the server parses
 	for b.Loop() {
 		p, err := ParsePDU(pdu)
 		if err != nil {
 			b.Fatal(err)
 		}
-		if _, _, err := ParseVarJob(p.Param); err != nil {
-			b.Fatal(err)
+		if items, err = appendVarJob(items[:0], p.Param); err != nil || len(items) != 4 {
+			b.Fatal(len(items), err)
 		}
 	}
 }
@@ -35,11 +36,13 @@ func BenchmarkParseReadVar(b *testing.B) {
 func BenchmarkEncodeUserdata(b *testing.B) {
 	payload := make([]byte, 92)
 	out := make([]byte, 0, 256)
+	param, data := make([]byte, 0, 16), make([]byte, 0, 128) // reused, as a connection's buffers are
 	b.ReportAllocs()
 	for b.Loop() {
 		u := UDParam{Method: udMethodRes, Type: UDTypeRes, Group: GroupCPU, Sub: SubReadSZL, Seq: 1, Long: true}
 		d := UDData{RC: RCSuccess, TS: DTSOctets, Payload: payload}
-		p := PDU{Header: Header{ROSCTR: ROSCTRUserdata}, Param: u.Append(nil), Data: d.Append(nil)}
+		param, data = u.Append(param[:0]), d.Append(data[:0])
+		p := PDU{Header: Header{ROSCTR: ROSCTRUserdata}, Param: param, Data: data}
 		out = p.Append(out[:0])
 	}
 }
