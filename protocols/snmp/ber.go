@@ -331,20 +331,27 @@ func appendUintDec(b []byte, v uint64) []byte {
 }
 
 // parseOIDString parses "1.3.6.1" (a leading dot is allowed).
-func parseOIDString(s string) ([]uint32, error) {
+func parseOIDString(s string) ([]uint32, error) { return appendOIDString(nil, s) }
+
+// appendOIDString is parseOIDString appending the sub-identifiers to out, so that a caller
+// with a buffer of its own allocates nothing.
+func appendOIDString(out []uint32, s string) ([]uint32, error) {
 	if len(s) > 0 && s[0] == '.' {
 		s = s[1:]
 	}
 	if s == "" {
 		return nil, errors.New("empty OID")
 	}
-	var out []uint32
+	start := len(out)
 	var v uint64
 	digits := 0
 	for i := 0; i <= len(s); i++ {
 		if i == len(s) || s[i] == '.' {
 			if digits == 0 {
 				return nil, errors.New("empty sub-identifier in OID " + s)
+			}
+			if len(out)-start == maxOIDLen {
+				return nil, errors.New("OID too long")
 			}
 			out = append(out, uint32(v))
 			v, digits = 0, 0
@@ -359,9 +366,6 @@ func parseOIDString(s string) ([]uint32, error) {
 		if v > math.MaxUint32 {
 			return nil, errors.New("sub-identifier too large in OID " + s)
 		}
-	}
-	if len(out) > maxOIDLen {
-		return nil, errors.New("OID too long")
 	}
 	return out, nil
 }

@@ -3,6 +3,7 @@ package snmp
 import (
 	"encoding/json"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -50,5 +51,45 @@ func BenchmarkOIDListField(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		buf = newOIDList(vbs).AppendJSON(buf[:0])
+	}
+}
+
+// TestAppendOIDString checks the OID text parser: what it accepts, what it refuses, the
+// 128 sub-identifier bound, and that it appends to a caller's buffer without touching what
+// the buffer already holds.
+func TestAppendOIDString(t *testing.T) {
+	long := strings.Repeat("1.", maxOIDLen-1) + "1"
+	cases := []struct {
+		in   string
+		want []uint32 // nil: refused
+	}{
+		{"1.3.6.1", []uint32{1, 3, 6, 1}},
+		{".1.3.6.1.4.1.4294967295", []uint32{1, 3, 6, 1, 4, 1, 4294967295}},
+		{"0", []uint32{0}},
+		{"", nil},
+		{".", nil},
+		{"1..3", nil},
+		{"1.3.", nil},
+		{"1.3a", nil},
+		{"1.4294967296", nil},
+		{long, slices.Repeat([]uint32{1}, maxOIDLen)},
+		{long + ".1", nil},
+	}
+	for _, c := range cases {
+		buf := []uint32{7, 7}
+		got, err := appendOIDString(buf, c.in)
+		if c.want == nil {
+			if err == nil {
+				t.Errorf("%.40q: %v, want an error", c.in, got)
+			}
+			continue
+		}
+		if err != nil || !slices.Equal(got, append([]uint32{7, 7}, c.want...)) {
+			t.Errorf("%.40q: %v, %v; want 7 7 then %v", c.in, got, err, c.want)
+		}
+	}
+	var buf [32]uint32
+	if n := testing.AllocsPerRun(100, func() { _, _ = appendOIDString(buf[:0], "1.3.6.1.4.1.311.1.1.3.1.2") }); n != 0 {
+		t.Errorf("%v allocations into a buffer that fits", n)
 	}
 }

@@ -482,7 +482,8 @@ func encodeValue(b []byte, o *object, v any) []byte {
 		}
 		return appendString(b, o.tag, profiles.FormatValue(v))
 	case tagOID:
-		oid, err := parseOIDString(profiles.FormatValue(v))
+		var buf [32]uint32 // an OID value fits, so encoding one allocates nothing
+		oid, err := appendOIDString(buf[:0], profiles.FormatValue(v))
 		if err != nil || len(oid) < 2 || oid[0] > 2 || (oid[0] < 2 && oid[1] >= 40) {
 			oid = []uint32{0, 0}
 		}
