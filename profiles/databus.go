@@ -664,13 +664,23 @@ func (d *Databus) GetString(key string) (string, error) {
 	return FormatValue(v), nil
 }
 
-// GetInt returns key's value as an integer; strings holding numbers are accepted.
+// GetInt returns key's value as an integer; strings holding numbers are accepted. An integer,
+// stored or computed now by an integer engine (IntDynamic), is read without boxing it in an
+// interface, so that reading a counter allocates nothing.
 func (d *Databus) GetInt(key string) (int64, error) {
-	v, err := d.Get(key)
+	v, err := d.raw(key)
 	if err != nil {
 		return 0, err
 	}
-	return ToInt(v)
+	switch x := v.(type) {
+	case int64:
+		return x, nil
+	case IntDynamic:
+		return x.IntValue(time.Now()), nil
+	case Dynamic:
+		return ToInt(x.Value(time.Now()))
+	}
+	return ToInt(expand(v))
 }
 
 // ToInt converts a databus value to an integer.

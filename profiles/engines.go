@@ -100,6 +100,22 @@ type DynamicFunc func(now time.Time) any
 // Value implements Dynamic.
 func (f DynamicFunc) Value(now time.Time) any { return f(now) }
 
+// IntDynamic is a Dynamic whose value is always an integer (int64): IntValue gives it
+// without boxing it in an interface, so reading it allocates nothing.
+type IntDynamic interface {
+	Dynamic
+	IntValue(now time.Time) int64
+}
+
+// IntDynamicFunc is an IntDynamic computed by a function.
+type IntDynamicFunc func(now time.Time) int64
+
+// Value implements Dynamic.
+func (f IntDynamicFunc) Value(now time.Time) any { return f(now) }
+
+// IntValue implements IntDynamic.
+func (f IntDynamicFunc) IntValue(now time.Time) int64 { return f(now) }
+
 // UptimeSeconds is the number of whole seconds a host has been up.
 func UptimeSeconds(env EngineEnv, now time.Time) int64 {
 	return int64(now.Sub(env.Start) / time.Second)

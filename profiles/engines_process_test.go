@@ -84,7 +84,7 @@ func TestScheduleFunction(t *testing.T) {
 			t.Fatal(err)
 		}
 		now := time.Date(2026, 11, 29, tc.hour, 30, 0, 0, time.UTC)
-		if got := v.(DynamicFunc)(now); got != tc.want {
+		if got := v.(Dynamic).Value(now); got != tc.want {
 			t.Errorf("schedule %d-%d at %02d:30 = %v, want %d", tc.on, tc.off, tc.hour, got, tc.want)
 		}
 	}
@@ -92,7 +92,7 @@ func TestScheduleFunction(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if day, night := v.(DynamicFunc)(time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)), v.(DynamicFunc)(time.Date(2026, 1, 1, 2, 0, 0, 0, time.UTC)); day != int64(1) || night != int64(2) {
+	if day, night := v.(Dynamic).Value(time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)), v.(Dynamic).Value(time.Date(2026, 1, 1, 2, 0, 0, 0, time.UTC)); day != int64(1) || night != int64(2) {
 		t.Errorf("occupancy schedule: day %v, night %v", day, night)
 	}
 	for _, bad := range [][]any{{int64(6)}, {int64(-1), int64(5)}, {"a", int64(5)}, {int64(1), int64(2), int64(3)}} {
@@ -230,5 +230,50 @@ func BenchmarkProcessListIntList(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		l.IntList(now)
+	}
+}
+
+// TestGetIntEngines checks that GetInt reads the integer engines (sysuptime, the counting
+// ones) as Get does, without an allocation, and still converts other values.
+func TestGetIntEngines(t *testing.T) {
+	p := loadWithKey(t, `<value type="value">"17"</value>`)
+	d := p.Schema.NewDatabus(EngineEnv{Seed: 1})
+	up, err := ParseEngine("sysuptime", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inc, err := ParseEngine("increment", "1:100")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dynUp, err := up.New(EngineEnv{Start: time.Now().Add(-time.Hour)}, "up", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dynInc, err := inc.New(EngineEnv{Seed: 1}, "inc", int64(5))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := dynUp.(IntDynamic); !ok {
+		t.Fatalf("sysuptime is a %T, not an IntDynamic", dynUp)
+	}
+	d.Set("up", dynUp)
+	d.Set("inc", dynInc)
+	if n, err := d.GetInt("up"); err != nil || n < 360000 {
+		t.Errorf("uptime an hour after start: %d ticks, %v", n, err)
+	}
+	a, errA := d.GetInt("inc")
+	b, errB := d.GetInt("inc")
+	c, errC := d.Get("inc")
+	if a != 5 || b != 6 || c != int64(7) || errA != nil || errB != nil || errC != nil {
+		t.Errorf("increment read as %d, %d, then Get %v (%v %v %v); want 5, 6, 7", a, b, c, errA, errB, errC)
+	}
+	if n, err := d.GetInt("k"); n != 17 || err != nil {
+		t.Errorf("a number in a string: %d, %v", n, err)
+	}
+	for _, key := range []string{"up", "inc"} {
+		if allocs := testing.AllocsPerRun(100, func() { _, _ = d.GetInt(key) }); allocs != 0 {
+			t.Errorf("GetInt(%q): %v allocations", key, allocs)
+		}
 	}
 }

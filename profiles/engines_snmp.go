@@ -118,7 +118,7 @@ func (s EngineSpec) New(env EngineEnv, label string, initial any) (Dynamic, erro
 		return DynamicFunc(func(time.Time) any { return initial }), nil
 	case "sysuptime":
 		head, start := s.a, env.Start // not all of env: every SNMP host holds one
-		return DynamicFunc(func(now time.Time) any {
+		return IntDynamicFunc(func(now time.Time) int64 {
 			return head + int64(now.Sub(start)/(10*time.Millisecond))
 		}), nil
 	case "evaluate":
@@ -144,7 +144,7 @@ func (s EngineSpec) New(env EngineEnv, label string, initial any) (Dynamic, erro
 	r := env.Rand("engine:" + label)
 	cur := start
 	between := func(rr *rand.Rand) int64 { return s.a + rr.Int64N(s.b-s.a+1) }
-	return DynamicFunc(func(time.Time) any {
+	return IntDynamicFunc(func(time.Time) int64 {
 		mu.Lock()
 		defer mu.Unlock()
 		v := cur

@@ -452,11 +452,25 @@ func (s *service) value(b []byte, o *object, h *protocols.Host, hs *hostState, n
 	if o.builtin != nil {
 		return o.builtin(b, hs, now)
 	}
+	if isIntTag(o.tag) { // counters and uptimes: read without boxing the number
+		if n, err := h.Databus.GetInt(o.key); err == nil {
+			return encodeInt(b, o, n)
+		}
+	}
 	v, err := h.Databus.Get(o.key)
 	if err != nil {
 		v = o.literal // nil when there is none: the syntax's zero value
 	}
 	return encodeValue(b, o, v)
+}
+
+// isIntTag reports whether values of the syntax are numbers (encodeInt's syntaxes).
+func isIntTag(tag byte) bool {
+	switch tag {
+	case tagInteger, tagCounter32, tagTimeTicks, tagGauge32, tagCounter64:
+		return true
+	}
+	return false
 }
 
 // encodeValue encodes a databus value with the object's syntax. Values that do not fit
@@ -508,6 +522,12 @@ func encodeValue(b []byte, o *object, v any) []byte {
 	if err != nil {
 		n = 0
 	}
+	return encodeInt(b, o, n)
+}
+
+// encodeInt encodes a number with the object's syntax, clamped or wrapped to its range; a
+// syntax that is not a number gets NULL.
+func encodeInt(b []byte, o *object, n int64) []byte {
 	switch o.tag {
 	case tagInteger:
 		n = max(min(n, math.MaxInt32), math.MinInt32)
