@@ -682,7 +682,9 @@ func (sv *service) unconfirmed(s *protocols.Session, m *message, reply func([]by
 				return
 			}
 		}
-		reply(frame(&m.npdu, sv.iAm(v)))
+		x.apdu = sv.appendIAm(x.apdu[:0], v) // the exchange's scratch: an answer allocates nothing
+		x.framed = appendFrame(x.framed[:0], &m.npdu, x.apdu)
+		reply(x.framed)
 	case svcWhoHas:
 		low, hasLow, err1 := r.optCtxUnsigned(0)
 		high, hasHigh, err2 := r.optCtxUnsigned(1)
@@ -762,9 +764,9 @@ func (v *view) objectName(o *objectConfig) string {
 	return val.s
 }
 
-// iAm is the I-Am APDU of the host.
-func (sv *service) iAm(v *view) []byte {
-	b := []byte{pduUnconfirmed << 4, svcIAm}
+// appendIAm appends the host's I-Am APDU to b.
+func (sv *service) appendIAm(b []byte, v *view) []byte {
+	b = append(b, pduUnconfirmed<<4, svcIAm)
 	b = appendObjectID(b, v.deviceID())
 	b = appendUnsigned(b, uint32(sv.cfg.maxAPDU))
 	b = appendEnumerated(b, sv.cfg.segmentation)
