@@ -64,6 +64,32 @@ func (s *Schema) Keys() []string {
 // Has reports whether key is defined.
 func (s *Schema) Has(key string) bool { _, ok := s.index[key]; return ok }
 
+// Key is a databus key resolved against a schema once (Schema.Key), so that a request path
+// reading it does no map lookup by name. It reads from any databus: one made from another
+// schema looks the name up as usual.
+type Key struct {
+	name   string
+	schema *Schema
+	i      int // the key's position in schema; -1: not one of its keys
+}
+
+// Key resolves name against the schema.
+func (s *Schema) Key(name string) Key {
+	k := Key{name: name, schema: s, i: -1}
+	if s != nil {
+		if i, ok := s.index[name]; ok {
+			k.i = i
+		}
+	}
+	return k
+}
+
+// Name returns the key's name.
+func (k Key) Name() string { return k.name }
+
+// nameKey is a Key that was not resolved (the string APIs' argument).
+func nameKey(name string) Key { return Key{name: name, i: -1} }
+
 // Spec returns the definition of key.
 func (s *Schema) Spec(key string) (KeySpec, bool) {
 	i, ok := s.index[key]
@@ -411,8 +437,12 @@ func (d *Databus) loadLocked(key string) (any, bool) {
 }
 
 // load returns the stored value of key, taking the read lock only for a key outside the
-// schema.
-func (d *Databus) load(key string) (any, bool) {
+// schema; a key resolved against this databus's schema is not looked up by name.
+func (d *Databus) load(k Key) (any, bool) {
+	if k.schema == d.schema && k.i >= 0 {
+		return d.vals.Load().get(k.i)
+	}
+	key := k.name
 	if i, ok := d.schema.index[key]; ok {
 		return d.vals.Load().get(i)
 	}
@@ -512,10 +542,11 @@ func (s *Schema) NewDatabus(env EngineEnv) *Databus {
 func (d *Databus) Env() EngineEnv { return d.env }
 
 // raw returns the stored value (possibly a Dynamic), materialising it if needed.
-func (d *Databus) raw(key string) (any, error) {
-	if v, ok := d.load(key); ok {
+func (d *Databus) raw(k Key) (any, error) {
+	if v, ok := d.load(k); ok {
 		return v, nil
 	}
+	key := k.name
 	nv, err := d.overlay(key)
 	if err != nil {
 		return nil, err
@@ -554,7 +585,7 @@ func (d *Databus) overlay(key string) (any, error) {
 	if !ok {
 		return nil, nil
 	}
-	ov, err := d.raw(owner)
+	ov, err := d.raw(nameKey(owner))
 	if err != nil {
 		return nil, err
 	}
@@ -571,8 +602,11 @@ func (d *Databus) overlay(key string) (any, error) {
 
 // Get returns the current value of key. Lists and maps are shared: treat them as read-only
 // and change them with Update.
-func (d *Databus) Get(key string) (any, error) {
-	v, err := d.raw(key)
+func (d *Databus) Get(key string) (any, error) { return d.GetKey(nameKey(key)) }
+
+// GetKey is Get of a resolved key.
+func (d *Databus) GetKey(k Key) (any, error) {
+	v, err := d.raw(k)
 	if err != nil {
 		return nil, err
 	}
@@ -587,7 +621,12 @@ func (d *Databus) Get(key string) (any, error) {
 // integers (a processlist of whole numbers), computed now without an interface per
 // element; ok is false for any other value, which Get returns. Treat the list as read-only.
 func (d *Databus) GetIntList(key string) (l *IntList, ok bool, err error) {
-	v, err := d.raw(key)
+	return d.GetIntListKey(nameKey(key))
+}
+
+// GetIntListKey is GetIntList of a resolved key.
+func (d *Databus) GetIntListKey(k Key) (l *IntList, ok bool, err error) {
+	v, err := d.raw(k)
 	if err != nil {
 		return nil, false, err
 	}
@@ -617,7 +656,7 @@ func (d *Databus) Set(key string, v any) {
 // Update atomically replaces key's value with fn(current). fn must not modify current in
 // place: copy lists before changing them. fn runs under the databus lock, so keep it short.
 func (d *Databus) Update(key string, fn func(cur any) (any, error)) error {
-	if _, err := d.raw(key); err != nil {
+	if _, err := d.raw(nameKey(key)); err != nil {
 		return err
 	}
 	d.mu.Lock()
@@ -667,8 +706,11 @@ func (d *Databus) GetString(key string) (string, error) {
 // GetInt returns key's value as an integer; strings holding numbers are accepted. An integer,
 // stored or computed now by an integer engine (IntDynamic), is read without boxing it in an
 // interface, so that reading a counter allocates nothing.
-func (d *Databus) GetInt(key string) (int64, error) {
-	v, err := d.raw(key)
+func (d *Databus) GetInt(key string) (int64, error) { return d.GetIntKey(nameKey(key)) }
+
+// GetIntKey is GetInt of a resolved key.
+func (d *Databus) GetIntKey(k Key) (int64, error) {
+	v, err := d.raw(k)
 	if err != nil {
 		return 0, err
 	}

@@ -1,6 +1,7 @@
 package profiles
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -141,8 +142,8 @@ func TestCompiledFunctionsShareParams(t *testing.T) {
 	p := loadWithKey(t, `<value type="function" param="[[100, 50, 10, 3600, 1, 0] for i in range(32)]">processlist</value>`)
 	a := p.Schema.NewDatabus(EngineEnv{Seed: 1})
 	b := p.Schema.NewDatabus(EngineEnv{Seed: 2})
-	ra, _ := a.raw("k")
-	rb, _ := b.raw("k")
+	ra, _ := a.raw(nameKey("k"))
+	rb, _ := b.raw(nameKey("k"))
 	la, lb := ra.(*processList), rb.(*processList)
 	if &la.specs[0] != &lb.specs[0] {
 		t.Error("two hosts parsed the process list's params each")
@@ -210,7 +211,7 @@ func TestProcessListAsIntList(t *testing.T) {
 		t.Fatalf("GetIntList: %v %v %v", il, ok, err)
 	}
 	// The values move with the time: compare the two forms at one instant.
-	raw, _ := db.raw("k")
+	raw, _ := db.raw(nameKey("k"))
 	lst := raw.(*processList)
 	for _, now := range []time.Time{time.Now(), time.Date(2026, 11, 29, 3, 4, 5, 6, time.UTC)} {
 		il, _ := lst.IntList(now)
@@ -275,5 +276,36 @@ func TestGetIntEngines(t *testing.T) {
 		if allocs := testing.AllocsPerRun(100, func() { _, _ = d.GetInt(key) }); allocs != 0 {
 			t.Errorf("GetInt(%q): %v allocations", key, allocs)
 		}
+	}
+}
+
+// TestResolvedKey checks that a key resolved against one schema reads its databuses, sees
+// writes, reads a databus of another schema by name, and reports a key neither has.
+func TestResolvedKey(t *testing.T) {
+	p1 := loadWithKey(t, `<value type="value">7</value>`)
+	p2 := loadWithKey(t, `<value type="value">9</value>`)
+	d1, d2 := p1.Schema.NewDatabus(EngineEnv{Seed: 1}), p2.Schema.NewDatabus(EngineEnv{Seed: 1})
+	k := p1.Schema.Key("k")
+	if k.Name() != "k" {
+		t.Fatalf("name %q", k.Name())
+	}
+	if n, err := d1.GetIntKey(k); n != 7 || err != nil {
+		t.Errorf("own schema: %d, %v", n, err)
+	}
+	if n, err := d2.GetIntKey(k); n != 9 || err != nil {
+		t.Errorf("another schema: %d, %v (want its own value, by name)", n, err)
+	}
+	d1.Set("k", []any{int64(1), int64(2)})
+	if l, ok, err := d1.GetIntListKey(k); !ok || err != nil || l.Len() != 2 || l.At(1) != 2 {
+		t.Errorf("after a write: %v, %v, %v", l, ok, err)
+	}
+	if v, err := d1.GetKey(k); err != nil || len(v.([]any)) != 2 {
+		t.Errorf("GetKey after a write: %v, %v", v, err)
+	}
+	if _, err := d1.GetKey(p1.Schema.Key("nope")); !errors.Is(err, ErrNoKey) {
+		t.Errorf("a key not in the schema: %v", err)
+	}
+	if allocs := testing.AllocsPerRun(100, func() { _, _, _ = d1.GetIntListKey(k) }); allocs != 0 {
+		t.Errorf("GetIntListKey: %v allocations", allocs)
 	}
 }

@@ -161,7 +161,7 @@ func lookupFunc(t *testing.T, name string) FunctionCtor {
 
 // getAt reads key as of now (dynamic values evaluated at that instant).
 func (d *Databus) getAt(key string, now time.Time) (any, error) {
-	v, err := d.raw(key)
+	v, err := d.raw(nameKey(key))
 	if err != nil {
 		return nil, err
 	}

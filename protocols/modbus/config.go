@@ -42,7 +42,8 @@ var modiconPrefix = [numBlockTypes]int{0, 1, 3, 4}
 // block is a run of one data type backed by a databus list.
 type block struct {
 	name  string
-	key   string // databus key holding the values (a list)
+	key   string       // databus key holding the values (a list)
+	ref   profiles.Key // key resolved against the profile's schema, for the read path
 	typ   blockType
 	start int // first wire (0-based PDU) address
 	size  int
@@ -346,6 +347,7 @@ func parseBlock(sec *profiles.Section, n *profiles.Node, addr addressing) (*bloc
 	if !sec.Profile.Schema.Has(b.key) {
 		return nil, n.Errorf("block %q: databus key %q is not defined in template.xml", b.name, b.key)
 	}
+	b.ref = sec.Profile.Schema.Key(b.key)
 	switch addr {
 	case literal:
 		if ref < 0 || ref > 0xFFFF {

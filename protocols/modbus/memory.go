@@ -20,12 +20,12 @@ type values struct {
 
 // list returns the databus value of b as a list (a scalar is a list of one).
 func list(db *profiles.Databus, b *block) (values, error) {
-	if il, ok, err := db.GetIntList(b.key); err != nil {
+	if il, ok, err := db.GetIntListKey(b.ref); err != nil {
 		return values{}, err
 	} else if ok {
 		return values{ints: il}, nil
 	}
-	v, err := db.Get(b.key)
+	v, err := db.GetKey(b.ref)
 	if err != nil {
 		return values{}, err
 	}
