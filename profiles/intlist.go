@@ -57,12 +57,15 @@ func (l *IntList) At(i int) int64 {
 	if uint(i) >= uint(l.n) {
 		panic(fmt.Sprintf("profiles: IntList index %d out of range [0:%d]", i, l.n))
 	}
-	if l.width == 64 {
-		return int64(l.w[i])
-	}
-	// Shifts, not a division by the elements per word: this is on Modbus's read path.
+	return int64(l.at(uint(i)))
+}
+
+// at returns element i, which must be in range. Shifts, not a division by the elements
+// per word: this is on Modbus's read path. For width 64 the shifts are 0 and the mask is
+// all ones.
+func (l *IntList) at(i uint) uint64 {
 	sh := 6 - uint(l.lg)
-	return int64(l.w[uint(i)>>sh] >> ((uint(i) & (1<<sh - 1)) << l.lg) & (1<<l.width - 1))
+	return l.w[i>>sh] >> ((i & (1<<sh - 1)) << l.lg) & (1<<l.width - 1)
 }
 
 // AppendBE16 appends elements [i, i+n) to dst as big-endian 16-bit values, each cut to its
@@ -71,15 +74,8 @@ func (l *IntList) AppendBE16(dst []byte, i, n int) []byte {
 	if i < 0 || n < 0 || i > int(l.n)-n {
 		panic(fmt.Sprintf("profiles: IntList range [%d:%d] out of range [0:%d]", i, i+n, l.n))
 	}
-	if l.width == 64 {
-		for _, w := range l.w[i : i+n] {
-			dst = append(dst, byte(w>>8), byte(w))
-		}
-		return dst
-	}
-	sh, mask := 6-uint(l.lg), uint64(1)<<l.width-1
 	for j := uint(i); j < uint(i+n); j++ {
-		v := l.w[j>>sh] >> ((j & (1<<sh - 1)) << l.lg) & mask
+		v := l.at(j)
 		dst = append(dst, byte(v>>8), byte(v))
 	}
 	return dst

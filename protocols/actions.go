@@ -55,16 +55,7 @@ var s7Types = map[string]Action{"s7comm.write": {ActionWrite, "s7comm write_var"
 func ClassifyAction(typ string, fields []Field) (Action, bool) {
 	switch typ {
 	case "modbus.request":
-		var fc int64
-		ok := false
-		if len(fields) > 0 && fields[0].Key == "function_code" { // Modbus's own request path
-			var b uint8
-			b, ok = fields[0].Value.(uint8)
-			fc = int64(b)
-		}
-		if !ok {
-			fc, ok = FieldInt(fields, "function_code")
-		}
+		fc, ok := FieldInt(fields, "function_code")
 		if !ok || fc < 5 || fc > 23 { // every write code is in 5..23: most requests need no lookup
 			break
 		}
