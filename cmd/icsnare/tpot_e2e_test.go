@@ -433,6 +433,13 @@ func TestTPotDropIn(t *testing.T) {
 			}
 		}
 	}
+	// With two sessions, their documents reach the file in the order the sessions ended,
+	// which need not be the order of the requests: take them in request time.
+	slices.SortStableFunc(httpDocs, func(a, b map[string]any) int {
+		ta, _ := a["timestamp"].(string)
+		tb, _ := b["timestamp"].(string)
+		return strings.Compare(ta, tb)
+	})
 	if len(httpDocs) != 2 {
 		t.Errorf("http: %d documents, want one per request", len(httpDocs))
 	} else {
