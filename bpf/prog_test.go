@@ -3,6 +3,7 @@ package bpf
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/icsnare/icsnare/protocols/protocoltest"
+	"github.com/icsnare/icsnare/protocols/ratelimit"
 )
 
 const (
@@ -576,4 +578,82 @@ func TestKnownBitmap(t *testing.T) {
 		t.Error("class-keyed source not marked known")
 	}
 	equalCounts(t, counts(t, l), map[string]uint64{"161/ok": 10, "161/global_new": 4})
+}
+
+// TestAdmission: while a port's global bucket is limiting (it dropped within the quiet
+// period), only the first and then every ratelimit.AdmitEvery-th source not in the table
+// that passes is inserted; the others pass untracked (pass/unadmitted), so a second
+// request of theirs is not held to the per-source bucket. After a quiet period without
+// drops every new source is inserted again. The userspace twin decides every packet the
+// same way.
+func TestAdmission(t *testing.T) {
+	rule := Rule{Port: 161, PerSource: 60, Burst: 1, Global: 6000, GlobalBurst: 4, Reserve: -1}
+	l := loadTest(t, rule)
+	clock := int64(t0)
+	twin, err := ratelimit.New([]ratelimit.Rule{{Port: 161, PerSource: 60, Burst: 1, Global: 6000, GlobalBurst: 4, Reserve: -1}},
+		ratelimit.Config{Now: func() int64 { return clock }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := func(i int) string { return fmt.Sprintf("10.1.%d.%d", i/250, 1+i%250) }
+	send := func(i int) bool {
+		t.Helper()
+		kernel := run(t, l, udp4(t, addr(i), 161, frameOpt{})) == xdpPass
+		if d := twin.Allow(161, netip.MustParseAddr(addr(i)), nil); d.Allowed() != kernel {
+			t.Fatalf("source %s at %d ns: kernel pass=%v, userspace %v", addr(i), clock, kernel, d.Reason)
+		}
+		return kernel
+	}
+	tick := func(ns int64) { clock += ns; l.setClock(t, uint64(clock)) }
+
+	// The burst: four new sources pass and are inserted, the fifth finds the bucket empty.
+	for i := range 5 {
+		if got := send(i); got != (i < 4) {
+			t.Fatalf("new source %d: passed %v in the burst", i, got)
+		}
+	}
+	// Limiting now: one token every 10 ms, each to a new source. 40 pass; the first and
+	// every 16th of them (100, 116, 132) are admitted.
+	for i := 100; i < 140; i++ {
+		tick(10e6)
+		if !send(i) {
+			t.Fatalf("new source %d dropped with a token in the bucket", i)
+		}
+	}
+	var admitted []int
+	tracked := 0
+	if err := l.walkSources(func(k *ratelimitSrcKey, _ *ratelimitSrcState) {
+		tracked++
+		if b := keyAddr(k.Family, k.Addr).As4(); b[1] == 1 && int(b[2])*250+int(b[3])-1 >= 100 {
+			admitted = append(admitted, int(b[2])*250+int(b[3])-1)
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(admitted)
+	if want := []int{100, 116, 132}; !slices.Equal(admitted, want) || tracked != 4+len(want) {
+		t.Errorf("admitted while limiting: %v (%d tracked), want %v (and the burst's 4)", admitted, tracked, want)
+	}
+	// A second request 10 ms on, before a source's own bucket refills: an admitted source
+	// is held to it, an unadmitted one passes with the global token (and, the 41st
+	// unadmitted pass, is not admitted either).
+	tick(10e6)
+	if send(116) {
+		t.Error("admitted source 116: second request passed its empty bucket")
+	}
+	if !send(101) {
+		t.Error("unadmitted source 101: second request dropped with a global token left")
+	}
+	equalCounts(t, counts(t, l), map[string]uint64{"161/global": 1, "161/ok": 7, "161/per_source": 1, "161/unadmitted": 38})
+
+	// A quiet period without drops ends the limiting: new sources are all inserted.
+	tick(11e9)
+	for i := 200; i < 204; i++ {
+		if !send(i) {
+			t.Fatalf("new source %d dropped after the quiet period", i)
+		}
+	}
+	if tracked2, err := l.SourceCount(); err != nil || tracked2 != tracked+4 {
+		t.Errorf("after the quiet period: %d tracked (%v), want %d", tracked2, err, tracked+4)
+	}
 }

@@ -30,7 +30,7 @@
 
 #define NS_PER_MIN 60000000000ULL
 #define MAX_SLOTS 64   /* rule slots; slot 0 counts port-less events */
-#define NR_REASONS 8
+#define NR_REASONS 9
 #define MAX_VLAN 2
 #define MAX_EXTHDR 6
 
@@ -47,7 +47,18 @@ enum reason {
 	R_TRUNCATED = 5,    /* slot 0: truncated or malformed IP/UDP header, passed */
 	R_UNTRACKED = 6,    /* passed, but the source could not be inserted */
 	R_EVENT_LOST = 7,   /* slot 0: ring buffer full, notification lost */
+	R_UNADMITTED = 8,   /* passed, not admitted to the table (see ADMIT_EVERY) */
 };
+
+/* While a port's global bucket is limiting (it dropped within the quiet period), a
+ * source not in the table that passes is inserted only if it is the ADMIT_EVERY-th such
+ * source since the last one admitted; the others pass untracked. A spoofed flood's
+ * sources are seen once each: inserting every one of them (the global rate's worth a
+ * second) would churn the table, evicting the state of the sources that come back, and
+ * an insert into a full LRU table costs as much as the rest of the program's work on the
+ * flood. A source that keeps coming is admitted within a few of its passes, and until
+ * then the global bucket (above the reserve) still bounds it. */
+#define ADMIT_EVERY 16
 
 enum snmp_class {
 	CLASS_NONE = 0,
@@ -103,6 +114,7 @@ struct gstate {
 	__u64 tokens;
 	__u64 last_ns;      /* 0: fresh, full bucket */
 	__u64 last_drop_ns;
+	__u64 unadmitted; /* passes of sources not in the table while limiting (ADMIT_EVERY) */
 };
 
 struct src_key {
@@ -331,6 +343,7 @@ static __always_inline int limit(struct rule *r, struct src_key *k, __u64 bytes)
 	__u64 st = 0, peek = 0;
 	int unknown = 0; /* not in the table */
 	int fresh = 0;   /* not known (answered once at most): may not take the reserve */
+	int admit = 1;   /* a source not in the table that passes is inserted */
 
 	if (r->glob_rate) {
 		__u32 slot = r->slot;
@@ -384,6 +397,8 @@ static __always_inline int limit(struct rule *r, struct src_key *k, __u64 bytes)
 
 	if (g) {
 		__u64 floor = NS_PER_MIN;
+		__u64 ld = g->last_drop_ns; /* unlocked, as in global_drop */
+		int limiting = unknown && ld != 0 && now - ld <= quiet;
 		__u64 gt;
 		int ok = 0;
 
@@ -404,6 +419,8 @@ static __always_inline int limit(struct rule *r, struct src_key *k, __u64 bytes)
 		if (gt >= floor) {
 			gt -= NS_PER_MIN;
 			ok = 1;
+			if (limiting && g->unadmitted++ % ADMIT_EVERY != 0)
+				admit = 0;
 		}
 		g->tokens = gt;
 		bpf_spin_unlock(&g->lock);
@@ -421,6 +438,9 @@ static __always_inline int limit(struct rule *r, struct src_key *k, __u64 bytes)
 		/* Its second answered request makes a source known. */
 		if (__sync_fetch_and_add(&s->passed, 1) == 1)
 			mark_known(k);
+	} else if (unknown && !admit) {
+		count(r->slot, R_UNADMITTED, bytes);
+		return XDP_PASS;
 	} else if (unknown) {
 		struct src_state ns = {
 			.tokens = r->src_burst - NS_PER_MIN,

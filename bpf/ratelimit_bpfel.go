@@ -41,6 +41,7 @@ type ratelimitGstate struct {
 	Tokens     uint64
 	LastNs     uint64
 	LastDropNs uint64
+	Unadmitted uint64
 }
 
 type ratelimitMatcher struct {

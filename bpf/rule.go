@@ -13,7 +13,7 @@ const (
 	// maxSlots mirrors MAX_SLOTS in ratelimit.c; slot 0 holds port-less counters.
 	maxSlots = 64
 	// nrReasons mirrors NR_REASONS in ratelimit.c.
-	nrReasons = 8
+	nrReasons = 9
 	// MaxRules is how many ports can be limited at once.
 	MaxRules = maxSlots - 1
 	// MatchBytes is the payload window pattern classes can test (MATCH_BYTES).

@@ -24,6 +24,7 @@ var reasons = [nrReasons]struct{ action, name string }{
 	{"pass", "truncated"},
 	{"pass", "untracked"},
 	{"", "event_lost"},
+	{"pass", "unadmitted"},
 }
 
 const reasonEventLost = 7
@@ -34,7 +35,7 @@ type Counter struct {
 	Port    uint16
 	Class   string // the class of a class rule, or ""
 	Action  string // "pass" or "drop"
-	Reason  string // ok, per_source, global, global_new, fragment, truncated, untracked
+	Reason  string // ok, per_source, global, global_new, fragment, truncated, untracked, unadmitted
 	Packets uint64
 	Bytes   uint64
 }

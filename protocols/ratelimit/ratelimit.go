@@ -133,11 +133,23 @@ type Config struct {
 	// Now returns monotonic nanoseconds (non-zero); tests inject a clock. Default: time
 	// elapsed since New, plus one second.
 	Now func() int64
+	// QuietPeriod: a class's global bucket counts as limiting for this long after its
+	// last drop (default 10s, the kernel limiter's default). While it is limiting, only
+	// one in AdmitEvery sources not in the table that pass is inserted.
+	QuietPeriod time.Duration
 }
+
+// AdmitEvery is the share of new sources inserted into the table while a class's global
+// bucket is limiting: the first, then every AdmitEvery-th (the kernel's ADMIT_EVERY). A
+// spoofed flood's sources are seen once each, and inserting each would churn the table
+// and evict the state of the sources that come back; the others pass untracked, bounded
+// by the global bucket above its reserve.
+const AdmitEvery = 16
 
 // Limiter enforces rules for any number of ports. It is safe for concurrent use.
 type Limiter struct {
 	now   func() int64
+	quiet uint64
 	max   int
 	ports map[uint16]*port // fixed after New
 
@@ -160,6 +172,8 @@ type class struct {
 	r     Rule
 	// global bucket, guarded by Limiter.mu
 	gTokens, gLast uint64
+	gLastDrop      uint64 // the global bucket's last drop (0: none)
+	unadmitted     uint64 // passes of sources not in the table while limiting
 }
 
 type srcKey struct {
@@ -183,7 +197,10 @@ func New(rules []Rule, cfg Config) (*Limiter, error) {
 		start := time.Now()
 		cfg.Now = func() int64 { return int64(time.Since(start)) + int64(time.Second) }
 	}
-	l := &Limiter{now: cfg.Now, max: cfg.MaxSources, ports: map[uint16]*port{}, sources: map[srcKey]*srcState{}}
+	if cfg.QuietPeriod <= 0 {
+		cfg.QuietPeriod = 10 * time.Second
+	}
+	l := &Limiter{now: cfg.Now, quiet: uint64(cfg.QuietPeriod), max: cfg.MaxSources, ports: map[uint16]*port{}, sources: map[srcKey]*srcState{}}
 	for _, r := range rules {
 		if r.Port == 0 {
 			return nil, fmt.Errorf("rule: port 0")
@@ -328,6 +345,7 @@ func (l *Limiter) limit(c *class, portNum uint16, src netip.Addr) Decision {
 		}
 		if peek < unit {
 			d.Reason = DropGlobal
+			c.gLastDrop = now
 			return d
 		}
 	}
@@ -341,6 +359,7 @@ func (l *Limiter) limit(c *class, portNum uint16, src netip.Addr) Decision {
 		fresh = unknown || s.passed < 2
 		if gRate > 0 && peek < unit+gReserve && fresh {
 			d.Reason = DropGlobalNew
+			c.gLastDrop = now
 			return d
 		}
 		if s != nil {
@@ -355,7 +374,9 @@ func (l *Limiter) limit(c *class, portNum uint16, src netip.Addr) Decision {
 			}
 		}
 	}
+	admit := true // a source not in the table that passes is inserted
 	if gRate > 0 {
+		limiting := unknown && c.gLastDrop != 0 && now-c.gLastDrop <= l.quiet
 		floor := uint64(unit)
 		if fresh {
 			floor += gReserve // peek >= floor was checked above
@@ -370,6 +391,10 @@ func (l *Limiter) limit(c *class, portNum uint16, src netip.Addr) Decision {
 		ok := gt >= floor
 		if ok {
 			gt -= unit
+			if limiting {
+				admit = c.unadmitted%AdmitEvery == 0
+				c.unadmitted++
+			}
 		}
 		c.gTokens = gt
 		if !ok {
@@ -380,6 +405,7 @@ func (l *Limiter) limit(c *class, portNum uint16, src netip.Addr) Decision {
 			if s != nil {
 				s.tokens = st // refilled, not spent
 			}
+			c.gLastDrop = now
 			return d
 		}
 	}
@@ -387,7 +413,7 @@ func (l *Limiter) limit(c *class, portNum uint16, src netip.Addr) Decision {
 	case s != nil:
 		s.tokens = st - unit
 		s.passed++
-	case unknown:
+	case unknown && admit:
 		if len(l.sources) >= l.max {
 			for k := range l.sources { // a random victim
 				delete(l.sources, k)

@@ -2,6 +2,7 @@ package ratelimit
 
 import (
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -290,5 +291,48 @@ func TestConcurrent(t *testing.T) {
 	wg.Wait()
 	if passed != 100 {
 		t.Errorf("%d passed, want the global burst of 100", passed)
+	}
+}
+
+// TestAdmission: while a class's global bucket is limiting, the first and then every
+// AdmitEvery-th new source that passes is inserted, the others pass untracked; after a
+// quiet period without drops every new source is inserted again.
+func TestAdmission(t *testing.T) {
+	clk := &clock{ns: 1e12}
+	l := mustNew(t, clk, 0, Rule{Port: 161, PerSource: 60, Burst: 1, Global: 6000, GlobalBurst: 4, Reserve: -1})
+	src := func(i int) netip.Addr { return netip.AddrFrom4([4]byte{10, 1, byte(i / 250), byte(1 + i%250)}) }
+	allow := func(i int) bool { return l.Allow(161, src(i), nil).Allowed() }
+	for i := range 5 { // the burst, then a global drop
+		if got := allow(i); got != (i < 4) {
+			t.Fatalf("new source %d in the burst: passed %v", i, got)
+		}
+	}
+	for i := 100; i < 140; i++ { // one token every 10 ms, each to a new source
+		clk.ns += 10e6
+		if !allow(i) {
+			t.Fatalf("new source %d dropped with a token in the bucket", i)
+		}
+	}
+	var admitted []int
+	for i := 100; i < 140; i++ {
+		if l.sources[srcKey{port: 161, addr: src(i)}] != nil {
+			admitted = append(admitted, i)
+		}
+	}
+	if want := []int{100, 116, 132}; !slices.Equal(admitted, want) || len(l.sources) != 4+len(want) {
+		t.Errorf("admitted %v of %d tracked, want %v and the burst's 4", admitted, len(l.sources), want)
+	}
+	clk.ns += 10e6
+	if d := l.Allow(161, src(116), nil); d.Reason != DropPerSource {
+		t.Errorf("admitted source: second request %v, want per_source", d.Reason)
+	}
+	if !allow(101) {
+		t.Error("unadmitted source: second request dropped with a global token left")
+	}
+	clk.ns += 11e9 // the quiet period: no longer limiting
+	for i := 200; i < 204; i++ {
+		if !allow(i) || l.sources[srcKey{port: 161, addr: src(i)}] == nil {
+			t.Errorf("new source %d after the quiet period: not passed and inserted", i)
+		}
 	}
 }
