@@ -409,6 +409,21 @@ type kindCounter struct {
 
 // Session is one TCP connection or one UDP flow (source, host, protocol).
 type Session struct {
+	// The fields every request reads or writes come first, together, so that a request
+	// touches few of the session's cache lines (the rest is read at its start and end).
+	Events  Emitter
+	Metrics Metrics
+	// KeepEvents, when positive, is the volume control (volume.go): the session's first
+	// KeepEvents events are emitted, then only notable ones (Notable, failed requests);
+	// the others are summarised (Summary) and reported to OnSummarised.
+	KeepEvents   int
+	OnSummarised func(s *Session, reqBytes, respBytes int)
+	requests     atomic.Int64
+	lastType     atomic.Pointer[[2]string]   // the last event type qualified, and its qualified name
+	lastKind     atomic.Pointer[kindCounter] // with a KindMetrics: the last kind counted
+	vol          volume
+	life         lifetime
+
 	ID        string
 	Protocol  string
 	Transport string
@@ -421,8 +436,6 @@ type Session struct {
 	Host     *Host
 	Log      *slog.Logger
 	Sensor   string
-	Events   Emitter
-	Metrics  Metrics
 	// MaxPayload bounds the request/response bytes kept in an event.
 	MaxPayload int
 	// Endpoints opens ephemeral endpoints on the host's address; nil where the sensor
@@ -433,22 +446,11 @@ type Session struct {
 	Amplification float64
 	// Start is when the session began (zero: the time of each event).
 	Start time.Time
-	// KeepEvents, when positive, is the volume control (volume.go): the session's first
-	// KeepEvents events are emitted, then only notable ones (Notable, failed requests);
-	// the others are summarised (Summary) and reported to OnSummarised.
-	KeepEvents   int
-	OnSummarised func(s *Session, reqBytes, respBytes int)
 	// Stripe spreads what sessions count in shared tables (request counters, latency,
 	// flood aggregates): sessions with different stripes write different cache lines, so
 	// sessions served on different CPUs do not contend on each request. The sensor gives
 	// consecutive sessions consecutive stripes.
 	Stripe uint32
-
-	requests atomic.Int64
-	lastType atomic.Pointer[[2]string]   // the last event type qualified, and its qualified name
-	lastKind atomic.Pointer[kindCounter] // with a KindMetrics: the last kind counted
-	life     lifetime
-	vol      volume
 }
 
 // Emit sends an event of type typ, prefixed with "<protocol>." unless it already starts

@@ -35,6 +35,8 @@ var ErrSendBudget = errors.New("unsolicited datagram budget spent until the next
 // lifetime is the part of a session the sensor drives: its context, its per-flow state,
 // the hooks run when it ends and, for UDP flows, how to send a datagram.
 type lifetime struct {
+	last   atomic.Int64 // unix nanoseconds of the last activity
+	heard  atomic.Int64 // unix nanoseconds the transport last received data (Received, TimeoutConn.Session); 0: not marked
 	mu     sync.Mutex
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -43,8 +45,6 @@ type lifetime struct {
 
 	state     sync.Map
 	send      func([]byte) error
-	last      atomic.Int64 // unix nanoseconds of the last activity
-	heard     atomic.Int64 // unix nanoseconds the transport last received data (Received, TimeoutConn.Session); 0: not marked
 	unsoli    atomic.Int32 // Send calls since the last request
 	verified  atomic.Bool
 	replyLeft atomic.Int64 // answer bytes the last request may still cause (amplification bound)
