@@ -55,6 +55,17 @@ var workloads = map[string]func(opts) workload{
 	"bacnet":        newBACnet,
 	"s7comm":        newS7,
 	"http":          newHTTP,
+	// The other protocols the sensor serves.
+	"ftp":                 newFTP,
+	"tftp":                newTFTP,
+	"kamstrup-meter":      newKamstrupMeter,
+	"kamstrup-management": newKamstrupManagement,
+	"guardian-ast":        newGuardianAST,
+}
+
+// checker is a workload that validates its options; an error exits with status 2.
+type checker interface {
+	check() error
 }
 
 type opts struct {
@@ -75,6 +86,13 @@ type opts struct {
 	// HTTP
 	path   string // http: the path to GET
 	status int    // http: the status expected
+	// FTP, Kamstrup management, Guardian AST
+	command string // the command each request sends ("": the mode's default)
+	login   string // ftp: user:password
+	// TFTP
+	file string // tftp: the file each request reads ("": the mode's default)
+	// Kamstrup meter
+	register int // kamstrup-meter: the register each request reads
 }
 
 func main() {
@@ -94,7 +112,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		"(RegisterSession, then Read Tag), iec104-gi (STARTDT, then station interrogations), ipmi-session\n"+
 		"(RMCP+ suite 3 open, RAKP 1-4, close), ipmi-chassis (a suite 3 session, then Get Chassis Status)\n"+
 		"bacnet (ReadProperty of a device property), s7comm (COTP CR, Setup Communication, then Read Var\n"+
-		"of -quantity bytes of the M area) or http (keep-alive GETs of -path)")
+		"of -quantity bytes of the M area), http (keep-alive GETs of -path), ftp (a login, then -command),\n"+
+		"tftp (a whole read of -file, as one request), kamstrup-meter (GetRegister of -register),\n"+
+		"kamstrup-management (-command lines) or guardian-ast (-command, a TLS-350 function)")
 	target := fs.String("target", "127.0.0.1:502", "sensor `host:port` (loopback or 198.18.0.0/15 / fd00::/8 only)")
 	conns := fs.Int("conns", 16, "parallel connections (UDP sockets for snmp, enip-identity over udp, ipmi-*, bacnet)")
 	duration := fs.Duration("duration", 10*time.Second, "measured time (at most 5m)")
@@ -117,6 +137,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.user, "user", "Administrator", "ipmi-*: user name (1-16 octets)")
 	fs.StringVar(&o.password, "password", "Password", "ipmi-*: password (at most 20 octets)")
 	fs.IntVar(&o.property, "property", 77, "bacnet: the device property to read (77: object-name)")
+	fs.StringVar(&o.command, "command", "", "ftp, kamstrup-management, guardian-ast: the command each request sends (default: the mode's own)")
+	fs.StringVar(&o.login, "login", "anonymous:icsnare-load@example.org", "ftp: `user:password` to log in with")
+	fs.StringVar(&o.file, "file", "", "tftp: the file each request reads (default: the mode's own)")
+	fs.IntVar(&o.register, "register", -1, "kamstrup-meter: the register each request reads (default: the mode's own)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -146,11 +170,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "icsnare-load: -quantity 1..125, -path an absolute path without spaces")
 		return 2
 	}
+	w := mk(o)
+	if c, ok := w.(checker); ok {
+		if err := c.check(); err != nil {
+			fmt.Fprintf(stderr, "icsnare-load: %v\n", err)
+			return 2
+		}
+	}
 	var every time.Duration // one connection's interval between requests
 	if *rate > 0 {
 		every = time.Duration(float64(*conns) / *rate * float64(time.Second))
 	}
-	res, err := measure(mk(o), *target, *conns, *warmup, *duration, *maxReq, *pid, every)
+	res, err := measure(w, *target, *conns, *warmup, *duration, *maxReq, *pid, every)
 	if err != nil {
 		fmt.Fprintf(stderr, "icsnare-load: %v\n", err)
 		return 1
