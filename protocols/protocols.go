@@ -69,7 +69,7 @@ type RequestTimeouter interface {
 // datagram from the host's address to the request's source; it may be called several times
 // per request (up to MaxRepliesPerRequest: RMCP+ handshakes, segmented answers), at once or
 // later from another goroutine (a tarpit), and does nothing once ctx is done or the session
-// has closed. s lives as long as the UDP flow (source, host, protocol): keep per-flow state
+// has closed; it does not keep resp after it returns, so a service may reuse the buffer. s lives as long as the UDP flow (source, host, protocol): keep per-flow state
 // with s.State and send unsolicited datagrams (retransmissions) with s.Send.
 type PacketService interface {
 	Service

@@ -770,7 +770,20 @@ func (sv *service) appendIAm(b []byte, v *view) []byte {
 	b = appendObjectID(b, v.deviceID())
 	b = appendUnsigned(b, uint32(sv.cfg.maxAPDU))
 	b = appendEnumerated(b, sv.cfg.segmentation)
-	return appendUnsigned(b, v.unsigned(sv.cfg.device, propVendorIdentifier))
+	// The vendor identifier is read straight into b (no buffer of its own) and carried as
+	// view.unsigned reads it: its first value as an Unsigned, 0 when it has none.
+	n := len(b)
+	if out, e := v.readProperty(b, sv.cfg.device, propVendorIdentifier, -1); e == nil && len(out) > n {
+		if t, used, err := decodeTag(out[n:]); err == nil {
+			if val, err := decodeApp(t); err == nil {
+				if t.isApp(tagUnsigned) && used == len(out)-n {
+					return out // already the encoding I-Am carries
+				}
+				return appendUnsigned(out[:n], val.u)
+			}
+		}
+	}
+	return appendUnsigned(b[:n], 0)
 }
 
 // decodeDateTime reads an application date and time.

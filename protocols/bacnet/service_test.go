@@ -1349,3 +1349,23 @@ func TestStateText(t *testing.T) {
 		}
 	}
 }
+
+// TestIAmVendorInPlace: the I-Am's vendor identifier, read straight into the answer's
+// buffer, is the Unsigned view.unsigned reads, after whatever the buffer held, and the
+// answer allocates nothing.
+func TestIAmVendorInPlace(t *testing.T) {
+	sv, h := testService(t, "controller")
+	v := sv.view(h, time.Now())
+	want := appendUnsigned(nil, v.unsigned(sv.cfg.device, propVendorIdentifier))
+	if len(want) < 2 || want[len(want)-1] == 0 {
+		t.Fatalf("vendor identifier %x: the profile should give a non-zero one", want)
+	}
+	buf := append(make([]byte, 0, 64), 0xAA, 0xBB)
+	got := sv.appendIAm(buf, &v)
+	if got[0] != 0xAA || got[1] != 0xBB || !bytes.HasSuffix(got, want) {
+		t.Errorf("I-Am %x: want the prefix aa bb kept and the vendor %x at the end", got, want)
+	}
+	if n := testing.AllocsPerRun(100, func() { got = sv.appendIAm(buf[:2], &v) }); n != 0 {
+		t.Errorf("appendIAm allocates %v times", n)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"sync"
 
 	"github.com/icsnare/icsnare/profiles"
 	"github.com/icsnare/icsnare/protocols"
@@ -379,18 +380,30 @@ func (s *service) servePacket(sess *protocols.Session, local netip.Addr, req []b
 	}
 	var out []byte
 	status := statusSuccess
+	bp := answerPool.Get().(*[]byte)
 	switch {
 	case h.Options != 0, h.Command == cmdNOP:
 	case h.Command == cmdListIdentity, h.Command == cmdListServices, h.Command == cmdListInterfaces:
-		out = x.appendList(make([]byte, 0, 128), &h, local)
+		out = x.appendList((*bp)[:0], &h, local)
 	case broadcast:
 		// only the discovery commands are answered to a broadcast
 	default:
 		status = statusInvalidCommand
-		out = appendHeader(make([]byte, 0, headerLen), &h, 0, status)
+		out = appendHeader((*bp)[:0], &h, 0, status)
 	}
 	if out != nil {
 		reply(out)
 	}
 	x.finish(&h, req, out, status, out != nil)
+	if out != nil && cap(out) <= maxPooledAnswer {
+		*bp = out[:0] // out may have outgrown the pooled buffer: keep the larger one
+	}
+	answerPool.Put(bp)
 }
+
+// answerPool holds the buffers of UDP answers: the sensor sends an answer and its event
+// copies it before servePacket returns, so the buffer serves the next datagram.
+var answerPool = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b }}
+
+// maxPooledAnswer bounds the buffer an answer gives back to answerPool.
+const maxPooledAnswer = 4 << 10
