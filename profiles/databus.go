@@ -604,6 +604,21 @@ func (d *Databus) overlay(key string) (any, error) {
 // and change them with Update.
 func (d *Databus) Get(key string) (any, error) { return d.GetKey(nameKey(key)) }
 
+// Lookup is Get for a key that may be undefined: ok is false, with no error and nothing
+// allocated, when neither the template nor a write defined key (Get's ErrNoKey).
+func (d *Databus) Lookup(key string) (v any, ok bool, err error) {
+	k := nameKey(key)
+	if _, stored := d.load(k); !stored {
+		if _, inSchema := d.schema.index[key]; !inSchema {
+			if _, overlaid := d.schema.overlaidBy[key]; !overlaid {
+				return nil, false, nil
+			}
+		}
+	}
+	v, err = d.GetKey(k)
+	return v, err == nil, err
+}
+
 // GetKey is Get of a resolved key.
 func (d *Databus) GetKey(k Key) (any, error) {
 	v, err := d.raw(k)

@@ -309,3 +309,24 @@ func TestResolvedKey(t *testing.T) {
 		t.Errorf("GetIntListKey: %v allocations", allocs)
 	}
 }
+
+// TestLookup: a key the template defines is found (evaluated on first use), a written key
+// outside the schema too, and an undefined one is absent without an error or an
+// allocation.
+func TestLookup(t *testing.T) {
+	p := loadWithKey(t, `<value type="value">7</value>`)
+	d := p.Schema.NewDatabus(EngineEnv{Seed: 1})
+	if v, ok, err := d.Lookup("k"); !ok || err != nil || fmt.Sprint(v) != "7" {
+		t.Errorf("template key: %v, %v, %v", v, ok, err)
+	}
+	if v, ok, err := d.Lookup("extra"); ok || err != nil || v != nil {
+		t.Errorf("undefined key: %v, %v, %v", v, ok, err)
+	}
+	if n := testing.AllocsPerRun(100, func() { _, _, _ = d.Lookup("extra") }); n != 0 {
+		t.Errorf("an undefined key's lookup allocates %v times", n)
+	}
+	d.Set("extra", []any{"a"})
+	if v, ok, err := d.Lookup("extra"); !ok || err != nil || len(v.([]any)) != 1 {
+		t.Errorf("written key outside the schema: %v, %v, %v", v, ok, err)
+	}
+}

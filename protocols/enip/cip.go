@@ -116,10 +116,11 @@ const (
 type cipPath struct {
 	HasClass, HasInstance, HasAttribute bool
 	Class, Instance, Attribute          uint32
-	// Symbol is an ANSI extended symbolic segment (a Logix tag name); Elements are the
-	// member (array index) segments after it.
-	Symbol   []byte
-	Elements []uint32
+	// Symbol is an ANSI extended symbolic segment (a Logix tag name); the first
+	// NumElements of Elements are the member (array index) segments after it.
+	Symbol      []byte
+	Elements    [maxElements]uint32
+	NumElements int
 	// Ports counts port segments (a route through a backplane).
 	Ports int
 	// HasKey is set when an electronic key segment was present.
@@ -161,10 +162,11 @@ func parsePath(b []byte) (cipPath, error) {
 			case 1:
 				p.HasInstance, p.Instance = true, v
 			case 2:
-				if len(p.Elements) >= maxElements {
+				if p.NumElements >= maxElements {
 					return p, fmt.Errorf("%w: more than %d member segments", errPath, maxElements)
 				}
-				p.Elements = append(p.Elements, v)
+				p.Elements[p.NumElements] = v
+				p.NumElements++
 			case 3: // connection point: addresses the instance in a connection path
 				p.HasInstance, p.Instance = true, v
 			case 4:

@@ -5,6 +5,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/icsnare/icsnare/profiles"
 )
@@ -64,6 +65,7 @@ const maxTagElements = 1024
 // tag is a Logix tag from the profile's <tags>.
 type tag struct {
 	name    string
+	key     string // where the host's databus keeps the tag's elements once written
 	typ     tagType
 	size    int
 	initial any // int64, float64 or string: every element starts with it
@@ -73,8 +75,32 @@ type tag struct {
 	hasAddr  bool
 }
 
-// dbKey is where the host's databus keeps the tag's elements once written.
-func (t *tag) dbKey() string { return "enip.tag." + t.name }
+// tagNamed returns the tag a request's symbol names (Logix tag names are case-insensitive),
+// or nil. An ASCII name is upper-cased on the stack: a lookup allocates nothing.
+func (c *config) tagNamed(sym []byte) *tag {
+	var buf [maxTagName]byte
+	for i, b := range sym {
+		if b >= utf8.RuneSelf { // upper-casing may change the length: the general way
+			return c.byName[strings.ToUpper(string(sym))]
+		}
+		if i < len(buf) {
+			if 'a' <= b && b <= 'z' {
+				b -= 'a' - 'A'
+			}
+			buf[i] = b
+		}
+	}
+	if len(sym) > len(buf) {
+		return nil // an ASCII name longer than any tag's
+	}
+	return c.byName[string(buf[:len(sym)])]
+}
+
+// maxTagName bounds a tag's name (config: 1-40 characters).
+const maxTagName = 40
+
+// tagKeyPrefix and the tag's name are its databus key (tag.key).
+const tagKeyPrefix = "enip.tag."
 
 // config is a parsed enip.xml.
 type config struct {
@@ -256,7 +282,7 @@ func parseTag(sec *profiles.Section, n *profiles.Node) (*tag, error) {
 	t := &tag{size: 1}
 	name, _ := n.Attr("name")
 	t.name = strings.TrimSpace(name)
-	if t.name == "" || len(t.name) > 40 || strings.ContainsAny(t.name, " .[]") {
+	if t.name == "" || len(t.name) > maxTagName || strings.ContainsAny(t.name, " .[]") {
 		return nil, n.Errorf("tag name %q is not a Logix tag name (1-40 characters, no spaces, dots or brackets)", t.name)
 	}
 	ts, _ := n.ChildText("type")
@@ -278,6 +304,7 @@ func parseTag(sec *profiles.Section, n *profiles.Node) (*tag, error) {
 		return nil, n.Child("value").Errorf("tag %q: %v", t.name, err)
 	}
 	t.initial = v
+	t.key = tagKeyPrefix + t.name
 	t.initVals = make([]any, t.size)
 	for i := range t.initVals {
 		t.initVals[i] = v

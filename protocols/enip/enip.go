@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 
 	"github.com/icsnare/icsnare/profiles"
@@ -72,16 +73,49 @@ type exec struct {
 	db   *profiles.Databus
 	dev  *device
 	ev   evInfo
-	conn *conn // nil over UDP
+	conn *conn  // nil over UDP
+	img  []byte // scratch: a read's tag image
 }
 
-// evInfo is what one encapsulation request did, for its event.
+// evInfo is what one encapsulation request did, for its event. Its slices are reused
+// from request to request: a kept event gets copies (fields).
 type evInfo struct {
 	services []string
 	paths    []string
-	tags     []string
+	tags     []tagRef
 	status   int // first non-zero CIP general status, -1 when no CIP request ran
 	write    bool
+}
+
+// tagRef is a tag a request named: a configured tag's name, or the symbol as the client
+// sent it (in the request's bytes, valid until the request's event is emitted).
+type tagRef struct {
+	name string
+	sym  []byte
+}
+
+// fields appends the event fields of the CIP requests, copying what evInfo reuses.
+func (e *evInfo) fields(f []protocols.Field) []protocols.Field {
+	if len(e.services) > 0 {
+		f = append(f, protocols.F("cip_services", slices.Clone(e.services)))
+	}
+	if len(e.paths) > 0 {
+		f = append(f, protocols.F("cip_paths", slices.Clone(e.paths)))
+	}
+	if len(e.tags) > 0 {
+		tags := make([]string, len(e.tags))
+		for i, t := range e.tags {
+			tags[i] = t.name
+			if t.sym != nil {
+				tags[i] = string(t.sym)
+			}
+		}
+		f = append(f, protocols.F("tags", tags))
+	}
+	if e.status >= 0 {
+		f = append(f, protocols.F("general_status", e.status))
+	}
+	return f
 }
 
 func (e *evInfo) reset() {
@@ -214,8 +248,16 @@ func (x *exec) finish(h *header, req, resp []byte, status uint32, replied bool) 
 		kind = x.ev.services[0]
 	}
 	failed := status != statusSuccess || x.ev.status > 0
-	x.sess.Request(kind, failed)
-	if x.sess.Events == nil {
+	typ := evRequest
+	if x.ev.write {
+		typ = evWrite
+	}
+	if !replied {
+		resp = nil
+	}
+	// The request is counted, and volume control decides on the type (it keeps writes):
+	// the fields are built only for an event it keeps.
+	if x.sess.RequestSkip(kind, failed, typ, req, resp) {
 		return
 	}
 	f := make([]protocols.Field, 0, 8)
@@ -224,25 +266,9 @@ func (x *exec) finish(h *header, req, resp []byte, status uint32, replied bool) 
 	if h.Command != cmdNOP && commandName(h.Command) == "unknown" {
 		f = append(f, protocols.F("command_code", h.Command))
 	}
-	if len(x.ev.services) > 0 {
-		f = append(f, protocols.F("cip_services", x.ev.services))
-	}
-	if len(x.ev.paths) > 0 {
-		f = append(f, protocols.F("cip_paths", x.ev.paths))
-	}
-	if len(x.ev.tags) > 0 {
-		f = append(f, protocols.F("tags", x.ev.tags))
-	}
-	if x.ev.status >= 0 {
-		f = append(f, protocols.F("general_status", x.ev.status))
-	}
+	f = x.ev.fields(f)
 	if !replied {
-		resp = nil
 		f = append(f, protocols.F("no_reply", true))
-	}
-	typ := evRequest
-	if x.ev.write {
-		typ = evWrite
 	}
 	x.sess.Emit(typ, req, resp, f...)
 }

@@ -25,7 +25,7 @@ func (x *exec) note(svc byte, p *cipPath, status byte) {
 		return
 	}
 	if p.Symbol != nil && len(e.tags) < maxEventItems {
-		e.tags = append(e.tags, string(p.Symbol))
+		e.tags = append(e.tags, tagRef{sym: p.Symbol}) // copied only for an event that is kept
 	} else if p.HasClass && len(e.paths) < maxEventItems {
 		e.paths = append(e.paths, pathString(p))
 	}
@@ -109,9 +109,24 @@ func (x *exec) request(dst, msg []byte, depth, max int) []byte {
 		x.ev.status = int(gsReplyTooLarge)
 		return appendReply(dst[:start], svc, gsReplyTooLarge, nil, nil)
 	}
-	// insert the reply header before the data
-	data := append([]byte(nil), dst[start:]...)
-	return appendReply(dst[:start], svc, status, ext, data)
+	return insertReply(dst, start, svc, status, ext)
+}
+
+// maxKeptImage bounds the tag image scratch a connection keeps between reads.
+const maxKeptImage = 16 << 10
+
+// extBeyond is the extended status of a read or write past a tag's end; read only.
+var extBeyond = []uint16{extBeyondEnd}
+
+// insertReply puts the reply header of a service's answer in front of the data already
+// appended to dst from start, moving the data in place.
+func insertReply(dst []byte, start int, svc, status byte, ext []uint16) []byte {
+	hl := 4 + 2*len(ext)
+	end := len(dst)
+	dst = append(dst, make([]byte, hl)...)
+	copy(dst[start+hl:], dst[start:end])
+	appendReply(dst[start:start], svc, status, ext, nil)
+	return dst
 }
 
 // gsReplyTooLarge is general status 0x11.
@@ -272,7 +287,7 @@ func countShortStrings(b []byte) int {
 
 func (x *exec) noteTag(t *tag) {
 	if len(x.ev.tags) < maxEventItems {
-		x.ev.tags = append(x.ev.tags, t.name)
+		x.ev.tags = append(x.ev.tags, tagRef{name: t.name})
 	}
 }
 
@@ -283,21 +298,20 @@ func (x *exec) tagService(dst []byte, svc byte, p *cipPath, data []byte, max int
 	default:
 		return dst, gsServiceNotSupported, nil
 	}
-	t := x.svc.cfg.byName[strings.ToUpper(string(p.Symbol))]
+	t := x.svc.cfg.tagNamed(p.Symbol)
 	if t == nil {
 		return dst, gsPathSegmentError, nil
 	}
 	index := 0
-	if len(p.Elements) > 1 {
+	if p.NumElements > 1 {
 		return dst, gsPathSegmentError, nil
 	}
-	if len(p.Elements) == 1 {
+	if p.NumElements == 1 {
 		if p.Elements[0] >= uint32(t.size) {
 			return dst, gsPathDestUnknown, nil
 		}
 		index = int(p.Elements[0])
 	}
-	beyond := []uint16{extBeyondEnd}
 	if svc == svcReadTag || svc == svcReadTagFragmented {
 		need := 2
 		if svc == svcReadTagFragmented {
@@ -308,14 +322,17 @@ func (x *exec) tagService(dst []byte, svc byte, p *cipPath, data []byte, max int
 		}
 		count := max1(int(binary.LittleEndian.Uint16(data)))
 		if index+count > t.size {
-			return dst, gsGeneralError, beyond
+			return dst, gsGeneralError, extBeyond
 		}
-		img := t.appendElements(nil, t.values(x.db), index, count)
+		img := t.appendElements(x.img[:0], t.values(x.db), index, count)
+		if cap(img) <= maxKeptImage {
+			x.img = img // scratch for the next read: a read allocates nothing
+		}
 		off := 0
 		if svc == svcReadTagFragmented {
 			o := binary.LittleEndian.Uint32(data[2:])
 			if o >= uint32(len(img)) {
-				return dst, gsGeneralError, beyond
+				return dst, gsGeneralError, extBeyond
 			}
 			off = int(o)
 		}
@@ -357,7 +374,7 @@ func (x *exec) tagService(dst []byte, svc byte, p *cipPath, data []byte, max int
 	count := max1(int(binary.LittleEndian.Uint16(data)))
 	data = data[2:]
 	if index+count > t.size {
-		return dst, gsGeneralError, beyond
+		return dst, gsGeneralError, extBeyond
 	}
 	if x.db == nil {
 		return dst, gsResourceUnavailable, nil
@@ -368,9 +385,12 @@ func (x *exec) tagService(dst []byte, svc byte, p *cipPath, data []byte, max int
 		}
 		off := int(binary.LittleEndian.Uint32(data) & 0xFFFFFF)
 		data = data[4:]
-		img := t.appendElements(nil, t.values(x.db), index, count)
+		img := t.appendElements(x.img[:0], t.values(x.db), index, count)
+		if cap(img) <= maxKeptImage {
+			x.img = img // the image this write patches, decoded below: scratch as well
+		}
 		if off > len(img) || len(data) > len(img)-off {
-			return dst, gsGeneralError, beyond
+			return dst, gsGeneralError, extBeyond
 		}
 		copy(img[off:], data)
 		data = img

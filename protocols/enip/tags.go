@@ -14,7 +14,7 @@ import (
 // profile's initial value in every element. The slice is shared: do not modify it.
 func (t *tag) values(db *profiles.Databus) []any {
 	if db != nil {
-		if v, err := db.Get(t.dbKey()); err == nil {
+		if v, ok, _ := db.Lookup(t.key); ok {
 			if l, ok := v.([]any); ok && len(l) == t.size {
 				return l
 			}
@@ -135,7 +135,7 @@ func (t *tag) store(db *profiles.Databus, mu *sync.Mutex, from int, elems []any)
 	defer mu.Unlock()
 	n := slices.Clone(t.values(db))
 	copy(n[from:], elems)
-	db.Set(t.dbKey(), n)
+	db.Set(t.key, n)
 }
 
 func boolInt(b bool) int64 {
