@@ -2,6 +2,10 @@ package main
 
 import (
 	"bytes"
+	"io"
+	"net"
+	"net/netip"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -61,7 +65,7 @@ func TestGetRequestDecodes(t *testing.T) {
 func TestRecorderPercentiles(t *testing.T) {
 	r := newRecorder(time.Time{})
 	for i := 1; i <= 100; i++ {
-		r.buckets[i]++
+		r.observe(time.Duration(i) * time.Microsecond)
 		r.ok++
 	}
 	if p := r.percentile(0.5); p != 50*time.Microsecond {
@@ -69,6 +73,23 @@ func TestRecorderPercentiles(t *testing.T) {
 	}
 	if p := r.percentile(0.99); p != 99*time.Microsecond {
 		t.Fatalf("p99 = %s", p)
+	}
+	// Slow answers (a meter's 0.3 s, a console's seconds) keep their percentiles: within 1 %.
+	slow := newRecorder(time.Time{})
+	for i := 1; i <= 100; i++ {
+		slow.observe(time.Duration(i) * 30 * time.Millisecond)
+	}
+	if p, want := slow.percentile(0.5), 1500*time.Millisecond; p < want*99/100 || p > want*101/100 {
+		t.Fatalf("p50 of 30 ms..3 s = %s, want about %s", p, want)
+	}
+	if p := slow.percentile(0.99); p < 2950*time.Millisecond || p > 3000*time.Millisecond*101/100 {
+		t.Fatalf("p99 of 30 ms..3 s = %s", p)
+	}
+	merged := newRecorder(time.Time{})
+	merged.merge(r)
+	merged.merge(slow)
+	if p := merged.percentile(0.25); p != 50*time.Microsecond {
+		t.Fatalf("merged p25 = %s, want 50µs", p)
 	}
 	if !bytes.Equal([]byte(result{ok: 1, elapsed: time.Second}.String()[:10]), []byte("requests=1")) {
 		t.Fatal("result line")
@@ -115,5 +136,38 @@ func TestPacer(t *testing.T) {
 	unpaced := &pacer{left: &left, now: func() time.Time { t.Fatal("an unpaced connection read the clock"); return t0 }}
 	if got := unpaced.Add(-1); got != 2 {
 		t.Fatalf("%d left, want 2", got)
+	}
+}
+
+// TestLostConnectionReported: a connection the server closes mid-run is reported with its
+// error, beside the requests that were answered before.
+func TestLostConnectionReported(t *testing.T) {
+	ln, err := net.Listen("tcp", netip.AddrPortFrom(testAddr(), 0).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		req := make([]byte, 12)
+		for range 5 { // five FC3 answers of 10 registers, then the connection closes
+			if _, err := io.ReadFull(c, req); err != nil {
+				return
+			}
+			resp := append([]byte{req[0], req[1], 0, 0, 0, 23, req[6], 3, 20}, make([]byte, 20)...)
+			if _, err := c.Write(resp); err != nil {
+				return
+			}
+		}
+	}()
+	var out, errb bytes.Buffer
+	code := run([]string{"-mode", "modbus", "-target", ln.Addr().String(), "-conns", "1", "-warmup", "0s",
+		"-duration", "20s", "-max-requests", "1000"}, &out, &errb)
+	if code != 0 || !strings.Contains(out.String(), "requests=5 errors=0") || !strings.Contains(out.String(), "connections_lost=1 first_error=") {
+		t.Fatalf("exit %d:\n%s%s", code, out.String(), errb.String())
 	}
 }

@@ -36,6 +36,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
 )
 
 // workload drives one connection's worth of requests.
@@ -229,6 +231,10 @@ type result struct {
 	elapsed      time.Duration
 	p50, p99, mx time.Duration
 	cpu          time.Duration // sensor CPU during the measured interval; 0 if unknown
+	// lost counts the connections that ended with an error before the run did (the server
+	// closed them, an answer was wrong); lostErr is the first such error.
+	lost    int
+	lostErr error
 }
 
 func (r result) String() string {
@@ -238,6 +244,9 @@ func (r result) String() string {
 	if r.cpu > 0 && r.ok > 0 {
 		fmt.Fprintf(&b, "sensor_cpu=%s (%.0f%% of one core) cpu_per_request=%s\n", r.cpu.Round(time.Millisecond),
 			100*r.cpu.Seconds()/r.elapsed.Seconds(), (r.cpu / time.Duration(r.ok)).Round(10*time.Nanosecond))
+	}
+	if r.lost > 0 {
+		fmt.Fprintf(&b, "connections_lost=%d first_error=%q\n", r.lost, r.lostErr.Error())
 	}
 	return b.String()
 }
@@ -281,7 +290,9 @@ func measure(w workload, target string, conns int, warmup, duration time.Duratio
 		if firstErr == nil {
 			firstErr = err
 		}
+		res.lost++
 	}
+	res.lostErr = firstErr
 	all := newRecorder(measureFrom)
 	for _, r := range recs {
 		all.merge(r)
@@ -351,19 +362,20 @@ func procCPU(pid int) (time.Duration, error) {
 	return time.Duration(ut+st) * time.Second / hz, nil
 }
 
-// recorder keeps a latency histogram with 1 µs buckets up to 200 ms.
+// recorder keeps a latency histogram of microseconds: exact below 256 µs, within 1 %
+// above, up to maxLatency (a slower answer counts as maxLatency), in about 30 KB.
 type recorder struct {
 	from       time.Time
-	buckets    []uint32
-	over       int64
+	hist       *hdrhistogram.Histogram
 	ok, failed int64
 	max        time.Duration
 }
 
-const maxBucket = 200_000
+// maxLatency bounds what the histogram tells apart: longer than a run can last.
+const maxLatency = 10 * time.Minute
 
 func newRecorder(from time.Time) *recorder {
-	return &recorder{from: from, buckets: make([]uint32, maxBucket+1)}
+	return &recorder{from: from, hist: hdrhistogram.New(1, maxLatency.Microseconds(), 2)}
 }
 
 // record notes one finished request that was sent at sent.
@@ -380,19 +392,17 @@ func (r *recorder) record(sent time.Time, err error) {
 	if d > r.max {
 		r.max = d
 	}
-	us := d.Microseconds()
-	if us > maxBucket {
-		r.over++
-		return
-	}
-	r.buckets[us]++
+	r.observe(d)
+}
+
+// observe adds one latency to the histogram.
+func (r *recorder) observe(d time.Duration) {
+	us := min(max(d.Microseconds(), 1), maxLatency.Microseconds())
+	_ = r.hist.RecordValue(us) // within the histogram's range by construction
 }
 
 func (r *recorder) merge(o *recorder) {
-	for i, n := range o.buckets {
-		r.buckets[i] += n
-	}
-	r.over += o.over
+	r.hist.Merge(o.hist)
 	r.ok += o.ok
 	r.failed += o.failed
 	if o.max > r.max {
@@ -400,18 +410,11 @@ func (r *recorder) merge(o *recorder) {
 	}
 }
 
+// percentile is the latency below which a fraction p of the successful requests
+// answered (0 when none did).
 func (r *recorder) percentile(p float64) time.Duration {
-	total := r.ok
-	if total == 0 {
+	if r.hist.TotalCount() == 0 {
 		return 0
 	}
-	want := int64(float64(total)*p + 0.5)
-	var seen int64
-	for i, n := range r.buckets {
-		seen += int64(n)
-		if seen >= want {
-			return time.Duration(i) * time.Microsecond
-		}
-	}
-	return r.max
+	return time.Duration(r.hist.ValueAtQuantile(p*100)) * time.Microsecond
 }

@@ -22,6 +22,7 @@ type record struct {
 	Conns    int     `json:"conns"`
 	Requests int64   `json:"requests"`
 	Errors   int64   `json:"errors"`
+	Lost     int     `json:"connections_lost,omitempty"` // connections that ended with an error before the run
 	Seconds  float64 `json:"seconds"`
 	Rate     float64 `json:"req_per_s"`
 	CPU      float64 `json:"server_cpu_s"`
@@ -50,7 +51,7 @@ func addRecordFlags(fs *flag.FlagSet, label, note string) recordFlags {
 }
 
 func newRecord(label, server string, round int, mode string, conns int, r result) record {
-	rec := record{Label: label, Server: server, Round: round, Mode: mode, Conns: conns, Requests: r.ok, Errors: r.failed,
+	rec := record{Label: label, Server: server, Round: round, Mode: mode, Conns: conns, Requests: r.ok, Errors: r.failed, Lost: r.lost,
 		Seconds: r.elapsed.Seconds(), CPU: r.cpu.Seconds(), P50us: r.p50.Microseconds(), P99us: r.p99.Microseconds(),
 		Load1: loadavg(), Time: time.Now().UTC().Format(time.RFC3339)}
 	if rec.Seconds > 0 {
