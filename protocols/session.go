@@ -6,6 +6,7 @@ import (
 	"math"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,7 +41,7 @@ type lifetime struct {
 	mu     sync.Mutex
 	ctx    context.Context
 	cancel context.CancelFunc
-	hooks  []func()
+	hooks  []*closeHook
 	closed bool
 
 	state     sync.Map
@@ -82,23 +83,42 @@ func (s *Session) Closed() bool {
 	return l.closed
 }
 
+// closeHook is one function a session runs when it ends.
+type closeHook struct{ fn func() }
+
 // OnClose runs fn when the session ends (at once if it has ended already). It is bounded:
 // past maxCloseHooks hooks it returns false and does not register fn.
 func (s *Session) OnClose(fn func()) bool {
+	_, ok := s.OnCloseRemovable(fn)
+	return ok
+}
+
+// OnCloseRemovable is OnClose for a hook whose owner may end before the session (an
+// ephemeral endpoint, one transfer of a long-lived flow): remove takes the hook back, so a
+// session that opens and closes endpoints all its life holds a hook for its open ones
+// only. remove does nothing once the session has closed (the hook has run or runs).
+func (s *Session) OnCloseRemovable(fn func()) (remove func(), ok bool) {
 	l := &s.life
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
 		fn()
-		return true
+		return func() {}, true
 	}
 	if len(l.hooks) >= maxCloseHooks {
 		l.mu.Unlock()
-		return false
+		return nil, false
 	}
-	l.hooks = append(l.hooks, fn)
+	h := &closeHook{fn}
+	l.hooks = append(l.hooks, h)
 	l.mu.Unlock()
-	return true
+	return func() {
+		l.mu.Lock()
+		if i := slices.Index(l.hooks, h); i >= 0 {
+			l.hooks = slices.Delete(l.hooks, i, i+1)
+		}
+		l.mu.Unlock()
+	}, true
 }
 
 // Close ends the session: its context is cancelled and its close hooks run, latest first.
@@ -118,7 +138,7 @@ func (s *Session) Close() {
 	}
 	l.mu.Unlock()
 	for i := len(hooks) - 1; i >= 0; i-- {
-		hooks[i]()
+		hooks[i].fn()
 	}
 }
 

@@ -29,3 +29,47 @@ func TestSessionHotFieldsTogether(t *testing.T) {
 		}
 	}
 }
+
+// TestCloseHooksRemovable: a removed hook does not run; the others run latest first; the
+// bound counts the hooks registered now, not all ever registered; removing after the
+// close does nothing.
+func TestCloseHooksRemovable(t *testing.T) {
+	s := &Session{}
+	var ran []int
+	var removes []func()
+	for i := range 3 {
+		rm, ok := s.OnCloseRemovable(func() { ran = append(ran, i) })
+		if !ok {
+			t.Fatalf("hook %d refused", i)
+		}
+		removes = append(removes, rm)
+	}
+	removes[1]()
+	removes[1]() // twice: nothing more
+	for i := range 10 * maxCloseHooks { // add and take back, far past the bound
+		rm, ok := s.OnCloseRemovable(func() { t.Errorf("hook %d ran after its removal", i) })
+		if !ok {
+			t.Fatalf("hook %d refused with two registered", i)
+		}
+		rm()
+	}
+	for range maxCloseHooks - 2 {
+		if !s.OnClose(func() {}) {
+			t.Fatal("refused below the bound")
+		}
+	}
+	if s.OnClose(func() {}) {
+		t.Fatal("accepted past the bound")
+	}
+	s.Close()
+	removes[0]() // after the close: nothing
+	if len(ran) != 2 || ran[0] != 2 || ran[1] != 0 {
+		t.Fatalf("ran %v, want [2 0]", ran)
+	}
+	late := false
+	if rm, ok := s.OnCloseRemovable(func() { late = true }); !ok || !late {
+		t.Fatal("a hook added after the close did not run at once")
+	} else {
+		rm()
+	}
+}

@@ -32,6 +32,7 @@ import (
 //	"count"    a per-flow counter (session state)
 //	"later N"  N unsolicited datagrams through Session.Send
 //	"udp-ep"   opens an ephemeral UDP endpoint that echoes "ep <data>"
+//	"udp-ep-closed" opens an ephemeral UDP endpoint and closes it (one short transfer)
 //	"tcp-ep"   opens an ephemeral TCP endpoint that greets and echoes lines
 //	broadcast  "who" answered with "iam <host address>"
 type spineProto struct{}
@@ -97,6 +98,14 @@ func (*spineService) ServePacket(ctx context.Context, s *protocols.Session, req 
 				ep.WriteTo(append([]byte("ep "), buf[:n]...), from)
 			}
 		}()
+	case "udp-ep-closed":
+		ep, err := s.OpenUDP()
+		if err != nil {
+			reply([]byte("error " + err.Error()))
+			return
+		}
+		ep.Close()
+		reply([]byte("port " + strconv.Itoa(ep.Port())))
 	case "tcp-ep":
 		ep, err := s.OpenTCP()
 		if err != nil {
@@ -566,6 +575,21 @@ func TestEphemeralEndpointCaps(t *testing.T) {
 	// Another host has its own slots.
 	if got := c.ask(r.host(31), "udp-ep").text; !strings.HasPrefix(got, "port ") {
 		t.Fatalf("another host: %q", got)
+	}
+}
+
+// TestEndpointsOfALongFlow: a flow that opens and closes endpoints all its life (a TFTP
+// client fetching file after file from one port) is not held to a bound on the endpoints it
+// ever opened: a closed endpoint gives its session close hook back. Before, the 65th
+// endpoint of one flow was refused ("too many endpoints for one session").
+func TestEndpointsOfALongFlow(t *testing.T) {
+	r := startSpine(t, nil)
+	h := r.host(32)
+	c := newUDPClient(t)
+	for i := range 200 {
+		if got := c.ask(h, "udp-ep-closed").text; !strings.HasPrefix(got, "port ") {
+			t.Fatalf("endpoint %d of one flow: %q", i+1, got)
+		}
 	}
 }
 
