@@ -13,6 +13,14 @@
 //	icsnare-load -mode bacnet -target 127.0.0.1:47808 -conns 16 -duration 10s
 //	icsnare-load -mode s7comm -quantity 10 -target 127.0.0.1:10102 -conns 16 -duration 10s
 //	icsnare-load -mode http -path / -target 127.0.0.1:10080 -conns 32 -duration 10s
+//	icsnare-load -mode ftp -command PWD -target 127.0.0.1:10021 -conns 8 -duration 10s
+//	icsnare-load -mode tftp -target 127.0.0.1:10069 -conns 8 -duration 10s
+//	icsnare-load -mode kamstrup-meter -register 1 -target 127.0.0.1:11025 -conns 60 -duration 20s
+//	icsnare-load -mode kamstrup-management -command '!GV' -target 127.0.0.1:60100 -conns 60 -duration 20s
+//	icsnare-load -mode guardian-ast -command I20100 -target 127.0.0.1:20001 -conns 8 -duration 10s
+//
+// The proxy relays bytes: any TCP mode drives a proxied port (modbus through a proxy to a
+// Modbus backend, say).
 //
 // `icsnare-load wrk -target 127.0.0.1:10080 -path /index.html -threads 2 -conns 32` runs wrk
 // instead of a built-in mode, with the same report and record.
