@@ -45,7 +45,7 @@ func TestCloseHooksRemovable(t *testing.T) {
 		removes = append(removes, rm)
 	}
 	removes[1]()
-	removes[1]() // twice: nothing more
+	removes[1]()                        // twice: nothing more
 	for i := range 10 * maxCloseHooks { // add and take back, far past the bound
 		rm, ok := s.OnCloseRemovable(func() { t.Errorf("hook %d ran after its removal", i) })
 		if !ok {
