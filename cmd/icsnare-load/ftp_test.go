@@ -1,39 +1,15 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
-	"net"
 	"net/netip"
-	"strconv"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/icsnare/icsnare/protocols"
 	_ "github.com/icsnare/icsnare/protocols/ftp"
 	"github.com/icsnare/icsnare/protocols/vfs/vfstest"
 )
-
-// runCounts runs the load generator for 300 ms (at most 300 requests) on 3 connections and
-// returns its exit status, requests and errors (-1 without a result line) and output.
-func runCounts(t *testing.T, mode, target string, args ...string) (code, ok, failed int, out string) {
-	t.Helper()
-	all := append([]string{"-mode", mode, "-target", target, "-conns", "3",
-		"-warmup", "0s", "-duration", "300ms", "-max-requests", "300"}, args...)
-	var o, e bytes.Buffer
-	code = run(all, &o, &e)
-	out = o.String() + e.String()
-	t.Logf("%v: exit %d\n%s", args, code, out)
-	m := linePat.FindStringSubmatch(o.String())
-	if m == nil {
-		return code, -1, -1, out
-	}
-	ok, _ = strconv.Atoi(m[1])
-	failed, _ = strconv.Atoi(m[2])
-	return code, ok, failed, out
-}
 
 // TestFTPMode runs the ftp mode against the FTP service on loopback, with the default
 // options and others (a command, named users, another profile), and checks that requests
@@ -169,71 +145,4 @@ func TestFTPFlagsChecked(t *testing.T) {
 	if err := newFTP(opts{login: "a:b", command: "SITE " + strings.Repeat("x", 195)}).(checker).check(); err != nil {
 		t.Errorf("a 200-byte command refused: %v", err)
 	}
-}
-
-// fakeFTP serves a scripted FTP server on a test address: greeting, then answer(line) to
-// each command line (221 to QUIT). It stops when the test ends.
-func fakeFTP(t *testing.T, greeting string, answer func(line string) string) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", netip.AddrPortFrom(testAddr(), 0).String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	conns := map[net.Conn]bool{}
-	closed := false
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			if closed {
-				mu.Unlock()
-				c.Close()
-				return
-			}
-			conns[c] = true
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(5 * time.Second))
-				if _, err := c.Write([]byte(greeting)); err != nil {
-					return
-				}
-				br := bufio.NewReader(c)
-				for range 100_000 {
-					line, err := br.ReadString('\n')
-					if err != nil {
-						return
-					}
-					line = strings.TrimRight(line, "\r\n")
-					if line == "QUIT" {
-						c.Write([]byte("221 Bye.\r\n"))
-						return
-					}
-					if _, err := c.Write([]byte(answer(line))); err != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		closed = true
-		for c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	return ln.Addr().String()
 }

@@ -2,16 +2,10 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"fmt"
-	"io"
-	"net"
 	"net/netip"
-	"strconv"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/icsnare/icsnare/protocols"
 	_ "github.com/icsnare/icsnare/protocols/guardian_ast"
@@ -31,22 +25,6 @@ func serveGauge(t *testing.T, dir string) *protocoltest.Server {
 	a := testAddr()
 	svc, h := service(t, "guardian_ast", dir, a)
 	return protocoltest.ServeTCP(t, "guardian_ast", svc.(protocols.StreamService), h, netip.AddrPortFrom(a, 0).String())
-}
-
-// loadRun runs icsnare-load with args and returns the exit code, the requests and errors
-// of its result line (-1 when there is none) and what it wrote.
-func loadRun(t *testing.T, args ...string) (code, ok, failed int, out string) {
-	t.Helper()
-	var o, e bytes.Buffer
-	code = run(args, &o, &e)
-	out = o.String() + e.String()
-	t.Logf("%v: exit %d\n%s", args, code, out)
-	ok, failed = -1, -1
-	if m := linePat.FindStringSubmatch(o.String()); m != nil {
-		ok, _ = strconv.Atoi(m[1])
-		failed, _ = strconv.Atoi(m[2])
-	}
-	return code, ok, failed, out
 }
 
 // TestGuardianASTAgainstService runs the mode against the real service in both framings:
@@ -107,47 +85,6 @@ const tlsInventory = "\x01\r\nI20100\r\nNOV 29, 2026 9:05 AM\r\n\r\nSTATION\r\n\
 	"IN-TANK INVENTORY\r\n\r\n" +
 	"TANK PRODUCT             VOLUME TC VOLUME   ULLAGE   HEIGHT    WATER     TEMP\r\n" +
 	"  1  REGULAR               5000      4990     3000    50.00     0.50    58.00\r\n\r\n\x03"
-
-// fakeGauge accepts connections and answers each one's request lines with answers in
-// order, then closes it. It stops when the test ends.
-func fakeGauge(t *testing.T, answers ...string) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", netip.AddrPortFrom(testAddr(), 0).String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		ln.Close()
-		wg.Wait()
-	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(10 * time.Second))
-				br := bufio.NewReader(c)
-				for _, a := range answers {
-					if _, err := br.ReadSlice('\n'); err != nil {
-						return
-					}
-					if _, err := io.WriteString(c, a); err != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
-	return ln.Addr().String()
-}
 
 // TestGuardianASTWrongAnswers: a gauge that answers wrongly fails the requests: each
 // connection's only answer wrong gives no successful request and exit status 1; a right

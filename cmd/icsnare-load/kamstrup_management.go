@@ -156,43 +156,12 @@ func (l *kamstrupManagementLoad) run(ctx context.Context, target string, rec *re
 		return fmt.Errorf("kamstrup-management: banner: %w", kamstrupReadError(err))
 	}
 	line := []byte(cmd + "\r\n")
-	sent := make([]time.Time, 0, l.o.depth) // lines in flight, oldest first
-	more := true
-	for {
-		for more && len(sent) < l.o.depth {
-			if ctx.Err() != nil {
-				return nil
-			}
-			if budget.Add(-1) <= 0 {
-				more = false
-				break
-			}
-			t := time.Now()
-			if _, err := c.Write(line); err != nil {
-				if ctx.Err() != nil {
-					return nil
-				}
-				err = fmt.Errorf("kamstrup-management: %s: write: %w", cmd, err)
-				rec.record(t, err)
-				return err
-			}
-			sent = append(sent, t)
-		}
-		if len(sent) == 0 {
-			return nil
-		}
-		if !kamstrupDeadline(ctx, c) {
-			return nil
-		}
+	read := func() error {
 		if err := kamConsoleRead(br, shape); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			err = fmt.Errorf("kamstrup-management: %s: %w", cmd, kamstrupReadError(err))
-			rec.record(sent[0], err)
-			return err
+			return kamstrupReadError(err)
 		}
-		rec.record(sent[0], nil)
-		sent = append(sent[:0], sent[1:]...)
+		return nil
 	}
+	fail := func(err error) error { return fmt.Errorf("kamstrup-management: %s: %w", cmd, err) }
+	return kamstrupPipeline(ctx, c, l.o.depth, line, rec, budget, read, fail)
 }

@@ -30,7 +30,7 @@ func TestKamstrupManagementMode(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			srv := serveKamstrup(t, "kamstrup_management", kamstrupTemplate)
-			code, ok, failed, _ := runLoad(t, "kamstrup-management", srv.Addr.String(), append([]string{"-duration", "1s"}, c.args...)...)
+			code, ok, failed, _ := runCounts(t, "kamstrup-management", srv.Addr.String(), append([]string{"-duration", "1s"}, c.args...)...)
 			if code != 0 || ok <= 0 || failed != 0 {
 				t.Fatalf("exit %d, requests=%d errors=%d", code, ok, failed)
 			}
@@ -64,7 +64,7 @@ func TestKamstrupManagementEveryCommand(t *testing.T) {
 		t.Run(w, func(t *testing.T) {
 			t.Parallel()
 			srv := serveKamstrup(t, "kamstrup_management", kamstrupTemplate)
-			code, ok, failed, _ := runLoad(t, "kamstrup-management", srv.Addr.String(),
+			code, ok, failed, _ := runCounts(t, "kamstrup-management", srv.Addr.String(),
 				"-command", w, "-conns", "1", "-duration", "2s", "-max-requests", "3")
 			if code != 0 || ok != 2 || failed != 0 {
 				t.Fatalf("exit %d, requests=%d errors=%d, want 2 and 0", code, ok, failed)
@@ -119,7 +119,7 @@ func TestKamstrupManagementWrongAnswers(t *testing.T) {
 					}
 				}
 			})
-			code, ok, failed, stderr := runLoad(t, "kamstrup-management", addr, "-command", c.command)
+			code, ok, failed, stderr := runCounts(t, "kamstrup-management", addr, "-command", c.command)
 			if code == 0 || ok > 0 || (ok < 0 && code != 1) {
 				t.Fatalf("exit %d, requests=%d errors=%d", code, ok, failed)
 			}

@@ -208,10 +208,27 @@ func (l *kamstrupMeterLoad) run(ctx context.Context, target string, rec *recorde
 	req := kmpRequest(kmpAddr, reg)
 	br := bufio.NewReaderSize(c, 2*kmpMaxFrame)
 	body := make([]byte, 0, kmpMaxFrame)
-	sent := make([]time.Time, 0, l.o.depth) // requests in flight, oldest first
+	read := func() error {
+		raw, err := kmpReadFrame(br)
+		if err != nil {
+			return kamstrupReadError(err)
+		}
+		_, err = kmpParseAnswer(raw, body, reg)
+		return err
+	}
+	return kamstrupPipeline(ctx, c, l.o.depth, req, rec, budget, read, fail)
+}
+
+// kamstrupPipeline sends req up to depth times ahead of the answers on c and reads them in
+// order with read, each within kamstrupAnswerTimeout, recording every request. It ends
+// when ctx does, when the budget is spent and every answer came, or at the first failure,
+// recorded and returned through fail.
+func kamstrupPipeline(ctx context.Context, c net.Conn, depth int, req []byte, rec *recorder, budget *pacer,
+	read func() error, fail func(error) error) error {
+	sent := make([]time.Time, 0, depth) // requests in flight, oldest first
 	more := true
 	for {
-		for more && len(sent) < l.o.depth {
+		for more && len(sent) < depth {
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -236,16 +253,10 @@ func (l *kamstrupMeterLoad) run(ctx context.Context, target string, rec *recorde
 		if !kamstrupDeadline(ctx, c) {
 			return nil
 		}
-		raw, err := kmpReadFrame(br)
-		if err == nil {
-			_, err = kmpParseAnswer(raw, body, reg)
-		} else {
+		if err := read(); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			err = kamstrupReadError(err)
-		}
-		if err != nil {
 			err = fail(err)
 			rec.record(sent[0], err)
 			return err

@@ -8,11 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/icsnare/icsnare/protocols"
 	kamstrupmeter "github.com/icsnare/icsnare/protocols/kamstrup_meter"
@@ -54,68 +51,6 @@ func serveKamstrup(t *testing.T, name, dir string) *protocoltest.Server {
 	return protocoltest.ServeTCP(t, name, svc.(protocols.StreamService), h, netip.AddrPortFrom(a, 0).String())
 }
 
-// runLoad runs the load generator with the tests' bounds and extra arguments, and returns
-// its exit status, the counts of its result line (-1 without one) and its stderr.
-func runLoad(t *testing.T, mode, target string, extra ...string) (code, ok, failed int, stderr string) {
-	t.Helper()
-	args := append([]string{"-mode", mode, "-target", target, "-conns", "3",
-		"-warmup", "0s", "-duration", "300ms", "-max-requests", "300"}, extra...)
-	var out, errb bytes.Buffer
-	code = run(args, &out, &errb)
-	t.Logf("%v: exit %d\n%s%s", extra, code, out.String(), errb.String())
-	ok, failed = -1, -1
-	if m := linePat.FindStringSubmatch(out.String()); m != nil {
-		ok, _ = strconv.Atoi(m[1])
-		failed, _ = strconv.Atoi(m[2])
-	}
-	return code, ok, failed, errb.String()
-}
-
-// fakeServer listens on a fresh test address and runs serve on each connection (closed
-// when serve returns or the test ends).
-func fakeServer(t *testing.T, serve func(c net.Conn)) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", netip.AddrPortFrom(testAddr(), 0).String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		conns = map[net.Conn]bool{}
-	)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns[c] = true
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(10 * time.Second))
-				serve(c)
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	return ln.Addr().String()
-}
-
 // TestKamstrupMeterMode runs kamstrup-meter against the meter of the kamstrup_382 template:
 // every request succeeds, and the meter saw only well-formed GetRegister requests for the
 // register asked (no bad frames, nothing ignored).
@@ -138,7 +73,7 @@ func TestKamstrupMeterMode(t *testing.T) {
 				dir = kamstrupTemplateCopy(t, c.delay)
 			}
 			srv := serveKamstrup(t, "kamstrup_meter", dir)
-			code, ok, failed, _ := runLoad(t, "kamstrup-meter", srv.Addr.String(), c.args...)
+			code, ok, failed, _ := runCounts(t, "kamstrup-meter", srv.Addr.String(), c.args...)
 			if code != 0 || ok <= 0 || failed != 0 {
 				t.Fatalf("exit %d, requests=%d errors=%d", code, ok, failed)
 			}
@@ -261,7 +196,7 @@ func TestKamstrupMeterWrongAnswers(t *testing.T) {
 					}
 				}
 			})
-			code, ok, failed, stderr := runLoad(t, "kamstrup-meter", addr)
+			code, ok, failed, stderr := runCounts(t, "kamstrup-meter", addr)
 			if code == 0 || ok > 0 || (ok < 0 && code != 1) {
 				t.Fatalf("exit %d, requests=%d errors=%d", code, ok, failed)
 			}
