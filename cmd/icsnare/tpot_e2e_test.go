@@ -232,6 +232,17 @@ func TestTPotDropIn(t *testing.T) {
 	if err != nil || !strings.Contains(out, "200") || !strings.Contains(out, "404") {
 		t.Fatalf("curl: %v\n%s", err, out)
 	}
+	// The sessions' documents are written as each session ends, which for HTTP is when the
+	// sensor sees the connection close, after curl has exited: wait for the last of them
+	// before rotating, so none lands in the new file.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if b, _ := os.ReadFile(jsonLog); bytes.Contains(b, []byte("/missing.html")) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no document of the HTTP session in %s within 10 s\n%s", jsonLog, logs.String())
+		}
+	}
 	// logrotate: the file moves away, SIGHUP makes the sensor open a new one, and the next
 	// session (a second SNMP GET) lands there.
 	rotated := jsonLog + ".1"
