@@ -260,10 +260,7 @@ func (s *Schema) Sample(key string) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if dyn, ok := v.(Dynamic); ok {
-		v = dyn.Value(time.Now())
-	}
-	return expand(v), nil
+	return current(v), nil
 }
 
 // conpotFunctionNames lists the registered functions under Conpot's dotted names.
@@ -608,11 +605,12 @@ func (d *Databus) Get(key string) (any, error) { return d.GetKey(nameKey(key)) }
 // allocated, when neither the template nor a write defined key (Get's ErrNoKey).
 func (d *Databus) Lookup(key string) (v any, ok bool, err error) {
 	k := nameKey(key)
-	if _, stored := d.load(k); !stored {
-		if _, inSchema := d.schema.index[key]; !inSchema {
-			if _, overlaid := d.schema.overlaidBy[key]; !overlaid {
-				return nil, false, nil
-			}
+	if v, stored := d.load(k); stored {
+		return current(v), true, nil
+	}
+	if _, inSchema := d.schema.index[key]; !inSchema {
+		if _, overlaid := d.schema.overlaidBy[key]; !overlaid {
+			return nil, false, nil
 		}
 	}
 	v, err = d.GetKey(k)
@@ -625,10 +623,16 @@ func (d *Databus) GetKey(k Key) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	return current(v), nil
+}
+
+// current is what Get returns for a stored value: a dynamic one evaluated now, a compact
+// list expanded.
+func current(v any) any {
 	if dyn, ok := v.(Dynamic); ok {
-		return dyn.Value(time.Now()), nil
+		return dyn.Value(time.Now())
 	}
-	return expand(v), nil
+	return expand(v)
 }
 
 // GetIntList returns key's value when the databus keeps it as a compact list of integers

@@ -41,7 +41,7 @@ type lifetime struct {
 	mu     sync.Mutex
 	ctx    context.Context
 	cancel context.CancelFunc
-	hooks  []*closeHook
+	hooks  []*CloseHook
 	closed bool
 
 	state     sync.Map
@@ -83,42 +83,50 @@ func (s *Session) Closed() bool {
 	return l.closed
 }
 
-// closeHook is one function a session runs when it ends.
-type closeHook struct{ fn func() }
-
 // OnClose runs fn when the session ends (at once if it has ended already). It is bounded:
 // past maxCloseHooks hooks it returns false and does not register fn.
-func (s *Session) OnClose(fn func()) bool {
-	_, ok := s.OnCloseRemovable(fn)
-	return ok
+func (s *Session) OnClose(fn func()) bool { return s.NewCloseHook(fn).Add() }
+
+// CloseHook is a function a session runs when it ends, which its owner may take back
+// first (an ephemeral endpoint, one transfer of a long-lived flow): a session that opens
+// and closes endpoints all its life then holds hooks for its open ones only. The owner
+// keeps the hook before adding it, so its own Close can remove it whichever ends first.
+type CloseHook struct {
+	l  *lifetime
+	fn func()
 }
 
-// OnCloseRemovable is OnClose for a hook whose owner may end before the session (an
-// ephemeral endpoint, one transfer of a long-lived flow): remove takes the hook back, so a
-// session that opens and closes endpoints all its life holds a hook for its open ones
-// only. remove does nothing once the session has closed (the hook has run or runs).
-func (s *Session) OnCloseRemovable(fn func()) (remove func(), ok bool) {
-	l := &s.life
+// NewCloseHook returns a hook that runs fn; Add registers it.
+func (s *Session) NewCloseHook(fn func()) *CloseHook { return &CloseHook{l: &s.life, fn: fn} }
+
+// Add registers the hook, or runs it at once if the session has ended. It is bounded:
+// past maxCloseHooks registered hooks it returns false and does not register it.
+func (h *CloseHook) Add() bool {
+	l := h.l
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
-		fn()
-		return func() {}, true
+		h.fn()
+		return true
 	}
 	if len(l.hooks) >= maxCloseHooks {
 		l.mu.Unlock()
-		return nil, false
+		return false
 	}
-	h := &closeHook{fn}
 	l.hooks = append(l.hooks, h)
 	l.mu.Unlock()
-	return func() {
-		l.mu.Lock()
-		if i := slices.Index(l.hooks, h); i >= 0 {
-			l.hooks = slices.Delete(l.hooks, i, i+1)
-		}
-		l.mu.Unlock()
-	}, true
+	return true
+}
+
+// Remove takes the hook back. It does nothing when the hook is not registered, or once the
+// session has closed (the hook has run or runs).
+func (h *CloseHook) Remove() {
+	l := h.l
+	l.mu.Lock()
+	if i := slices.Index(l.hooks, h); i >= 0 {
+		l.hooks = slices.Delete(l.hooks, i, i+1)
+	}
+	l.mu.Unlock()
 }
 
 // Close ends the session: its context is cancelled and its close hooks run, latest first.

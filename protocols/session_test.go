@@ -38,7 +38,8 @@ func TestCloseHooksRemovable(t *testing.T) {
 	var ran []int
 	var removes []func()
 	for i := range 3 {
-		rm, ok := s.OnCloseRemovable(func() { ran = append(ran, i) })
+		h := s.NewCloseHook(func() { ran = append(ran, i) })
+		rm, ok := h.Remove, h.Add()
 		if !ok {
 			t.Fatalf("hook %d refused", i)
 		}
@@ -47,7 +48,8 @@ func TestCloseHooksRemovable(t *testing.T) {
 	removes[1]()
 	removes[1]()                        // twice: nothing more
 	for i := range 10 * maxCloseHooks { // add and take back, far past the bound
-		rm, ok := s.OnCloseRemovable(func() { t.Errorf("hook %d ran after its removal", i) })
+		h := s.NewCloseHook(func() { t.Errorf("hook %d ran after its removal", i) })
+		rm, ok := h.Remove, h.Add()
 		if !ok {
 			t.Fatalf("hook %d refused with two registered", i)
 		}
@@ -67,9 +69,9 @@ func TestCloseHooksRemovable(t *testing.T) {
 		t.Fatalf("ran %v, want [2 0]", ran)
 	}
 	late := false
-	if rm, ok := s.OnCloseRemovable(func() { late = true }); !ok || !late {
+	if h := s.NewCloseHook(func() { late = true }); !h.Add() || !late {
 		t.Fatal("a hook added after the close did not run at once")
 	} else {
-		rm()
+		h.Remove()
 	}
 }

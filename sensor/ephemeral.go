@@ -73,12 +73,11 @@ func (o *endpointOpener) OpenUDP(sess *protocols.Session) (protocols.PacketEndpo
 	ep := &udpEndpoint{conn: pc.(*net.UDPConn), port: port, sess: sess, release: release,
 		idle: o.s.cfg.Limits.IdleTimeout.Duration, write: o.s.cfg.Limits.WriteTimeout.Duration,
 		pc: o.s.protoCounters(sess.Protocol), budget: o.s.udpBytes, dropped: o.s.m.repliesDropped}
-	unhook, ok := sess.OnCloseRemovable(func() { ep.Close() })
-	if !ok {
+	ep.hook = sess.NewCloseHook(func() { ep.Close() })
+	if !ep.hook.Add() {
 		ep.Close()
 		return nil, errors.New("too many endpoints for one session")
 	}
-	ep.unhook.Store(&unhook)
 	return ep, nil
 }
 
@@ -99,12 +98,11 @@ func (o *endpointOpener) OpenTCP(sess *protocols.Session) (protocols.StreamEndpo
 		return nil, err
 	}
 	ep := &tcpEndpoint{s: o.s, ln: ln.(*net.TCPListener), port: port, sess: sess, release: release}
-	unhook, ok := sess.OnCloseRemovable(func() { ep.Close() })
-	if !ok {
+	ep.hook = sess.NewCloseHook(func() { ep.Close() })
+	if !ep.hook.Add() {
 		ep.Close()
 		return nil, errors.New("too many endpoints for one session")
 	}
-	ep.unhook.Store(&unhook)
 	return ep, nil
 }
 
@@ -194,10 +192,9 @@ type udpEndpoint struct {
 
 	readDL atomic.Int64 // a deadline the service set, unix nanoseconds; 0 for none
 	once   sync.Once
-	// unhook takes back the session's close hook when the endpoint closes first: a flow
-	// that opens endpoints all its life (one per TFTP transfer) holds hooks for the open
-	// ones only.
-	unhook atomic.Pointer[func()]
+	// hook closes the endpoint with its session; Close takes it back, so a flow that opens
+	// endpoints all its life (one per TFTP transfer) holds hooks for the open ones only.
+	hook *protocols.CloseHook
 }
 
 func (e *udpEndpoint) Port() int { return e.port }
@@ -251,9 +248,7 @@ func (e *udpEndpoint) Close() error {
 	e.once.Do(func() {
 		err = e.conn.Close()
 		e.release()
-		if u := e.unhook.Load(); u != nil {
-			(*u)()
-		}
+		e.hook.Remove()
 	})
 	return err
 }
@@ -271,7 +266,7 @@ type tcpEndpoint struct {
 	closed    bool
 	closeOnce sync.Once // concurrent Close calls return only once the slot is free
 	closeErr  error
-	unhook    atomic.Pointer[func()] // as udpEndpoint's
+	hook      *protocols.CloseHook // as udpEndpoint's
 }
 
 func (e *tcpEndpoint) Port() int { return e.port }
@@ -338,9 +333,7 @@ func (e *tcpEndpoint) Close() error {
 			e.s.trackConn(c, nil)
 		}
 		e.release()
-		if u := e.unhook.Load(); u != nil {
-			(*u)()
-		}
+		e.hook.Remove()
 	})
 	return e.closeErr
 }

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -45,7 +46,8 @@ func (o *Opener) OpenTCP(s *protocols.Session) (protocols.StreamEndpoint, error)
 	o.TCP.Add(1)
 	o.Open.Add(1)
 	ep := &tcpEP{o: o, ln: ln, s: s}
-	if err := hook(s, ep); err != nil {
+	ep.hook = s.NewCloseHook(func() { ep.Close() })
+	if err := hook(ep.hook, ep); err != nil {
 		return nil, err
 	}
 	return ep, nil
@@ -60,41 +62,33 @@ func (o *Opener) OpenUDP(s *protocols.Session) (protocols.PacketEndpoint, error)
 	o.UDP.Add(1)
 	o.Open.Add(1)
 	ep := &udpEP{o: o, c: c}
-	if err := hook(s, ep); err != nil {
+	ep.hook = s.NewCloseHook(func() { ep.Close() })
+	if err := hook(ep.hook, ep); err != nil {
 		return nil, err
 	}
 	return ep, nil
 }
 
-// hookedEP is an endpoint whose Close takes back its session close hook, as the sensor's do.
-type hookedEP interface {
-	Close() error
-	setUnhook(func())
-}
-
-// hook closes ep with the session and refuses it past the session's bound on close hooks,
-// as the sensor does: a service that leaks endpoints fails here as it would there.
-func hook(s *protocols.Session, ep hookedEP) error {
-	unhook, ok := s.OnCloseRemovable(func() { ep.Close() })
-	if !ok {
+// hook closes ep with the session (its Close takes h back, as the sensor's endpoints do)
+// and refuses it past the session's bound on close hooks: a service that leaks endpoints
+// fails here as it would in the sensor.
+func hook(h *protocols.CloseHook, ep io.Closer) error {
+	if !h.Add() {
 		ep.Close()
 		return errors.New("test endpoint: too many endpoints for one session")
 	}
-	ep.setUnhook(unhook)
 	return nil
 }
 
 type tcpEP struct {
-	o      *Opener
-	ln     *net.TCPListener
-	s      *protocols.Session
-	mu     sync.Mutex
-	conn   net.Conn
-	once   sync.Once
-	unhook atomic.Pointer[func()]
+	o    *Opener
+	ln   *net.TCPListener
+	s    *protocols.Session
+	mu   sync.Mutex
+	conn net.Conn
+	once sync.Once
+	hook *protocols.CloseHook
 }
-
-func (e *tcpEP) setUnhook(f func()) { e.unhook.Store(&f) }
 
 func (e *tcpEP) Port() int { return e.ln.Addr().(*net.TCPAddr).Port }
 
@@ -131,9 +125,7 @@ func (e *tcpEP) Close() error {
 		}
 		e.mu.Unlock()
 		e.o.Open.Add(-1)
-		if u := e.unhook.Load(); u != nil {
-			(*u)()
-		}
+		e.hook.Remove()
 	})
 	return nil
 }
@@ -150,10 +142,8 @@ type udpEP struct {
 	c      *net.UDPConn
 	readDL atomic.Int64
 	once   sync.Once
-	unhook atomic.Pointer[func()]
+	hook   *protocols.CloseHook
 }
-
-func (e *udpEP) setUnhook(f func()) { e.unhook.Store(&f) }
 
 func (e *udpEP) Port() int { return e.c.LocalAddr().(*net.UDPAddr).Port }
 
@@ -184,9 +174,7 @@ func (e *udpEP) Close() error {
 	e.once.Do(func() {
 		e.c.Close()
 		e.o.Open.Add(-1)
-		if u := e.unhook.Load(); u != nil {
-			(*u)()
-		}
+		e.hook.Remove()
 	})
 	return nil
 }
