@@ -39,7 +39,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -279,7 +278,7 @@ func measure(w workload, target string, conns int, warmup, duration time.Duratio
 			}
 		}(recs[i])
 	}
-	var cpu0 time.Duration
+	var cpu0 cpuSample
 	if pid > 0 {
 		time.Sleep(time.Until(measureFrom))
 		cpu0, _ = procCPU(pid)
@@ -289,7 +288,7 @@ func measure(w workload, target string, conns int, warmup, duration time.Duratio
 	var res result
 	if pid > 0 {
 		if c1, err := procCPU(pid); err == nil {
-			res.cpu = c1 - cpu0
+			res.cpu = c1.since(cpu0)
 		}
 	}
 	close(errs)
@@ -347,27 +346,6 @@ func (p *pacer) Add(d int64) int64 {
 		p.next = p.next.Add(p.every)
 	}
 	return p.left.Add(d)
-}
-
-// procCPU returns a process's user+system CPU time from /proc/PID/stat.
-func procCPU(pid int) (time.Duration, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, err
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, errors.New("unexpected /proc stat format")
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 13 {
-		return 0, errors.New("short /proc stat")
-	}
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	const hz = 100 // USER_HZ on Linux
-	return time.Duration(ut+st) * time.Second / hz, nil
 }
 
 // recorder keeps a latency histogram of microseconds: exact below 256 µs, within 1 %

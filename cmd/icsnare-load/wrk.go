@@ -65,7 +65,7 @@ func runWrk(args []string, stdout, stderr io.Writer) int {
 			return fail(err)
 		}
 	}
-	var cpu0 time.Duration
+	var cpu0 cpuSample
 	if *pid > 0 {
 		c, err := procCPU(*pid)
 		if err != nil {
@@ -83,7 +83,7 @@ func runWrk(args []string, stdout, stderr io.Writer) int {
 		if err != nil {
 			return fail(fmt.Errorf("-pid %d: %w", *pid, err))
 		}
-		res.cpu = c - cpu0
+		res.cpu = c.since(cpu0)
 	}
 	fmt.Fprintf(stdout, "mode=wrk target=%s threads=%d conns=%d duration=%s\n", *target, *threads, *conns, res.elapsed.Round(time.Millisecond))
 	fmt.Fprint(stdout, res.String())
