@@ -76,6 +76,22 @@ type PacketService interface {
 	ServePacket(ctx context.Context, s *Session, req []byte, reply func(resp []byte))
 }
 
+// PromptReplier is a PacketService that may say its ServePacket calls reply only before it
+// returns, never later (answers after that, retransmissions say, go through Session.Send).
+// The sensor then gives it, for each datagram, a reply function it reuses for the next one
+// instead of allocating one per datagram; a reply kept and called later would answer
+// another request's source, so a service answering late (a tarpit) must say false. The
+// protocol test harnesses fail a test that calls a prompt reply late.
+type PromptReplier interface {
+	RepliesPromptly() bool
+}
+
+// RepliesPromptly reports whether svc is a PromptReplier that replies promptly.
+func RepliesPromptly(svc Service) bool {
+	p, ok := svc.(PromptReplier)
+	return ok && p.RepliesPromptly()
+}
+
 var (
 	regMu    sync.RWMutex
 	registry = map[string]Protocol{}

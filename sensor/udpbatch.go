@@ -142,11 +142,12 @@ type udpOut struct {
 	serr  error
 	armed time.Time // the write deadline last set on the socket
 
-	last serviceLookup // the reader's last service lookup (handleDatagram), touched by the reader only
+	last  serviceLookup // the reader's last service lookup (handleDatagram), touched by the reader only
+	reply *udpReply     // the reply of the reader's requests to prompt repliers, reused
 }
 
 func newUDPOut(l *udpListener, timeout time.Duration, failed func(error)) *udpOut {
-	o := &udpOut{l: l, timeout: timeout, b: newMmsgBatch(maxDatagram, 64), failed: failed}
+	o := &udpOut{l: l, timeout: timeout, b: newMmsgBatch(maxDatagram, 64), failed: failed, reply: newReaderReply()}
 	o.send = func(fd uintptr) bool {
 		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&o.b.msgs[o.sent])), uintptr(o.n-o.sent), unix.MSG_DONTWAIT, 0, 0)
 		switch {

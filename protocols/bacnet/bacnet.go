@@ -42,6 +42,10 @@ func (sv *service) Endpoints() []protocols.Endpoint {
 	return []protocols.Endpoint{{Transport: protocols.UDP, Port: Port}}
 }
 
+// RepliesPromptly implements protocols.PromptReplier: answers go out while ServePacket
+// runs; segment retransmissions and COV notifications go through Session.Send.
+func (sv *service) RepliesPromptly() bool { return true }
+
 // ServePacket implements protocols.PacketService.
 func (sv *service) ServePacket(ctx context.Context, s *protocols.Session, req []byte, reply func([]byte)) {
 	sv.serve(ctx, s, req, reply, false)

@@ -377,6 +377,10 @@ func (c *conn) find(otID uint32) *cipConn {
 	return nil
 }
 
+// RepliesPromptly implements protocols.PromptReplier: a datagram is answered while
+// ServePacket runs.
+func (s *service) RepliesPromptly() bool { return true }
+
 // ServePacket implements protocols.PacketService: ListIdentity, ListServices and
 // ListInterfaces over UDP; other commands are not valid over UDP.
 func (s *service) ServePacket(ctx context.Context, sess *protocols.Session, req []byte, reply func([]byte)) {

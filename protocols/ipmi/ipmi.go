@@ -61,6 +61,10 @@ type request struct {
 
 func (r *request) add(f ...protocols.Field) { r.fields = append(r.fields, f...) }
 
+// RepliesPromptly implements protocols.PromptReplier: a datagram is answered while
+// ServePacket runs.
+func (s *service) RepliesPromptly() bool { return true }
+
 // ServePacket implements protocols.PacketService.
 func (s *service) ServePacket(ctx context.Context, sess *protocols.Session, pkt []byte, reply func([]byte)) {
 	if ctx.Err() != nil {

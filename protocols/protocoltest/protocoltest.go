@@ -229,8 +229,14 @@ func ServeUDP(t testing.TB, proto string, svc protocols.PacketService, h *protoc
 			smu.Unlock()
 			func() {
 				defer srv.recoverPanic(t)
-				var once atomic.Bool
+				var once, returned atomic.Bool
+				prompt := protocols.RepliesPromptly(svc)
+				defer returned.Store(true)
 				svc.ServePacket(ctx, sess, buf[:n], func(resp []byte) {
+					if prompt && returned.Load() {
+						t.Errorf("%s says it replies promptly (protocols.PromptReplier) but replied after ServePacket returned", proto)
+						return
+					}
 					if once.Swap(true) {
 						t.Errorf("reply called twice for one request")
 						return

@@ -61,6 +61,17 @@ type info struct {
 	tarpit    time.Duration
 }
 
+// RepliesPromptly implements protocols.PromptReplier: the answer goes out before
+// ServePacket returns unless a tarpit delays some class of request.
+func (s *service) RepliesPromptly() bool {
+	for _, tp := range s.cfg.tarpit {
+		if tp.hi > 0 {
+			return false
+		}
+	}
+	return true
+}
+
 // ServePacket implements protocols.PacketService.
 func (s *service) ServePacket(ctx context.Context, sess *protocols.Session, req []byte, reply func([]byte)) {
 	hs := s.host(sess.Host)

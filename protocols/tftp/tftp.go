@@ -118,6 +118,10 @@ func (sv *service) view(h *protocols.Host) (*vfs.View, error) {
 	return f.View(c.root)
 }
 
+// RepliesPromptly implements protocols.PromptReplier: port 69 refuses while ServePacket
+// runs; a transfer answers from its own endpoint.
+func (sv *service) RepliesPromptly() bool { return true }
+
 // ServePacket implements protocols.PacketService: RRQ and WRQ on port 69 start a transfer
 // on a port of its own; anything else is an illegal operation.
 func (sv *service) ServePacket(ctx context.Context, s *protocols.Session, req []byte, reply func([]byte)) {
