@@ -52,7 +52,8 @@ func BenchmarkSZL001C(b *testing.B) {
 	c := &conn{svc: svc, cfg: svc.cfg, host: host, cpu: svc.cpu(host)}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, e := svc.cfg.szl(SZLRequest{ID: SZLComponent}, c.identity()); e != 0 {
+		id := c.identity()
+		if _, e := svc.cfg.szl(SZLRequest{ID: SZLComponent}, &id); e != 0 {
 			b.Fatal(e)
 		}
 	}

@@ -48,6 +48,7 @@ type config struct {
 	BusRate uint32
 	Ident11 []identRec // SZL xy11 records (module identification)
 	Ident1C []identRec // SZL xy1C records (component identification)
+	comp1C  []identRec // Ident1C with the manufacturer record 0x0009 in place (component)
 	Areas   []*Area
 	Blocks  []Block
 }
@@ -113,6 +114,7 @@ func parseConfig(sec *profiles.Section) (*config, error) {
 		}
 	}
 	cfg.addAreaBlocks()
+	cfg.comp1C = cfg.component()
 	return cfg, nil
 }
 

@@ -78,3 +78,29 @@ func TestConpotFormatSection(t *testing.T) {
 		t.Fatalf("port %d", p.Sections[Name].Port)
 	}
 }
+
+func TestParseVersion(t *testing.T) {
+	tests := []struct {
+		in   string
+		want [3]byte
+	}{
+		{"V2.2.1", [3]byte{2, 2, 1}},
+		{"2.6", [3]byte{2, 6, 0}},
+		{"3", [3]byte{3, 0, 0}},
+		{" v 4 . 5 ", [3]byte{4, 5, 0}},
+		{"1.2.3.4", [3]byte{1, 2, 0}},
+		{"300.1.x", [3]byte{0, 1, 0}},
+		{"V3.", [3]byte{3, 0, 0}},
+		{"", [3]byte{}},
+		{"+1.-2.0255", [3]byte{0, 0, 0}},
+		{"1.2.255", [3]byte{1, 2, 255}},
+	}
+	for _, tt := range tests {
+		if got := parseVersion(tt.in); got != tt.want {
+			t.Errorf("parseVersion(%q) = %v, want %v", tt.in, got, tt.want)
+		}
+		if n := testing.AllocsPerRun(10, func() { parseVersion(tt.in) }); n != 0 {
+			t.Errorf("parseVersion(%q): %v allocations", tt.in, n)
+		}
+	}
+}

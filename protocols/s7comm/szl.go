@@ -2,9 +2,10 @@ package s7comm
 
 import (
 	"encoding/binary"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/icsnare/icsnare/profiles"
 )
 
 // SZL ids answered here. The high byte selects the partial list extract: 0x00 all
@@ -42,10 +43,22 @@ var supportedSZL = []uint16{SZLList, SZLModuleIdent, SZLModuleRec, SZLModuleHead
 
 // identity is what the SZL answers need from one host.
 type identity struct {
-	text    func(key string) string
+	db      *profiles.Databus // the host's; nil: every text is empty
 	mode    byte
 	prev    byte
 	changed time.Time
+}
+
+// text returns the host's string at a databus key ("" for none or an error).
+func (id *identity) text(key string) string {
+	if key == "" || id.db == nil {
+		return ""
+	}
+	s, err := id.db.GetString(key)
+	if err != nil {
+		return ""
+	}
+	return s
 }
 
 // szlHeader starts an SZL answer: id, index, record length, record count.
@@ -74,18 +87,43 @@ func padSpace(dst []byte, s string, n int) []byte {
 func parseVersion(s string) [3]byte {
 	var v [3]byte
 	s = strings.TrimLeft(strings.TrimSpace(s), "vV")
-	for i, part := range strings.SplitN(s, ".", 3) {
-		n, err := strconv.Atoi(strings.TrimSpace(part))
-		if err == nil && n >= 0 && n < 256 {
-			v[i] = byte(n)
+	for i := range v {
+		part, rest, more := strings.Cut(s, ".")
+		if i == len(v)-1 {
+			part, more = s, false // the third number is the rest ("1.2.3.4": not a number)
 		}
+		if n, ok := versionNumber(strings.TrimSpace(part)); ok {
+			v[i] = n
+		}
+		if !more {
+			break
+		}
+		s = rest
 	}
 	return v
 }
 
+// versionNumber reads a decimal number below 256 (no sign).
+func versionNumber(s string) (byte, bool) {
+	if s == "" || len(s) > 3 {
+		return 0, false
+	}
+	n := 0
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, false
+		}
+		n = n*10 + int(s[i]-'0')
+	}
+	if n > 255 {
+		return 0, false
+	}
+	return byte(n), true
+}
+
 // record11 builds one 28-byte SZL 0x0011 record.
-func (c *config) record11(r identRec, id *identity) []byte {
-	out := binary.BigEndian.AppendUint16(make([]byte, 0, 28), r.Index)
+func (c *config) record11(dst []byte, r identRec, id *identity) []byte {
+	out := binary.BigEndian.AppendUint16(dst, r.Index)
 	mlfb := ""
 	for _, x := range c.Ident11 {
 		if x.Index == 1 {
@@ -128,8 +166,8 @@ func keyFor(recs []identRec, idx uint16) string {
 
 // record1C builds one 34-byte SZL 0x001C record: index and NUL-padded text. Record 0x0009
 // (manufacturer and profile) is fixed; 0x000A (OEM) keeps its numeric tail zeroed.
-func record1C(r identRec, id *identity) []byte {
-	out := binary.BigEndian.AppendUint16(make([]byte, 0, 34), r.Index)
+func record1C(dst []byte, r identRec, id *identity) []byte {
+	out := binary.BigEndian.AppendUint16(dst, r.Index)
 	switch r.Index {
 	case 0x0009: // Siemens manufacturer id 0x002A, profile id 0xF600
 		out = append(out, 0x00, 0x2A, 0xF6, 0x00)
@@ -160,9 +198,9 @@ func (c *config) szl(req SZLRequest, id *identity) ([]byte, uint16) {
 		}
 		return out, 0
 	case SZLModuleIdent, SZLModuleRec, SZLModuleHead:
-		return c.identList(req, c.Ident11, 28, func(r identRec) []byte { return c.record11(r, id) })
+		return c.identList(req, c.Ident11, 28, func(dst []byte, r identRec) []byte { return c.record11(dst, r, id) })
 	case SZLComponent, SZLComponentRec, SZLComponentHead:
-		return c.identList(req, c.component(), 34, func(r identRec) []byte { return record1C(r, id) })
+		return c.identList(req, c.comp1C, 34, func(dst []byte, r identRec) []byte { return record1C(dst, r, id) })
 	case SZLCommCaps:
 		if req.Index != 0x0001 {
 			return nil, ErrSZLUnknown
@@ -232,21 +270,21 @@ func (c *config) component() []identRec {
 	return out
 }
 
-func (c *config) identList(req SZLRequest, recs []identRec, recLen int, build func(identRec) []byte) ([]byte, uint16) {
+func (c *config) identList(req SZLRequest, recs []identRec, recLen int, build func([]byte, identRec) []byte) ([]byte, uint16) {
 	switch req.ID & 0xFF00 {
 	case 0x0F00:
 		return szlHeader(req.ID, req.Index, recLen, len(recs)), 0
 	case 0x0100:
 		for _, r := range recs {
 			if r.Index == req.Index {
-				return append(szlHeader(req.ID, req.Index, recLen, 1), build(r)...), 0
+				return build(szlHeader(req.ID, req.Index, recLen, 1), r), 0
 			}
 		}
 		return nil, ErrSZLUnknown
 	}
 	out := szlHeader(req.ID, req.Index, recLen, len(recs))
 	for _, r := range recs {
-		out = append(out, build(r)...)
+		out = build(out, r)
 	}
 	return out, 0
 }

@@ -72,17 +72,8 @@ func (c *conn) handleUserdata(p *PDU, frame []byte) {
 }
 
 // identity gathers the host's identity and CPU state for SZL answers.
-func (c *conn) identity() *identity {
-	id := &identity{text: func(key string) string {
-		if key == "" || c.host.Databus == nil {
-			return ""
-		}
-		s, err := c.host.Databus.GetString(key)
-		if err != nil {
-			return ""
-		}
-		return s
-	}}
+func (c *conn) identity() identity {
+	id := identity{db: c.host.Databus}
 	c.cpu.mu.Lock()
 	id.mode, id.prev, id.changed = c.cpu.mode, c.cpu.prev, c.cpu.changed
 	c.cpu.mu.Unlock()
@@ -111,7 +102,8 @@ func (c *conn) readSZL(p *PDU, u UDParam, d UDData, frame []byte, ref protocols.
 		return
 	}
 	fields = append(fields, protocols.F("szl_id", fmt.Sprintf("0x%04X", req.ID)), protocols.F("szl_index", fmt.Sprintf("0x%04X", req.Index)))
-	payload, ecode := c.cfg.szl(req, c.identity())
+	id := c.identity()
+	payload, ecode := c.cfg.szl(req, &id)
 	if ecode != 0 {
 		resp := c.udReply(p, u, c.nextSeq(), 0, 0, ecode, udNoData)
 		c.emit("request", "szl", true, frame, resp, append(fields, udErrField(ecode))...)
