@@ -188,11 +188,10 @@ func (s *Sensor) handleDatagram(ctx context.Context, l *udpListener, req []byte,
 	var r *udpReply
 	if prompt && out != nil {
 		r = out.reply
-		r.reset(s, ctx, l, sess, pc, out, now)
 	} else {
-		r = &udpReply{s: s, ctx: ctx, l: l, sess: sess, pc: pc, out: out, asked: now}
-		r.sendFn = r.send
+		r = newUDPReply()
 	}
+	r.reset(s, ctx, l, sess, pc, out, now)
 	r.serving.Store(true)
 	defer r.serving.Store(false)
 	defer s.recoverHandler(ds.protocol, sess)
@@ -235,14 +234,15 @@ type udpReply struct {
 	sendFn  func([]byte) // send, bound once: what ServePacket gets
 }
 
-// newReaderReply returns the reply a reader reuses for the requests of prompt repliers.
-func newReaderReply() *udpReply {
+// newUDPReply returns a reply with its send function bound, for reset to make the reply of
+// a request (a reader keeps one and reuses it for the requests of prompt repliers).
+func newUDPReply() *udpReply {
 	r := &udpReply{}
 	r.sendFn = r.send
 	return r
 }
 
-// reset makes a reader's reply the reply of one request.
+// reset makes r the reply of one request.
 func (r *udpReply) reset(s *Sensor, ctx context.Context, l *udpListener, sess *protocols.Session, pc *protoCounters, out *udpOut, asked time.Time) {
 	r.s, r.ctx, r.l, r.sess, r.pc, r.budget, r.out, r.asked = s, ctx, l, sess, pc, nil, out, asked
 	r.n.Store(0)

@@ -147,7 +147,7 @@ type udpOut struct {
 }
 
 func newUDPOut(l *udpListener, timeout time.Duration, failed func(error)) *udpOut {
-	o := &udpOut{l: l, timeout: timeout, b: newMmsgBatch(maxDatagram, 64), failed: failed, reply: newReaderReply()}
+	o := &udpOut{l: l, timeout: timeout, b: newMmsgBatch(maxDatagram, 64), failed: failed, reply: newUDPReply()}
 	o.send = func(fd uintptr) bool {
 		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&o.b.msgs[o.sent])), uintptr(o.n-o.sent), unix.MSG_DONTWAIT, 0, 0)
 		switch {

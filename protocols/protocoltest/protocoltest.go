@@ -195,6 +195,22 @@ func ServeTCP(t testing.TB, proto string, svc protocols.StreamService, h *protoc
 	return srv
 }
 
+// PromptCheck wraps the reply a harness gives one ServePacket call of svc: when svc says it
+// replies promptly (protocols.PromptReplier), a call after returned has been called fails t.
+func PromptCheck(t testing.TB, svc protocols.PacketService, reply func([]byte)) (checked func([]byte), returned func()) {
+	if !protocols.RepliesPromptly(svc) {
+		return reply, func() {}
+	}
+	var done atomic.Bool
+	return func(resp []byte) {
+		if done.Load() {
+			t.Errorf("%T says it replies promptly (protocols.PromptReplier) but replied after ServePacket returned", svc)
+			return
+		}
+		reply(resp)
+	}, func() { done.Store(true) }
+}
+
 // ServeUDP serves svc for host h on addr until the test ends. Each datagram is one request.
 func ServeUDP(t testing.TB, proto string, svc protocols.PacketService, h *protocols.Host, addr string) *Server {
 	t.Helper()
@@ -229,14 +245,8 @@ func ServeUDP(t testing.TB, proto string, svc protocols.PacketService, h *protoc
 			smu.Unlock()
 			func() {
 				defer srv.recoverPanic(t)
-				var once, returned atomic.Bool
-				prompt := protocols.RepliesPromptly(svc)
-				defer returned.Store(true)
-				svc.ServePacket(ctx, sess, buf[:n], func(resp []byte) {
-					if prompt && returned.Load() {
-						t.Errorf("%s says it replies promptly (protocols.PromptReplier) but replied after ServePacket returned", proto)
-						return
-					}
+				var once atomic.Bool
+				reply, returned := PromptCheck(t, svc, func(resp []byte) {
 					if once.Swap(true) {
 						t.Errorf("reply called twice for one request")
 						return
@@ -246,6 +256,8 @@ func ServeUDP(t testing.TB, proto string, svc protocols.PacketService, h *protoc
 					}
 					uc.WriteToUDPAddrPort(resp, from)
 				})
+				defer returned()
+				svc.ServePacket(ctx, sess, buf[:n], reply)
 			}()
 		}
 	}()

@@ -287,18 +287,13 @@ func ServeUDP(t testing.TB, proto string, svc protocols.PacketService, h *protoc
 			sess.Received(n)
 			func() {
 				defer failPanic(t)
-				var returned atomic.Bool
-				prompt := protocols.RepliesPromptly(svc)
-				defer returned.Store(true)
-				svc.ServePacket(ctx, sess, buf[:n], func(resp []byte) {
-					if prompt && returned.Load() {
-						t.Errorf("the service says it replies promptly (protocols.PromptReplier) but replied after ServePacket returned")
-						return
-					}
+				reply, returned := protocoltest.PromptCheck(t, svc, func(resp []byte) {
 					if ctx.Err() == nil && sess.TakeReply(len(resp)) {
 						uc.WriteToUDPAddrPort(resp, from)
 					}
 				})
+				defer returned()
+				svc.ServePacket(ctx, sess, buf[:n], reply)
 			}()
 		}
 	}()
