@@ -121,6 +121,14 @@ func (b *blaster) blast(max int, d time.Duration, pps int) (int, error) {
 func (b *blaster) blastCPU(max int, d time.Duration, pps int) (int, time.Duration, error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	// At nice -20 (root only; otherwise unchanged), so that other work on the machine
+	// takes less of the sending thread's core; restored before the thread is unlocked.
+	tid := unix.Gettid()
+	if prio, err := unix.Getpriority(unix.PRIO_PROCESS, tid); err == nil { // the raw syscall: 20 - nice
+		if unix.Setpriority(unix.PRIO_PROCESS, tid, -20) == nil {
+			defer unix.Setpriority(unix.PRIO_PROCESS, tid, 20-prio)
+		}
+	}
 	cpu0 := threadCPU()
 	sent, err := b.send(max, d, pps)
 	return sent, threadCPU() - cpu0, err

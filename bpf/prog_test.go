@@ -14,6 +14,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/icsnare/icsnare/protocols/protocoltest"
 	"github.com/icsnare/icsnare/protocols/ratelimit"
+	"golang.org/x/sys/unix"
 )
 
 const (
@@ -656,4 +657,62 @@ func TestAdmission(t *testing.T) {
 	if tracked2, err := l.SourceCount(); err != nil || tracked2 != tracked+4 {
 		t.Errorf("after the quiet period: %d tracked (%v), want %d", tracked2, err, tracked+4)
 	}
+}
+
+// TestCoarseClockCache runs the program on the real clock: each run's time is the
+// cached coarse clock (the source's last_ns equals it afterwards), it is within a second
+// of CLOCK_MONOTONIC (a tick behind at most, in fact) and never goes back, and the cache
+// follows the jiffies across runs tens of milliseconds apart.
+func TestCoarseClockCache(t *testing.T) {
+	l := loadTest(t, Rule{Port: 161, PerSource: 6_000_000, Burst: 100})
+	l.setClock(t, 0)
+	frame := udp4(t, "10.0.0.1", 161, frameOpt{})
+	var lastNs, firstJiffies, jiffies uint64
+	for i := range 6 {
+		if i > 0 {
+			time.Sleep(15 * time.Millisecond) // more than a tick at any HZ >= 100
+		}
+		if got := run(t, l, frame); got != xdpPass {
+			t.Fatalf("run %d: action %d, want pass", i, got)
+		}
+		after := uint64(monotonicNow())
+		var coarse uint64
+		if err := l.objs.ClockCoarse.Get(&coarse); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.objs.ClockJiffies.Get(&jiffies); err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			firstJiffies = jiffies
+		}
+		var st ratelimitSrcState
+		n := 0
+		if err := l.walkSources(func(_ *ratelimitSrcKey, s *ratelimitSrcState) { st = *s; n++ }); err != nil {
+			t.Fatal(err)
+		}
+		if n != 1 {
+			t.Fatalf("run %d: %d sources in the table, want 1", i, n)
+		}
+		if st.LastNs != coarse {
+			t.Errorf("run %d: the source's time %d is not the cached clock %d", i, st.LastNs, coarse)
+		}
+		if coarse > after || after-coarse > uint64(time.Second) {
+			t.Errorf("run %d: cached clock %d, CLOCK_MONOTONIC %d after the run", i, coarse, after)
+		}
+		if coarse < lastNs {
+			t.Errorf("run %d: the clock went back from %d to %d", i, lastNs, coarse)
+		}
+		lastNs = coarse
+	}
+	if jiffies == firstJiffies || jiffies == 0 {
+		t.Errorf("cached jiffy %d after 75 ms, %d at the first run", jiffies, firstJiffies)
+	}
+}
+
+// monotonicNow is CLOCK_MONOTONIC in nanoseconds.
+func monotonicNow() int64 {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return ts.Nano()
 }

@@ -104,6 +104,8 @@ const (
 	ratelimitMapSlotRules     = "slot_rules"
 	ratelimitMapSources       = "sources"
 	ratelimitProgXdpRatelimit = "xdp_ratelimit"
+	ratelimitVarClockCoarse   = "clock_coarse"
+	ratelimitVarClockJiffies  = "clock_jiffies"
 	ratelimitVarClockNs       = "clock_ns"
 	ratelimitVarKnownHalf     = "known_half"
 	ratelimitVarQuietNs       = "quiet_ns"
@@ -175,11 +177,13 @@ type ratelimitMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type ratelimitVariableSpecs struct {
-	ClockNs     *ebpf.VariableSpec `ebpf:"clock_ns"`
-	KnownHalf   *ebpf.VariableSpec `ebpf:"known_half"`
-	QuietNs     *ebpf.VariableSpec `ebpf:"quiet_ns"`
-	UnusedEvent *ebpf.VariableSpec `ebpf:"unused_event"`
-	UnusedKey   *ebpf.VariableSpec `ebpf:"unused_key"`
+	ClockCoarse  *ebpf.VariableSpec `ebpf:"clock_coarse"`
+	ClockJiffies *ebpf.VariableSpec `ebpf:"clock_jiffies"`
+	ClockNs      *ebpf.VariableSpec `ebpf:"clock_ns"`
+	KnownHalf    *ebpf.VariableSpec `ebpf:"known_half"`
+	QuietNs      *ebpf.VariableSpec `ebpf:"quiet_ns"`
+	UnusedEvent  *ebpf.VariableSpec `ebpf:"unused_event"`
+	UnusedKey    *ebpf.VariableSpec `ebpf:"unused_key"`
 }
 
 // ratelimitObjects contains all objects after they have been loaded into the kernel.
@@ -231,11 +235,13 @@ func (m *ratelimitMaps) Close() error {
 //
 // It can be passed to loadRatelimitObjects or ebpf.CollectionSpec.LoadAndAssign.
 type ratelimitVariables struct {
-	ClockNs     *ebpf.Variable `ebpf:"clock_ns"`
-	KnownHalf   *ebpf.Variable `ebpf:"known_half"`
-	QuietNs     *ebpf.Variable `ebpf:"quiet_ns"`
-	UnusedEvent *ebpf.Variable `ebpf:"unused_event"`
-	UnusedKey   *ebpf.Variable `ebpf:"unused_key"`
+	ClockCoarse  *ebpf.Variable `ebpf:"clock_coarse"`
+	ClockJiffies *ebpf.Variable `ebpf:"clock_jiffies"`
+	ClockNs      *ebpf.Variable `ebpf:"clock_ns"`
+	KnownHalf    *ebpf.Variable `ebpf:"known_half"`
+	QuietNs      *ebpf.Variable `ebpf:"quiet_ns"`
+	UnusedEvent  *ebpf.Variable `ebpf:"unused_event"`
+	UnusedKey    *ebpf.Variable `ebpf:"unused_key"`
 }
 
 // ratelimitPrograms contains all programs after they have been loaded into the kernel.
