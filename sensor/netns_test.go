@@ -7,8 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,29 +17,6 @@ import (
 
 	_ "github.com/icsnare/icsnare/protocols/modbus"
 )
-
-// copyProfile writes the embedded default profile to a directory with edit applied to the
-// file rel (e.g. "modbus/modbus.xml"), so a test can run a variant of the device.
-func copyProfile(t *testing.T, rel string, edit func(string) string) string {
-	t.Helper()
-	p, err := profiles.Open(profiles.DefaultName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := filepath.Join(t.TempDir(), "profile")
-	if err := p.Export(dir); err != nil {
-		t.Fatal(err)
-	}
-	file := filepath.Join(dir, filepath.FromSlash(rel))
-	b, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(file, []byte(edit(string(b))), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
 
 // TestPrefixInNetnsServesTwoProfiles maps a /24 to two profiles (one per half), makes it
 // local with AnyIP inside a namespace, and has pymodbus read device identification from
@@ -54,7 +29,7 @@ func TestPrefixInNetnsServesTwoProfiles(t *testing.T) {
 	if err := clientNS.AddRoute(netip.MustParsePrefix("198.19.0.0/16"), netip.MustParseAddr("198.18.0.1")); err != nil {
 		t.Fatal(err)
 	}
-	other := copyProfile(t, "modbus/modbus.xml", func(s string) string {
+	other := protocoltest.ExportDefault(t, "modbus/modbus.xml", func(s string) string {
 		return strings.Replace(s, "<VendorName>Siemens</VendorName>", "<VendorName>Schneider Electric</VendorName>", 1)
 	})
 	cfg := DefaultConfig()

@@ -17,6 +17,7 @@ import (
 	"github.com/icsnare/icsnare/internal/netnstest"
 	"github.com/icsnare/icsnare/profiles"
 
+	"github.com/icsnare/icsnare/protocols/protocoltest"
 	_ "github.com/icsnare/icsnare/protocols/s7comm"
 	_ "github.com/icsnare/icsnare/protocols/snmp"
 )
@@ -33,7 +34,7 @@ func TestPortFilterInNetns(t *testing.T) {
 	if err := clientNS.AddRoute(netip.MustParsePrefix("198.18.72.0/24"), netip.MustParseAddr("198.18.71.1")); err != nil {
 		t.Fatal(err)
 	}
-	s7only := copyProfile(t, "modbus/modbus.xml", func(s string) string {
+	s7only := protocoltest.ExportDefault(t, "modbus/modbus.xml", func(s string) string {
 		return strings.Replace(s, `<modbus enabled="True"`, `<modbus enabled="False"`, 1)
 	})
 	if err := disableSection(s7only, "snmp/snmp.xml", "snmp"); err != nil {

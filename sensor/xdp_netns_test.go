@@ -19,6 +19,7 @@ import (
 	"github.com/icsnare/icsnare/internal/netnstest"
 	"github.com/icsnare/icsnare/profiles"
 	"github.com/icsnare/icsnare/protocols"
+	"github.com/icsnare/icsnare/protocols/protocoltest"
 	"github.com/icsnare/icsnare/protocols/ratelimit"
 
 	_ "github.com/icsnare/icsnare/protocols/snmp"
@@ -66,14 +67,8 @@ func snmpBurst(t *testing.T, ns *netnstest.NS, src, dst string, n int) int {
 // 20 GETs a minute per source and 30 overall.
 func evasionProfile(t *testing.T) string {
 	t.Helper()
-	return copyProfile(t, "snmp/snmp.xml", func(s string) string {
-		var kept []string
-		for _, line := range strings.Split(s, "\n") {
-			if !strings.Contains(line, `name="tarpit"`) && !strings.Contains(line, `name="evasion"`) {
-				kept = append(kept, line)
-			}
-		}
-		out := strings.Replace(strings.Join(kept, "\n"), "<config>", `<config><entity name="evasion" command="get">20;30</entity>`, 1)
+	return protocoltest.ExportDefault(t, "snmp/snmp.xml", func(s string) string {
+		out := strings.Replace(protocoltest.WithoutSNMPDelays(s), "<config>", `<config><entity name="evasion" command="get">20;30</entity>`, 1)
 		if !strings.Contains(out, `command="get">20;30`) {
 			t.Fatal("could not set the evasion limit in snmp.xml")
 		}

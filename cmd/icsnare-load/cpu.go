@@ -40,14 +40,14 @@ func (s cpuSample) since(earlier cpuSample) time.Duration {
 	if s.threads == nil || earlier.threads == nil {
 		return s.total - earlier.total
 	}
-	var d time.Duration
-	for tid, t := range s.threads {
-		d += t - earlier.threads[tid] // a thread started since counts whole
-	}
 	for tid := range earlier.threads {
 		if _, ok := s.threads[tid]; !ok {
 			return s.total - earlier.total
 		}
+	}
+	var d time.Duration
+	for tid, t := range s.threads {
+		d += t - earlier.threads[tid] // a thread started since counts whole
 	}
 	return d
 }

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/icsnare/icsnare/protocols/protocoltest"
 )
 
 // TestRequestPathsAllocateNothing: the whole sensor process, serving the default persona
@@ -31,24 +33,7 @@ func TestRequestPathsAllocateNothing(t *testing.T) {
 		t.Fatalf("build icsnare-load: %v\n%s", err, out)
 	}
 	dir := t.TempDir()
-	profile := filepath.Join(dir, "profile")
-	if out, err := exec.Command(bin, "profiles", "export", "default", profile).CombinedOutput(); err != nil {
-		t.Fatalf("export: %v\n%s", err, out)
-	}
-	snmpXML := filepath.Join(profile, "snmp", "snmp.xml")
-	b, err := os.ReadFile(snmpXML)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var kept []string
-	for l := range strings.SplitSeq(string(b), "\n") {
-		if !strings.Contains(l, `name="tarpit"`) && !strings.Contains(l, `name="evasion"`) {
-			kept = append(kept, l)
-		}
-	}
-	if err := os.WriteFile(snmpXML, []byte(strings.Join(kept, "\n")), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	profile := protocoltest.ExportDefault(t, "snmp/snmp.xml", protocoltest.WithoutSNMPDelays)
 	cfg := filepath.Join(dir, "icsnare.toml")
 	if err := os.WriteFile(cfg, []byte("[limits]\nudp_bytes_per_source_per_minute = 0\nudp_bytes_per_port_per_minute = 0\n"), 0o644); err != nil {
 		t.Fatal(err)

@@ -284,6 +284,42 @@ func NeedTool(t testing.TB, name string) string {
 	return ""
 }
 
+// ExportDefault exports the embedded default profile into a temporary directory of t,
+// rewrites the file at rel (slash-separated, relative to the profile) with edit, and
+// returns the profile's directory.
+func ExportDefault(t testing.TB, rel string, edit func(string) string) string {
+	t.Helper()
+	p, err := profiles.Open(profiles.DefaultName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "profile")
+	if err := p.Export(dir); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, filepath.FromSlash(rel))
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file, []byte(edit(string(b))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// WithoutSNMPDelays drops the tarpit and evasion entities from an snmp.xml, so that every
+// request is answered at once (as the benchmarks run the agent).
+func WithoutSNMPDelays(snmpXML string) string {
+	var kept []string
+	for line := range strings.SplitSeq(snmpXML, "\n") {
+		if !strings.Contains(line, `name="tarpit"`) && !strings.Contains(line, `name="evasion"`) {
+			kept = append(kept, line)
+		}
+	}
+	return strings.Join(kept, "\n")
+}
+
 // NeedRoot skips the test when not root, and fails it under CI.
 func NeedRoot(t testing.TB) {
 	t.Helper()
